@@ -1,0 +1,101 @@
+//! Command-line flags of `tidal-agent`. Every flag has an environment-variable twin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// What the agent covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Every pod on the node (deployed as a DaemonSet).
+    Daemonset,
+    /// Only the agent's own pod (deployed as a sidecar).
+    Sidecar,
+}
+
+/// tidal-agent: samples node and container CPU/memory and Kafka lag, exports Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(name = "tidal-agent", version, about, long_about = None)]
+pub struct Cli {
+    /// Address the metrics/health server listens on.
+    #[arg(long, env = "TIDAL_AGENT_LISTEN", default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+
+    /// Seconds between two samples (fractions allowed, minimum 0.1).
+    #[arg(long, env = "TIDAL_AGENT_INTERVAL_SECONDS", default_value_t = 1.0)]
+    pub interval_seconds: f64,
+
+    /// Root of the proc file system (the DaemonSet mounts the host's under /host/proc).
+    #[arg(long, env = "TIDAL_AGENT_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
+    /// Root of the cgroup file system (the DaemonSet mounts the host's under /host/sys/fs/cgroup).
+    #[arg(
+        long,
+        env = "TIDAL_AGENT_CGROUP_ROOT",
+        default_value = "/sys/fs/cgroup"
+    )]
+    pub cgroup_root: PathBuf,
+
+    /// daemonset: every pod on the node; sidecar: only this pod.
+    #[arg(long, env = "TIDAL_AGENT_MODE", value_enum, default_value_t = Mode::Daemonset)]
+    pub mode: Mode,
+
+    /// Name of this node (the DaemonSet sets it from the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+}
+
+/// A flag value that cannot be used, naming the flag.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CliError {
+    #[error("--interval-seconds (TIDAL_AGENT_INTERVAL_SECONDS) must be a number >= 0.1, got {0}")]
+    Interval(f64),
+}
+
+impl Cli {
+    /// Checks values clap cannot check by type.
+    pub fn validate(&self) -> Result<(), CliError> {
+        if !self.interval_seconds.is_finite() || self.interval_seconds < 0.1 {
+            return Err(CliError::Interval(self.interval_seconds));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let cli = Cli::try_parse_from(["tidal-agent"]).expect("defaults parse");
+        assert_eq!(cli.listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(cli.mode, Mode::Daemonset);
+        assert_eq!(cli.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_interval_names_the_flag() {
+        let cli = Cli::try_parse_from(["tidal-agent", "--interval-seconds", "0"]).expect("parses");
+        let err = cli.validate().expect_err("0 is rejected").to_string();
+        assert!(err.contains("--interval-seconds"), "{err}");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        // Every flag has an env-var twin.
+        for arg in Cli::command().get_arguments() {
+            if arg.get_long().is_some() && !matches!(arg.get_id().as_str(), "help" | "version") {
+                assert!(
+                    arg.get_env().is_some(),
+                    "--{} has no env twin",
+                    arg.get_id()
+                );
+            }
+        }
+    }
+}

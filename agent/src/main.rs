@@ -1,0 +1,110 @@
+//! `tidal-agent`: the per-node sampler and exporter.
+//!
+//! The binary parses its flags (see [`tidal_agent::cli`]), detects the cgroup hierarchy,
+//! starts the pod watch when the API is reachable, runs the sampling loop on its own thread
+//! and serves `/healthz`, `/readyz` and `/metrics`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tidal_agent::cli::{Cli, Mode};
+use tidal_agent::pods::{self, PodIndex};
+use tidal_agent::sampler::Sampler;
+use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
+use tidal_agent::samplers::node::NodeSampler;
+use tidal_agent::server;
+use tidal_agent::snapshot::{Runner, Shared};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    cli.validate()?;
+    tracing::info!(
+        build = %tidal_core::build::describe("tidal-agent"),
+        listen = %cli.listen,
+        mode = ?cli.mode,
+        proc_root = %cli.proc_root.display(),
+        cgroup_root = %cli.cgroup_root.display(),
+        "starting"
+    );
+
+    let pods = start_pod_watch(&cli).await;
+    let mut samplers: Vec<Box<dyn Sampler>> = vec![Box::new(NodeSampler::new(&cli.proc_root))];
+    match Hierarchy::detect(&cli.cgroup_root) {
+        Ok(h) => {
+            tracing::info!(mode = ?h.mode(), hierarchy = ?h, "cgroup hierarchy detected");
+            let scope = match cli.mode {
+                Mode::Daemonset => Scope::Node,
+                Mode::Sidecar => Scope::OwnPod {
+                    proc_root: cli.proc_root.clone(),
+                },
+            };
+            samplers.push(Box::new(CgroupSampler::new(
+                h,
+                scope,
+                pods.clone().unwrap_or_default(),
+            )));
+        }
+        Err(e) => tracing::warn!(error = %e, "no cgroup hierarchy: only node series are exported"),
+    }
+
+    let shared = Shared::default();
+    let runner = Runner::new(samplers, pods, shared.clone());
+    let interval = Duration::from_secs_f64(cli.interval_seconds);
+    std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || runner.run_forever(interval))
+        .context("starting the sampling thread")?;
+
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", cli.listen))?;
+    server::serve(listener, shared, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts watching this node's pods, or says once why series will be labelled by UID only.
+async fn start_pod_watch(cli: &Cli) -> Option<PodIndex> {
+    let Some(node) = cli.node_name.clone() else {
+        tracing::info!(
+            "no --node-name (NODE_NAME): pod metadata disabled; series are labelled by pod UID"
+        );
+        return None;
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(
+                error = %e,
+                "no Kubernetes API access (no kubeconfig, not in a cluster): series are labelled by pod UID, or by cgroup path outside Kubernetes"
+            );
+            return None;
+        }
+    };
+    let index = PodIndex::default();
+    tokio::spawn(pods::watch(client, node, index.clone()));
+    Some(index)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,307 @@
+//! The snapshot: everything `/metrics` shows, rebuilt by the sampling loop and swapped
+//! atomically (an `Arc` replaced under a lock held only for the swap).
+//!
+//! Scrapes never do I/O: [`SnapshotCollector`] (a prometheus-client `Collector`) encodes the
+//! current `Arc<Snapshot>`. The loop ([`Runner`]) runs every sampler once per interval, adds
+//! the self-metrics (`tidal_agent_sampler_duration_seconds`, `tidal_agent_sampler_success`,
+//! `tidal_agent_sample_errors_total`, `tidal_agent_pod_metadata_synced`) and publishes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use tidal_core::schema;
+
+use crate::buffer::{Buffer, Family, Kind};
+use crate::pods::PodIndex;
+use crate::sampler::Sampler;
+
+/// What one pass of the loop produced.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub families: BTreeMap<&'static str, Family>,
+}
+
+/// The published snapshot and the readiness flag, shared with the server.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    snap: Arc<RwLock<Arc<Snapshot>>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// The current snapshot (cheap: clones an `Arc`).
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.snap.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Publishes a new snapshot and marks the agent ready.
+    pub fn store(&self, snap: Snapshot) {
+        let snap = Arc::new(snap);
+        if let Ok(mut s) = self.snap.write() {
+            *s = snap;
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// True once the first complete pass has been published.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Encodes the current snapshot on every scrape.
+#[derive(Debug)]
+pub struct SnapshotCollector(pub Shared);
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.0.load();
+        for (name, fam) in &snap.families {
+            let (base, ty) = match fam.kind {
+                // prometheus-client appends `_total` to counter samples itself.
+                Kind::Counter => (
+                    name.strip_suffix("_total").unwrap_or(name),
+                    MetricType::Counter,
+                ),
+                Kind::Gauge => (*name, MetricType::Gauge),
+            };
+            let mut metric = encoder.encode_descriptor(base, fam.help, None, ty)?;
+            // A single unlabelled series is written without `{}`.
+            if let [(labels, v)] = fam.samples.as_slice()
+                && labels.is_empty()
+            {
+                match fam.kind {
+                    Kind::Counter => ConstCounter::new(*v).encode(metric)?,
+                    Kind::Gauge => ConstGauge::new(*v).encode(metric)?,
+                }
+                continue;
+            }
+            for (labels, v) in &fam.samples {
+                let series = metric.encode_family(labels)?;
+                match fam.kind {
+                    Kind::Counter => ConstCounter::new(*v).encode(series)?,
+                    Kind::Gauge => ConstGauge::new(*v).encode(series)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the samplers and publishes snapshots.
+pub struct Runner {
+    samplers: Vec<Box<dyn Sampler>>,
+    errors: BTreeMap<(&'static str, &'static str), u64>,
+    failing: HashSet<&'static str>,
+    pods: Option<PodIndex>,
+    shared: Shared,
+}
+
+impl Runner {
+    /// A runner publishing to `shared`; `pods` is set when the pod watch runs.
+    pub fn new(samplers: Vec<Box<dyn Sampler>>, pods: Option<PodIndex>, shared: Shared) -> Self {
+        Self {
+            samplers,
+            errors: BTreeMap::new(),
+            failing: HashSet::new(),
+            pods,
+            shared,
+        }
+    }
+
+    fn count_error(
+        &mut self,
+        sampler: &'static str,
+        reason: &'static str,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let n = self.errors.entry((sampler, reason)).or_insert(0);
+        *n += 1;
+        // Rate-limited: the first error of each kind is a warning, the rest are debug.
+        if *n == 1 {
+            tracing::warn!(sampler, reason, error = %detail, "sampling error (repeats logged at debug)");
+        } else {
+            tracing::debug!(sampler, reason, error = %detail, "sampling error");
+        }
+    }
+
+    /// Runs every sampler once, as of `at`, and publishes the result.
+    pub fn run_once(&mut self, at: Instant) {
+        let mut families: BTreeMap<&'static str, Family> = BTreeMap::new();
+        let mut durations = Vec::new();
+        let mut successes = Vec::new();
+        for i in 0..self.samplers.len() {
+            let sampler = &mut self.samplers[i];
+            let name = sampler.name();
+            let mut buf = Buffer::new(at);
+            let start = Instant::now();
+            let result = sampler.sample(&mut buf);
+            durations.push((name, start.elapsed().as_secs_f64()));
+            let (fams, errs) = buf.into_parts();
+            for (k, mut fam) in fams {
+                families
+                    .entry(k)
+                    .and_modify(|f| f.samples.append(&mut fam.samples))
+                    .or_insert(fam);
+            }
+            for reason in errs {
+                self.count_error(name, reason, &"see debug log for the path");
+            }
+            match result {
+                Ok(()) => {
+                    if self.failing.remove(name) {
+                        tracing::info!(sampler = name, "sampler recovered");
+                    }
+                    successes.push((name, 1.0));
+                }
+                Err(e) => {
+                    if self.failing.insert(name) {
+                        tracing::warn!(sampler = name, reason = e.reason(), error = %e, "sampler failed");
+                    }
+                    let n = self.errors.entry((name, e.reason())).or_insert(0);
+                    *n += 1;
+                    successes.push((name, 0.0));
+                }
+            }
+        }
+        let mut b = Buffer::new(at);
+        for (name, secs) in durations {
+            b.gauge(
+                schema::AGENT_SAMPLER_DURATION_SECONDS,
+                "Duration of the last run of each sampler.",
+                vec![("sampler", name.to_string())],
+                secs,
+            );
+        }
+        for (name, ok) in successes {
+            b.gauge(
+                schema::AGENT_SAMPLER_SUCCESS,
+                "1 if the last run of the sampler succeeded, else 0.",
+                vec![("sampler", name.to_string())],
+                ok,
+            );
+        }
+        for ((sampler, reason), n) in &self.errors {
+            b.counter(
+                schema::AGENT_SAMPLE_ERRORS_TOTAL,
+                "Errors met while sampling, by sampler and reason.",
+                vec![
+                    ("sampler", sampler.to_string()),
+                    ("reason", reason.to_string()),
+                ],
+                *n as f64,
+            );
+        }
+        if let Some(pods) = &self.pods {
+            b.gauge(
+                schema::AGENT_POD_METADATA_SYNCED,
+                "1 once the pod watch has listed this node's pods.",
+                vec![],
+                if pods.synced() { 1.0 } else { 0.0 },
+            );
+        }
+        families.extend(b.into_parts().0);
+        self.shared.store(Snapshot { families });
+    }
+
+    /// Runs forever on the current thread, one pass per `interval`.
+    pub fn run_forever(mut self, interval: Duration) {
+        loop {
+            let start = Instant::now();
+            self.run_once(start);
+            std::thread::sleep(interval.saturating_sub(start.elapsed()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::SampleError;
+    use crate::samplers::cgroup::CgroupError;
+    use prometheus_client::registry::Registry;
+
+    struct Fake(u32);
+    impl Sampler for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn sample(&mut self, buf: &mut Buffer) -> Result<(), SampleError> {
+            self.0 += 1;
+            buf.counter(
+                schema::CONTAINER_CPU_USAGE_SECONDS_TOTAL,
+                "h",
+                vec![("pod", "p".into())],
+                1.5,
+            );
+            buf.gauge(schema::NODE_LOAD1, "h", vec![], 0.25);
+            buf.error("vanished");
+            if self.0 == 2 {
+                return Err(CgroupError::NoHierarchy { root: "/x".into() }.into());
+            }
+            Ok(())
+        }
+    }
+
+    fn encode(shared: &Shared) -> String {
+        let mut reg = Registry::default();
+        reg.register_collector(Box::new(SnapshotCollector(shared.clone())));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn snapshot_is_published_and_encoded_with_self_metrics() {
+        let shared = Shared::default();
+        assert!(!shared.ready());
+        let mut r = Runner::new(vec![Box::new(Fake(0))], None, shared.clone());
+        r.run_once(Instant::now());
+        assert!(shared.ready());
+        let body = encode(&shared);
+        assert!(
+            body.contains("# TYPE container_cpu_usage_seconds counter\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("container_cpu_usage_seconds_total{pod=\"p\"} 1.5\n"),
+            "{body}"
+        );
+        assert!(body.contains("node_load1 0.25\n"), "{body}");
+        assert!(
+            body.contains("tidal_agent_sampler_success{sampler=\"fake\"} 1.0\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "tidal_agent_sample_errors_total{sampler=\"fake\",reason=\"vanished\"} 1.0\n"
+            ),
+            "{body}"
+        );
+        r.run_once(Instant::now());
+        let body = encode(&shared);
+        assert!(
+            body.contains("tidal_agent_sampler_success{sampler=\"fake\"} 0.0\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "tidal_agent_sample_errors_total{sampler=\"fake\",reason=\"no_hierarchy\"} 1.0\n"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "tidal_agent_sample_errors_total{sampler=\"fake\",reason=\"vanished\"} 2.0\n"
+            ),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The metric-name schema: every series Tidal exports, named once.
+//!
+//! The agent and the scaler register their metrics with these names, and the dashboard and
+//! alert-rule tests read them from here, so a rename cannot silently break a query.
+//! Conventions (see `docs/design.md`): prefixes `tidal_agent_` / `tidal_scaler_`, counters end
+//! in `_total`, base units only (`_seconds`, `_bytes`, ratios 0–1). Container series keep the
+//! kubelet/cAdvisor names so existing queries carry over.
+
+/// Prefix of every agent self-metric.
+pub const AGENT_PREFIX: &str = "tidal_agent_";
+/// Prefix of every scaler self-metric.
+pub const SCALER_PREFIX: &str = "tidal_scaler_";
+
+/// `tidal_agent_build_info{version}`: always 1.
+pub const AGENT_BUILD_INFO: &str = "tidal_agent_build_info";
+/// `tidal_scaler_build_info{version}`: always 1.
+pub const SCALER_BUILD_INFO: &str = "tidal_scaler_build_info";
+
+// ---- Agent: node series (node_exporter names where the rules allow them) ----
+
+/// `node_cpu_seconds_total{cpu, mode}`: seconds each CPU spent in each mode (node_exporter name).
+pub const NODE_CPU_SECONDS_TOTAL: &str = "node_cpu_seconds_total";
+/// `node_load1`: 1-minute load average (node_exporter name).
+pub const NODE_LOAD1: &str = "node_load1";
+/// `node_load5`: 5-minute load average (node_exporter name).
+pub const NODE_LOAD5: &str = "node_load5";
+/// `node_load15`: 15-minute load average (node_exporter name).
+pub const NODE_LOAD15: &str = "node_load15";
+/// `node_pressure_cpu_waiting_seconds_total`: PSI cpu "some" stall time (node_exporter name).
+pub const NODE_PRESSURE_CPU_WAITING: &str = "node_pressure_cpu_waiting_seconds_total";
+/// `node_pressure_memory_waiting_seconds_total`: PSI memory "some" stall time.
+pub const NODE_PRESSURE_MEMORY_WAITING: &str = "node_pressure_memory_waiting_seconds_total";
+/// `node_pressure_memory_stalled_seconds_total`: PSI memory "full" stall time.
+pub const NODE_PRESSURE_MEMORY_STALLED: &str = "node_pressure_memory_stalled_seconds_total";
+/// `node_pressure_io_waiting_seconds_total`: PSI io "some" stall time.
+pub const NODE_PRESSURE_IO_WAITING: &str = "node_pressure_io_waiting_seconds_total";
+/// `node_pressure_io_stalled_seconds_total`: PSI io "full" stall time.
+pub const NODE_PRESSURE_IO_STALLED: &str = "node_pressure_io_stalled_seconds_total";
+/// `tidal_agent_node_memory_total_bytes`: MemTotal.
+pub const AGENT_NODE_MEMORY_TOTAL: &str = "tidal_agent_node_memory_total_bytes";
+/// `tidal_agent_node_memory_available_bytes`: MemAvailable.
+pub const AGENT_NODE_MEMORY_AVAILABLE: &str = "tidal_agent_node_memory_available_bytes";
+/// `tidal_agent_node_memory_used_bytes`: MemTotal - MemAvailable.
+pub const AGENT_NODE_MEMORY_USED: &str = "tidal_agent_node_memory_used_bytes";
+/// `tidal_agent_node_cpu_utilization_ratio`: busy CPU time / all CPU time between two samples.
+pub const AGENT_NODE_CPU_UTILIZATION: &str = "tidal_agent_node_cpu_utilization_ratio";
+/// `tidal_agent_node_memory_utilization_ratio`: used / total memory.
+pub const AGENT_NODE_MEMORY_UTILIZATION: &str = "tidal_agent_node_memory_utilization_ratio";
+
+// ---- Agent: container series (kubelet/cAdvisor names and semantics) ----
+
+/// `container_cpu_usage_seconds_total`: cumulative CPU time (kubelet `/metrics/resource`).
+pub const CONTAINER_CPU_USAGE_SECONDS_TOTAL: &str = "container_cpu_usage_seconds_total";
+/// `container_memory_working_set_bytes`: usage - inactive_file, floored at 0 (kubelet).
+pub const CONTAINER_MEMORY_WORKING_SET_BYTES: &str = "container_memory_working_set_bytes";
+/// `container_memory_rss`: anonymous memory, bytes (cAdvisor name, no unit suffix upstream).
+pub const CONTAINER_MEMORY_RSS: &str = "container_memory_rss";
+/// `container_memory_cache`: page cache, bytes (cAdvisor name, no unit suffix upstream).
+pub const CONTAINER_MEMORY_CACHE: &str = "container_memory_cache";
+/// `container_cpu_cfs_periods_total`: elapsed CFS enforcement periods (cAdvisor).
+pub const CONTAINER_CPU_CFS_PERIODS_TOTAL: &str = "container_cpu_cfs_periods_total";
+/// `container_cpu_cfs_throttled_periods_total`: throttled CFS periods (cAdvisor).
+pub const CONTAINER_CPU_CFS_THROTTLED_PERIODS_TOTAL: &str =
+    "container_cpu_cfs_throttled_periods_total";
+/// `container_cpu_cfs_throttled_seconds_total`: total throttled time (cAdvisor).
+pub const CONTAINER_CPU_CFS_THROTTLED_SECONDS_TOTAL: &str =
+    "container_cpu_cfs_throttled_seconds_total";
+/// `container_pressure_cpu_waiting_seconds_total`: PSI cpu "some" (cAdvisor name).
+pub const CONTAINER_PRESSURE_CPU_WAITING: &str = "container_pressure_cpu_waiting_seconds_total";
+/// `container_pressure_cpu_stalled_seconds_total`: PSI cpu "full" (cAdvisor name).
+pub const CONTAINER_PRESSURE_CPU_STALLED: &str = "container_pressure_cpu_stalled_seconds_total";
+/// `container_pressure_memory_waiting_seconds_total`: PSI memory "some" (cAdvisor name).
+pub const CONTAINER_PRESSURE_MEMORY_WAITING: &str =
+    "container_pressure_memory_waiting_seconds_total";
+/// `container_pressure_memory_stalled_seconds_total`: PSI memory "full" (cAdvisor name).
+pub const CONTAINER_PRESSURE_MEMORY_STALLED: &str =
+    "container_pressure_memory_stalled_seconds_total";
+/// `container_pressure_io_waiting_seconds_total`: PSI io "some" (cAdvisor name).
+pub const CONTAINER_PRESSURE_IO_WAITING: &str = "container_pressure_io_waiting_seconds_total";
+/// `container_pressure_io_stalled_seconds_total`: PSI io "full" (cAdvisor name).
+pub const CONTAINER_PRESSURE_IO_STALLED: &str = "container_pressure_io_stalled_seconds_total";
+
+/// `tidal_agent_container_cpu_usage_cores`: CPU rate between the last two samples.
+pub const AGENT_CONTAINER_CPU_USAGE_CORES: &str = "tidal_agent_container_cpu_usage_cores";
+/// `tidal_agent_container_cpu_request_cores`: CPU request from the pod spec.
+pub const AGENT_CONTAINER_CPU_REQUEST_CORES: &str = "tidal_agent_container_cpu_request_cores";
+/// `tidal_agent_container_cpu_limit_cores`: CPU limit (pod spec, else the cgroup's CFS quota).
+pub const AGENT_CONTAINER_CPU_LIMIT_CORES: &str = "tidal_agent_container_cpu_limit_cores";
+/// `tidal_agent_container_memory_request_bytes`: memory request from the pod spec.
+pub const AGENT_CONTAINER_MEMORY_REQUEST_BYTES: &str = "tidal_agent_container_memory_request_bytes";
+/// `tidal_agent_container_memory_limit_bytes`: memory limit (pod spec, else the cgroup's).
+pub const AGENT_CONTAINER_MEMORY_LIMIT_BYTES: &str = "tidal_agent_container_memory_limit_bytes";
+/// `tidal_agent_container_cpu_request_utilization_ratio`: CPU rate / request (may exceed 1).
+pub const AGENT_CONTAINER_CPU_REQUEST_UTILIZATION: &str =
+    "tidal_agent_container_cpu_request_utilization_ratio";
+/// `tidal_agent_container_cpu_limit_utilization_ratio`: CPU rate / limit.
+pub const AGENT_CONTAINER_CPU_LIMIT_UTILIZATION: &str =
+    "tidal_agent_container_cpu_limit_utilization_ratio";
+/// `tidal_agent_container_memory_request_utilization_ratio`: working set / request.
+pub const AGENT_CONTAINER_MEMORY_REQUEST_UTILIZATION: &str =
+    "tidal_agent_container_memory_request_utilization_ratio";
+/// `tidal_agent_container_memory_limit_utilization_ratio`: working set / limit.
+pub const AGENT_CONTAINER_MEMORY_LIMIT_UTILIZATION: &str =
+    "tidal_agent_container_memory_limit_utilization_ratio";
+
+// ---- Agent: self-metrics ----
+
+/// `tidal_agent_sampler_duration_seconds{sampler}`: how long the last run of a sampler took.
+pub const AGENT_SAMPLER_DURATION_SECONDS: &str = "tidal_agent_sampler_duration_seconds";
+/// `tidal_agent_sampler_success{sampler}`: 1 if the last run of a sampler succeeded, else 0.
+pub const AGENT_SAMPLER_SUCCESS: &str = "tidal_agent_sampler_success";
+/// `tidal_agent_sample_errors_total{sampler, reason}`: errors met while sampling.
+pub const AGENT_SAMPLE_ERRORS_TOTAL: &str = "tidal_agent_sample_errors_total";
+/// `tidal_agent_pod_metadata_synced`: 1 once the pod watch has listed this node's pods.
+pub const AGENT_POD_METADATA_SYNCED: &str = "tidal_agent_pod_metadata_synced";
+
+/// Every name in the schema, for tests that check naming rules.
+pub const ALL: &[&str] = &[
+    AGENT_BUILD_INFO,
+    SCALER_BUILD_INFO,
+    NODE_CPU_SECONDS_TOTAL,
+    NODE_LOAD1,
+    NODE_LOAD5,
+    NODE_LOAD15,
+    NODE_PRESSURE_CPU_WAITING,
+    NODE_PRESSURE_MEMORY_WAITING,
+    NODE_PRESSURE_MEMORY_STALLED,
+    NODE_PRESSURE_IO_WAITING,
+    NODE_PRESSURE_IO_STALLED,
+    AGENT_NODE_MEMORY_TOTAL,
+    AGENT_NODE_MEMORY_AVAILABLE,
+    AGENT_NODE_MEMORY_USED,
+    AGENT_NODE_CPU_UTILIZATION,
+    AGENT_NODE_MEMORY_UTILIZATION,
+    CONTAINER_CPU_USAGE_SECONDS_TOTAL,
+    CONTAINER_MEMORY_WORKING_SET_BYTES,
+    CONTAINER_MEMORY_RSS,
+    CONTAINER_MEMORY_CACHE,
+    CONTAINER_CPU_CFS_PERIODS_TOTAL,
+    CONTAINER_CPU_CFS_THROTTLED_PERIODS_TOTAL,
+    CONTAINER_CPU_CFS_THROTTLED_SECONDS_TOTAL,
+    CONTAINER_PRESSURE_CPU_WAITING,
+    CONTAINER_PRESSURE_CPU_STALLED,
+    CONTAINER_PRESSURE_MEMORY_WAITING,
+    CONTAINER_PRESSURE_MEMORY_STALLED,
+    CONTAINER_PRESSURE_IO_WAITING,
+    CONTAINER_PRESSURE_IO_STALLED,
+    AGENT_CONTAINER_CPU_USAGE_CORES,
+    AGENT_CONTAINER_CPU_REQUEST_CORES,
+    AGENT_CONTAINER_CPU_LIMIT_CORES,
+    AGENT_CONTAINER_MEMORY_REQUEST_BYTES,
+    AGENT_CONTAINER_MEMORY_LIMIT_BYTES,
+    AGENT_CONTAINER_CPU_REQUEST_UTILIZATION,
+    AGENT_CONTAINER_CPU_LIMIT_UTILIZATION,
+    AGENT_CONTAINER_MEMORY_REQUEST_UTILIZATION,
+    AGENT_CONTAINER_MEMORY_LIMIT_UTILIZATION,
+    AGENT_SAMPLER_DURATION_SECONDS,
+    AGENT_SAMPLER_SUCCESS,
+    AGENT_SAMPLE_ERRORS_TOTAL,
+    AGENT_POD_METADATA_SYNCED,
+];
+
+/// Checks a metric name against the project's naming rules. Returns the broken rule.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if !(name.starts_with(AGENT_PREFIX)
+        || name.starts_with(SCALER_PREFIX)
+        || name.starts_with("container_")
+        || name.starts_with("node_"))
+    {
+        return Err("name must start with tidal_agent_, tidal_scaler_, container_ or node_");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err("name must be lower snake case");
+    }
+    if name.ends_with("_percent") || name.ends_with("_milliseconds") || name.ends_with("_kb") {
+        return Err("name must use base units (ratios, _seconds, _bytes)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_name_follows_the_rules() {
+        for name in ALL {
+            assert_eq!(check_name(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn schema_names_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in ALL {
+            assert!(seen.insert(*name), "{name} is listed twice");
+        }
+    }
+
+    #[test]
+    fn rules_reject_bad_names() {
+        assert!(check_name("agent_cpu").is_err());
+        assert!(check_name("tidal_agent_CPU").is_err());
+        assert!(check_name("tidal_agent_latency_milliseconds").is_err());
+        assert!(check_name("tidal_agent_cpu_percent").is_err());
+    }
+}

@@ -1,0 +1,330 @@
+//! tidal-agent against the real stack: pods on a KWOK node, pod-shaped cgroups on this
+//! machine, the agent binary watching that node through the real kube-apiserver.
+//!
+//! KWOK pods have no containers, so the test creates the cgroups the kubelet would have made
+//! (cgroupfs driver: `kubepods/<qos>/pod<uid>/<container id>`, in every mounted hierarchy) and
+//! sets `status.containerStatuses[].containerID` the way a kubelet reports it (KWOK v0.7's
+//! built-in stages leave it unset). It then scrapes the agent and checks that the series carry
+//! namespace, pod, container, pod_uid and qos_class labels and the spec's requests.
+//!
+//! Needs root (to create cgroups) and the agent binary (`cargo build --bins`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use tidal_e2e::{ChildGuard, Stack, free_port, unique, wait_for, workspace_bin};
+
+type R = anyhow::Result<()>;
+
+/// Deletes the namespace when the test ends, pass or fail.
+struct NsGuard(Api<Namespace>, String);
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        let (api, name) = (self.0.clone(), self.1.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(api.delete(&name, &DeleteParams::background()));
+            }
+        })
+        .join();
+    }
+}
+
+/// Removes the created cgroup directories, deepest first.
+struct CgroupGuard(Vec<PathBuf>);
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// The hierarchies pods live in: the v2 root, or the v1 cpu/cpuacct/memory controllers plus
+/// a hybrid host's `unified` tree.
+fn hierarchies(root: &Path) -> Vec<PathBuf> {
+    if root.join("cgroup.controllers").is_file() {
+        return vec![root.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = ["cpu,cpuacct", "cpu", "cpuacct", "memory", "unified"]
+        .iter()
+        .map(|n| root.join(n))
+        .filter(|p| p.is_dir())
+        .collect();
+    v.dedup();
+    v
+}
+
+fn mkdirs(bases: &[PathBuf], rel: &Path, guard: &mut CgroupGuard) -> anyhow::Result<()> {
+    for base in bases {
+        let mut p = base.clone();
+        for comp in rel.components() {
+            p.push(comp);
+            if !p.exists() {
+                std::fs::create_dir(&p)
+                    .map_err(|e| anyhow::anyhow!("mkdir {} (needs root): {e}", p.display()))?;
+                guard.0.push(p.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pod(name: &str, node: &str, resources: serde_json::Value) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1", "resources": resources}]
+        }
+    }))?)
+}
+
+/// Waits for KWOK to mark the pod running, then records `containerID` like a kubelet would.
+async fn set_container_id(pods: &Api<Pod>, name: &str, id: &str) -> anyhow::Result<()> {
+    for _ in 0..20 {
+        let mut p = wait_for(
+            &format!("pod {name} running"),
+            Duration::from_secs(60),
+            || async {
+                let p = pods.get(name).await.ok()?;
+                let running = p
+                    .status
+                    .as_ref()?
+                    .container_statuses
+                    .as_ref()?
+                    .iter()
+                    .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+                running.then_some(p)
+            },
+        )
+        .await?;
+        if let Some(cs) = p
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
+            for c in cs.iter_mut() {
+                c.container_id = Some(format!("containerd://{id}"));
+            }
+        }
+        match pods.replace_status(name, &PostParams::default(), &p).await {
+            Ok(_) => return Ok(()),
+            // A concurrent KWOK update: read again and retry.
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("could not set containerID on {name}")
+}
+
+/// The value of the first sample of `metric` whose line contains every label in `want`.
+fn find(body: &str, metric: &str, want: &[String]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| want.iter().all(|w| l.contains(w.as_str())))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn agent_labels_kwok_pods_from_the_api() -> R {
+    let stack = Stack::load()?;
+    let client = stack.admin_client().await?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let bin = workspace_bin("tidal-agent");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        bin.display()
+    );
+
+    let ns = unique("agent-kwok");
+    let ns_api: Api<Namespace> = Api::all(client.clone());
+    ns_api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+        )
+        .await?;
+    let _ns_guard = NsGuard(ns_api, ns.clone());
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "default serviceaccount",
+        Duration::from_secs(30),
+        || async { sa.get_opt("default").await.ok().flatten() },
+    )
+    .await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let burst = pods
+        .create(
+            &PostParams::default(),
+            &pod(
+                "burst",
+                &node,
+                json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m"}}),
+            )?,
+        )
+        .await?;
+    let guar = pods
+        .create(
+            &PostParams::default(),
+            &pod("guar", &node, json!({"requests": {"cpu": "200m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "32Mi"}}))?,
+        )
+        .await?;
+    let uid = |p: &Pod| {
+        p.metadata
+            .uid
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("pod without uid"))
+    };
+    let (burst_uid, guar_uid) = (uid(&burst)?, uid(&guar)?);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let burst_cid = format!("{:064x}", nanos);
+    let guar_cid = format!("{:064x}", nanos + 1);
+    set_container_id(&pods, "burst", &burst_cid).await?;
+    set_container_id(&pods, "guar", &guar_cid).await?;
+
+    let bases = hierarchies(Path::new("/sys/fs/cgroup"));
+    anyhow::ensure!(
+        !bases.is_empty(),
+        "no cgroup hierarchy mounted under /sys/fs/cgroup"
+    );
+    let mut cg = CgroupGuard(Vec::new());
+    mkdirs(
+        &bases,
+        &PathBuf::from(format!("kubepods/burstable/pod{burst_uid}/{burst_cid}")),
+        &mut cg,
+    )?;
+    mkdirs(
+        &bases,
+        &PathBuf::from(format!("kubepods/pod{guar_uid}/{guar_cid}")),
+        &mut cg,
+    )?;
+    // A pod with a cgroup but no API object: exported, labelled by UID.
+    let orphan_uid = "00000000-0000-4000-8000-0000000000aa";
+    mkdirs(
+        &bases,
+        &PathBuf::from(format!("kubepods/besteffort/pod{orphan_uid}")),
+        &mut cg,
+    )?;
+
+    let port = free_port()?;
+    let kubeconfig = stack.var("TIDAL_KUBECONFIG")?.to_string();
+    let _agent = ChildGuard::spawn(
+        Command::new(&bin)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--interval-seconds",
+                "0.5",
+            ])
+            .args(["--node-name", &node])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info"),
+    )?;
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let l = |k: &str, v: &str| format!("{k}=\"{v}\"");
+    let burst_app = vec![
+        l("namespace", &ns),
+        l("pod", "burst"),
+        l("container", "app"),
+        l("pod_uid", &burst_uid),
+        l("qos_class", "Burstable"),
+    ];
+    let body = wait_for(
+        "agent series labelled from the API",
+        Duration::from_secs(60),
+        || {
+            let (http, url, want) = (http.clone(), url.clone(), burst_app.clone());
+            async move {
+                let body = http.get(&url).send().await.ok()?.text().await.ok()?;
+                find(&body, "container_memory_working_set_bytes", &want).map(|_| body)
+            }
+        },
+    )
+    .await?;
+
+    assert_eq!(
+        find(&body, "container_cpu_usage_seconds_total", &burst_app),
+        Some(0.0),
+        "empty cgroup"
+    );
+    assert_eq!(
+        find(&body, "tidal_agent_container_cpu_request_cores", &burst_app),
+        Some(0.1)
+    );
+    assert_eq!(
+        find(&body, "tidal_agent_container_cpu_limit_cores", &burst_app),
+        Some(0.5)
+    );
+    assert_eq!(
+        find(
+            &body,
+            "tidal_agent_container_memory_request_bytes",
+            &burst_app
+        ),
+        Some(67_108_864.0)
+    );
+    let guar_app = vec![
+        l("namespace", &ns),
+        l("pod", "guar"),
+        l("container", "app"),
+        l("qos_class", "Guaranteed"),
+    ];
+    assert!(
+        find(&body, "container_memory_working_set_bytes", &guar_app).is_some(),
+        "{body}"
+    );
+    assert_eq!(
+        find(&body, "tidal_agent_container_memory_limit_bytes", &guar_app),
+        Some(33_554_432.0)
+    );
+    // Pod-level series: container="".
+    let guar_pod = vec![
+        l("pod", "guar"),
+        l("container", ""),
+        l("qos_class", "Guaranteed"),
+    ];
+    assert!(
+        find(&body, "container_cpu_usage_seconds_total", &guar_pod).is_some(),
+        "{body}"
+    );
+    let orphan = vec![
+        l("namespace", ""),
+        l("pod", ""),
+        l("pod_uid", orphan_uid),
+        l("qos_class", "BestEffort"),
+    ];
+    assert!(
+        find(&body, "container_memory_working_set_bytes", &orphan).is_some(),
+        "{body}"
+    );
+    assert!(body.contains("tidal_agent_pod_metadata_synced 1"), "{body}");
+    assert!(
+        body.contains("tidal_agent_sampler_success{sampler=\"cgroup\"} 1"),
+        "{body}"
+    );
+
+    let ready = http
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await?;
+    assert_eq!(ready.status().as_u16(), 200);
+    Ok(())
+}
