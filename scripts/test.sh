@@ -22,7 +22,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "unit and fixture tests"
-cargo test --workspace --exclude tidal-e2e --locked
+timeout "${TIDAL_UNIT_TIMEOUT:-1200}" cargo test --workspace --exclude tidal-e2e --locked
 
 step "building binaries for the stack tests"
 cargo build --workspace --bins --locked
@@ -55,6 +55,7 @@ else
 fi
 
 step "tests against the real stack (tidal-e2e)"
-cargo test -p tidal-e2e --locked -- --test-threads=2
+# Bounded: a hung test must fail the run, not hold CI until its 90-minute limit.
+timeout "${TIDAL_E2E_TIMEOUT:-1200}" cargo test -p tidal-e2e --locked -- --test-threads=2
 
 step "all tests passed in $(($(date +%s) - _t0))s"

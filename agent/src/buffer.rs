@@ -32,6 +32,7 @@ pub struct Buffer {
     at: Instant,
     families: BTreeMap<&'static str, Family>,
     errors: Vec<&'static str>,
+    details: Vec<String>,
 }
 
 impl Buffer {
@@ -41,6 +42,7 @@ impl Buffer {
             at,
             families: BTreeMap::new(),
             errors: Vec::new(),
+            details: Vec::new(),
         }
     }
 
@@ -76,7 +78,13 @@ impl Buffer {
 
     /// Records an error that did not fail the whole run (its fixed reason label).
     pub fn error(&mut self, reason: &'static str) {
+        self.error_detail(reason, String::new());
+    }
+
+    /// Records an error with a human-readable detail (path, cause) for the log.
+    pub fn error_detail(&mut self, reason: &'static str, detail: impl std::fmt::Display) {
         self.errors.push(reason);
+        self.details.push(detail.to_string());
     }
 
     /// The families collected so far.
@@ -89,9 +97,13 @@ impl Buffer {
         &self.errors
     }
 
-    /// Splits into families and errors.
-    pub fn into_parts(self) -> (BTreeMap<&'static str, Family>, Vec<&'static str>) {
-        (self.families, self.errors)
+    /// Splits into families and `(reason, detail)` errors.
+    #[allow(clippy::type_complexity)]
+    pub fn into_parts(self) -> (BTreeMap<&'static str, Family>, Vec<(&'static str, String)>) {
+        (
+            self.families,
+            self.errors.into_iter().zip(self.details).collect(),
+        )
     }
 
     /// The value of the series `name` whose labels include every pair of `want`.

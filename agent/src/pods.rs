@@ -28,6 +28,9 @@ pub struct ContainerMeta {
     pub cpu_limit_cores: Option<f64>,
     pub memory_request_bytes: Option<f64>,
     pub memory_limit_bytes: Option<f64>,
+    /// An init container that runs to completion (not a restartable sidecar): not counted in
+    /// the pod's request, as HPA does not count it.
+    pub run_to_completion_init: bool,
 }
 
 /// The fields of a pod the agent labels series with.
@@ -38,10 +41,37 @@ pub struct PodMeta {
     pub uid: String,
     /// `Guaranteed`, `Burstable` or `BestEffort` (status.qosClass).
     pub qos_class: String,
+    /// Containers, then init containers.
     pub containers: Vec<ContainerMeta>,
+    /// Pod-level requests (`spec.resources`), when the pod sets them.
+    pub pod_cpu_request_cores: Option<f64>,
+    pub pod_memory_request_bytes: Option<f64>,
 }
 
 impl PodMeta {
+    /// The pod's CPU request, as HPA counts it: the pod-level request if set, else the sum over
+    /// containers and restartable init containers, if every one of them sets one.
+    pub fn cpu_request_cores(&self) -> Option<f64> {
+        self.pod_cpu_request_cores
+            .or_else(|| self.sum(|c| c.cpu_request_cores))
+    }
+
+    /// The pod's memory request (same rule as [`PodMeta::cpu_request_cores`]).
+    pub fn memory_request_bytes(&self) -> Option<f64> {
+        self.pod_memory_request_bytes
+            .or_else(|| self.sum(|c| c.memory_request_bytes))
+    }
+
+    fn sum(&self, f: impl Fn(&ContainerMeta) -> Option<f64>) -> Option<f64> {
+        let mut counted = self
+            .containers
+            .iter()
+            .filter(|c| !c.run_to_completion_init)
+            .peekable();
+        counted.peek()?;
+        counted.map(f).sum()
+    }
+
     /// The container whose runtime ID is `id`.
     pub fn container_by_id(&self, id: &str) -> Option<&ContainerMeta> {
         self.containers.iter().find(|c| c.id.as_deref() == Some(id))
@@ -53,9 +83,13 @@ impl PodMeta {
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
         let ids: HashMap<&str, &str> = status
-            .and_then(|s| s.container_statuses.as_ref())
             .into_iter()
-            .flatten()
+            .flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+            })
             .filter_map(|cs| {
                 Some((
                     cs.name.as_str(),
@@ -65,29 +99,41 @@ impl PodMeta {
             .collect();
         let containers = spec
             .map(|s| {
+                let init = s.init_containers.iter().flatten().map(|c| {
+                    let mut m = container_meta(c, ids.get(c.name.as_str()));
+                    m.run_to_completion_init = c.restart_policy.as_deref() != Some("Always");
+                    m
+                });
                 s.containers
                     .iter()
                     .map(|c| container_meta(c, ids.get(c.name.as_str())))
+                    .chain(init)
                     .collect()
             })
             .unwrap_or_default();
+        let pod_requests = spec
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref());
         Some(Self {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
             uid,
             qos_class: status.and_then(|s| s.qos_class.clone()).unwrap_or_default(),
             containers,
+            pod_cpu_request_cores: quantity(pod_requests, "cpu"),
+            pod_memory_request_bytes: quantity(pod_requests, "memory"),
         })
     }
 }
 
+fn quantity(map: Option<&std::collections::BTreeMap<String, Quantity>>, key: &str) -> Option<f64> {
+    map.and_then(|m| m.get(key))
+        .and_then(|q| parse_quantity(&q.0))
+}
+
 fn container_meta(c: &Container, id: Option<&&str>) -> ContainerMeta {
     let res = c.resources.as_ref();
-    let get = |which: Option<&std::collections::BTreeMap<String, Quantity>>, key: &str| {
-        which
-            .and_then(|m| m.get(key))
-            .and_then(|q| parse_quantity(&q.0))
-    };
+    let get = quantity;
     let requests = res.and_then(|r| r.requests.as_ref());
     let limits = res.and_then(|r| r.limits.as_ref());
     ContainerMeta {
@@ -99,6 +145,7 @@ fn container_meta(c: &Container, id: Option<&&str>) -> ContainerMeta {
         // created before defaulting ran (or fixtures).
         memory_request_bytes: get(requests, "memory").or_else(|| get(limits, "memory")),
         memory_limit_bytes: get(limits, "memory"),
+        run_to_completion_init: false,
     }
 }
 
@@ -286,6 +333,35 @@ mod tests {
             "request defaults to limit"
         );
         assert_eq!(m.containers[2].cpu_request_cores, None);
+        assert_eq!(m.cpu_request_cores(), None, "one container has no request");
+    }
+
+    #[test]
+    fn pod_request_counts_sidecars_not_init_and_prefers_pod_level() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {
+                "initContainers": [
+                    {"name": "migrate", "resources": {"requests": {"cpu": "2"}}},
+                    {"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "100m", "memory": "1Mi"}}}
+                ],
+                "containers": [{"name": "app", "resources": {"requests": {"cpu": "400m", "memory": "3Mi"}}}]
+            },
+            "status": {"initContainerStatuses": [
+                {"name": "proxy", "containerID": "cri-o://def", "image": "x", "imageID": "", "ready": true, "restartCount": 0}
+            ]}
+        }))
+        .expect("valid pod");
+        let mut m = PodMeta::from_pod(&pod).expect("has uid");
+        assert_eq!(m.cpu_request_cores(), Some(0.5));
+        assert_eq!(m.memory_request_bytes(), Some(4.0 * 1_048_576.0));
+        assert_eq!(
+            m.container_by_id("def").map(|c| c.name.as_str()),
+            Some("proxy")
+        );
+        m.pod_cpu_request_cores = Some(1.0);
+        assert_eq!(m.cpu_request_cores(), Some(1.0));
+        assert_eq!(PodMeta::default().cpu_request_cores(), None);
     }
 
     #[test]

@@ -151,8 +151,8 @@ impl Runner {
                     .and_modify(|f| f.samples.append(&mut fam.samples))
                     .or_insert(fam);
             }
-            for reason in errs {
-                self.count_error(name, reason, &"see debug log for the path");
+            for (reason, detail) in errs {
+                self.count_error(name, reason, &detail);
             }
             match result {
                 Ok(()) => {
@@ -215,7 +215,14 @@ impl Runner {
     pub fn run_forever(mut self, interval: Duration) {
         loop {
             let start = Instant::now();
-            self.run_once(start);
+            let pass =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_once(start)));
+            if pass.is_err() {
+                // A stale snapshot must not be served as if it were fresh: exit, and let the
+                // kubelet restart the agent (the panic message is already on stderr).
+                tracing::error!("sampling pass panicked; exiting");
+                std::process::exit(70);
+            }
             std::thread::sleep(interval.saturating_sub(start.elapsed()));
         }
     }

@@ -229,7 +229,9 @@ fn v2_rates_utilization_api_labels_and_counter_reset() {
             cpu_limit_cores: Some(1.0),
             memory_request_bytes: Some(120_000.0),
             memory_limit_bytes: Some(240_000.0),
+            ..Default::default()
         }],
+        ..Default::default()
     });
     let mut sampler = CgroupSampler::new(h, Scope::Node, pods);
     let t0 = Instant::now();
@@ -561,4 +563,31 @@ fn sidecar_outside_kubernetes_is_labelled_by_cgroup_path() {
     let own = [("container", "/svc/app"), ("pod_uid", ""), ("pod", "")];
     assert_eq!(v(&buf, s::CONTAINER_CPU_USAGE_SECONDS_TOTAL, &own), 3.0);
     assert_eq!(v(&buf, s::CONTAINER_MEMORY_WORKING_SET_BYTES, &own), 100.0);
+}
+
+#[test]
+fn kind_style_kubelet_prefix_is_found() {
+    let t = TempDir::new("v2-kind");
+    t.write("cgroup.controllers", "cpu memory\n");
+    let uid = UID_1.replace('-', "_");
+    let pod = PathBuf::from(format!(
+        "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/kubelet-kubepods-burstable-pod{uid}.slice"
+    ));
+    v2_cgroup(&t, &pod, 1_000_000, 10, 0);
+    v2_cgroup(
+        &t,
+        &pod.join(format!("cri-containerd-{CID_A}.scope")),
+        500_000,
+        10,
+        0,
+    );
+    let h = Hierarchy::detect(t.path()).expect("detects");
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let buf = sample(&mut sampler, Instant::now());
+    let a = [
+        ("container", CID_A),
+        ("pod_uid", UID_1),
+        ("qos_class", "Burstable"),
+    ];
+    assert_eq!(v(&buf, s::CONTAINER_CPU_USAGE_SECONDS_TOTAL, &a), 0.5);
 }

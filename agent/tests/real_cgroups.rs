@@ -90,10 +90,11 @@ fn make_dirs(bases: &[PathBuf], rels: &[PathBuf], guard: &mut Cgroups) {
             let mut p = base.clone();
             for comp in rel.components() {
                 p.push(comp);
-                if !p.exists() {
-                    std::fs::create_dir(&p)
-                        .unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
-                    guard.0.push(p.clone());
+                // Another test may create the shared ancestors (`kubepods/…`) concurrently.
+                match std::fs::create_dir(&p) {
+                    Ok(()) => guard.0.push(p.clone()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => panic!("mkdir {}: {e}", p.display()),
                 }
             }
         }

@@ -5,7 +5,9 @@
 //! (cgroupfs driver: `kubepods/<qos>/pod<uid>/<container id>`, in every mounted hierarchy) and
 //! sets `status.containerStatuses[].containerID` the way a kubelet reports it (KWOK v0.7's
 //! built-in stages leave it unset). It then scrapes the agent and checks that the series carry
-//! namespace, pod, container, pod_uid and qos_class labels and the spec's requests.
+//! namespace, pod, container, pod_uid and qos_class labels and the spec's requests, and that a
+//! real busy loop moved into the Burstable pod's container cgroup shows up as
+//! usage / request ≈ 1 core / 100m = 10 (± 15%).
 //!
 //! Needs root (to create cgroups) and the agent binary (`cargo build --bins`).
 
@@ -13,29 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
 use serde_json::json;
-use tidal_e2e::{ChildGuard, Stack, free_port, unique, wait_for, workspace_bin};
+use tidal_e2e::{ChildGuard, Stack, free_port, in_namespace, wait_for, workspace_bin};
 
 type R = anyhow::Result<()>;
-
-/// Deletes the namespace when the test ends, pass or fail.
-struct NsGuard(Api<Namespace>, String);
-impl Drop for NsGuard {
-    fn drop(&mut self) {
-        let (api, name) = (self.0.clone(), self.1.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                let _ = rt.block_on(api.delete(&name, &DeleteParams::background()));
-            }
-        })
-        .join();
-    }
-}
 
 /// Removes the created cgroup directories, deepest first.
 struct CgroupGuard(Vec<PathBuf>);
@@ -67,10 +52,11 @@ fn mkdirs(bases: &[PathBuf], rel: &Path, guard: &mut CgroupGuard) -> anyhow::Res
         let mut p = base.clone();
         for comp in rel.components() {
             p.push(comp);
-            if !p.exists() {
-                std::fs::create_dir(&p)
-                    .map_err(|e| anyhow::anyhow!("mkdir {} (needs root): {e}", p.display()))?;
-                guard.0.push(p.clone());
+            // Another test may create the shared ancestors (`kubepods/…`) concurrently.
+            match std::fs::create_dir(&p) {
+                Ok(()) => guard.0.push(p.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => anyhow::bail!("mkdir {} (needs root): {e}", p.display()),
             }
         }
     }
@@ -134,7 +120,7 @@ fn find(body: &str, metric: &str, want: &[String]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_labels_kwok_pods_from_the_api() -> R {
     let stack = Stack::load()?;
     let client = stack.admin_client().await?;
@@ -150,23 +136,19 @@ async fn agent_labels_kwok_pods_from_the_api() -> R {
         bin.display()
     );
 
-    let ns = unique("agent-kwok");
-    let ns_api: Api<Namespace> = Api::all(client.clone());
-    ns_api
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-        )
-        .await?;
-    let _ns_guard = NsGuard(ns_api, ns.clone());
-    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    wait_for(
-        "default serviceaccount",
-        Duration::from_secs(30),
-        || async { sa.get_opt("default").await.ok().flatten() },
-    )
-    .await?;
+    in_namespace(&client, "agent-kwok", |ns| {
+        labels_and_usage(stack, client.clone(), node, bin, ns)
+    })
+    .await
+}
 
+async fn labels_and_usage(
+    stack: Stack,
+    client: kube::Client,
+    node: String,
+    bin: PathBuf,
+    ns: String,
+) -> R {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let burst = pods
         .create(
@@ -223,6 +205,23 @@ async fn agent_labels_kwok_pods_from_the_api() -> R {
         &mut cg,
     )?;
 
+    // A real busy loop in the Burstable pod's container cgroup (killed before the rmdirs, as
+    // it is declared after the guard): 1 core against a 100m request.
+    let burner = ChildGuard::spawn(Command::new("nice").args([
+        "-n",
+        "-20",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]))?;
+    for base in &bases {
+        let procs = base
+            .join(format!("kubepods/burstable/pod{burst_uid}/{burst_cid}"))
+            .join("cgroup.procs");
+        std::fs::write(&procs, burner.0.id().to_string())
+            .map_err(|e| anyhow::anyhow!("moving the burner into {}: {e}", procs.display()))?;
+    }
+
     let port = free_port()?;
     let kubeconfig = stack.var("TIDAL_KUBECONFIG")?.to_string();
     let _agent = ChildGuard::spawn(
@@ -260,10 +259,9 @@ async fn agent_labels_kwok_pods_from_the_api() -> R {
     )
     .await?;
 
-    assert_eq!(
-        find(&body, "container_cpu_usage_seconds_total", &burst_app),
-        Some(0.0),
-        "empty cgroup"
+    assert!(
+        find(&body, "container_cpu_usage_seconds_total", &burst_app).is_some(),
+        "{body}"
     );
     assert_eq!(
         find(&body, "tidal_agent_container_cpu_request_cores", &burst_app),
@@ -320,6 +318,27 @@ async fn agent_labels_kwok_pods_from_the_api() -> R {
         body.contains("tidal_agent_sampler_success{sampler=\"cgroup\"} 1"),
         "{body}"
     );
+
+    // Utilization against the spec's request, measured from the real cgroup: ~1.0 / 0.1.
+    let ratio = wait_for("a CPU rate for the burner", Duration::from_secs(30), || {
+        let (http, url, want) = (http.clone(), url.clone(), burst_app.clone());
+        async move {
+            let body = http.get(&url).send().await.ok()?.text().await.ok()?;
+            find(
+                &body,
+                "tidal_agent_container_cpu_request_utilization_ratio",
+                &want,
+            )
+            .filter(|r| *r > 0.0)
+        }
+    })
+    .await?;
+    eprintln!("burst/app cpu usage / request = {ratio:.3} (1 busy core / 100m)");
+    assert!(
+        (8.5..=11.5).contains(&ratio),
+        "usage/request {ratio} not within 10 ± 15%"
+    );
+    drop(burner);
 
     let ready = http
         .get(format!("http://127.0.0.1:{port}/readyz"))

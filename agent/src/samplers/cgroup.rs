@@ -156,17 +156,18 @@ impl Hierarchy {
         }
     }
 
-    /// The controller names whose line of `/proc/self/cgroup` locates the walked tree.
-    fn self_cgroup_controllers(&self) -> &'static [&'static str] {
+    /// The controller whose line of `/proc/self/cgroup` locates the walked tree (`""` is the
+    /// v2 line, `0::<path>`).
+    fn self_cgroup_controller(&self) -> &'static str {
         match self {
-            Hierarchy::V2 { .. } => &[""],
+            Hierarchy::V2 { .. } => "",
             Hierarchy::V1 {
                 memory: Some(_), ..
-            } => &["memory"],
+            } => "memory",
             Hierarchy::V1 {
                 cpuacct: Some(_), ..
-            } => &["cpuacct"],
-            Hierarchy::V1 { .. } => &["cpu"],
+            } => "cpuacct",
+            Hierarchy::V1 { .. } => "cpu",
         }
     }
 }
@@ -212,7 +213,9 @@ pub struct ContainerCgroup {
 pub fn parse_pod_dir(name: &str) -> Option<String> {
     if let Some(slice) = name.strip_suffix(".slice") {
         let (_, uid) = slice.rsplit_once("-pod")?;
-        return (!uid.is_empty() && slice.starts_with("kubepods")).then(|| uid.replace('_', "-"));
+        // `kubepods-…` or, when the kubelet runs under a prefix (kind), `kubelet-kubepods-…`.
+        let ok = slice.starts_with("kubepods") || slice.starts_with("kubelet-kubepods");
+        return (!uid.is_empty() && ok).then(|| uid.replace('_', "-"));
     }
     let uid = name.strip_prefix("pod")?;
     (!uid.is_empty() && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
@@ -236,8 +239,12 @@ pub fn parse_container_dir(name: &str) -> Option<String> {
 
 fn qos_dir(name: &str) -> Option<Qos> {
     match name {
-        "burstable" | "kubepods-burstable.slice" => Some(Qos::Burstable),
-        "besteffort" | "kubepods-besteffort.slice" => Some(Qos::BestEffort),
+        "burstable" | "kubepods-burstable.slice" | "kubelet-kubepods-burstable.slice" => {
+            Some(Qos::Burstable)
+        }
+        "besteffort" | "kubepods-besteffort.slice" | "kubelet-kubepods-besteffort.slice" => {
+            Some(Qos::BestEffort)
+        }
         _ => None,
     }
 }
@@ -269,11 +276,20 @@ fn containers_of(root: &Path, rel: &Path) -> Result<Vec<ContainerCgroup>, Cgroup
         .collect())
 }
 
+/// Where the kubelet puts `kubepods`, relative to a hierarchy root: the default for each
+/// driver, and the same under a `kubelet` parent (kind, kubelet `--cgroup-root=/kubelet`).
+pub const KUBEPODS_ROOTS: [&str; 4] = [
+    "kubepods.slice",
+    "kubepods",
+    "kubelet.slice/kubelet-kubepods.slice",
+    "kubelet/kubepods",
+];
+
 /// Finds every pod cgroup under `root` (a hierarchy root). A pod that vanishes while being
 /// listed is skipped and counted in `errors`.
 pub fn discover(root: &Path, errors: &mut Vec<CgroupError>) -> Vec<PodCgroup> {
     let mut pods = Vec::new();
-    for top in ["kubepods.slice", "kubepods"] {
+    for top in KUBEPODS_ROOTS {
         let top_rel = PathBuf::from(top);
         if !root.join(&top_rel).is_dir() {
             continue;
@@ -600,8 +616,8 @@ pub fn self_cgroup(proc_root: &Path, h: &Hierarchy) -> Result<Rels, CgroupError>
             hit.then(|| PathBuf::from(p.trim_start_matches('/')))
         })
     };
-    let main = find(h.self_cgroup_controllers()[0])
-        .ok_or(CgroupError::SelfCgroup { path: path.clone() })?;
+    let main =
+        find(h.self_cgroup_controller()).ok_or(CgroupError::SelfCgroup { path: path.clone() })?;
     Ok(match h {
         Hierarchy::V2 { .. } => Rels::same(&main),
         Hierarchy::V1 { .. } => Rels {
@@ -664,8 +680,7 @@ impl CgroupSampler {
                 let mut errors = Vec::new();
                 let pods = discover(&root, &mut errors);
                 for e in &errors {
-                    tracing::debug!(error = %e, "listing cgroups");
-                    buf.error(e.reason());
+                    buf.error_detail(e.reason(), e);
                 }
                 Ok(pods.iter().flat_map(Self::targets_of).collect())
             }
@@ -823,8 +838,8 @@ impl CgroupSampler {
             }
         }
 
-        // Requests: the container's own, or for the pod cgroup the sum when every container
-        // sets one (HPA's ratio of sums). Limits: the spec's, else what the cgroup enforces.
+        // Requests: the container's own, or for the pod cgroup the pod-level request, else the
+        // sum over containers and restartable init containers when all set one (HPA's rule). Limits: the spec's, else what the cgroup enforces.
         let (cpu_req, mem_req, cpu_lim, mem_lim) = match (cmeta, t.container_id.is_none(), meta) {
             (Some(c), _, _) => (
                 c.cpu_request_cores,
@@ -832,15 +847,9 @@ impl CgroupSampler {
                 c.cpu_limit_cores.or(s.cpu_limit_cores),
                 c.memory_limit_bytes.or(s.memory_limit_bytes),
             ),
-            (None, true, Some(m)) if !m.containers.is_empty() => (
-                m.containers
-                    .iter()
-                    .map(|c| c.cpu_request_cores)
-                    .sum::<Option<f64>>(),
-                m.containers
-                    .iter()
-                    .map(|c| c.memory_request_bytes)
-                    .sum::<Option<f64>>(),
+            (None, true, Some(m)) => (
+                m.cpu_request_cores(),
+                m.memory_request_bytes(),
                 s.cpu_limit_cores,
                 s.memory_limit_bytes,
             ),
@@ -936,8 +945,7 @@ impl Sampler for CgroupSampler {
                     self.emit(buf, t, &stats, meta.as_deref());
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "skipping cgroup");
-                    buf.error(e.reason());
+                    buf.error_detail(e.reason(), e);
                 }
             }
         }
@@ -962,6 +970,15 @@ mod tests {
             Some("12-34")
         );
         assert_eq!(parse_pod_dir("kubepods-burstable.slice"), None);
+        assert_eq!(
+            parse_pod_dir("kubelet-kubepods-besteffort-podab_cd.slice").as_deref(),
+            Some("ab-cd"),
+            "kind's prefixed slices"
+        );
+        assert_eq!(
+            qos_dir("kubelet-kubepods-besteffort.slice"),
+            Some(Qos::BestEffort)
+        );
         assert_eq!(parse_pod_dir("podzz"), None);
         assert_eq!(parse_pod_dir("system.slice"), None);
     }

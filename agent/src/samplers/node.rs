@@ -30,6 +30,11 @@ pub enum NodeError {
         path: PathBuf,
         source: procfs::ProcError,
     },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl NodeError {
@@ -41,6 +46,11 @@ impl NodeError {
                 procfs::ProcError::PermissionDenied(_) => "permission_denied",
                 procfs::ProcError::Io(..) => "io",
                 _ => "parse",
+            },
+            NodeError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => "missing",
+                std::io::ErrorKind::PermissionDenied => "permission_denied",
+                _ => "io",
             },
         }
     }
@@ -72,15 +82,23 @@ impl NodeSampler {
 
     fn sample_cpu(&mut self, buf: &mut Buffer) -> Result<(), NodeError> {
         let path = self.path("stat");
-        let stat = KernelStats::from_file(&path, procfs::current_system_info())
+        // Read once, then parse twice: procfs drops the CPU numbers of the `cpuN` lines, which
+        // differ from the line index when a CPU is offline.
+        let bytes = std::fs::read(&path).map_err(|source| NodeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let stat = KernelStats::from_read(bytes.as_slice(), procfs::current_system_info())
             .map_err(|source| NodeError::Read { path, source })?;
+        let ids = cpu_ids(&bytes);
         let tps = self.ticks_per_second;
         for (i, cpu) in stat.cpu_time.iter().enumerate() {
+            let id = ids.get(i).map_or_else(|| i.to_string(), |n| n.to_string());
             for (mode, ticks) in modes(cpu) {
                 buf.counter(
                     schema::NODE_CPU_SECONDS_TOTAL,
                     "Seconds the CPUs spent in each mode.",
-                    vec![("cpu", i.to_string()), ("mode", mode.to_string())],
+                    vec![("cpu", id.clone()), ("mode", mode.to_string())],
                     ticks as f64 / tps,
                 );
             }
@@ -167,7 +185,7 @@ impl NodeSampler {
                 vec![],
                 secs(p.some.total),
             ),
-            Err(e) => buf.error(pressure_reason(&e)),
+            Err(e) => buf.error_detail(pressure_reason(&e), e),
         }
         match MemoryPressure::from_file(dir.join("memory")) {
             Ok(p) => {
@@ -184,7 +202,7 @@ impl NodeSampler {
                     secs(p.full.total),
                 );
             }
-            Err(e) => buf.error(pressure_reason(&e)),
+            Err(e) => buf.error_detail(pressure_reason(&e), e),
         }
         match IoPressure::from_file(dir.join("io")) {
             Ok(p) => {
@@ -201,7 +219,7 @@ impl NodeSampler {
                     secs(p.full.total),
                 );
             }
-            Err(e) => buf.error(pressure_reason(&e)),
+            Err(e) => buf.error_detail(pressure_reason(&e), e),
         }
     }
 
@@ -218,6 +236,20 @@ fn pressure_reason(e: &procfs::ProcError) -> &'static str {
         procfs::ProcError::Io(..) => "io",
         _ => "pressure_parse",
     }
+}
+
+/// The numbers of the `cpuN` lines of `/proc/stat`, in order.
+fn cpu_ids(stat: &[u8]) -> Vec<u32> {
+    String::from_utf8_lossy(stat)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .strip_prefix("cpu")?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// The modes of one `cpu` line, in ticks. `guest` and `guest_nice` are left out: the kernel
@@ -249,5 +281,17 @@ impl Sampler for NodeSampler {
         let mem = self.sample_memory(buf);
         self.sample_pressure(buf);
         cpu.and(load).and(mem).map_err(SampleError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ids_follow_the_line_names() {
+        let stat = b"cpu  1 2 3 4\ncpu0 1 1 1 1\ncpu2 1 1 1 1\nintr 5\n";
+        assert_eq!(cpu_ids(stat), [0, 2]);
+        assert!(cpu_ids(b"garbage").is_empty());
     }
 }
