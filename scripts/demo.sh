@@ -69,11 +69,14 @@ for _ in $(seq 1 30); do
 done
 [[ $up == 1 ]] || fail "Prometheus did not scrape the agent (see .stack/logs/demo-agent.log)"
 note "up{job=\"tidal\",component=\"agent\"} = $up"
-curl -fsS http://127.0.0.1:27464/metrics | grep -v '^#' | head -n 20 | sed 's/^/    /'
+note "a few of the agent's series (node utilization, memory, sampler health):"
+curl -fsS http://127.0.0.1:27464/metrics |
+  grep -E '^(tidal_agent_node_(cpu|memory)_utilization_ratio|tidal_agent_node_memory_(total|used)_bytes|node_load1 |tidal_agent_sampler_(success|duration_seconds))' |
+  sed 's/^/    /'
 
 step "closed loop: not yet"
 note "tidal-scaler's controller (CPU + Kafka lag ScalingPolicy, live replicas, SVG of load and"
 note "replicas over time) arrives with issue #6. 'tidal-scaler run' says so explicitly:"
-"$REPO/target/debug/tidal-scaler" run 2>&1 | sed 's/^/    /' || true
+RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 "$REPO/target/debug/tidal-scaler" run 2>&1 | sed 's/^/    /' || true
 
 step "done. The stack is still up: source .stack/env to use it; scripts/stack.sh down stops it."

@@ -255,13 +255,23 @@ async fn prom_query(url: &str, query: &str) -> anyhow::Result<serde_json::Value>
     Ok(resp["data"]["result"].clone())
 }
 
+/// The value of the first sample of an instant query, once the query returns one.
+async fn prom_value(url: &str, query: &str, what: &str) -> anyhow::Result<f64> {
+    Ok(wait_for(what, Duration::from_secs(30), || async {
+        let r = prom_query(url, query).await.ok()?;
+        r[0]["value"][1].as_str()?.parse::<f64>().ok()
+    })
+    .await?)
+}
+
 #[tokio::test]
 async fn prometheus_scrapes_itself_and_a_real_tidal_agent() -> R {
     let stack = Stack::load()?;
     let url = stack.prometheus_url()?.to_string();
 
-    let up = prom_query(&url, r#"up{job="prometheus"}"#).await?;
-    assert_eq!(up[0]["value"][1], "1", "prometheus self-scrape: {up}");
+    // Right after `stack.sh up` the first self-scrape may not have happened yet.
+    let up = prom_value(&url, r#"up{job="prometheus"}"#, "prometheus self-scrape").await?;
+    assert_eq!(up, 1.0, "prometheus self-scrape");
 
     // Start the real agent binary and let Prometheus discover it through file_sd.
     let port = free_port()?;
@@ -275,16 +285,13 @@ async fn prometheus_scrapes_itself_and_a_real_tidal_agent() -> R {
     let _agent = ChildGuard::spawn(Command::new(&bin).args(["--listen", &addr]))?;
     let _target =
         stack.register_scrape_target(&unique("smoke-agent"), &addr, &[("component", "agent")])?;
-    let q = format!(r#"up{{job="tidal",instance="{addr}"}} == 1"#);
-    wait_for(
-        "prometheus to scrape the agent",
-        Duration::from_secs(30),
-        || async {
-            let r = prom_query(&url, &q).await.ok()?;
-            (r.as_array().map(Vec::len) == Some(1)).then_some(())
-        },
+    let up = prom_value(
+        &url,
+        &format!(r#"up{{job="tidal",instance="{addr}"}}"#),
+        "agent up",
     )
     .await?;
+    assert_eq!(up, 1.0, "agent target up");
     let info = prom_query(
         &url,
         &format!(r#"tidal_agent_build_info{{instance="{addr}"}}"#),
@@ -295,6 +302,43 @@ async fn prometheus_scrapes_itself_and_a_real_tidal_agent() -> R {
         info[0]["metric"]["version"],
         env!("CARGO_PKG_VERSION"),
         "{info}"
+    );
+
+    // The real samplers' series reach Prometheus: both samplers succeed, node memory equals
+    // what /proc/meminfo says, and CPU utilization is a ratio (computed from two samples).
+    let ok_q = format!(r#"tidal_agent_sampler_success{{instance="{addr}"}}"#);
+    let samplers = wait_for(
+        "sampler_success series",
+        Duration::from_secs(30),
+        || async {
+            let r = prom_query(&url, &ok_q).await.ok()?;
+            (r.as_array()?.len() >= 2).then_some(r)
+        },
+    )
+    .await?;
+    for s in samplers.as_array().into_iter().flatten() {
+        assert_eq!(
+            s["value"][1], "1",
+            "sampler {} failed: {s}",
+            s["metric"]["sampler"]
+        );
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let total_kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no MemTotal in /proc/meminfo"))?;
+    let q = format!(r#"tidal_agent_node_memory_total_bytes{{instance="{addr}"}}"#);
+    assert_eq!(
+        prom_value(&url, &q, "node memory total").await?,
+        total_kib * 1024.0
+    );
+    let q = format!(r#"tidal_agent_node_cpu_utilization_ratio{{instance="{addr}"}}"#);
+    let cpu = prom_value(&url, &q, "node CPU utilization").await?;
+    assert!(
+        (0.0..=1.0).contains(&cpu),
+        "node CPU utilization {cpu} is not a ratio"
     );
     Ok(())
 }
