@@ -231,6 +231,21 @@ running() {
   [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
+# ports_free NAME PORT...: fail clearly when a port that NAME needs is taken by a process
+# this stack did not start (a stale stack from another checkout, another service).
+ports_free() {
+  local name=$1 port
+  shift
+  running "$name" && return 0
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      local owner
+      owner=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n1)
+      die "port $port (needed by $name) is already in use${owner:+ by $owner}; stop that process or move the whole block with TIDAL_PORT_BASE (now $PORT_BASE)"
+    fi
+  done
+}
+
 # start NAME CMD...: start a component in its own session unless it already runs.
 start() {
   local name=$1
@@ -357,6 +372,7 @@ kubectl_() { "$K8S_DIR/kubectl" --kubeconfig "$STATE/kubeconfig" "$@"; }
 
 # ---------------------------------------------------------------- component starts
 up_etcd() {
+  ports_free etcd "$ETCD_PORT" "$ETCD_PEER_PORT"
   start etcd "$ETCD_DIR/etcd" --name tidal --data-dir "$STATE/data/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -365,6 +381,7 @@ up_etcd() {
 }
 
 up_apiserver() {
+  ports_free kube-apiserver "$APISERVER_PORT"
   start kube-apiserver "$K8S_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
@@ -380,6 +397,7 @@ up_apiserver() {
 }
 
 up_kcm() {
+  ports_free kube-controller-manager "$KCM_PORT"
   start kube-controller-manager "$K8S_DIR/kube-controller-manager" \
     --kubeconfig "$STATE/kubeconfig" --authentication-kubeconfig "$STATE/kubeconfig" \
     --authorization-kubeconfig "$STATE/kubeconfig" \
@@ -390,6 +408,7 @@ up_kcm() {
 }
 
 up_scheduler() {
+  ports_free kube-scheduler "$SCHED_PORT"
   start kube-scheduler "$K8S_DIR/kube-scheduler" \
     --kubeconfig "$STATE/kubeconfig" --authentication-kubeconfig "$STATE/kubeconfig" \
     --authorization-kubeconfig "$STATE/kubeconfig" \
@@ -398,6 +417,7 @@ up_scheduler() {
 }
 
 up_kwok() {
+  ports_free kwok "$KWOK_PORT"
   mkdir -p "$STATE/kwok"
   # An explicit (empty) config, so a ~/.kwok/kwok.yaml on the machine cannot change the stack;
   # KWOK v0.7 then uses its built-in node and pod stages.
@@ -434,6 +454,7 @@ EOF
 }
 
 up_kafka() {
+  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT"
   local dir=$STATE/kafka
   mkdir -p "$dir"
   cat >"$dir/server.properties" <<EOF
@@ -493,6 +514,7 @@ kafka_ready() {
 }
 
 up_prometheus() {
+  ports_free prometheus "$PROM_PORT"
   local dir=$STATE/prometheus
   mkdir -p "$dir/targets" "$dir/data"
   cat >"$dir/prometheus.yml" <<EOF

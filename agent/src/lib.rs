@@ -6,6 +6,7 @@
 //! - [`snapshot`]: the sampling loop and the snapshot it swaps atomically.
 //! - [`server`]: `/metrics` (OpenMetrics or text 0.0.4), `/healthz`, `/readyz`.
 //! - [`rate`]: counter rates with reset handling; [`buffer`]: what a sampler run produces.
+//! - [`synthetic`]: synthetic kubelet cgroup trees for the benchmarks.
 //!
 //! `docs/agent.md` lists every series with its labels and formula.
 
@@ -17,3 +18,4 @@ pub mod sampler;
 pub mod samplers;
 pub mod server;
 pub mod snapshot;
+pub mod synthetic;
