@@ -1,0 +1,255 @@
+//! One connection to one Kafka broker: framing, correlation ids, timeouts and API-version
+//! negotiation (an `ApiVersions` exchange on connect, then every request is sent at
+//! `min(our newest, broker's newest)` of its API).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::error::KafkaError;
+
+/// The largest response frame accepted (a guard against a garbage length prefix).
+const MAX_FRAME_BYTES: usize = 256 << 20;
+/// ApiVersions is sent at v3 (flexible); every Kafka ≥ 2.4 answers it, and Kafka 4 needs it.
+const API_VERSIONS_VERSION: i16 = 3;
+
+/// A negotiated connection to one broker.
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    next_correlation: i32,
+    /// api key -> (min, max) version the broker supports.
+    versions: HashMap<i16, (i16, i16)>,
+    timeout: Duration,
+    client_id: StrBytes,
+}
+
+impl Connection {
+    /// Connects to `addr` and negotiates API versions, each step bounded by `timeout`.
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| KafkaError::Timeout {
+                broker: addr.to_string(),
+                api: "connect",
+            })?
+            .map_err(|source| KafkaError::Connect {
+                broker: addr.to_string(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = Self {
+            addr: addr.to_string(),
+            stream,
+            next_correlation: 1,
+            versions: HashMap::new(),
+            timeout,
+            client_id: StrBytes::from_string(client_id.to_string()),
+        };
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("tidal"))
+            .with_client_software_version(StrBytes::from_static_str(crate::build::VERSION));
+        let resp = conn.send_at(&req, API_VERSIONS_VERSION).await?;
+        super::error::check(&conn.addr, "ApiVersions", resp.error_code)?;
+        conn.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(conn)
+    }
+
+    /// The broker address this connection talks to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The version to use for `R`: the newest both sides support, at least `min_needed`.
+    pub fn version<R: Request>(&self, min_needed: i16) -> Result<i16, KafkaError> {
+        let api = api_name(R::KEY);
+        let (bmin, bmax) =
+            self.versions
+                .get(&R::KEY)
+                .copied()
+                .ok_or_else(|| KafkaError::Unsupported {
+                    broker: self.addr.clone(),
+                    api,
+                    detail: "not offered".into(),
+                })?;
+        let v = bmax.min(R::VERSIONS.max);
+        if v < bmin.max(R::VERSIONS.min) || v < min_needed {
+            return Err(KafkaError::Unsupported {
+                broker: self.addr.clone(),
+                api,
+                detail: format!(
+                    "broker offers v{bmin}..v{bmax}, Tidal needs at least v{min_needed}"
+                ),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Sends `req` at the negotiated version (at least `min_needed`) and decodes the response.
+    pub async fn send<R: Request>(
+        &mut self,
+        req: &R,
+        min_needed: i16,
+    ) -> Result<(R::Response, i16), KafkaError> {
+        let v = self.version::<R>(min_needed)?;
+        Ok((self.send_at(req, v).await?, v))
+    }
+
+    /// Sends `req` at exactly `version`.
+    pub async fn send_at<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, KafkaError> {
+        let api = api_name(R::KEY);
+        let correlation = self.next_correlation;
+        self.next_correlation = self.next_correlation.wrapping_add(1);
+        let frame = encode_frame(req, version, correlation, &self.client_id).map_err(|detail| {
+            KafkaError::Codec {
+                broker: self.addr.clone(),
+                api,
+                detail,
+            }
+        })?;
+        let timeout = self.timeout;
+        let body = tokio::time::timeout(timeout, self.roundtrip(&frame))
+            .await
+            .map_err(|_| KafkaError::Timeout {
+                broker: self.addr.clone(),
+                api,
+            })?
+            .map_err(|source| KafkaError::Io {
+                broker: self.addr.clone(),
+                api,
+                source,
+            })?;
+        decode_response::<R>(body, version, correlation).map_err(|detail| KafkaError::Codec {
+            broker: self.addr.clone(),
+            api,
+            detail,
+        })
+    }
+
+    async fn roundtrip(&mut self, frame: &[u8]) -> std::io::Result<Bytes> {
+        self.stream.write_all(frame).await?;
+        let len = self.stream.read_i32().await?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= MAX_FRAME_BYTES)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("bad frame length {len}"),
+                )
+            })?;
+        let mut buf = BytesMut::zeroed(len);
+        self.stream.read_exact(&mut buf).await?;
+        Ok(buf.freeze())
+    }
+}
+
+/// Encodes `[size][header][body]` for one request.
+pub fn encode_frame<R: Request>(
+    req: &R,
+    version: i16,
+    correlation: i32,
+    client_id: &StrBytes,
+) -> Result<BytesMut, String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(client_id.clone()));
+    let mut buf = BytesMut::with_capacity(64);
+    buf.extend_from_slice(&[0; 4]);
+    header
+        .encode(&mut buf, R::header_version(version))
+        .map_err(|e| e.to_string())?;
+    req.encode(&mut buf, version).map_err(|e| e.to_string())?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// Decodes a response body (the frame without its size prefix), checking the correlation id.
+pub fn decode_response<R: Request>(
+    mut body: Bytes,
+    version: i16,
+    correlation: i32,
+) -> Result<R::Response, String> {
+    let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+        .map_err(|e| e.to_string())?;
+    if header.correlation_id != correlation {
+        return Err(format!(
+            "correlation id {} does not match request {correlation}",
+            header.correlation_id
+        ));
+    }
+    R::Response::decode(&mut body, version).map_err(|e| e.to_string())
+}
+
+/// A fixed name for an API key (used in errors and metric labels).
+pub fn api_name(key: i16) -> &'static str {
+    match key {
+        2 => "ListOffsets",
+        3 => "Metadata",
+        9 => "OffsetFetch",
+        10 => "FindCoordinator",
+        15 => "DescribeGroups",
+        16 => "ListGroups",
+        17 => "SaslHandshake",
+        18 => "ApiVersions",
+        36 => "SaslAuthenticate",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest};
+
+    #[test]
+    fn frame_has_size_prefix_and_header() {
+        let req = MetadataRequest::default();
+        let frame = encode_frame(&req, 12, 7, &StrBytes::from_static_str("t")).expect("encodes");
+        let len = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        assert_eq!(len, frame.len() - 4);
+        // api key 3 (Metadata), version 12, correlation 7
+        assert_eq!(&frame[4..8], &[0, 3, 0, 12]);
+        assert_eq!(&frame[8..12], &7i32.to_be_bytes());
+    }
+
+    #[test]
+    fn wrong_correlation_is_rejected() {
+        let mut body = BytesMut::new();
+        let header = ResponseHeader::default().with_correlation_id(5);
+        header.encode(&mut body, 0).expect("header");
+        ApiVersionsResponse::default()
+            .encode(&mut body, 3)
+            .expect("body");
+        let err = decode_response::<ApiVersionsRequest>(body.clone().freeze(), 3, 6)
+            .expect_err("mismatch");
+        assert!(err.contains("correlation"), "{err}");
+        assert!(decode_response::<ApiVersionsRequest>(body.freeze(), 3, 5).is_ok());
+    }
+
+    #[test]
+    fn truncated_body_is_an_error_not_a_panic() {
+        let body = Bytes::from_static(&[0, 0, 0, 1, 0]);
+        assert!(decode_response::<ApiVersionsRequest>(body, 3, 1).is_err());
+    }
+}

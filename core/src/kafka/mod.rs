@@ -1,0 +1,15 @@
+//! The Kafka admin/lag client, built on the `kafka-protocol` codec and tokio.
+//!
+//! - [`conn`]: one broker connection with ApiVersions negotiation, framing and timeouts.
+//! - [`client`]: the batched collection round (O(brokers + coordinators) requests).
+//! - [`lag`]: pure lag arithmetic (reset policies, sums).
+//! - [`error`]: typed errors naming the broker, API and group.
+
+pub mod client;
+pub mod conn;
+pub mod error;
+pub mod lag;
+
+pub use client::{Client, ClientConfig, GroupInfo, Member, PartitionInfo, Round, Selection};
+pub use error::KafkaError;
+pub use lag::{LagSum, PartitionOffsets, ResetPolicy, partition_lag};
