@@ -660,7 +660,7 @@ pub fn decode_assignment(mut raw: Bytes) -> Vec<Tp> {
         return Vec::new();
     }
     let version = i16::from_be_bytes([raw[0], raw[1]]);
-    let _ = bytes::Buf::advance(&mut raw, 2);
+    bytes::Buf::advance(&mut raw, 2);
     match ConsumerProtocolAssignment::decode(&mut raw, version.clamp(0, 3)) {
         Ok(a) => a
             .assigned_partitions

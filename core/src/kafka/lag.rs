@@ -7,6 +7,7 @@
 //! - `earliest`: everything still in the log, counted from the **log start offset**, not from 0,
 //!   so messages deleted by retention do not count (KEDA counts `log_end`: keda#7936);
 //! - `zero`: 0 (KEDA's `scaleToZeroOnInvalidOffset`).
+//!
 //! A partition whose end offset is unknown has **no** lag value (never 0): callers drop it.
 
 use std::collections::BTreeMap;
