@@ -3,13 +3,16 @@
 //! - [`conn`]: one broker connection with ApiVersions negotiation, framing and timeouts.
 //! - [`client`]: the batched collection round (O(brokers + coordinators) requests).
 //! - [`lag`]: pure lag arithmetic (reset policies, sums).
+//! - [`history`]: per-partition history: Burrow-style status, time lag, rates, time to drain.
 //! - [`error`]: typed errors naming the broker, API and group.
 
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod history;
 pub mod lag;
 
 pub use client::{Client, ClientConfig, GroupInfo, Member, PartitionInfo, Round, Selection};
 pub use error::KafkaError;
+pub use history::{PartitionHistory, Status, time_to_drain};
 pub use lag::{LagSum, PartitionOffsets, ResetPolicy, partition_lag};

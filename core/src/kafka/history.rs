@@ -1,0 +1,349 @@
+//! Per-partition history across collection rounds: Burrow-style status, time lag, consume and
+//! produce rates, and time to drain. Pure: the caller passes the time of each round.
+//!
+//! **Status** (anchor: linkedin/Burrow `core/internal/evaluator`, window of 10 commits). Only a
+//! partition that has lag now can be unhealthy (Burrow's `currentLag > 0` gate: an idle
+//! consumer that stops committing because there is nothing to read is fine). Then, in order:
+//! - `Stop`: no new committed offset for longer than the window had been moving
+//!   (`now - last_change > last_change - first_sample`);
+//! - `Rewind`: a committed offset went backwards inside the window;
+//! - `Ok`: lag was zero at some point in the window;
+//! - `Stall`: the committed offset did not move across the whole window, while lag exists;
+//! - `Warn`: lag never decreased across the window (and grew overall);
+//! - otherwise `Ok`.
+//!
+//! `Err` is Tidal's status for a partition or group whose lag could not be read this round.
+//!
+//! **Time lag** (anchor: kafka-lag-exporter's interpolation table): up to 60 `(log_end, time)`
+//! points per partition; the time lag of committed offset `c` is `now - t(c)`, where `t(c)` is
+//! the time the log end was `c`, interpolated linearly between the two points around `c`
+//! (extrapolated from the oldest and newest points when `c` is older than the table). A caught-up
+//! consumer has time lag 0; a table with no progress gives no estimate (never a made-up 0).
+//!
+//! **Drain**: `time_to_drain = lag / (consume_rate - produce_rate)` when the consumer is faster
+//! than the producers; `None` (never drains at the current rates) otherwise.
+
+use std::collections::VecDeque;
+
+/// Commits kept per partition for the status (Burrow's default window).
+pub const STATUS_WINDOW: usize = 10;
+/// Points kept per partition for time lag (kafka-lag-exporter's default).
+pub const TIME_TABLE_POINTS: usize = 60;
+
+/// Health of a partition or group, worst first when compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Ok,
+    Warn,
+    Rewind,
+    Stall,
+    Stop,
+    Err,
+}
+
+impl Status {
+    /// Burrow's names, used as a bounded metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warn => "WARN",
+            Status::Rewind => "REWIND",
+            Status::Stall => "STALL",
+            Status::Stop => "STOP",
+            Status::Err => "ERR",
+        }
+    }
+}
+
+/// One committed offset seen in a round.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Commit {
+    at: f64,
+    offset: i64,
+    lag: i64,
+}
+
+/// The history of one partition of one group.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionHistory {
+    commits: VecDeque<Commit>,
+    /// `(log_end, time)`, times strictly increasing, offsets non-decreasing.
+    table: VecDeque<(i64, f64)>,
+    last_commit_change: Option<f64>,
+}
+
+impl PartitionHistory {
+    /// Records one round at time `at` (seconds): the log end offset and the committed offset
+    /// (None when the group has not committed on this partition).
+    pub fn observe(&mut self, at: f64, log_end: i64, committed: Option<i64>) {
+        if !at.is_finite() {
+            return;
+        }
+        // A log end that went backwards means the topic was recreated: start over.
+        if self.table.back().is_some_and(|(o, _)| log_end < *o) {
+            self.table.clear();
+        }
+        match self.table.back_mut() {
+            // Same offset as last time: keep the first time it was seen (that is when it was the end).
+            Some((o, _)) if *o == log_end => {}
+            Some((_, t)) if at <= *t => {}
+            _ => self.table.push_back((log_end, at)),
+        }
+        while self.table.len() > TIME_TABLE_POINTS {
+            self.table.pop_front();
+        }
+        if let Some(c) = committed {
+            let lag = (log_end - c).max(0);
+            let changed = self.commits.back().is_none_or(|p| p.offset != c);
+            if changed {
+                self.last_commit_change = Some(at);
+            }
+            // Burrow keeps one entry per commit, with the commit's timestamp. OffsetFetch does not
+            // return commit times, so Tidal keeps one entry per round (the committed offset as
+            // sampled), and tells STOP from STALL by the offsets: an offset that was moving and
+            // then stood still for longer than it had been moving is STOP; one that never moved
+            // in a full window is STALL.
+            self.commits.push_back(Commit { at, offset: c, lag });
+            while self.commits.len() > STATUS_WINDOW {
+                self.commits.pop_front();
+            }
+        }
+    }
+
+    /// Burrow-style status at time `now`, given the current lag.
+    pub fn status(&self, now: f64) -> Status {
+        let (Some(first), Some(last)) = (self.commits.front(), self.commits.back()) else {
+            return Status::Ok;
+        };
+        if last.lag == 0 {
+            return Status::Ok;
+        }
+        let last_change = self.last_commit_change.unwrap_or(last.at);
+        let first_change = self
+            .commits
+            .iter()
+            .map(|c| c.at)
+            .fold(f64::INFINITY, f64::min);
+        let span = last_change - first_change;
+        if self.commits.len() >= 2 && span > 0.0 && now - last_change > span {
+            return Status::Stop;
+        }
+        if self
+            .commits
+            .iter()
+            .zip(self.commits.iter().skip(1))
+            .any(|(a, b)| b.offset < a.offset)
+        {
+            return Status::Rewind;
+        }
+        if self.commits.iter().any(|c| c.lag == 0) {
+            return Status::Ok;
+        }
+        if self.commits.len() >= STATUS_WINDOW && first.offset == last.offset {
+            return Status::Stall;
+        }
+        let never_decreased = self
+            .commits
+            .iter()
+            .zip(self.commits.iter().skip(1))
+            .all(|(a, b)| b.lag >= a.lag);
+        if self.commits.len() >= 2 && never_decreased && last.lag > first.lag {
+            return Status::Warn;
+        }
+        Status::Ok
+    }
+
+    /// Seconds the committed offset `committed` is behind the log end at `now`.
+    pub fn time_lag(&self, committed: i64, now: f64) -> Option<f64> {
+        let &(end, _) = self.table.back()?;
+        if committed >= end {
+            return Some(0.0);
+        }
+        let t = interpolate_time(&self.table, committed)?;
+        Some((now - t).max(0.0))
+    }
+
+    /// Messages per second the group consumed over the window (None: fewer than 2 commits).
+    pub fn consume_rate(&self) -> Option<f64> {
+        let (a, b) = (self.commits.front()?, self.commits.back()?);
+        let dt = b.at - a.at;
+        (dt > 0.0).then(|| ((b.offset - a.offset).max(0)) as f64 / dt)
+    }
+
+    /// Messages per second produced over the time table (None: fewer than 2 points).
+    pub fn produce_rate(&self) -> Option<f64> {
+        let (a, b) = (self.table.front()?, self.table.back()?);
+        let dt = b.1 - a.1;
+        (dt > 0.0).then(|| (b.0 - a.0) as f64 / dt)
+    }
+}
+
+/// The time at which the log end was `offset`, from a table of `(log_end, time)` points.
+fn interpolate_time(table: &VecDeque<(i64, f64)>, offset: i64) -> Option<f64> {
+    if table.len() < 2 {
+        return None;
+    }
+    // Find the segment [a, b] with a.offset <= offset <= b.offset.
+    let seg = table
+        .iter()
+        .zip(table.iter().skip(1))
+        .find(|((oa, _), (ob, _))| *oa <= offset && offset <= *ob)
+        .map(|(a, b)| (*a, *b));
+    let ((oa, ta), (ob, tb)) = match seg {
+        Some(s) => s,
+        // Older than the table: extrapolate along the whole table's slope.
+        None => (*table.front()?, *table.back()?),
+    };
+    if ob == oa {
+        return None;
+    }
+    Some(ta + (offset - oa) as f64 * (tb - ta) / (ob - oa) as f64)
+}
+
+/// Seconds until `lag` is consumed at the given rates; None if it never drains.
+pub fn time_to_drain(lag: u64, consume_rate: f64, produce_rate: f64) -> Option<f64> {
+    if lag == 0 {
+        return Some(0.0);
+    }
+    let net = consume_rate - produce_rate;
+    (net.is_finite() && net > 0.0).then(|| lag as f64 / net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds rounds of (time, log_end, committed).
+    fn history(rounds: &[(f64, i64, Option<i64>)]) -> PartitionHistory {
+        let mut h = PartitionHistory::default();
+        for (t, end, c) in rounds {
+            h.observe(*t, *end, *c);
+        }
+        h
+    }
+
+    #[test]
+    fn keeping_up_is_ok() {
+        let h = history(&[
+            (0.0, 100, Some(100)),
+            (1.0, 110, Some(110)),
+            (2.0, 120, Some(118)),
+        ]);
+        assert_eq!(h.status(2.0), Status::Ok);
+    }
+
+    #[test]
+    fn stalled_consumer_with_lag_is_stall() {
+        let rounds: Vec<_> = (0..10)
+            .map(|i| (i as f64, 100 + 10 * i, Some(50)))
+            .collect();
+        assert_eq!(history(&rounds).status(9.0), Status::Stall);
+    }
+
+    #[test]
+    fn no_commit_for_longer_than_the_window_spans_is_stop() {
+        // Commits moved from t=0 to t=4 (span 4s), then nothing for 10s while lag exists.
+        let mut rounds: Vec<_> = (0..5).map(|i| (i as f64, 1000, Some(100 + i))).collect();
+        rounds.push((14.0, 1000, Some(104)));
+        assert_eq!(history(&rounds).status(14.0), Status::Stop);
+    }
+
+    #[test]
+    fn committed_offset_going_back_is_rewind() {
+        let h = history(&[
+            (0.0, 500, Some(300)),
+            (1.0, 500, Some(310)),
+            (2.0, 500, Some(120)),
+            (3.0, 510, Some(130)),
+        ]);
+        assert_eq!(h.status(3.0), Status::Rewind);
+    }
+
+    #[test]
+    fn lag_never_decreasing_is_warn() {
+        let h = history(&[
+            (0.0, 100, Some(90)),
+            (1.0, 130, Some(100)),
+            (2.0, 170, Some(110)),
+            (3.0, 220, Some(120)),
+        ]);
+        assert_eq!(h.status(3.0), Status::Warn);
+    }
+
+    #[test]
+    fn zero_lag_anywhere_in_the_window_is_ok() {
+        let h = history(&[
+            (0.0, 100, Some(100)),
+            (1.0, 150, Some(110)),
+            (2.0, 200, Some(120)),
+        ]);
+        assert_eq!(h.status(2.0), Status::Ok);
+    }
+
+    #[test]
+    fn status_order_is_worst_last() {
+        assert!(
+            Status::Err > Status::Stop && Status::Stop > Status::Stall && Status::Warn > Status::Ok
+        );
+    }
+
+    #[test]
+    fn time_lag_interpolates_between_points() {
+        // Log end 0 at t=0, 100 at t=10, 300 at t=20.
+        let h = history(&[(0.0, 0, None), (10.0, 100, None), (20.0, 300, None)]);
+        // Offset 50 was the end at t=5; at now=20 it is 15s behind.
+        assert_eq!(h.time_lag(50, 20.0), Some(15.0));
+        // Offset 200 was the end at t=15.
+        assert_eq!(h.time_lag(200, 20.0), Some(5.0));
+        // Caught up: 0.
+        assert_eq!(h.time_lag(300, 20.0), Some(0.0));
+    }
+
+    #[test]
+    fn time_lag_extrapolates_before_the_table_and_refuses_without_progress() {
+        let h = history(&[(10.0, 100, None), (20.0, 200, None)]);
+        // Slope 10 msg/s: offset 50 was the end at t=5.
+        assert_eq!(h.time_lag(50, 20.0), Some(15.0));
+        let flat = history(&[(10.0, 100, None), (20.0, 100, None)]);
+        assert_eq!(
+            flat.time_lag(50, 20.0),
+            None,
+            "no progress: no estimate, not 0"
+        );
+    }
+
+    #[test]
+    fn rates_and_drain() {
+        let h = history(&[(0.0, 1000, Some(0)), (10.0, 1500, Some(800))]);
+        assert_eq!(h.consume_rate(), Some(80.0));
+        assert_eq!(h.produce_rate(), Some(50.0));
+        // lag 700 at net 30 msg/s.
+        let drain = time_to_drain(700, 80.0, 50.0).expect("drains");
+        assert!((drain - 700.0 / 30.0).abs() < 1e-9);
+        assert_eq!(
+            time_to_drain(700, 50.0, 80.0),
+            None,
+            "falling behind never drains"
+        );
+        assert_eq!(time_to_drain(0, 0.0, 0.0), Some(0.0));
+    }
+
+    #[test]
+    fn recreated_topic_restarts_the_table() {
+        let h = history(&[
+            (0.0, 1000, None),
+            (10.0, 2000, None),
+            (20.0, 5, None),
+            (30.0, 105, None),
+        ]);
+        assert_eq!(h.produce_rate(), Some(10.0));
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let rounds: Vec<_> = (0..500).map(|i| (i as f64, i * 3, Some(i))).collect();
+        let h = history(&rounds);
+        assert_eq!(h.table.len(), TIME_TABLE_POINTS);
+        assert_eq!(h.commits.len(), STATUS_WINDOW);
+    }
+}
