@@ -10,7 +10,8 @@
 #
 # Components (all on 127.0.0.1):
 #   etcd, kube-apiserver (RBAC + token auth), kube-controller-manager, kube-scheduler,
-#   kubectl (same build), KWOK with fake nodes, Apache Kafka (KRaft, PLAINTEXT + SASL/SCRAM),
+#   kubectl (same build), KWOK with fake nodes, Apache Kafka (KRaft, PLAINTEXT + a SASL
+#   listener with PLAIN and SCRAM-SHA-256/512, user tidal / tidal-secret),
 #   Prometheus (Debian).
 #
 # Built parts are cached under ${TIDAL_CACHE:-~/.cache/tidal}, keyed by version, so only the
@@ -23,7 +24,7 @@ K8S_VERSION=${TIDAL_K8S_VERSION:-v1.35.4}
 ETCD_VERSION=${TIDAL_ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${TIDAL_KWOK_VERSION:-v0.7.0}
 KAFKA_VERSION=${TIDAL_KAFKA_VERSION:-4.1.1}
-KWOK_NODES=${TIDAL_KWOK_NODES:-2}
+KWOK_NODES=${TIDAL_KWOK_NODE_COUNT:-2}
 
 # A block of ports in the 27xxx range, which no common service uses. Override the base
 # with TIDAL_PORT_BASE to move the whole block.
@@ -466,7 +467,8 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
-sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tidal="tidal-secret";
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 offsets.topic.replication.factor=1

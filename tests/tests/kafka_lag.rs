@@ -13,7 +13,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tidal_core::kafka::{Client, ClientConfig, KafkaError, ResetPolicy, Selection, partition_lag};
+use tidal_core::kafka::{
+    Client, ClientConfig, Credentials, KafkaError, Mechanism, ResetPolicy, Selection, partition_lag,
+};
 use tidal_e2e::{Stack, free_port, unique};
 
 type R = anyhow::Result<()>;
@@ -244,5 +246,101 @@ async fn an_unreachable_broker_is_a_clear_error_not_zero_lag() -> R {
     let msg = err.to_string();
     assert!(msg.contains("unreachable") && msg.contains(&addr), "{msg}");
     assert_eq!(err.reason(), "unreachable");
+    Ok(())
+}
+
+fn sasl_config(
+    stack: &Stack,
+    mechanism: Mechanism,
+    password: &str,
+) -> anyhow::Result<ClientConfig> {
+    let bootstrap = stack.var("TIDAL_KAFKA_SASL_BOOTSTRAP")?;
+    let mut cfg = ClientConfig::new("stack-sasl", &[bootstrap]);
+    cfg.sasl = Some(Credentials {
+        mechanism,
+        username: stack.var("TIDAL_KAFKA_SASL_USER")?.to_string(),
+        password: password.to_string(),
+    });
+    Ok(cfg)
+}
+
+#[tokio::test]
+async fn sasl_plain_and_scram_authenticate_on_the_sasl_listener() -> R {
+    let stack = Stack::load()?;
+    let password = stack.var("TIDAL_KAFKA_SASL_PASSWORD")?.to_string();
+    // A committed group made over PLAINTEXT must read the same through the SASL listener.
+    let bootstrap = stack.kafka_bootstrap()?.to_string();
+    let topic = unique("sasl-t");
+    create_topic(&bootstrap, &topic, 1).await?;
+    produce(&bootstrap, &topic, &[9]).await?;
+    let group = unique("sasl-g");
+    commit(&bootstrap, &group, &[(topic.as_str(), 0, 2)])?;
+    for mechanism in [
+        Mechanism::Plain,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha512,
+    ] {
+        let mut client = Client::new(sasl_config(&stack, mechanism, &password)?)?;
+        let round = client
+            .collect(&Selection::Groups(vec![group.clone()]))
+            .await?;
+        assert!(round.errors.is_empty(), "{mechanism:?}: {:?}", round.errors);
+        let committed = round.groups[&group]
+            .committed
+            .get(&(topic.clone(), 0))
+            .copied();
+        let lag = partition_lag(
+            committed,
+            round.partitions[&(topic.clone(), 0)].offsets,
+            ResetPolicy::Latest,
+        );
+        assert_eq!(lag, Some(7), "{mechanism:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_password_is_a_clear_authentication_error() -> R {
+    let stack = Stack::load()?;
+    for mechanism in [
+        Mechanism::Plain,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha512,
+    ] {
+        let mut client = Client::new(sasl_config(&stack, mechanism, "not-the-password")?)?;
+        let err = client
+            .collect(&Selection::All)
+            .await
+            .expect_err("wrong password");
+        assert!(
+            matches!(err, KafkaError::Auth { .. }),
+            "{mechanism:?}: {err:?}"
+        );
+        assert_eq!(err.reason(), "auth");
+        let msg = err.to_string();
+        assert!(msg.contains("authentication failed"), "{msg}");
+        assert!(
+            msg.contains(stack.var("TIDAL_KAFKA_SASL_BOOTSTRAP")?),
+            "names the broker: {msg}"
+        );
+        assert!(
+            !msg.contains("not-the-password"),
+            "never prints the password: {msg}"
+        );
+        eprintln!("{mechanism:?}, bad password: {msg}");
+    }
+    // A mechanism the listener does not offer is named as such.
+    let plaintext = stack.kafka_bootstrap()?.to_string();
+    let mut cfg = ClientConfig::new("plaintext", &[&plaintext]);
+    cfg.sasl = Some(Credentials {
+        mechanism: Mechanism::ScramSha256,
+        username: "tidal".into(),
+        password: "x".into(),
+    });
+    let err = Client::new(cfg)?
+        .collect(&Selection::All)
+        .await
+        .expect_err("PLAINTEXT has no SASL");
+    assert!(err.to_string().contains(&plaintext), "{err}");
     Ok(())
 }

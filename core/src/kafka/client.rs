@@ -28,6 +28,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
+use super::auth::Credentials;
 use super::conn::Connection;
 use super::error::{KafkaError, check, needs_metadata_refresh};
 use super::lag::PartitionOffsets;
@@ -43,6 +44,8 @@ pub struct ClientConfig {
     pub client_id: String,
     /// Bound on connect and on every request.
     pub request_timeout: Duration,
+    /// SASL credentials (PLAIN or SCRAM), if the listener needs them.
+    pub sasl: Option<Credentials>,
 }
 
 impl ClientConfig {
@@ -53,6 +56,7 @@ impl ClientConfig {
             bootstrap: bootstrap.iter().map(|s| s.to_string()).collect(),
             client_id: "tidal".to_string(),
             request_timeout: Duration::from_secs(5),
+            sasl: None,
         }
     }
 }
@@ -173,7 +177,14 @@ impl Client {
                     ),
                 });
             }
-            match Connection::connect(addr, &self.cfg.client_id, self.cfg.request_timeout).await {
+            match Connection::connect(
+                addr,
+                &self.cfg.client_id,
+                self.cfg.request_timeout,
+                self.cfg.sasl.as_ref(),
+            )
+            .await
+            {
                 Ok(c) => {
                     self.backoff.remove(addr);
                     self.conns.insert(addr.to_string(), c);
@@ -265,6 +276,8 @@ impl Client {
                     }
                     return Ok(leaders);
                 }
+                // Wrong credentials are not a reachability problem: say so directly.
+                Err(e @ KafkaError::Auth { .. }) => return Err(e),
                 Err(e) => tried.push(format!("{addr} ({e})")),
             }
         }

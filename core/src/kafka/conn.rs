@@ -6,11 +6,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::auth::{Credentials, Mechanism, Scram, new_nonce, plain_message};
 use super::error::KafkaError;
 
 /// The largest response frame accepted (a guard against a garbage length prefix).
@@ -30,11 +34,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` and negotiates API versions, each step bounded by `timeout`.
+    /// Connects to `addr`, negotiates API versions and, with `sasl`, authenticates; each step
+    /// is bounded by `timeout`.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         timeout: Duration,
+        sasl: Option<&Credentials>,
     ) -> Result<Self, KafkaError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
@@ -65,7 +71,75 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Some(c) = sasl {
+            conn.authenticate(c).await?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake v1, then the mechanism's messages in SaslAuthenticate (KIP-152).
+    async fn authenticate(&mut self, c: &Credentials) -> Result<(), KafkaError> {
+        let auth_err = |broker: &str, detail: String| KafkaError::Auth {
+            broker: broker.to_string(),
+            detail,
+        };
+        let hs = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(c.mechanism.name()));
+        let resp = self.send_at(&hs, 1).await?;
+        if resp.error_code != 0 {
+            let offered: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(auth_err(
+                &self.addr,
+                format!(
+                    "mechanism {} is not enabled on this listener (it offers: {})",
+                    c.mechanism.name(),
+                    offered.join(", ")
+                ),
+            ));
+        }
+        match c.mechanism {
+            Mechanism::Plain => {
+                self.sasl_step(plain_message(c)).await?;
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
+                let mut scram = Scram::new(c, &new_nonce());
+                let server_first = self.sasl_step(scram.client_first()).await?;
+                let client_final = scram
+                    .client_final(&server_first)
+                    .map_err(|e| auth_err(&self.addr, e.to_string()))?;
+                let server_final = self.sasl_step(client_final).await?;
+                scram
+                    .verify_server_final(&server_final)
+                    .map_err(|e| auth_err(&self.addr, e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sasl_step(&mut self, bytes: Vec<u8>) -> Result<Bytes, KafkaError> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
+        let v = self.version::<SaslAuthenticateRequest>(0)?.min(2);
+        let resp = self.send_at(&req, v).await?;
+        if resp.error_code != 0 {
+            let msg = resp
+                .error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let msg = if msg.is_empty() {
+                "rejected".to_string()
+            } else {
+                msg
+            };
+            return Err(KafkaError::Auth {
+                broker: self.addr.clone(),
+                detail: format!(
+                    "{msg} (check the username and password; code {})",
+                    resp.error_code
+                ),
+            });
+        }
+        Ok(resp.auth_bytes)
     }
 
     /// The broker address this connection talks to.

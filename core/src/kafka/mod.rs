@@ -1,17 +1,20 @@
 //! The Kafka admin/lag client, built on the `kafka-protocol` codec and tokio.
 //!
+//! - [`auth`]: SASL PLAIN and SCRAM-SHA-256/512.
 //! - [`conn`]: one broker connection with ApiVersions negotiation, framing and timeouts.
 //! - [`client`]: the batched collection round (O(brokers + coordinators) requests).
 //! - [`lag`]: pure lag arithmetic (reset policies, sums).
 //! - [`history`]: per-partition history: Burrow-style status, time lag, rates, time to drain.
 //! - [`error`]: typed errors naming the broker, API and group.
 
+pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod error;
 pub mod history;
 pub mod lag;
 
+pub use auth::{Credentials, Mechanism};
 pub use client::{Client, ClientConfig, GroupInfo, Member, PartitionInfo, Round, Selection};
 pub use error::KafkaError;
 pub use history::{PartitionHistory, Status, time_to_drain};
