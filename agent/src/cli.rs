@@ -45,6 +45,11 @@ pub struct Cli {
     /// Name of this node (the DaemonSet sets it from the downward API).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
+
+    /// JSON file listing Kafka clusters whose consumer lag to sample (see docs/agent.md);
+    /// without it the kafka_lag sampler is off.
+    #[arg(long, env = "TIDAL_AGENT_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
 }
 
 /// A flag value that cannot be used, naming the flag.

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tidal_agent::cli::{Cli, Mode};
+use tidal_agent::kafka_config::KafkaConfig;
 use tidal_agent::pods::{self, PodIndex};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
+use tidal_agent::samplers::kafka_lag::KafkaLagSampler;
 use tidal_agent::samplers::node::NodeSampler;
 use tidal_agent::server;
 use tidal_agent::snapshot::{Runner, Shared};
@@ -53,6 +55,13 @@ async fn main() -> anyhow::Result<()> {
             )));
         }
         Err(e) => tracing::warn!(error = %e, "no cgroup hierarchy: only node series are exported"),
+    }
+
+    if let Some(path) = &cli.kafka_config {
+        // A config that does not parse is fatal at start: better than running without lag.
+        let cfg = KafkaConfig::load(path).context("--kafka-config")?;
+        tracing::info!(clusters = cfg.clusters.len(), interval = ?cfg.interval, "kafka_lag sampler on");
+        samplers.push(Box::new(KafkaLagSampler::start(cfg)));
     }
 
     let shared = Shared::default();

@@ -5,7 +5,7 @@
 //! wraps them, and [`SampleError::reason`] maps every variant to a fixed label.
 
 use crate::buffer::Buffer;
-use crate::samplers::{cgroup::CgroupError, node::NodeError};
+use crate::samplers::{cgroup::CgroupError, kafka_lag::KafkaLagError, node::NodeError};
 
 /// A source of series, run once per interval.
 pub trait Sampler: Send {
@@ -22,6 +22,8 @@ pub enum SampleError {
     Node(#[from] NodeError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    KafkaLag(#[from] KafkaLagError),
 }
 
 impl SampleError {
@@ -30,6 +32,7 @@ impl SampleError {
         match self {
             SampleError::Node(e) => e.reason(),
             SampleError::Cgroup(e) => e.reason(),
+            SampleError::KafkaLag(e) => e.reason(),
         }
     }
 }

@@ -114,6 +114,38 @@ pub const AGENT_SAMPLE_ERRORS_TOTAL: &str = "tidal_agent_sample_errors_total";
 /// `tidal_agent_pod_metadata_synced`: 1 once the pod watch has listed this node's pods.
 pub const AGENT_POD_METADATA_SYNCED: &str = "tidal_agent_pod_metadata_synced";
 
+// ---- Agent: Kafka consumer lag (sampler `kafka_lag`) ----
+
+/// `tidal_agent_kafka_consumergroup_lag{cluster, group, topic[, partition]}`: messages behind
+/// the high watermark (`max(0, log_end - committed)`; uncommitted partitions per the reset policy).
+pub const AGENT_KAFKA_LAG: &str = "tidal_agent_kafka_consumergroup_lag";
+/// `tidal_agent_kafka_consumergroup_lag_seconds{cluster, group, topic[, partition]}`: time lag,
+/// interpolated from the log end's `(offset, time)` table (the max over partitions per topic).
+pub const AGENT_KAFKA_LAG_SECONDS: &str = "tidal_agent_kafka_consumergroup_lag_seconds";
+/// `tidal_agent_kafka_consumergroup_partitions{cluster, group, topic}`: partitions counted.
+pub const AGENT_KAFKA_PARTITIONS: &str = "tidal_agent_kafka_consumergroup_partitions";
+/// `tidal_agent_kafka_consumergroup_partitions_with_lag{cluster, group, topic}`.
+pub const AGENT_KAFKA_PARTITIONS_WITH_LAG: &str =
+    "tidal_agent_kafka_consumergroup_partitions_with_lag";
+/// `tidal_agent_kafka_consumergroup_status{cluster, group, status}`: 1 for the group's current
+/// Burrow-style status (OK, WARN, REWIND, STALL, STOP, ERR), 0 for the others.
+pub const AGENT_KAFKA_STATUS: &str = "tidal_agent_kafka_consumergroup_status";
+/// `tidal_agent_kafka_consumergroup_members{cluster, group}`: live members.
+pub const AGENT_KAFKA_MEMBERS: &str = "tidal_agent_kafka_consumergroup_members";
+/// `tidal_agent_kafka_consumergroup_consume_rate{cluster, group, topic}`: messages per second.
+pub const AGENT_KAFKA_CONSUME_RATE: &str = "tidal_agent_kafka_consumergroup_consume_rate";
+/// `tidal_agent_kafka_topic_produce_rate{cluster, topic}`: messages per second into the topic.
+pub const AGENT_KAFKA_PRODUCE_RATE: &str = "tidal_agent_kafka_topic_produce_rate";
+/// `tidal_agent_kafka_consumergroup_time_to_drain_seconds{cluster, group, topic}`:
+/// `lag / (consume_rate - produce_rate)`; absent when the group does not catch up.
+pub const AGENT_KAFKA_TIME_TO_DRAIN: &str = "tidal_agent_kafka_consumergroup_time_to_drain_seconds";
+/// `tidal_agent_kafka_round_requests{cluster}`: requests the last collection round sent.
+pub const AGENT_KAFKA_ROUND_REQUESTS: &str = "tidal_agent_kafka_round_requests";
+/// `tidal_agent_kafka_round_duration_seconds{cluster}`: how long the last round took.
+pub const AGENT_KAFKA_ROUND_DURATION: &str = "tidal_agent_kafka_round_duration_seconds";
+/// `tidal_agent_kafka_round_success{cluster}`: 1 if the last round read every group.
+pub const AGENT_KAFKA_ROUND_SUCCESS: &str = "tidal_agent_kafka_round_success";
+
 /// Every name in the schema, for tests that check naming rules.
 pub const ALL: &[&str] = &[
     AGENT_BUILD_INFO,
@@ -158,6 +190,18 @@ pub const ALL: &[&str] = &[
     AGENT_SAMPLER_SUCCESS,
     AGENT_SAMPLE_ERRORS_TOTAL,
     AGENT_POD_METADATA_SYNCED,
+    AGENT_KAFKA_LAG,
+    AGENT_KAFKA_LAG_SECONDS,
+    AGENT_KAFKA_PARTITIONS,
+    AGENT_KAFKA_PARTITIONS_WITH_LAG,
+    AGENT_KAFKA_STATUS,
+    AGENT_KAFKA_MEMBERS,
+    AGENT_KAFKA_CONSUME_RATE,
+    AGENT_KAFKA_PRODUCE_RATE,
+    AGENT_KAFKA_TIME_TO_DRAIN,
+    AGENT_KAFKA_ROUND_REQUESTS,
+    AGENT_KAFKA_ROUND_DURATION,
+    AGENT_KAFKA_ROUND_SUCCESS,
 ];
 
 /// Checks a metric name against the project's naming rules. Returns the broken rule.

@@ -1,4 +1,6 @@
-//! The samplers, one file each: [`node`] (from `/proc`) and [`cgroup`] (pods and containers).
+//! The samplers, one file each: [`node`] (from `/proc`), [`cgroup`] (pods and containers) and
+//! [`kafka_lag`] (consumer lag of the clusters in `--kafka-config`).
 
 pub mod cgroup;
+pub mod kafka_lag;
 pub mod node;

@@ -117,14 +117,29 @@ pub struct Round {
     pub errors: Vec<KafkaError>,
 }
 
+/// A predicate on group ids (for example a compiled regular expression).
+pub type GroupFilter = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Which groups to collect.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub enum Selection {
     /// Every consumer group the brokers list.
     #[default]
     All,
+    /// The listed groups that pass the filter (nothing is sent for the others).
+    Matching(GroupFilter),
     /// Only these groups (found with FindCoordinator when ListGroups does not show them).
     Groups(Vec<String>),
+}
+
+impl std::fmt::Debug for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selection::All => f.write_str("All"),
+            Selection::Matching(_) => f.write_str("Matching(<filter>)"),
+            Selection::Groups(g) => f.debug_tuple("Groups").field(g).finish(),
+        }
+    }
 }
 
 /// `GROUP_ID_NOT_FOUND`: the group does not exist (it is Dead, not failing).
@@ -321,6 +336,7 @@ impl Client {
         }
         let wanted: Vec<String> = match selection {
             Selection::All => coordinator.keys().cloned().collect(),
+            Selection::Matching(keep) => coordinator.keys().filter(|g| keep(g)).cloned().collect(),
             Selection::Groups(gs) => gs.clone(),
         };
 

@@ -15,7 +15,9 @@ pub mod history;
 pub mod lag;
 
 pub use auth::{Credentials, Mechanism};
-pub use client::{Client, ClientConfig, GroupInfo, Member, PartitionInfo, Round, Selection};
+pub use client::{
+    Client, ClientConfig, GroupFilter, GroupInfo, Member, PartitionInfo, Round, Selection,
+};
 pub use error::KafkaError;
 pub use history::{PartitionHistory, Status, time_to_drain};
 pub use lag::{LagSum, PartitionOffsets, ResetPolicy, partition_lag};
