@@ -4,11 +4,11 @@
 //! **Status** (anchor: linkedin/Burrow `core/internal/evaluator`, window of 10 commits). Only a
 //! partition that has lag now can be unhealthy (Burrow's `currentLag > 0` gate: an idle
 //! consumer that stops committing because there is nothing to read is fine). Then, in order:
-//! - `Stop`: no new committed offset for longer than the window had been moving
-//!   (`now - last_change > last_change - first_sample`);
+//! - `Stop`: the committed offset moved, then stood still for longer than the commit window
+//!   had been moving (`now - last_commit > last_commit - first_commit`);
 //! - `Rewind`: a committed offset went backwards inside the window;
 //! - `Ok`: lag was zero at some point in the window;
-//! - `Stall`: the committed offset did not move across the whole window, while lag exists;
+//! - `Stall`: the committed offset did not move across a whole window of rounds, while lag exists;
 //! - `Warn`: lag never decreased across the window (and grew overall);
 //! - otherwise `Ok`.
 //!
@@ -55,21 +55,22 @@ impl Status {
     }
 }
 
-/// One committed offset seen in a round.
+/// A change of the committed offset (a commit that moved it), with the round's time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Commit {
     at: f64,
     offset: i64,
-    lag: i64,
 }
 
 /// The history of one partition of one group.
 #[derive(Clone, Debug, Default)]
 pub struct PartitionHistory {
+    /// The last [`STATUS_WINDOW`] changes of the committed offset (Burrow's commit window).
     commits: VecDeque<Commit>,
+    /// The lag of the last [`STATUS_WINDOW`] rounds that saw a committed offset.
+    lags: VecDeque<(f64, i64)>,
     /// `(log_end, time)`, times strictly increasing, offsets non-decreasing.
     table: VecDeque<(i64, f64)>,
-    last_commit_change: Option<f64>,
 }
 
 impl PartitionHistory {
@@ -93,39 +94,37 @@ impl PartitionHistory {
             self.table.pop_front();
         }
         if let Some(c) = committed {
-            let lag = (log_end - c).max(0);
-            let changed = self.commits.back().is_none_or(|p| p.offset != c);
-            if changed {
-                self.last_commit_change = Some(at);
+            // OffsetFetch returns the committed offset, not when it was committed, so a commit
+            // is a round in which the offset changed (Burrow keeps every commit with its time).
+            if self.commits.back().is_none_or(|p| p.offset != c) {
+                self.commits.push_back(Commit { at, offset: c });
+                while self.commits.len() > STATUS_WINDOW {
+                    self.commits.pop_front();
+                }
             }
-            // Burrow keeps one entry per commit, with the commit's timestamp. OffsetFetch does not
-            // return commit times, so Tidal keeps one entry per round (the committed offset as
-            // sampled), and tells STOP from STALL by the offsets: an offset that was moving and
-            // then stood still for longer than it had been moving is STOP; one that never moved
-            // in a full window is STALL.
-            self.commits.push_back(Commit { at, offset: c, lag });
-            while self.commits.len() > STATUS_WINDOW {
-                self.commits.pop_front();
+            self.lags.push_back((at, (log_end - c).max(0)));
+            while self.lags.len() > STATUS_WINDOW {
+                self.lags.pop_front();
             }
         }
     }
 
-    /// Burrow-style status at time `now`, given the current lag.
+    /// Burrow-style status at time `now`.
     pub fn status(&self, now: f64) -> Status {
+        let (Some(&(first_round, first_lag)), Some(&(_, lag))) =
+            (self.lags.front(), self.lags.back())
+        else {
+            return Status::Ok;
+        };
+        if lag == 0 {
+            return Status::Ok;
+        }
         let (Some(first), Some(last)) = (self.commits.front(), self.commits.back()) else {
             return Status::Ok;
         };
-        if last.lag == 0 {
-            return Status::Ok;
-        }
-        let last_change = self.last_commit_change.unwrap_or(last.at);
-        let first_change = self
-            .commits
-            .iter()
-            .map(|c| c.at)
-            .fold(f64::INFINITY, f64::min);
-        let span = last_change - first_change;
-        if self.commits.len() >= 2 && span > 0.0 && now - last_change > span {
+        // STOP: the offset was moving, and has now been still for longer than it had been moving.
+        let span = last.at - first.at;
+        if self.commits.len() >= 2 && span > 0.0 && now - last.at > span {
             return Status::Stop;
         }
         if self
@@ -136,18 +135,19 @@ impl PartitionHistory {
         {
             return Status::Rewind;
         }
-        if self.commits.iter().any(|c| c.lag == 0) {
+        if self.lags.iter().any(|(_, l)| *l == 0) {
             return Status::Ok;
         }
-        if self.commits.len() >= STATUS_WINDOW && first.offset == last.offset {
+        // STALL: the offset did not move across a full window of rounds while lag existed.
+        if self.lags.len() >= STATUS_WINDOW && last.at <= first_round {
             return Status::Stall;
         }
         let never_decreased = self
-            .commits
+            .lags
             .iter()
-            .zip(self.commits.iter().skip(1))
-            .all(|(a, b)| b.lag >= a.lag);
-        if self.commits.len() >= 2 && never_decreased && last.lag > first.lag {
+            .zip(self.lags.iter().skip(1))
+            .all(|(a, b)| b.1 >= a.1);
+        if self.lags.len() >= 2 && never_decreased && lag > first_lag {
             return Status::Warn;
         }
         Status::Ok
@@ -165,9 +165,19 @@ impl PartitionHistory {
 
     /// Messages per second the group consumed over the window (None: fewer than 2 commits).
     pub fn consume_rate(&self) -> Option<f64> {
-        let (a, b) = (self.commits.front()?, self.commits.back()?);
-        let dt = b.at - a.at;
-        (dt > 0.0).then(|| ((b.offset - a.offset).max(0)) as f64 / dt)
+        // Over the lag window: committed offset now vs at the window's first round.
+        let (t0, _) = *self.lags.front()?;
+        let (t1, _) = *self.lags.back()?;
+        let at = |t: f64| {
+            self.commits
+                .iter()
+                .rev()
+                .find(|c| c.at <= t)
+                .map(|c| c.offset)
+        };
+        let (o0, o1) = (at(t0)?, at(t1)?);
+        let dt = t1 - t0;
+        (dt > 0.0).then(|| (o1 - o0).max(0) as f64 / dt)
     }
 
     /// Messages per second produced over the time table (None: fewer than 2 points).
@@ -246,6 +256,16 @@ mod tests {
         let mut rounds: Vec<_> = (0..5).map(|i| (i as f64, 1000, Some(100 + i))).collect();
         rounds.push((14.0, 1000, Some(104)));
         assert_eq!(history(&rounds).status(14.0), Status::Stop);
+    }
+
+    #[test]
+    fn stop_survives_the_window_sliding_past_the_moving_phase() {
+        // Found against the real broker: moving for 4 rounds, then still for 12 rounds (more
+        // than a window of rounds) must stay STOP, not turn into STALL.
+        let rounds: Vec<_> = (0..16)
+            .map(|i| (i as f64 * 0.5, 100 + 20 * i, Some(3 * (i.min(3) + 1))))
+            .collect();
+        assert_eq!(history(&rounds).status(8.0), Status::Stop);
     }
 
     #[test]
@@ -345,5 +365,6 @@ mod tests {
         let h = history(&rounds);
         assert_eq!(h.table.len(), TIME_TABLE_POINTS);
         assert_eq!(h.commits.len(), STATUS_WINDOW);
+        assert_eq!(h.lags.len(), STATUS_WINDOW);
     }
 }
