@@ -11,7 +11,8 @@
 # Components (all on 127.0.0.1):
 #   etcd, kube-apiserver (RBAC + token auth), kube-controller-manager, kube-scheduler,
 #   kubectl (same build), KWOK with fake nodes, Apache Kafka (KRaft, PLAINTEXT + a SASL
-#   listener with PLAIN and SCRAM-SHA-256/512, user tidal / tidal-secret),
+#   listener with PLAIN and SCRAM-SHA-256/512, user tidal / tidal-secret, and an SSL listener
+#   whose certificate the stack CA signs),
 #   Prometheus (Debian).
 #
 # Built parts are cached under ${TIDAL_CACHE:-~/.cache/tidal}, keyed by version, so only the
@@ -38,6 +39,7 @@ KWOK_PORT=$((PORT_BASE + 247))
 KAFKA_PORT=$((PORT_BASE + 92))
 KAFKA_SASL_PORT=$((PORT_BASE + 94))
 KAFKA_CONTROLLER_PORT=$((PORT_BASE + 93))
+KAFKA_SSL_PORT=$((PORT_BASE + 95))
 PROM_PORT=$((PORT_BASE + 90))
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -324,6 +326,21 @@ gen_pki() {
   )
 }
 
+# A certificate for Kafka's SSL listener, signed by the stack CA (PEM keystore: PKCS#8 key
+# followed by the certificate chain).
+gen_kafka_cert() {
+  local pki=$STATE/pki
+  [[ -f $pki/kafka-keystore.pem ]] && return 0
+  (
+    cd "$pki"
+    openssl req -newkey rsa:2048 -nodes -keyout kafka.key.rsa -out kafka.csr -subj "/CN=kafka" 2>/dev/null
+    openssl pkcs8 -topk8 -nocrypt -in kafka.key.rsa -out kafka.key
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >kafka.ext
+    openssl x509 -req -in kafka.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile kafka.ext -out kafka.crt 2>/dev/null
+    cat kafka.key kafka.crt ca.crt >kafka-keystore.pem
+  )
+}
+
 write_kubeconfig() {
   local out=$1 user=$2 token=$3
   cat >"$out" <<EOF
@@ -358,6 +375,7 @@ export TIDAL_NOBODY_TOKEN_FILE=$NOBODY_TOKEN_FILE
 export TIDAL_CA_FILE=$STATE/pki/ca.crt
 export TIDAL_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 export TIDAL_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT
+export TIDAL_KAFKA_SSL_BOOTSTRAP=127.0.0.1:$KAFKA_SSL_PORT
 export TIDAL_KAFKA_SASL_USER=tidal
 export TIDAL_KAFKA_SASL_PASSWORD=tidal-secret
 export TIDAL_KAFKA_HOME=$KAFKA_DIR
@@ -455,18 +473,22 @@ EOF
 }
 
 up_kafka() {
-  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT"
+  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT"
+  gen_kafka_cert
   local dir=$STATE/kafka
   mkdir -p "$dir"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$STATE/pki/kafka-keystore.pem
+listener.name.ssl.ssl.client.auth=none
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tidal="tidal-secret";
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -549,7 +571,7 @@ cmd_up() {
   write_kubeconfig "$STATE/kubeconfig" tidal-admin "$(cat "$ADMIN_TOKEN_FILE")"
   write_kubeconfig "$STATE/kubeconfig-nobody" tidal-nobody "$(cat "$NOBODY_TOKEN_FILE")"
   write_env
-  say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
+  say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-ssl=$KAFKA_SSL_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
   up_etcd
   up_apiserver
   up_kcm

@@ -7,6 +7,7 @@
 //!     "name": "main",
 //!     "bootstrap": ["kafka-0.kafka:9092"],
 //!     "sasl": {"mechanism": "SCRAM-SHA-512", "username": "tidal", "password_file": "/etc/tidal/kafka/password"},
+//!     "tls": {"ca_file": "/etc/tidal/kafka/ca.pem"},
 //!     "groups": "^orders-",
 //!     "topics": "^orders\\.",
 //!     "granularity": "partition",
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
-use tidal_core::kafka::{ClientConfig, Credentials, Mechanism, ResetPolicy};
+use tidal_core::kafka::{ClientConfig, Credentials, Mechanism, ResetPolicy, TlsConfig};
 
 /// A config that cannot be used, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,8 @@ struct RawCluster {
     #[serde(default)]
     sasl: Option<RawSasl>,
     #[serde(default)]
+    tls: Option<RawTls>,
+    #[serde(default)]
     groups: Option<String>,
     #[serde(default)]
     topics: Option<String>,
@@ -93,6 +96,15 @@ struct RawCluster {
 
 fn default_timeout() -> f64 {
     5.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +264,20 @@ impl KafkaConfig {
             let mut client = ClientConfig::new(&c.name, &[]);
             client.bootstrap = c.bootstrap;
             client.sasl = sasl;
+            if let Some(t) = c.tls {
+                if let Some(ca) = &t.ca_file
+                    && !ca.is_file()
+                {
+                    return Err(bad(
+                        f("tls.ca_file"),
+                        format!("{} is not a readable file", ca.display()),
+                    ));
+                }
+                client.tls = Some(TlsConfig {
+                    ca_file: t.ca_file,
+                    server_name: t.server_name,
+                });
+            }
             client.request_timeout = Duration::from_secs_f64(c.request_timeout_seconds);
             client.client_id = "tidal-agent".into();
             clusters.push(ClusterConfig {
@@ -335,6 +361,14 @@ mod tests {
             (
                 r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "bootstrap_servers": "x"}]}"#,
                 "unknown field `bootstrap_servers`",
+            ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"ca_file": "/nonexistent/ca.pem"}}]}"#,
+                "clusters[0].tls.ca_file: /nonexistent/ca.pem is not a readable file",
+            ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"ca": "x"}}]}"#,
+                "clusters[0].tls.ca: unknown field `ca`, expected `ca_file` or `server_name`",
             ),
         ];
         for (text, want) in cases {

@@ -14,7 +14,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tidal_core::kafka::{
-    Client, ClientConfig, Credentials, KafkaError, Mechanism, ResetPolicy, Selection, partition_lag,
+    Client, ClientConfig, Credentials, KafkaError, Mechanism, ResetPolicy, Selection, TlsConfig,
+    partition_lag,
 };
 use tidal_e2e::{Stack, free_port, unique};
 
@@ -342,5 +343,97 @@ async fn a_bad_password_is_a_clear_authentication_error() -> R {
         .await
         .expect_err("PLAINTEXT has no SASL");
     assert!(err.to_string().contains(&plaintext), "{err}");
+    Ok(())
+}
+
+fn tls_config(stack: &Stack, ca: Option<std::path::PathBuf>, bootstrap: &str) -> ClientConfig {
+    let _ = stack;
+    let mut cfg = ClientConfig::new("stack-tls", &[bootstrap]);
+    cfg.tls = Some(TlsConfig {
+        ca_file: ca,
+        server_name: None,
+    });
+    cfg.request_timeout = Duration::from_secs(3);
+    cfg
+}
+
+#[tokio::test]
+async fn tls_with_the_right_ca_reads_exact_lag_and_a_wrong_ca_is_refused() -> R {
+    let stack = Stack::load()?;
+    let plaintext = stack.kafka_bootstrap()?.to_string();
+    let ssl = stack.var("TIDAL_KAFKA_SSL_BOOTSTRAP")?.to_string();
+    let ca = std::path::PathBuf::from(stack.var("TIDAL_CA_FILE")?);
+    let topic = unique("tls-t");
+    create_topic(&plaintext, &topic, 1).await?;
+    produce(&plaintext, &topic, &[12]).await?;
+    let group = unique("tls-g");
+    commit(&plaintext, &group, &[(topic.as_str(), 0, 5)])?;
+
+    let mut client = Client::new(tls_config(&stack, Some(ca), &ssl))?;
+    let round = client
+        .collect(&Selection::Groups(vec![group.clone()]))
+        .await?;
+    assert!(round.errors.is_empty(), "{:?}", round.errors);
+    let committed = round.groups[&group]
+        .committed
+        .get(&(topic.clone(), 0))
+        .copied();
+    let lag = partition_lag(
+        committed,
+        round.partitions[&(topic.clone(), 0)].offsets,
+        ResetPolicy::Latest,
+    );
+    assert_eq!(lag, Some(7), "lag read over TLS");
+
+    // A CA that did not sign the broker's certificate.
+    let dir = std::env::temp_dir().join(unique("tidal-wrong-ca"));
+    std::fs::create_dir_all(&dir)?;
+    let wrong = dir.join("ca.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=not-the-stack-ca",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("ca.key"))
+        .arg("-out")
+        .arg(&wrong)
+        .output()?;
+    anyhow::ensure!(
+        ok.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let err = Client::new(tls_config(&stack, Some(wrong), &ssl))?
+        .collect(&Selection::All)
+        .await
+        .expect_err("an unknown issuer must be refused");
+    let msg = err.to_string();
+    eprintln!("wrong CA: {msg}");
+    assert!(matches!(err, KafkaError::TlsHandshake { .. }), "{err:?}");
+    assert_eq!(err.reason(), "tls");
+    assert!(
+        msg.contains(&ssl) && msg.contains("TLS handshake failed"),
+        "{msg}"
+    );
+
+    // TLS against the PLAINTEXT listener fails cleanly too (no hang, a named broker).
+    let err = Client::new(tls_config(
+        &stack,
+        Some(std::path::PathBuf::from(stack.var("TIDAL_CA_FILE")?)),
+        &plaintext,
+    ))?
+    .collect(&Selection::All)
+    .await
+    .expect_err("plaintext port");
+    assert!(err.to_string().contains(&plaintext), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

@@ -32,6 +32,7 @@ use super::auth::Credentials;
 use super::conn::Connection;
 use super::error::{KafkaError, check, needs_metadata_refresh};
 use super::lag::PartitionOffsets;
+use super::tls::{Tls, TlsConfig};
 
 /// How to reach one Kafka cluster.
 #[derive(Clone, Debug)]
@@ -46,6 +47,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// SASL credentials (PLAIN or SCRAM), if the listener needs them.
     pub sasl: Option<Credentials>,
+    /// TLS, if the listener needs it.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ClientConfig {
@@ -57,6 +60,7 @@ impl ClientConfig {
             client_id: "tidal".to_string(),
             request_timeout: Duration::from_secs(5),
             sasl: None,
+            tls: None,
         }
     }
 }
@@ -156,6 +160,7 @@ pub struct Client {
     brokers: BTreeMap<i32, String>,
     conns: HashMap<String, Connection>,
     backoff: HashMap<String, Backoff>,
+    tls: Option<Tls>,
 }
 
 impl Client {
@@ -166,11 +171,17 @@ impl Client {
                 cluster: cfg.cluster,
             });
         }
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(|t| Tls::new(&cfg.cluster, t))
+            .transpose()?;
         Ok(Self {
             cfg,
             brokers: BTreeMap::new(),
             conns: HashMap::new(),
             backoff: HashMap::new(),
+            tls,
         })
     }
 
@@ -197,6 +208,7 @@ impl Client {
                 &self.cfg.client_id,
                 self.cfg.request_timeout,
                 self.cfg.sasl.as_ref(),
+                self.tls.as_ref(),
             )
             .await
             {
@@ -291,8 +303,10 @@ impl Client {
                     }
                     return Ok(leaders);
                 }
-                // Wrong credentials are not a reachability problem: say so directly.
-                Err(e @ KafkaError::Auth { .. }) => return Err(e),
+                // Wrong credentials or TLS trust are not reachability problems: say so directly.
+                Err(e @ (KafkaError::Auth { .. } | KafkaError::TlsHandshake { .. })) => {
+                    return Err(e);
+                }
                 Err(e) => tried.push(format!("{addr} ({e})")),
             }
         }

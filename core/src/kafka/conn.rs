@@ -11,11 +11,16 @@ use kafka_protocol::messages::{
     SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::auth::{Credentials, Mechanism, Scram, new_nonce, plain_message};
 use super::error::KafkaError;
+use super::tls::Tls;
+
+/// A byte stream to a broker: plain TCP or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The largest response frame accepted (a guard against a garbage length prefix).
 const MAX_FRAME_BYTES: usize = 256 << 20;
@@ -25,7 +30,7 @@ const API_VERSIONS_VERSION: i16 = 3;
 /// A negotiated connection to one broker.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     next_correlation: i32,
     /// api key -> (min, max) version the broker supports.
     versions: HashMap<i16, (i16, i16)>,
@@ -41,6 +46,7 @@ impl Connection {
         client_id: &str,
         timeout: Duration,
         sasl: Option<&Credentials>,
+        tls: Option<&Tls>,
     ) -> Result<Self, KafkaError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
@@ -53,6 +59,24 @@ impl Connection {
                 source,
             })?;
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn Io> = match tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let handshake_err = |detail: String| KafkaError::TlsHandshake {
+                    broker: addr.to_string(),
+                    detail,
+                };
+                let name = tls.server_name(addr).map_err(handshake_err)?;
+                let s = tokio::time::timeout(timeout, tls.connector.connect(name, stream))
+                    .await
+                    .map_err(|_| KafkaError::Timeout {
+                        broker: addr.to_string(),
+                        api: "TLS handshake",
+                    })?
+                    .map_err(|e| handshake_err(e.to_string()))?;
+                Box::new(s)
+            }
+        };
         let mut conn = Self {
             addr: addr.to_string(),
             stream,

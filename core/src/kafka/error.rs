@@ -40,6 +40,10 @@ pub enum KafkaError {
         code: i16,
         error: String,
     },
+    #[error("kafka cluster {cluster}: TLS setup: {detail}")]
+    Tls { cluster: String, detail: String },
+    #[error("broker {broker}: TLS handshake failed: {detail}")]
+    TlsHandshake { broker: String, detail: String },
     #[error("broker {broker}: authentication failed: {detail}")]
     Auth { broker: String, detail: String },
     #[error("no broker is known for node id {node_id} (metadata from {broker})")]
@@ -60,6 +64,8 @@ impl KafkaError {
             KafkaError::Unsupported { .. } => "unsupported",
             KafkaError::Broker { .. } => "broker_error",
             KafkaError::Auth { .. } => "auth",
+            KafkaError::Tls { .. } => "config",
+            KafkaError::TlsHandshake { .. } => "tls",
             KafkaError::UnknownNode { .. } => "metadata",
         }
     }

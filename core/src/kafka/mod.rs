@@ -5,6 +5,7 @@
 //! - [`client`]: the batched collection round (O(brokers + coordinators) requests).
 //! - [`lag`]: pure lag arithmetic (reset policies, sums).
 //! - [`history`]: per-partition history: Burrow-style status, time lag, rates, time to drain.
+//! - [`tls`]: TLS with rustls (CA file or system trust store).
 //! - [`error`]: typed errors naming the broker, API and group.
 
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod conn;
 pub mod error;
 pub mod history;
 pub mod lag;
+pub mod tls;
 
 pub use auth::{Credentials, Mechanism};
 pub use client::{
@@ -21,3 +23,4 @@ pub use client::{
 pub use error::KafkaError;
 pub use history::{PartitionHistory, Status, time_to_drain};
 pub use lag::{LagSum, PartitionOffsets, ResetPolicy, partition_lag};
+pub use tls::TlsConfig;

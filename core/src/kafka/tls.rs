@@ -1,0 +1,137 @@
+//! TLS for broker connections, with rustls (ring provider, as kube-rs uses).
+//!
+//! The server certificate is verified against a CA file (PEM) when one is given, else against
+//! the system trust store. The name checked is the broker's host from its advertised address,
+//! or `server_name` when the certificate is issued for another name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
+
+use super::error::KafkaError;
+
+/// TLS settings of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file with the CA certificate(s) to trust; None: the system trust store.
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify instead of the broker's host.
+    pub server_name: Option<String>,
+}
+
+/// A ready-to-use TLS connector plus the name override.
+#[derive(Clone)]
+pub struct Tls {
+    pub(crate) connector: TlsConnector,
+    server_name: Option<String>,
+}
+
+impl Tls {
+    /// Builds the connector once per client. Errors name the cluster and the file.
+    pub fn new(cluster: &str, cfg: &TlsConfig) -> Result<Self, KafkaError> {
+        let bad = |detail: String| KafkaError::Tls {
+            cluster: cluster.to_string(),
+            detail,
+        };
+        let mut roots = RootCertStore::empty();
+        match &cfg.ca_file {
+            Some(path) => {
+                for cert in load_pem(path).map_err(&bad)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| bad(format!("tls.ca_file {}: {e}", path.display())))?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for cert in found.certs {
+                    let _ = roots.add(cert);
+                }
+                if roots.is_empty() {
+                    return Err(bad(
+                        "no tls.ca_file given and the system trust store is empty".into(),
+                    ));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(config)),
+            server_name: cfg.server_name.clone(),
+        })
+    }
+
+    /// The name to verify for a broker at `addr` (`host:port`).
+    pub fn server_name(&self, addr: &str) -> Result<ServerName<'static>, String> {
+        let host = match &self.server_name {
+            Some(n) => n.as_str(),
+            None => addr
+                .rsplit_once(':')
+                .map_or(addr, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+        };
+        ServerName::try_from(host.to_string())
+            .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))
+    }
+}
+
+fn load_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "tls.ca_file {}: no certificate in the file",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_ca_file_names_the_field_and_path() {
+        let cfg = TlsConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            server_name: None,
+        };
+        let err = Tls::new("prod", &cfg)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("prod")
+                && err.contains("tls.ca_file")
+                && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+        let empty = std::env::temp_dir().join(format!("tidal-empty-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let err = Tls::new(
+            "prod",
+            &TlsConfig {
+                ca_file: Some(empty.clone()),
+                server_name: None,
+            },
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("no certificate"), "{err}");
+        let _ = std::fs::remove_file(empty);
+    }
+}
