@@ -50,6 +50,16 @@ pub struct Cli {
     /// without it the kafka_lag sampler is off.
     #[arg(long, env = "TIDAL_AGENT_KAFKA_CONFIG")]
     pub kafka_config: Option<PathBuf>,
+
+    /// Export only the Kafka partitions owned by consumers in pods on this node; the agent
+    /// holding the election Lease also exports unowned ones. Needs --node-name and API access.
+    #[arg(long, env = "TIDAL_AGENT_ATTRIBUTE_TO_NODE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub attribute_to_node: bool,
+
+    /// Namespace of the election Lease used with --attribute-to-node (the DaemonSet sets
+    /// POD_NAMESPACE from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
 }
 
 /// A flag value that cannot be used, naming the flag.

@@ -10,10 +10,11 @@ use anyhow::Context;
 use clap::Parser;
 use tidal_agent::cli::{Cli, Mode};
 use tidal_agent::kafka_config::KafkaConfig;
+use tidal_agent::lease::{self, Leadership};
 use tidal_agent::pods::{self, PodIndex};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
-use tidal_agent::samplers::kafka_lag::KafkaLagSampler;
+use tidal_agent::samplers::kafka_lag::{Attribution, KafkaLagSampler};
 use tidal_agent::samplers::node::NodeSampler;
 use tidal_agent::server;
 use tidal_agent::snapshot::{Runner, Shared};
@@ -61,7 +62,14 @@ async fn main() -> anyhow::Result<()> {
         // A config that does not parse is fatal at start: better than running without lag.
         let cfg = KafkaConfig::load(path).context("--kafka-config")?;
         tracing::info!(clusters = cfg.clusters.len(), interval = ?cfg.interval, "kafka_lag sampler on");
-        samplers.push(Box::new(KafkaLagSampler::start(cfg)));
+        let attribution = if cli.attribute_to_node {
+            Some(start_attribution(&cli, pods.clone()).await?)
+        } else {
+            None
+        };
+        samplers.push(Box::new(KafkaLagSampler::start(cfg, attribution)));
+    } else if cli.attribute_to_node {
+        anyhow::bail!("--attribute-to-node needs --kafka-config");
     }
 
     let shared = Shared::default();
@@ -78,6 +86,28 @@ async fn main() -> anyhow::Result<()> {
     server::serve(listener, shared, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The election and pod IPs `--attribute-to-node` needs; an error names what is missing.
+async fn start_attribution(cli: &Cli, pods: Option<PodIndex>) -> anyhow::Result<Attribution> {
+    let (Some(node), Some(pods)) = (cli.node_name.clone(), pods) else {
+        anyhow::bail!(
+            "--attribute-to-node needs --node-name (NODE_NAME) and Kubernetes API access to see this node's pods"
+        );
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("--attribute-to-node: Kubernetes API")?;
+    let leadership = Leadership::default();
+    tokio::spawn(lease::run(
+        client,
+        cli.lease_namespace.clone(),
+        "tidal-agent-kafka-lag".to_string(),
+        node,
+        std::time::Duration::from_secs(15),
+        leadership.clone(),
+    ));
+    Ok(Attribution { pods, leadership })
 }
 
 /// Starts watching this node's pods, or says once why series will be labelled by UID only.

@@ -46,6 +46,8 @@ pub struct PodMeta {
     /// Pod-level requests (`spec.resources`), when the pod sets them.
     pub pod_cpu_request_cores: Option<f64>,
     pub pod_memory_request_bytes: Option<f64>,
+    /// `status.podIPs` (or `podIP`): the addresses a consumer in this pod connects from.
+    pub pod_ips: Vec<String>,
 }
 
 impl PodMeta {
@@ -122,6 +124,16 @@ impl PodMeta {
             containers,
             pod_cpu_request_cores: quantity(pod_requests, "cpu"),
             pod_memory_request_bytes: quantity(pod_requests, "memory"),
+            pod_ips: status
+                .map(|s| {
+                    let mut ips: Vec<String> =
+                        s.pod_ips.iter().flatten().map(|p| p.ip.clone()).collect();
+                    if ips.is_empty() {
+                        ips.extend(s.pod_ip.clone());
+                    }
+                    ips
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -230,6 +242,19 @@ impl PodIndex {
             i.pods = pods;
             i.synced = true;
         }
+    }
+
+    /// Every pod IP on this node (Kafka consumers in these pods connect from them).
+    pub fn pod_ips(&self) -> std::collections::HashSet<String> {
+        self.0
+            .read()
+            .map(|i| {
+                i.pods
+                    .values()
+                    .flat_map(|p| p.pod_ips.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Number of pods known.

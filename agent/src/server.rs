@@ -34,13 +34,31 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 /// Turns an OpenMetrics body into text 0.0.4: drops the `# EOF` line and `# UNIT` lines, and
 /// names counter families by their `_total` sample name in `# HELP`/`# TYPE` (OpenMetrics
 /// names the family without the suffix; 0.0.4 tools such as `promtool check metrics` expect it).
+///
+/// Only the `#` lines change, so the sample lines between two of them are copied as one block
+/// (a scrape is megabytes of sample lines and a few hundred `#` lines).
 pub fn to_text_004(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+    // Byte offsets of the lines that start with `#` (found with memchr on `#`, which is
+    // faster than searching for "\n#").
+    let comment_starts = || {
+        openmetrics
+            .match_indices('#')
+            .map(|(i, _)| i)
+            .filter(|&i| i == 0 || openmetrics.as_bytes()[i - 1] == b'\n')
+    };
+    let line_at = |start: usize| {
+        let rest = &openmetrics[start..];
+        rest.find('\n').map_or(rest, |n| &rest[..n])
+    };
+    let counters: std::collections::HashSet<&str> = comment_starts()
+        .filter_map(|i| line_at(i).strip_prefix("# TYPE ")?.strip_suffix(" counter"))
         .collect();
     let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
-    for l in openmetrics.lines() {
+    let mut copied = 0;
+    for start in comment_starts() {
+        out.push_str(&openmetrics[copied..start]);
+        let l = line_at(start);
+        copied = (start + l.len() + 1).min(openmetrics.len());
         if l == "# EOF" || l.starts_with("# UNIT ") {
             continue;
         }
@@ -58,6 +76,10 @@ pub fn to_text_004(openmetrics: &str) -> String {
             }
             None => out.push_str(l),
         }
+        out.push('\n');
+    }
+    out.push_str(&openmetrics[copied..]);
+    if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
     out
@@ -104,7 +126,9 @@ pub fn handle<B>(reg: &Registry, shared: &Shared, req: &Request<B>) -> Response<
             "no complete sample yet\n".into(),
         ),
         "/metrics" => {
-            let mut body = String::new();
+            // Sized like the last body: a scrape is megabytes, and growing a string by doubling
+            // copies it again and again.
+            let mut body = String::with_capacity(shared.body_size_hint());
             if let Err(e) = encode(&mut body, reg) {
                 return respond(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +136,7 @@ pub fn handle<B>(reg: &Registry, shared: &Shared, req: &Request<B>) -> Response<
                     format!("encoding metrics failed: {e}\n"),
                 );
             }
+            shared.set_body_size_hint(body.len());
             let accept = req
                 .headers()
                 .get(header::ACCEPT)
@@ -186,6 +211,45 @@ mod tests {
             to_text_004(om),
             "# HELP a_seconds x\n# TYPE a_seconds gauge\na_seconds 1\n"
         );
+    }
+
+    /// The line-by-line conversion `to_text_004` replaced (it copies sample lines in blocks).
+    fn line_by_line(openmetrics: &str) -> String {
+        let counters: std::collections::HashSet<&str> = openmetrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .collect();
+        let mut out = String::new();
+        for l in openmetrics.lines() {
+            if l == "# EOF" || l.starts_with("# UNIT ") {
+                continue;
+            }
+            let meta = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+                let rest = l.strip_prefix(p)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters.contains(name).then_some((p, name, tail))
+            });
+            match meta {
+                Some((p, name, tail)) => out.push_str(&format!("{p}{name}_total {tail}")),
+                None => out.push_str(l),
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn text_004_block_copy_matches_the_line_by_line_conversion() {
+        for om in [
+            "",
+            "# EOF\n",
+            "a 1",
+            "a 1\nb 2\n",
+            "# HELP c_seconds H.\n# TYPE c_seconds counter\n# UNIT c_seconds seconds\nc_seconds_total{a=\"1\"} 2\nc_seconds_total{a=\"2\"} 3\n# HELP g G.\n# TYPE g gauge\ng 1\n\ng{x=\"#\"} 2\n# EOF\n",
+            "# TYPE x counter\nx_total 1\n# HELP x no newline at the end",
+        ] {
+            assert_eq!(to_text_004(om), line_by_line(om), "{om:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `tidal_agent_sample_errors_total`, `tidal_agent_pod_metadata_synced`) and publishes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub struct Snapshot {
 pub struct Shared {
     snap: Arc<RwLock<Arc<Snapshot>>>,
     ready: Arc<AtomicBool>,
+    /// Size of the last `/metrics` body, to size the next one's buffer.
+    body_size: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -53,6 +55,17 @@ impl Shared {
     /// True once the first complete pass has been published.
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// The size of the last `/metrics` body plus some slack (0 before the first scrape).
+    pub fn body_size_hint(&self) -> usize {
+        let n = self.body_size.load(Ordering::Relaxed);
+        n + n / 8
+    }
+
+    /// Records the size of a `/metrics` body.
+    pub fn set_body_size_hint(&self, len: usize) {
+        self.body_size.store(len, Ordering::Relaxed);
     }
 }
 

@@ -353,6 +353,7 @@ pub fn write_tree(root: &Path, spec: &TreeSpec) -> io::Result<Vec<PodMeta>> {
             containers,
             pod_cpu_request_cores: None,
             pod_memory_request_bytes: None,
+            pod_ips: Vec::new(),
         });
     }
     Ok(metas)

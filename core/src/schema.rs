@@ -146,6 +146,10 @@ pub const AGENT_KAFKA_ROUND_DURATION: &str = "tidal_agent_kafka_round_duration_s
 /// `tidal_agent_kafka_round_success{cluster}`: 1 if the last round read every group.
 pub const AGENT_KAFKA_ROUND_SUCCESS: &str = "tidal_agent_kafka_round_success";
 
+/// `tidal_agent_kafka_attribution_leader{cluster}`: 1 if this agent holds the election Lease
+/// (exports unowned partitions and group-level series) under `--attribute-to-node`.
+pub const AGENT_KAFKA_ATTRIBUTION_LEADER: &str = "tidal_agent_kafka_attribution_leader";
+
 /// Every name in the schema, for tests that check naming rules.
 pub const ALL: &[&str] = &[
     AGENT_BUILD_INFO,
@@ -202,6 +206,7 @@ pub const ALL: &[&str] = &[
     AGENT_KAFKA_ROUND_REQUESTS,
     AGENT_KAFKA_ROUND_DURATION,
     AGENT_KAFKA_ROUND_SUCCESS,
+    AGENT_KAFKA_ATTRIBUTION_LEADER,
 ];
 
 /// Checks a metric name against the project's naming rules. Returns the broken rule.

@@ -229,3 +229,221 @@ async fn an_unreachable_broker_drops_the_lag_series_and_fails_the_sampler() -> R
     let _ = std::fs::remove_file(cfg_path);
     Ok(())
 }
+
+/// Sets a KWOK pod's IP the way a kubelet reports it (KWOK assigns one from its CIDR), so
+/// that consumers connecting from 127.0.0.1 count as running in this pod.
+async fn set_pod_ip(pods: &kube::Api<k8s_openapi::api::core::v1::Pod>, name: &str, ip: &str) -> R {
+    for _ in 0..20 {
+        let mut p = wait_for("pod running", Duration::from_secs(60), || async {
+            let p = pods.get(name).await.ok()?;
+            (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+        })
+        .await?;
+        if let Some(s) = p.status.as_mut() {
+            s.pod_ip = Some(ip.to_string());
+            s.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+                ip: ip.to_string(),
+            }]);
+        }
+        match pods.replace_status(name, &Default::default(), &p).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("could not set the IP of pod {name}")
+}
+
+/// Lag series of `group` in a scrape: partition -> lag.
+fn lags(body: &str, group: &str) -> std::collections::BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| {
+            l.starts_with(&format!("{}{{", schema::AGENT_KAFKA_LAG))
+                && l.contains(&format!("group=\"{group}\""))
+        })
+        .filter_map(|l| {
+            let topic = l.split("topic=\"").nth(1)?.split('"').next()?;
+            let part = l.split("partition=\"").nth(1)?.split('"').next()?;
+            Some((
+                format!("{topic}/{part}"),
+                l.rsplit(' ').next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribution_splits_partitions_by_node_with_no_double_count() -> R {
+    let stack = Stack::load()?;
+    let client = stack.admin_client().await?;
+    tidal_e2e::in_namespace(&client, "kafka-attr", |ns| {
+        attribution(stack, client.clone(), ns)
+    })
+    .await
+}
+
+async fn attribution(stack: Stack, client: kube::Client, ns: String) -> R {
+    let bootstrap = stack.kafka_bootstrap()?.to_string();
+    let nodes = stack.kwok_nodes()?;
+    anyhow::ensure!(nodes.len() >= 2, "needs two KWOK nodes");
+    // The consumer "runs" in a pod on node 0 whose IP is the one the broker sees.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "consumer"},
+        "spec": {"nodeName": nodes[0], "containers": [{"name": "c", "image": "registry.invalid/consumer:1"}]}
+    }))?;
+    pods.create(&Default::default(), &pod).await?;
+    set_pod_ip(&pods, "consumer", "127.0.0.1").await?;
+
+    let admin: AdminClient<DefaultClientContext> = RdConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    let (ta, tb) = (unique("attr-a"), unique("attr-b"));
+    for (t, n) in [(&ta, 3), (&tb, 2)] {
+        for r in admin
+            .create_topics(
+                &[NewTopic::new(t, n, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await?
+        {
+            r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
+        }
+    }
+    let producer: FutureProducer = RdConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    for (t, n) in [(&ta, 3), (&tb, 2)] {
+        for p in 0..n {
+            for i in 0..10 {
+                producer
+                    .send(
+                        FutureRecord::<(), _>::to(t)
+                            .payload(&format!("{i}"))
+                            .partition(p),
+                        Duration::from_secs(20),
+                    )
+                    .await
+                    .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
+            }
+        }
+    }
+    // Group A: a live member (owns all of topic A), committed at 4 -> lag 6 on each partition.
+    let (ga, gb) = (unique("attr-ga"), unique("attr-gb"));
+    let member: BaseConsumer = RdConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &ga)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    member.subscribe(&[&ta])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while member.assignment()?.count() < 3 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no assignment for {ga}"
+        );
+        let _ = member.poll(Duration::from_millis(200));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(&ta, p, Offset::Offset(4))?;
+    }
+    member.commit(&tpl, CommitMode::Sync)?;
+    // Group B: no members (nobody owns its partitions), committed at 7 -> lag 3 each.
+    let c: BaseConsumer = RdConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &gb)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(&tb, p, Offset::Offset(7))?;
+    }
+    c.commit(&tpl, CommitMode::Sync)?;
+
+    let config = serde_json::json!({
+        "interval_seconds": 1,
+        "clusters": [{"name": "stack", "bootstrap": [bootstrap], "granularity": "partition",
+                      "groups": format!("^({ga}|{gb})$")}]
+    });
+    let kubeconfig = stack.var("TIDAL_KUBECONFIG")?.to_string();
+    let start = |node: &str, name: &str| -> anyhow::Result<(ChildGuard, String)> {
+        let path = std::env::temp_dir().join(format!("{}.json", unique(name)));
+        std::fs::write(&path, config.to_string())?;
+        let port = free_port()?;
+        let g = ChildGuard::spawn(
+            Command::new(workspace_bin("tidal-agent"))
+                .args([
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--node-name",
+                    node,
+                    "--attribute-to-node",
+                ])
+                .args(["--lease-namespace", &ns, "--interval-seconds", "0.5"])
+                .arg("--kafka-config")
+                .arg(&path)
+                .env("KUBECONFIG", &kubeconfig),
+        )?;
+        Ok((g, format!("http://127.0.0.1:{port}/metrics")))
+    };
+    // The agent on node 1 starts first and takes the Lease.
+    let (_a1, url1) = start(&nodes[1], "attr-1")?;
+    let leader = [("cluster", "stack")];
+    wait_for("node 1 elected", Duration::from_secs(30), || async {
+        let b = scrape(&url1).await?;
+        (find(&b, schema::AGENT_KAFKA_ATTRIBUTION_LEADER, &leader) == Some(1.0)).then_some(())
+    })
+    .await?;
+    let (_a0, url0) = start(&nodes[0], "attr-0")?;
+
+    let want_a: std::collections::BTreeMap<String, f64> =
+        (0..3).map(|p| (format!("{ta}/{p}"), 6.0)).collect();
+    let want_b: std::collections::BTreeMap<String, f64> =
+        (0..2).map(|p| (format!("{tb}/{p}"), 3.0)).collect();
+    // Node 0 exports what its consumer owns; node 1 (elected) exports the unowned group B.
+    let (b0, b1) = wait_for(
+        "each agent exports its share",
+        Duration::from_secs(60),
+        || async {
+            let (b0, b1) = (scrape(&url0).await?, scrape(&url1).await?);
+            (lags(&b0, &ga) == want_a && lags(&b1, &gb) == want_b).then_some((b0, b1))
+        },
+    )
+    .await?;
+    assert!(
+        lags(&b0, &gb).is_empty(),
+        "node 0 must not export unowned partitions:\n{b0}"
+    );
+    assert!(
+        lags(&b1, &ga).is_empty(),
+        "node 1 must not export node 0's partitions:\n{b1}"
+    );
+    assert_eq!(
+        find(&b0, schema::AGENT_KAFKA_ATTRIBUTION_LEADER, &leader),
+        Some(0.0)
+    );
+    // Group-level series come from the elected agent only.
+    assert!(
+        find(&b1, schema::AGENT_KAFKA_MEMBERS, &[("group", ga.as_str())]) == Some(1.0),
+        "{b1}"
+    );
+    assert!(
+        find(&b0, schema::AGENT_KAFKA_MEMBERS, &[("group", ga.as_str())]).is_none(),
+        "{b0}"
+    );
+
+    // The consumer leaves: its partitions have no owner now, so the elected agent takes them.
+    member.unsubscribe();
+    drop(member);
+    wait_for(
+        "unowned partitions move to the elected agent",
+        Duration::from_secs(60),
+        || async {
+            let (b0, b1) = (scrape(&url0).await?, scrape(&url1).await?);
+            (lags(&b1, &ga) == want_a && lags(&b0, &ga).is_empty()).then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}

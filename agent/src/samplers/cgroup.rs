@@ -29,7 +29,6 @@
 //! listing and reading is counted in `tidal_agent_sample_errors_total{reason="vanished"}` and
 //! skipped; it never fails the run.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -332,9 +331,37 @@ pub fn discover(root: &Path, errors: &mut Vec<CgroupError>) -> Vec<PodCgroup> {
     pods
 }
 
+/// Bytes read at once: every cgroup interface file the sampler reads fits.
+const READ_CAPACITY: usize = 4096;
+
+/// Reads a whole small file with as few system calls as possible: `open`, one `read`, `close`.
+///
+/// `std::fs::read_to_string` adds a `statx` for a size hint (cgroupfs reports size 0, which
+/// then leads to small probing reads) and a final `read` that returns 0. Here a read that
+/// returns less than it was offered is taken as the end of the file: regular files and
+/// kernfs/seq_file files (cgroupfs) only return short at their end. A file that fills the
+/// buffer is read on to its end.
+fn read_file(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = vec![0u8; READ_CAPACITY];
+    let n = loop {
+        match file.read(&mut bytes) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    bytes.truncate(n);
+    if n == READ_CAPACITY {
+        file.read_to_end(&mut bytes)?;
+    }
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Reads a whole small file.
 fn read(path: &Path) -> Result<String, CgroupError> {
-    std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
+    read_file(path).map_err(|source| CgroupError::Read {
         path: path.into(),
         source,
     })
@@ -342,7 +369,7 @@ fn read(path: &Path) -> Result<String, CgroupError> {
 
 /// Like [`read`], but a missing file is `None` (optional interfaces: PSI, throttling).
 fn read_opt(path: &Path) -> Result<Option<String>, CgroupError> {
-    match std::fs::read_to_string(path) {
+    match read_file(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(CgroupError::Read {
@@ -368,17 +395,20 @@ fn read_number(path: &Path) -> Result<f64, CgroupError> {
 }
 
 /// A flat-keyed file (`key value` per line: `cpu.stat`, `memory.stat`).
+///
+/// Keys are looked up by scanning the text for lines that start with `<key> `: the sampler
+/// wants three or four keys of a file of up to ~60 lines, which is cheaper than splitting and
+/// hashing every line. As with a map built from the lines, a repeated key yields its last value.
 #[derive(Debug)]
 pub struct Flat<'a> {
     path: &'a Path,
-    map: HashMap<&'a str, &'a str>,
+    text: &'a str,
 }
 
 impl<'a> Flat<'a> {
     /// Parses `text` read from `path`.
     pub fn parse(path: &'a Path, text: &'a str) -> Self {
-        let map = text.lines().filter_map(|l| l.split_once(' ')).collect();
-        Self { path, map }
+        Self { path, text }
     }
 
     /// A key that must be there.
@@ -391,7 +421,12 @@ impl<'a> Flat<'a> {
 
     /// A key that may be absent (but, if present, must be a number).
     pub fn opt(&self, key: &'static str) -> Result<Option<f64>, CgroupError> {
-        self.map.get(key).map(|v| number(self.path, v)).transpose()
+        self.text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .map(|v| number(self.path, v))
+            .transpose()
     }
 }
 

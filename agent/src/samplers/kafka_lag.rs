@@ -12,9 +12,12 @@
 //! drops to 0). A group whose offsets could not be read is left out the same way, with status
 //! `ERR`. Lag is never reported as 0 because it is unknown.
 //!
-//! Not yet here: attributing partitions to the node of the consumer that owns them
-//! (`--attribute-to-node`) and the elected agent for unowned partitions; every agent with a
-//! config exports the whole cluster, so run the sampler on one agent (or as a sidecar).
+//! **Attribution** (`--attribute-to-node`): each agent exports only the partitions owned by a
+//! consumer whose `client_host` (from DescribeGroups) is the IP of a pod on its own node; the
+//! partitions nobody owns, and the group-level series (status, members, produce rates), come
+//! from the one agent holding the election Lease ([`crate::lease`]). Summing over agents then
+//! gives the cluster's totals with no double count. Without the flag, the agent exports the
+//! whole cluster (run it on one agent, or as a sidecar).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,8 @@ use tidal_core::schema;
 
 use crate::buffer::{Buffer, Labels};
 use crate::kafka_config::{ClusterConfig, Granularity, KafkaConfig};
+use crate::lease::Leadership;
+use crate::pods::PodIndex;
 use crate::sampler::{SampleError, Sampler};
 
 /// Why the sampler could not export a cluster's lag.
@@ -74,6 +79,25 @@ struct Slot {
     latest: Mutex<Option<Publication>>,
 }
 
+/// Which partitions this agent exports under `--attribute-to-node`.
+#[derive(Clone, Debug)]
+pub struct Attribution {
+    /// This node's pods (their IPs identify local consumers).
+    pub pods: PodIndex,
+    /// Whether this agent is the elected one (exports unowned partitions and group series).
+    pub leadership: Leadership,
+}
+
+impl Attribution {
+    /// Decides per partition; `owner` is the owning member's client host, if any.
+    fn exports(&self, local: &std::collections::HashSet<String>, owner: Option<&str>) -> bool {
+        match owner {
+            Some(host) => local.contains(host),
+            None => self.leadership.is_leader(),
+        }
+    }
+}
+
 /// The sampler; the collection tasks run on the tokio runtime it was started on.
 pub struct KafkaLagSampler {
     slots: Vec<Arc<Slot>>,
@@ -81,7 +105,7 @@ pub struct KafkaLagSampler {
 
 impl KafkaLagSampler {
     /// Starts one collection task per cluster (must be called inside a tokio runtime).
-    pub fn start(cfg: KafkaConfig) -> Self {
+    pub fn start(cfg: KafkaConfig, attribution: Option<Attribution>) -> Self {
         let slots = cfg
             .clusters
             .into_iter()
@@ -91,7 +115,12 @@ impl KafkaLagSampler {
                     interval: cfg.interval,
                     latest: Mutex::new(None),
                 });
-                tokio::spawn(run_cluster(c, cfg.interval, slot.clone()));
+                tokio::spawn(run_cluster(
+                    c,
+                    cfg.interval,
+                    slot.clone(),
+                    attribution.clone(),
+                ));
                 slot
             })
             .collect();
@@ -141,7 +170,12 @@ impl Sampler for KafkaLagSampler {
     }
 }
 
-async fn run_cluster(cfg: ClusterConfig, interval: Duration, slot: Arc<Slot>) {
+async fn run_cluster(
+    cfg: ClusterConfig,
+    interval: Duration,
+    slot: Arc<Slot>,
+    attribution: Option<Attribution>,
+) {
     let cluster = cfg.client.cluster.clone();
     let mut client = match Client::new(cfg.client.clone()) {
         Ok(c) => c,
@@ -168,7 +202,7 @@ async fn run_cluster(cfg: ClusterConfig, interval: Duration, slot: Arc<Slot>) {
             Ok(round) => {
                 let now = start.elapsed().as_secs_f64();
                 let took = t0.elapsed().as_secs_f64();
-                state.series(&cfg, &round, now, took)
+                state.series(&cfg, &round, now, took, attribution.as_ref())
             }
             Err(source) => (
                 Vec::new(),
@@ -228,7 +262,11 @@ impl History {
         round: &Round,
         now: f64,
         took: f64,
+        attribution: Option<&Attribution>,
     ) -> (Vec<Series>, Option<KafkaLagError>) {
+        let local_ips = attribution.map(|a| a.pods.pod_ips()).unwrap_or_default();
+        // Group-level series come from one agent only when attributing.
+        let group_level = attribution.is_none_or(|a| a.leadership.is_leader());
         let cluster = cfg.client.cluster.as_str();
         let mut out: Vec<Series> = Vec::new();
         let topic_ok = |t: &str| cfg.topics.as_ref().is_none_or(|re| re.is_match(t));
@@ -255,9 +293,22 @@ impl History {
         for (group, g) in &round.groups {
             if let Some(e) = &g.error {
                 failed_groups.push(format!("{group}: {e}"));
-                out.extend(status_series(cluster, group, Status::Err));
+                if group_level {
+                    out.extend(status_series(cluster, group, Status::Err));
+                }
                 continue;
             }
+            // Who owns each partition (client host without the leading '/').
+            let owners: HashMap<(&str, i32), &str> = g
+                .members
+                .iter()
+                .flat_map(|m| {
+                    let host = m.client_host.trim_start_matches('/');
+                    m.assignment
+                        .iter()
+                        .map(move |(t, p)| ((t.as_str(), *p), host))
+                })
+                .collect();
             // Every partition of every topic the group has committed to or owns.
             let topics: BTreeSet<&str> = g
                 .committed
@@ -274,6 +325,11 @@ impl History {
             let mut group_status = Status::Ok;
             for ((t, p), info) in round.partitions.iter() {
                 if !topics.contains(t.as_str()) {
+                    continue;
+                }
+                if let Some(a) = attribution
+                    && !a.exports(&local_ips, owners.get(&(t.as_str(), *p)).copied())
+                {
                     continue;
                 }
                 let committed = g.committed.get(&(t.clone(), *p)).copied();
@@ -370,17 +426,19 @@ impl History {
                     out.push((schema::AGENT_KAFKA_TIME_TO_DRAIN, HELP_DRAIN, labels, d));
                 }
             }
-            out.push((
-                schema::AGENT_KAFKA_MEMBERS,
-                HELP_MEMBERS,
-                l(&[("cluster", cluster), ("group", group)]),
-                g.members.len() as f64,
-            ));
-            out.extend(status_series(cluster, group, group_status));
+            if group_level {
+                out.push((
+                    schema::AGENT_KAFKA_MEMBERS,
+                    HELP_MEMBERS,
+                    l(&[("cluster", cluster), ("group", group)]),
+                    g.members.len() as f64,
+                ));
+                out.extend(status_series(cluster, group, group_status));
+            }
         }
         self.groups.retain(|k, _| seen.contains(k));
         for (t, r) in &produce {
-            if topic_ok(t) {
+            if topic_ok(t) && group_level {
                 out.push((
                     schema::AGENT_KAFKA_PRODUCE_RATE,
                     HELP_PRODUCE_RATE,
@@ -390,6 +448,15 @@ impl History {
             }
         }
         let c = l(&[("cluster", cluster)]);
+        if attribution.is_some() {
+            let leader = if group_level { 1.0 } else { 0.0 };
+            out.push((
+                schema::AGENT_KAFKA_ATTRIBUTION_LEADER,
+                HELP_LEADER,
+                c.clone(),
+                leader,
+            ));
+        }
         out.push((
             schema::AGENT_KAFKA_ROUND_REQUESTS,
             HELP_REQUESTS,
@@ -465,6 +532,7 @@ const HELP_PRODUCE_RATE: &str = "Messages per second produced into the topic";
 const HELP_DRAIN: &str = "Seconds until the group's lag on the topic is consumed at current rates";
 const HELP_REQUESTS: &str = "Kafka requests sent by the last collection round";
 const HELP_DURATION: &str = "Duration of the last collection round";
+const HELP_LEADER: &str = "1 if this agent holds the Lease and exports unowned partitions";
 const HELP_SUCCESS: &str = "1 if the last collection round read every group";
 
 #[cfg(test)]
@@ -530,7 +598,7 @@ mod tests {
                 (("t", 2), Some(5)),
             ],
         );
-        let (s, err) = History::default().series(&cfg("partition"), &r, 0.0, 0.01);
+        let (s, err) = History::default().series(&cfg("partition"), &r, 0.0, 0.01, None);
         assert!(err.is_none());
         assert_eq!(
             value(&s, schema::AGENT_KAFKA_LAG, &[("partition", "0")]),
@@ -565,7 +633,7 @@ mod tests {
             &[(("t", 0), 4), (("t", 1), 15)],
             &[(("t", 0), Some(10)), (("t", 1), Some(20))],
         );
-        let (s, _) = History::default().series(&cfg("topic"), &r, 0.0, 0.01);
+        let (s, _) = History::default().series(&cfg("topic"), &r, 0.0, 0.01, None);
         assert_eq!(
             value(&s, schema::AGENT_KAFKA_LAG, &[("topic", "t")]),
             Some(11.0)
@@ -577,7 +645,7 @@ mod tests {
         );
 
         let unknown = round(&[(("t", 0), 4)], &[(("t", 0), Some(10)), (("t", 1), None)]);
-        let (s, _) = History::default().series(&cfg("topic"), &unknown, 0.0, 0.01);
+        let (s, _) = History::default().series(&cfg("topic"), &unknown, 0.0, 0.01, None);
         assert_eq!(
             value(&s, schema::AGENT_KAFKA_LAG, &[("topic", "t")]),
             None,
@@ -599,7 +667,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let (s, err) = History::default().series(&cfg("topic"), &r, 0.0, 0.01);
+        let (s, err) = History::default().series(&cfg("topic"), &r, 0.0, 0.01, None);
         let err = err.expect("partial error");
         assert!(err.to_string().contains("bad: coordinator down"), "{err}");
         assert_eq!(
@@ -626,12 +694,14 @@ mod tests {
             &round(&[(("t", 0), 0)], &[(("t", 0), Some(1000))]),
             0.0,
             0.01,
+            None,
         );
         let (s, _) = h.series(
             &c,
             &round(&[(("t", 0), 800)], &[(("t", 0), Some(1500))]),
             10.0,
             0.01,
+            None,
         );
         assert_eq!(
             value(&s, schema::AGENT_KAFKA_CONSUME_RATE, &[("topic", "t")]),
