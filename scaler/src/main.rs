@@ -4,12 +4,15 @@
 //! JSON) and `crdgen` (prints the CRD). Each part lands with its issue; until then the
 //! subcommand says so and exits non-zero rather than pretending to work.
 
-mod cli;
+use std::io::Read;
 
+use anyhow::Context;
 use clap::Parser;
+use tidal_scaler::{cli, engine};
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -17,8 +20,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = cli::Cli::parse();
     let what = match cli.command {
+        cli::Command::Decide(args) => return decide(&args),
         cli::Command::Run(_) => "the controller (`run`)",
-        cli::Command::Decide(_) => "the offline engine (`decide`)",
         cli::Command::Simulate(_) => "the offline engine (`simulate`)",
         cli::Command::Crdgen => "the ScalingPolicy CRD (`crdgen`)",
     };
@@ -26,4 +29,29 @@ fn main() -> anyhow::Result<()> {
         "not yet: {what} is not implemented in this build ({})",
         tidal_core::build::describe("tidal-scaler")
     )
+}
+
+/// `decide`: read one [`engine::Input`] as JSON, print the [`engine::Decision`] as JSON.
+fn decide(args: &cli::OfflineArgs) -> anyhow::Result<()> {
+    let text = if args.input.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.input)
+            .with_context(|| format!("reading {}", args.input.display()))?
+    };
+    let source = if args.input.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        args.input.display().to_string()
+    };
+    let input: engine::Input =
+        serde_json::from_str(&text).with_context(|| format!("parsing {source} as decide input"))?;
+    let decision = engine::decide(&input).context("invalid input")?;
+    let out = serde_json::to_string_pretty(&decision).context("encoding the decision")?;
+    println!("{out}");
+    Ok(())
 }

@@ -1,0 +1,469 @@
+//! Plain data types of the engine: what goes in ([`Spec`], [`State`], [`Observation`]) and what
+//! comes out ([`Decision`]). They are serde structs so `tidal-scaler decide` can read and write
+//! them as JSON, and so the ScalingPolicy CRD can embed [`Spec`] later.
+//!
+//! Units are in the field names. Metric values and requests are in base units (cores, bytes,
+//! messages) as `f64`; the engine converts them to Kubernetes milli-units (`i64`, rounded up
+//! like `Quantity.MilliValue()`) before doing any arithmetic, so results match the HPA exactly.
+//! Times are seconds since the Unix epoch (`*_unix_seconds`), always passed in, never read.
+//!
+//! The policy side ([`Spec`] and what it contains) also derives `JsonSchema`, so the
+//! ScalingPolicy CRD (kube-derive) can embed it as its `spec` without a second set of types.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Everything `decide` needs: the policy, the world, the samples, and the time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub spec: Spec,
+    pub state: State,
+    #[serde(default)]
+    pub observations: Vec<Observation>,
+    /// The evaluation time. The engine never reads a clock.
+    pub now_unix_seconds: f64,
+}
+
+/// What to scale towards: the HPA v2 `spec` (metrics, bounds, behavior) plus the controller-wide
+/// settings that kube-controller-manager takes as flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// `spec.minReplicas` (default 1). 0 allows scale to zero for Object/External metrics.
+    #[serde(default = "default_min_replicas")]
+    pub min_replicas: i32,
+    /// `spec.maxReplicas`.
+    pub max_replicas: i32,
+    /// `spec.metrics`. Empty means the HPA default: CPU at 80% utilization.
+    #[serde(default)]
+    pub metrics: Vec<MetricSpec>,
+    /// `spec.behavior`. `None` selects the legacy path (5-minute highest recommendation,
+    /// scale-up limited to `max(2*current, 4)`).
+    #[serde(default)]
+    pub behavior: Option<Behavior>,
+    /// Controller flags (`--horizontal-pod-autoscaler-*`).
+    #[serde(default)]
+    pub controller: ControllerSettings,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+/// kube-controller-manager flags that shape the HPA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerSettings {
+    /// `--horizontal-pod-autoscaler-tolerance` (0.1).
+    pub tolerance: f64,
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period` (5m).
+    pub cpu_initialization_period_seconds: f64,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay` (30s).
+    pub initial_readiness_delay_seconds: f64,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization` (5m).
+    pub downscale_stabilization_window_seconds: i32,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            tolerance: 0.1,
+            cpu_initialization_period_seconds: 300.0,
+            initial_readiness_delay_seconds: 30.0,
+            downscale_stabilization_window_seconds: 300,
+        }
+    }
+}
+
+/// One entry of `spec.metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSpec {
+    /// Observations refer to the metric by this name. For `resource` and `container_resource`
+    /// it is also the resource name (`cpu`, `memory`, ...) used to look up pod requests.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub source: MetricSource,
+    /// Container name, required for `container_resource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub target: MetricTarget,
+}
+
+/// `MetricSourceType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricSource {
+    /// Per-pod resource usage against requests (`Resource`).
+    Resource,
+    /// Per-pod usage of one container (`ContainerResource`).
+    ContainerResource,
+    /// Per-pod custom metric (`Pods`), target `average_value`.
+    Pods,
+    /// One value describing one object (`Object`).
+    Object,
+    /// One or more values from outside the cluster (`External`), summed.
+    External,
+}
+
+/// `MetricTarget`: exactly the field matching `type` must be set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricTarget {
+    #[serde(rename = "type")]
+    pub kind: TargetType,
+    /// Percent of request, for `utilization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_utilization: Option<i32>,
+    /// Base units per pod, for `average_value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_value: Option<f64>,
+    /// Base units in total, for `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// `MetricTargetType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetType {
+    Utilization,
+    AverageValue,
+    Value,
+}
+
+/// `spec.behavior`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Behavior {
+    #[serde(default)]
+    pub scale_up: Option<ScalingRules>,
+    #[serde(default)]
+    pub scale_down: Option<ScalingRules>,
+}
+
+/// `HPAScalingRules`. Unset fields take the upstream defaults (`autoscaling/v2/defaults.go`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingRules {
+    #[serde(default)]
+    pub stabilization_window_seconds: Option<i32>,
+    #[serde(default)]
+    pub select_policy: Option<SelectPolicy>,
+    #[serde(default)]
+    pub policies: Option<Vec<ScalingPolicy>>,
+    /// Per-direction tolerance (KEP-4951), overrides `controller.tolerance`.
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+}
+
+/// `ScalingPolicySelect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SelectPolicy {
+    Max,
+    Min,
+    Disabled,
+}
+
+/// `HPAScalingPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingPolicy {
+    #[serde(rename = "type")]
+    pub kind: PolicyType,
+    pub value: i32,
+    pub period_seconds: i32,
+}
+
+/// `HPAScalingPolicyType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PolicyType {
+    Pods,
+    Percent,
+}
+
+/// The world as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// `scale.spec.replicas`: the HPA's `currentReplicas`.
+    pub spec_replicas: i32,
+    /// `scale.status.replicas` (defaults to `spec_replicas`); used by AverageValue
+    /// Object/External metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_replicas: Option<i32>,
+    /// Pods matched by the target's selector.
+    #[serde(default)]
+    pub pods: Vec<Pod>,
+    /// Earlier unstabilized recommendations (from `Decision.next.recommendations`). Absent
+    /// means the target was never seen: like HPA's `recordInitialRecommendation`, the current
+    /// replica count is then recorded at `now` first, so a fresh controller does not scale down
+    /// before a full stabilization window has passed. Present and empty means no history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendations: Option<Vec<Recommendation>>,
+    /// Earlier scale events (from `Decision.next.scale_events`); only used with a behavior.
+    #[serde(default)]
+    pub scale_events: Vec<ScaleEvent>,
+}
+
+/// The parts of a Pod the HPA looks at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pod {
+    pub name: String,
+    #[serde(default)]
+    pub phase: PodPhase,
+    /// `metadata.deletionTimestamp` is set.
+    #[serde(default)]
+    pub deleting: bool,
+    /// `status.startTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_unix_seconds: Option<f64>,
+    /// The `Ready` condition, if the pod has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyCondition>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
+    /// Pod-level requests (`spec.resources.requests`, KEP-2837), base units by resource name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, f64>,
+}
+
+/// `status.phase`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    Pending,
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+/// The pod's `Ready` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyCondition {
+    pub status: ConditionStatus,
+    pub last_transition_unix_seconds: f64,
+}
+
+/// `ConditionStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// A container and its requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub name: String,
+    /// `resources.requests`, base units by resource name (`cpu` in cores, `memory` in bytes).
+    #[serde(default)]
+    pub requests: BTreeMap<String, f64>,
+    /// For init containers: `restartPolicy: Always` (a sidecar), whose requests count.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_policy_always: bool,
+}
+
+/// One sample of one metric, from a Source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observation {
+    /// `MetricSpec.name` this sample belongs to.
+    pub metric: String,
+    /// The pod, for per-pod metrics (`resource`, `container_resource`, `pods`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Base units. For `resource` CPU, cores; memory, bytes.
+    #[serde(default)]
+    pub value: f64,
+    /// When the sample was taken (defaults to `now_unix_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_unix_seconds: Option<f64>,
+    /// The window the sample averages over (metrics-server `window`, default 15s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
+    /// Set when the source failed to get this metric; the metric is then invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An unstabilized recommendation, as HPA keeps in `recommendations[key]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recommendation {
+    pub replicas: i32,
+    pub at_unix_seconds: f64,
+}
+
+/// A scale event: positive `replica_change` for scale-up, negative for scale-down.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleEvent {
+    pub replica_change: i32,
+    pub at_unix_seconds: f64,
+}
+
+/// The engine's answer, with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// `scale.spec.replicas` on input.
+    pub current_replicas: i32,
+    /// What the target should have.
+    pub desired_replicas: i32,
+    /// `desired_replicas != current_replicas`.
+    pub rescale: bool,
+    /// HPA's rescale reason (for the Event), when rescaling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rescale_reason: Option<String>,
+    /// Tolerances in force (after behavior overrides).
+    pub tolerances: Tolerances,
+    /// One proposal per metric, in `spec.metrics` order.
+    pub proposals: Vec<Proposal>,
+    /// The metric whose proposal was chosen (the highest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_metric: Option<String>,
+    /// The chosen proposal before stabilization and limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_replicas: Option<i32>,
+    /// Each step that changed the number, in order.
+    pub limits: Vec<Limit>,
+    /// HPA-style status conditions.
+    pub conditions: Vec<Condition>,
+    /// What to store and pass back in `State` next time if this decision is applied.
+    pub next: NextState,
+}
+
+/// Scale-down and scale-up tolerance around a usage ratio of 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tolerances {
+    pub scale_down: f64,
+    pub scale_up: f64,
+}
+
+/// The replica count one metric proposes, or why it could not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub metric: String,
+    #[serde(rename = "type")]
+    pub source: MetricSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// The current value, as HPA reports it in `status.currentMetrics`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<CurrentValue>,
+    /// How the pods were grouped (per-pod metrics only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodCounts>,
+    /// HPA condition reason when the metric is invalid (e.g. `FailedGetResourceMetric`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `MetricValueStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurrentValue {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub average_utilization: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub average_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// Pod grouping of `groupPods`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodCounts {
+    pub ready: usize,
+    pub unready: usize,
+    pub missing: usize,
+    pub ignored: usize,
+}
+
+/// A step that moved the recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limit {
+    pub stage: LimitStage,
+    pub from: i32,
+    pub to: i32,
+    pub reason: String,
+}
+
+/// Where a [`Limit`] was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitStage {
+    /// Current replicas outside `[min, max]` before any metric was read.
+    Bounds,
+    /// Stabilization window.
+    Stabilization,
+    /// Rate policies and min/max clamps.
+    Rate,
+    /// Invalid metrics prevented the change.
+    InvalidMetrics,
+}
+
+/// An HPA status condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: ConditionType,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// HPA condition types, in the order HPA lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConditionType {
+    AbleToScale,
+    ScalingActive,
+    ScalingLimited,
+}
+
+/// History to keep for the next decision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NextState {
+    pub recommendations: Vec<Recommendation>,
+    pub scale_events: Vec<ScaleEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The policy types produce a JSON schema a CRD can embed, with the required fields.
+    #[test]
+    fn spec_has_a_json_schema_for_the_crd() {
+        let schema = serde_json::to_value(schemars::schema_for!(Spec)).expect("schema serializes");
+        let required = schema["required"].as_array().expect("required list");
+        assert!(required.iter().any(|v| v == "max_replicas"), "{schema}");
+        assert!(
+            !required.iter().any(|v| v == "min_replicas"),
+            "min_replicas has a default"
+        );
+        assert!(schema["properties"]["metrics"].is_object());
+    }
+
+    /// Input JSON round-trips, and unknown fields are rejected naming the field.
+    #[test]
+    fn spec_rejects_unknown_fields() {
+        let ok: Spec = serde_json::from_str(r#"{"max_replicas": 3}"#).expect("minimal spec");
+        assert_eq!(ok.min_replicas, 1);
+        assert_eq!(ok.controller, ControllerSettings::default());
+        let err = serde_json::from_str::<Spec>(r#"{"max_replicas": 3, "maxReplicas": 4}"#)
+            .expect_err("unknown field");
+        assert!(err.to_string().contains("maxReplicas"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+//! `tidal-scaler` as a library: the pure [`engine`] (used by `decide`, `simulate`, the
+//! controller and the tests) and the command-line definition in [`cli`].
+
+pub mod cli;
+pub mod engine;
