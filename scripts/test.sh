@@ -3,8 +3,9 @@
 #
 #   1. cargo fmt --check
 #   2. cargo clippy --all-targets -D warnings
-#   3. unit, property and fixture tests (everything but the tidal-e2e crate)
-#   4. the real local stack (scripts/stack.sh up), then the tests against it (tidal-e2e)
+#   3. the stack's components built or fetched into the cache (scripts/stack.sh build)
+#   4. unit, property, fixture and golden-scrape tests (everything but the tidal-e2e crate)
+#   5. the real local stack (scripts/stack.sh up), then the tests against it (tidal-e2e)
 #
 # It brings the stack up itself and tears it down at the end, even when a test fails. If a
 # stack is already running (for example from scripts/demo.sh) it reuses it and leaves it up.
@@ -20,6 +21,11 @@ cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The stack's components first: the cold path (minutes, cached after) also installs
+# promtool, which the golden-scrape tests in the unit tier run.
+step "building the stack's components (scripts/stack.sh build; cached under $TIDAL_CACHE)"
+"$REPO/scripts/stack.sh" build
 
 step "unit and fixture tests"
 timeout "${TIDAL_UNIT_TIMEOUT:-1200}" cargo test --workspace --exclude tidal-e2e --locked
