@@ -13,8 +13,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
 ensure_toolchain
-step "building tidal-agent and tidal-scaler"
+step "building tidal-agent, tidal-scaler and the demo load generator"
 cargo build --workspace --bins --locked
+cargo build --locked -p tidal-e2e --example demo_load
 
 step "bringing the real stack up"
 "$REPO/scripts/stack.sh" up
@@ -30,7 +31,12 @@ step "starting tidal-agent on 127.0.0.1:27464 (log: .stack/logs/demo-agent.log)"
 agent_pid=""
 cleanup() { [[ -n $agent_pid ]] && kill "$agent_pid" 2>/dev/null; rm -f "$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json"; }
 trap cleanup EXIT
-"$REPO/target/debug/tidal-agent" --listen 127.0.0.1:27464 --node-name kwok-node-0 >"$REPO/.stack/logs/demo-agent.log" 2>&1 &
+cat >"$REPO/.stack/demo-kafka.json" <<JSON
+{"interval_seconds": 1,
+ "clusters": [{"name": "local", "bootstrap": ["$TIDAL_KAFKA_BOOTSTRAP"], "groups": "^demo-", "granularity": "topic"}]}
+JSON
+"$REPO/target/debug/tidal-agent" --listen 127.0.0.1:27464 --node-name kwok-node-0 --interval-seconds 1 \
+  --kafka-config "$REPO/.stack/demo-kafka.json" >"$REPO/.stack/logs/demo-agent.log" 2>&1 &
 agent_pid=$!
 printf '[{"targets":["127.0.0.1:27464"],"labels":{"component":"agent"}}]' >"$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json"
 
@@ -73,6 +79,39 @@ note "a few of the agent's series (node utilization, memory, sampler health):"
 curl -fsS http://127.0.0.1:27464/metrics |
   grep -E '^(tidal_agent_node_(cpu|memory)_utilization_ratio|tidal_agent_node_memory_(total|used)_bytes|node_load1 |tidal_agent_sampler_(success|duration_seconds))' |
   sed 's/^/    /'
+
+step "Kafka consumer lag, live: a producer at 200 msg/s, a consumer group at 120 msg/s for 15s"
+group="demo-orders-$(date +%s)"
+"$REPO/target/debug/examples/demo_load" "$TIDAL_KAFKA_BOOTSTRAP" demo-orders "$group" 15 2>/dev/null &
+load_pid=$!
+metric() { # metric NAME -> value for the demo group, or "-"
+  curl -fsS http://127.0.0.1:27464/metrics | awk -v n="$1" -v g="group=\"$group\"" \
+    'index($0, n"{") == 1 && index($0, g) { v = $NF } END { if (v == "") v = "-"; printf "%s", v }'
+}
+printf '    %5s  %8s  %10s  %12s  %12s  %s\n' t lag "lag (s)" "consume/s" "drain (s)" status
+for t in $(seq 2 2 30); do
+  sleep 2
+  status=$(curl -fsS http://127.0.0.1:27464/metrics | awk -v g="group=\"$group\"" \
+    'index($0, "tidal_agent_kafka_consumergroup_status{") == 1 && index($0, g) && $NF == 1 { sub(/.*status="/, ""); sub(/".*/, ""); print }')
+  printf '    %4ss  %8s  %10.10s  %12.12s  %12.12s  %s\n' "$t" "$(metric tidal_agent_kafka_consumergroup_lag)" \
+    "$(metric tidal_agent_kafka_consumergroup_lag_seconds)" "$(metric tidal_agent_kafka_consumergroup_consume_rate)" \
+    "$(metric tidal_agent_kafka_consumergroup_time_to_drain_seconds)" "${status:--}"
+  kill -0 "$load_pid" 2>/dev/null || break
+done
+wait "$load_pid" 2>/dev/null || true
+
+step "the engine, offline: tidal-scaler decide on the example of docs/decide.md"
+example=$(awk '/^```json/{n++; if (n==1) {f=1; next}} /^```/{f=0} f' "$REPO/docs/decide.md")
+echo "$example" | RUST_BACKTRACE=0 "$REPO/target/debug/tidal-scaler" decide --input - |
+  python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for p in d["proposals"]:
+    print("    metric %-10s proposes %2d replicas (current %s)" % (p["metric"], p["replicas"], p["current"]))
+print("    current %d -> desired %d" % (d["current_replicas"], d["desired_replicas"]))
+for c in d["conditions"]:
+    print("    %-15s %-18s %s" % (c["type"], c["reason"], c["message"]))' ||
+  note "(decide printed no JSON)"
 
 step "closed loop: not yet"
 note "tidal-scaler's controller (CPU + Kafka lag ScalingPolicy, live replicas, SVG of load and"

@@ -71,6 +71,9 @@ pub struct PartitionHistory {
     lags: VecDeque<(f64, i64)>,
     /// `(log_end, time)`, times strictly increasing, offsets non-decreasing.
     table: VecDeque<(i64, f64)>,
+    /// `(time, log_end)` of the last [`STATUS_WINDOW`] rounds, for a recent produce rate (the
+    /// table only gains a point when the end moves, so it cannot tell that producers stopped).
+    ends: VecDeque<(f64, i64)>,
 }
 
 impl PartitionHistory {
@@ -83,6 +86,11 @@ impl PartitionHistory {
         // A log end that went backwards means the topic was recreated: start over.
         if self.table.back().is_some_and(|(o, _)| log_end < *o) {
             self.table.clear();
+            self.ends.clear();
+        }
+        self.ends.push_back((at, log_end));
+        while self.ends.len() > STATUS_WINDOW {
+            self.ends.pop_front();
         }
         match self.table.back_mut() {
             // Same offset as last time: keep the first time it was seen (that is when it was the end).
@@ -180,11 +188,11 @@ impl PartitionHistory {
         (dt > 0.0).then(|| (o1 - o0).max(0) as f64 / dt)
     }
 
-    /// Messages per second produced over the time table (None: fewer than 2 points).
+    /// Messages per second produced over the last rounds (None: fewer than 2 rounds).
     pub fn produce_rate(&self) -> Option<f64> {
-        let (a, b) = (self.table.front()?, self.table.back()?);
-        let dt = b.1 - a.1;
-        (dt > 0.0).then(|| (b.0 - a.0) as f64 / dt)
+        let (a, b) = (self.ends.front()?, self.ends.back()?);
+        let dt = b.0 - a.0;
+        (dt > 0.0).then(|| (b.1 - a.1).max(0) as f64 / dt)
     }
 }
 
@@ -346,6 +354,19 @@ mod tests {
             "falling behind never drains"
         );
         assert_eq!(time_to_drain(0, 0.0, 0.0), Some(0.0));
+    }
+
+    #[test]
+    fn produce_rate_falls_to_zero_when_producers_stop() {
+        // Found by the demo: 200 msg/s for 10 rounds, then nothing for 10 rounds.
+        let mut rounds: Vec<_> = (0..10).map(|i| (i as f64, 200 * i, Some(0))).collect();
+        rounds.extend((10..20).map(|i| (i as f64, 1800, Some(120 * (i - 9)))));
+        let h = history(&rounds);
+        assert_eq!(h.produce_rate(), Some(0.0));
+        // So the backlog drains: lag 1800 - 1200 = 600 at 120 msg/s -> 5s.
+        let consume = h.consume_rate().expect("consuming");
+        assert_eq!(consume, 120.0);
+        assert_eq!(time_to_drain(600, consume, 0.0), Some(5.0));
     }
 
     #[test]
