@@ -35,10 +35,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?
     {
-        if let Err((t, e)) = r {
-            if e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                anyhow::bail!("create {t}: {e}");
-            }
+        if let Err((t, e)) = r
+            && e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+        {
+            anyhow::bail!("create {t}: {e}");
         }
     }
     let producer: BaseProducer = ClientConfig::new()

@@ -158,6 +158,11 @@ pub fn parse_env(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// A client for any kubeconfig file (for example one holding a ServiceAccount's token).
+pub async fn client_for_kubeconfig(path: &Path) -> Result<kube::Client, StackError> {
+    client_from(path).await
+}
+
 async fn client_from(path: &Path) -> Result<kube::Client, StackError> {
     let kc = Kubeconfig::read_from(path).map_err(|source| StackError::Kubeconfig {
         path: path.to_path_buf(),
