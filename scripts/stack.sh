@@ -551,11 +551,20 @@ global:
 scrape_configs:
   - job_name: prometheus
     static_configs: [{targets: ["127.0.0.1:$PROM_PORT"]}]
+  # Agents registered as targets/agent-*.json form the job the alert rules expect.
+  - job_name: tidal-agent
+    file_sd_configs:
+      - files: ["$dir/targets/agent-*.json"]
+        refresh_interval: 2s
   - job_name: tidal
     file_sd_configs:
-      - files: ["$dir/targets/*.json"]
+      - files: ["$dir/targets/[!a]*.json"]
         refresh_interval: 2s
 EOF
+  if running prometheus; then
+    # Already up: pick up a changed config without a restart.
+    curl -fsS -X POST "http://127.0.0.1:$PROM_PORT/-/reload" >/dev/null || say "prometheus config reload failed"
+  fi
   start prometheus prometheus --config.file "$dir/prometheus.yml" --storage.tsdb.path "$dir/data" \
     --web.listen-address "127.0.0.1:$PROM_PORT" --storage.tsdb.retention.time 1d --web.enable-lifecycle
   wait_for prometheus 60 curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready"

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub mod cgroups;
+
 /// Why the stack could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {

@@ -18,50 +18,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use tidal_e2e::cgroups::{CgroupGuard, hierarchies, mkdirs, set_container_id};
 use tidal_e2e::{ChildGuard, Stack, free_port, in_namespace, wait_for, workspace_bin};
 
 type R = anyhow::Result<()>;
-
-/// Removes the created cgroup directories, deepest first.
-struct CgroupGuard(Vec<PathBuf>);
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        for d in self.0.iter().rev() {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// The hierarchies pods live in: the v2 root, or the v1 cpu/cpuacct/memory controllers plus
-/// a hybrid host's `unified` tree.
-fn hierarchies(root: &Path) -> Vec<PathBuf> {
-    if root.join("cgroup.controllers").is_file() {
-        return vec![root.to_path_buf()];
-    }
-    let mut v: Vec<PathBuf> = ["cpu,cpuacct", "cpu", "cpuacct", "memory", "unified"]
-        .iter()
-        .map(|n| root.join(n))
-        .filter(|p| p.is_dir())
-        .collect();
-    v.dedup();
-    v
-}
-
-fn mkdirs(bases: &[PathBuf], rel: &Path, guard: &mut CgroupGuard) -> anyhow::Result<()> {
-    for base in bases {
-        let mut p = base.clone();
-        for comp in rel.components() {
-            p.push(comp);
-            // Another test may create the shared ancestors (`kubepods/…`) concurrently.
-            match std::fs::create_dir(&p) {
-                Ok(()) => guard.0.push(p.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => anyhow::bail!("mkdir {} (needs root): {e}", p.display()),
-            }
-        }
-    }
-    Ok(())
-}
 
 fn pod(name: &str, node: &str, resources: serde_json::Value) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
@@ -72,44 +32,6 @@ fn pod(name: &str, node: &str, resources: serde_json::Value) -> anyhow::Result<P
             "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1", "resources": resources}]
         }
     }))?)
-}
-
-/// Waits for KWOK to mark the pod running, then records `containerID` like a kubelet would.
-async fn set_container_id(pods: &Api<Pod>, name: &str, id: &str) -> anyhow::Result<()> {
-    for _ in 0..20 {
-        let mut p = wait_for(
-            &format!("pod {name} running"),
-            Duration::from_secs(60),
-            || async {
-                let p = pods.get(name).await.ok()?;
-                let running = p
-                    .status
-                    .as_ref()?
-                    .container_statuses
-                    .as_ref()?
-                    .iter()
-                    .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
-                running.then_some(p)
-            },
-        )
-        .await?;
-        if let Some(cs) = p
-            .status
-            .as_mut()
-            .and_then(|s| s.container_statuses.as_mut())
-        {
-            for c in cs.iter_mut() {
-                c.container_id = Some(format!("containerd://{id}"));
-            }
-        }
-        match pods.replace_status(name, &PostParams::default(), &p).await {
-            Ok(_) => return Ok(()),
-            // A concurrent KWOK update: read again and retry.
-            Err(kube::Error::Api(e)) if e.code == 409 => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    anyhow::bail!("could not set containerID on {name}")
 }
 
 /// The value of the first sample of `metric` whose line contains every label in `want`.
