@@ -88,6 +88,27 @@ async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R
     kubectl(stack, &["apply", "-f", "-"], Some(yaml))?;
     // A second, server-side dry run of everything now that the namespace exists: valid as is.
     kubectl(stack, &["apply", "--dry-run=server", "-f", "-"], Some(yaml))?;
+    // The dashboards ConfigMap (Grafana sidecar label) is valid for the API server too.
+    let dashboards = repo_root().join("dashboards");
+    let cm = kubectl(
+        stack,
+        &[
+            "apply",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-k",
+            &dashboards.display().to_string(),
+        ],
+        None,
+    )?;
+    let cm: serde_json::Value = serde_json::from_str(&cm)?;
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1", "{cm}");
+    assert_eq!(
+        cm["data"].as_object().map(|d| d.len()),
+        Some(3),
+        "three dashboards"
+    );
 
     let nodes = stack.kwok_nodes()?;
     let ds: Api<DaemonSet> = Api::namespaced(admin.clone(), "tidal-system");
