@@ -3,7 +3,7 @@
 //! request/limit series is produced as on a real node.
 //!
 //! - `cgroup_round/{v2,v1}`: one pass of the cgroup sampler over the synthetic tree (written
-//!   into a temp dir, removed at the end).
+//!   into a temp dir, `/dev/shm` by default, removed at the end).
 //! - `node_round/proc`: one pass of the node sampler over the real `/proc`.
 //! - `encode/{openmetrics,text_0.0.4}`: one `/metrics` answer (what the server does on a
 //!   scrape) for the snapshot of node + cgroup (v2) samplers.
@@ -27,14 +27,18 @@ use tidal_agent::synthetic::{Layout, TreeSpec, pod_index, write_tree};
 struct TempDir(PathBuf);
 
 impl TempDir {
+    /// Under `$TIDAL_BENCH_DIR`, else `/dev/shm` (tmpfs, in memory like cgroupfs, and quick
+    /// to fill), else the system temp dir.
     fn new(name: &str) -> Self {
+        let base = std::env::var_os("TIDAL_BENCH_DIR")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+            .unwrap_or_else(std::env::temp_dir);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        Self(
-            std::env::temp_dir().join(format!("tidal-bench-{name}-{}-{nanos}", std::process::id())),
-        )
+        Self(base.join(format!("tidal-bench-{name}-{}-{nanos}", std::process::id())))
     }
 }
 

@@ -224,9 +224,12 @@ fn real_cgroups_cpu_rate_and_working_set() {
         ws / MIB,
         rss / MIB
     );
+    // What the process did is what the kernel accounted to it (/proc/<pid>/stat): the agent
+    // must agree with that within 5% (below). How much CPU a busy loop gets depends on what
+    // else runs on the machine, so the loop is only required to have really run.
     assert!(
-        (rate - 1.0).abs() <= 0.15,
-        "CPU rate {rate} not within 1.0 ± 15%"
+        rate > 0.2,
+        "the busy loop barely ran ({rate} cores): the measurement would prove nothing"
     );
     assert!(
         (rate - proc_rate).abs() <= 0.05 * proc_rate.max(0.1),
