@@ -19,7 +19,9 @@ use tidal_agent::samplers::node::NodeSampler;
 use tidal_agent::server;
 use tidal_agent::snapshot::{Runner, Shared};
 
-#[tokio::main]
+// One thread serves HTTP, the pod watch and the Kafka tasks; sampling has its own thread.
+// (A multi-thread runtime kept ~3 MiB more of per-thread malloc arenas for no gain.)
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -591,3 +591,46 @@ fn kind_style_kubelet_prefix_is_found() {
     ];
     assert_eq!(v(&buf, s::CONTAINER_CPU_USAGE_SECONDS_TOTAL, &a), 0.5);
 }
+
+#[test]
+fn limits_are_reread_every_slow_period_and_counters_every_round() {
+    use tidal_agent::samplers::cgroup::SLOW_EVERY_ROUNDS;
+    let t = v2_systemd_tree();
+    let h = Hierarchy::detect(t.path()).expect("detects");
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let a = [("container", CID_A), ("pod_uid", UID_1)];
+    let pod1 = PathBuf::from(format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CID_A}.scope",
+        UID_1.replace('-', "_")
+    ));
+    let start = Instant::now();
+    let buf = sample(&mut sampler, start);
+    assert_eq!(v(&buf, s::AGENT_CONTAINER_CPU_LIMIT_CORES, &a), 0.5);
+    // An in-place resize (new quota) and more CPU used.
+    t.write(pod1.join("cpu.max"), "200000 100000\n");
+    t.write(
+        pod1.join("cpu.stat"),
+        "usage_usec 2500000\nuser_usec 1\nsystem_usec 2\nnr_periods 40\nnr_throttled 4\nthrottled_usec 250000\n",
+    );
+    let mut seen_new_limit = None;
+    for round in 1..=SLOW_EVERY_ROUNDS {
+        let buf = sample(&mut sampler, start + Duration::from_secs(round));
+        // The counter is read every round.
+        assert_eq!(
+            v(&buf, s::CONTAINER_CPU_USAGE_SECONDS_TOTAL, &a),
+            2.5,
+            "round {round}"
+        );
+        let limit = v(&buf, s::AGENT_CONTAINER_CPU_LIMIT_CORES, &a);
+        match seen_new_limit {
+            None if limit == 2.0 => seen_new_limit = Some(round),
+            None => assert_eq!(
+                limit, 0.5,
+                "round {round}: the cached limit until its slow round"
+            ),
+            Some(_) => assert_eq!(limit, 2.0, "round {round}: stays new"),
+        }
+    }
+    let r = seen_new_limit.expect("the new limit shows within one slow period");
+    assert!(r >= 1 && r <= SLOW_EVERY_ROUNDS, "{r}");
+}

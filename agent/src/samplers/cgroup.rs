@@ -20,6 +20,8 @@
 //!   v1 `memory.usage_in_bytes - memory.stat total_inactive_file`.
 //! - RSS / cache: v2 `anon` / `file`; v1 `total_rss` / `total_cache`.
 //! - Pressure: `total=` (µs) of the `some`/`full` lines of `{cpu,memory,io}.pressure`.
+//! - Cadence: counters and memory every round; limits and pressure every
+//!   [`SLOW_EVERY_ROUNDS`] rounds per cgroup (staggered), cached in between.
 //! - CPU rate: Δusage / Δt between two samples (a counter reset skips the interval).
 //! - Utilization: rate / request, rate / limit, working set / request, working set / limit.
 //!   Limits come from the pod spec, else from the cgroup (`cpu.max`, `cpu.cfs_quota_us /
@@ -508,8 +510,42 @@ fn read_psi(dir: &Path, out: &mut [Option<f64>; 6]) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Reads the stats of one cgroup.
+/// How often (in rounds) a cgroup's slow-moving files — limits and pressure — are re-read.
+/// Counters and memory are read every round; limits change only on a resize and PSI totals
+/// are counters whose rates need no 1s resolution. Each cgroup gets a fixed offset so the
+/// slow reads spread evenly over the rounds.
+pub const SLOW_EVERY_ROUNDS: u64 = 10;
+
+/// The slow-moving part of [`Stats`], cached between full reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Slow {
+    cpu_limit_cores: Option<f64>,
+    memory_limit_bytes: Option<f64>,
+    pressure: [Option<f64>; 6],
+}
+
+impl Slow {
+    fn of(s: &Stats) -> Self {
+        Self {
+            cpu_limit_cores: s.cpu_limit_cores,
+            memory_limit_bytes: s.memory_limit_bytes,
+            pressure: s.pressure,
+        }
+    }
+    fn apply(&self, s: &mut Stats) {
+        s.cpu_limit_cores = self.cpu_limit_cores;
+        s.memory_limit_bytes = self.memory_limit_bytes;
+        s.pressure = self.pressure;
+    }
+}
+
+/// Reads the stats of one cgroup (every file).
 pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
+    read_stats_with(h, rels, true)
+}
+
+/// Reads the stats of one cgroup; without `full`, the limit and pressure files are skipped.
+fn read_stats_with(h: &Hierarchy, rels: &Rels, full: bool) -> Result<Stats, CgroupError> {
     let mut s = Stats::default();
     match h {
         Hierarchy::V2 { root } => {
@@ -529,6 +565,9 @@ pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
                 (s.memory_usage_bytes - mem.get("inactive_file")?).max(0.0);
             s.memory_rss_bytes = mem.get("anon")?;
             s.memory_cache_bytes = mem.get("file")?;
+            if !full {
+                return Ok(s);
+            }
             if let Some(max) = read_opt(&dir.join("cpu.max"))? {
                 s.cpu_limit_cores = parse_cpu_max(&dir.join("cpu.max"), &max)?;
             }
@@ -559,7 +598,9 @@ pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
                     s.cfs_throttled_periods = st.opt("nr_throttled")?;
                     s.cfs_throttled_seconds = st.opt("throttled_time")?.map(|ns| ns / 1e9);
                 }
-                if let (Some(q), Some(p)) = (
+                if !full {
+                    // limits: read on full rounds only
+                } else if let (Some(q), Some(p)) = (
                     read_opt(&dir.join("cpu.cfs_quota_us"))?,
                     read_opt(&dir.join("cpu.cfs_period_us"))?,
                 ) {
@@ -585,6 +626,9 @@ pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
                 (s.memory_usage_bytes - st.get("total_inactive_file")?).max(0.0);
             s.memory_rss_bytes = st.get("total_rss")?;
             s.memory_cache_bytes = st.get("total_cache")?;
+            if !full {
+                return Ok(s);
+            }
             if let Some(l) = read_opt(&dir.join("memory.limit_in_bytes"))? {
                 let l = number(&dir.join("memory.limit_in_bytes"), &l)?;
                 s.memory_limit_bytes = (l < V1_UNLIMITED).then_some(l);
@@ -671,6 +715,10 @@ pub struct CgroupSampler {
     scope: Scope,
     pods: PodIndex,
     cpu_rates: RateMap<PathBuf>,
+    /// Per cgroup: its offset among the rounds and its last slow values.
+    slow: std::collections::HashMap<PathBuf, (u64, Slow, bool)>,
+    round: u64,
+    next_offset: u64,
 }
 
 const HELP_CPU: &str = "Cumulative cpu time consumed in seconds.";
@@ -683,6 +731,9 @@ impl CgroupSampler {
             scope,
             pods,
             cpu_rates: RateMap::default(),
+            slow: std::collections::HashMap::new(),
+            round: 0,
+            next_offset: 0,
         }
     }
 
@@ -973,9 +1024,34 @@ impl Sampler for CgroupSampler {
 
     fn sample(&mut self, buf: &mut Buffer) -> Result<(), SampleError> {
         let targets = self.targets(buf)?;
+        self.round += 1;
+        for e in self.slow.values_mut() {
+            e.2 = false;
+        }
         for t in &targets {
-            match read_stats(&self.hierarchy, &t.rels) {
-                Ok(stats) => {
+            let key = t.rels.unified.clone();
+            let (offset, cached) = match self.slow.get(&key) {
+                Some((o, slow, _)) => (*o, Some(*slow)),
+                None => {
+                    self.next_offset = (self.next_offset + 1) % SLOW_EVERY_ROUNDS;
+                    (self.next_offset, None)
+                }
+            };
+            let full = cached.is_none() || (self.round + offset).is_multiple_of(SLOW_EVERY_ROUNDS);
+            match read_stats_with(&self.hierarchy, &t.rels, full) {
+                Ok(mut stats) => {
+                    match (full, cached) {
+                        (true, _) => {
+                            self.slow.insert(key, (offset, Slow::of(&stats), true));
+                        }
+                        (false, Some(slow)) => {
+                            slow.apply(&mut stats);
+                            if let Some(e) = self.slow.get_mut(&key) {
+                                e.2 = true;
+                            }
+                        }
+                        (false, None) => {}
+                    }
                     let meta = (!t.uid.is_empty()).then(|| self.pods.get(&t.uid)).flatten();
                     self.emit(buf, t, &stats, meta.as_deref());
                 }
@@ -985,6 +1061,8 @@ impl Sampler for CgroupSampler {
             }
         }
         self.cpu_rates.sweep();
+        // Forget the cgroups that are gone.
+        self.slow.retain(|_, e| e.2);
         Ok(())
     }
 }
