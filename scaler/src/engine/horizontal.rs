@@ -5,10 +5,16 @@
 //! `normalizeDesiredReplicas`, `normalizeDesiredReplicasWithBehaviors`, `tolerancesForHpa`).
 //! Each metric proposes a count; the highest wins. If every metric is invalid, or some are and
 //! the proposal would scale down, nothing changes: Tidal never scales down on missing metrics.
+//!
+//! Tidal additions: `kafka_lag` metrics ([`super::lag`]), `spec.formula` replacing the highest
+//! proposal ([`super::formula`], [`desired_with_formula`] for a cached compile), and stale
+//! observations, which may scale up but never down.
 
 use std::collections::BTreeMap;
 
 use super::behavior::{self, reason};
+use super::formula::{Formula, FormulaError, Inputs, MetricValues};
+use super::lag::{self, LagInput};
 use super::replica_calc::{self, CalcError, PodMetrics, Readiness, Sample, to_milli};
 use super::types::{
     Condition, ConditionType, CurrentValue, Decision, Input, Limit, LimitStage, MetricSource,
@@ -38,6 +44,9 @@ pub enum InputError {
         what: &'static str,
         name: String,
     },
+    /// `spec.formula` does not compile (the message names `spec.formula` and the position).
+    #[error(transparent)]
+    Formula(#[from] FormulaError),
 }
 
 impl InputError {
@@ -49,6 +58,7 @@ impl InputError {
             Self::Missing { .. } => "missing",
             Self::UnknownMetric { .. } => "unknown_metric",
             Self::Duplicate { .. } => "duplicate",
+            Self::Formula(_) => "formula",
         }
     }
 }
@@ -91,7 +101,14 @@ fn validate_target(i: usize, m: &MetricSpec) -> Result<(), InputError> {
         MetricSource::Object | MetricSource::External => {
             &[TargetType::Value, TargetType::AverageValue]
         }
+        MetricSource::KafkaLag => return validate_kafka_lag(i, m),
     };
+    if m.kafka_lag.is_some() {
+        return Err(InputError::OutOfRange {
+            field: format!("spec.metrics[{i}].kafka_lag"),
+            reason: "only for type kafka_lag".into(),
+        });
+    }
     range(
         || f("type"),
         allowed.contains(&t.kind),
@@ -123,6 +140,45 @@ fn validate_target(i: usize, m: &MetricSpec) -> Result<(), InputError> {
             range(|| f("value"), to_milli(v) > 0, "must be at least 0.001")
         }
     }
+}
+
+fn validate_kafka_lag(i: usize, m: &MetricSpec) -> Result<(), InputError> {
+    let t = &m.target;
+    range(
+        || format!("spec.metrics[{i}].target"),
+        t.kind == TargetType::AverageValue
+            && t.average_value.is_none()
+            && t.value.is_none()
+            && t.average_utilization.is_none(),
+        "not used for kafka_lag; set kafka_lag.lag_per_replica",
+    )?;
+    let Some(k) = &m.kafka_lag else {
+        return Ok(());
+    };
+    let f = |name: &str| format!("spec.metrics[{i}].kafka_lag.{name}");
+    finite(|| f("lag_per_replica"), k.lag_per_replica, "setting")?;
+    range(
+        || f("lag_per_replica"),
+        to_milli(k.lag_per_replica) > 0,
+        "must be at least 0.001",
+    )?;
+    for (name, v) in [
+        ("activation_lag_threshold", k.activation_lag_threshold),
+        ("cooldown_seconds", k.cooldown_seconds),
+    ] {
+        finite(|| f(name), v, "setting")?;
+        range(|| f(name), v >= 0.0, "must not be negative")?;
+    }
+    if let Some(p) = &k.predictive {
+        let name = "predictive.target_drain_seconds";
+        finite(|| f(name), p.target_drain_seconds, "setting")?;
+        range(
+            || f(name),
+            p.target_drain_seconds > 0.0,
+            "must be greater than 0",
+        )?;
+    }
+    Ok(())
 }
 
 /// Check an input once, naming the first bad field.
@@ -179,6 +235,19 @@ pub fn validate(input: &Input) -> Result<(), InputError> {
             });
         }
         validate_target(i, m)?;
+    }
+    if let Some(src) = &spec.formula {
+        let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+        let f = Formula::compile(src, &names)?;
+        range(
+            || "spec.formula".into(),
+            !f.uses_partitions()
+                || spec
+                    .metrics
+                    .iter()
+                    .any(|m| m.source == MetricSource::KafkaLag),
+            "partitions needs a kafka_lag metric",
+        )?;
     }
     if let Some(b) = &spec.behavior {
         for (dir, rules) in [("scale_up", &b.scale_up), ("scale_down", &b.scale_down)] {
@@ -304,6 +373,39 @@ pub fn validate(input: &Input) -> Result<(), InputError> {
                 "time",
             )?;
         }
+        if let Some(k) = &o.kafka {
+            if source != MetricSource::KafkaLag {
+                return Err(InputError::OutOfRange {
+                    field: format!("observations[{i}].kafka"),
+                    reason: "only for kafka_lag metrics".into(),
+                });
+            }
+            for (name, v) in [
+                ("persistent_lag", Some(k.persistent_lag)),
+                ("consume_rate_per_second", k.consume_rate_per_second),
+                ("produce_rate_per_second", k.produce_rate_per_second),
+            ] {
+                let Some(v) = v else { continue };
+                finite(|| format!("observations[{i}].kafka.{name}"), v, "value")?;
+                range(
+                    || format!("observations[{i}].kafka.{name}"),
+                    v >= 0.0,
+                    "must not be negative",
+                )?;
+            }
+            for (name, v) in [
+                ("partitions", k.partitions),
+                ("partitions_with_lag", k.partitions_with_lag),
+            ] {
+                if let Some(v) = v {
+                    range(
+                        || format!("observations[{i}].kafka.{name}"),
+                        v >= 0,
+                        "must not be negative",
+                    )?;
+                }
+            }
+        }
         if let Some(w) = o.window_seconds {
             finite(|| format!("observations[{i}].window_seconds"), w, "window")?;
             range(
@@ -390,6 +492,7 @@ fn default_metric() -> MetricSpec {
             average_value: None,
             value: None,
         },
+        kafka_lag: None,
     }
 }
 
@@ -410,6 +513,7 @@ fn metric_label(m: &MetricSpec) -> String {
         (MetricSource::Pods, _) => format!("pods metric {}", m.name),
         (MetricSource::Object, _) => format!("object metric {}", m.name),
         (MetricSource::External, _) => format!("external metric {}", m.name),
+        (MetricSource::KafkaLag, _) => format!("kafka lag metric {}", m.name),
     }
 }
 
@@ -419,7 +523,7 @@ fn failed_reason(source: MetricSource) -> &'static str {
         MetricSource::ContainerResource => "FailedGetContainerResourceMetric",
         MetricSource::Pods => "FailedGetPodsMetric",
         MetricSource::Object => "FailedGetObjectMetric",
-        MetricSource::External => "FailedGetExternalMetric",
+        MetricSource::External | MetricSource::KafkaLag => "FailedGetExternalMetric",
     }
 }
 
@@ -432,12 +536,63 @@ struct Ctx<'a> {
     status: i32,
     tol: Tolerances,
     state: &'a State,
+    last_active: Option<f64>,
     readiness: Readiness,
     now: f64,
 }
 
+/// What a proposal knows besides the [`Proposal`]: the formula variables and lag details.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extra {
+    vars: Option<MetricValues>,
+    partitions: Option<i64>,
+    /// A predictive `kafka_lag` proposal that opts out of the rate policies.
+    bypass_rate: bool,
+    active: bool,
+}
+
+fn ratio_of(value: f64, target: f64) -> f64 {
+    value / target
+}
+
+/// Aggregate a `kafka_lag` metric's observations (see `KafkaDetail`).
+fn lag_input(obs: &[&Observation]) -> LagInput {
+    let mut input = LagInput::default();
+    let mut partitions: Option<i64> = None;
+    let mut with_lag: Option<i64> = None;
+    let mut consume: Option<f64> = None;
+    let mut produce: Option<f64> = None;
+    let mut positive = 0i64;
+    for o in obs {
+        input.total_lag += o.value;
+        if o.value > 0.0 {
+            positive += 1;
+        }
+        if let Some(k) = &o.kafka {
+            input.persistent_lag += k.persistent_lag;
+            if let Some(p) = k.partitions {
+                partitions = Some(partitions.map_or(p, |q| q.max(p)));
+            }
+            if let Some(p) = k.partitions_with_lag {
+                with_lag = Some(with_lag.unwrap_or(0).saturating_add(p));
+            }
+            if let Some(r) = k.consume_rate_per_second {
+                consume = Some(consume.unwrap_or(0.0) + r);
+            }
+            if let Some(r) = k.produce_rate_per_second {
+                produce = Some(produce.unwrap_or(0.0) + r);
+            }
+        }
+    }
+    input.partitions = partitions.unwrap_or(obs.len() as i64);
+    input.partitions_with_lag = with_lag.unwrap_or(positive);
+    input.consume_rate_per_second = consume;
+    input.produce_rate_per_second = produce;
+    input
+}
+
 /// `computeReplicasForMetric` for one metric.
-fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>) -> Proposal {
+fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>, extra: &mut Extra) -> Proposal {
     let mut p = Proposal {
         metric: m.name.clone(),
         source: m.source,
@@ -446,6 +601,8 @@ fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>) -> Proposal {
         pods: None,
         invalid_reason: None,
         error: None,
+        stale: obs.iter().any(|o| o.stale),
+        lag: None,
     };
     let fail = |mut p: Proposal, msg: String| {
         p.invalid_reason = Some(failed_reason(m.source).to_owned());
@@ -516,6 +673,20 @@ fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>) -> Proposal {
             };
             match result {
                 Ok(out) => {
+                    let (value, target) = match out.utilization {
+                        Some(u) if t.kind == TargetType::Utilization => {
+                            (f64::from(u), f64::from(t.average_utilization.unwrap_or(1)))
+                        }
+                        _ => (
+                            milli_to_f64(out.average_value),
+                            t.average_value.unwrap_or(1.0),
+                        ),
+                    };
+                    extra.vars = Some(MetricValues {
+                        value,
+                        target,
+                        ratio: ratio_of(value, target),
+                    });
                     p.replicas = Some(out.replicas);
                     p.pods = Some(out.pods);
                     p.current = Some(CurrentValue {
@@ -577,6 +748,30 @@ fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>) -> Proposal {
             };
             match result {
                 Ok((replicas, usage, average)) => {
+                    let total = if m.source == MetricSource::Object {
+                        values[0]
+                    } else {
+                        values
+                            .iter()
+                            .try_fold(0i64, |acc, v| acc.checked_add(*v))
+                            .unwrap_or(i64::MAX)
+                    };
+                    let value = milli_to_f64(total);
+                    let (target, ratio) = if average {
+                        let target = t.average_value.unwrap_or(1.0);
+                        (
+                            target,
+                            ratio_of(value, target * f64::from(ctx.status.max(1))),
+                        )
+                    } else {
+                        let target = t.value.unwrap_or(1.0);
+                        (target, ratio_of(value, target))
+                    };
+                    extra.vars = Some(MetricValues {
+                        value,
+                        target,
+                        ratio,
+                    });
                     p.replicas = Some(replicas);
                     p.current = Some(if average {
                         CurrentValue {
@@ -596,6 +791,32 @@ fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>) -> Proposal {
                 Err(e) => fail(p, format!("failed to get {} metric value: {e}", m.name)),
             }
         }
+        MetricSource::KafkaLag => {
+            let cfg = m.kafka_lag.clone().unwrap_or_default();
+            let input = lag_input(obs);
+            let out =
+                lag::lag_replicas(&cfg, &input, ctx.status, ctx.tol, ctx.last_active, ctx.now);
+            extra.vars = Some(MetricValues {
+                value: out.lag,
+                target: cfg.lag_per_replica,
+                ratio: ratio_of(out.lag, cfg.lag_per_replica * f64::from(ctx.status.max(1))),
+            });
+            extra.partitions = Some(input.partitions);
+            extra.active = out.active;
+            extra.bypass_rate = out.predictive
+                && cfg
+                    .predictive
+                    .as_ref()
+                    .is_some_and(|pr| pr.bypass_rate_limits);
+            p.replicas = Some(out.replicas);
+            p.current = Some(CurrentValue {
+                average_utilization: None,
+                average_value: Some(out.average_value),
+                value: None,
+            });
+            p.lag = Some(out);
+            p
+        }
     }
 }
 
@@ -614,8 +835,58 @@ fn condition(
 }
 
 /// Decide the replica count for one target at time `now` (Unix seconds). Pure: the same input
-/// always gives the same decision.
+/// always gives the same decision. Compiles `spec.formula` on every call; a controller keeps a
+/// [`Formula`] per policy generation and calls [`desired_with_formula`] instead.
 pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f64) -> Decision {
+    match spec.formula.as_deref() {
+        None => run(spec, Ok(None), state, observations, now),
+        Some(src) => {
+            let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+            match Formula::compile(src, &names) {
+                Ok(f) => run(spec, Ok(Some(&f)), state, observations, now),
+                Err(e) => run(spec, Err(e), state, observations, now),
+            }
+        }
+    }
+}
+
+/// [`desired`] with `spec.formula` already compiled (`formula` must come from
+/// `spec.formula` and the names of `spec.metrics`, in order; `None` ignores `spec.formula`).
+pub fn desired_with_formula(
+    spec: &Spec,
+    formula: Option<&Formula>,
+    state: &State,
+    observations: &[Observation],
+    now: f64,
+) -> Decision {
+    run(spec, Ok(formula), state, observations, now)
+}
+
+/// Round a formula result up to a replica count. A result within 1e-9 (relative) of an
+/// integer is that integer, so float noise does not add a replica (`1.1 * 10` is
+/// `11.000000000000002`, which gives 11, not 12).
+fn ceil_replicas(v: f64) -> i32 {
+    let r = v.round();
+    let v = if (v - r).abs() <= 1e-9 * r.abs().max(1.0) {
+        r
+    } else {
+        v
+    };
+    let c = v.ceil();
+    if c >= f64::from(i32::MAX) {
+        i32::MAX
+    } else {
+        c.max(0.0) as i32
+    }
+}
+
+fn run(
+    spec: &Spec,
+    formula: Result<Option<&Formula>, FormulaError>,
+    state: &State,
+    observations: &[Observation],
+    now: f64,
+) -> Decision {
     let current = state.spec_replicas;
     let min = spec.min_replicas;
     let max = spec.max_replicas;
@@ -641,6 +912,7 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
                 }]
             }),
             scale_events: state.scale_events.clone(),
+            last_active_unix_seconds: state.last_active_unix_seconds,
         },
     };
 
@@ -673,7 +945,17 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
             reason: reason::TOO_FEW_REPLICAS.into(),
         });
         min
+    } else if let Err(e) = &formula {
+        // Nothing is applied: no recommendation is recorded and the count stays.
+        d.conditions.push(condition(
+            ConditionType::ScalingActive,
+            false,
+            "InvalidFormula",
+            e.to_string(),
+        ));
+        return d;
     } else {
+        let formula = formula.ok().flatten();
         let default_metrics;
         let metrics: &[MetricSpec] = if spec.metrics.is_empty() {
             default_metrics = [default_metric()];
@@ -686,6 +968,7 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
             status: state.status_replicas.unwrap_or(current),
             tol,
             state,
+            last_active: state.last_active_unix_seconds,
             readiness: Readiness {
                 cpu_initialization_period_seconds: spec
                     .controller
@@ -699,10 +982,22 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
         let mut chosen: Option<usize> = None;
         let mut invalid = 0usize;
         let mut first_invalid: Option<usize> = None;
+        let mut extras: Vec<Extra> = Vec::with_capacity(metrics.len());
+        let mut stale = false;
         for (i, m) in metrics.iter().enumerate() {
             let obs: Vec<&Observation> =
                 observations.iter().filter(|o| o.metric == m.name).collect();
-            let p = propose(m, &obs, &ctx);
+            let mut extra = Extra::default();
+            let p = propose(m, &obs, &ctx, &mut extra);
+            if p.replicas.is_some() {
+                stale |= p.stale;
+                if extra.active {
+                    d.next.last_active_unix_seconds = Some(now);
+                }
+            } else {
+                extra.vars = None;
+            }
+            extras.push(extra);
             match p.replicas {
                 Some(r) => {
                     if replicas == 0 || r > replicas {
@@ -716,6 +1011,77 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
                 }
             }
             d.proposals.push(p);
+        }
+        let mut chosen_label = chosen
+            .map(|i| metric_label(&metrics[i]))
+            .unwrap_or_default();
+        let mut bypass_rate = chosen.is_some_and(|i| extras[i].bypass_rate);
+        let mut formula_applied = false;
+        // `spec.formula` replaces the highest proposal when every metric it reads is valid;
+        // otherwise the highest proposal stands and the invalid-metric rule below forbids a
+        // scale-down.
+        if let Some(f) = formula
+            && f.referenced_metrics()
+                .iter()
+                .all(|i| extras.get(*i).is_some_and(|e| e.vars.is_some()))
+            && invalid < metrics.len()
+        {
+            let vars: Vec<Option<MetricValues>> = extras.iter().map(|e| e.vars).collect();
+            let inputs = Inputs {
+                metrics: &vars,
+                replicas: f64::from(current),
+                ready_replicas: state
+                    .pods
+                    .iter()
+                    .filter(|p| {
+                        !p.deleting
+                            && p.phase == super::types::PodPhase::Running
+                            && p.ready
+                                .is_some_and(|r| r.status == super::types::ConditionStatus::True)
+                    })
+                    .count() as f64,
+                partitions: extras
+                    .iter()
+                    .filter_map(|e| e.partitions)
+                    .max()
+                    .map(|p| p as f64),
+            };
+            match f.eval(&inputs) {
+                Ok(v) => {
+                    let r = ceil_replicas(v);
+                    if r != replicas {
+                        d.limits.push(Limit {
+                            stage: LimitStage::Formula,
+                            from: replicas,
+                            to: r,
+                            reason: "Formula".into(),
+                        });
+                    }
+                    replicas = r;
+                    chosen = None;
+                    bypass_rate = false;
+                    formula_applied = true;
+                    chosen_label = "spec.formula".into();
+                }
+                Err(e) => {
+                    d.conditions.push(condition(
+                        ConditionType::ScalingActive,
+                        false,
+                        "InvalidFormula",
+                        e.to_string(),
+                    ));
+                    return d;
+                }
+            }
+        }
+        if stale && replicas < current && invalid < metrics.len() {
+            d.limits.push(Limit {
+                stage: LimitStage::StaleMetrics,
+                from: replicas,
+                to: current,
+                reason: "StaleMetric".into(),
+            });
+            replicas = current;
         }
         if invalid >= metrics.len() || (invalid > 0 && replicas < current) {
             let first = first_invalid.map(|i| &d.proposals[i]);
@@ -743,9 +1109,6 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
             ));
             return d;
         }
-        let chosen_label = chosen
-            .map(|i| metric_label(&metrics[i]))
-            .unwrap_or_default();
         d.conditions.push(condition(
             ConditionType::ScalingActive,
             true,
@@ -754,7 +1117,12 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
                 "the HPA was able to successfully calculate a replica count from {chosen_label}"
             ),
         ));
-        d.chosen_metric = chosen.map(|i| metrics[i].name.clone());
+        // With `spec.formula` applied, `chosen_metric` is "spec.formula".
+        d.chosen_metric = match chosen {
+            Some(i) => Some(metrics[i].name.clone()),
+            None if formula_applied => Some(chosen_label.clone()),
+            None => None,
+        };
         d.metric_replicas = Some(replicas);
         let desired = replicas.max(0);
         if desired > current {
@@ -762,7 +1130,7 @@ pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f6
         } else if desired < current {
             d.rescale_reason = Some("All metrics below target".into());
         }
-        normalize(spec, state, current, desired, now, &mut d)
+        normalize(spec, state, current, desired, now, bypass_rate, &mut d)
     };
 
     d.desired_replicas = desired;
@@ -787,6 +1155,7 @@ fn normalize(
     current: i32,
     prenormalized: i32,
     now: f64,
+    bypass_rate: bool,
     d: &mut Decision,
 ) -> i32 {
     let min = spec.min_replicas;
@@ -870,7 +1239,19 @@ fn normalize(
             reason::message(reason::READY_FOR_NEW_SCALE),
         ));
     }
-    let (desired, why) = rated;
+    let (desired, why) = if bypass_rate {
+        // A predictive `kafka_lag` proposal that opts out: straight to the count, one
+        // rebalance; only min and max apply.
+        if stabilized > max {
+            (max, reason::TOO_MANY_REPLICAS)
+        } else if stabilized < min {
+            (min, reason::TOO_FEW_REPLICAS)
+        } else {
+            (stabilized, reason::DESIRED_WITHIN_RANGE)
+        }
+    } else {
+        rated
+    };
     if desired != stabilized {
         d.limits.push(Limit {
             stage: LimitStage::Rate,

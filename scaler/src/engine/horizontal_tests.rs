@@ -47,6 +47,7 @@ fn metric(name: &str, source: MetricSource, t: MetricTarget) -> MetricSpec {
         source,
         container: None,
         target: t,
+        kafka_lag: None,
     }
 }
 
@@ -91,6 +92,7 @@ impl HpaCase {
             metrics,
             behavior: self.behavior.clone(),
             controller: settings(),
+            formula: None,
         }
     }
 
@@ -142,6 +144,7 @@ impl HpaCase {
             pods,
             recommendations: self.recommendations.clone(),
             scale_events: vec![],
+            last_active_unix_seconds: None,
         }
     }
 
@@ -157,6 +160,8 @@ impl HpaCase {
                     timestamp_unix_seconds: None,
                     window_seconds: None,
                     error: Some("something went wrong".into()),
+                    stale: false,
+                    kafka: None,
                 });
                 continue;
             }
@@ -178,6 +183,8 @@ impl HpaCase {
                     timestamp_unix_seconds: Some(NOW),
                     window_seconds: Some(60.0),
                     error: None,
+                    stale: false,
+                    kafka: None,
                 });
             }
         }
@@ -531,6 +538,8 @@ fn external_average_value_with_default_behavior() {
         timestamp_unix_seconds: Some(NOW),
         window_seconds: None,
         error: None,
+        stale: false,
+        kafka: None,
     };
     let input = Input {
         spec,
@@ -1608,6 +1617,8 @@ fn random_case(rng: &mut Rng) -> Input {
                 timestamp_unix_seconds: None,
                 window_seconds: None,
                 error: Some("source down".into()),
+                stale: false,
+                kafka: None,
             });
             continue;
         }
@@ -1621,6 +1632,8 @@ fn random_case(rng: &mut Rng) -> Input {
                         timestamp_unix_seconds: Some(NOW),
                         window_seconds: None,
                         error: None,
+                        stale: false,
+                        kafka: None,
                     });
                 }
             }
@@ -1639,6 +1652,8 @@ fn random_case(rng: &mut Rng) -> Input {
                             timestamp_unix_seconds: Some(NOW - rng.below(30) as f64),
                             window_seconds: Some(15.0),
                             error: None,
+                            stale: false,
+                            kafka: None,
                         });
                     }
                 }
@@ -1689,6 +1704,7 @@ fn random_case(rng: &mut Rng) -> Input {
             metrics,
             behavior,
             controller: ControllerSettings::default(),
+            formula: None,
         },
         state: State {
             spec_replicas: current,
@@ -1696,6 +1712,7 @@ fn random_case(rng: &mut Rng) -> Input {
             pods,
             recommendations,
             scale_events,
+            last_active_unix_seconds: None,
         },
         observations,
         now_unix_seconds: NOW,

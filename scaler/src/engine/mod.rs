@@ -4,13 +4,18 @@
 //! - [`replica_calc`]: the HPA replica calculator (`replica_calculator.go`).
 //! - [`behavior`]: stabilization windows and rate policies (`horizontal.go`).
 //! - [`horizontal`]: one decision over all metrics (`horizontal::desired`).
+//! - [`lag`]: Kafka consumer-lag proposals (KEDA's Kafka scaler semantics, capped exactly).
+//! - [`formula`]: `spec.formula`, a CEL expression over the metrics.
 //!
 //! `docs/engine.md` gives the formulas and the upstream anchors.
 
 pub mod behavior;
+pub mod formula;
 pub mod horizontal;
+pub mod lag;
 pub mod replica_calc;
 pub mod types;
 
-pub use horizontal::{InputError, decide, desired, validate};
+pub use formula::{CompiledFormula, Formula, FormulaError};
+pub use horizontal::{InputError, decide, desired, desired_with_formula, validate};
 pub use types::{Decision, Input, Observation, Spec, State};

@@ -47,6 +47,11 @@ pub struct Spec {
     /// Controller flags (`--horizontal-pod-autoscaler-*`).
     #[serde(default)]
     pub controller: ControllerSettings,
+    /// `spec.formula`: a CEL expression whose (ceiled) result replaces the highest per-metric
+    /// proposal, e.g. `max(cpu.ratio, lag.ratio) * replicas` (see `engine::formula`). Unset
+    /// means the HPA path, `ceil(current / target * replicas)` per metric, highest wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula: Option<String>,
 }
 
 fn default_min_replicas() -> i32 {
@@ -90,7 +95,64 @@ pub struct MetricSpec {
     /// Container name, required for `container_resource`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Required except for `kafka_lag`, whose target is `kafka_lag.lag_per_replica`.
+    #[serde(default)]
     pub target: MetricTarget,
+    /// Settings of a `kafka_lag` metric (KEDA's Kafka scaler); defaults when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_lag: Option<KafkaLag>,
+}
+
+/// A `kafka_lag` metric: consumer-group lag, scaled like KEDA's Kafka scaler (an External
+/// AverageValue metric with target `lag_per_replica`), capped at the partition count, with
+/// activation and scale to zero after a cooldown. Offset-reset handling (`offsetResetPolicy`,
+/// `scaleToZeroOnInvalidOffset`) happens upstream, in the Source computing the lag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaLag {
+    /// KEDA `lagThreshold` (10): lag one replica is expected to handle.
+    pub lag_per_replica: f64,
+    /// KEDA `activationLagThreshold` (0): active while total lag is above it.
+    pub activation_lag_threshold: f64,
+    /// KEDA `allowIdleConsumers`: do not cap at the partition count.
+    pub allow_idle_consumers: bool,
+    /// KEDA `limitToPartitionsWithLag`: cap at the partitions that have lag.
+    pub limit_to_partitions_with_lag: bool,
+    /// KEDA `excludePersistentLag`: lag on partitions whose committed offset has not moved
+    /// (`observations[].kafka.persistent_lag`) counts 0 for sizing but still activates.
+    pub exclude_persistent_lag: bool,
+    /// KEDA `cooldownPeriod` (300s): inactive this long before scaling to zero.
+    pub cooldown_seconds: f64,
+    /// Size replicas from rates to drain the backlog in a target time (one step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictive: Option<Predictive>,
+}
+
+impl Default for KafkaLag {
+    fn default() -> Self {
+        Self {
+            lag_per_replica: 10.0,
+            activation_lag_threshold: 0.0,
+            allow_idle_consumers: false,
+            limit_to_partitions_with_lag: false,
+            exclude_persistent_lag: false,
+            cooldown_seconds: 300.0,
+            predictive: None,
+        }
+    }
+}
+
+/// Predictive lag sizing: `ceil((lag / target_drain_seconds + produce_rate) / per_replica_rate)`
+/// with `per_replica_rate = consume_rate / status_replicas`, capped like the lag path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Predictive {
+    /// Drain the current backlog within this many seconds.
+    pub target_drain_seconds: f64,
+    /// Skip the behavior rate policies (not stabilization or min/max) when this metric is
+    /// chosen, so the target steps straight to the count (one rebalance).
+    #[serde(default)]
+    pub bypass_rate_limits: bool,
 }
 
 /// `MetricSourceType`.
@@ -107,9 +169,13 @@ pub enum MetricSource {
     Object,
     /// One or more values from outside the cluster (`External`), summed.
     External,
+    /// Kafka consumer-group lag with KEDA's Kafka scaler semantics (`engine::lag`): the
+    /// observations are summed (one per partition, or one total).
+    KafkaLag,
 }
 
-/// `MetricTarget`: exactly the field matching `type` must be set.
+/// `MetricTarget`: exactly the field matching `type` must be set. The default (an
+/// `average_value` target with no value) is only valid for `kafka_lag`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricTarget {
@@ -124,6 +190,17 @@ pub struct MetricTarget {
     /// Base units in total, for `value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+}
+
+impl Default for MetricTarget {
+    fn default() -> Self {
+        Self {
+            kind: TargetType::AverageValue,
+            average_utilization: None,
+            average_value: None,
+            value: None,
+        }
+    }
 }
 
 /// `MetricTargetType`.
@@ -207,6 +284,10 @@ pub struct State {
     /// Earlier scale events (from `Decision.next.scale_events`); only used with a behavior.
     #[serde(default)]
     pub scale_events: Vec<ScaleEvent>,
+    /// When a `kafka_lag` metric was last active (from `Decision.next`); scale to zero waits
+    /// `cooldown_seconds` after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active_unix_seconds: Option<f64>,
 }
 
 /// The parts of a Pod the HPA looks at.
@@ -295,6 +376,36 @@ pub struct Observation {
     /// Set when the source failed to get this metric; the metric is then invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The source could not refresh this value (e.g. lag older than its poll interval): the
+    /// metric may still scale up but blocks scale-down and scale to zero.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// Partition details of a `kafka_lag` sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaDetail>,
+}
+
+/// What a `kafka_lag` observation knows besides its lag (`value`). Either send one
+/// observation per partition (value = that partition's lag; `partitions` defaults to the
+/// number of observations and partitions with lag to those with a value above 0), or one total
+/// with `partitions` and `partitions_with_lag` set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaDetail {
+    /// Partitions of the topic(s) the group consumes (the cap; the maximum over observations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i64>,
+    /// Partitions with lag above 0 (summed over observations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions_with_lag: Option<i64>,
+    /// Part of `value` on partitions whose committed offset has not moved (summed).
+    pub persistent_lag: f64,
+    /// Messages per second the group consumes now (summed), for the predictive option.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consume_rate_per_second: Option<f64>,
+    /// Messages per second produced to the partitions (summed), for the predictive option.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub produce_rate_per_second: Option<f64>,
 }
 
 /// An unstabilized recommendation, as HPA keeps in `recommendations[key]`.
@@ -369,6 +480,12 @@ pub struct Proposal {
     pub invalid_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Some observation was stale: this proposal cannot lower the count.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// How a `kafka_lag` proposal was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<super::lag::LagOutcome>,
 }
 
 /// `MetricValueStatus`.
@@ -412,6 +529,10 @@ pub enum LimitStage {
     Rate,
     /// Invalid metrics prevented the change.
     InvalidMetrics,
+    /// A stale metric prevented a scale-down.
+    StaleMetrics,
+    /// `spec.formula` replaced the highest proposal.
+    Formula,
 }
 
 /// An HPA status condition.
@@ -437,6 +558,9 @@ pub enum ConditionType {
 pub struct NextState {
     pub recommendations: Vec<Recommendation>,
     pub scale_events: Vec<ScaleEvent>,
+    /// When a `kafka_lag` metric was last active, to pass back in `State`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active_unix_seconds: Option<f64>,
 }
 
 #[cfg(test)]

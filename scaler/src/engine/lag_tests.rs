@@ -1,0 +1,562 @@
+//! `kafka_lag` proposals: KEDA's Kafka scaler as a reference (`keda_desired`), Tidal's exact
+//! cap, activation and cooldown, the predictive option, and end-to-end decisions. Every
+//! expected number is worked out by hand in the comment beside it.
+
+use super::*;
+use crate::engine::horizontal::{decide, desired};
+use crate::engine::types::{Input, Predictive};
+
+const NOW: f64 = 1_700_000_000.0;
+
+fn tol() -> Tolerances {
+    Tolerances::symmetric(0.1)
+}
+
+fn cfg(threshold: f64) -> KafkaLag {
+    KafkaLag {
+        lag_per_replica: threshold,
+        ..KafkaLag::default()
+    }
+}
+
+fn input(total: f64, partitions: i64, with_lag: i64) -> LagInput {
+    LagInput {
+        total_lag: total,
+        partitions,
+        partitions_with_lag: with_lag,
+        ..LagInput::default()
+    }
+}
+
+/// KEDA v2 `kafka_scaler.go` `getTotalLag` (int64 arithmetic) followed by the HPA's External
+/// AverageValue path (`GetExternalPerPodMetricReplicas`) with the default 0.1 tolerance.
+#[allow(clippy::too_many_arguments)]
+fn keda_desired(
+    total_lag: i64,
+    partitions: i64,
+    partitions_with_lag: i64,
+    lag_threshold: i64,
+    allow_idle_consumers: bool,
+    limit_to_partitions_with_lag: bool,
+    status_replicas: i32,
+) -> i32 {
+    let mut total = total_lag;
+    if !allow_idle_consumers || limit_to_partitions_with_lag {
+        let upper = if limit_to_partitions_with_lag {
+            partitions_with_lag
+        } else {
+            partitions
+        };
+        // Integer division, as in KEDA.
+        if total / lag_threshold > upper {
+            total = upper * lag_threshold;
+        }
+    }
+    let (r, _) = replica_calc::external_per_pod_replicas(
+        status_replicas,
+        &[total * 1000],
+        lag_threshold * 1000,
+        tol(),
+    );
+    r
+}
+
+fn tidal(total: f64, partitions: i64, with_lag: i64, c: &KafkaLag, status: i32) -> LagOutcome {
+    lag_replicas(
+        c,
+        &input(total, partitions, with_lag),
+        status,
+        tol(),
+        Some(NOW),
+        NOW,
+    )
+}
+
+/// The cap cases: 10 partitions, lagThreshold 10.
+#[test]
+fn keda_stalls_below_and_overshoots_the_partition_count_tidal_reaches_it_exactly() {
+    // (lag, status replicas, KEDA, Tidal)
+    let cases: &[(i64, i32, i32, i32)] = &[
+        // 95/10 = 9 (int) is not > 10: no cap. HPA: 95 / (10*9) = 1.0556, within 0.1 -> stays
+        // at 9 (KEDA #2908). Tidal: ceil(95/10) = 10 >= cap 10 -> 10.
+        (95, 9, 9, 10),
+        // 98 / 90 = 1.0889, within -> KEDA 9. Tidal: ceil(9.8) = 10 -> 10.
+        (98, 9, 9, 10),
+        // 99 / 90 = 1.1, within (<= 1.1) -> KEDA 9. Tidal 10.
+        (99, 9, 9, 10),
+        // 100/10 = 10 not > 10: 100 / 90 = 1.111 outside -> ceil(100/10) = 10. Both 10.
+        (100, 9, 10, 10),
+        // 105/10 = 10 (int), not > 10: no cap. 105 / 90 = 1.167 -> ceil(10.5) = 11 > 10
+        // partitions: one idle consumer. Tidal: ceil(10.5) = 11 >= 10 -> 10.
+        (105, 9, 11, 10),
+        // 109 from 5 replicas: 109 / 50 = 2.18 -> ceil(10.9) = 11 (KEDA). Tidal 10.
+        (109, 5, 11, 10),
+        // 110/10 = 11 > 10: capped to 100. 100 / 50 = 2 -> ceil(10) = 10. Both 10.
+        (110, 5, 10, 10),
+        // 5000 from 1: capped to 100 -> 10. Both 10.
+        (5000, 1, 10, 10),
+        // At the cap: 95 / 100 = 0.95 within -> 10. Both hold 10.
+        (95, 10, 10, 10),
+        // At the cap, 85 / 100 = 0.85 outside -> ceil(8.5) = 9. Both 9 (below the cap: KEDA).
+        (85, 10, 9, 9),
+    ];
+    let c = cfg(10.0);
+    for &(lag, status, keda, want) in cases {
+        assert_eq!(
+            keda_desired(lag, 10, 10, 10, false, false, status),
+            keda,
+            "KEDA lag={lag} status={status}"
+        );
+        let out = tidal(lag as f64, 10, 10, &c, status);
+        assert_eq!(out.replicas, want, "Tidal lag={lag} status={status}");
+        assert_eq!(out.cap, Some(10));
+        assert!(out.active);
+    }
+}
+
+/// Below the cap Tidal is exactly KEDA, tolerance included (same HPA path).
+#[test]
+fn below_the_cap_tidal_matches_keda() {
+    let c = cfg(10.0);
+    for status in 1..=12 {
+        for lag in 1..=130i64 {
+            let keda = keda_desired(lag, 10, 10, 10, false, false, status);
+            let needed = (lag + 9) / 10; // ceil(lag / 10)
+            let out = tidal(lag as f64, 10, 10, &c, status);
+            if needed >= 10 {
+                assert_eq!(out.replicas, 10, "lag={lag} status={status}");
+            } else {
+                assert_eq!(
+                    out.replicas,
+                    keda.min(10),
+                    "lag={lag} status={status} keda={keda}"
+                );
+            }
+        }
+    }
+    // A tolerance hold below the cap stays a hold, as in KEDA: 5 replicas, lag 54:
+    // 54 / 50 = 1.08 within -> 5 (not ceil(5.4) = 6).
+    assert_eq!(keda_desired(54, 10, 10, 10, false, false, 5), 5);
+    assert_eq!(tidal(54.0, 10, 10, &c, 5).replicas, 5);
+}
+
+#[test]
+fn allow_idle_consumers_and_limit_to_partitions_with_lag() {
+    let idle = KafkaLag {
+        allow_idle_consumers: true,
+        ..cfg(10.0)
+    };
+    // No cap: ceil(500/10) = 50 from 4 (500/40 = 12.5 outside). KEDA 50 too.
+    assert_eq!(keda_desired(500, 10, 3, 10, true, false, 4), 50);
+    let out = tidal(500.0, 10, 3, &idle, 4);
+    assert_eq!((out.replicas, out.cap), (50, None));
+
+    let limited = KafkaLag {
+        limit_to_partitions_with_lag: true,
+        ..cfg(10.0)
+    };
+    // 3 partitions with lag: 500/10 = 50 > 3 -> 30; 30 / 40 = 0.75 -> ceil(3) = 3. Tidal 3.
+    assert_eq!(keda_desired(500, 10, 3, 10, false, true, 4), 3);
+    assert_eq!(tidal(500.0, 10, 3, &limited, 4).replicas, 3);
+    // 3 partitions with lag, lag 29 from 2 replicas: 29/10 = 2 not > 3; 29 / 20 = 1.45 ->
+    // ceil(2.9) = 3. Both 3.
+    assert_eq!(keda_desired(29, 10, 3, 10, false, true, 2), 3);
+    assert_eq!(tidal(29.0, 10, 3, &limited, 2).replicas, 3);
+    // 33 from 2: KEDA 33/10 = 3 not > 3 -> 33 / 20 = 1.65 -> ceil(3.3) = 4 > 3. Tidal 3.
+    assert_eq!(keda_desired(33, 10, 3, 10, false, true, 2), 4);
+    assert_eq!(tidal(33.0, 10, 3, &limited, 2).replicas, 3);
+    // With allow_idle_consumers too, KEDA still limits to the partitions with lag.
+    let both = KafkaLag {
+        allow_idle_consumers: true,
+        ..limited
+    };
+    assert_eq!(tidal(500.0, 10, 3, &both, 4).replicas, 3);
+}
+
+#[test]
+fn per_partition_input_counts_partitions_and_partitions_with_lag() {
+    let i = LagInput::from_partitions(&[0.0, 40.0, 0.0, 25.0, 5.0]);
+    assert_eq!(i.total_lag, 70.0);
+    assert_eq!((i.partitions, i.partitions_with_lag), (5, 3));
+}
+
+#[test]
+fn activation_threshold_and_cooldown() {
+    let c = KafkaLag {
+        activation_lag_threshold: 50.0,
+        ..cfg(10.0)
+    };
+    // Lag 50 is not above 50: inactive. Last active 100s ago, cooldown 300s: keep >= 1.
+    // HPA: 50 / (10*3) = 1.667 -> ceil(5) = 5.
+    let i = input(50.0, 10, 10);
+    let out = lag_replicas(&c, &i, 3, tol(), Some(NOW - 100.0), NOW);
+    assert!(!out.active);
+    assert_eq!((out.replicas, out.scale_to_zero), (5, false));
+    // Lag 0 within the cooldown: HPA ceil(0) = 0, kept at 1.
+    let out = lag_replicas(&c, &input(0.0, 10, 0), 3, tol(), Some(NOW - 299.0), NOW);
+    assert_eq!((out.replicas, out.scale_to_zero), (1, false));
+    // Exactly the cooldown later (300s): scale to zero.
+    let out = lag_replicas(&c, &input(0.0, 10, 0), 3, tol(), Some(NOW - 300.0), NOW);
+    assert_eq!((out.replicas, out.scale_to_zero), (0, true));
+    // Inactive with lag 50 after the cooldown: 0 as well (KEDA: below activation).
+    let out = lag_replicas(&c, &i, 3, tol(), Some(NOW - 600.0), NOW);
+    assert_eq!(out.replicas, 0);
+    // Never active: scale to zero at once (the horizontal stabilization window still
+    // delays it for a fresh target).
+    let out = lag_replicas(&c, &input(0.0, 10, 0), 3, tol(), None, NOW);
+    assert_eq!(out.replicas, 0);
+    // Active from zero: lag 51 > 50, status 0 -> ceil(51/10) = 6.
+    let out = lag_replicas(&c, &input(51.0, 10, 10), 0, tol(), None, NOW);
+    assert_eq!((out.replicas, out.active), (6, true));
+    // Active with lag below one replica's worth: 5 > 0 with threshold 10 -> at least 1.
+    let out = lag_replicas(&cfg(10.0), &input(5.0, 10, 1), 0, tol(), None, NOW);
+    assert_eq!(out.replicas, 1);
+}
+
+#[test]
+fn persistent_lag_is_excluded_from_sizing_but_activates() {
+    let c = KafkaLag {
+        exclude_persistent_lag: true,
+        ..cfg(10.0)
+    };
+    // Total 400 of which 400 persistent: sizing lag 0 -> ceil(0) = 0, but active -> 1.
+    let mut i = input(400.0, 10, 2);
+    i.persistent_lag = 400.0;
+    let out = lag_replicas(&c, &i, 4, tol(), None, NOW);
+    assert_eq!((out.active, out.lag, out.replicas), (true, 0.0, 1));
+    // Total 400, 340 persistent: 60 / (10*4) = 1.5 -> ceil(6) = 6.
+    i.persistent_lag = 340.0;
+    let out = lag_replicas(&c, &i, 4, tol(), None, NOW);
+    assert_eq!((out.lag, out.replicas), (60.0, 6));
+}
+
+#[test]
+fn predictive_sizes_from_rates_and_caps() {
+    // (lag, drain s, consume/s, produce/s, status, partitions, want)
+    let cases: &[(f64, f64, f64, f64, i32, i64, i32)] = &[
+        // per replica 300/3 = 100/s; need (60000/120 + 100) / 100 = 600/100 = 6.
+        (60_000.0, 120.0, 300.0, 100.0, 3, 12, 6),
+        // (600000/60 + 100) / 100 = 101 -> cap 12.
+        (600_000.0, 60.0, 300.0, 100.0, 3, 12, 12),
+        // per replica 250/2 = 125/s; (1000/10 + 50) / 125 = 1.2 -> 2.
+        (1_000.0, 10.0, 250.0, 50.0, 2, 8, 2),
+        // Lag 0 but production 900/s, per replica 100/s: 9 (sustain the rate).
+        (0.0, 60.0, 400.0, 900.0, 4, 16, 9),
+    ];
+    for &(lag, drain, consume, produce, status, partitions, want) in cases {
+        let c = KafkaLag {
+            predictive: Some(Predictive {
+                target_drain_seconds: drain,
+                bypass_rate_limits: false,
+            }),
+            activation_lag_threshold: -1.0,
+            ..cfg(1000.0)
+        };
+        let mut i = input(lag, partitions, partitions);
+        i.consume_rate_per_second = Some(consume);
+        i.produce_rate_per_second = Some(produce);
+        let out = lag_replicas(&c, &i, status, tol(), None, NOW);
+        assert!(out.predictive, "{lag}");
+        assert_eq!(out.replicas, want, "lag={lag}");
+    }
+    // Without a consume rate, or from zero replicas, the KEDA path sizes it:
+    // ceil(60000/1000) = 60 -> cap 12.
+    let c = KafkaLag {
+        predictive: Some(Predictive {
+            target_drain_seconds: 120.0,
+            bypass_rate_limits: false,
+        }),
+        ..cfg(1000.0)
+    };
+    let out = lag_replicas(&c, &input(60_000.0, 12, 12), 3, tol(), None, NOW);
+    assert_eq!((out.predictive, out.replicas), (false, 12));
+    assert_eq!(
+        predictive_replicas(100.0, 10.0, Some(50.0), None, 0),
+        None,
+        "no replicas: no per-replica rate"
+    );
+    assert_eq!(predictive_replicas(100.0, 10.0, Some(0.0), None, 2), None);
+}
+
+// ---- End to end through `horizontal::desired` ----
+
+fn case(json: serde_json::Value) -> Input {
+    serde_json::from_value(json).expect("valid input")
+}
+
+fn lag_input_json(
+    spec_replicas: i32,
+    lag_obs: serde_json::Value,
+    kafka_lag: serde_json::Value,
+    extra: serde_json::Value,
+) -> Input {
+    let mut v = serde_json::json!({
+        "spec": {
+            "min_replicas": 0,
+            "max_replicas": 50,
+            "metrics": [ { "name": "lag", "type": "kafka_lag", "kafka_lag": kafka_lag } ]
+        },
+        "state": { "spec_replicas": spec_replicas, "recommendations": [] },
+        "observations": lag_obs,
+        "now_unix_seconds": NOW
+    });
+    if let (Some(dst), Some(src)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in src {
+            if k == "state" || k == "spec" {
+                let obj = dst
+                    .get_mut(k)
+                    .and_then(|x| x.as_object_mut())
+                    .expect("object");
+                for (k2, v2) in val.as_object().expect("object") {
+                    obj.insert(k2.clone(), v2.clone());
+                }
+            } else {
+                dst.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    case(v)
+}
+
+fn run(i: &Input) -> crate::engine::types::Decision {
+    decide(i).expect("valid")
+}
+
+#[test]
+fn end_to_end_reaches_the_partition_count() {
+    // 10 partitions as per-partition observations, lag 95 in total, 9 replicas, default
+    // behavior: KEDA would stay at 9; Tidal goes to 10.
+    let obs: Vec<serde_json::Value> = (0..10)
+        .map(|p| serde_json::json!({ "metric": "lag", "value": if p < 5 { 19 } else { 0 } }))
+        .collect();
+    let i = lag_input_json(
+        9,
+        serde_json::Value::Array(obs),
+        serde_json::json!({}),
+        serde_json::json!({ "spec": { "behavior": {} } }),
+    );
+    let d = run(&i);
+    assert_eq!(d.desired_replicas, 10, "{d:#?}");
+    let lag = d.proposals[0].lag.expect("lag outcome");
+    assert_eq!((lag.cap, lag.uncapped, lag.lag), (Some(10), 9, 95.0));
+    assert_eq!(d.next.last_active_unix_seconds, Some(NOW));
+}
+
+#[test]
+fn end_to_end_scale_to_zero_after_cooldown_only_when_lag_is_known() {
+    let lag0 = serde_json::json!([{ "metric": "lag", "value": 0, "kafka": { "partitions": 6 } }]);
+    let behavior = serde_json::json!({
+        "scale_down": { "stabilization_window_seconds": 0 }
+    });
+    // Last active 200s ago: within the 300s cooldown -> 1 (from 3: 100% per 15s allows it).
+    let i = lag_input_json(
+        3,
+        lag0.clone(),
+        serde_json::json!({}),
+        serde_json::json!({ "spec": { "behavior": behavior }, "state": { "last_active_unix_seconds": NOW - 200.0 } }),
+    );
+    let d = run(&i);
+    assert_eq!(d.desired_replicas, 1);
+    assert_eq!(d.next.last_active_unix_seconds, Some(NOW - 200.0));
+    // 300s after: 0.
+    let i = lag_input_json(
+        3,
+        lag0,
+        serde_json::json!({}),
+        serde_json::json!({ "spec": { "behavior": behavior }, "state": { "last_active_unix_seconds": NOW - 300.0 } }),
+    );
+    assert_eq!(run(&i).desired_replicas, 0);
+    // Stale lag of 0: may not scale down, let alone to zero.
+    let stale = serde_json::json!([{ "metric": "lag", "value": 0, "stale": true, "kafka": { "partitions": 6 } }]);
+    let i = lag_input_json(
+        3,
+        stale,
+        serde_json::json!({}),
+        serde_json::json!({ "spec": { "behavior": behavior }, "state": { "last_active_unix_seconds": NOW - 900.0 } }),
+    );
+    let d = run(&i);
+    assert_eq!(d.desired_replicas, 3, "{d:#?}");
+    assert!(
+        d.limits
+            .iter()
+            .any(|l| l.stage == crate::engine::types::LimitStage::StaleMetrics)
+    );
+    // No lag observation at all: invalid metric, nothing changes.
+    let i = lag_input_json(
+        3,
+        serde_json::json!([]),
+        serde_json::json!({}),
+        serde_json::json!({ "spec": { "behavior": behavior }, "state": { "last_active_unix_seconds": NOW - 900.0 } }),
+    );
+    let d = run(&i);
+    assert_eq!(d.desired_replicas, 3);
+    assert_eq!(
+        d.proposals[0].invalid_reason.as_deref(),
+        Some("FailedGetExternalMetric")
+    );
+    // A source error: the same.
+    let err = serde_json::json!([{ "metric": "lag", "error": "broker unreachable" }]);
+    let i = lag_input_json(
+        3,
+        err,
+        serde_json::json!({}),
+        serde_json::json!({ "spec": { "behavior": behavior }, "state": { "last_active_unix_seconds": NOW - 900.0 } }),
+    );
+    assert_eq!(run(&i).desired_replicas, 3);
+}
+
+#[test]
+fn end_to_end_stale_lag_still_scales_up() {
+    // Stale lag 400 with 10 per replica, 16 partitions, 2 replicas: 400 / 20 = 20 -> ceil(40)
+    // -> cap 16; the default scale-up policy allows max(2 + 4, 2 * 2) = 6.
+    let obs = serde_json::json!([{ "metric": "lag", "value": 400, "stale": true, "kafka": { "partitions": 16 } }]);
+    let i = lag_input_json(
+        2,
+        obs,
+        serde_json::json!({}),
+        serde_json::json!({ "spec": { "behavior": {} } }),
+    );
+    let d = run(&i);
+    assert_eq!(d.metric_replicas, Some(16));
+    assert_eq!(d.desired_replicas, 6);
+}
+
+#[test]
+fn end_to_end_predictive_steps_straight_or_obeys_the_behavior() {
+    // 24 partitions, lag 60000, drain 120s, 3 replicas consuming 300/s in total (100/s each),
+    // producing 100/s: (500 + 100) / 100 = 6... with lag 150000: (1250 + 100) / 100 = 13.5
+    // -> 14. The default scale-up allows max(3 + 4, 3 * 2) = 7.
+    let obs = serde_json::json!([{ "metric": "lag", "value": 150000,
+        "kafka": { "partitions": 24, "consume_rate_per_second": 300, "produce_rate_per_second": 100 } }]);
+    let with = |bypass: bool| {
+        lag_input_json(
+            3,
+            obs.clone(),
+            serde_json::json!({ "lag_per_replica": 1000,
+                "predictive": { "target_drain_seconds": 120, "bypass_rate_limits": bypass } }),
+            serde_json::json!({ "spec": { "behavior": {} } }),
+        )
+    };
+    let d = run(&with(false));
+    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(14), 7));
+    let d = run(&with(true));
+    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(14), 14));
+    assert!(d.proposals[0].lag.expect("lag").predictive);
+    // KEDA path for comparison: ceil(150000/1000) = 150 -> cap 24, limited to 7.
+    let i = lag_input_json(
+        3,
+        obs,
+        serde_json::json!({ "lag_per_replica": 1000 }),
+        serde_json::json!({ "spec": { "behavior": {} } }),
+    );
+    let d = run(&i);
+    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(24), 7));
+}
+
+#[test]
+fn validation_names_the_kafka_lag_fields() {
+    let i = lag_input_json(
+        3,
+        serde_json::json!([]),
+        serde_json::json!({ "lag_per_replica": 0 }),
+        serde_json::json!({}),
+    );
+    let e = decide(&i).expect_err("invalid").to_string();
+    assert!(
+        e.contains("spec.metrics[0].kafka_lag.lag_per_replica"),
+        "{e}"
+    );
+    let mut i = lag_input_json(
+        3,
+        serde_json::json!([]),
+        serde_json::json!({}),
+        serde_json::json!({}),
+    );
+    i.spec.metrics[0].target.average_value = Some(10.0);
+    let e = decide(&i).expect_err("invalid").to_string();
+    assert!(e.contains("spec.metrics[0].target"), "{e}");
+    let i = lag_input_json(
+        3,
+        serde_json::json!([{ "metric": "lag", "value": 1, "kafka": { "consume_rate_per_second": -1 } }]),
+        serde_json::json!({}),
+        serde_json::json!({}),
+    );
+    let e = decide(&i).expect_err("invalid").to_string();
+    assert!(
+        e.contains("observations[0].kafka.consume_rate_per_second"),
+        "{e}"
+    );
+    // `desired` without validation still never panics on the same input.
+    let _ = desired(&i.spec, &i.state, &i.observations, NOW);
+}
+
+/// Over a grid of partitions, thresholds, replicas and lags: Tidal never exceeds the cap,
+/// reaches it whenever `ceil(lag / threshold) >= cap`, and otherwise equals KEDA (which is
+/// then below the cap).
+#[test]
+fn grid_tidal_is_keda_capped_exactly() {
+    for partitions in [1i64, 2, 3, 7, 10, 16] {
+        for threshold in [1i64, 7, 10, 100] {
+            let c = cfg(threshold as f64);
+            for status in 0..=20 {
+                for lag in (1..=threshold * (partitions + 3)).step_by(threshold.max(3) as usize / 3)
+                {
+                    let keda =
+                        keda_desired(lag, partitions, partitions, threshold, false, false, status);
+                    let out = tidal(lag as f64, partitions, partitions, &c, status);
+                    let needed = (lag + threshold - 1) / threshold;
+                    let cap = partitions as i32;
+                    let want = if needed >= partitions {
+                        cap
+                    } else {
+                        keda.clamp(1, cap)
+                    };
+                    assert_eq!(
+                        out.replicas, want,
+                        "partitions={partitions} threshold={threshold} status={status} lag={lag} keda={keda}"
+                    );
+                    assert!(out.replicas <= cap);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn end_to_end_scale_from_zero_and_legacy_path() {
+    // 0 replicas, min 0, lag 35 with threshold 10 over 8 partitions: active, status 0 ->
+    // ceil(35/10) = 4. Without a behavior the legacy limit is max(2*0, 4) = 4.
+    let obs = serde_json::json!([{ "metric": "lag", "value": 35, "kafka": { "partitions": 8 } }]);
+    let i = lag_input_json(0, obs, serde_json::json!({}), serde_json::json!({}));
+    let d = run(&i);
+    assert_eq!(
+        (d.metric_replicas, d.desired_replicas),
+        (Some(4), 4),
+        "{d:#?}"
+    );
+    assert_eq!(d.next.last_active_unix_seconds, Some(NOW));
+    // Lag 0 at 0 replicas, never active: stays at 0.
+    let obs = serde_json::json!([{ "metric": "lag", "value": 0, "kafka": { "partitions": 8 } }]);
+    let i = lag_input_json(0, obs, serde_json::json!({}), serde_json::json!({}));
+    let d = run(&i);
+    assert_eq!(d.desired_replicas, 0);
+    assert_eq!(d.next.last_active_unix_seconds, None);
+    // Predictive with bypass on the legacy path: 2 replicas consuming 200/s (100/s each),
+    // lag 30000, drain 60s: (500 + 0) / 100 = 5... lag 90000: 1500 / 100 = 15 > legacy
+    // limit max(4, 4) = 4, bypassed -> 15 (cap 20).
+    let obs = serde_json::json!([{ "metric": "lag", "value": 90000,
+        "kafka": { "partitions": 20, "consume_rate_per_second": 200 } }]);
+    let i = lag_input_json(
+        2,
+        obs,
+        serde_json::json!({ "lag_per_replica": 1000,
+            "predictive": { "target_drain_seconds": 60, "bypass_rate_limits": true } }),
+        serde_json::json!({}),
+    );
+    let d = run(&i);
+    assert_eq!(
+        (d.metric_replicas, d.desired_replicas),
+        (Some(15), 15),
+        "{d:#?}"
+    );
+}
