@@ -345,4 +345,9 @@ PY
 if ((${#failed[@]})); then
   fail "criterion benchmarks failed for: ${failed[*]} (the agent section was still written)"
 fi
+if [[ ${TIDAL_BENCH_KAFKA:-1} != 0 ]]; then
+  step "the Kafka lag benchmark (scripts/bench-kafka.sh; TIDAL_BENCH_KAFKA=0 skips it)"
+  "$REPO/scripts/bench-kafka.sh"
+fi
+
 step "done"
