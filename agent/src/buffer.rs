@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// The labels of one series, in a fixed order.
-pub type Labels = Vec<(&'static str, String)>;
+pub type Labels = std::sync::Arc<[(&'static str, String)]>;
 
 /// Counter or gauge (the only two kinds the agent exports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,13 +67,25 @@ impl Buffer {
     }
 
     /// Adds a counter sample (`name` ends in `_total`, as in the schema).
-    pub fn counter(&mut self, name: &'static str, help: &'static str, labels: Labels, v: f64) {
-        self.push(name, help, Kind::Counter, labels, v);
+    pub fn counter(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: impl Into<Labels>,
+        v: f64,
+    ) {
+        self.push(name, help, Kind::Counter, labels.into(), v);
     }
 
     /// Adds a gauge sample.
-    pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: Labels, v: f64) {
-        self.push(name, help, Kind::Gauge, labels, v);
+    pub fn gauge(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: impl Into<Labels>,
+        v: f64,
+    ) {
+        self.push(name, help, Kind::Gauge, labels.into(), v);
     }
 
     /// Records an error that did not fail the whole run (its fixed reason label).

@@ -97,7 +97,8 @@ impl Collector for SnapshotCollector {
                 continue;
             }
             for (labels, v) in &fam.samples {
-                let series = metric.encode_family(labels)?;
+                let set: &[(&str, String)] = labels;
+                let series = metric.encode_family(&set)?;
                 match fam.kind {
                     Kind::Counter => ConstCounter::new(*v).encode(series)?,
                     Kind::Gauge => ConstGauge::new(*v).encode(series)?,

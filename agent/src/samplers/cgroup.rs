@@ -842,7 +842,9 @@ impl CgroupSampler {
             ("container", container),
             ("pod_uid", t.uid.clone()),
             ("qos_class", qos),
-        ];
+        ]
+        .into();
+        // One allocation of the label set per target; every series shares it.
         let l = || labels.clone();
         buf.counter(
             schema::CONTAINER_CPU_USAGE_SECONDS_TOTAL,

@@ -509,7 +509,8 @@ fn status_series(cluster: &str, group: &str, current: Status) -> Vec<Series> {
             ("cluster", cluster.to_string()),
             ("group", group.to_string()),
             ("status", s.as_str().to_string()),
-        ];
+        ]
+        .into();
         (
             schema::AGENT_KAFKA_STATUS,
             HELP_STATUS,
