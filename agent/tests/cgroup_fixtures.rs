@@ -632,5 +632,5 @@ fn limits_are_reread_every_slow_period_and_counters_every_round() {
         }
     }
     let r = seen_new_limit.expect("the new limit shows within one slow period");
-    assert!(r >= 1 && r <= SLOW_EVERY_ROUNDS, "{r}");
+    assert!((1..=SLOW_EVERY_ROUNDS).contains(&r), "{r}");
 }
