@@ -23,12 +23,19 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Decide(args) => return decide(&args),
         cli::Command::Run(_) => "the controller (`run`)",
         cli::Command::Simulate(_) => "the offline engine (`simulate`)",
-        cli::Command::Crdgen => "the ScalingPolicy CRD (`crdgen`)",
+        cli::Command::Crdgen => return crdgen(),
     };
     anyhow::bail!(
         "not yet: {what} is not implemented in this build ({})",
         tidal_core::build::describe("tidal-scaler")
     )
+}
+
+/// `crdgen`: print the ScalingPolicy CRD as YAML (`manifests/crd/scalingpolicy.yaml`).
+fn crdgen() -> anyhow::Result<()> {
+    let yaml = tidal_scaler::api::crd_yaml().context("encoding the CRD as YAML")?;
+    std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes())
+        .context("writing the CRD to standard output")
 }
 
 /// `decide`: read one [`engine::Input`] as JSON, print the [`engine::Decision`] as JSON.
