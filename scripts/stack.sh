@@ -556,9 +556,10 @@ scrape_configs:
     file_sd_configs:
       - files: ["$dir/targets/agent-*.json"]
         refresh_interval: 2s
+  # Everything else (scalers, test agents). Go's filepath.Match negates a class with ^, not !.
   - job_name: tidal
     file_sd_configs:
-      - files: ["$dir/targets/[!a]*.json"]
+      - files: ["$dir/targets/[^a]*.json"]
         refresh_interval: 2s
 EOF
   if running prometheus; then
