@@ -193,17 +193,25 @@ async fn an_unreachable_broker_drops_the_lag_series_and_fails_the_sampler() -> R
         "clusters": [{"name": "dead", "bootstrap": [dead], "request_timeout_seconds": 1}]
     });
     let (_agent, url, cfg_path) = start_agent(&config, "agent-kafka-dead")?;
+    // Before the first round ends the sampler already reads 0 (reason `no_round_yet`); wait
+    // for the failed round itself, counted under its fixed reason.
     let body = wait_for(
-        "kafka_lag sampler_success=0",
+        "kafka_lag sampler_success=0 after a failed round",
         Duration::from_secs(30),
         || async {
             let body = scrape(&url).await?;
-            (find(
+            let failed = find(
                 &body,
                 "tidal_agent_sampler_success",
                 &[("sampler", "kafka_lag")],
-            ) == Some(0.0))
-            .then_some(body)
+            ) == Some(0.0);
+            let counted = find(
+                &body,
+                "tidal_agent_sample_errors_total",
+                &[("sampler", "kafka_lag"), ("reason", "unreachable")],
+            )
+            .is_some_and(|n| n >= 1.0);
+            (failed && counted).then_some(body)
         },
     )
     .await?;

@@ -41,7 +41,7 @@ fn policy(ns: &str, min: i32, max: i32, metrics: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crd_is_established_and_validates_on_the_real_api_server() -> R {
     let stack = Stack::load()?;
-    let crd = repo_root().join("manifests/crd");
+    let crd = repo_root().join("manifests/crd/scalingpolicy.yaml");
     let (ok, out) = kubectl(&stack, &["apply", "-f", &crd.display().to_string()], None)?;
     anyhow::ensure!(ok, "applying the CRD: {out}");
     let (ok, out) = kubectl(

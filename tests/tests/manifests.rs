@@ -65,11 +65,18 @@ async fn base_installs_and_the_agent_runs_with_exactly_its_rbac() -> R {
     let admin = stack.admin_client().await?;
     let base = repo_root().join("manifests/base");
     let yaml = kubectl(&stack, &["kustomize", &base.display().to_string()], None)?;
+    assert!(
+        yaml.contains("\nkind: CustomResourceDefinition\n")
+            && yaml.contains("name: scalingpolicies.tidal.dev"),
+        "the base installs the ScalingPolicy CRD"
+    );
+    // Cleanup leaves the CRD: it is cluster-wide, and tests/tests/crd.rs uses it concurrently.
+    let namespaced = without_crds(&yaml);
     // A clean slate (a previous run's namespace may still be terminating).
     let _ = kubectl(
         &stack,
         &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
-        Some(&yaml),
+        Some(&namespaced),
     );
     namespace_gone(&admin).await?;
 
@@ -77,11 +84,22 @@ async fn base_installs_and_the_agent_runs_with_exactly_its_rbac() -> R {
     let cleanup = kubectl(
         &stack,
         &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
-        Some(&yaml),
+        Some(&namespaced),
     );
     result?;
     cleanup?;
     Ok(())
+}
+
+/// The documents of a multi-document YAML stream, minus CustomResourceDefinitions.
+fn without_crds(yaml: &str) -> String {
+    yaml.split("\n---\n")
+        .filter(|doc| {
+            !doc.contains("\nkind: CustomResourceDefinition\n")
+                && !doc.starts_with("kind: CustomResourceDefinition\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n")
 }
 
 async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R {
