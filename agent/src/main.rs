@@ -10,7 +10,6 @@ use anyhow::Context;
 use clap::Parser;
 use tidal_agent::cli::{Cli, Mode};
 use tidal_agent::kafka_config::KafkaConfig;
-use tidal_agent::lease::{self, Leadership};
 use tidal_agent::pods::{self, PodIndex};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
@@ -18,6 +17,7 @@ use tidal_agent::samplers::kafka_lag::{Attribution, KafkaLagSampler};
 use tidal_agent::samplers::node::NodeSampler;
 use tidal_agent::server;
 use tidal_agent::snapshot::{Runner, Shared};
+use tidal_core::lease::Election;
 
 // One thread serves HTTP, the pod watch and the Kafka tasks; sampling has its own thread.
 // (A multi-thread runtime kept ~3 MiB more of per-thread malloc arenas for no gain.)
@@ -100,15 +100,14 @@ async fn start_attribution(cli: &Cli, pods: Option<PodIndex>) -> anyhow::Result<
     let client = kube::Client::try_default()
         .await
         .context("--attribute-to-node: Kubernetes API")?;
-    let leadership = Leadership::default();
-    tokio::spawn(lease::run(
-        client,
-        cli.lease_namespace.clone(),
-        "tidal-agent-kafka-lag".to_string(),
-        node,
-        std::time::Duration::from_secs(15),
-        leadership.clone(),
-    ));
+    let (leadership, _election) = Election {
+        namespace: cli.lease_namespace.clone(),
+        name: "tidal-agent-kafka-lag".to_string(),
+        identity: node,
+        duration: Duration::from_secs(15),
+        purpose: "exporting unowned Kafka partitions",
+    }
+    .spawn(client);
     Ok(Attribution { pods, leadership })
 }
 

@@ -1,10 +1,15 @@
 //! tidal-core: the pieces shared by `tidal-agent`, `tidal-scaler` and the tests.
 //!
 //! - [`schema`]: every metric name Tidal exports, defined once.
+//! - [`exposition`]: `/metrics` content negotiation and the text 0.0.4 rewrite.
 //! - [`build`]: version and build information, exported as `*_build_info`.
 //! - [`kafka`]: the batched Kafka lag client (ApiVersions, Metadata, ListGroups,
 //!   FindCoordinator, DescribeGroups, OffsetFetch, ListOffsets) and the lag arithmetic.
+//! - [`lease`]: the Lease-based election (coordination.k8s.io/v1): the agents' Kafka
+//!   attribution leader and the scaler's active replica.
 
 pub mod build;
+pub mod exposition;
 pub mod kafka;
+pub mod lease;
 pub mod schema;

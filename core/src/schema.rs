@@ -150,6 +150,35 @@ pub const AGENT_KAFKA_ROUND_SUCCESS: &str = "tidal_agent_kafka_round_success";
 /// (exports unowned partitions and group-level series) under `--attribute-to-node`.
 pub const AGENT_KAFKA_ATTRIBUTION_LEADER: &str = "tidal_agent_kafka_attribution_leader";
 
+// ---- Scaler self-metrics (labels namespace, policy, metric are bounded by the policies) ----
+
+/// `tidal_scaler_desired_replicas{namespace,policy}`: what the last decision asked for.
+pub const SCALER_DESIRED_REPLICAS: &str = "tidal_scaler_desired_replicas";
+/// `tidal_scaler_current_replicas{namespace,policy}`: the target's `spec.replicas` when read.
+pub const SCALER_CURRENT_REPLICAS: &str = "tidal_scaler_current_replicas";
+/// `tidal_scaler_metric_value{namespace,policy,metric}`: the metric's current value (base
+/// units; utilization metrics as a ratio of the request).
+pub const SCALER_METRIC_VALUE: &str = "tidal_scaler_metric_value";
+/// `tidal_scaler_metric_target{namespace,policy,metric}`: its target, same units.
+pub const SCALER_METRIC_TARGET: &str = "tidal_scaler_metric_target";
+/// `tidal_scaler_decision_duration_seconds`: gathering-free engine time per policy.
+pub const SCALER_DECISION_DURATION: &str = "tidal_scaler_decision_duration_seconds";
+/// `tidal_scaler_actuation_duration_seconds`: time of one scale write (with retries).
+pub const SCALER_ACTUATION_DURATION: &str = "tidal_scaler_actuation_duration_seconds";
+/// `tidal_scaler_cycle_duration_seconds`: one controller cycle over every due policy.
+pub const SCALER_CYCLE_DURATION: &str = "tidal_scaler_cycle_duration_seconds";
+/// `tidal_scaler_errors_total{reason}`: errors by fixed reason.
+pub const SCALER_ERRORS_TOTAL: &str = "tidal_scaler_errors_total";
+/// `tidal_scaler_scale_events_total{namespace,policy,direction}`: applied replica changes.
+pub const SCALER_SCALE_EVENTS_TOTAL: &str = "tidal_scaler_scale_events_total";
+/// `tidal_scaler_api_requests_total{verb}`: requests this scaler sent to the API server
+/// (watches excluded: they are long-lived).
+pub const SCALER_API_REQUESTS_TOTAL: &str = "tidal_scaler_api_requests_total";
+/// `tidal_scaler_leader`: 1 while this replica holds the Lease (only the leader writes).
+pub const SCALER_LEADER: &str = "tidal_scaler_leader";
+/// `tidal_scaler_policies{state}`: policies known, by state (`active`, `invalid`, `dry_run`).
+pub const SCALER_POLICIES: &str = "tidal_scaler_policies";
+
 /// Every name in the schema, for tests that check naming rules.
 pub const ALL: &[&str] = &[
     AGENT_BUILD_INFO,
@@ -207,6 +236,18 @@ pub const ALL: &[&str] = &[
     AGENT_KAFKA_ROUND_DURATION,
     AGENT_KAFKA_ROUND_SUCCESS,
     AGENT_KAFKA_ATTRIBUTION_LEADER,
+    SCALER_DESIRED_REPLICAS,
+    SCALER_CURRENT_REPLICAS,
+    SCALER_METRIC_VALUE,
+    SCALER_METRIC_TARGET,
+    SCALER_DECISION_DURATION,
+    SCALER_ACTUATION_DURATION,
+    SCALER_CYCLE_DURATION,
+    SCALER_ERRORS_TOTAL,
+    SCALER_SCALE_EVENTS_TOTAL,
+    SCALER_API_REQUESTS_TOTAL,
+    SCALER_LEADER,
+    SCALER_POLICIES,
 ];
 
 /// Checks a metric name against the project's naming rules. Returns the broken rule.

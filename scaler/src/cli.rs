@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller against the cluster in KUBECONFIG or the in-cluster config.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Decide once, offline: read a policy, state and observations as JSON, print the decision.
     Decide(OfflineArgs),
     /// Replay a recorded history offline and print the decisions over time.
@@ -30,12 +30,88 @@ pub struct RunArgs {
     /// Address of the metrics and health server.
     #[arg(long, env = "TIDAL_SCALER_LISTEN", default_value = "127.0.0.1:9465")]
     pub listen: SocketAddr,
-    /// Take part in Lease-based leader election (only the leader writes).
+    /// Take part in Lease-based leader election (only the leader writes). With `false` this
+    /// process writes unconditionally: run exactly one.
     #[arg(long, env = "TIDAL_SCALER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// Base URL of the Prometheus HTTP API used by `prometheus` metrics.
+    /// Namespace of the election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tidal-system")]
+    pub lease_namespace: String,
+    /// Name of the election Lease.
+    #[arg(long, env = "TIDAL_SCALER_LEASE_NAME", default_value = "tidal-scaler")]
+    pub lease_name: String,
+    /// A leader that has not renewed for this long is replaced (it renews every third of it).
+    #[arg(long, env = "TIDAL_SCALER_LEASE_DURATION_SECONDS", default_value_t = 6)]
+    pub lease_duration_seconds: u64,
+    /// This replica's identity in the Lease (default: the pod name, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Only watch ScalingPolicies in this namespace (default: all namespaces).
+    #[arg(long, env = "TIDAL_SCALER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Base URL of the Prometheus HTTP API used by `prometheus` metrics (and by `resource`
+    /// metrics when no agents are configured).
     #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// Timeout of one Prometheus query.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_PROMETHEUS_TIMEOUT_SECONDS",
+        default_value_t = 5.0
+    )]
+    pub prometheus_timeout_seconds: f64,
+    /// Fast path: base URLs of tidal-agents to scrape directly (`http://host:port`), comma
+    /// separated. Alternative to `--agent-selector`.
+    #[arg(long, env = "TIDAL_SCALER_AGENT_URLS", value_delimiter = ',')]
+    pub agent_url: Vec<String>,
+    /// Fast path: find the agents as the pods matching this label selector (in
+    /// `--agent-namespace`) and scrape `podIP:--agent-port`.
+    #[arg(long, env = "TIDAL_SCALER_AGENT_SELECTOR")]
+    pub agent_selector: Option<String>,
+    /// Namespace of the agent pods.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_AGENT_NAMESPACE",
+        default_value = "tidal-system"
+    )]
+    pub agent_namespace: String,
+    /// Port of the agents' metrics server.
+    #[arg(long, env = "TIDAL_SCALER_AGENT_PORT", default_value_t = 9464)]
+    pub agent_port: u16,
+    /// Timeout of one agent scrape.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_AGENT_TIMEOUT_SECONDS",
+        default_value_t = 2.0
+    )]
+    pub agent_timeout_seconds: f64,
+    /// Evaluation interval of a policy whose metrics all come from the fast path (agents,
+    /// Kafka).
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_FAST_INTERVAL_SECONDS",
+        default_value_t = 1.0
+    )]
+    pub fast_interval_seconds: f64,
+    /// Evaluation interval of a policy with a `prometheus` metric (or resource metrics read
+    /// through Prometheus).
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_PROMETHEUS_INTERVAL_SECONDS",
+        default_value_t = 15.0
+    )]
+    pub prometheus_interval_seconds: f64,
+    /// Named Kafka clusters, `name=host:port[;host:port]`, comma separated. A `kafkaLag.cluster`
+    /// that is not a name here is read as a bootstrap list itself.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_CLUSTERS", value_delimiter = ',')]
+    pub kafka_cluster: Vec<String>,
+    /// Timeout of one Kafka request.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_KAFKA_TIMEOUT_SECONDS",
+        default_value_t = 3.0
+    )]
+    pub kafka_timeout_seconds: f64,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,14 @@
 //! `tidal-scaler` as a library: the ScalingPolicy CRD types in [`api`], the pure [`engine`]
-//! (used by `decide`, `simulate`, the controller and the tests) and the command-line definition
-//! in [`cli`].
+//! (used by `decide`, `simulate`, the controller and the tests), the [`sources`] of metric
+//! data, the [`actuators`] (the only writers to the API server), the [`controller`] loop, its
+//! self-[`metrics`] and HTTP [`server`], and the command-line definition in [`cli`].
 
+pub mod actuators;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod engine;
+pub mod metrics;
+pub mod run;
+pub mod server;
+pub mod sources;

@@ -1,8 +1,8 @@
 //! `tidal-scaler`: the central controller (see `docs/design.md`).
 //!
 //! Subcommands: `run` (the controller), `decide` and `simulate` (the pure engine, offline, on
-//! JSON) and `crdgen` (prints the CRD). Each part lands with its issue; until then the
-//! subcommand says so and exits non-zero rather than pretending to work.
+//! JSON) and `crdgen` (prints the CRD). A part not built yet (`simulate`) says so and exits
+//! non-zero rather than pretending to work.
 
 use std::io::Read;
 
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     let what = match cli.command {
         cli::Command::Decide(args) => return decide(&args),
-        cli::Command::Run(_) => "the controller (`run`)",
+        cli::Command::Run(args) => return run(*args),
         cli::Command::Simulate(_) => "the offline engine (`simulate`)",
         cli::Command::Crdgen => return crdgen(),
     };
@@ -29,6 +29,16 @@ fn main() -> anyhow::Result<()> {
         "not yet: {what} is not implemented in this build ({})",
         tidal_core::build::describe("tidal-scaler")
     )
+}
+
+/// `run`: the controller, on a multi-threaded runtime.
+fn run(args: cli::RunArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(tidal_scaler::run::run(args))
 }
 
 /// `crdgen`: print the ScalingPolicy CRD as YAML (`manifests/crd/scalingpolicy.yaml`).

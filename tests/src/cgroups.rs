@@ -2,12 +2,13 @@
 //! the real agent against real cgroups and real API objects.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 
-use crate::wait_for;
+use crate::{ChildGuard, wait_for};
 
 /// Removes the created cgroup directories, deepest first.
 pub struct CgroupGuard(pub Vec<PathBuf>);
@@ -34,6 +35,69 @@ pub fn hierarchies(root: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// A one-container pod (`app`) bound to the KWOK node `node`, tolerating its taint, with the
+/// given `resources` (requests/limits JSON).
+pub fn kwok_pod(name: &str, node: &str, resources: serde_json::Value) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1", "resources": resources}]
+        }
+    }))?)
+}
+
+/// A container ID shaped like containerd's (64 hex digits), unique per call within a run
+/// (`offset` separates IDs made in the same nanosecond).
+pub fn container_id(offset: u128) -> anyhow::Result<String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    Ok(format!("{:064x}", nanos + offset))
+}
+
+/// A real busy loop (one thread, `nice -20`) moved into the cgroup `rel` of every hierarchy in
+/// `bases`; killed when the guard drops (declare it after the [`CgroupGuard`], so it dies
+/// before the rmdirs).
+pub fn spawn_burner(bases: &[PathBuf], rel: &Path) -> anyhow::Result<ChildGuard> {
+    let burner = ChildGuard::spawn(Command::new("nice").args([
+        "-n",
+        "-20",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]))?;
+    for base in bases {
+        let procs = base.join(rel).join("cgroup.procs");
+        std::fs::write(&procs, burner.0.id().to_string())
+            .map_err(|e| anyhow::anyhow!("moving the burner into {}: {e}", procs.display()))?;
+    }
+    Ok(burner)
+}
+
+/// CPU time (user + system, seconds) the kernel accounted to process `pid` (`/proc/<pid>/stat`).
+pub fn proc_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path)?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 0, utime 11, stime 12 (clock ticks, 100 Hz).
+    let tick = |i: usize| -> anyhow::Result<f64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("{path}: no field {i}"))
+    };
+    Ok((tick(11)? + tick(12)?) / 100.0)
+}
+
+/// Creates the directory `rel` (and its missing ancestors) in every hierarchy of `bases`,
+/// recording each new directory in `guard`.
 pub fn mkdirs(bases: &[PathBuf], rel: &Path, guard: &mut CgroupGuard) -> anyhow::Result<()> {
     for base in bases {
         let mut p = base.clone();

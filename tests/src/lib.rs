@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub mod cgroups;
+pub mod kafka;
+pub mod manifests;
 
 /// Why the stack could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +280,30 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts the real `tidal-agent` (`workspace_bin`, built by `cargo build --bins`) serving on
+/// `listen`, sampling every `interval_seconds` and labelling the pods of KWOK node `node` from
+/// the stack's API server. Killed when the guard drops.
+pub fn spawn_node_agent(
+    stack: &Stack,
+    node: &str,
+    listen: &str,
+    interval_seconds: &str,
+) -> anyhow::Result<ChildGuard> {
+    let bin = workspace_bin("tidal-agent");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        bin.display()
+    );
+    Ok(ChildGuard::spawn(
+        Command::new(&bin)
+            .args(["--listen", listen, "--interval-seconds", interval_seconds])
+            .args(["--node-name", node])
+            .env("KUBECONFIG", stack.var("TIDAL_KUBECONFIG")?)
+            .env("RUST_LOG", "info"),
+    )?)
 }
 
 /// A free loopback port (bind to :0 and release).

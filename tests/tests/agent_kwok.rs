@@ -12,27 +12,18 @@
 //! Needs root (to create cgroups) and the agent binary (`cargo build --bins`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use tidal_e2e::cgroups::{CgroupGuard, hierarchies, mkdirs, set_container_id};
-use tidal_e2e::{ChildGuard, Stack, free_port, in_namespace, wait_for, workspace_bin};
+use tidal_e2e::cgroups::{
+    CgroupGuard, container_id, hierarchies, kwok_pod as pod, mkdirs, proc_cpu_seconds,
+    set_container_id, spawn_burner,
+};
+use tidal_e2e::{Stack, free_port, in_namespace, spawn_node_agent, wait_for, workspace_bin};
 
 type R = anyhow::Result<()>;
-
-fn pod(name: &str, node: &str, resources: serde_json::Value) -> anyhow::Result<Pod> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1", "resources": resources}]
-        }
-    }))?)
-}
 
 /// The value of the first sample of `metric` whose line contains every label in `want`.
 fn find(body: &str, metric: &str, want: &[String]) -> Option<f64> {
@@ -59,18 +50,12 @@ async fn agent_labels_kwok_pods_from_the_api() -> R {
     );
 
     in_namespace(&client, "agent-kwok", |ns| {
-        labels_and_usage(stack, client.clone(), node, bin, ns)
+        labels_and_usage(stack, client.clone(), node, ns)
     })
     .await
 }
 
-async fn labels_and_usage(
-    stack: Stack,
-    client: kube::Client,
-    node: String,
-    bin: PathBuf,
-    ns: String,
-) -> R {
+async fn labels_and_usage(stack: Stack, client: kube::Client, node: String, ns: String) -> R {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let burst = pods
         .create(
@@ -95,11 +80,8 @@ async fn labels_and_usage(
             .ok_or_else(|| anyhow::anyhow!("pod without uid"))
     };
     let (burst_uid, guar_uid) = (uid(&burst)?, uid(&guar)?);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    let burst_cid = format!("{:064x}", nanos);
-    let guar_cid = format!("{:064x}", nanos + 1);
+    let burst_cid = container_id(0)?;
+    let guar_cid = container_id(1)?;
     set_container_id(&pods, "burst", &burst_cid).await?;
     set_container_id(&pods, "guar", &guar_cid).await?;
 
@@ -129,35 +111,13 @@ async fn labels_and_usage(
 
     // A real busy loop in the Burstable pod's container cgroup (killed before the rmdirs, as
     // it is declared after the guard): 1 core against a 100m request.
-    let burner = ChildGuard::spawn(Command::new("nice").args([
-        "-n",
-        "-20",
-        "sh",
-        "-c",
-        "while :; do :; done",
-    ]))?;
-    for base in &bases {
-        let procs = base
-            .join(format!("kubepods/burstable/pod{burst_uid}/{burst_cid}"))
-            .join("cgroup.procs");
-        std::fs::write(&procs, burner.0.id().to_string())
-            .map_err(|e| anyhow::anyhow!("moving the burner into {}: {e}", procs.display()))?;
-    }
+    let burner = spawn_burner(
+        &bases,
+        Path::new(&format!("kubepods/burstable/pod{burst_uid}/{burst_cid}")),
+    )?;
 
     let port = free_port()?;
-    let kubeconfig = stack.var("TIDAL_KUBECONFIG")?.to_string();
-    let _agent = ChildGuard::spawn(
-        Command::new(&bin)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--interval-seconds",
-                "0.5",
-            ])
-            .args(["--node-name", &node])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info"),
-    )?;
+    let _agent = spawn_node_agent(&stack, &node, &format!("127.0.0.1:{port}"), "0.5")?;
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let l = |k: &str, v: &str| format!("{k}=\"{v}\"");
@@ -245,17 +205,7 @@ async fn labels_and_usage(
     // busy loop (its /proc/<pid>/stat) over the same 3 seconds, and the exported utilization
     // must be exactly usage / request. (How much CPU the loop gets depends on the machine's
     // load, so the loop's own accounting is the reference, not "1 core".)
-    let proc_cpu = |pid: u32| -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let f: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        Ok((tick(11) + tick(12)) / 100.0)
-    };
+    let proc_cpu = proc_cpu_seconds;
     let scrape = || async { http.get(&url).send().await?.text().await };
     let counter = |body: &str| find(body, "container_cpu_usage_seconds_total", &burst_app);
     let (body_a, proc_a) = (scrape().await?, proc_cpu(burner.0.id())?);

@@ -8,73 +8,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig as RdConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use tidal_core::kafka::{
     Client, ClientConfig, Credentials, KafkaError, Mechanism, ResetPolicy, Selection, TlsConfig,
     partition_lag,
 };
+use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::{Stack, free_port, unique};
 
 type R = anyhow::Result<()>;
-
-async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> R {
-    let admin: AdminClient<DefaultClientContext> = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await?
-    {
-        r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e}"))?;
-    }
-    Ok(())
-}
-
-async fn produce(bootstrap: &str, topic: &str, counts: &[i64]) -> R {
-    let producer: FutureProducer = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("enable.idempotence", "false")
-        .set("message.timeout.ms", "20000")
-        .create()?;
-    for (p, n) in counts.iter().enumerate() {
-        for i in 0..*n {
-            let payload = format!("{topic}/{p}/{i}");
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(topic)
-                        .payload(&payload)
-                        .partition(p as i32),
-                    Duration::from_secs(20),
-                )
-                .await
-                .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}/{p}: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// Commits offsets for a group without joining it (a "simple" consumer group).
-fn commit(bootstrap: &str, group: &str, offsets: &[(&str, i32, i64)]) -> R {
-    let c: BaseConsumer = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for (t, p, o) in offsets {
-        tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
-    }
-    c.commit(&tpl, CommitMode::Sync)?;
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_lag_per_partition_in_one_batched_round() -> R {

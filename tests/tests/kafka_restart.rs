@@ -6,15 +6,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig as RdConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use tidal_core::kafka::{
     Client, ClientConfig, KafkaError, ResetPolicy, Round, Selection, partition_lag,
 };
+use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::{Stack, repo_root, unique};
 
 type R = anyhow::Result<()>;
@@ -33,57 +28,15 @@ fn lag_of(round: &Round, group: &str, topic: &str, p: i32) -> Option<u64> {
     )
 }
 
-async fn produce(bootstrap: &str, topic: &str, n: usize) -> R {
-    let producer: FutureProducer = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("message.timeout.ms", "30000")
-        .create()?;
-    for i in 0..n {
-        producer
-            .send(
-                FutureRecord::<(), _>::to(topic)
-                    .payload(&format!("{i}"))
-                    .partition(0),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
-    }
-    Ok(())
-}
-
-fn commit(bootstrap: &str, group: &str, topic: &str, offset: i64) -> R {
-    let c: BaseConsumer = RdConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))?;
-    c.commit(&tpl, CommitMode::Sync)?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_is_exact_before_unknown_during_and_exact_after_a_broker_restart() -> R {
     let stack = Stack::load()?;
     let bootstrap = stack.kafka_bootstrap()?.to_string();
     let topic = unique("restart-t");
     let group = unique("restart-g");
-    let admin: AdminClient<DefaultClientContext> = RdConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await?
-    {
-        r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
-    }
-    drop(admin);
-    produce(&bootstrap, &topic, 40).await?;
-    commit(&bootstrap, &group, &topic, 15)?;
+    create_topic(&bootstrap, &topic, 1).await?;
+    produce(&bootstrap, &topic, &[40]).await?;
+    commit(&bootstrap, &group, &[(&topic, 0, 15)])?;
 
     let mut cfg = ClientConfig::new("stack", &[&bootstrap]);
     cfg.request_timeout = Duration::from_secs(2);
@@ -145,8 +98,8 @@ async fn lag_is_exact_before_unknown_during_and_exact_after_a_broker_restart() -
     );
 
     // And it keeps tracking: 10 more messages, a commit at 45 -> lag 5.
-    produce(&bootstrap, &topic, 10).await?;
-    commit(&bootstrap, &group, &topic, 45)?;
+    produce(&bootstrap, &topic, &[10]).await?;
+    commit(&bootstrap, &group, &[(&topic, 0, 45)])?;
     let later = client.collect(&sel).await?;
     assert_eq!(lag_of(&later, &group, &topic, 0), Some(5));
     Ok(())

@@ -1,45 +1,36 @@
-//! manifests/base against the real API server (issues #2 and #7): it applies cleanly, the
-//! DaemonSet gets a pod on every KWOK node, and the real agent runs with a token of the
-//! `tidal-agent` ServiceAccount, i.e. with exactly the RBAC of the manifests: it can watch
-//! its node's pods and hold its Lease, and it is refused anything else (403).
+//! manifests/base against the real API server (issues #2, #6 and #7): it applies cleanly (and
+//! again as a server-side dry run), the DaemonSet gets a pod on every KWOK node, the scaler's
+//! Deployment gets its two replicas and passes the "restricted" Pod Security level, and the
+//! real agent runs with a token of the `tidal-agent` ServiceAccount, i.e. with exactly the
+//! RBAC of the manifests: it can watch its node's pods and hold its Lease, and it is refused
+//! anything else (403). The scaler's rendered RBAC, bound in a namespace of its own, allows
+//! each call the scaler makes and refuses the rest (403).
 //! Its own test binary: it installs into the fixed namespace `tidal-system`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, ObjectReference, Pod, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    WatchParams,
+};
+use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
+use tidal_core::lease::Election;
+use tidal_e2e::manifests::{
+    ScalerRbac, can, ensure_crd, kubectl, kubectl_with_warnings, render_base, token_kubeconfig,
+};
 use tidal_e2e::{
-    ChildGuard, Stack, client_for_kubeconfig, free_port, repo_root, unique, wait_for, workspace_bin,
+    ChildGuard, Stack, client_for_kubeconfig, free_port, in_namespace, repo_root, unique, wait_for,
+    workspace_bin,
 };
 
 type R = anyhow::Result<()>;
-
-fn kubectl(stack: &Stack, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    let mut child = Command::new(stack.var("TIDAL_KUBECTL")?)
-        .arg("--kubeconfig")
-        .arg(stack.var("TIDAL_KUBECONFIG")?)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 async fn namespace_gone(admin: &kube::Client) -> R {
     let ns: Api<Namespace> = Api::all(admin.clone());
@@ -63,8 +54,7 @@ fn forbidden<T: std::fmt::Debug>(what: &str, r: Result<T, kube::Error>) -> R {
 async fn base_installs_and_the_agent_runs_with_exactly_its_rbac() -> R {
     let stack = Stack::load()?;
     let admin = stack.admin_client().await?;
-    let base = repo_root().join("manifests/base");
-    let yaml = kubectl(&stack, &["kustomize", &base.display().to_string()], None)?;
+    let yaml = render_base(&stack)?;
     assert!(
         yaml.contains("\nkind: CustomResourceDefinition\n")
             && yaml.contains("name: scalingpolicies.tidal.dev"),
@@ -102,6 +92,161 @@ fn without_crds(yaml: &str) -> String {
         .join("\n---\n")
 }
 
+/// The document of `kind` named `name` in a rendered multi-document stream.
+fn document<'a>(yaml: &'a str, kind: &str, name: &str) -> anyhow::Result<&'a str> {
+    yaml.split("\n---\n")
+        .find(|doc| {
+            doc.lines().any(|l| l == format!("kind: {kind}"))
+                && doc.lines().any(|l| l == format!("  name: {name}"))
+        })
+        .ok_or_else(|| anyhow::anyhow!("the rendered base has no {kind} {name}"))
+}
+
+/// The scaler's Deployment, PodDisruptionBudget and Service, installed by the base: two
+/// replicas run on two nodes, their pods pass the "restricted" Pod Security level (tidal-system
+/// enforces only "privileged": the agent needs hostPath), the budget allows one eviction, and
+/// the headless Service selects both on the metrics port.
+async fn check_scaler_deployment(stack: &Stack, admin: &kube::Client, yaml: &str) -> R {
+    // Still valid for the API server on its own (the whole base was applied already).
+    let scaler = document(yaml, "Deployment", "tidal-scaler")?;
+    kubectl(
+        stack,
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(scaler),
+    )?;
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "tidal-system");
+    wait_for(
+        "the scaler's 2 replicas ready",
+        Duration::from_secs(90),
+        || async {
+            let s = deployments.get("tidal-scaler").await.ok()?.status?;
+            (s.ready_replicas == Some(2) && s.available_replicas == Some(2)).then_some(())
+        },
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "tidal-system");
+    let scaler_pods = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=tidal-scaler"))
+        .await?
+        .items;
+    anyhow::ensure!(scaler_pods.len() == 2, "{} scaler pods", scaler_pods.len());
+    let mut nodes: Vec<_> = scaler_pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    nodes.dedup();
+    anyhow::ensure!(
+        nodes.len() == 2,
+        "anti-affinity: the replicas share a node: {nodes:?}"
+    );
+    // Pod Security: a server-side dry run of enforcing "restricted" on tidal-system lists the
+    // running pods that would violate it. The agent's pods (hostPath) must be listed, so the
+    // check is not vacuous; the scaler's must not.
+    let (_, warnings) = kubectl_with_warnings(
+        stack,
+        &[
+            "label",
+            "--dry-run=server",
+            "--overwrite",
+            "namespace",
+            "tidal-system",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+        None,
+    )?;
+    anyhow::ensure!(
+        warnings.contains("tidal-agent-"),
+        "expected the agent's pods to violate the restricted level: {warnings:?}"
+    );
+    anyhow::ensure!(
+        !warnings.contains("tidal-scaler-"),
+        "the scaler's pods violate the restricted Pod Security level: {warnings}"
+    );
+    let spec = scaler_pods[0].spec.clone().unwrap_or_default();
+    anyhow::ensure!(spec.service_account_name.as_deref() == Some("tidal-scaler"));
+    let c = &spec.containers[0];
+    anyhow::ensure!(
+        c.command.as_deref()
+            == Some(&["/usr/local/bin/tidal-scaler".to_string(), "run".to_string()][..]),
+        "{:?}",
+        c.command
+    );
+    let sc = c.security_context.clone().unwrap_or_default();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.and_then(|c| c.drop),
+        Some(vec!["ALL".to_string()])
+    );
+    let psc = spec.security_context.clone().unwrap_or_default();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    for var in [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "TIDAL_SCALER_LISTEN",
+        "TIDAL_SCALER_LEADER_ELECT",
+        "TIDAL_SCALER_AGENT_SELECTOR",
+        "TIDAL_SCALER_AGENT_NAMESPACE",
+    ] {
+        anyhow::ensure!(env.contains(&var), "the scaler has no {var}: {env:?}");
+    }
+    // The agent selector the scaler is given matches the agent pods.
+    let selector = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "TIDAL_SCALER_AGENT_SELECTOR")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default();
+    let agents = pods.list(&ListParams::default().labels(&selector)).await?;
+    anyhow::ensure!(
+        !agents.items.is_empty()
+            && agents.items.iter().all(|p| p
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("tidal-agent-"))),
+        "TIDAL_SCALER_AGENT_SELECTOR={selector} does not select the agent pods"
+    );
+
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(admin.clone(), "tidal-system");
+    wait_for(
+        "the scaler's PodDisruptionBudget to count 2 pods and allow 1 disruption",
+        Duration::from_secs(60),
+        || async {
+            let s = pdbs.get("tidal-scaler").await.ok()?.status?;
+            (s.expected_pods == 2 && s.disruptions_allowed == 1).then_some(())
+        },
+    )
+    .await?;
+    let slices: Api<EndpointSlice> = Api::namespaced(admin.clone(), "tidal-system");
+    wait_for(
+        "the scaler's Service to have both replicas on port 9465",
+        Duration::from_secs(60),
+        || async {
+            let list = slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=tidal-scaler"))
+                .await
+                .ok()?;
+            let ready = list
+                .items
+                .iter()
+                .flat_map(|s| &s.endpoints)
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                .count();
+            let port = list
+                .items
+                .iter()
+                .flat_map(|s| s.ports.iter().flatten())
+                .any(|p| p.name.as_deref() == Some("metrics") && p.port == Some(9465));
+            (ready == 2 && port).then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R {
     kubectl(stack, &["apply", "-f", "-"], Some(yaml))?;
     // A second, server-side dry run of everything now that the namespace exists: valid as is.
@@ -127,6 +272,8 @@ async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R
         Some(3),
         "three dashboards"
     );
+
+    check_scaler_deployment(stack, admin, yaml).await?;
 
     let nodes = stack.kwok_nodes()?;
     let ds: Api<DaemonSet> = Api::namespaced(admin.clone(), "tidal-system");
@@ -159,31 +306,9 @@ async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R
     assert_eq!(sc.allow_privilege_escalation, Some(false));
 
     // A token of the tidal-agent ServiceAccount, bound to exactly the manifests' roles.
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "tidal-system");
-    let tr = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = sas
-        .create_token_request("tidal-agent", &PostParams::default(), &tr)
-        .await?
-        .status
-        .map(|s| s.token)
-        .ok_or_else(|| anyhow::anyhow!("no token"))?;
     let dir = std::env::temp_dir().join(unique("tidal-agent-sa"));
     std::fs::create_dir_all(&dir)?;
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
-            stack.var("TIDAL_APISERVER")?,
-            stack.var("TIDAL_CA_FILE")?
-        ),
-    )?;
+    let kubeconfig = token_kubeconfig(stack, admin, "tidal-system", "tidal-agent", &dir).await?;
     let kafka_cfg = dir.join("kafka.json");
     std::fs::write(
         &kafka_cfg,
@@ -267,5 +392,495 @@ async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R
         .await?;
     assert!(!visible.items.is_empty());
     let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// Least privilege, read from the rendered rules: no wildcard, no delete, no Secrets.
+fn check_no_broad_rules(rbac: &serde_json::Value) -> R {
+    for object in rbac["items"].as_array().into_iter().flatten() {
+        for rule in object["rules"].as_array().into_iter().flatten() {
+            let strings = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            let (verbs, resources, groups) =
+                (strings("verbs"), strings("resources"), strings("apiGroups"));
+            anyhow::ensure!(
+                !verbs
+                    .iter()
+                    .chain(&resources)
+                    .chain(&groups)
+                    .any(|s| s == "*")
+                    && !verbs
+                        .iter()
+                        .any(|v| v == "delete" || v == "deletecollection" || v == "escalate")
+                    && !resources
+                        .iter()
+                        .any(|r| r == "secrets" || r == "pods/exec" || r == "pods/eviction"),
+                "too broad: {rule}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scalers_rbac_allows_its_calls_and_refuses_the_rest() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let client = admin.clone();
+    in_namespace(&admin, "scaler-rbac", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = async {
+            check_no_broad_rules(&rbac.objects)?;
+            check_scaler_rights(&client, &ns, &rbac.kubeconfig).await
+        }
+        .await;
+        // The namespace goes with in_namespace; the cluster-wide objects go here.
+        let cleanup = rbac.remove(&stack);
+        result?;
+        cleanup
+    })
+    .await
+}
+
+/// `((group, resource, subresource), verbs, resource name)`; empty strings leave a field out.
+type Access = (
+    (&'static str, &'static str, &'static str),
+    &'static [&'static str],
+    &'static str,
+);
+
+fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> anyhow::Result<T> {
+    Ok(serde_json::from_value(value)?)
+}
+
+async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) -> R {
+    // A workload and a policy, made by the admin.
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    deployments
+        .create(
+            &PostParams::default(),
+            &object(serde_json::json!({
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{
+                            "name": "web",
+                            "image": "registry.invalid/web:1",
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "64Mi"},
+                                "limits": {"cpu": "200m", "memory": "128Mi"}
+                            }
+                        }]}
+                    }
+                }
+            }))?,
+        )
+        .await?;
+    let gvk = GroupVersionKind::gvk("tidal.dev", "v1alpha1", "ScalingPolicy");
+    let policy_type = ApiResource::from_gvk(&gvk);
+    Api::<DynamicObject>::namespaced_with(admin.clone(), ns, &policy_type)
+        .create(
+            &PostParams::default(),
+            &object(serde_json::json!({
+                "apiVersion": "tidal.dev/v1alpha1",
+                "kind": "ScalingPolicy",
+                "metadata": {"name": "web"},
+                "spec": {
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 1,
+                    "maxReplicas": 5,
+                    "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 60}}]
+                }
+            }))?,
+        )
+        .await?;
+
+    // A client with a token of the rewritten tidal-scaler ServiceAccount (its bindings are
+    // in effect: ScalerRbac::install waited for them).
+    let sa = client_for_kubeconfig(kubeconfig).await?;
+    let listed = Api::<DynamicObject>::all_with(sa.clone(), &policy_type)
+        .list(&ListParams::default())
+        .await?;
+    anyhow::ensure!(
+        listed
+            .items
+            .iter()
+            .any(|p| p.metadata.namespace.as_deref() == Some(ns)),
+        "listing ScalingPolicies in all namespaces shows the test's"
+    );
+
+    // Every call the scaler makes, for real.
+    let policies = Api::<DynamicObject>::namespaced_with(sa.clone(), ns, &policy_type);
+    policies.get("web").await?;
+    // A watch is refused at the request, before any event: opening one proves the right.
+    drop(
+        policies
+            .watch(&WatchParams::default().timeout(1), "0")
+            .await?,
+    );
+    policies
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"currentReplicas": 1, "desiredReplicas": 2}}),
+            ),
+        )
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(sa.clone(), ns);
+    Api::<Pod>::all(sa.clone())
+        .list(&ListParams::default().limit(5))
+        .await?;
+    drop(
+        Api::<Pod>::all(sa.clone())
+            .watch(&WatchParams::default().timeout(1), "0")
+            .await?,
+    );
+    let admin_pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let pod = wait_for(
+        "the Deployment's pod running on a KWOK node",
+        Duration::from_secs(60),
+        || async {
+            let list = admin_pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            list.items
+                .into_iter()
+                .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        },
+    )
+    .await?;
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    pods.get(&pod_name).await?;
+    pods.list(&ListParams::default()).await?;
+    // In-place resize (pods/resize), as the InPlace mode does. The API server refuses to
+    // resize a running pod whose container statuses lack `resources` (a kubelet without
+    // resize support), and KWOK does not report them: the admin reports them as a 1.35
+    // kubelet does, then the scaler's token resizes.
+    let resize = Patch::Strategic(serde_json::json!({"spec": {"containers": [
+        {"name": "web", "resources": {"requests": {"cpu": "150m"}}}
+    ]}}));
+    let mut attempts = 0;
+    loop {
+        let mut current = admin_pods.get(&pod_name).await?;
+        let resources = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers[0].resources.clone());
+        for status in current
+            .status
+            .iter_mut()
+            .flat_map(|s| s.container_statuses.iter_mut().flatten())
+        {
+            status.resources = resources.clone();
+        }
+        admin_pods
+            .replace_status(&pod_name, &PostParams::default(), &current)
+            .await?;
+        match pods
+            .patch_subresource("resize", &pod_name, &PatchParams::default(), &resize)
+            .await
+        {
+            Ok(_) => break,
+            // KWOK rewrote the status in between: report the resources again.
+            Err(kube::Error::Api(e)) if e.code == 422 && attempts < 5 => attempts += 1,
+            Err(e) => return Err(anyhow::anyhow!("resize through pods/resize: {e}")),
+        }
+    }
+    let sa_deployments: Api<Deployment> = Api::namespaced(sa.clone(), ns);
+    sa_deployments.get("web").await?;
+    Api::<Deployment>::all(sa.clone())
+        .list(&ListParams::default().limit(5))
+        .await?;
+    Api::<StatefulSet>::all(sa.clone())
+        .list(&ListParams::default().limit(5))
+        .await?;
+    Api::<ReplicaSet>::namespaced(sa.clone(), ns)
+        .list(&ListParams::default())
+        .await?;
+    let scale = sa_deployments.get_scale("web").await?;
+    anyhow::ensure!(scale.spec.and_then(|s| s.replicas) == Some(1));
+    sa_deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+        )
+        .await?;
+    let replicas = deployments.get("web").await?.spec.and_then(|s| s.replicas);
+    anyhow::ensure!(replicas == Some(2), "the scale patch took: {replicas:?}");
+    // Template mode: a patch of the pod template's requests.
+    sa_deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                serde_json::json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "web", "resources": {"requests": {"cpu": "120m"}}}
+                ]}}}}),
+            ),
+        )
+        .await?;
+    // Events: events.k8s.io through kube-runtime's recorder (create, then patch the series
+    // on a repeat), and a core Event created and patched directly.
+    let recorder = Recorder::new(
+        sa.clone(),
+        Reporter {
+            controller: "tidal-scaler".to_string(),
+            instance: Some("e2e".to_string()),
+        },
+    );
+    let regarding = ObjectReference {
+        api_version: Some("tidal.dev/v1alpha1".to_string()),
+        kind: Some("ScalingPolicy".to_string()),
+        name: Some("web".to_string()),
+        namespace: Some(ns.to_string()),
+        ..Default::default()
+    };
+    let event = RecorderEvent {
+        type_: EventType::Normal,
+        reason: "SuccessfulRescale".to_string(),
+        note: Some("New size: 2".to_string()),
+        action: "Scale".to_string(),
+        secondary: None,
+    };
+    recorder.publish(&event, &regarding).await?;
+    recorder.publish(&event, &regarding).await?;
+    let core_events: Api<CoreEvent> = Api::namespaced(sa.clone(), ns);
+    core_events
+        .create(
+            &PostParams::default(),
+            &object(serde_json::json!({
+                "metadata": {"name": "web.e2e"},
+                "involvedObject": regarding,
+                "reason": "SuccessfulRescale",
+                "message": "New size: 2",
+                "type": "Normal",
+                "count": 1,
+                "source": {"component": "tidal-scaler"}
+            }))?,
+        )
+        .await?;
+    core_events
+        .patch(
+            "web.e2e",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"count": 2})),
+        )
+        .await?;
+    // The election Lease: the real elector creates `tidal-scaler` and keeps updating it.
+    let (leadership, election) = Election {
+        namespace: ns.to_string(),
+        name: "tidal-scaler".to_string(),
+        identity: "e2e".to_string(),
+        duration: Duration::from_secs(3),
+        purpose: "testing the scaler's RBAC",
+    }
+    .spawn(sa.clone());
+    let elected = tokio::time::timeout(Duration::from_secs(10), leadership.wait_for(true)).await;
+    // Renewals (updates) every second keep it: still leader two lease durations later.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let renewed = leadership.is_leader();
+    election.abort();
+    anyhow::ensure!(
+        elected.is_ok(),
+        "the scaler's token could not take the Lease"
+    );
+    anyhow::ensure!(renewed, "the scaler's token could not renew the Lease");
+    let lease = Api::<Lease>::namespaced(admin.clone(), ns)
+        .get("tidal-scaler")
+        .await?
+        .spec
+        .unwrap_or_default();
+    anyhow::ensure!(
+        lease.holder_identity.as_deref() == Some("e2e")
+            && lease.renew_time.as_ref().map(|t| t.0) > lease.acquire_time.as_ref().map(|t| t.0),
+        "the Lease was created and then updated: {lease:?}"
+    );
+
+    // And nothing else (403, for real).
+    forbidden(
+        "delete a Deployment",
+        sa_deployments.delete("web", &Default::default()).await,
+    )?;
+    forbidden(
+        "list Secrets",
+        Api::<Secret>::namespaced(sa.clone(), ns)
+            .list(&ListParams::default())
+            .await,
+    )?;
+    forbidden(
+        "get a Secret",
+        Api::<Secret>::namespaced(sa.clone(), ns).get("x").await,
+    )?;
+    forbidden(
+        "create a Pod",
+        pods.create(
+            &PostParams::default(),
+            &object(serde_json::json!({
+                "metadata": {"name": "x"},
+                "spec": {"containers": [{"name": "x", "image": "registry.invalid/x:1"}]}
+            }))?,
+        )
+        .await,
+    )?;
+    forbidden(
+        "delete a Pod",
+        pods.delete(&pod_name, &Default::default()).await,
+    )?;
+    forbidden(
+        "patch a Pod other than through resize",
+        pods.patch(
+            &pod_name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await,
+    )?;
+    forbidden(
+        "patch a ScalingPolicy's spec",
+        policies
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"maxReplicas": 9}})),
+            )
+            .await,
+    )?;
+    forbidden(
+        "read another Lease",
+        Api::<Lease>::namespaced(sa.clone(), ns).get("other").await,
+    )?;
+    forbidden(
+        "create a Lease outside its own namespace",
+        Api::<Lease>::namespaced(sa.clone(), "default")
+            .create(
+                &PostParams::default(),
+                &object(serde_json::json!({"metadata": {"name": "tidal-scaler"}}))?,
+            )
+            .await,
+    )?;
+
+    // The whole matrix, as the authorizer answers it (SelfSubjectAccessReview).
+    let mut wrong = Vec::new();
+    let allowed: &[Access] = &[
+        (
+            ("tidal.dev", "scalingpolicies", ""),
+            &["get", "list", "watch"],
+            "",
+        ),
+        (
+            ("tidal.dev", "scalingpolicies", "status"),
+            &["get", "update", "patch"],
+            "",
+        ),
+        (("", "pods", ""), &["get", "list", "watch"], ""),
+        (("", "pods", "resize"), &["patch"], ""),
+        (
+            ("apps", "deployments", ""),
+            &["get", "list", "watch", "patch"],
+            "",
+        ),
+        (
+            ("apps", "statefulsets", ""),
+            &["get", "list", "watch", "patch"],
+            "",
+        ),
+        (("apps", "replicasets", ""), &["get", "list", "watch"], ""),
+        (
+            ("apps", "deployments", "scale"),
+            &["get", "update", "patch"],
+            "",
+        ),
+        (
+            ("apps", "statefulsets", "scale"),
+            &["get", "update", "patch"],
+            "",
+        ),
+        (("", "events", ""), &["create", "patch"], ""),
+        (("events.k8s.io", "events", ""), &["create", "patch"], ""),
+        (("coordination.k8s.io", "leases", ""), &["create"], ""),
+        (
+            ("coordination.k8s.io", "leases", ""),
+            &["get", "update"],
+            "tidal-scaler",
+        ),
+    ];
+    let denied: &[Access] = &[
+        (
+            ("tidal.dev", "scalingpolicies", ""),
+            &["create", "update", "patch", "delete"],
+            "",
+        ),
+        (
+            ("", "pods", ""),
+            &["create", "update", "patch", "delete", "deletecollection"],
+            "",
+        ),
+        (("", "pods", "eviction"), &["create"], ""),
+        (("", "pods", "exec"), &["create", "get"], ""),
+        (("", "secrets", ""), &["get", "list", "watch"], ""),
+        (("", "configmaps", ""), &["get", "list"], ""),
+        (("", "nodes", ""), &["get", "list"], ""),
+        (
+            ("apps", "deployments", ""),
+            &["create", "update", "delete"],
+            "",
+        ),
+        (
+            ("apps", "statefulsets", ""),
+            &["create", "update", "delete"],
+            "",
+        ),
+        (("apps", "replicasets", ""), &["patch", "delete"], ""),
+        (("apps", "daemonsets", ""), &["get", "patch"], ""),
+        (("apps", "replicasets", "scale"), &["patch"], ""),
+        (("", "events", ""), &["delete", "update"], ""),
+        (
+            ("coordination.k8s.io", "leases", ""),
+            &["get", "update", "delete"],
+            "other",
+        ),
+        (
+            ("coordination.k8s.io", "leases", ""),
+            &["delete", "list", "watch"],
+            "tidal-scaler",
+        ),
+    ];
+    for (rows, expected) in [(allowed, true), (denied, false)] {
+        for &((group, resource, sub), verbs, name) in rows {
+            for &verb in verbs {
+                if can(&sa, (group, resource, sub, verb), ns, name).await? != expected {
+                    wrong.push(format!("{verb} {group}/{resource}/{sub} {name}"));
+                }
+            }
+        }
+    }
+    // The Lease rights stop at its namespace.
+    if can(
+        &sa,
+        ("coordination.k8s.io", "leases", "", "create"),
+        "default",
+        "",
+    )
+    .await?
+    {
+        wrong.push("create leases in default".to_string());
+    }
+    anyhow::ensure!(
+        wrong.is_empty(),
+        "the authorizer disagrees with the intended RBAC on: {wrong:?}"
+    );
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! **Attribution** (`--attribute-to-node`): each agent exports only the partitions owned by a
 //! consumer whose `client_host` (from DescribeGroups) is the IP of a pod on its own node; the
 //! partitions nobody owns, and the group-level series (status, members, produce rates), come
-//! from the one agent holding the election Lease ([`crate::lease`]). Summing over agents then
+//! from the one agent holding the election Lease ([`tidal_core::lease`]). Summing over agents then
 //! gives the cluster's totals with no double count. Without the flag, the agent exports the
 //! whole cluster (run it on one agent, or as a sidecar).
 
@@ -27,11 +27,11 @@ use tidal_core::kafka::{
     Client, KafkaError, LagSum, PartitionHistory, Round, Selection, Status, partition_lag,
     time_to_drain,
 };
+use tidal_core::lease::Leadership;
 use tidal_core::schema;
 
 use crate::buffer::{Buffer, Labels};
 use crate::kafka_config::{ClusterConfig, Granularity, KafkaConfig};
-use crate::lease::Leadership;
 use crate::pods::PodIndex;
 use crate::sampler::{SampleError, Sampler};
 

@@ -28,8 +28,9 @@ pub use policy::{
     VerticalSpec,
 };
 pub use status::{
-    ConditionStatus, ConditionType, ContainerRecommendation, LastDecision, MetricStatus,
-    ScalingCondition, ScalingPolicyStatus, quantity_from_f64,
+    Checkpoint, CheckpointRecommendation, CheckpointScaleEvent, ConditionStatus, ConditionType,
+    ContainerRecommendation, LastDecision, MetricStatus, ScalingCondition, ScalingPolicyStatus,
+    quantity_from_f64,
 };
 
 /// Where the generated CRD lives in the repository.

@@ -46,6 +46,95 @@ pub struct ScalingPolicyStatus {
     /// Why the last decision was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<LastDecision>,
+    /// The stabilization and rate-limit history the next decision needs, so a restarted or
+    /// failed-over scaler carries on where the last leader stopped (the HPA keeps it in
+    /// memory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// The engine history (`Decision.next`) kept in the status.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Unstabilized recommendations inside the longest stabilization window.
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub recommendations: Vec<CheckpointRecommendation>,
+    /// Replica changes inside the longest rate-policy period.
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub scale_events: Vec<CheckpointScaleEvent>,
+    /// When a `kafkaLag` metric was last active (Unix seconds), for the scale-to-zero cooldown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active_unix_seconds: Option<f64>,
+}
+
+/// One recommendation of the history.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRecommendation {
+    pub replicas: i32,
+    /// Unix seconds.
+    pub at: f64,
+}
+
+/// One applied replica change of the history.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointScaleEvent {
+    /// Positive for scale-up, negative for scale-down.
+    pub replica_change: i32,
+    /// Unix seconds.
+    pub at: f64,
+}
+
+impl Checkpoint {
+    /// From the engine's history.
+    pub fn from_engine(next: &engine::NextState) -> Self {
+        Self {
+            recommendations: next
+                .recommendations
+                .iter()
+                .map(|r| CheckpointRecommendation {
+                    replicas: r.replicas,
+                    at: r.at_unix_seconds,
+                })
+                .collect(),
+            scale_events: next
+                .scale_events
+                .iter()
+                .map(|e| CheckpointScaleEvent {
+                    replica_change: e.replica_change,
+                    at: e.at_unix_seconds,
+                })
+                .collect(),
+            last_active_unix_seconds: next.last_active_unix_seconds,
+        }
+    }
+
+    /// Back to the engine's history.
+    pub fn to_engine(&self) -> engine::NextState {
+        engine::NextState {
+            recommendations: self
+                .recommendations
+                .iter()
+                .map(|r| engine::Recommendation {
+                    replicas: r.replicas,
+                    at_unix_seconds: r.at,
+                })
+                .collect(),
+            scale_events: self
+                .scale_events
+                .iter()
+                .map(|e| engine::ScaleEvent {
+                    replica_change: e.replica_change,
+                    at_unix_seconds: e.at,
+                })
+                .collect(),
+            last_active_unix_seconds: self.last_active_unix_seconds,
+        }
+    }
 }
 
 impl ScalingPolicyStatus {

@@ -1,0 +1,208 @@
+//! Actuators: the scaler's only writers to the API server (`docs/design.md`, "Core seams").
+//!
+//! [`Writer`] is the single entry point. Every write checks leadership first (only the Lease
+//! holder writes), uses the one field manager `tidal-scaler`, and maps API errors to a typed
+//! [`ActuateError`] naming the object and the verb.
+//!
+//! - [`replicas`]: `spec.replicas` through the scale subresource, conditional on the
+//!   resourceVersion read, retrying a 409 Conflict with a fresh read.
+//! - [`status`]: the ScalingPolicy status (server-side apply on the status subresource).
+//! - [`events`]: Kubernetes Events on the policy, as the HPA emits them.
+//!
+//! Dry-run policies never reach [`Writer::scale`]; the controller records their decision in
+//! the status only.
+
+pub mod events;
+pub mod replicas;
+pub mod status;
+
+use tidal_core::lease::Leadership;
+
+use crate::metrics::Metrics;
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "tidal-scaler";
+
+/// Why a write did not happen. Each variant has a fixed label for
+/// `tidal_scaler_errors_total{reason}`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActuateError {
+    /// This replica does not hold the Lease: it must not write.
+    #[error("not the leader: {what} not written")]
+    NotLeader { what: String },
+    /// 403: the scaler's RBAC does not allow it.
+    #[error("{verb} {object}: forbidden (403): {detail}")]
+    Forbidden {
+        verb: &'static str,
+        object: String,
+        detail: String,
+    },
+    /// 404.
+    #[error("{verb} {object}: not found (404): {detail}")]
+    NotFound {
+        verb: &'static str,
+        object: String,
+        detail: String,
+    },
+    /// 409 after every retry.
+    #[error("{verb} {object}: conflict (409) after {attempts} attempts: {detail}")]
+    Conflict {
+        verb: &'static str,
+        object: String,
+        attempts: u32,
+        detail: String,
+    },
+    /// 422 and other 4xx/5xx answers.
+    #[error("{verb} {object}: HTTP {code}: {detail}")]
+    Api {
+        verb: &'static str,
+        object: String,
+        code: u16,
+        detail: String,
+    },
+    /// No answer (connection refused, timeout, TLS).
+    #[error("{verb} {object}: API server unreachable: {detail}")]
+    Unreachable {
+        verb: &'static str,
+        object: String,
+        detail: String,
+    },
+}
+
+impl ActuateError {
+    /// A fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NotLeader { .. } => "not_leader",
+            Self::Forbidden { .. } => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::Conflict { .. } => "conflict",
+            Self::Api { .. } => "api_error",
+            Self::Unreachable { .. } => "api_unreachable",
+        }
+    }
+
+    /// Maps a kube error of `verb` on `object`.
+    pub fn from_kube(verb: &'static str, object: &str, e: kube::Error) -> Self {
+        let object = object.to_string();
+        match e {
+            kube::Error::Api(s) => {
+                let detail = s.message.clone();
+                match s.code {
+                    403 => Self::Forbidden {
+                        verb,
+                        object,
+                        detail,
+                    },
+                    404 => Self::NotFound {
+                        verb,
+                        object,
+                        detail,
+                    },
+                    409 => Self::Conflict {
+                        verb,
+                        object,
+                        attempts: 1,
+                        detail,
+                    },
+                    code => Self::Api {
+                        verb,
+                        object,
+                        code,
+                        detail,
+                    },
+                }
+            }
+            other => Self::Unreachable {
+                verb,
+                object,
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// The single writer: leadership-gated, one field manager, counted.
+#[derive(Clone)]
+pub struct Writer {
+    client: kube::Client,
+    leadership: Leadership,
+    metrics: Metrics,
+    recorder: events::Events,
+}
+
+impl Writer {
+    /// `identity` names this replica in the Events it emits.
+    pub fn new(
+        client: kube::Client,
+        leadership: Leadership,
+        metrics: Metrics,
+        identity: &str,
+    ) -> Self {
+        Self {
+            recorder: events::Events::new(client.clone(), identity),
+            client,
+            leadership,
+            metrics,
+        }
+    }
+
+    /// The client (for reads).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Metrics, to count requests and errors.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// True while this replica may write.
+    pub fn is_leader(&self) -> bool {
+        self.leadership.is_leader()
+    }
+
+    fn ensure_leader(&self, what: impl FnOnce() -> String) -> Result<(), ActuateError> {
+        if self.leadership.is_leader() {
+            Ok(())
+        } else {
+            Err(ActuateError::NotLeader { what: what() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("denied by policy", "Forbidden")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn kube_errors_map_to_typed_errors_naming_the_object() {
+        let e = ActuateError::from_kube("patch", "deployments/web/scale in ns", api(403));
+        assert_eq!(e.label(), "forbidden");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("deployments/web/scale in ns") && msg.contains("403"),
+            "{msg}"
+        );
+        assert_eq!(
+            ActuateError::from_kube("get", "x", api(404)).label(),
+            "not_found"
+        );
+        assert_eq!(
+            ActuateError::from_kube("put", "x", api(409)).label(),
+            "conflict"
+        );
+        assert_eq!(
+            ActuateError::from_kube("put", "x", api(422)).label(),
+            "api_error"
+        );
+    }
+}

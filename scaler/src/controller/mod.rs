@@ -1,0 +1,848 @@
+//! The controller: every cycle it evaluates the ScalingPolicies that are due, with the data
+//! the sources gathered once for all of them, and hands each decision to the single writer.
+//!
+//! - Reads come from watch caches (policies, pods, Deployments, StatefulSets), so a cycle
+//!   sends no reads for those; writes are only what changed (a scale, a status, an Event).
+//! - A policy whose metrics all come from the fast path (agents, Kafka) is evaluated every
+//!   `--fast-interval-seconds` (1 s); one with a Prometheus query every
+//!   `--prometheus-interval-seconds` (15 s).
+//! - Only the leader evaluates and writes. A follower keeps its caches warm and, on taking
+//!   over, starts from the history the last leader checkpointed in each policy's status.
+//! - Nothing is applied on uncertain data: an invalid spec, an unreadable target or a failed
+//!   source leaves the replicas alone, and the status conditions say why, naming the field.
+//!
+//! [`observe`] maps gathered data to engine observations; [`target`] reads the workload.
+
+pub mod observe;
+pub mod target;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::discovery::ApiResource;
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+
+use crate::actuators::Writer;
+use crate::actuators::events::rescale_note;
+use crate::actuators::replicas::ScaleOutcome;
+use crate::api::{Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError};
+use crate::engine::types::{self as engine, NextState};
+use crate::engine::{Formula, desired_with_formula};
+use crate::metrics::{MetricLabels, PolicyLabels, ScaleLabels, StateLabels};
+use crate::sources::agents::AgentSource;
+use crate::sources::kafka::{KafkaSource, LagQuery};
+use crate::sources::prometheus::PrometheusSource;
+use crate::sources::{PodKey, PodUsage, SourceError};
+use observe::Gathered;
+use target::Caches;
+
+/// Controller-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub fast_interval: Duration,
+    pub prometheus_interval: Duration,
+    /// The engine's `--horizontal-pod-autoscaler-*` equivalents.
+    pub engine: engine::ControllerSettings,
+    /// The window a usage sample averages over (the agents' sampling interval).
+    pub sample_window_seconds: f64,
+    /// A status whose significant fields did not change is rewritten at most this often
+    /// (it carries the checkpoint and the metric values).
+    pub status_refresh: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            fast_interval: Duration::from_secs(1),
+            prometheus_interval: Duration::from_secs(15),
+            engine: engine::ControllerSettings::default(),
+            sample_window_seconds: 1.0,
+            status_refresh: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The configured sources.
+pub struct Sources {
+    pub agents: Option<AgentSource>,
+    pub prometheus: Option<PrometheusSource>,
+    pub kafka: KafkaSource,
+}
+
+struct Compiled {
+    spec: engine::Spec,
+    formula: Option<Formula>,
+}
+
+fn compile(
+    p: &ScalingPolicy,
+    settings: &engine::ControllerSettings,
+) -> Result<Compiled, SpecError> {
+    let spec = p.spec.to_engine(settings.clone())?;
+    let formula = match &spec.formula {
+        Some(src) => {
+            let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+            Some(Formula::compile(src, &names)?)
+        }
+        None => None,
+    };
+    Ok(Compiled { spec, formula })
+}
+
+/// What the controller remembers about one policy.
+struct PolicyState {
+    uid: String,
+    generation: i64,
+    compiled: Result<Arc<Compiled>, SpecError>,
+    /// The engine history; `None` until loaded from the status checkpoint (or first decision).
+    history: Option<NextState>,
+    next_due: Instant,
+    written: Option<ScalingPolicyStatus>,
+    written_at: Option<Instant>,
+    /// The last warning Event's message, so a repeated failure emits one Event.
+    warned: Option<String>,
+    metric_names: Vec<String>,
+}
+
+/// One cycle's summary (for logs, tests and the benchmark).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub due: usize,
+    pub scaled: usize,
+    pub status_writes: usize,
+    pub failures: usize,
+}
+
+/// See the module docs.
+pub struct Controller {
+    writer: Writer,
+    caches: Caches,
+    policies: Store<ScalingPolicy>,
+    sources: Sources,
+    settings: Settings,
+    states: HashMap<(String, String), PolicyState>,
+    resources: BTreeMap<(String, String), ApiResource>,
+    was_leader: bool,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn time_of(unix: f64) -> Time {
+    Time(Timestamp::from_millisecond((unix * 1000.0) as i64).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// Keep, for each replica count, only the newest recommendation: every stabilization window
+/// is a suffix of the history and takes a min or a max, so an older entry with the same count
+/// never changes the answer. This bounds the history by `max - min + 1` entries.
+pub fn compact(next: &NextState) -> NextState {
+    let mut newest: BTreeMap<i32, f64> = BTreeMap::new();
+    for r in &next.recommendations {
+        let e = newest.entry(r.replicas).or_insert(r.at_unix_seconds);
+        if r.at_unix_seconds > *e {
+            *e = r.at_unix_seconds;
+        }
+    }
+    let mut recommendations: Vec<engine::Recommendation> = newest
+        .into_iter()
+        .map(|(replicas, at)| engine::Recommendation {
+            replicas,
+            at_unix_seconds: at,
+        })
+        .collect();
+    recommendations.sort_by(|a, b| a.at_unix_seconds.total_cmp(&b.at_unix_seconds));
+    NextState {
+        recommendations,
+        scale_events: next.scale_events.clone(),
+        last_active_unix_seconds: next.last_active_unix_seconds,
+    }
+}
+
+fn uses_prometheus(p: &ScalingPolicy, agents: bool) -> bool {
+    p.spec
+        .metrics
+        .iter()
+        .any(|m| m.prometheus.is_some() || (m.resource.is_some() && !agents))
+}
+
+/// The significant part of a status: a change here is written at once.
+fn significant(s: &ScalingPolicyStatus) -> impl PartialEq + use<> {
+    (
+        s.observed_generation,
+        s.current_replicas,
+        s.desired_replicas,
+        s.last_scale_time.clone(),
+        s.conditions
+            .iter()
+            .map(|c| (c.kind, c.status, c.reason.clone(), c.message.clone()))
+            .collect::<Vec<_>>(),
+        s.last_decision.as_ref().map(|d| d.dominant_metric.clone()),
+        s.current_metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.error.clone(), m.proposed_replicas))
+            .collect::<Vec<_>>(),
+    )
+}
+
+impl Controller {
+    pub fn new(
+        writer: Writer,
+        caches: Caches,
+        policies: Store<ScalingPolicy>,
+        sources: Sources,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            writer,
+            caches,
+            policies,
+            sources,
+            settings,
+            states: HashMap::new(),
+            resources: BTreeMap::new(),
+            was_leader: false,
+        }
+    }
+
+    /// Runs cycles every `fast_interval` until `shutdown` completes (a cycle in progress
+    /// finishes first).
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(self.settings.fast_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("controller stopped");
+                    return;
+                }
+                _ = tick.tick() => {
+                    let started = Instant::now();
+                    let report = self.cycle().await;
+                    self.writer.metrics().cycle_duration.observe(started.elapsed().as_secs_f64());
+                    if report.scaled > 0 || report.failures > 0 {
+                        tracing::debug!(?report, "cycle");
+                    }
+                }
+            }
+        }
+    }
+
+    /// One cycle over the due policies.
+    #[tracing::instrument(skip_all)]
+    pub async fn cycle(&mut self) -> CycleReport {
+        let mut report = CycleReport::default();
+        let leader = self.writer.is_leader();
+        self.writer.metrics().leader.set(i64::from(leader));
+        if leader != self.was_leader {
+            tracing::info!(leader, "leadership changed");
+            self.was_leader = leader;
+        }
+        if !leader {
+            // A follower forgets: on taking over it starts from the checkpoints.
+            self.states.clear();
+            return report;
+        }
+        let now_i = Instant::now();
+        let now = unix_now();
+        let policies = self.policies.state();
+
+        // Forget deleted policies.
+        let live: HashSet<(String, String)> = policies
+            .iter()
+            .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
+            .collect();
+        let metrics = self.writer.metrics().clone();
+        self.states.retain(|(ns, name), st| {
+            let keep = live.contains(&(ns.clone(), name.clone()));
+            if !keep {
+                metrics.forget_policy(ns, name, &st.metric_names);
+            }
+            keep
+        });
+
+        let agents = self.sources.agents.is_some();
+        let mut due: Vec<Arc<ScalingPolicy>> = Vec::new();
+        let (mut active, mut invalid, mut dry) = (0, 0, 0);
+        for p in policies {
+            let key = (p.namespace().unwrap_or_default(), p.name_any());
+            let uid = p.uid().unwrap_or_default();
+            let generation = p.metadata.generation.unwrap_or(0);
+            let interval = if uses_prometheus(&p, agents) {
+                self.settings.prometheus_interval
+            } else {
+                self.settings.fast_interval
+            };
+            let st = match self.states.get_mut(&key) {
+                Some(st) if st.uid == uid && st.generation == generation => st,
+                _ => {
+                    let compiled = compile(&p, &self.settings.engine).map(Arc::new);
+                    let history = self
+                        .states
+                        .get(&key)
+                        .filter(|old| old.uid == uid)
+                        .and_then(|old| old.history.clone());
+                    self.states.insert(
+                        key.clone(),
+                        PolicyState {
+                            uid,
+                            generation,
+                            compiled,
+                            history,
+                            next_due: now_i,
+                            written: None,
+                            written_at: None,
+                            warned: None,
+                            metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
+                        },
+                    );
+                    match self.states.get_mut(&key) {
+                        Some(st) => st,
+                        None => continue,
+                    }
+                }
+            };
+            match (&st.compiled, p.spec.dry_run) {
+                (Err(_), _) => invalid += 1,
+                (Ok(_), true) => dry += 1,
+                (Ok(_), false) => active += 1,
+            }
+            if st.next_due <= now_i {
+                st.next_due = now_i + interval;
+                due.push(p);
+            }
+        }
+        for (state, n) in [("active", active), ("invalid", invalid), ("dry_run", dry)] {
+            metrics
+                .policies
+                .get_or_create(&StateLabels { state })
+                .set(n);
+        }
+        report.due = due.len();
+        if due.is_empty() {
+            return report;
+        }
+
+        let gathered = self.gather(&due, now).await;
+        let mut by_ns: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+        for pod in self.caches.pods.state() {
+            by_ns
+                .entry(pod.namespace().unwrap_or_default())
+                .or_default()
+                .push(pod);
+        }
+        for p in due {
+            self.evaluate(&p, &gathered, &by_ns, now, &mut report).await;
+        }
+        report
+    }
+
+    /// Runs every source once for all due policies, concurrently.
+    async fn gather(&self, due: &[Arc<ScalingPolicy>], now: f64) -> Gathered {
+        let resources: BTreeSet<ResourceName> = due
+            .iter()
+            .flat_map(|p| p.spec.metrics.iter())
+            .filter_map(|m| m.resource.as_ref().map(|r| r.name))
+            .collect();
+        let mut queries: BTreeSet<String> = due
+            .iter()
+            .flat_map(|p| p.spec.metrics.iter())
+            .filter_map(|m| m.prometheus.as_ref().map(|q| q.query.clone()))
+            .collect();
+        let usage_via_prometheus = !resources.is_empty()
+            && self.sources.agents.is_none()
+            && self.sources.prometheus.is_some();
+        if usage_via_prometheus {
+            // Both resources, so a pod's usage is complete whichever a policy needs.
+            queries.insert(observe::resource_query(ResourceName::Cpu).to_string());
+            queries.insert(observe::resource_query(ResourceName::Memory).to_string());
+        }
+        let queries: Vec<String> = queries.into_iter().collect();
+        let lag: Vec<LagQuery> = due
+            .iter()
+            .flat_map(|p| p.spec.metrics.iter())
+            .filter_map(|m| m.kafka_lag.as_ref().map(observe::lag_query))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+
+        let agents_fut = async {
+            match (&self.sources.agents, resources.is_empty()) {
+                (Some(a), false) => Some(a.scrape(now).await),
+                _ => None,
+            }
+        };
+        let prom_fut = async {
+            match &self.sources.prometheus {
+                Some(p) if !queries.is_empty() => p.query_all(&queries).await,
+                Some(_) => HashMap::new(),
+                None => queries
+                    .iter()
+                    .map(|q| {
+                        (
+                            q.clone(),
+                            Err(SourceError::NotConfigured(
+                                "prometheus metrics need --prometheus-url".into(),
+                            )),
+                        )
+                    })
+                    .collect(),
+            }
+        };
+        let kafka_fut = async {
+            if lag.is_empty() {
+                Vec::new()
+            } else {
+                self.sources.kafka.collect(&lag, now).await
+            }
+        };
+        let (scrape, prometheus, kafka) = tokio::join!(agents_fut, prom_fut, kafka_fut);
+        let metrics = self.writer.metrics();
+        let usage: Option<Result<HashMap<PodKey, PodUsage>, SourceError>> = if resources.is_empty()
+        {
+            None
+        } else if let Some(s) = scrape {
+            for e in &s.errors {
+                metrics.error(e.label());
+                tracing::warn!(error = %e, "agent scrape failed");
+            }
+            if s.agents_ok == 0 {
+                Some(Err(s.errors.first().cloned().unwrap_or_else(|| {
+                    SourceError::NotConfigured("no tidal-agent was found to scrape".into())
+                })))
+            } else {
+                Some(Ok(s.pods))
+            }
+        } else if usage_via_prometheus {
+            let get = |r| match prometheus.get(observe::resource_query(r)) {
+                Some(Ok(v)) => Some(v.as_slice()),
+                _ => None,
+            };
+            let cpu_q = observe::resource_query(ResourceName::Cpu);
+            match (get(ResourceName::Cpu), get(ResourceName::Memory)) {
+                (None, None) => Some(Err(match prometheus.get(cpu_q) {
+                    Some(Err(e)) => e.clone(),
+                    _ => SourceError::NoData {
+                        backend: "prometheus",
+                        query: cpu_q.into(),
+                        detail: "no per-container usage series".into(),
+                    },
+                })),
+                (cpu, mem) => Some(Ok(observe::usage_from_prometheus(cpu, mem))),
+            }
+        } else {
+            Some(Err(SourceError::NotConfigured(
+                "resource metrics need --agent-url, --agent-selector or --prometheus-url".into(),
+            )))
+        };
+        for r in prometheus.values() {
+            if let Err(e) = r {
+                metrics.error(e.label());
+            }
+        }
+        for r in &kafka {
+            if let Err(e) = r {
+                metrics.error(e.label());
+            }
+        }
+        Gathered {
+            usage,
+            prometheus,
+            kafka: lag.into_iter().zip(kafka).collect(),
+        }
+    }
+
+    async fn evaluate(
+        &mut self,
+        p: &ScalingPolicy,
+        gathered: &Gathered,
+        by_ns: &BTreeMap<String, Vec<Arc<Pod>>>,
+        now: f64,
+        report: &mut CycleReport,
+    ) {
+        let ns = p.namespace().unwrap_or_default();
+        let name = p.name_any();
+        let key = (ns.clone(), name.clone());
+        let now_t = time_of(now);
+        let metrics = self.writer.metrics().clone();
+        let labels = PolicyLabels {
+            namespace: ns.clone(),
+            policy: name.clone(),
+        };
+        let Some(compiled) = self
+            .states
+            .get(&key)
+            .map(|st| st.compiled.as_ref().map(Arc::clone).map_err(Clone::clone))
+        else {
+            return;
+        };
+        let compiled = match compiled {
+            Ok(c) => c,
+            Err(e) => {
+                metrics.error("invalid_spec");
+                let reason = if matches!(e, SpecError::Formula(_)) {
+                    "InvalidFormula"
+                } else {
+                    "InvalidSpec"
+                };
+                self.hold(p, reason, &e.to_string(), now, report).await;
+                return;
+            }
+        };
+        let client = self.writer.client().clone();
+        let count = |verb| metrics.request(verb);
+        let target = match target::resolve(
+            &client,
+            &self.caches,
+            &mut self.resources,
+            &ns,
+            &p.spec.target_ref,
+            count,
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                metrics.error(e.label());
+                self.hold(p, "FailedGetScale", &e.to_string(), now, report)
+                    .await;
+                return;
+            }
+        };
+        let pods = target::matching(by_ns, &ns, &target.selector);
+        let history = match self.states.get(&key).and_then(|st| st.history.clone()) {
+            Some(h) => Some(h),
+            None => p
+                .status
+                .as_ref()
+                .and_then(|s| s.checkpoint.as_ref())
+                .map(Checkpoint::to_engine),
+        };
+        let state = engine::State {
+            spec_replicas: target.observed.replicas,
+            status_replicas: target.status_replicas,
+            pods: pods.iter().map(|p| target::engine_pod(p)).collect(),
+            recommendations: history.as_ref().map(|h| h.recommendations.clone()),
+            scale_events: history
+                .as_ref()
+                .map(|h| h.scale_events.clone())
+                .unwrap_or_default(),
+            last_active_unix_seconds: history.as_ref().and_then(|h| h.last_active_unix_seconds),
+        };
+        let obs = observe::observations(
+            &p.spec,
+            &ns,
+            &pods,
+            gathered,
+            self.settings.sample_window_seconds,
+        );
+        let started = Instant::now();
+        let d = desired_with_formula(&compiled.spec, compiled.formula.as_ref(), &state, &obs, now);
+        metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+
+        let old = p.status.clone().unwrap_or_default();
+        let mut status = old.clone();
+        status.record_decision(&d, &compiled.spec, &now_t);
+        status.observed_generation = p.metadata.generation;
+        let mut next = d.next.clone();
+        let mut warning: Option<(&'static str, String)> = None;
+        if d.rescale {
+            if p.spec.dry_run {
+                next.scale_events = state.scale_events.clone();
+                if let Some(ld) = status.last_decision.as_mut() {
+                    ld.reasons.push(format!(
+                        "dryRun: would scale {} -> {} (not applied)",
+                        d.current_replicas, d.desired_replicas
+                    ));
+                }
+                tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, "dry run: not scaling");
+            } else {
+                match self
+                    .writer
+                    .scale(&target.scale, &target.observed, d.desired_replicas)
+                    .await
+                {
+                    Ok(ScaleOutcome::Applied { attempts }) => {
+                        report.scaled += 1;
+                        status.last_scale_time = Some(now_t.clone());
+                        let direction = if d.desired_replicas > d.current_replicas {
+                            "up"
+                        } else {
+                            "down"
+                        };
+                        metrics
+                            .scale_events
+                            .get_or_create(&ScaleLabels {
+                                namespace: ns.clone(),
+                                policy: name.clone(),
+                                direction,
+                            })
+                            .inc();
+                        let reason = d.rescale_reason.clone().unwrap_or_default();
+                        tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, attempts, %reason, "scaled");
+                        if let Err(e) = self
+                            .writer
+                            .event(
+                                &p.object_ref(&()),
+                                false,
+                                "SuccessfulRescale",
+                                "Scale",
+                                rescale_note(d.desired_replicas, &reason),
+                            )
+                            .await
+                        {
+                            metrics.error(e.label());
+                            tracing::warn!(error = %e, "event not recorded");
+                        }
+                    }
+                    Ok(ScaleOutcome::Unchanged) => {}
+                    Err(e) => {
+                        report.failures += 1;
+                        metrics.error(e.label());
+                        next.scale_events = state.scale_events.clone();
+                        warning = Some(("FailedRescale", e.to_string()));
+                        let mut conds = d.conditions.clone();
+                        for c in &mut conds {
+                            if c.kind == engine::ConditionType::AbleToScale {
+                                c.status = false;
+                                c.reason = "FailedUpdateScale".into();
+                                c.message = format!(
+                                    "the scaler was unable to update the target scale: {e}"
+                                );
+                            }
+                        }
+                        status.conditions = old.conditions.clone();
+                        status.set_conditions(&conds, &now_t);
+                    }
+                }
+            }
+        }
+        let next = compact(&next);
+        status.checkpoint = Some(Checkpoint::from_engine(&next));
+
+        metrics
+            .current_replicas
+            .get_or_create(&labels)
+            .set(i64::from(d.current_replicas));
+        metrics
+            .desired_replicas
+            .get_or_create(&labels)
+            .set(i64::from(d.desired_replicas));
+        for (prop, m) in d.proposals.iter().zip(&compiled.spec.metrics) {
+            let ml = MetricLabels {
+                namespace: ns.clone(),
+                policy: name.clone(),
+                metric: prop.metric.clone(),
+            };
+            let (value, target) = metric_value_and_target(prop, m);
+            match value {
+                Some(v) => {
+                    metrics.metric_value.get_or_create(&ml).set(v);
+                }
+                None => {
+                    metrics.metric_value.remove(&ml);
+                }
+            }
+            if let Some(t) = target {
+                metrics.metric_target.get_or_create(&ml).set(t);
+            }
+        }
+
+        if let Some(st) = self.states.get_mut(&key) {
+            st.history = Some(next);
+        }
+        if let Some((reason, msg)) = warning {
+            self.warn_once(p, reason, msg).await;
+        } else if let Some(st) = self.states.get_mut(&key) {
+            st.warned = None;
+        }
+        self.write_status(p, status, report).await;
+    }
+
+    /// Nothing can be decided: keep the replicas, say why in the conditions and one Event.
+    async fn hold(
+        &mut self,
+        p: &ScalingPolicy,
+        reason: &'static str,
+        message: &str,
+        now: f64,
+        report: &mut CycleReport,
+    ) {
+        report.failures += 1;
+        let now_t = time_of(now);
+        let mut status = p.status.clone().unwrap_or_default();
+        let (able, active) = if reason == "FailedGetScale" {
+            (false, false)
+        } else {
+            (true, false)
+        };
+        let conds = [
+            engine::Condition {
+                kind: engine::ConditionType::AbleToScale,
+                status: able,
+                reason: if able { "SucceededGetScale" } else { reason }.into(),
+                message: if able {
+                    "the scaler was able to get the target's current scale".into()
+                } else {
+                    message.to_string()
+                },
+            },
+            engine::Condition {
+                kind: engine::ConditionType::ScalingActive,
+                status: active,
+                reason: reason.into(),
+                message: message.to_string(),
+            },
+        ];
+        status.set_conditions(&conds, &now_t);
+        status.observed_generation = p.metadata.generation;
+        status.desired_replicas = None;
+        tracing::warn!(policy = %format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()), reason, message, "holding: nothing applied");
+        self.warn_once(p, reason, message.to_string()).await;
+        self.write_status(p, status, report).await;
+    }
+
+    async fn warn_once(&mut self, p: &ScalingPolicy, reason: &str, message: String) {
+        let key = (p.namespace().unwrap_or_default(), p.name_any());
+        let fresh = self
+            .states
+            .get(&key)
+            .is_none_or(|st| st.warned.as_deref() != Some(message.as_str()));
+        if !fresh {
+            return;
+        }
+        match self
+            .writer
+            .event(&p.object_ref(&()), true, reason, "Scale", message.clone())
+            .await
+        {
+            Ok(()) => {
+                if let Some(st) = self.states.get_mut(&key) {
+                    st.warned = Some(message);
+                }
+            }
+            Err(e) => {
+                self.writer.metrics().error(e.label());
+                tracing::warn!(error = %e, "event not recorded");
+            }
+        }
+    }
+
+    /// Writes the status when it changed significantly, or when the last write is older
+    /// than `status_refresh`.
+    async fn write_status(
+        &mut self,
+        p: &ScalingPolicy,
+        status: ScalingPolicyStatus,
+        report: &mut CycleReport,
+    ) {
+        let ns = p.namespace().unwrap_or_default();
+        let name = p.name_any();
+        let key = (ns.clone(), name.clone());
+        let refresh = self.settings.status_refresh;
+        let due = match self.states.get(&key) {
+            Some(st) => match (&st.written, st.written_at) {
+                (Some(w), Some(at)) => {
+                    significant(w) != significant(&status) || at.elapsed() >= refresh
+                }
+                _ => true,
+            },
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        match self.writer.status(&ns, &name, &status).await {
+            Ok(()) => {
+                report.status_writes += 1;
+                if let Some(st) = self.states.get_mut(&key) {
+                    st.written = Some(status);
+                    st.written_at = Some(Instant::now());
+                }
+            }
+            Err(e) => {
+                report.failures += 1;
+                self.writer.metrics().error(e.label());
+                tracing::warn!(error = %e, "status not written");
+            }
+        }
+    }
+}
+
+/// The value and target of a proposal in one unit: utilization as a ratio of the request
+/// (0.8 for 80%), everything else in base units.
+fn metric_value_and_target(
+    p: &engine::Proposal,
+    m: &engine::MetricSpec,
+) -> (Option<f64>, Option<f64>) {
+    let cur = p.current.as_ref();
+    match m.target.kind {
+        engine::TargetType::Utilization => (
+            cur.and_then(|c| c.average_utilization)
+                .map(|u| f64::from(u) / 100.0),
+            m.target.average_utilization.map(|u| f64::from(u) / 100.0),
+        ),
+        engine::TargetType::AverageValue => (
+            cur.and_then(|c| c.average_value.or(c.value)),
+            m.target
+                .average_value
+                .or_else(|| m.kafka_lag.as_ref().map(|k| k.lag_per_replica)),
+        ),
+        engine::TargetType::Value => (cur.and_then(|c| c.value), m.target.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(replicas: i32, at: f64) -> engine::Recommendation {
+        engine::Recommendation {
+            replicas,
+            at_unix_seconds: at,
+        }
+    }
+
+    /// Compaction never changes a stabilization answer: for every window suffix, the min and
+    /// the max over the compacted history equal those over the full history.
+    #[test]
+    fn compaction_keeps_every_window_min_and_max() {
+        let full = NextState {
+            recommendations: (0..300)
+                .map(|i| rec(3 + (i * 7 % 5), f64::from(i)))
+                .collect(),
+            scale_events: vec![],
+            last_active_unix_seconds: Some(1.0),
+        };
+        let small = compact(&full);
+        assert!(small.recommendations.len() <= 5, "{small:?}");
+        assert_eq!(small.last_active_unix_seconds, Some(1.0));
+        for cutoff in 0..300 {
+            let c = f64::from(cutoff);
+            let window = |s: &NextState| -> (i32, i32) {
+                let v: Vec<i32> = s
+                    .recommendations
+                    .iter()
+                    .filter(|r| r.at_unix_seconds >= c)
+                    .map(|r| r.replicas)
+                    .collect();
+                (
+                    v.iter().copied().min().unwrap_or(0),
+                    v.iter().copied().max().unwrap_or(0),
+                )
+            };
+            assert_eq!(window(&full), window(&small), "cutoff {cutoff}");
+        }
+    }
+}

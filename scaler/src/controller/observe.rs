@@ -1,0 +1,340 @@
+//! From what the sources gathered this cycle to one policy's engine
+//! [`Observation`](crate::engine::Observation)s.
+//!
+//! - `resource`: one observation per target pod that has usage (from the agents, or from
+//!   Prometheus when no agents are configured). A pod without usage gets none: the engine
+//!   applies the HPA's missing-pod rules, so it never scales down on missing data.
+//! - `kafkaLag`: one observation with the group's total lag and partition counts; an
+//!   incomplete round is marked stale (may scale up, never down or to zero).
+//! - `prometheus`: per pod (`targetAverageValue`, series with a `pod` label) or one observation
+//!   per series (the engine sums them).
+//!
+//! A source error becomes an observation with `error` set, naming the source: the metric is
+//! then invalid and the engine holds (`ScalingActive=False`) unless another metric scales up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+use crate::api::{KafkaLagMetric, OffsetResetPolicy, ResourceName, ScalingPolicySpec};
+use crate::engine::types::{KafkaDetail, Observation};
+use crate::sources::kafka::{LagQuery, LagReading, ResetPolicyKey};
+use crate::sources::prometheus::PromSample;
+use crate::sources::{ContainerUsage, PodKey, PodUsage, SourceError};
+
+/// The series a `resource` metric reads through Prometheus when no agents are configured:
+/// the agents' per-container series, one query per resource for every target at once.
+pub fn resource_query(r: ResourceName) -> &'static str {
+    match r {
+        ResourceName::Cpu => "tidal_agent_container_cpu_usage_cores{container!=\"\"}",
+        ResourceName::Memory => "container_memory_working_set_bytes{container!=\"\"}",
+    }
+}
+
+/// Per-pod usage from the two resource queries' results.
+pub fn usage_from_prometheus(
+    cpu: Option<&[PromSample]>,
+    memory: Option<&[PromSample]>,
+) -> HashMap<PodKey, PodUsage> {
+    let mut out: HashMap<PodKey, PodUsage> = HashMap::new();
+    let mut add = |samples: Option<&[PromSample]>, cpu: bool| {
+        for s in samples.unwrap_or_default() {
+            let (Some(ns), Some(pod), Some(c)) = (
+                s.labels.get("namespace"),
+                s.labels.get("pod"),
+                s.labels.get("container"),
+            ) else {
+                continue;
+            };
+            let u = out.entry((ns.clone(), pod.clone())).or_default();
+            u.timestamp_unix_seconds = u.timestamp_unix_seconds.max(s.timestamp_unix_seconds);
+            let e: &mut ContainerUsage = u.containers.entry(c.clone()).or_default();
+            let v = (s.value.is_finite() && s.value >= 0.0).then_some(s.value);
+            if cpu {
+                e.cpu_cores = v;
+            } else {
+                e.memory_working_set_bytes = v;
+            }
+        }
+    };
+    add(cpu, true);
+    add(memory, false);
+    out
+}
+
+/// The lag query of a `kafkaLag` metric.
+pub fn lag_query(m: &KafkaLagMetric) -> LagQuery {
+    LagQuery {
+        cluster: m.cluster.clone(),
+        group: m.group.clone(),
+        topics: m.topics.clone(),
+        reset: match m.offset_reset_policy {
+            OffsetResetPolicy::Latest => ResetPolicyKey::Latest,
+            OffsetResetPolicy::Earliest => ResetPolicyKey::Earliest,
+            OffsetResetPolicy::Zero => ResetPolicyKey::Zero,
+        },
+    }
+}
+
+/// What the sources returned this cycle, shared by every policy.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Per-pod usage, when some due policy has a `resource` metric; `Err` when no source of
+    /// usage answered (or none is configured).
+    pub usage: Option<Result<HashMap<PodKey, PodUsage>, SourceError>>,
+    /// By PromQL.
+    pub prometheus: HashMap<String, Result<Vec<PromSample>, SourceError>>,
+    pub kafka: HashMap<LagQuery, Result<LagReading, SourceError>>,
+}
+
+fn failed(metric: &str, e: impl std::fmt::Display) -> Observation {
+    Observation {
+        metric: metric.to_string(),
+        pod: None,
+        value: 0.0,
+        timestamp_unix_seconds: None,
+        window_seconds: None,
+        error: Some(e.to_string()),
+        stale: false,
+        kafka: None,
+    }
+}
+
+/// The observations of every metric of `spec` for the target `pods` in `namespace`.
+pub fn observations(
+    spec: &ScalingPolicySpec,
+    namespace: &str,
+    pods: &[&Arc<Pod>],
+    g: &Gathered,
+    sample_window_seconds: f64,
+) -> Vec<Observation> {
+    let mut out = Vec::new();
+    for m in &spec.metrics {
+        if let Some(r) = &m.resource {
+            match &g.usage {
+                Some(Ok(usage)) => {
+                    for p in pods {
+                        let name = p.name_any();
+                        let Some(u) = usage.get(&(namespace.to_string(), name.clone())) else {
+                            continue;
+                        };
+                        let Some(v) = u.value(r.name.as_str(), r.container.as_deref()) else {
+                            continue;
+                        };
+                        out.push(Observation {
+                            metric: m.name.clone(),
+                            pod: Some(name),
+                            value: v,
+                            timestamp_unix_seconds: Some(u.timestamp_unix_seconds),
+                            window_seconds: Some(sample_window_seconds),
+                            error: None,
+                            stale: false,
+                            kafka: None,
+                        });
+                    }
+                }
+                Some(Err(e)) => out.push(failed(&m.name, e)),
+                None => out.push(failed(&m.name, "resource usage was not gathered")),
+            }
+        } else if let Some(k) = &m.kafka_lag {
+            match g.kafka.get(&lag_query(k)) {
+                Some(Ok(r)) => out.push(Observation {
+                    metric: m.name.clone(),
+                    pod: None,
+                    value: r.total,
+                    timestamp_unix_seconds: Some(r.timestamp_unix_seconds),
+                    window_seconds: None,
+                    error: None,
+                    stale: !r.complete,
+                    kafka: Some(KafkaDetail {
+                        partitions: Some(r.partitions),
+                        partitions_with_lag: Some(r.partitions_with_lag),
+                        persistent_lag: r.persistent_lag,
+                        consume_rate_per_second: r.consume_rate_per_second,
+                        produce_rate_per_second: r.produce_rate_per_second,
+                    }),
+                }),
+                Some(Err(e)) => out.push(failed(&m.name, e)),
+                None => out.push(failed(&m.name, "lag was not gathered")),
+            }
+        } else if let Some(p) = &m.prometheus {
+            match g.prometheus.get(&p.query) {
+                Some(Ok(samples)) if p.target_average_value.is_some() => {
+                    let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+                    for s in samples {
+                        let Some(pod) = s.labels.get("pod") else {
+                            continue;
+                        };
+                        if !names.contains(pod)
+                            || s.labels.get("namespace").is_some_and(|ns| ns != namespace)
+                        {
+                            continue;
+                        }
+                        out.push(Observation {
+                            metric: m.name.clone(),
+                            pod: Some(pod.clone()),
+                            value: s.value,
+                            timestamp_unix_seconds: Some(s.timestamp_unix_seconds),
+                            window_seconds: None,
+                            error: None,
+                            stale: false,
+                            kafka: None,
+                        });
+                    }
+                }
+                Some(Ok(samples)) => {
+                    for s in samples {
+                        out.push(Observation {
+                            metric: m.name.clone(),
+                            pod: None,
+                            value: s.value,
+                            timestamp_unix_seconds: Some(s.timestamp_unix_seconds),
+                            window_seconds: None,
+                            error: None,
+                            stale: false,
+                            kafka: None,
+                        });
+                    }
+                }
+                Some(Err(e)) => out.push(failed(&m.name, e)),
+                None => out.push(failed(&m.name, "the query did not run")),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn pod(name: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": name, "namespace": "ns"}}),
+            )
+            .expect("pod"),
+        )
+    }
+
+    fn spec(metrics: serde_json::Value) -> ScalingPolicySpec {
+        serde_json::from_value(serde_json::json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "w"},
+            "maxReplicas": 10,
+            "metrics": metrics
+        }))
+        .expect("spec")
+    }
+
+    fn sample(labels: &[(&str, &str)], value: f64) -> PromSample {
+        PromSample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            value,
+            timestamp_unix_seconds: 5.0,
+        }
+    }
+
+    #[test]
+    fn resource_observations_skip_pods_without_usage() {
+        let s = spec(
+            serde_json::json!([{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 50}}]),
+        );
+        let cpu = [
+            sample(
+                &[("namespace", "ns"), ("pod", "a"), ("container", "app")],
+                0.4,
+            ),
+            sample(
+                &[("namespace", "ns"), ("pod", "b"), ("container", "app")],
+                f64::NAN,
+            ),
+        ];
+        let usage = usage_from_prometheus(Some(&cpu), None);
+        let g = Gathered {
+            usage: Some(Ok(usage)),
+            ..Default::default()
+        };
+        let pods = [pod("a"), pod("b"), pod("c")];
+        let refs: Vec<&Arc<Pod>> = pods.iter().collect();
+        let obs = observations(&s, "ns", &refs, &g, 1.0);
+        assert_eq!(obs.len(), 1, "{obs:?}");
+        assert_eq!(obs[0].pod.as_deref(), Some("a"));
+        assert_eq!(obs[0].value, 0.4);
+    }
+
+    #[test]
+    fn source_errors_become_invalid_metrics_naming_the_source() {
+        let s = spec(serde_json::json!([
+            {"name": "lag", "kafkaLag": {"cluster": "c", "group": "g", "lagPerReplica": 10}},
+            {"name": "rps", "prometheus": {"query": "sum(rate(x[1m]))", "targetPerReplica": "5"}}
+        ]));
+        let mut g = Gathered::default();
+        g.kafka.insert(
+            lag_query(s.metrics[0].kafka_lag.as_ref().expect("lag")),
+            Err(SourceError::Kafka {
+                cluster: "c".into(),
+                group: "g".into(),
+                detail: "no broker reachable".into(),
+            }),
+        );
+        g.prometheus.insert(
+            "sum(rate(x[1m]))".into(),
+            Err(SourceError::Unreachable {
+                backend: "prometheus",
+                url: "http://127.0.0.1:1".into(),
+                detail: "connection refused".into(),
+            }),
+        );
+        let obs = observations(&s, "ns", &[], &g, 1.0);
+        assert_eq!(obs.len(), 2);
+        assert!(
+            obs[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("no broker"))
+        );
+        assert!(
+            obs[1]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("127.0.0.1:1"))
+        );
+    }
+
+    #[test]
+    fn prometheus_per_pod_and_summed_shapes() {
+        let s = spec(serde_json::json!([
+            {"name": "q", "prometheus": {"query": "per_pod", "targetAverageValue": "5"}},
+            {"name": "t", "prometheus": {"query": "total", "targetValue": "5"}}
+        ]));
+        let mut g = Gathered::default();
+        g.prometheus.insert(
+            "per_pod".into(),
+            Ok(vec![
+                sample(&[("namespace", "ns"), ("pod", "a")], 3.0),
+                sample(&[("namespace", "other"), ("pod", "a")], 99.0),
+                sample(&[("pod", "zzz")], 1.0),
+            ]),
+        );
+        g.prometheus
+            .insert("total".into(), Ok(vec![sample(&[], 2.0), sample(&[], 4.0)]));
+        let pods = [pod("a")];
+        let refs: Vec<&Arc<Pod>> = pods.iter().collect();
+        let obs = observations(&s, "ns", &refs, &g, 1.0);
+        let per_pod: Vec<_> = obs.iter().filter(|o| o.metric == "q").collect();
+        assert_eq!(per_pod.len(), 1);
+        assert_eq!(per_pod[0].value, 3.0);
+        let total: f64 = obs
+            .iter()
+            .filter(|o| o.metric == "t")
+            .map(|o| o.value)
+            .sum();
+        assert_eq!(total, 6.0);
+    }
+}

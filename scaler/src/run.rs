@@ -1,0 +1,271 @@
+//! `tidal-scaler run`: wires the watch caches, the sources, the election, the controller and
+//! the HTTP server together, and shuts down gracefully on SIGTERM or Ctrl-C (the cycle in
+//! progress finishes, the Lease is left to expire).
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
+use tidal_core::lease::{self, Leadership};
+
+use crate::actuators::Writer;
+use crate::api::ScalingPolicy;
+use crate::cli::RunArgs;
+use crate::controller::target::Caches;
+use crate::controller::{Controller, Settings, Sources};
+use crate::metrics::Metrics;
+use crate::sources::agents::{AgentSource, Discovery};
+use crate::sources::kafka::KafkaSource;
+use crate::sources::prometheus::PrometheusSource;
+
+fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A watch cache of `api`; the future drives it (and logs watch errors, rate-limited by the
+/// watcher's backoff).
+fn cache<K>(api: Api<K>, what: &'static str) -> (Store<K>, impl Future<Output = ()>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut K| {
+            // Managed fields are most of an object's size and the scaler never reads them.
+            o.meta_mut().managed_fields = None;
+        });
+    let fut = async move {
+        let mut last: Option<String> = None;
+        let stream = reflector::reflector(writer, stream);
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(_) => last = None,
+                Err(e) => {
+                    let msg = e.to_string();
+                    if last.as_deref() != Some(msg.as_str()) {
+                        tracing::warn!(cache = what, error = %msg, "watch failed; retrying");
+                        last = Some(msg);
+                    }
+                }
+            }
+        }
+    };
+    (reader, fut)
+}
+
+fn identity(args: &RunArgs) -> String {
+    args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "tidal-scaler".into());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+fn secs(what: &'static str, v: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        v.is_finite() && v > 0.0 && v <= 3600.0,
+        "{what} must be between 0 and 3600 seconds, got {v}"
+    );
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Runs the controller until SIGTERM/Ctrl-C.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let fast = secs("--fast-interval-seconds", args.fast_interval_seconds)?;
+    let slow = secs(
+        "--prometheus-interval-seconds",
+        args.prometheus_interval_seconds,
+    )?;
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API access (KUBECONFIG or in-cluster config)")?;
+    let metrics = Metrics::new();
+    let id = identity(&args);
+
+    let leadership = if args.leader_elect {
+        let (l, _task) = lease::Election {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: id.clone(),
+            duration: Duration::from_secs(args.lease_duration_seconds.max(2)),
+            purpose: "scaling workloads",
+        }
+        .spawn(client.clone());
+        l
+    } else {
+        tracing::warn!(
+            "leader election is off: this process writes unconditionally; run exactly one"
+        );
+        Leadership::always()
+    };
+
+    let ns = args.namespace.as_deref();
+    let (policies, policies_fut) = cache(api_for::<ScalingPolicy>(&client, ns), "scalingpolicies");
+    let (pods, pods_fut) = cache(api_for::<Pod>(&client, ns), "pods");
+    let (deployments, deployments_fut) = cache(api_for::<Deployment>(&client, ns), "deployments");
+    let (statefulsets, statefulsets_fut) =
+        cache(api_for::<StatefulSet>(&client, ns), "statefulsets");
+    tokio::spawn(policies_fut);
+    tokio::spawn(pods_fut);
+    tokio::spawn(deployments_fut);
+    tokio::spawn(statefulsets_fut);
+
+    let agent_timeout = secs("--agent-timeout-seconds", args.agent_timeout_seconds)?;
+    let agents = if !args.agent_url.is_empty() {
+        Some(AgentSource::new(
+            Discovery::Static(args.agent_url.clone()),
+            agent_timeout,
+        )?)
+    } else {
+        match &args.agent_selector {
+            Some(sel) => Some(AgentSource::new(
+                Discovery::Pods {
+                    client: client.clone(),
+                    namespace: args.agent_namespace.clone(),
+                    selector: sel.clone(),
+                    port: args.agent_port,
+                },
+                agent_timeout,
+            )?),
+            None => None,
+        }
+    };
+    let prometheus = match &args.prometheus_url {
+        Some(url) => Some(
+            PrometheusSource::new(
+                url,
+                secs(
+                    "--prometheus-timeout-seconds",
+                    args.prometheus_timeout_seconds,
+                )?,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
+    let kafka = KafkaSource::new(
+        &args.kafka_cluster,
+        secs("--kafka-timeout-seconds", args.kafka_timeout_seconds)?,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(
+        identity = %id,
+        agents = agents.is_some(),
+        prometheus = prometheus.is_some(),
+        fast_interval = ?fast,
+        prometheus_interval = ?slow,
+        "tidal-scaler starting"
+    );
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", args.listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        metrics.clone(),
+        ready.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    let caches = Caches {
+        pods,
+        deployments,
+        statefulsets,
+    };
+    {
+        let (p, c) = (policies.clone(), caches.clone());
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let synced = tokio::join!(
+                p.wait_until_ready(),
+                c.pods.wait_until_ready(),
+                c.deployments.wait_until_ready(),
+                c.statefulsets.wait_until_ready()
+            );
+            if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() && synced.3.is_ok() {
+                tracing::info!(policies = p.state().len(), "caches synced");
+                ready.store(true, Ordering::Release);
+            }
+        });
+    }
+    let writer = Writer::new(client.clone(), leadership, metrics.clone(), &id);
+    let controller = Controller::new(
+        writer,
+        caches,
+        policies,
+        Sources {
+            agents,
+            prometheus,
+            kafka,
+        },
+        Settings {
+            fast_interval: fast,
+            prometheus_interval: slow,
+            ..Settings::default()
+        },
+    );
+    let ready_for_loop = ready.clone();
+    let control = tokio::spawn(async move {
+        // Decide nothing before the caches hold the cluster's state.
+        while !ready_for_loop.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        controller.run(stopped(stop_rx)).await;
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), control).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,132 @@
+//! The scaler's HTTP server: `/metrics` (OpenMetrics or text 0.0.4, negotiated as the agent
+//! does), `/healthz` (the process runs) and `/readyz` (the caches are synced).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tidal_core::exposition::{OPENMETRICS, TEXT_004, to_text_004, wants_openmetrics};
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Answers one request.
+pub fn handle<B>(metrics: &Metrics, ready: &AtomicBool, req: &Request<B>) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    match req.uri().path() {
+        "/healthz" => respond(StatusCode::OK, PLAIN, "ok\n".into()),
+        "/readyz" if ready.load(Ordering::Acquire) => respond(StatusCode::OK, PLAIN, "ok\n".into()),
+        "/readyz" => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            PLAIN,
+            "caches not synced yet\n".into(),
+        ),
+        "/metrics" => {
+            let mut body = String::new();
+            if let Err(e) = prometheus_client::encoding::text::encode(&mut body, metrics.registry())
+            {
+                return respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    PLAIN,
+                    format!("encoding metrics failed: {e}\n"),
+                );
+            }
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            if wants_openmetrics(accept) {
+                respond(StatusCode::OK, OPENMETRICS, body)
+            } else {
+                respond(StatusCode::OK, TEXT_004, to_text_004(&body))
+            }
+        }
+        _ => respond(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
+    }
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                };
+                let metrics = metrics.clone();
+                let ready = ready.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let resp = handle(&metrics, &ready, &req);
+                        async move { Ok::<_, Infallible>(resp) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "connection ended with error");
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str, accept: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().uri(path);
+        if let Some(a) = accept {
+            b = b.header(header::ACCEPT, a);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn routes_and_negotiation() {
+        let m = Metrics::new();
+        let ready = AtomicBool::new(false);
+        assert_eq!(handle(&m, &ready, &get("/healthz", None)).status(), 200);
+        assert_eq!(handle(&m, &ready, &get("/readyz", None)).status(), 503);
+        ready.store(true, Ordering::Release);
+        assert_eq!(handle(&m, &ready, &get("/readyz", None)).status(), 200);
+        assert_eq!(handle(&m, &ready, &get("/nope", None)).status(), 404);
+        let text = handle(&m, &ready, &get("/metrics", None));
+        assert_eq!(text.headers()[header::CONTENT_TYPE], TEXT_004);
+        let om = handle(
+            &m,
+            &ready,
+            &get(
+                "/metrics",
+                Some("application/openmetrics-text;version=1.0.0"),
+            ),
+        );
+        assert_eq!(om.headers()[header::CONTENT_TYPE], OPENMETRICS);
+    }
+}

@@ -1,0 +1,510 @@
+//! The fast path: scrape every `tidal-agent`'s `/metrics` directly and read per-container CPU
+//! and memory, without waiting for Prometheus.
+//!
+//! The agents are found by [`Discovery`]: a static list of base URLs, or the pods matching a
+//! label selector (Running, with a pod IP). All agents are scraped concurrently, each with its
+//! own timeout; one agent failing costs only its own pods (the failure is reported in
+//! [`AgentScrape::errors`], naming its URL), never the others'.
+//!
+//! From each scrape the source reads two series per container (names from
+//! [`tidal_core::schema`]), labelled `namespace`, `pod`, `container` (plus `pod_uid`,
+//! `qos_class`):
+//!
+//! - [`AGENT_CONTAINER_CPU_USAGE_CORES`]: the agent's CPU rate between its last two samples;
+//! - [`CONTAINER_MEMORY_WORKING_SET_BYTES`]: usage − inactive_file, as the kubelet computes it.
+//!
+//! Series without a namespace, pod or container (pod-level cgroups have `container=""`; pods
+//! the agent cannot yet match to the API are labelled only by `pod_uid`) are skipped. A NaN,
+//! infinite or negative value leaves that container's value absent (`None`), never 0; so does
+//! a missing series (the agent exports the CPU rate only from its second sample on).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use tidal_core::schema::{AGENT_CONTAINER_CPU_USAGE_CORES, CONTAINER_MEMORY_WORKING_SET_BYTES};
+
+use super::exposition::{self, ExpositionError};
+use super::{PodKey, PodUsage, SourceError};
+
+/// The backend name in errors.
+const BACKEND: &str = "tidal-agent";
+
+/// At most this many scrapes in flight (a large cluster has one agent per node).
+const MAX_IN_FLIGHT: usize = 64;
+
+/// What the scaler asks the agent for: the text format 0.0.4 (the parser also reads the
+/// OpenMetrics text an agent may send instead).
+const ACCEPT: &str =
+    "text/plain;version=0.0.4;q=1.0,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+
+/// How the agents are found.
+#[derive(Clone)]
+pub enum Discovery {
+    /// Fixed base URLs such as `http://127.0.0.1:9464` (`/metrics` is appended unless the URL
+    /// already ends with it).
+    Static(Vec<String>),
+    /// The pods in `namespace` matching the label `selector` that are Running and have a pod
+    /// IP, scraped at `http://<podIP>:<port>/metrics`.
+    Pods {
+        /// Client used to list the pods.
+        client: kube::Client,
+        /// Namespace of the agent pods.
+        namespace: String,
+        /// Label selector, e.g. `app.kubernetes.io/name=tidal-agent`.
+        selector: String,
+        /// The agents' metrics port.
+        port: u16,
+    },
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Static(urls) => f.debug_tuple("Static").field(urls).finish(),
+            Self::Pods {
+                namespace,
+                selector,
+                port,
+                ..
+            } => f
+                .debug_struct("Pods")
+                .field("namespace", namespace)
+                .field("selector", selector)
+                .field("port", port)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The result of one round over all agents.
+#[derive(Debug, Clone, Default)]
+pub struct AgentScrape {
+    /// Usage of every pod some agent reported, by `(namespace, pod)`.
+    pub pods: HashMap<PodKey, PodUsage>,
+    /// One error per agent that could not be scraped or parsed (naming its URL), plus one if
+    /// discovery itself failed.
+    pub errors: Vec<SourceError>,
+    /// How many agents were found.
+    pub agents: usize,
+    /// How many of them were scraped and parsed.
+    pub agents_ok: usize,
+}
+
+/// Scrapes the agents found by a [`Discovery`].
+#[derive(Debug, Clone)]
+pub struct AgentSource {
+    discovery: Discovery,
+    http: reqwest::Client,
+}
+
+impl AgentSource {
+    /// A source over `discovery`; each scrape (connect, request and body) must finish within
+    /// `timeout`.
+    ///
+    /// Fails only if the HTTP client cannot be built (a broken system configuration).
+    pub fn new(discovery: Discovery, timeout: Duration) -> Result<Self, SourceError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| {
+                SourceError::NotConfigured(format!(
+                    "agent scraper: cannot build the HTTP client: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        Ok(Self { discovery, http })
+    }
+
+    /// The `/metrics` URLs to scrape now (lists the pods for [`Discovery::Pods`]).
+    pub async fn targets(&self) -> Result<Vec<String>, SourceError> {
+        match &self.discovery {
+            Discovery::Static(urls) => Ok(urls.iter().map(|u| metrics_url(u)).collect()),
+            Discovery::Pods {
+                client,
+                namespace,
+                selector,
+                port,
+            } => {
+                let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                let list = api
+                    .list(&ListParams::default().labels(selector))
+                    .await
+                    .map_err(|e| discovery_error(namespace, selector, &e))?;
+                let mut urls: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter_map(|p| {
+                        let status = p.status.as_ref()?;
+                        let running = status.phase.as_deref() == Some("Running");
+                        let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+                        running.then(|| pod_metrics_url(ip, *port))
+                    })
+                    .collect();
+                urls.sort();
+                urls.dedup();
+                Ok(urls)
+            }
+        }
+    }
+
+    /// Scrapes every agent once, concurrently, and merges what they report. Every pod gets
+    /// `timestamp_unix_seconds = now_unix_seconds`.
+    pub async fn scrape(&self, now_unix_seconds: f64) -> AgentScrape {
+        let mut out = AgentScrape::default();
+        let urls = match self.targets().await {
+            Ok(urls) => urls,
+            Err(e) => {
+                out.errors.push(e);
+                return out;
+            }
+        };
+        out.agents = urls.len();
+        let mut bodies = futures::stream::iter(urls)
+            .map(|url| async move {
+                let body = self.fetch(&url).await;
+                (url, body)
+            })
+            .buffer_unordered(MAX_IN_FLIGHT);
+        while let Some((url, body)) = bodies.next().await {
+            let result = body.and_then(|body| {
+                ingest(&body, now_unix_seconds, &mut out.pods).map_err(|e| SourceError::Malformed {
+                    backend: BACKEND,
+                    url: url.clone(),
+                    detail: e.to_string(),
+                })
+            });
+            match result {
+                Ok(_) => out.agents_ok += 1,
+                Err(e) => out.errors.push(e),
+            }
+        }
+        out
+    }
+
+    /// One GET of `url`, returning the body.
+    async fn fetch(&self, url: &str) -> Result<String, SourceError> {
+        let unreachable = |e: reqwest::Error| SourceError::Unreachable {
+            backend: BACKEND,
+            url: url.to_string(),
+            detail: error_chain(&e.without_url()),
+        };
+        let resp = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, ACCEPT)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(SourceError::Http {
+                backend: BACKEND,
+                url: url.to_string(),
+                status: status.as_u16(),
+                detail: snippet(&body),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// Reads the per-container CPU and memory series of one agent's scrape into `pods`, stamping
+/// every pod it touches with `now_unix_seconds`. Returns how many series it used.
+///
+/// Pure. The body is parsed completely before `pods` is touched, so a malformed body changes
+/// nothing. A container already in `pods` (reported by another agent) keeps the values this
+/// body does not have.
+pub fn ingest(
+    body: &str,
+    now_unix_seconds: f64,
+    pods: &mut HashMap<PodKey, PodUsage>,
+) -> Result<usize, ExpositionError> {
+    let samples = exposition::parse(body, |name| {
+        name == AGENT_CONTAINER_CPU_USAGE_CORES || name == CONTAINER_MEMORY_WORKING_SET_BYTES
+    })?;
+    let mut used = 0;
+    for s in &samples {
+        let nonempty = |l: &str| s.label(l).filter(|v| !v.is_empty());
+        let (Some(namespace), Some(pod), Some(container)) = (
+            nonempty("namespace"),
+            nonempty("pod"),
+            nonempty("container"),
+        ) else {
+            continue;
+        };
+        let value = (s.value.is_finite() && s.value >= 0.0).then_some(s.value);
+        let usage = pods
+            .entry((namespace.to_string(), pod.to_string()))
+            .or_default();
+        usage.timestamp_unix_seconds = now_unix_seconds;
+        let c = usage.containers.entry(container.to_string()).or_default();
+        if s.name == AGENT_CONTAINER_CPU_USAGE_CORES {
+            c.cpu_cores = value;
+        } else {
+            c.memory_working_set_bytes = value;
+        }
+        used += 1;
+    }
+    Ok(used)
+}
+
+/// `base` + `/metrics`, unless `base` already names the path.
+fn metrics_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/metrics") {
+        base.to_string()
+    } else {
+        format!("{base}/metrics")
+    }
+}
+
+/// `http://<ip>:<port>/metrics`, bracketing IPv6 addresses.
+fn pod_metrics_url(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("http://[{ip}]:{port}/metrics")
+    } else {
+        format!("http://{ip}:{port}/metrics")
+    }
+}
+
+fn discovery_error(namespace: &str, selector: &str, e: &kube::Error) -> SourceError {
+    let url = format!("pods in namespace {namespace:?} matching {selector:?}");
+    match e {
+        kube::Error::Api(status) => SourceError::Http {
+            backend: "kube-apiserver",
+            url,
+            status: status.code,
+            detail: status.message.clone(),
+        },
+        other => SourceError::Unreachable {
+            backend: "kube-apiserver",
+            url,
+            detail: error_chain(other),
+        },
+    }
+}
+
+/// An error and its sources, `: `-separated (reqwest's own message is only "error sending
+/// request"; the cause is in the chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The first 200 characters of a response body, for an error message.
+pub(crate) fn snippet(body: &str) -> String {
+    let body = body.trim();
+    match body.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &body[..i]),
+        None => body.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::ContainerUsage;
+
+    const BODY: &str = r#"# HELP tidal_agent_build_info Build information of tidal-agent; always 1.
+# TYPE tidal_agent_build_info gauge
+tidal_agent_build_info{version="0.1.0"} 1
+# HELP container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.
+# TYPE container_cpu_usage_seconds_total counter
+container_cpu_usage_seconds_total{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 1234.5
+# HELP container_memory_working_set_bytes Current working set in bytes (usage - inactive_file).
+# TYPE container_memory_working_set_bytes gauge
+container_memory_working_set_bytes{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 52428800
+container_memory_working_set_bytes{namespace="shop",pod="web-1",container="sidecar",pod_uid="u1",qos_class="Burstable"} 1048576
+container_memory_working_set_bytes{namespace="shop",pod="web-1",container="",pod_uid="u1",qos_class="Burstable"} 60000000
+container_memory_working_set_bytes{namespace="",pod="",container="",pod_uid="00000000-0000-4000-8000-0000000000aa",qos_class="BestEffort"} 4096
+container_memory_working_set_bytes{namespace="",pod="",container="abc123",pod_uid="u9",qos_class="BestEffort"} 4096
+container_memory_working_set_bytes{namespace="shop",pod="web-2",container="app",pod_uid="u2",qos_class="Guaranteed"} 1e8
+# HELP tidal_agent_container_cpu_usage_cores CPU usage rate between the last two samples, in cores.
+# TYPE tidal_agent_container_cpu_usage_cores gauge
+tidal_agent_container_cpu_usage_cores{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 0.5
+tidal_agent_container_cpu_usage_cores{namespace="shop",pod="web-1",container="sidecar",pod_uid="u1",qos_class="Burstable"} 0.25
+tidal_agent_container_cpu_usage_cores{namespace="shop",pod="web-1",container="",pod_uid="u1",qos_class="Burstable"} 0.8
+tidal_agent_container_cpu_usage_cores{namespace="shop",pod="web-2",container="app",pod_uid="u2",qos_class="Guaranteed"} NaN
+tidal_agent_container_cpu_usage_cores{namespace="other",pod="neg",container="app",pod_uid="u3",qos_class="Guaranteed"} -0.1
+tidal_agent_container_cpu_usage_cores{namespace="other",pod="inf",container="app",pod_uid="u4",qos_class="Guaranteed"} +Inf
+"#;
+
+    fn key(ns: &str, pod: &str) -> PodKey {
+        (ns.to_string(), pod.to_string())
+    }
+
+    #[test]
+    fn ingests_per_container_series() {
+        let mut pods = HashMap::new();
+        let used = ingest(BODY, 1_700_000_000.5, &mut pods).expect("parses");
+        assert_eq!(used, 8);
+        assert_eq!(pods.len(), 4, "{pods:?}");
+        let web1 = &pods[&key("shop", "web-1")];
+        assert_eq!(web1.timestamp_unix_seconds, 1_700_000_000.5);
+        assert_eq!(
+            web1.containers["app"],
+            ContainerUsage {
+                cpu_cores: Some(0.5),
+                memory_working_set_bytes: Some(52_428_800.0)
+            }
+        );
+        // The pod-level series (container="") is not counted again.
+        assert_eq!(web1.containers.len(), 2);
+        assert_eq!(web1.value("cpu", None), Some(0.75));
+        assert_eq!(web1.value("memory", None), Some(53_477_376.0));
+    }
+
+    #[test]
+    fn non_finite_or_negative_is_absent_never_zero() {
+        let mut pods = HashMap::new();
+        ingest(BODY, 1.0, &mut pods).expect("parses");
+        let web2 = &pods[&key("shop", "web-2")];
+        assert_eq!(web2.containers["app"].cpu_cores, None);
+        assert_eq!(web2.containers["app"].memory_working_set_bytes, Some(1e8));
+        assert_eq!(web2.value("cpu", None), None);
+        assert_eq!(pods[&key("other", "neg")].containers["app"].cpu_cores, None);
+        assert_eq!(pods[&key("other", "inf")].containers["app"].cpu_cores, None);
+    }
+
+    #[test]
+    fn series_without_namespace_pod_or_container_are_skipped() {
+        let mut pods = HashMap::new();
+        ingest(BODY, 1.0, &mut pods).expect("parses");
+        assert!(
+            pods.keys()
+                .all(|(ns, pod)| !ns.is_empty() && !pod.is_empty())
+        );
+        let body = "container_memory_working_set_bytes{pod=\"p\",container=\"c\"} 1\n";
+        let mut pods = HashMap::new();
+        assert_eq!(ingest(body, 1.0, &mut pods), Ok(0));
+        assert!(pods.is_empty());
+    }
+
+    #[test]
+    fn cpu_missing_until_the_agent_has_two_samples() {
+        let body =
+            "container_memory_working_set_bytes{namespace=\"a\",pod=\"p\",container=\"c\"} 10\n";
+        let mut pods = HashMap::new();
+        ingest(body, 1.0, &mut pods).expect("parses");
+        let p = &pods[&key("a", "p")];
+        assert_eq!(p.value("cpu", None), None);
+        assert_eq!(p.value("memory", Some("c")), Some(10.0));
+    }
+
+    #[test]
+    fn malformed_body_changes_nothing_and_names_the_line() {
+        let mut pods = HashMap::new();
+        ingest(BODY, 1.0, &mut pods).expect("parses");
+        let before = pods.clone();
+        let bad = format!(
+            "{BODY}tidal_agent_container_cpu_usage_cores{{namespace=\"x\",pod=\"y\",container=\"z\"}} abc\n"
+        );
+        let e = ingest(&bad, 2.0, &mut pods).expect_err("garbage value");
+        assert_eq!(e.line, BODY.lines().count() + 1);
+        assert!(e.to_string().contains("\"abc\""), "{e}");
+        assert_eq!(pods, before);
+    }
+
+    #[test]
+    fn two_agents_merge_and_openmetrics_is_read() {
+        let mut pods = HashMap::new();
+        ingest(BODY, 1.0, &mut pods).expect("parses");
+        let om = "# TYPE tidal_agent_container_cpu_usage_cores gauge\n# UNIT tidal_agent_container_cpu_usage_cores cores\ntidal_agent_container_cpu_usage_cores{namespace=\"b\",pod=\"q\",container=\"c\"} 2.0\n# EOF\n";
+        ingest(om, 2.0, &mut pods).expect("parses");
+        assert_eq!(pods[&key("b", "q")].value("cpu", None), Some(2.0));
+        assert_eq!(pods[&key("b", "q")].timestamp_unix_seconds, 2.0);
+        assert_eq!(pods[&key("shop", "web-1")].timestamp_unix_seconds, 1.0);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            metrics_url("http://127.0.0.1:9464"),
+            "http://127.0.0.1:9464/metrics"
+        );
+        assert_eq!(metrics_url("http://h:1/"), "http://h:1/metrics");
+        assert_eq!(metrics_url("http://h:1/metrics"), "http://h:1/metrics");
+        assert_eq!(
+            pod_metrics_url("10.0.0.7", 9464),
+            "http://10.0.0.7:9464/metrics"
+        );
+        assert_eq!(
+            pod_metrics_url("fd00::7", 9464),
+            "http://[fd00::7]:9464/metrics"
+        );
+    }
+
+    #[tokio::test]
+    async fn scrape_can_run_in_a_spawned_task() {
+        // Compiles only if the future is `Send` for any lifetime (what tokio::spawn needs).
+        let src = AgentSource::new(Discovery::Static(Vec::new()), Duration::from_secs(1))
+            .expect("client");
+        let got = tokio::spawn(async move { src.scrape(1.0).await })
+            .await
+            .expect("task");
+        assert_eq!((got.agents, got.agents_ok, got.errors.len()), (0, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_hung_agent_times_out_as_unreachable() {
+        // Accepts connections (the kernel's backlog) but never answers.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = hung.local_addr().expect("addr").port();
+        let src = AgentSource::new(
+            Discovery::Static(vec![format!("http://127.0.0.1:{port}/")]),
+            Duration::from_millis(300),
+        )
+        .expect("client");
+        let started = std::time::Instant::now();
+        let got = src.scrape(1.0).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        match &got.errors[..] {
+            [e @ SourceError::Unreachable { url, detail, .. }] => {
+                assert_eq!(url, &format!("http://127.0.0.1:{port}/metrics"));
+                assert!(detail.contains("timed out"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(hung);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_agent_is_one_error_naming_its_url() {
+        // A port nothing listens on: bind, note the port, release.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind")
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let src = AgentSource::new(
+            Discovery::Static(vec![base.clone()]),
+            Duration::from_secs(2),
+        )
+        .expect("client");
+        let got = src.scrape(5.0).await;
+        assert_eq!((got.agents, got.agents_ok), (1, 0));
+        assert!(got.pods.is_empty());
+        match &got.errors[..] {
+            [e @ SourceError::Unreachable { backend, url, .. }] => {
+                eprintln!("{e}");
+                assert_eq!(*backend, "tidal-agent");
+                assert_eq!(url, &format!("{base}/metrics"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! Consumer-group lag read straight from the brokers with tidal-core's batched client: one
+//! collection round per cluster per cycle, for every group any policy asks about on that
+//! cluster (O(brokers + coordinators) requests, not O(policies)).
+//!
+//! A reading is exact or it says what it does not know:
+//! - the round failing (no broker answers) is an error for every group of that cluster;
+//! - a group whose offsets could not be read this round is an error;
+//! - a partition whose end offset is unknown (its leader down) makes the reading
+//!   `complete = false`: the controller passes it to the engine as *stale*, which may still
+//!   scale up on the known lag but never down and never to zero.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use tidal_core::kafka::{
+    Client, ClientConfig, PartitionHistory, ResetPolicy, Round, Selection, partition_lag,
+};
+
+use super::SourceError;
+
+/// What one `kafkaLag` metric asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LagQuery {
+    /// A `--kafka-cluster` name, or a bootstrap list (`host:port,host:port`).
+    pub cluster: String,
+    pub group: String,
+    /// Empty: every topic the group has committed offsets for or is assigned.
+    pub topics: Vec<String>,
+    pub reset: ResetPolicyKey,
+}
+
+/// [`ResetPolicy`] with `Ord`/`Hash`, so queries can be map keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum ResetPolicyKey {
+    #[default]
+    Latest,
+    Earliest,
+    Zero,
+}
+
+impl From<ResetPolicyKey> for ResetPolicy {
+    fn from(k: ResetPolicyKey) -> Self {
+        match k {
+            ResetPolicyKey::Latest => ResetPolicy::Latest,
+            ResetPolicyKey::Earliest => ResetPolicy::Earliest,
+            ResetPolicyKey::Zero => ResetPolicy::Zero,
+        }
+    }
+}
+
+/// One group's lag over the queried topics at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LagReading {
+    /// Sum of the known partition lags (messages).
+    pub total: f64,
+    /// Partitions of the queried topics (the replica cap).
+    pub partitions: i64,
+    /// Partitions with lag above 0.
+    pub partitions_with_lag: i64,
+    /// Lag on partitions whose committed offset did not move since the previous round.
+    pub persistent_lag: f64,
+    /// Messages per second the group consumes (None until two rounds saw commits).
+    pub consume_rate_per_second: Option<f64>,
+    /// Messages per second produced to the partitions (None until two rounds).
+    pub produce_rate_per_second: Option<f64>,
+    /// False when some partition's end offset was unknown this round.
+    pub complete: bool,
+    /// When the round ran (Unix seconds).
+    pub timestamp_unix_seconds: f64,
+}
+
+type Key = (String, String, i32);
+
+struct ClusterState {
+    client: Client,
+    /// Per (group, topic, partition).
+    history: HashMap<Key, PartitionHistory>,
+    committed: HashMap<Key, i64>,
+}
+
+/// Lag for the controller; owns one client per cluster.
+pub struct KafkaSource {
+    named: HashMap<String, Vec<String>>,
+    timeout: Duration,
+    clusters: tokio::sync::Mutex<HashMap<String, ClusterState>>,
+}
+
+impl KafkaSource {
+    /// `named` are the `--kafka-cluster name=host:port[;host:port]` entries.
+    pub fn new(named: &[String], timeout: Duration) -> Result<Self, SourceError> {
+        let mut map = HashMap::new();
+        for entry in named {
+            let Some((name, servers)) = entry.split_once('=') else {
+                return Err(SourceError::NotConfigured(format!(
+                    "--kafka-cluster {entry:?}: expected name=host:port[;host:port]"
+                )));
+            };
+            let servers: Vec<String> = servers
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if name.trim().is_empty() || servers.is_empty() {
+                return Err(SourceError::NotConfigured(format!(
+                    "--kafka-cluster {entry:?}: expected name=host:port[;host:port]"
+                )));
+            }
+            map.insert(name.trim().to_string(), servers);
+        }
+        Ok(Self {
+            named: map,
+            timeout,
+            clusters: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn bootstrap(&self, cluster: &str) -> Vec<String> {
+        match self.named.get(cluster) {
+            Some(s) => s.clone(),
+            None => cluster
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// One reading per query, in order. One round per distinct cluster.
+    pub async fn collect(
+        &self,
+        queries: &[LagQuery],
+        now_unix_seconds: f64,
+    ) -> Vec<Result<LagReading, SourceError>> {
+        let mut by_cluster: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for q in queries {
+            by_cluster
+                .entry(q.cluster.as_str())
+                .or_default()
+                .insert(q.group.clone());
+        }
+        let mut rounds: HashMap<&str, Result<Round, SourceError>> = HashMap::new();
+        let mut clusters = self.clusters.lock().await;
+        for (cluster, groups) in by_cluster {
+            let state = match clusters.entry(cluster.to_string()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let bootstrap = self.bootstrap(cluster);
+                    let refs: Vec<&str> = bootstrap.iter().map(String::as_str).collect();
+                    let mut cfg = ClientConfig::new(cluster, &refs);
+                    cfg.client_id = "tidal-scaler".to_string();
+                    cfg.request_timeout = self.timeout;
+                    match Client::new(cfg) {
+                        Ok(client) => v.insert(ClusterState {
+                            client,
+                            history: HashMap::new(),
+                            committed: HashMap::new(),
+                        }),
+                        Err(e) => {
+                            rounds.insert(cluster, Err(kafka_error(cluster, "*", &e)));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let selection = Selection::Groups(groups.into_iter().collect());
+            let round = match state.client.collect(&selection).await {
+                Ok(r) => Ok(r),
+                Err(e) => Err(kafka_error(cluster, "*", &e)),
+            };
+            rounds.insert(cluster, round);
+        }
+        queries
+            .iter()
+            .map(|q| match rounds.get(q.cluster.as_str()) {
+                Some(Ok(round)) => match clusters.get_mut(q.cluster.as_str()) {
+                    Some(state) => reading(state, round, q, now_unix_seconds),
+                    None => Err(SourceError::Kafka {
+                        cluster: q.cluster.clone(),
+                        group: q.group.clone(),
+                        detail: "no client".into(),
+                    }),
+                },
+                Some(Err(e)) => Err(match e {
+                    SourceError::Kafka {
+                        cluster, detail, ..
+                    } => SourceError::Kafka {
+                        cluster: cluster.clone(),
+                        group: q.group.clone(),
+                        detail: detail.clone(),
+                    },
+                    other => other.clone(),
+                }),
+                None => Err(SourceError::Kafka {
+                    cluster: q.cluster.clone(),
+                    group: q.group.clone(),
+                    detail: "no round ran".into(),
+                }),
+            })
+            .collect()
+    }
+}
+
+fn kafka_error(cluster: &str, group: &str, e: &tidal_core::kafka::KafkaError) -> SourceError {
+    SourceError::Kafka {
+        cluster: cluster.to_string(),
+        group: group.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// The reading for one query from a finished round; updates the per-partition history.
+fn reading(
+    state: &mut ClusterState,
+    round: &Round,
+    q: &LagQuery,
+    now: f64,
+) -> Result<LagReading, SourceError> {
+    let err = |detail: String| SourceError::Kafka {
+        cluster: q.cluster.clone(),
+        group: q.group.clone(),
+        detail,
+    };
+    let Some(group) = round.groups.get(&q.group) else {
+        return Err(err(
+            "the group does not exist (no committed offsets, no members)".into(),
+        ));
+    };
+    if let Some(e) = &group.error {
+        return Err(err(format!("offsets unreadable this round: {e}")));
+    }
+    let topics: BTreeSet<&str> = if q.topics.is_empty() {
+        group
+            .committed
+            .keys()
+            .map(|(t, _)| t.as_str())
+            .chain(
+                group
+                    .members
+                    .iter()
+                    .flat_map(|m| m.assignment.iter().map(|(t, _)| t.as_str())),
+            )
+            .collect()
+    } else {
+        q.topics.iter().map(String::as_str).collect()
+    };
+    if topics.is_empty() {
+        return Err(err(
+            "the group has no committed offsets and no assignment, and no topics are set".into(),
+        ));
+    }
+    let mut out = LagReading {
+        total: 0.0,
+        partitions: 0,
+        partitions_with_lag: 0,
+        persistent_lag: 0.0,
+        consume_rate_per_second: None,
+        produce_rate_per_second: None,
+        complete: true,
+        timestamp_unix_seconds: now,
+    };
+    for topic in &topics {
+        let parts: Vec<(&(String, i32), _)> = round
+            .partitions
+            .range((topic.to_string(), i32::MIN)..=(topic.to_string(), i32::MAX))
+            .collect();
+        if parts.is_empty() {
+            return Err(err(format!(
+                "topic {topic:?}: no partitions seen (the topic does not exist, or the group \
+                 never committed to it and no member is assigned to it)"
+            )));
+        }
+        for ((t, p), info) in parts {
+            out.partitions += 1;
+            let committed = group.committed.get(&(t.clone(), *p)).copied();
+            let lag = partition_lag(committed, info.offsets, q.reset.into());
+            let key = (q.group.clone(), t.clone(), *p);
+            let Some(lag) = lag else {
+                out.complete = false;
+                continue;
+            };
+            let lag_f = lag as f64;
+            out.total += lag_f;
+            if lag > 0 {
+                out.partitions_with_lag += 1;
+                if let Some(c) = committed
+                    && state.committed.get(&key) == Some(&c)
+                {
+                    out.persistent_lag += lag_f;
+                }
+            }
+            if let Some(o) = info.offsets {
+                let h = state.history.entry(key.clone()).or_default();
+                h.observe(now, o.log_end, committed);
+                if let Some(r) = h.consume_rate() {
+                    *out.consume_rate_per_second.get_or_insert(0.0) += r;
+                }
+                if let Some(r) = h.produce_rate() {
+                    *out.produce_rate_per_second.get_or_insert(0.0) += r;
+                }
+            }
+            match committed {
+                Some(c) => {
+                    state.committed.insert(key, c);
+                }
+                None => {
+                    state.committed.remove(&key);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidal_core::kafka::{GroupInfo, PartitionInfo, PartitionOffsets};
+
+    fn state() -> ClusterState {
+        ClusterState {
+            client: Client::new(ClientConfig::new("t", &["127.0.0.1:1"])).expect("client"),
+            history: HashMap::new(),
+            committed: HashMap::new(),
+        }
+    }
+
+    fn round(ends: &[(i32, Option<i64>)], committed: &[(i32, i64)]) -> Round {
+        let mut r = Round::default();
+        for (p, end) in ends {
+            r.partitions.insert(
+                ("orders".into(), *p),
+                PartitionInfo {
+                    leader: 1,
+                    offsets: end.map(|e| PartitionOffsets {
+                        log_start: 0,
+                        log_end: e,
+                    }),
+                },
+            );
+        }
+        let mut g = GroupInfo::default();
+        for (p, c) in committed {
+            g.committed.insert(("orders".into(), *p), *c);
+        }
+        r.groups.insert("g".into(), g);
+        r
+    }
+
+    fn q(topics: &[&str]) -> LagQuery {
+        LagQuery {
+            cluster: "c".into(),
+            group: "g".into(),
+            topics: topics.iter().map(|s| s.to_string()).collect(),
+            reset: ResetPolicyKey::Latest,
+        }
+    }
+
+    #[test]
+    fn sums_partitions_counts_the_cap_and_persistent_lag() {
+        let mut s = state();
+        let r = round(
+            &[(0, Some(100)), (1, Some(50)), (2, Some(7))],
+            &[(0, 40), (1, 50)],
+        );
+        let a = reading(&mut s, &r, &q(&["orders"]), 10.0).expect("reading");
+        // p0: 60, p1: 0, p2: no commit under `latest` counts 1 (KEDA).
+        assert_eq!(a.total, 61.0);
+        assert_eq!((a.partitions, a.partitions_with_lag), (3, 2));
+        assert!(a.complete);
+        assert_eq!(a.persistent_lag, 0.0, "first round: nothing to compare");
+        // Same commits next round: p0's lag is persistent.
+        let b = reading(&mut s, &r, &q(&["orders"]), 11.0).expect("reading");
+        assert_eq!(b.persistent_lag, 60.0);
+    }
+
+    #[test]
+    fn unknown_end_offset_makes_the_reading_incomplete_not_zero() {
+        let mut s = state();
+        let r = round(&[(0, Some(100)), (1, None)], &[(0, 40), (1, 0)]);
+        let a = reading(&mut s, &r, &q(&[]), 1.0).expect("reading");
+        assert!(!a.complete);
+        assert_eq!(a.total, 60.0);
+        assert_eq!(a.partitions, 2);
+    }
+
+    #[test]
+    fn missing_group_topic_or_unreadable_offsets_are_errors_naming_them() {
+        let mut s = state();
+        let r = round(&[(0, Some(1))], &[(0, 1)]);
+        let e = reading(&mut s, &r, &q(&["payments"]), 1.0).expect_err("no such topic");
+        assert!(e.to_string().contains("payments"), "{e}");
+        assert!(e.to_string().contains("\"g\""), "{e}");
+        let mut missing = q(&[]);
+        missing.group = "nobody".into();
+        let e = reading(&mut s, &r, &missing, 1.0).expect_err("no such group");
+        assert!(e.to_string().contains("nobody"), "{e}");
+        let mut bad = round(&[(0, Some(1))], &[(0, 1)]);
+        if let Some(g) = bad.groups.get_mut("g") {
+            g.error = Some("COORDINATOR_NOT_AVAILABLE".into());
+        }
+        let e = reading(&mut s, &bad, &q(&[]), 1.0).expect_err("unreadable");
+        assert!(e.to_string().contains("COORDINATOR_NOT_AVAILABLE"), "{e}");
+    }
+
+    #[test]
+    fn named_clusters_parse_and_bad_entries_name_the_flag() {
+        let s = KafkaSource::new(&["main=a:1;b:2".into()], Duration::from_secs(1)).expect("ok");
+        assert_eq!(s.bootstrap("main"), vec!["a:1", "b:2"]);
+        assert_eq!(s.bootstrap("x:1,y:2"), vec!["x:1", "y:2"]);
+        let e = KafkaSource::new(&["nonsense".into()], Duration::from_secs(1))
+            .err()
+            .expect("error");
+        assert!(e.to_string().contains("--kafka-cluster"), "{e}");
+    }
+}

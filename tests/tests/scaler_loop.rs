@@ -1,0 +1,718 @@
+//! tidal-scaler's closed loop on the real stack (issue #6): the real scaler binary, running
+//! with exactly the manifests' RBAC (a token of a ServiceAccount bound to the rendered
+//! ClusterRole and Role), against the real kube-apiserver, controller-manager and KWOK nodes,
+//! reading a real tidal-agent that samples real cgroups with a real busy loop inside, and the
+//! real Kafka broker.
+//!
+//! Needs root (cgroups) and the binaries (`cargo build --bins`, as scripts/test.sh does).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tidal_e2e::cgroups::{
+    CgroupGuard, container_id, hierarchies, mkdirs, set_container_id, spawn_burner,
+};
+use tidal_e2e::kafka::{commit, create_topic, produce};
+use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
+use tidal_e2e::{
+    ChildGuard, Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for, workspace_bin,
+};
+use tidal_scaler::api::ScalingPolicy;
+
+type R = anyhow::Result<()>;
+
+/// A running `tidal-scaler run`, its log, and its metrics URL.
+struct Scaler {
+    child: ChildGuard,
+    log: PathBuf,
+    metrics: String,
+}
+
+impl Scaler {
+    fn start(kubeconfig: &Path, ns: &str, name: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let bin = workspace_bin("tidal-scaler");
+        anyhow::ensure!(
+            bin.exists(),
+            "{} is missing: run `cargo build --bins` first",
+            bin.display()
+        );
+        let port = free_port()?;
+        let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
+        let file = std::fs::File::create(&log)?;
+        let child = ChildGuard::spawn(
+            Command::new(&bin)
+                .arg("run")
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--namespace", ns, "--lease-namespace", ns])
+                .args(["--identity", name])
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .env("RUST_LOG", "info,tidal_scaler=debug")
+                .stdout(file.try_clone()?)
+                .stderr(file),
+        )?;
+        Ok(Self {
+            child,
+            log,
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        })
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The value of an unlabelled (or first matching) sample of `metric`.
+    async fn metric(&self, metric: &str) -> Option<f64> {
+        let body = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        body.lines()
+            .find(|l| l.starts_with(metric) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// Sum of every sample of `metric`.
+    async fn sum(&self, metric: &str) -> f64 {
+        let Some(body) = async { reqwest::get(&self.metrics).await.ok()?.text().await.ok() }.await
+        else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// A Deployment of KWOK pods (`nodeName` set, so no scheduling wait) with one container `app`.
+fn deployment(name: &str, node: &str, replicas: i32, cpu: &str) -> anyhow::Result<Deployment> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeName": node,
+                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1",
+                                    "resources": {"requests": {"cpu": cpu, "memory": "32Mi"}}}]
+                }
+            }
+        }
+    }))?)
+}
+
+fn policy(name: &str, spec: serde_json::Value) -> anyhow::Result<ScalingPolicy> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "tidal.dev/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": name},
+        "spec": spec
+    }))?)
+}
+
+async fn replicas(deploys: &Api<Deployment>, name: &str) -> Option<i32> {
+    deploys.get(name).await.ok()?.spec?.replicas
+}
+
+/// Waits until `name` has `want` replicas; the error includes the scaler's log.
+async fn wait_replicas(
+    deploys: &Api<Deployment>,
+    name: &str,
+    want: i32,
+    secs: u64,
+    scaler: &Scaler,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    wait_for(
+        &format!("deployment {name} at {want} replicas"),
+        Duration::from_secs(secs),
+        || async { (replicas(deploys, name).await == Some(want)).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; replicas now unknown; scaler log:\n{}", scaler.tail()))?;
+    Ok(started.elapsed())
+}
+
+async fn status(policies: &Api<ScalingPolicy>, name: &str) -> serde_json::Value {
+    policies
+        .get(name)
+        .await
+        .ok()
+        .and_then(|p| serde_json::to_value(p.status).ok())
+        .unwrap_or_default()
+}
+
+fn condition<'a>(status: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+/// Gives every running pod of `app` a kubelet-like container ID and the matching cgroup
+/// (cgroupfs driver, Burstable), so the agent reports its usage. Runs until aborted.
+async fn provision(
+    pods: Api<Pod>,
+    app: String,
+    bases: Vec<PathBuf>,
+    guard: Arc<Mutex<CgroupGuard>>,
+    done: Arc<Mutex<BTreeMap<String, String>>>,
+) {
+    let mut offset = 0u128;
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("app={app}")))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for p in list {
+            let (Some(name), Some(uid)) = (p.metadata.name.clone(), p.metadata.uid.clone()) else {
+                continue;
+            };
+            if p.metadata.deletion_timestamp.is_some()
+                || done.lock().map(|d| d.contains_key(&uid)).unwrap_or(true)
+            {
+                continue;
+            }
+            offset += 1;
+            let Ok(cid) = container_id(offset) else {
+                continue;
+            };
+            let rel = PathBuf::from(format!("kubepods/burstable/pod{uid}/{cid}"));
+            let made = match guard.lock() {
+                Ok(mut g) => mkdirs(&bases, &rel, &mut g).is_ok(),
+                Err(_) => false,
+            };
+            if made
+                && set_container_id(&pods, &name, &cid).await.is_ok()
+                && let Ok(mut d) = done.lock()
+            {
+                d.insert(uid, cid);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_load_scales_up_within_seconds_and_back_down_after_the_window() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-cpu", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = cpu_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+async fn cpu_loop(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    kubeconfig: &Path,
+) -> R {
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    deploys
+        .create(&PostParams::default(), &deployment("web", node, 1, "100m")?)
+        .await?;
+    let bases = hierarchies(Path::new("/sys/fs/cgroup"));
+    anyhow::ensure!(
+        !bases.is_empty(),
+        "no cgroup hierarchy under /sys/fs/cgroup"
+    );
+    let guard = Arc::new(Mutex::new(CgroupGuard(Vec::new())));
+    let done = Arc::new(Mutex::new(BTreeMap::new()));
+    let provisioner = tokio::spawn(provision(
+        pods.clone(),
+        "web".into(),
+        bases.clone(),
+        guard.clone(),
+        done.clone(),
+    ));
+    let result = async {
+        let first = wait_for("the first pod's cgroup", Duration::from_secs(60), || async {
+            done.lock().ok()?.iter().next().map(|(u, c)| (u.clone(), c.clone()))
+        })
+        .await?;
+        let agent_port = free_port()?;
+        let _agent = spawn_node_agent(stack, node, &format!("127.0.0.1:{agent_port}"), "0.5")?;
+        let scaler = Scaler::start(
+            kubeconfig,
+            ns,
+            "scaler-cpu",
+            &[
+                "--leader-elect=false",
+                "--agent-url",
+                &format!("http://127.0.0.1:{agent_port}"),
+            ],
+        )?;
+        // 50% of 100m per pod; scale-down waits 10s (a short window, so the test is quick).
+        policies
+            .create(
+                &PostParams::default(),
+                &policy(
+                    "web",
+                    json!({
+                        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                        "minReplicas": 1, "maxReplicas": 4,
+                        "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 50}}],
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 10}}
+                    }),
+                )?,
+            )
+            .await?;
+        // Idle first: the loop sees ~0 usage and holds at 1 (minReplicas).
+        wait_for("an idle decision in the status", Duration::from_secs(60), || async {
+            let s = status(&policies, "web").await;
+            (s["desiredReplicas"] == 1 && s["currentMetrics"][0]["value"].is_string())
+                .then_some(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+
+        // A real busy loop in the first pod: 1 core against 100m, 20x the target.
+        let (uid, cid) = first;
+        let burner = spawn_burner(
+            &bases,
+            Path::new(&format!("kubepods/burstable/pod{uid}/{cid}")),
+        )?;
+        let up = wait_replicas(&deploys, "web", 4, 60, &scaler).await?;
+        eprintln!("load step -> 4 replicas in {:.1}s", up.as_secs_f64());
+        anyhow::ensure!(up < Duration::from_secs(15), "slower than the HPA's 15s loop: {up:?}");
+
+        let s = status(&policies, "web").await;
+        anyhow::ensure!(s["desiredReplicas"] == 4 && s["lastScaleTime"].is_string(), "{s}");
+        let able = condition(&s, "AbleToScale").ok_or_else(|| anyhow::anyhow!("{s}"))?;
+        anyhow::ensure!(able["status"] == "True", "{s}");
+        let events: Api<Event> = Api::namespaced(client.clone(), ns);
+        let rescale = wait_for("a SuccessfulRescale Event", Duration::from_secs(10), || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("SuccessfulRescale")
+                        && e.note.as_deref().is_some_and(|n| n.starts_with("New size: 4; reason: "))
+                })
+        })
+        .await?;
+        anyhow::ensure!(
+            rescale.reporting_controller.as_deref() == Some("tidal-scaler"),
+            "{rescale:?}"
+        );
+
+        // Load removed: every pod idles. The count comes down only after the 10s window.
+        let all_provisioned = wait_for("all 4 pods with cgroups", Duration::from_secs(60), || async {
+            (done.lock().ok()?.len() >= 4).then_some(())
+        })
+        .await;
+        all_provisioned?;
+        drop(burner);
+        let down = wait_replicas(&deploys, "web", 1, 90, &scaler).await?;
+        eprintln!("load removed -> 1 replica in {:.1}s", down.as_secs_f64());
+        anyhow::ensure!(
+            down >= Duration::from_secs(9),
+            "scaled down before the 10s stabilization window: {down:?}"
+        );
+        let ups = scaler.sum("tidal_scaler_scale_events_total").await;
+        anyhow::ensure!(ups >= 2.0, "scale events counted: {ups}");
+        Ok(())
+    }
+    .await;
+    provisioner.abort();
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_dry_run_and_every_uncertain_input_hold_safely() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-lag", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = lag_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+async fn lag_loop(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    kubeconfig: &Path,
+) -> R {
+    let bootstrap = stack.kafka_bootstrap()?.to_string();
+    let topic = unique("loop-t");
+    let group = unique("loop-g");
+    create_topic(&bootstrap, &topic, 3).await?;
+    commit(
+        &bootstrap,
+        &group,
+        &[(&topic, 0, 0), (&topic, 1, 0), (&topic, 2, 0)],
+    )?;
+    produce(&bootstrap, &topic, &[40, 40, 40]).await?;
+
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    for (name, n) in [
+        ("consumer", 1),
+        ("dry", 1),
+        ("zero", 2),
+        ("prom", 2),
+        ("bad", 2),
+    ] {
+        deploys
+            .create(&PostParams::default(), &deployment(name, node, n, "50m")?)
+            .await?;
+    }
+    // Prometheus "stopped": nothing listens on this port.
+    let dead_prometheus = format!("http://127.0.0.1:{}", free_port()?);
+    let scaler = Scaler::start(
+        kubeconfig,
+        ns,
+        "scaler-lag",
+        &[
+            "--leader-elect=false",
+            "--kafka-cluster",
+            &format!("stack={bootstrap}"),
+            "--prometheus-url",
+            &dead_prometheus,
+            "--prometheus-interval-seconds",
+            "2",
+        ],
+    )?;
+    let target = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": name});
+    let lag = |cluster: &str| json!([{"name": "lag", "kafkaLag": {"cluster": cluster, "group": group, "topics": [topic], "lagPerReplica": 10}}]);
+    let specs = [
+        (
+            "consumer",
+            json!({"targetRef": target("consumer"), "minReplicas": 1, "maxReplicas": 10, "metrics": lag("stack")}),
+        ),
+        (
+            "dry",
+            json!({"targetRef": target("dry"), "minReplicas": 1, "maxReplicas": 10, "metrics": lag("stack"), "dryRun": true}),
+        ),
+        // The broker is unreachable: never scale to zero on unknown lag.
+        (
+            "zero",
+            json!({"targetRef": target("zero"), "minReplicas": 0, "maxReplicas": 10, "metrics": lag("127.0.0.1:1")}),
+        ),
+        (
+            "prom",
+            json!({"targetRef": target("prom"), "minReplicas": 1, "maxReplicas": 10,
+                        "metrics": [{"name": "rps", "prometheus": {"query": "vector(1)", "targetValue": "1"}}]}),
+        ),
+        // Parses as YAML, passes the schema, but does not type-check.
+        (
+            "bad",
+            json!({"targetRef": target("bad"), "minReplicas": 1, "maxReplicas": 10, "metrics": lag("stack"),
+                       "formula": "lag.value + \"x\""}),
+        ),
+    ];
+    for (name, spec) in specs {
+        policies
+            .create(&PostParams::default(), &policy(name, spec)?)
+            .await?;
+    }
+
+    // 120 messages of lag at 10 per replica is 12, capped at the topic's 3 partitions.
+    let took = wait_replicas(&deploys, "consumer", 3, 60, &scaler).await?;
+    eprintln!(
+        "lag backlog -> 3 replicas (partition cap) in {:.1}s",
+        took.as_secs_f64()
+    );
+    let s = status(&policies, "consumer").await;
+    // The proposal is the cap; the reasons say which metric chose it.
+    anyhow::ensure!(
+        s["currentMetrics"][0]["proposedReplicas"] == 3
+            && s["lastDecision"]["dominantMetric"] == "lag",
+        "{s}"
+    );
+
+    // Dry run: the decision is recorded, nothing else changes.
+    let s = wait_for("the dry-run decision", Duration::from_secs(30), || async {
+        let s = status(&policies, "dry").await;
+        (s["desiredReplicas"] == 3).then_some(s)
+    })
+    .await?;
+    let reasons = s["lastDecision"]["reasons"].to_string();
+    anyhow::ensure!(reasons.contains("dryRun: would scale 1 -> 3"), "{s}");
+
+    // Unknown lag, a stopped Prometheus and a formula that does not type-check: each holds,
+    // and its condition names the broker, the URL or the field.
+    let holds = [
+        ("zero", "127.0.0.1:1"),
+        ("prom", dead_prometheus.as_str()),
+        ("bad", "spec.formula"),
+    ];
+    for (name, needle) in holds {
+        let s = wait_for(
+            &format!("{name}: ScalingActive=False"),
+            Duration::from_secs(30),
+            || async {
+                let s = status(&policies, name).await;
+                let c = condition(&s, "ScalingActive")?;
+                (c["status"] == "False" && c["message"].as_str()?.contains(needle))
+                    .then_some(s.clone())
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+        eprintln!(
+            "{name}: {}",
+            condition(&s, "ScalingActive")
+                .map(|c| c["message"].to_string())
+                .unwrap_or_default()
+        );
+    }
+    let bad = status(&policies, "bad").await;
+    anyhow::ensure!(
+        condition(&bad, "ScalingActive").is_some_and(|c| c["reason"] == "InvalidFormula"),
+        "{bad}"
+    );
+    // Several more cycles later, nothing was applied to any of them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (name, want) in [("dry", 1), ("zero", 2), ("prom", 2), ("bad", 2)] {
+        let got = replicas(&deploys, name).await;
+        anyhow::ensure!(got == Some(want), "{name}: replicas {got:?}, want {want}");
+    }
+    let errors = scaler.sum("tidal_scaler_errors_total").await;
+    anyhow::ensure!(errors > 0.0, "errors were counted");
+    anyhow::ensure!(scaler.metric("tidal_scaler_leader").await == Some(1.0));
+    drop(scaler.child);
+    Ok(())
+}
+
+/// The conditional PUT of the scale subresource meets a real 409 on the real API server
+/// (someone changed the Deployment after the decision was based on it) and retries on a
+/// fresh read; the scaler's ClusterRole allows exactly these calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_conflict_is_retried_on_a_fresh_read() -> R {
+    use kube::api::DynamicObject;
+    use kube::discovery::ApiResource;
+    use tidal_scaler::actuators::replicas::{ObservedScale, ScaleOutcome, ScaleTarget, put_scale};
+
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-409", |ns| async move {
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let created = deploys
+            .create(&PostParams::default(), &deployment("web", &node, 1, "10m")?)
+            .await?;
+        let observed = ObservedScale {
+            replicas: 1,
+            resource_version: created.metadata.resource_version.clone(),
+        };
+        // Someone else scales after our read: our resourceVersion is now stale.
+        deploys
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 2}})),
+            )
+            .await?;
+        let target = ScaleTarget {
+            resource: ApiResource::erase::<Deployment>(&()),
+            namespace: ns.clone(),
+            name: "web".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &target.resource);
+        let calls = Mutex::new(Vec::new());
+        let out = put_scale(&api, &target, &observed, 3, |v| {
+            if let Ok(mut c) = calls.lock() {
+                c.push(v);
+            }
+        })
+        .await?;
+        anyhow::ensure!(out == ScaleOutcome::Applied { attempts: 2 }, "{out:?}");
+        let calls = calls
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        anyhow::ensure!(
+            calls == ["put_scale", "get_scale", "put_scale"],
+            "{calls:?}"
+        );
+        anyhow::ensure!(replicas(&deploys, "web").await == Some(3));
+
+        // Stale again, but the target already has what we want: nothing is written.
+        let stale = ObservedScale {
+            replicas: 2,
+            resource_version: observed.resource_version,
+        };
+        let out = put_scale(&api, &target, &stale, 3, |_| {}).await?;
+        anyhow::ensure!(out == ScaleOutcome::Unchanged, "{out:?}");
+        Ok(())
+    })
+    .await
+}
+
+/// Two scalers elect a leader through a Lease; only the leader writes. Killing the leader
+/// hands over within 15s, and the new leader carries on from the checkpoint in the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_takes_under_15s_with_no_double_action() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-ha", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = failover(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+async fn failover(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    kubeconfig: &Path,
+) -> R {
+    let bootstrap = stack.kafka_bootstrap()?.to_string();
+    let topic = unique("ha-t");
+    let group = unique("ha-g");
+    create_topic(&bootstrap, &topic, 6).await?;
+    let zero: Vec<(&str, i32, i64)> = (0..6).map(|p| (topic.as_str(), p, 0)).collect();
+    commit(&bootstrap, &group, &zero)?;
+    produce(&bootstrap, &topic, &[10, 10, 10, 0, 0, 0]).await?;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    deploys
+        .create(
+            &PostParams::default(),
+            &deployment("consumer", node, 1, "10m")?,
+        )
+        .await?;
+    let cluster = format!("stack={bootstrap}");
+    let a = Scaler::start(kubeconfig, ns, "scaler-a", &["--kafka-cluster", &cluster])?;
+    wait_for("scaler-a leads", Duration::from_secs(30), || async {
+        (a.metric("tidal_scaler_leader").await == Some(1.0)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", a.tail()))?;
+    let b = Scaler::start(kubeconfig, ns, "scaler-b", &["--kafka-cluster", &cluster])?;
+    wait_for("scaler-b follows", Duration::from_secs(30), || async {
+        (b.metric("tidal_scaler_leader").await == Some(0.0)).then_some(())
+    })
+    .await?;
+    policies
+        .create(
+            &PostParams::default(),
+            &policy(
+                "consumer",
+                json!({
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "consumer"},
+                    "minReplicas": 1, "maxReplicas": 10,
+                    "metrics": [{"name": "lag", "kafkaLag": {"cluster": "stack", "group": group, "topics": [topic], "lagPerReplica": 10}}]
+                }),
+            )?,
+        )
+        .await?;
+    // 30 messages of lag at 10 per replica: 3.
+    wait_replicas(&deploys, "consumer", 3, 60, &a).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ea, eb) = (
+        a.sum("tidal_scaler_scale_events_total").await,
+        b.sum("tidal_scaler_scale_events_total").await,
+    );
+    anyhow::ensure!(
+        ea == 1.0 && eb == 0.0,
+        "one action, by the leader: a={ea} b={eb}"
+    );
+
+    // Kill the leader (SIGKILL: no graceful release) and time the takeover.
+    let killed = Instant::now();
+    drop(a);
+    wait_for("scaler-b takes over", Duration::from_secs(20), || async {
+        (b.metric("tidal_scaler_leader").await == Some(1.0)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", b.tail()))?;
+    let takeover = killed.elapsed();
+    eprintln!(
+        "leader killed -> follower leads in {:.1}s",
+        takeover.as_secs_f64()
+    );
+    anyhow::ensure!(
+        takeover < Duration::from_secs(15),
+        "failover took {takeover:?}"
+    );
+
+    // The new leader acts: more lag, more replicas (6 partitions).
+    produce(&bootstrap, &topic, &[0, 0, 0, 10, 10, 10]).await?;
+    wait_replicas(&deploys, "consumer", 6, 60, &b).await?;
+    let eb = b.sum("tidal_scaler_scale_events_total").await;
+    anyhow::ensure!(eb == 1.0, "the new leader scaled once: {eb}");
+    let s = status(&policies, "consumer").await;
+    anyhow::ensure!(
+        s["checkpoint"]["recommendations"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{s}"
+    );
+    // Killing the leader must not leave the kubectl view inconsistent: one owner of replicas.
+    let managers = kubectl(
+        stack,
+        &[
+            "-n",
+            ns,
+            "get",
+            "deploy",
+            "consumer",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ],
+        None,
+    )?;
+    anyhow::ensure!(managers.contains("tidal-scaler"), "{managers}");
+    Ok(())
+}
