@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — the main job: bring up the real stack, run Tidal against it, show it work.
 #
-# What runs today:
-#   - the real stack (kube-apiserver, controller-manager, scheduler, etcd, KWOK nodes, Kafka,
-#     Prometheus), left running afterwards so you can explore it (scripts/stack.sh down);
-#   - a consumer Deployment on the KWOK nodes, scaled through its scale subresource;
-#   - tidal-agent as a local process, scraped by the stack's Prometheus.
-# The closed loop (tidal-scaler following CPU and Kafka lag) lands with issue #6; until then
-# the demo says "not yet" for it.
+#   1. the real stack (kube-apiserver, controller-manager, scheduler, etcd, KWOK nodes, Kafka,
+#      Prometheus), left running afterwards so you can explore it (scripts/stack.sh down);
+#   2. tidal-agent and tidal-scaler as local processes against it, scraped by Prometheus;
+#   3. a consumer Deployment on a KWOK node with a ScalingPolicy on CPU and Kafka lag;
+#   4. real load: a busy loop in a pod's cgroup, then a Kafka backlog drained at a fixed rate;
+#      the terminal shows every second how the replicas follow, and back down;
+#   5. an SVG of load and replicas over time (.stack/demo.svg), and the policy's status.
+#
+# The CPU phase needs root (it creates pod cgroups); without it the demo runs the Kafka phase.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
 ensure_toolchain
-step "building tidal-agent, tidal-scaler and the demo load generator"
+step "building tidal-agent, tidal-scaler and the demo load driver"
 cargo build --workspace --bins --locked
-cargo build --locked -p tidal-e2e --example demo_load
+cargo build --locked -p tidal-e2e --example demo_loop
 
 step "bringing the real stack up"
 "$REPO/scripts/stack.sh" up
@@ -27,22 +29,49 @@ step "nodes and versions"
 kc get nodes -o wide
 kc version 2>/dev/null | sed 's/^/    /'
 
-step "starting tidal-agent on 127.0.0.1:27464 (log: .stack/logs/demo-agent.log)"
-agent_pid=""
-cleanup() { [[ -n $agent_pid ]] && kill "$agent_pid" 2>/dev/null; rm -f "$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json"; }
+AGENT=127.0.0.1:27464
+SCALER=127.0.0.1:27465
+step "starting tidal-agent on $AGENT and tidal-scaler on $SCALER (logs: .stack/logs/demo-*.log)"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -f "$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json" "$TIDAL_PROMETHEUS_TARGETS_DIR/demo-scaler.json"
+}
 trap cleanup EXIT
-cat >"$REPO/.stack/demo-kafka.json" <<JSON
-{"interval_seconds": 1,
- "clusters": [{"name": "local", "bootstrap": ["$TIDAL_KAFKA_BOOTSTRAP"], "groups": "^demo-", "granularity": "topic"}]}
-JSON
-"$REPO/target/debug/tidal-agent" --listen 127.0.0.1:27464 --node-name kwok-node-0 --interval-seconds 1 \
-  --kafka-config "$REPO/.stack/demo-kafka.json" >"$REPO/.stack/logs/demo-agent.log" 2>&1 &
-agent_pid=$!
-printf '[{"targets":["127.0.0.1:27464"],"labels":{"component":"agent"}}]' >"$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json"
+trap 'exit 130' INT TERM
+for port in 27464 27465; do
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
+    fail "port $port is in use (another demo running?); stop it first"
+done
+"$REPO/target/debug/tidal-agent" --listen "$AGENT" --node-name kwok-node-0 --interval-seconds 1 \
+  >"$REPO/.stack/logs/demo-agent.log" 2>&1 &
+pids+=($!)
+"$REPO/target/debug/tidal-scaler" run --listen "$SCALER" --leader-elect=false --namespace tidal-demo \
+  --agent-url "http://$AGENT" --kafka-cluster "local=$TIDAL_KAFKA_BOOTSTRAP" \
+  --prometheus-url "$TIDAL_PROMETHEUS_URL" >"$REPO/.stack/logs/demo-scaler.log" 2>&1 &
+pids+=($!)
+printf '[{"targets":["%s"],"labels":{"component":"agent"}}]' "$AGENT" >"$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json"
+printf '[{"targets":["%s"],"labels":{"component":"scaler"}}]' "$SCALER" >"$TIDAL_PROMETHEUS_TARGETS_DIR/demo-scaler.json"
+for _ in $(seq 1 60); do
+  curl -fsS "http://$SCALER/readyz" >/dev/null 2>&1 && curl -fsS "http://$AGENT/readyz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -fsS "http://$SCALER/readyz" >/dev/null 2>&1 || fail "tidal-scaler is not ready; see .stack/logs/demo-scaler.log"
+curl -fsS "http://$AGENT/readyz" >/dev/null 2>&1 || fail "tidal-agent is not ready; see .stack/logs/demo-agent.log"
 
-step "a consumer Deployment on the KWOK nodes"
+step "the ScalingPolicy CRD, a consumer Deployment on kwok-node-0 and its ScalingPolicy"
+kc apply -f "$REPO/manifests/crd/scalingpolicy.yaml" >/dev/null
+kc wait --for=condition=Established crd/scalingpolicies.tidal.dev --timeout=30s >/dev/null
 kc create namespace tidal-demo --dry-run=client -o yaml | kc apply -f - >/dev/null
-kc -n tidal-demo apply -f - >/dev/null <<'YAML'
+# A fresh start each run: no history from an earlier demo.
+kc -n tidal-demo delete scalingpolicy consumer --ignore-not-found >/dev/null
+kc -n tidal-demo delete deployment consumer --ignore-not-found --wait=true >/dev/null
+run_id=$(date +%s)
+topic="demo-orders-$run_id"
+group="demo-consumers-$run_id"
+kc -n tidal-demo apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: consumer, labels: {app: consumer}}
@@ -52,53 +81,67 @@ spec:
   template:
     metadata: {labels: {app: consumer}}
     spec:
-      nodeSelector: {type: kwok}
+      nodeName: kwok-node-0
+      tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
       containers:
       - name: consumer
         image: registry.invalid/tidal/consumer:demo
-        resources: {requests: {cpu: 200m, memory: 128Mi}, limits: {cpu: "1", memory: 256Mi}}
+        resources: {requests: {cpu: 200m, memory: 128Mi}, limits: {cpu: "2", memory: 256Mi}}
+---
+apiVersion: tidal.dev/v1alpha1
+kind: ScalingPolicy
+metadata: {name: consumer}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: consumer}
+  minReplicas: 1
+  maxReplicas: 6
+  metrics:
+  - name: cpu
+    resource: {name: cpu, targetUtilization: 50}
+  - name: lag
+    kafkaLag: {cluster: local, group: $group, topics: [$topic], lagPerReplica: 500}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 15
+      policies: [{type: Percent, value: 100, periodSeconds: 5}]
 YAML
-kc -n tidal-demo rollout status deployment/consumer --timeout=60s
-for n in 3 1; do
-  note "scale subresource -> $n replicas"
-  kc -n tidal-demo scale deployment/consumer --replicas "$n"
-  kc -n tidal-demo rollout status deployment/consumer --timeout=60s >/dev/null
-  kc -n tidal-demo get pods -o wide --no-headers | awk '{printf "    %-34s %-8s %s\n", $1, $3, $7}'
-done
+kc -n tidal-demo rollout status deployment/consumer --timeout=60s >/dev/null
+kc -n tidal-demo get scalingpolicy consumer -o wide 2>/dev/null | sed 's/^/    /' || true
 
-step "Prometheus scrapes the agent"
+step "the closed loop, live (about 2.5 minutes): CPU, then a Kafka backlog; replicas follow"
+note "policy: cpu at 50% of a 200m request, lag at 500 messages per replica, 1..6 replicas,"
+note "scale-down after a 15s stabilization window. HPA would react on a 15s loop, KEDA polls every 30s."
+csv="$REPO/.stack/demo.csv"
+KUBECONFIG="$TIDAL_KUBECONFIG" timeout 300 "$REPO/target/debug/examples/demo_loop" tidal-demo consumer \
+  "$TIDAL_KAFKA_BOOTSTRAP" "$topic" "$group" "http://$AGENT" "http://$SCALER" "$csv"
+
+step "what the scaler says: the policy, its conditions, its Events"
+kc -n tidal-demo get scalingpolicy consumer -o wide | sed 's/^/    /'
+kc -n tidal-demo get scalingpolicy consumer -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}' |
+  sed 's/^/    /'
+kc -n tidal-demo get events --field-selector involvedObject.kind=ScalingPolicy \
+  -o custom-columns=REASON:.reason,MESSAGE:.message --sort-by=.metadata.creationTimestamp 2>/dev/null |
+  tail -n 12 | sed 's/^/    /' || true
+
+step "an SVG of load and replicas over time"
+if "$REPO/target/debug/tidal-scaler" plot --input "$csv" --output "$REPO/.stack/demo.svg" \
+  --title "Tidal demo: load and replicas over time" 2>/dev/null; then
+  note "wrote .stack/demo.svg (open it in a browser)"
+else
+  note "tidal-scaler plot failed; the samples are in .stack/demo.csv"
+fi
+
+step "Prometheus scrapes both (job tidal); a few of the scaler's own series"
 for _ in $(seq 1 30); do
-  up=$(curl -fsS "$TIDAL_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=up{job="tidal",component="agent"}' |
+  up=$(curl -fsS "$TIDAL_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=sum(up{job="tidal",component=~"agent|scaler"})' |
     python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")')
-  [[ $up == 1 ]] && break
+  [[ $up == 2 ]] && break
   sleep 1
 done
-[[ $up == 1 ]] || fail "Prometheus did not scrape the agent (see .stack/logs/demo-agent.log)"
-note "up{job=\"tidal\",component=\"agent\"} = $up"
-note "a few of the agent's series (node utilization, memory, sampler health):"
-curl -fsS http://127.0.0.1:27464/metrics |
-  grep -E '^(tidal_agent_node_(cpu|memory)_utilization_ratio|tidal_agent_node_memory_(total|used)_bytes|node_load1 |tidal_agent_sampler_(success|duration_seconds))' |
+note "sum(up{job=\"tidal\",component=~\"agent|scaler\"}) = ${up:-0}"
+curl -fsS "http://$SCALER/metrics" |
+  grep -E '^tidal_scaler_(desired_replicas|current_replicas|leader|cycle_duration_seconds_(sum|count)|scale_events_total)' |
   sed 's/^/    /'
-
-step "Kafka consumer lag, live: a producer at 200 msg/s, a consumer group at 120 msg/s for 15s"
-group="demo-orders-$(date +%s)"
-"$REPO/target/debug/examples/demo_load" "$TIDAL_KAFKA_BOOTSTRAP" demo-orders "$group" 15 2>/dev/null &
-load_pid=$!
-metric() { # metric NAME -> value for the demo group, or "-"
-  curl -fsS http://127.0.0.1:27464/metrics | awk -v n="$1" -v g="group=\"$group\"" \
-    'index($0, n"{") == 1 && index($0, g) { v = $NF } END { if (v == "") v = "-"; printf "%s", v }'
-}
-printf '    %5s  %8s  %10s  %12s  %12s  %s\n' t lag "lag (s)" "consume/s" "drain (s)" status
-for t in $(seq 2 2 30); do
-  sleep 2
-  status=$(curl -fsS http://127.0.0.1:27464/metrics | awk -v g="group=\"$group\"" \
-    'index($0, "tidal_agent_kafka_consumergroup_status{") == 1 && index($0, g) && $NF == 1 { sub(/.*status="/, ""); sub(/".*/, ""); print }')
-  printf '    %4ss  %8s  %10.10s  %12.12s  %12.12s  %s\n' "$t" "$(metric tidal_agent_kafka_consumergroup_lag)" \
-    "$(metric tidal_agent_kafka_consumergroup_lag_seconds)" "$(metric tidal_agent_kafka_consumergroup_consume_rate)" \
-    "$(metric tidal_agent_kafka_consumergroup_time_to_drain_seconds)" "${status:--}"
-  kill -0 "$load_pid" 2>/dev/null || break
-done
-wait "$load_pid" 2>/dev/null || true
 
 step "the engine, offline: tidal-scaler decide on the example of docs/decide.md"
 example=$(awk '/^```json/{n++; if (n==1) {f=1; next}} /^```/{f=0} f' "$REPO/docs/decide.md")
@@ -108,14 +151,7 @@ import json, sys
 d = json.load(sys.stdin)
 for p in d["proposals"]:
     print("    metric %-10s proposes %2d replicas (current %s)" % (p["metric"], p["replicas"], p["current"]))
-print("    current %d -> desired %d" % (d["current_replicas"], d["desired_replicas"]))
-for c in d["conditions"]:
-    print("    %-15s %-18s %s" % (c["type"], c["reason"], c["message"]))' ||
+print("    current %d -> desired %d" % (d["current_replicas"], d["desired_replicas"]))' ||
   note "(decide printed no JSON)"
-
-step "closed loop: not yet"
-note "tidal-scaler's controller (CPU + Kafka lag ScalingPolicy, live replicas, SVG of load and"
-note "replicas over time) arrives with issue #6. 'tidal-scaler run' says so explicitly:"
-RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 "$REPO/target/debug/tidal-scaler" run 2>&1 | sed 's/^/    /' || true
 
 step "done. The stack is still up: source .stack/env to use it; scripts/stack.sh down stops it."

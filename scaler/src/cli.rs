@@ -23,6 +23,9 @@ pub enum Command {
     Simulate(OfflineArgs),
     /// Print the ScalingPolicy CRD as YAML (manifests/crd is generated from this).
     Crdgen,
+    /// Draw a CSV (`t,<series>,...`) as an SVG line chart (`<name>@right` columns use a second
+    /// y axis).
+    Plot(PlotArgs),
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +122,29 @@ pub struct OfflineArgs {
     /// JSON input file ("-" for standard input).
     #[arg(long, env = "TIDAL_SCALER_INPUT", default_value = "-")]
     pub input: PathBuf,
+}
+
+/// `tidal-scaler plot`: a CSV table drawn as an SVG line chart (`crate::plot`).
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// CSV input, header `t,<name>,...` ("-" for standard input).
+    #[arg(long, env = "TIDAL_SCALER_PLOT_INPUT")]
+    pub input: PathBuf,
+    /// SVG output file ("-" for standard output).
+    #[arg(long, env = "TIDAL_SCALER_PLOT_OUTPUT")]
+    pub output: PathBuf,
+    /// Chart title (default: the input file name).
+    #[arg(long, env = "TIDAL_SCALER_PLOT_TITLE")]
+    pub title: Option<String>,
+    /// Label of the x axis.
+    #[arg(long, env = "TIDAL_SCALER_PLOT_X_LABEL", default_value = "time (s)")]
+    pub x_label: String,
+    /// Label of the left y axis.
+    #[arg(long, env = "TIDAL_SCALER_PLOT_Y_LABEL", default_value = "")]
+    pub y_label: String,
+    /// Label of the right y axis (default: the names of its series).
+    #[arg(long, env = "TIDAL_SCALER_PLOT_Y2_LABEL")]
+    pub y2_label: Option<String>,
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Run(args) => return run(*args),
         cli::Command::Simulate(_) => "the offline engine (`simulate`)",
         cli::Command::Crdgen => return crdgen(),
+        cli::Command::Plot(args) => return plot(&args),
     };
     anyhow::bail!(
         "not yet: {what} is not implemented in this build ({})",
@@ -71,4 +72,46 @@ fn decide(args: &cli::OfflineArgs) -> anyhow::Result<()> {
     let out = serde_json::to_string_pretty(&decision).context("encoding the decision")?;
     println!("{out}");
     Ok(())
+}
+
+/// `plot`: read a CSV table, write it as an SVG line chart.
+fn plot(args: &cli::PlotArgs) -> anyhow::Result<()> {
+    let stdin = args.input.as_os_str() == "-";
+    let text = if stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.input)
+            .with_context(|| format!("reading {}", args.input.display()))?
+    };
+    let source = if stdin {
+        "standard input".to_owned()
+    } else {
+        args.input.display().to_string()
+    };
+    let series = tidal_scaler::plot::read_csv(&text)
+        .with_context(|| format!("reading {source} as a CSV table"))?;
+    let title = args.title.clone().unwrap_or_else(|| {
+        args.input
+            .file_stem()
+            .map_or_else(|| source.clone(), |s| s.to_string_lossy().into_owned())
+    });
+    let chart = tidal_scaler::plot::Chart {
+        title,
+        x_label: args.x_label.clone(),
+        y_label: args.y_label.clone(),
+        y2_label: args.y2_label.clone(),
+        series,
+    };
+    let svg = tidal_scaler::plot::render_svg(&chart);
+    if args.output.as_os_str() == "-" {
+        std::io::Write::write_all(&mut std::io::stdout().lock(), svg.as_bytes())
+            .context("writing the SVG to standard output")
+    } else {
+        std::fs::write(&args.output, svg)
+            .with_context(|| format!("writing {}", args.output.display()))
+    }
 }

@@ -1,12 +1,14 @@
 //! Pod-shaped cgroups on this machine and kubelet-like pod status on KWOK, for tests that run
 //! the real agent against real cgroups and real API objects.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 
 use crate::{ChildGuard, wait_for};
 
@@ -150,4 +152,51 @@ pub async fn set_container_id(pods: &Api<Pod>, name: &str, id: &str) -> anyhow::
         }
     }
     anyhow::bail!("could not set containerID on {name}")
+}
+
+/// Gives every running pod matching the label `selector` a kubelet-like container ID and the
+/// matching cgroup (cgroupfs driver, Burstable: `kubepods/burstable/pod<uid>/<id>` in every
+/// hierarchy of `bases`), so an agent reports its usage; records `uid -> container id` in
+/// `done`. Runs until aborted.
+pub async fn provision_pods(
+    pods: Api<Pod>,
+    selector: String,
+    bases: Vec<PathBuf>,
+    guard: Arc<Mutex<CgroupGuard>>,
+    done: Arc<Mutex<BTreeMap<String, String>>>,
+) {
+    let mut offset = 0u128;
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for p in list {
+            let (Some(name), Some(uid)) = (p.metadata.name.clone(), p.metadata.uid.clone()) else {
+                continue;
+            };
+            if p.metadata.deletion_timestamp.is_some()
+                || done.lock().map(|d| d.contains_key(&uid)).unwrap_or(true)
+            {
+                continue;
+            }
+            offset += 1;
+            let Ok(cid) = container_id(offset) else {
+                continue;
+            };
+            let rel = PathBuf::from(format!("kubepods/burstable/pod{uid}/{cid}"));
+            let made = match guard.lock() {
+                Ok(mut g) => mkdirs(&bases, &rel, &mut g).is_ok(),
+                Err(_) => false,
+            };
+            if made
+                && set_container_id(&pods, &name, &cid).await.is_ok()
+                && let Ok(mut d) = done.lock()
+            {
+                d.insert(uid, cid);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -17,9 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use tidal_e2e::cgroups::{
-    CgroupGuard, container_id, hierarchies, mkdirs, set_container_id, spawn_burner,
-};
+use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
 use tidal_e2e::{
@@ -161,51 +159,6 @@ fn condition<'a>(status: &'a serde_json::Value, kind: &str) -> Option<&'a serde_
         .find(|c| c["type"] == kind)
 }
 
-/// Gives every running pod of `app` a kubelet-like container ID and the matching cgroup
-/// (cgroupfs driver, Burstable), so the agent reports its usage. Runs until aborted.
-async fn provision(
-    pods: Api<Pod>,
-    app: String,
-    bases: Vec<PathBuf>,
-    guard: Arc<Mutex<CgroupGuard>>,
-    done: Arc<Mutex<BTreeMap<String, String>>>,
-) {
-    let mut offset = 0u128;
-    loop {
-        let list = pods
-            .list(&ListParams::default().labels(&format!("app={app}")))
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default();
-        for p in list {
-            let (Some(name), Some(uid)) = (p.metadata.name.clone(), p.metadata.uid.clone()) else {
-                continue;
-            };
-            if p.metadata.deletion_timestamp.is_some()
-                || done.lock().map(|d| d.contains_key(&uid)).unwrap_or(true)
-            {
-                continue;
-            }
-            offset += 1;
-            let Ok(cid) = container_id(offset) else {
-                continue;
-            };
-            let rel = PathBuf::from(format!("kubepods/burstable/pod{uid}/{cid}"));
-            let made = match guard.lock() {
-                Ok(mut g) => mkdirs(&bases, &rel, &mut g).is_ok(),
-                Err(_) => false,
-            };
-            if made
-                && set_container_id(&pods, &name, &cid).await.is_ok()
-                && let Ok(mut d) = done.lock()
-            {
-                d.insert(uid, cid);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_load_scales_up_within_seconds_and_back_down_after_the_window() -> R {
     let stack = Stack::load()?;
@@ -246,9 +199,9 @@ async fn cpu_loop(
     );
     let guard = Arc::new(Mutex::new(CgroupGuard(Vec::new())));
     let done = Arc::new(Mutex::new(BTreeMap::new()));
-    let provisioner = tokio::spawn(provision(
+    let provisioner = tokio::spawn(provision_pods(
         pods.clone(),
-        "web".into(),
+        "app=web".into(),
         bases.clone(),
         guard.clone(),
         done.clone(),

@@ -1,0 +1,237 @@
+//! The closed loop of `scripts/demo.sh`: drives real load at a Deployment that a real
+//! tidal-scaler controls, and shows every second how the replicas follow.
+//!
+//! `demo_loop NAMESPACE DEPLOYMENT BOOTSTRAP TOPIC GROUP AGENT_URL SCALER_URL CSV`
+//!
+//! Timeline (bounded: at most 200 s):
+//! 1. idle;
+//! 2. CPU: a real busy loop in the first pod's cgroup (1 core against a 200m request), so the
+//!    `cpu` metric asks for more replicas; needs root and a cgroup hierarchy, else skipped;
+//! 3. idle again: replicas come down after the policy's stabilization window;
+//! 4. Kafka: a backlog is produced at once; the `lag` metric asks for lag / lagPerReplica
+//!    replicas (capped at the partition count); a consumer then drains it at a fixed rate,
+//!    committing, and the replicas follow the lag down.
+//!
+//! Every pod gets a kubelet-like container ID and a cgroup, so the agent reports its usage
+//! (KWOK pods run nothing). Writes `t,cpu (millicores),lag (messages),desired@right,
+//! replicas@right` to CSV for `tidal-scaler plot`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use rdkafka::ClientConfig as RdConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tidal_core::kafka::{Client, ClientConfig, ResetPolicy, Selection, partition_lag};
+use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
+use tidal_e2e::kafka::{commit, create_topic, produce};
+
+const PARTITIONS: i32 = 6;
+const BACKLOG_PER_PARTITION: i64 = 500;
+const DRAIN_PER_SECOND: usize = 60;
+
+/// The sum of every sample of `metric` whose line contains all of `want`.
+async fn scrape_sum(url: &str, metric: &str, want: &[String]) -> Option<f64> {
+    let body = reqwest::get(url).await.ok()?.text().await.ok()?;
+    let mut found = false;
+    let mut sum = 0.0;
+    for l in body.lines() {
+        if l.starts_with(&format!("{metric}{{")) && want.iter().all(|w| l.contains(w.as_str())) {
+            if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                sum += v;
+                found = true;
+            }
+        }
+    }
+    found.then_some(sum)
+}
+
+async fn lag(client: &mut Client, group: &str, topic: &str) -> Option<u64> {
+    let round = client
+        .collect(&Selection::Groups(vec![group.to_string()]))
+        .await
+        .ok()?;
+    let g = round.groups.get(group)?;
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        let tp = (topic.to_string(), p);
+        total += partition_lag(
+            g.committed.get(&tp).copied(),
+            round.partitions.get(&tp)?.offsets,
+            ResetPolicy::Latest,
+        )?;
+    }
+    Some(total)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let [ns, deploy, bootstrap, topic, group, agent, scaler, csv] = a.as_slice() else {
+        anyhow::bail!(
+            "usage: demo_loop NAMESPACE DEPLOYMENT BOOTSTRAP TOPIC GROUP AGENT_URL SCALER_URL CSV"
+        );
+    };
+    let client = kube::Client::try_default().await?;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+
+    // Kafka: the topic and a group that committed offset 0 everywhere (no lag yet).
+    create_topic(bootstrap, topic, PARTITIONS).await?;
+    let zero: Vec<(&str, i32, i64)> = (0..PARTITIONS).map(|p| (topic.as_str(), p, 0)).collect();
+    commit(bootstrap, group, &zero)?;
+    let mut lag_client = Client::new(ClientConfig::new("demo", &[bootstrap.as_str()]))?;
+
+    // Cgroups for every pod, as a kubelet would make them.
+    let bases = hierarchies(Path::new("/sys/fs/cgroup"));
+    let cgroups_ok = !bases.is_empty() && std::fs::metadata("/sys/fs/cgroup").is_ok() && {
+        let probe = bases[0].join("tidal-demo-probe");
+        let ok = std::fs::create_dir(&probe).is_ok();
+        let _ = std::fs::remove_dir(&probe);
+        ok
+    };
+    if !cgroups_ok {
+        eprintln!("    (no writable cgroup hierarchy: not root? The CPU phase is skipped.)");
+    }
+    let guard = Arc::new(Mutex::new(CgroupGuard(Vec::new())));
+    let done: Arc<Mutex<BTreeMap<String, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let provisioner = cgroups_ok.then(|| {
+        tokio::spawn(provision_pods(
+            pods.clone(),
+            format!("app={deploy}"),
+            bases.clone(),
+            guard.clone(),
+            done.clone(),
+        ))
+    });
+
+    let mut out = std::fs::File::create(csv)?;
+    writeln!(out, "t,cpu (millicores),lag (messages),desired@right,replicas@right")?;
+    println!(
+        "    {:>4}  {:<22} {:>10} {:>8} {:>8} {:>9} {:>6}",
+        "t", "phase", "cpu (m)", "lag", "desired", "replicas", "ready"
+    );
+
+    let ns_label = format!("namespace=\"{ns}\"");
+    let policy_label = format!("policy=\"{deploy}\"");
+    let start = Instant::now();
+    let mut burner = None;
+    let mut drain: Option<BaseConsumer> = None;
+    let mut drained = 0usize;
+    let mut backlog_sent = false;
+    let mut last_commit = Instant::now();
+    for second in 0..200u64 {
+        let t = start.elapsed().as_secs_f64();
+        let phase = match second {
+            0..5 => "idle",
+            5..45 if cgroups_ok => "CPU: 1 core busy loop",
+            5..65 => "idle (load removed)",
+            65..70 => "Kafka: backlog produced",
+            _ => "Kafka: draining",
+        };
+        // Phase transitions.
+        if phase.starts_with("CPU") && burner.is_none() {
+            let first = done.lock().ok().and_then(|d| d.iter().next().map(|(u, c)| (u.clone(), c.clone())));
+            if let Some((uid, cid)) = first {
+                burner = Some(spawn_burner(
+                    &bases,
+                    &PathBuf::from(format!("kubepods/burstable/pod{uid}/{cid}")),
+                )?);
+            }
+        }
+        if !phase.starts_with("CPU") {
+            burner = None;
+        }
+        if phase.starts_with("Kafka: backlog") && !backlog_sent {
+            produce(bootstrap, topic, &[BACKLOG_PER_PARTITION; PARTITIONS as usize]).await?;
+            backlog_sent = true;
+        }
+        if phase.starts_with("Kafka: draining") && drain.is_none() {
+            let c: BaseConsumer = RdConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .create()?;
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..PARTITIONS {
+                tpl.add_partition_offset(topic, p, Offset::Offset(0))?;
+            }
+            c.assign(&tpl)?;
+            drain = Some(c);
+        }
+        if let Some(c) = &drain {
+            // DRAIN_PER_SECOND messages per second, committed every second.
+            let mut n = 0;
+            let until = Instant::now() + Duration::from_millis(900);
+            while n < DRAIN_PER_SECOND && Instant::now() < until {
+                if let Some(Ok(_)) = c.poll(Duration::from_millis(20)) {
+                    n += 1;
+                }
+            }
+            drained += n;
+            if last_commit.elapsed() >= Duration::from_millis(900) {
+                let _ = c.commit_consumer_state(CommitMode::Sync);
+                last_commit = Instant::now();
+            }
+        }
+
+        let cpu = scrape_sum(
+            &format!("{agent}/metrics"),
+            "tidal_agent_container_cpu_usage_cores",
+            std::slice::from_ref(&ns_label),
+        )
+        .await;
+        let lag_now = lag(&mut lag_client, group, topic).await;
+        let desired = scrape_sum(
+            &format!("{scaler}/metrics"),
+            "tidal_scaler_desired_replicas",
+            &[ns_label.clone(), policy_label.clone()],
+        )
+        .await;
+        let d = deploys.get(deploy).await.ok();
+        let replicas = d.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
+        let ready = d
+            .as_ref()
+            .and_then(|d| d.status.as_ref()?.ready_replicas)
+            .unwrap_or(0);
+        let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        println!(
+            "    {:>3}s  {:<22} {:>10} {:>8} {:>8} {:>9} {:>6}",
+            second,
+            phase,
+            show(cpu.map(|c| c * 1000.0)),
+            lag_now.map_or("-".into(), |l| l.to_string()),
+            show(desired),
+            replicas.map_or("-".into(), |r| r.to_string()),
+            ready
+        );
+        let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+        writeln!(
+            out,
+            "{t:.1},{},{},{},{}",
+            cell(cpu.map(|c| c * 1000.0)),
+            cell(lag_now.map(|l| l as f64)),
+            cell(desired),
+            cell(replicas.map(f64::from))
+        )?;
+        if second > 120 && lag_now == Some(0) && replicas == Some(1) {
+            break;
+        }
+        let next = start + Duration::from_secs(second + 1);
+        if let Some(rest) = next.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    drop(burner);
+    if let Some(p) = provisioner {
+        p.abort();
+    }
+    eprintln!("    drained {drained} messages; samples in {csv}");
+    Ok(())
+}
