@@ -1,7 +1,8 @@
 //! One horizontal decision: 100 pods, 3 metrics (CPU utilization, a Pods metric, an External
 //! AverageValue metric), with a behavior and some history. Target: under 20 µs.
 //! `spec.formula` evaluation (target under 5 µs) and 10,000 small policies in one cycle
-//! (target under 200 ms on one core).
+//! (target under 200 ms on one core). The vertical recommender: `recommend` for 10 containers
+//! with 10,000 samples each, and one `observe`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -13,6 +14,9 @@ use tidal_scaler::engine::types::{
     Behavior, ConditionStatus, Container, ControllerSettings, KafkaDetail, KafkaLag, MetricSource,
     MetricSpec, MetricTarget, Observation, Pod, PodPhase, ReadyCondition, Recommendation,
     ScaleEvent, Spec, State, TargetType,
+};
+use tidal_scaler::engine::vertical::{
+    HorizontalTarget, ModelConfig, Resource, Resources, VerticalConfig, VerticalState,
 };
 
 const NOW: f64 = 1_700_000_000.0;
@@ -322,5 +326,63 @@ fn bench_fleet(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_formula, bench_fleet);
+/// The vertical recommender: 10 containers, each with 10,000 CPU and memory samples (10 pods,
+/// 1000 minutes), then one `recommend` (histogram, mean/variance, and with a horizontal CPU
+/// target), and one `observe` into that state.
+fn bench_vertical(c: &mut Criterion) {
+    let mut state = VerticalState::new(ModelConfig::default()).expect("valid model");
+    let containers: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    let requests = Resources::new(1.0, 512e6);
+    for m in 0..1000u32 {
+        let t = NOW - f64::from(1000 - m) * 60.0;
+        let wave = (f64::from(m) / 100.0).sin();
+        for (k, name) in containers.iter().enumerate() {
+            for p in 0..10u32 {
+                let cores = 0.2 + 0.05 * k as f64 + 0.1 * wave + 0.01 * f64::from(p);
+                let usage = Resources::new(cores, 2e8 + 1e7 * f64::from(p) + 3e7 * wave);
+                state
+                    .observe(&format!("pod-{p}"), name, &usage, &requests, t)
+                    .expect("valid sample");
+            }
+        }
+    }
+    let cfg = VerticalConfig::default();
+    let mv = VerticalConfig {
+        estimator: tidal_scaler::engine::vertical::EstimatorKind::MeanVariance,
+        ..VerticalConfig::default()
+    };
+    let hpa = [HorizontalTarget {
+        resource: Resource::Cpu,
+        container: None,
+        target_utilization_percent: 60,
+        tolerance_down: 0.1,
+        tolerance_up: 0.1,
+    }];
+    let mut g = c.benchmark_group("vertical");
+    g.bench_function("recommend 10 containers x 10k samples", |b| {
+        b.iter(|| state.recommend(black_box(&cfg), &[], NOW))
+    });
+    g.bench_function(
+        "recommend 10 containers x 10k samples, mean_variance",
+        |b| b.iter(|| state.recommend(black_box(&mv), &[], NOW)),
+    );
+    g.bench_function(
+        "recommend 10 containers x 10k samples, cpu coordinated",
+        |b| b.iter(|| state.recommend(black_box(&cfg), black_box(&hpa), NOW)),
+    );
+    let mut t = NOW;
+    let usage = Resources::new(0.3, 2.5e8);
+    g.bench_function("observe one sample (cpu and memory)", |b| {
+        b.iter(|| {
+            t += 60.0;
+            state.observe(black_box("pod-3"), black_box("c7"), &usage, &requests, t)
+        })
+    });
+    g.bench_function("checkpoint 10 containers to JSON", |b| {
+        b.iter(|| serde_json::to_vec(&state.checkpoint()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_formula, bench_fleet, bench_vertical);
 criterion_main!(benches);

@@ -1,8 +1,8 @@
 //! `tidal-scaler` as a library: the ScalingPolicy CRD types in [`api`], the pure [`engine`]
 //! (used by `decide`, `simulate`, the controller and the tests), the [`sources`] of metric
 //! data, the [`actuators`] (the only writers to the API server), the [`controller`] loop, its
-//! self-[`metrics`] and HTTP [`server`], the SVG charts of [`plot`], and the command-line definition
-//! in [`cli`].
+//! self-[`metrics`] and HTTP [`server`], the offline replay of load traces in [`simulate`], the
+//! SVG charts of [`plot`], and the command-line definition in [`cli`].
 
 pub mod actuators;
 pub mod api;
@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod plot;
 pub mod run;
 pub mod server;
+pub mod simulate;
 pub mod sources;

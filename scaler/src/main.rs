@@ -1,8 +1,8 @@
 //! `tidal-scaler`: the central controller (see `docs/design.md`).
 //!
-//! Subcommands: `run` (the controller), `decide` and `simulate` (the pure engine, offline, on
-//! JSON) and `crdgen` (prints the CRD). A part not built yet (`simulate`) says so and exits
-//! non-zero rather than pretending to work.
+//! Subcommands: `run` (the controller), `decide` (the pure engine, offline, on JSON),
+//! `simulate` (a load trace replayed through a workload model and the engine, against the HPA
+//! and KEDA), `plot` (a CSV as an SVG chart) and `crdgen` (prints the CRD).
 
 use std::io::Read;
 
@@ -19,17 +19,13 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = cli::Cli::parse();
-    let what = match cli.command {
-        cli::Command::Decide(args) => return decide(&args),
-        cli::Command::Run(args) => return run(*args),
-        cli::Command::Simulate(_) => "the offline engine (`simulate`)",
-        cli::Command::Crdgen => return crdgen(),
-        cli::Command::Plot(args) => return plot(&args),
-    };
-    anyhow::bail!(
-        "not yet: {what} is not implemented in this build ({})",
-        tidal_core::build::describe("tidal-scaler")
-    )
+    match cli.command {
+        cli::Command::Decide(args) => decide(&args),
+        cli::Command::Run(args) => run(*args),
+        cli::Command::Simulate(args) => simulate(&args),
+        cli::Command::Crdgen => crdgen(),
+        cli::Command::Plot(args) => plot(&args),
+    }
 }
 
 /// `run`: the controller, on a multi-threaded runtime.
@@ -114,4 +110,37 @@ fn plot(args: &cli::PlotArgs) -> anyhow::Result<()> {
         std::fs::write(&args.output, svg)
             .with_context(|| format!("writing {}", args.output.display()))
     }
+}
+
+/// `simulate`: replay a trace for Tidal (and `--compare` peers); print a table or JSON, and
+/// write the chart and the series when asked.
+fn simulate(args: &cli::SimulateArgs) -> anyhow::Result<()> {
+    use tidal_scaler::simulate;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let trace = simulate::read_trace(&args.trace, &read(&args.trace)?, args.interpolation)?;
+    let policy = simulate::read_policy(&args.policy, &read(&args.policy)?)?;
+    let mut report = simulate::simulate(&trace, &policy, &args.options(), &args.compare)?;
+    report.trace = args.trace.display().to_string();
+    report.policy = args.policy.display().to_string();
+    if let Some(path) = &args.output_svg {
+        let name = args.trace.file_stem().map_or_else(
+            || report.trace.clone(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let svg = tidal_scaler::plot::render_svg(&report.chart(&format!("simulate: {name}")));
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.output_csv {
+        std::fs::write(path, report.csv())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        let out = serde_json::to_string_pretty(&report.to_json()).context("encoding the report")?;
+        println!("{out}");
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }

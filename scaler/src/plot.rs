@@ -59,7 +59,7 @@ pub struct Chart {
 }
 
 /// A CSV that cannot be plotted. Lines and columns count from 1.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum PlotError {
     /// No header row (the text is empty or holds only blank lines and `#` comments).
     #[error("the CSV is empty: expected a header row `t,<series>,...`")]
@@ -108,57 +108,58 @@ impl PlotError {
     }
 }
 
-/// Reads `t,<name1>,<name2>,...` CSV text into one [`Series`] per column after the time.
+/// A CSV table as read, before it becomes [`Series`]: the trimmed header cells and the data
+/// rows with their line numbers (for errors found later, such as a negative load).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// The header line's number.
+    pub header_line: usize,
+    /// The header cells, trimmed; the first names the time column.
+    pub columns: Vec<String>,
+    pub rows: Vec<Row>,
+}
+
+/// One data row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Line number in the text (from 1).
+    pub line: usize,
+    /// The time (first column).
+    pub t: f64,
+    /// One cell per column after the time; `None` for an empty cell.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Reads `t,<name1>,<name2>,...` CSV text as a [`Table`].
 ///
 /// Blank lines and lines starting with `#` are skipped; cells are trimmed. The first column is
-/// the time (required in every row); an empty cell elsewhere means no point. Column headers go
-/// through [`Series::new`] (`@right`, `replicas`). Quoted cells are not supported.
-pub fn read_csv(text: &str) -> Result<Vec<Series>, PlotError> {
-    let mut rows = text
+/// the time (required in every row); an empty cell elsewhere means no value. Every number must
+/// be finite. Column names must be non-empty. Quoted cells are not supported.
+pub fn read_table(text: &str) -> Result<Table, PlotError> {
+    let mut lines = text
         .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-    let (header_line, header) = rows.next().ok_or(PlotError::Empty)?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
-    if names.len() < 2 {
+    let (header_line, header) = lines.next().ok_or(PlotError::Empty)?;
+    let columns: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
+    if columns.len() < 2 {
         return Err(PlotError::NoSeries { line: header_line });
     }
-    let mut series: Vec<Series> = Vec::with_capacity(names.len() - 1);
-    for (i, name) in names.iter().enumerate() {
-        let column = i + 1;
-        if name.is_empty()
-            || name
-                .strip_suffix("@right")
-                .is_some_and(|b| b.trim().is_empty())
-        {
-            return Err(PlotError::Header {
-                line: header_line,
-                column,
-                reason: "empty column name".to_owned(),
-            });
-        }
-        if i == 0 {
-            continue;
-        }
-        let s = Series::new(name, Vec::new());
-        if series.iter().any(|o| o.name == s.name) {
-            return Err(PlotError::Header {
-                line: header_line,
-                column,
-                reason: format!("duplicate series name {:?}", s.name),
-            });
-        }
-        series.push(s);
+    if let Some(i) = columns.iter().position(|c| c.is_empty()) {
+        return Err(PlotError::Header {
+            line: header_line,
+            column: i + 1,
+            reason: "empty column name".to_owned(),
+        });
     }
-    let mut any_row = false;
-    for (line, row) in rows {
-        any_row = true;
+    let mut rows = Vec::new();
+    for (line, row) in lines {
         let cells: Vec<&str> = row.split(',').map(str::trim).collect();
-        if cells.len() != names.len() {
+        if cells.len() != columns.len() {
             return Err(PlotError::Columns {
                 line,
-                expected: names.len(),
+                expected: columns.len(),
                 found: cells.len(),
             });
         }
@@ -169,20 +170,57 @@ pub fn read_csv(text: &str) -> Result<Vec<Series>, PlotError> {
                 .ok_or_else(|| PlotError::Number {
                     line,
                     column: column + 1,
-                    name: names[column].to_owned(),
+                    name: columns[column].clone(),
                     text: text.to_owned(),
                 })
         };
         let t = number(0, cells[0])?;
-        for (i, cell) in cells.iter().enumerate().skip(1) {
-            if !cell.is_empty() {
-                let v = number(i, cell)?;
-                series[i - 1].points.push((t, v));
+        let values = cells
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, c)| (!c.is_empty()).then(|| number(i, c)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push(Row { line, t, values });
+    }
+    if rows.is_empty() {
+        return Err(PlotError::NoRows);
+    }
+    Ok(Table {
+        header_line,
+        columns,
+        rows,
+    })
+}
+
+/// Reads `t,<name1>,<name2>,...` CSV text ([`read_table`]) into one [`Series`] per column
+/// after the time. Column headers go through [`Series::new`] (`@right`, `replicas`); a name
+/// that is empty once `@right` is removed, or repeats another, is an error.
+pub fn read_csv(text: &str) -> Result<Vec<Series>, PlotError> {
+    let table = read_table(text)?;
+    let mut series: Vec<Series> = Vec::with_capacity(table.columns.len() - 1);
+    for (i, name) in table.columns.iter().enumerate().skip(1) {
+        let s = Series::new(name, Vec::with_capacity(table.rows.len()));
+        let reason = if s.name.is_empty() {
+            "empty column name".to_owned()
+        } else if series.iter().any(|o| o.name == s.name) {
+            format!("duplicate series name {:?}", s.name)
+        } else {
+            series.push(s);
+            continue;
+        };
+        return Err(PlotError::Header {
+            line: table.header_line,
+            column: i + 1,
+            reason,
+        });
+    }
+    for row in &table.rows {
+        for (s, v) in series.iter_mut().zip(&row.values) {
+            if let Some(v) = v {
+                s.points.push((row.t, *v));
             }
         }
-    }
-    if !any_row {
-        return Err(PlotError::NoRows);
     }
     Ok(series)
 }
@@ -208,7 +246,8 @@ struct Axis {
 }
 
 impl Axis {
-    /// Ticks for `[lo, hi]`; a y axis (`zero`) always includes 0.
+    /// Ticks for `[lo, hi]`. A y axis (`zero`) includes 0 and is rounded out to whole ticks;
+    /// the x axis spans exactly the data.
     fn new(lo: f64, hi: f64, zero: bool) -> Self {
         let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
             (lo, hi)
@@ -230,11 +269,18 @@ impl Axis {
                 hi += pad;
             }
         }
-        let step = nice(nice(hi - lo, false) / 5.0, true);
-        let lo = (lo / step).floor() * step;
-        let hi = (hi / step).ceil() * step;
-        let n = ((hi - lo) / step).round() as usize;
-        let ticks = (0..=n).map(|i| lo + step * i as f64).collect();
+        let (lo, hi, step) = if zero {
+            // A y axis: rounded out to whole ticks.
+            let step = nice(nice(hi - lo, false) / 5.0, true);
+            ((lo / step).floor() * step, (hi / step).ceil() * step, step)
+        } else {
+            // The x axis: exactly the data, ticks inside it.
+            (lo, hi, nice((hi - lo) / 6.0, true))
+        };
+        let first = (lo / step - 1e-9).ceil();
+        let last = (hi / step + 1e-9).floor();
+        let n = (last - first).max(0.0) as usize;
+        let ticks = (0..=n).map(|i| (first + i as f64) * step).collect();
         let decimals = (-step.log10().floor()).max(0.0) as usize;
         Self {
             lo,
@@ -332,6 +378,13 @@ fn drawable(s: &Series) -> Vec<(f64, f64)> {
     out
 }
 
+/// A series ready to draw: its color and its drawable points.
+struct Drawn<'a> {
+    series: &'a Series,
+    color: &'static str,
+    points: Vec<(f64, f64)>,
+}
+
 /// Estimated width of `text` in the 12px sans-serif of the legend.
 fn text_width(text: &str) -> f64 {
     text.chars().count() as f64 * 7.0
@@ -339,25 +392,29 @@ fn text_width(text: &str) -> f64 {
 
 /// Draws `chart` as a standalone SVG document.
 pub fn render_svg(chart: &Chart) -> String {
-    let drawn: Vec<(usize, &Series, Vec<(f64, f64)>)> = chart
+    let drawn: Vec<Drawn> = chart
         .series
         .iter()
         .enumerate()
-        .map(|(i, s)| (i, s, drawable(s)))
+        .map(|(i, s)| Drawn {
+            color: PALETTE[i % PALETTE.len()],
+            series: s,
+            points: drawable(s),
+        })
         .collect();
     // Right-axis series need a left axis to be next to; alone they take the left one.
-    let has_left = drawn.iter().any(|(_, s, _)| !s.right_axis);
+    let has_left = drawn.iter().any(|d| !d.series.right_axis);
     let on_right = |s: &Series| has_left && s.right_axis;
-    let has_right = drawn.iter().any(|(_, s, _)| on_right(s));
+    let has_right = drawn.iter().any(|d| on_right(d.series));
 
     let range = |pick: &dyn Fn(&(f64, f64)) -> f64, right: Option<bool>| {
         let mut lo = f64::INFINITY;
         let mut hi = f64::NEG_INFINITY;
-        for (_, s, pts) in &drawn {
-            if right.is_some_and(|r| on_right(s) != r) {
+        for d in &drawn {
+            if right.is_some_and(|r| on_right(d.series) != r) {
                 continue;
             }
-            for p in pts {
+            for p in &d.points {
                 lo = lo.min(pick(p));
                 hi = hi.max(pick(p));
             }
@@ -381,7 +438,8 @@ pub fn render_svg(chart: &Chart) -> String {
     // Legend layout: entries left to right, wrapping.
     let mut legend = Vec::with_capacity(drawn.len());
     let (mut lx, mut row) = (left, 0usize);
-    for (i, s, _) in &drawn {
+    for d in &drawn {
+        let s = d.series;
         let label = if on_right(s) {
             format!("{} (right axis)", s.name)
         } else {
@@ -392,14 +450,15 @@ pub fn render_svg(chart: &Chart) -> String {
             lx = left;
             row += 1;
         }
-        legend.push((*i, lx, row, label));
+        legend.push((d.color, lx, row, label));
         lx += w;
     }
     let legend_top = bottom + 62.0;
     let rows = legend.last().map_or(0, |l| l.2 + 1);
     let height = legend_top + rows as f64 * LEGEND_ROW + 8.0;
 
-    let mut out = String::with_capacity(4096 + 16 * drawn.iter().map(|d| d.2.len()).sum::<usize>());
+    let mut out =
+        String::with_capacity(4096 + 16 * drawn.iter().map(|d| d.points.len()).sum::<usize>());
     // `write!` to a String cannot fail; the results are ignored throughout.
     let _ = write!(
         out,
@@ -501,8 +560,8 @@ pub fn render_svg(chart: &Chart) -> String {
         let label = chart.y2_label.clone().unwrap_or_else(|| {
             drawn
                 .iter()
-                .filter(|(_, s, _)| on_right(s))
-                .map(|(_, s, _)| s.name.as_str())
+                .filter(|d| on_right(d.series))
+                .map(|d| d.series.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         });
@@ -519,12 +578,12 @@ pub fn render_svg(chart: &Chart) -> String {
     out.push_str(
         "<g class=\"series\" fill=\"none\" stroke-width=\"1.8\" stroke-linejoin=\"round\">\n",
     );
-    for (i, s, pts) in &drawn {
+    for d in &drawn {
+        let (s, pts, color) = (d.series, &d.points, d.color);
         let Some(&(x0, y0)) = pts.first() else {
             continue;
         };
         let axis = if on_right(s) { &y2_axis } else { &y_axis };
-        let color = PALETTE[i % PALETTE.len()];
         let _ = write!(
             out,
             "<path stroke=\"{color}\" data-series=\"{}\" d=\"M{:.2} {:.2}",
@@ -549,9 +608,8 @@ pub fn render_svg(chart: &Chart) -> String {
 
     // The legend.
     out.push_str("<g class=\"legend\">\n");
-    for (i, x, row, label) in &legend {
+    for (color, x, row, label) in &legend {
         let y = legend_top + *row as f64 * LEGEND_ROW;
-        let color = PALETTE[i % PALETTE.len()];
         let _ = writeln!(
             out,
             "<line x1=\"{x:.2}\" y1=\"{y:.2}\" x2=\"{:.2}\" y2=\"{y:.2}\" stroke=\"{color}\" \
@@ -733,8 +791,17 @@ mod tests {
     #[test]
     fn nice_ticks() {
         let a = Axis::new(0.0, 7200.0, false);
-        assert_eq!(a.ticks, vec![0.0, 2000.0, 4000.0, 6000.0, 8000.0]);
+        assert_eq!(
+            a.ticks,
+            (0..8).map(|i| f64::from(i) * 1000.0).collect::<Vec<_>>()
+        );
+        assert_eq!((a.lo, a.hi), (0.0, 7200.0));
         assert_eq!(a.label(2000.0), "2000");
+        let a = Axis::new(0.0, 2400.0, false);
+        assert_eq!(a.ticks, vec![0.0, 500.0, 1000.0, 1500.0, 2000.0]);
+        let a = Axis::new(3.0, 94160.0, true);
+        assert_eq!((a.lo, a.hi), (0.0, 100_000.0));
+        assert_eq!(a.ticks.len(), 6);
         let a = Axis::new(0.2, 0.93, true);
         assert_eq!(a.lo, 0.0);
         assert_eq!(a.hi, 1.0);

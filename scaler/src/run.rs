@@ -228,6 +228,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Settings {
             fast_interval: fast,
             prometheus_interval: slow,
+            vertical_min_samples: args.vertical_min_samples,
+            vertical_apply_interval: secs(
+                "--vertical-apply-interval-seconds",
+                args.vertical_apply_interval_seconds,
+            )?,
             ..Settings::default()
         },
     );

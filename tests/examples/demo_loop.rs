@@ -42,11 +42,12 @@ async fn scrape_sum(url: &str, metric: &str, want: &[String]) -> Option<f64> {
     let mut found = false;
     let mut sum = 0.0;
     for l in body.lines() {
-        if l.starts_with(&format!("{metric}{{")) && want.iter().all(|w| l.contains(w.as_str())) {
-            if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-                sum += v;
-                found = true;
-            }
+        if l.starts_with(&format!("{metric}{{"))
+            && want.iter().all(|w| l.contains(w.as_str()))
+            && let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
+        {
+            sum += v;
+            found = true;
         }
     }
     found.then_some(sum)
@@ -112,7 +113,10 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let mut out = std::fs::File::create(csv)?;
-    writeln!(out, "t,cpu (millicores),lag (messages),desired@right,replicas@right")?;
+    writeln!(
+        out,
+        "t,cpu (millicores),lag (messages),desired@right,replicas@right"
+    )?;
     println!(
         "    {:>4}  {:<22} {:>10} {:>8} {:>8} {:>9} {:>6}",
         "t", "phase", "cpu (m)", "lag", "desired", "replicas", "ready"
@@ -137,7 +141,10 @@ async fn main() -> anyhow::Result<()> {
         };
         // Phase transitions.
         if phase.starts_with("CPU") && burner.is_none() {
-            let first = done.lock().ok().and_then(|d| d.iter().next().map(|(u, c)| (u.clone(), c.clone())));
+            let first = done
+                .lock()
+                .ok()
+                .and_then(|d| d.iter().next().map(|(u, c)| (u.clone(), c.clone())));
             if let Some((uid, cid)) = first {
                 burner = Some(spawn_burner(
                     &bases,
@@ -149,7 +156,12 @@ async fn main() -> anyhow::Result<()> {
             burner = None;
         }
         if phase.starts_with("Kafka: backlog") && !backlog_sent {
-            produce(bootstrap, topic, &[BACKLOG_PER_PARTITION; PARTITIONS as usize]).await?;
+            produce(
+                bootstrap,
+                topic,
+                &[BACKLOG_PER_PARTITION; PARTITIONS as usize],
+            )
+            .await?;
             backlog_sent = true;
         }
         if phase.starts_with("Kafka: draining") && drain.is_none() {

@@ -1,16 +1,31 @@
-//! Dashboards and alert rules against real data (issue #7): a real agent samples a real pod
-//! cgroup (a busy loop under a CPU quota, so throttling is real) labelled from a KWOK pod, and
-//! a real Kafka consumer group with lag; the stack's Prometheus scrapes it as job
-//! `tidal-agent`. Then every panel expression of every dashboard, with its variables
-//! substituted, must return a non-empty vector, and every alert expression must evaluate.
-//! `promtool check rules` / `promtool test rules` run on the rule files too.
+//! Dashboards and alert rules against real data (issue #7).
+//!
+//! - A real agent samples a real pod cgroup (a busy loop under a CPU quota, so throttling is
+//!   real) labelled from a KWOK pod, and a real Kafka consumer group with lag; the stack's
+//!   Prometheus scrapes it as job `tidal-agent`.
+//! - Two real `tidal-scaler run` processes (Lease election: one leads, one follows), with
+//!   exactly the manifests' RBAC, scale a Deployment of KWOK pods on the lag of a real consumer
+//!   group whose backlog comes and goes (scale-ups and scale-downs), and hold a second policy
+//!   whose broker is unreachable (errors). Prometheus scrapes both as job `tidal-scaler`.
+//!
+//! Then every template variable query and every panel expression of every dashboard, with the
+//! variables substituted, must return a non-empty vector of finite numbers; every alert
+//! expression must evaluate, and the scaler's alerts must say what the live data says (a
+//! leader, cycles, the unreachable broker's input errors). `promtool check rules` and
+//! `promtool test rules` run on the rule files, and every alert must have a firing and a
+//! not-firing unit test. Finally the workload-scaling dashboard's own desired-vs-current and
+//! value-vs-target queries, over the test's run (`query_range`), are written to
+//! `scaling.csv` and drawn by `tidal-scaler plot` as `scaling.svg`, in `target/e2e-pictures/`
+//! (in `docs/img/` with `TIDAL_UPDATE_PICTURES=1`, which refreshes the README's picture).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use rdkafka::ClientConfig as RdConfig;
@@ -19,15 +34,79 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tidal_core::schema;
 use tidal_e2e::cgroups::{CgroupGuard, hierarchies, mkdirs, set_container_id};
+use tidal_e2e::kafka::{commit, create_topic, produce};
+use tidal_e2e::manifests::{ScalerRbac, ensure_crd};
 use tidal_e2e::{
     ChildGuard, Stack, free_port, in_namespace, repo_root, unique, wait_for, workspace_bin,
 };
 
 type R = anyhow::Result<()>;
 
-async fn query(url: &str, q: &str) -> anyhow::Result<serde_json::Value> {
-    let resp: serde_json::Value = reqwest::Client::new()
+/// The dashboards this repository ships (and `dashboards/kustomization.yaml` installs).
+const DASHBOARDS: &[&str] = &[
+    "cluster-overview.json",
+    "kafka-lag.json",
+    "tidal-self.json",
+    "workload-scaling.json",
+];
+
+/// The rule files, each with its `promtool test rules` file (`<name>.tests.yaml`).
+const RULE_FILES: &[&str] = &["tidal-agent", "tidal-scaler"];
+
+/// How long all panel expressions together may take to return data.
+const PANEL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A dashboard or rule check that failed; each names the file, the panel or alert, and the
+/// expression as sent.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error("{file}: {what}")]
+    Shape { file: String, what: String },
+    #[error(
+        "{file}: panel \"{panel}\" uses ${var}, which this test gives no value\n  expr: {expr}"
+    )]
+    Unsubstituted {
+        file: String,
+        panel: String,
+        var: String,
+        expr: String,
+    },
+    #[error("{file}: variable ${var}: {what}\n  query: {query}")]
+    Variable {
+        file: String,
+        var: String,
+        what: String,
+        query: String,
+    },
+    #[error("{file}: {name} is not in tidal_core::schema (typo, or a series nobody exports)")]
+    UnknownSeries { file: String, name: String },
+    #[error("{} panel expression(s) failed within {}s:\n{}", .0.len(), PANEL_DEADLINE.as_secs(), .0.join("\n"))]
+    Panels(Vec<String>),
+    #[error("{file}: alert {alert}: {what}\n  expr: {expr}")]
+    Alert {
+        file: String,
+        alert: String,
+        what: String,
+        expr: String,
+    },
+    #[error("{file}: alert {alert} has no promtool case where it {case}")]
+    Untested {
+        file: String,
+        alert: String,
+        case: &'static str,
+    },
+    #[error("promtool {args}: {output}")]
+    Promtool { args: String, output: String },
+}
+
+// ---------------------------------------------------------------- Prometheus
+
+async fn query(url: &str, q: &str) -> anyhow::Result<Value> {
+    let resp: Value = reqwest::Client::new()
         .get(format!("{url}/api/v1/query"))
         .query(&[("query", q)])
         .timeout(Duration::from_secs(5))
@@ -39,73 +118,268 @@ async fn query(url: &str, q: &str) -> anyhow::Result<serde_json::Value> {
     Ok(resp["data"].clone())
 }
 
-/// Every `expr` of every panel of a dashboard file, with its title.
-fn panel_exprs(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
-    let vars: Vec<&str> = d["templating"]["list"]
+async fn query_range(url: &str, q: &str, start: f64, end: f64) -> anyhow::Result<Value> {
+    let resp: Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/query_range"))
+        .query(&[
+            ("query", q.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", "1".to_string()),
+        ])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(
+        resp["status"] == "success",
+        "query_range failed: {q}\n{resp}"
+    );
+    Ok(resp["data"].clone())
+}
+
+/// The samples of an instant-vector answer, or why it does not count as data.
+fn finite_samples(data: &Value) -> Result<Vec<(Value, f64)>, String> {
+    if data["resultType"] != "vector" {
+        return Err(format!("not an instant vector: {}", data["resultType"]));
+    }
+    let result = data["result"].as_array().cloned().unwrap_or_default();
+    if result.is_empty() {
+        return Err("empty result".into());
+    }
+    result
+        .into_iter()
+        .map(|s| {
+            let raw = s["value"][1].as_str().unwrap_or_default().to_string();
+            match raw.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok((s["metric"].clone(), v)),
+                _ => Err(format!("sample {raw:?} of {} is not finite", s["metric"])),
+            }
+        })
+        .collect()
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- dashboards
+
+/// A template variable: its name and, for a `query` variable, its query.
+struct Variable {
+    name: String,
+    query: Option<String>,
+}
+
+/// A query panel: its title and the `expr` of each target.
+struct Panel {
+    title: String,
+    exprs: Vec<String>,
+}
+
+/// A dashboard file (`file` is its name in dashboards/).
+struct Dashboard {
+    file: String,
+    variables: Vec<Variable>,
+    panels: Vec<Panel>,
+}
+
+/// Reads a dashboard and checks its shape: uid, a "Tidal / " title, the `tidal` tag, a
+/// `datasource` variable that every query panel uses, unique panel ids, text panels with
+/// content and no queries.
+fn load_dashboard(path: &Path) -> anyhow::Result<Dashboard> {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shape = |what: String| CheckError::Shape {
+        file: file.clone(),
+        what,
+    };
+    let d: Value = serde_json::from_str(&std::fs::read_to_string(path)?)
+        .map_err(|e| shape(format!("not JSON: {e}")))?;
+    if !d["uid"].as_str().is_some_and(|u| u.starts_with("tidal-")) {
+        return Err(shape(format!("uid {} does not start with tidal-", d["uid"])).into());
+    }
+    if !d["title"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("Tidal / "))
+    {
+        return Err(shape(format!(
+            "title {} does not start with \"Tidal / \"",
+            d["title"]
+        ))
+        .into());
+    }
+    if !d["tags"]
+        .as_array()
+        .is_some_and(|t| t.contains(&json!("tidal")))
+    {
+        return Err(shape("no \"tidal\" tag".into()).into());
+    }
+    let variables: Vec<Variable> = d["templating"]["list"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|v| v["name"].as_str())
+        .map(|v| Variable {
+            name: v["name"].as_str().unwrap_or_default().to_string(),
+            query: (v["type"] == "query")
+                .then(|| v["query"]["query"].as_str().map(str::to_string))
+                .flatten(),
+        })
         .collect();
-    anyhow::ensure!(
-        vars.contains(&"datasource"),
-        "{}: no datasource variable",
-        path.display()
-    );
-    let mut out = Vec::new();
-    for p in d["panels"].as_array().into_iter().flatten() {
-        anyhow::ensure!(
-            p["datasource"]["uid"] == "${datasource}",
-            "{}: panel {} ignores $datasource",
-            path.display(),
-            p["title"]
-        );
-        for t in p["targets"].as_array().into_iter().flatten() {
-            let expr = t["expr"]
-                .as_str()
-                .ok_or_else(|| anyhow::anyhow!("panel {} target without expr", p["title"]))?;
-            out.push((
-                p["title"].as_str().unwrap_or_default().to_string(),
-                expr.to_string(),
-            ));
-        }
+    if !variables.iter().any(|v| v.name == "datasource") {
+        return Err(shape("no datasource variable".into()).into());
     }
-    anyhow::ensure!(!out.is_empty(), "{}: no expressions", path.display());
-    Ok(out)
-}
-
-/// Every alert `expr` of a rule file (single-line or `|` block).
-fn rule_exprs(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)?;
-    let lines: Vec<&str> = text.lines().collect();
-    let (mut out, mut alert) = (Vec::new(), String::new());
-    let mut i = 0;
-    while i < lines.len() {
-        let l = lines[i].trim_start();
-        if let Some(a) = l.strip_prefix("- alert:") {
-            alert = a.trim().to_string();
-        } else if let Some(e) = l.strip_prefix("expr:") {
-            let e = e.trim();
-            if e == "|" {
-                let indent = lines[i + 1].len() - lines[i + 1].trim_start().len();
-                let mut block = Vec::new();
-                while i + 1 < lines.len()
-                    && (lines[i + 1].trim().is_empty()
-                        || lines[i + 1].len() - lines[i + 1].trim_start().len() >= indent)
-                {
-                    i += 1;
-                    block.push(lines[i].trim());
-                }
-                out.push((alert.clone(), block.join(" ")));
-            } else {
-                out.push((alert.clone(), e.to_string()));
+    let mut ids = BTreeSet::new();
+    let mut panels = Vec::new();
+    for p in d["panels"].as_array().into_iter().flatten() {
+        let title = p["title"].as_str().unwrap_or_default().to_string();
+        if !ids.insert(p["id"].to_string()) {
+            return Err(shape(format!("panel id {} is used twice", p["id"])).into());
+        }
+        let targets = p["targets"].as_array().cloned().unwrap_or_default();
+        if p["type"] == "text" {
+            if !targets.is_empty() || p["options"]["content"].as_str().is_none_or(str::is_empty) {
+                return Err(
+                    shape(format!("text panel \"{title}\": queries, or no content")).into(),
+                );
+            }
+            continue;
+        }
+        if p["datasource"]["uid"] != "${datasource}" {
+            return Err(shape(format!("panel \"{title}\" ignores $datasource")).into());
+        }
+        let mut exprs = Vec::new();
+        for t in &targets {
+            if t["datasource"]["uid"] != "${datasource}" {
+                return Err(
+                    shape(format!("panel \"{title}\": a target ignores $datasource")).into(),
+                );
+            }
+            match t["expr"].as_str() {
+                Some(e) if !e.trim().is_empty() => exprs.push(e.to_string()),
+                _ => return Err(shape(format!("panel \"{title}\": a target has no expr")).into()),
             }
         }
-        i += 1;
+        if exprs.is_empty() {
+            return Err(shape(format!("panel \"{title}\" has no queries")).into());
+        }
+        panels.push(Panel { title, exprs });
     }
-    anyhow::ensure!(!out.is_empty(), "{}: no alert expressions", path.display());
-    Ok(out)
+    if panels.is_empty() {
+        return Err(shape("no query panels".into()).into());
+    }
+    Ok(Dashboard {
+        file,
+        variables,
+        panels,
+    })
+}
+
+/// Replaces `$name` and `${name}` by the test's value (longest names first); `Err(name)` for
+/// a variable left over.
+fn substitute(expr: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut names: Vec<&&str> = values.keys().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    let mut out = expr.to_string();
+    for name in names {
+        let value = &values[*name];
+        out = out
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    match out.find('$') {
+        None => Ok(out),
+        Some(i) => Err(out[i + 1..]
+            .trim_start_matches('{')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()),
+    }
+}
+
+/// Every `tidal_*` series name an expression mentions, with a histogram's `_bucket`, `_count`
+/// or `_sum` suffix removed.
+fn tidal_series(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("tidal_") {
+        let start = i + at;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let end = expr[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(expr.len(), |e| start + e);
+        if boundary {
+            let name = &expr[start..end];
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| schema::ALL.contains(b)))
+                .unwrap_or(name);
+            out.insert(base.to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- rule files
+
+#[derive(Deserialize)]
+struct RuleFile {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    alert: String,
+    expr: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RuleTests {
+    rule_files: Vec<String>,
+    tests: Vec<RuleTestGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleTestGroup {
+    #[serde(default)]
+    alert_rule_test: Vec<AlertTest>,
+}
+
+#[derive(Deserialize)]
+struct AlertTest {
+    alertname: String,
+    #[serde(default)]
+    exp_alerts: Vec<Value>,
+}
+
+fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)?;
+    serde_norway::from_str(&text).map_err(|e| {
+        CheckError::Shape {
+            file: path.display().to_string(),
+            what: e.to_string(),
+        }
+        .into()
+    })
 }
 
 fn promtool(args: &[&str], dir: &Path) -> R {
@@ -113,27 +387,276 @@ fn promtool(args: &[&str], dir: &Path) -> R {
         .args(args)
         .current_dir(dir)
         .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "promtool {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        return Err(CheckError::Promtool {
+            args: args.join(" "),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+        .into());
+    }
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_dashboard_and_alert_expression_works_on_real_data() -> R {
-    let rules = repo_root().join("manifests/rules");
-    promtool(&["check", "rules", "tidal-agent.rules.yaml"], &rules)?;
-    promtool(&["test", "rules", "tidal-agent.tests.yaml"], &rules)?;
-    let stack = Stack::load()?;
-    let client = stack.admin_client().await?;
-    in_namespace(&client, "dash", |ns| with_data(stack, client.clone(), ns)).await
+/// promtool on every rule file and its tests; then, per alert: summary, description and a
+/// severity, series names from the schema, and a unit test where it fires and one where it
+/// does not.
+fn check_rule_files() -> anyhow::Result<Vec<(String, Rule)>> {
+    let dir = repo_root().join("manifests/rules");
+    let mut all = Vec::new();
+    for name in RULE_FILES {
+        let (rules_file, tests_file) = (format!("{name}.rules.yaml"), format!("{name}.tests.yaml"));
+        promtool(&["check", "rules", &rules_file], &dir)?;
+        promtool(&["test", "rules", &tests_file], &dir)?;
+        let rules: RuleFile = read_yaml(&dir.join(&rules_file))?;
+        let tests: RuleTests = read_yaml(&dir.join(&tests_file))?;
+        if tests.rule_files != [rules_file.clone()] {
+            return Err(CheckError::Shape {
+                file: tests_file,
+                what: format!("rule_files is {:?}, not [{rules_file}]", tests.rule_files),
+            }
+            .into());
+        }
+        let cases: Vec<&AlertTest> = tests
+            .tests
+            .iter()
+            .flat_map(|g| &g.alert_rule_test)
+            .collect();
+        for group in rules.groups {
+            for rule in group.rules {
+                let bad = |what: String| CheckError::Alert {
+                    file: rules_file.clone(),
+                    alert: rule.alert.clone(),
+                    what,
+                    expr: rule.expr.clone(),
+                };
+                for key in ["summary", "description"] {
+                    if rule
+                        .annotations
+                        .get(key)
+                        .is_none_or(|a| a.trim().is_empty())
+                    {
+                        return Err(
+                            bad(format!("no {key} annotation (group {})", group.name)).into()
+                        );
+                    }
+                }
+                if !matches!(
+                    rule.labels.get("severity").map(String::as_str),
+                    Some("warning" | "critical")
+                ) {
+                    return Err(bad("severity must be warning or critical".into()).into());
+                }
+                for series in tidal_series(&rule.expr) {
+                    if !schema::ALL.contains(&series.as_str()) {
+                        return Err(CheckError::UnknownSeries {
+                            file: rules_file.clone(),
+                            name: series,
+                        }
+                        .into());
+                    }
+                }
+                let mine = || cases.iter().filter(|c| c.alertname == rule.alert);
+                for (case, found) in [
+                    ("fires", mine().any(|c| !c.exp_alerts.is_empty())),
+                    ("does not fire", mine().any(|c| c.exp_alerts.is_empty())),
+                ] {
+                    if !found {
+                        return Err(CheckError::Untested {
+                            file: tests_file.clone(),
+                            alert: rule.alert.clone(),
+                            case,
+                        }
+                        .into());
+                    }
+                }
+                all.push((rules_file.clone(), rule));
+            }
+        }
+    }
+    Ok(all)
 }
 
-async fn with_data(stack: Stack, client: kube::Client, ns: String) -> R {
+// ---------------------------------------------------------------- the scaler
+
+/// A running `tidal-scaler run` and its log.
+struct Scaler {
+    _child: ChildGuard,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Scaler {
+    fn start(kubeconfig: &Path, ns: &str, identity: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let bin = workspace_bin("tidal-scaler");
+        anyhow::ensure!(
+            bin.exists(),
+            "{} is missing: run `cargo build --bins` first",
+            bin.display()
+        );
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let log = std::env::temp_dir().join(format!("{}.log", unique(identity)));
+        let file = std::fs::File::create(&log)?;
+        let child = ChildGuard::spawn(
+            Command::new(&bin)
+                .arg("run")
+                .args(["--listen", &addr])
+                .args(["--namespace", ns, "--lease-namespace", ns])
+                .args(["--identity", identity])
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .env("RUST_LOG", "info")
+                .stdout(file.try_clone()?)
+                .stderr(file),
+        )?;
+        Ok(Self {
+            _child: child,
+            addr,
+            log,
+        })
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `tidal_scaler_leader` as this scaler serves it.
+    async fn leader(&self) -> Option<f64> {
+        let body = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{} ", schema::SCALER_LEADER)))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for Scaler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A Deployment of KWOK pods (`nodeName` set, so no scheduling wait).
+fn deployment(name: &str, node: &str) -> anyhow::Result<Deployment> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeName": node,
+                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1",
+                                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]
+                }
+            }
+        }
+    }))?)
+}
+
+fn policy(name: &str, spec: Value) -> anyhow::Result<tidal_scaler::api::ScalingPolicy> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "tidal.dev/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": name},
+        "spec": spec
+    }))?)
+}
+
+// ---------------------------------------------------------------- the test
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_and_alert_expression_works_on_real_data() -> R {
+    let rules = check_rule_files()?;
+    let dashboards = load_dashboards()?;
+    let stack = Stack::load()?;
+    ensure_crd(&stack)?;
+    let client = stack.admin_client().await?;
+    in_namespace(&client, "dash", |ns| {
+        with_data(stack, client.clone(), ns, dashboards, rules)
+    })
+    .await
+}
+
+/// The four dashboards, in the ConfigMap of `dashboards/kustomization.yaml`, each series they
+/// name in the schema, and every scaler series of the schema on some panel.
+fn load_dashboards() -> anyhow::Result<Vec<Dashboard>> {
+    let dir = repo_root().join("dashboards");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|f| f.ends_with(".json"))
+        .collect();
+    found.sort();
+    anyhow::ensure!(
+        found == DASHBOARDS,
+        "{}: dashboards {found:?}, expected {DASHBOARDS:?}",
+        dir.display()
+    );
+    let kustomization: Value = read_yaml(&dir.join("kustomization.yaml"))?;
+    let files = &kustomization["configMapGenerator"][0]["files"];
+    if files != &json!(DASHBOARDS) {
+        return Err(CheckError::Shape {
+            file: "dashboards/kustomization.yaml".into(),
+            what: format!("the ConfigMap holds {files}, expected {DASHBOARDS:?}"),
+        }
+        .into());
+    }
+    let dashboards: Vec<Dashboard> = found
+        .iter()
+        .map(|f| load_dashboard(&dir.join(f)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut used = BTreeSet::new();
+    for d in &dashboards {
+        let queries = d.variables.iter().filter_map(|v| v.query.as_deref());
+        for expr in d
+            .panels
+            .iter()
+            .flat_map(|p| &p.exprs)
+            .map(String::as_str)
+            .chain(queries)
+        {
+            for series in tidal_series(expr) {
+                if !schema::ALL.contains(&series.as_str()) {
+                    return Err(CheckError::UnknownSeries {
+                        file: d.file.clone(),
+                        name: series,
+                    }
+                    .into());
+                }
+                used.insert(series);
+            }
+        }
+    }
+    for name in schema::ALL
+        .iter()
+        .filter(|n| n.starts_with(schema::SCALER_PREFIX))
+    {
+        anyhow::ensure!(
+            used.contains(*name),
+            "scaler series {name} (tidal_core::schema) is on no dashboard panel"
+        );
+    }
+    Ok(dashboards)
+}
+
+async fn with_data(
+    stack: Stack,
+    client: kube::Client,
+    ns: String,
+    dashboards: Vec<Dashboard>,
+    rules: Vec<(String, Rule)>,
+) -> R {
     let node = stack
         .kwok_nodes()?
         .into_iter()
@@ -141,7 +664,7 @@ async fn with_data(stack: Stack, client: kube::Client, ns: String) -> R {
         .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
     // A Burstable pod on the KWOK node, with a real cgroup on this machine.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod: Pod = serde_json::from_value(serde_json::json!({
+    let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.invalid/web:1",
             "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"cpu": "500m"}}}]}
@@ -154,9 +677,7 @@ async fn with_data(stack: Stack, client: kube::Client, ns: String) -> R {
         .ok_or_else(|| anyhow::anyhow!("no uid"))?;
     let cid = format!(
         "{:064x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos()
     );
     set_container_id(&pods, "web", &cid).await?;
     let bases = hierarchies(Path::new("/sys/fs/cgroup"));
@@ -212,7 +733,7 @@ async fn with_data(stack: Stack, client: kube::Client, ns: String) -> R {
                 .set("group.id", &group)
                 .create()?;
             let (mut produced, mut committed) = (0i64, 0i64);
-            for i in 0..200 {
+            for i in 0..600 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -247,7 +768,7 @@ async fn with_data(stack: Stack, client: kube::Client, ns: String) -> R {
     let cfg = std::env::temp_dir().join(format!("{}.json", unique("dash-kafka")));
     std::fs::write(
         &cfg,
-        serde_json::json!({"interval_seconds": 1, "clusters": [{"name": "stack", "bootstrap": [bootstrap], "groups": format!("^{group}$")}]})
+        json!({"interval_seconds": 1, "clusters": [{"name": "stack", "bootstrap": [bootstrap], "groups": format!("^{group}$")}]})
             .to_string(),
     )?;
     let _agent = ChildGuard::spawn(
@@ -265,63 +786,470 @@ async fn with_data(stack: Stack, client: kube::Client, ns: String) -> R {
             .env("KUBECONFIG", stack.var("TIDAL_KUBECONFIG")?),
     )?;
     let _target = stack.register_scrape_target(&unique("agent-dash"), &addr, &[])?;
-    let url = stack.prometheus_url()?.to_string();
 
-    let subst = |e: &str| {
-        e.replace("$__rate_interval", "30s")
-            .replace("$namespace", &ns)
-            .replace("$node", &addr)
-            .replace("$instance", &addr)
-            .replace("$cluster", "stack")
-            .replace("$group", &group)
+    let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+    let fixture = Fixture {
+        stack: &stack,
+        client: &client,
+        ns: &ns,
+        node: &node,
+        kubeconfig: &rbac.kubeconfig,
+        agent: &addr,
+        agent_group: &group,
     };
-    let dir = repo_root().join("dashboards");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    anyhow::ensure!(
-        files.len() >= 3,
-        "expected the three dashboards in {}",
-        dir.display()
-    );
-    let mut checked = 0;
-    for f in &files {
-        for (title, expr) in panel_exprs(f)? {
-            let q = subst(&expr);
-            let data = wait_for(
-                &format!("{}: \"{title}\" to return data", f.display()),
-                Duration::from_secs(90),
+    let result = fixture.with_scalers(&dashboards, &rules).await;
+    let removed = rbac.remove(&stack);
+    stop.store(true, Ordering::Relaxed);
+    let loaded = load.await;
+    drop(burner);
+    let _ = std::fs::remove_file(cfg);
+    result?;
+    removed?;
+    loaded??;
+    Ok(())
+}
+
+/// What the scaler part of the test works with.
+struct Fixture<'a> {
+    stack: &'a Stack,
+    client: &'a kube::Client,
+    ns: &'a str,
+    node: &'a str,
+    kubeconfig: &'a Path,
+    agent: &'a str,
+    agent_group: &'a str,
+}
+
+impl Fixture<'_> {
+    async fn with_scalers(&self, dashboards: &[Dashboard], rules: &[(String, Rule)]) -> R {
+        let (stack, ns) = (self.stack, self.ns);
+        let bootstrap = stack.kafka_bootstrap()?.to_string();
+        let (topic, group) = (unique("dash-sc-t"), unique("dash-sc-g"));
+        create_topic(&bootstrap, &topic, 3).await?;
+        commit(
+            &bootstrap,
+            &group,
+            &[(&topic, 0, 0), (&topic, 1, 0), (&topic, 2, 0)],
+        )?;
+        let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let policies: Api<tidal_scaler::api::ScalingPolicy> =
+            Api::namespaced(self.client.clone(), ns);
+        let lag = |cluster: &str| json!([{"name": "lag", "kafkaLag": {"cluster": cluster, "group": group, "topics": [topic], "lagPerReplica": 10}}]);
+        for (name, cluster) in [("consumer", "stack"), ("stuck", "127.0.0.1:1")] {
+            deploys
+                .create(&PostParams::default(), &deployment(name, self.node)?)
+                .await?;
+            let spec = json!({
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": 1, "maxReplicas": 4, "metrics": lag(cluster),
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 2}}
+            });
+            policies
+                .create(&PostParams::default(), &policy(name, spec)?)
+                .await?;
+        }
+
+        // Two replicas with leader election, as the base Deployment runs them.
+        let started = now_unix();
+        let cluster = format!("stack={bootstrap}");
+        let job = [("job", "tidal-scaler")];
+        let a = Scaler::start(
+            self.kubeconfig,
+            ns,
+            "scaler-a",
+            &["--kafka-cluster", &cluster],
+        )?;
+        let _ta = stack.register_scrape_target(&unique("scaler-dash-a"), &a.addr, &job)?;
+        wait_for("scaler-a to lead", Duration::from_secs(30), || async {
+            (a.leader().await == Some(1.0)).then_some(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; scaler-a log:\n{}", a.tail()))?;
+        let b = Scaler::start(
+            self.kubeconfig,
+            ns,
+            "scaler-b",
+            &["--kafka-cluster", &cluster],
+        )?;
+        let _tb = stack.register_scrape_target(&unique("scaler-dash-b"), &b.addr, &job)?;
+        wait_for("scaler-b to follow", Duration::from_secs(30), || async {
+            (b.leader().await == Some(0.0)).then_some(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; scaler-b log:\n{}", b.tail()))?;
+
+        // A backlog that comes and goes: after a few idle seconds, 120 messages (12 replicas'
+        // worth at 10 each, capped at the 3 partitions), consumed 8s later; the policy scales
+        // 1 -> 3 -> 1 every 16s.
+        let calm = Arc::new(AtomicBool::new(false));
+        let cycler = {
+            let (bootstrap, topic, group) = (bootstrap.clone(), topic.clone(), group.clone());
+            let calm = calm.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                let mut end = 0;
+                for _ in 0..40 {
+                    if calm.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    produce(&bootstrap, &topic, &[40, 40, 40]).await?;
+                    end += 40;
+                    tokio::time::sleep(Duration::from_secs(8)).await;
+                    commit(
+                        &bootstrap,
+                        &group,
+                        &[(&topic, 0, end), (&topic, 1, end), (&topic, 2, end)],
+                    )?;
+                    tokio::time::sleep(Duration::from_secs(8)).await;
+                }
+                anyhow::Ok(())
+            })
+        };
+        let result = self
+            .check(dashboards, rules, (&a, &b), started, &calm)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\nscaler-a log:\n{}", a.tail()));
+        if cycler.is_finished() {
+            cycler.await??;
+        } else {
+            cycler.abort();
+        }
+        result
+    }
+
+    async fn check(
+        &self,
+        dashboards: &[Dashboard],
+        rules: &[(String, Rule)],
+        (a, b): (&Scaler, &Scaler),
+        started: f64,
+        calm: &AtomicBool,
+    ) -> R {
+        let url = self.stack.prometheus_url()?.to_string();
+        let ns = self.ns;
+        // Three full up-and-down rounds seen by Prometheus: both directions have data, every
+        // 30s window holds a scale write (actuation latency), and the picture shows a few.
+        let downs = format!(
+            "sum({}{{namespace=\"{ns}\", policy=\"consumer\", direction=\"down\"}})",
+            schema::SCALER_SCALE_EVENTS_TOTAL
+        );
+        wait_for(
+            "Prometheus to record three scale-downs of the consumer",
+            Duration::from_secs(150),
+            || async {
+                let d = query(&url, &downs).await.ok()?;
+                let (_, v) = finite_samples(&d).ok()?.into_iter().next()?;
+                (v >= 3.0).then_some(())
+            },
+        )
+        .await?;
+
+        let values: BTreeMap<&str, String> = BTreeMap::from([
+            ("__rate_interval", "30s".to_string()),
+            ("namespace", ns.to_string()),
+            ("node", self.agent.to_string()),
+            ("instance", self.agent.to_string()),
+            ("cluster", "stack".to_string()),
+            ("group", self.agent_group.to_string()),
+            ("scaler", format!("{}|{}", a.addr, b.addr)),
+            ("policy", "consumer|stuck".to_string()),
+            ("workload", "web".to_string()),
+        ]);
+        check_variables(&url, dashboards, &values).await?;
+        let checked = check_panels(&url, dashboards, &values).await?;
+        eprintln!("{checked} dashboard expressions returned finite data");
+        check_alerts(&url, rules, &a.addr).await?;
+        // No new backlog: the picture ends on the settled state.
+        calm.store(true, Ordering::Relaxed);
+        self.picture(&url, dashboards, started).await
+    }
+
+    /// The workload-scaling dashboard's desired-vs-current and value-vs-target queries for
+    /// the consumer, over the run: docs/img/scaling.csv, drawn as docs/img/scaling.svg.
+    async fn picture(&self, url: &str, dashboards: &[Dashboard], started: f64) -> R {
+        let values: BTreeMap<&str, String> = BTreeMap::from([
+            ("namespace", self.ns.to_string()),
+            ("policy", "consumer".to_string()),
+        ]);
+        let board = dashboards
+            .iter()
+            .find(|d| d.file == "workload-scaling.json")
+            .ok_or_else(|| anyhow::anyhow!("no workload-scaling dashboard"))?;
+        let exprs = |title: &str| -> anyhow::Result<Vec<String>> {
+            let panel = board
+                .panels
+                .iter()
+                .find(|p| p.title == title)
+                .ok_or_else(|| anyhow::anyhow!("workload-scaling.json: no panel \"{title}\""))?;
+            panel
+                .exprs
+                .iter()
+                .map(|e| {
+                    substitute(e, &values)
+                        .map_err(|v| anyhow::anyhow!("\"{title}\": ${v} left in {e}"))
+                })
+                .collect()
+        };
+        let replicas = exprs("Desired vs current replicas")?;
+        let metric = exprs("Metric value vs target")?;
+        // Settled at one replica, and a few seconds of it (bounded) on the right of the chart.
+        for expr in &replicas {
+            wait_for(
+                "the consumer back at 1 replica in Prometheus",
+                Duration::from_secs(30),
                 || async {
-                    let d = query(&url, &q).await.ok()?;
-                    (d["resultType"] == "vector"
-                        && d["result"].as_array().is_some_and(|r| !r.is_empty()))
-                    .then_some(d)
+                    let (_, v) = finite_samples(&query(url, expr).await.ok()?)
+                        .ok()?
+                        .into_iter()
+                        .next()?;
+                    (v == 1.0).then_some(())
                 },
             )
             .await
-            .map_err(|e| anyhow::anyhow!("{e}\n  expr: {q}"))?;
-            for s in data["result"].as_array().into_iter().flatten() {
-                let v = s["value"][1].as_str().unwrap_or("");
-                anyhow::ensure!(
-                    v.parse::<f64>().is_ok(),
-                    "{title}: non-numeric sample {v:?}"
-                );
+            .map_err(|e| anyhow::anyhow!("{e}\n  expr: {expr}"))?;
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let columns = [
+            ("desired replicas", &replicas[0]),
+            ("current replicas", &replicas[1]),
+            ("lag per replica@right", &metric[0]),
+            ("target lag per replica@right", &metric[1]),
+        ];
+        let end = now_unix();
+        let mut table: BTreeMap<i64, Vec<Option<f64>>> = BTreeMap::new();
+        for (i, (name, expr)) in columns.iter().enumerate() {
+            let data = query_range(url, expr, started, end).await?;
+            let series = data["result"].as_array().cloned().unwrap_or_default();
+            anyhow::ensure!(
+                series.len() == 1,
+                "picture: {name}: {} series, expected 1\n  expr: {expr}",
+                series.len()
+            );
+            for point in series[0]["values"].as_array().into_iter().flatten() {
+                let (Some(t), Some(v)) = (
+                    point[0].as_f64(),
+                    point[1].as_str().and_then(|v| v.parse::<f64>().ok()),
+                ) else {
+                    continue;
+                };
+                let row = table
+                    .entry((t - started).round() as i64)
+                    .or_insert_with(|| vec![None; columns.len()]);
+                row[i] = v.is_finite().then_some(v);
             }
-            checked += 1;
+        }
+        let column = |i: usize| table.values().filter_map(move |r| r[i]);
+        let (lo, hi) = column(0).fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+        anyhow::ensure!(
+            lo == 1.0 && hi == 3.0,
+            "picture: desired replicas ranged {lo}..{hi}, expected 1..3 (up to the partition count and back)"
+        );
+        let mut csv = format!(
+            "# tests/tests/dashboards.rs: the workload-scaling dashboard's queries for a kafkaLag\n\
+             # policy (10 messages per replica, 3 partitions) while a backlog of 120 comes and goes.\n\
+             # Lag per replica as the HPA sees it: capped at partitions x target, over replicas.\n\
+             t,{}\n",
+            columns.map(|(n, _)| n).join(",")
+        );
+        for (t, row) in &table {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|v| v.map(|v| format!("{v}")).unwrap_or_default())
+                .collect();
+            csv.push_str(&format!("{t},{}\n", cells.join(",")));
+        }
+        // The committed picture (docs/img) is refreshed only on request, so a test run leaves
+        // the working tree clean; otherwise it goes to target/e2e-pictures.
+        let dir = if std::env::var_os("TIDAL_UPDATE_PICTURES").is_some() {
+            repo_root().join("docs/img")
+        } else {
+            repo_root().join("target/e2e-pictures")
+        };
+        std::fs::create_dir_all(&dir)?;
+        let (csv_path, svg_path) = (dir.join("scaling.csv"), dir.join("scaling.svg"));
+        std::fs::write(&csv_path, csv)?;
+        let bin = workspace_bin("tidal-scaler");
+        let out = Command::new(&bin)
+            .arg("plot")
+            .arg("--input")
+            .arg(&csv_path)
+            .arg("--output")
+            .arg(&svg_path)
+            .args([
+                "--title",
+                "ScalingPolicy on Kafka lag: desired vs current replicas (Prometheus)",
+                "--y-label",
+                "replicas",
+                "--y2-label",
+                "messages per replica",
+            ])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "tidal-scaler plot: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let svg = std::fs::read_to_string(&svg_path)?;
+        anyhow::ensure!(
+            svg.contains("<svg") && svg.contains("desired replicas"),
+            "{}: not the chart",
+            svg_path.display()
+        );
+        eprintln!("wrote {} and {}", csv_path.display(), svg_path.display());
+        Ok(())
+    }
+}
+
+/// Every query variable's `label_values(selector, label)`, run as `count by (label)
+/// (selector)`, must list the test's value(s) for it; every variable must have a test value.
+async fn check_variables(
+    url: &str,
+    dashboards: &[Dashboard],
+    values: &BTreeMap<&str, String>,
+) -> R {
+    for d in dashboards {
+        for v in d.variables.iter().filter(|v| v.name != "datasource") {
+            let err = |what: String, query: &str| CheckError::Variable {
+                file: d.file.clone(),
+                var: v.name.clone(),
+                what,
+                query: query.to_string(),
+            };
+            let Some(want) = values.get(v.name.as_str()) else {
+                return Err(err("no value in this test".into(), "").into());
+            };
+            let Some(q) = &v.query else { continue };
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|s| s.strip_suffix(')'))
+                .and_then(|s| s.rsplit_once(','))
+                .ok_or_else(|| err("not label_values(<selector>, <label>)".into(), q))?;
+            let (selector, label) = (inner.0.trim(), inner.1.trim());
+            let selector = substitute(selector, values)
+                .map_err(|var| err(format!("${var} has no value in this test"), q))?;
+            let promql = format!("count by ({label}) ({selector})");
+            wait_for(
+                &format!("{}: ${}", d.file, v.name),
+                Duration::from_secs(60),
+                || async {
+                    let data = query(url, &promql).await.ok()?;
+                    let listed: BTreeSet<&str> = data["result"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|s| s["metric"][label].as_str())
+                        .collect();
+                    want.split('|').all(|w| listed.contains(w)).then_some(())
+                },
+            )
+            .await
+            .map_err(|e| err(format!("does not list {want}: {e}"), &promql))?;
         }
     }
-    eprintln!("{checked} dashboard expressions returned data");
-    for (alert, expr) in rule_exprs(&repo_root().join("manifests/rules/tidal-agent.rules.yaml"))? {
-        let d = query(&url, &expr)
-            .await
-            .map_err(|e| anyhow::anyhow!("alert {alert}: {e}"))?;
-        anyhow::ensure!(d["resultType"] == "vector", "alert {alert}: {d}");
+    Ok(())
+}
+
+/// Polls every panel expression until each returns a non-empty vector of finite numbers, or
+/// [`PANEL_DEADLINE`] passes; then reports every one that did not, with the reason.
+async fn check_panels(
+    url: &str,
+    dashboards: &[Dashboard],
+    values: &BTreeMap<&str, String>,
+) -> anyhow::Result<usize> {
+    let mut pending: Vec<(String, String, String)> = Vec::new();
+    for d in dashboards {
+        for p in &d.panels {
+            for expr in &p.exprs {
+                let q = substitute(expr, values).map_err(|var| CheckError::Unsubstituted {
+                    file: d.file.clone(),
+                    panel: p.title.clone(),
+                    var,
+                    expr: expr.clone(),
+                })?;
+                pending.push((d.file.clone(), p.title.clone(), q));
+            }
+        }
     }
-    stop.store(true, Ordering::Relaxed);
-    load.await??;
-    drop(burner);
-    let _ = std::fs::remove_file(cfg);
+    let total = pending.len();
+    let deadline = Instant::now() + PANEL_DEADLINE;
+    let mut failures: BTreeMap<usize, String> = BTreeMap::new();
+    let mut remaining: Vec<usize> = (0..total).collect();
+    while !remaining.is_empty() {
+        let mut next = Vec::new();
+        for i in remaining {
+            let (file, title, q) = &pending[i];
+            let why = match query(url, q).await {
+                Ok(data) => finite_samples(&data).err(),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                failures.insert(
+                    i,
+                    format!("  {file}: panel \"{title}\": {why}\n    expr: {q}"),
+                );
+                next.push(i);
+            } else {
+                failures.remove(&i);
+            }
+        }
+        remaining = next;
+        if remaining.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if !failures.is_empty() {
+        return Err(CheckError::Panels(failures.into_values().collect()).into());
+    }
+    Ok(total)
+}
+
+/// What an alert expression must return against the live data of this test.
+enum Live {
+    /// It evaluates to an instant vector (anything else depends on timing).
+    Evaluates,
+    /// Nothing: the situation it alerts on is not the case here.
+    Empty,
+    /// A series for the leading scaler: here, the unreachable broker's errors.
+    LeaderSeries,
+}
+
+fn live(alert: &str) -> Live {
+    match alert {
+        "TidalScalerNotReconciling" | "TidalScalerNoLeader" | "TidalScalerWriteErrors" => {
+            Live::Empty
+        }
+        "TidalScalerInputErrors" => Live::LeaderSeries,
+        _ => Live::Evaluates,
+    }
+}
+
+async fn check_alerts(url: &str, rules: &[(String, Rule)], leader: &str) -> R {
+    for (file, rule) in rules {
+        let bad = |what: String| CheckError::Alert {
+            file: file.clone(),
+            alert: rule.alert.clone(),
+            what,
+            expr: rule.expr.clone(),
+        };
+        let d = query(url, &rule.expr)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        if d["resultType"] != "vector" {
+            return Err(bad(format!("not an instant vector: {d}")).into());
+        }
+        let result = d["result"].as_array().cloned().unwrap_or_default();
+        match live(&rule.alert) {
+            Live::Evaluates => {}
+            Live::Empty if result.is_empty() => {}
+            Live::Empty => return Err(bad(format!("expected nothing, got {result:?}")).into()),
+            Live::LeaderSeries => {
+                if !result.iter().any(|s| s["metric"]["instance"] == leader) {
+                    return Err(
+                        bad(format!("no series for the leader {leader}: {result:?}")).into(),
+                    );
+                }
+            }
+        }
+    }
     Ok(())
 }

@@ -5,9 +5,14 @@
 //! RBAC of the manifests: it can watch its node's pods and hold its Lease, and it is refused
 //! anything else (403). The scaler's rendered RBAC, bound in a namespace of its own, allows
 //! each call the scaler makes and refuses the rest (403).
+//! The overlays: `plain-prometheus` is the base plus the `prometheus.io/*` pod annotations and
+//! nothing else, passes a server-side dry run, and its scrape snippet passes `promtool check
+//! config`; `prometheus-operator` is the base plus ServiceMonitors that select the base's
+//! Services on their port names, and a PrometheusRule whose groups are the rule files'.
 //! Its own test binary: it installs into the fixed namespace `tidal-system`.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,9 +26,11 @@ use kube::api::{
     WatchParams,
 };
 use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
+use serde::Deserialize;
 use tidal_core::lease::Election;
 use tidal_e2e::manifests::{
-    ScalerRbac, can, ensure_crd, kubectl, kubectl_with_warnings, render_base, token_kubeconfig,
+    ScalerRbac, can, ensure_crd, kubectl, kubectl_with_warnings, render_base, rendered_objects,
+    token_kubeconfig,
 };
 use tidal_e2e::{
     ChildGuard, Stack, client_for_kubeconfig, free_port, in_namespace, repo_root, unique, wait_for,
@@ -267,10 +274,14 @@ async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R
     )?;
     let cm: serde_json::Value = serde_json::from_str(&cm)?;
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1", "{cm}");
+    let dashboard_files = std::fs::read_dir(&dashboards)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
     assert_eq!(
         cm["data"].as_object().map(|d| d.len()),
-        Some(3),
-        "three dashboards"
+        Some(dashboard_files),
+        "every dashboard of dashboards/ in the ConfigMap"
     );
 
     check_scaler_deployment(stack, admin, yaml).await?;
@@ -881,6 +892,445 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
     anyhow::ensure!(
         wrong.is_empty(),
         "the authorizer disagrees with the intended RBAC on: {wrong:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- overlays (issue #7)
+
+/// `(kind, namespace, name)` of a rendered object.
+type Key = (String, String, String);
+
+fn key(object: &serde_json::Value) -> Key {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    (
+        s(&object["kind"]),
+        s(&object["metadata"]["namespace"]),
+        s(&object["metadata"]["name"]),
+    )
+}
+
+/// The documents of a multi-document YAML stream, keyed by kind, namespace and name.
+fn documents(yaml: &str) -> anyhow::Result<BTreeMap<Key, serde_json::Value>> {
+    let mut out = BTreeMap::new();
+    for doc in serde_norway::Deserializer::from_str(yaml) {
+        let value = serde_json::Value::deserialize(doc)?;
+        if value.is_null() {
+            continue;
+        }
+        anyhow::ensure!(
+            out.insert(key(&value), value.clone()).is_none(),
+            "rendered twice: {:?}",
+            key(&value)
+        );
+    }
+    Ok(out)
+}
+
+fn overlay_dir(name: &str) -> PathBuf {
+    repo_root().join("manifests/overlays").join(name)
+}
+
+/// `kubectl kustomize manifests/overlays/<name>`.
+fn render_overlay(stack: &Stack, name: &str) -> anyhow::Result<String> {
+    kubectl(
+        stack,
+        &["kustomize", &overlay_dir(name).display().to_string()],
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("overlay {name} does not render: {e}"))
+}
+
+/// The `job="..."` values the alert rules select on.
+fn rule_jobs() -> anyhow::Result<BTreeSet<String>> {
+    let mut jobs = BTreeSet::new();
+    for file in RULE_FILES {
+        let text = std::fs::read_to_string(repo_root().join("manifests/rules").join(file))?;
+        for part in text.split("job=\"").skip(1) {
+            if let Some((job, _)) = part.split_once('"') {
+                jobs.insert(job.to_string());
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+const RULE_FILES: &[&str] = &["tidal-agent.rules.yaml", "tidal-scaler.rules.yaml"];
+
+/// The workloads scraped, each with its pod template path: `(kind, name)`.
+const SCRAPED: &[(&str, &str)] = &[("DaemonSet", "tidal-agent"), ("Deployment", "tidal-scaler")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlays_render_and_keep_the_base() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let base = documents(&render_base(&stack)?)?;
+    let jobs = rule_jobs()?;
+    anyhow::ensure!(
+        jobs == BTreeSet::from(["tidal-agent".to_string(), "tidal-scaler".to_string()]),
+        "the rules select jobs {jobs:?}"
+    );
+    check_operator_overlay(&stack, &base, &jobs)?;
+    let plain = render_overlay(&stack, "plain-prometheus")?;
+    check_plain_overlay(&base, &documents(&plain)?)?;
+    check_scrape_snippet(&base, &jobs)?;
+    in_namespace(&admin, "overlay", |ns| async move {
+        dry_run_plain_overlay(&stack, &plain, &ns)
+    })
+    .await
+}
+
+/// The plain-prometheus overlay is the base, except for three annotations on the agent's and
+/// the scaler's pod templates, whose port is the container's `metrics` port.
+fn check_plain_overlay(
+    base: &BTreeMap<Key, serde_json::Value>,
+    plain: &BTreeMap<Key, serde_json::Value>,
+) -> R {
+    let (bk, pk): (BTreeSet<&Key>, BTreeSet<&Key>) =
+        (base.keys().collect(), plain.keys().collect());
+    anyhow::ensure!(
+        bk == pk,
+        "plain-prometheus: objects differ from the base: {:?}",
+        bk.symmetric_difference(&pk).collect::<Vec<_>>()
+    );
+    for (k, object) in plain {
+        let mut object = object.clone();
+        if SCRAPED.contains(&(k.0.as_str(), k.2.as_str())) {
+            let template = &mut object["spec"]["template"];
+            let port = template["spec"]["containers"][0]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "metrics")
+                .and_then(|p| p["containerPort"].as_i64())
+                .ok_or_else(|| anyhow::anyhow!("plain-prometheus: {k:?} has no metrics port"))?;
+            let want = serde_json::json!({
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": port.to_string(),
+                "prometheus.io/path": "/metrics",
+            });
+            let annotations = template["metadata"]
+                .as_object_mut()
+                .and_then(|m| m.remove("annotations"))
+                .unwrap_or_default();
+            anyhow::ensure!(
+                annotations == want,
+                "plain-prometheus: {k:?} pod annotations are {annotations}, expected {want}"
+            );
+        }
+        anyhow::ensure!(
+            Some(&object) == base.get(k),
+            "plain-prometheus: {k:?} differs from the base beyond the scrape annotations"
+        );
+    }
+    Ok(())
+}
+
+/// `manifests/overlays/plain-prometheus/prometheus-scrape.yaml`: one job per rule job, pod
+/// discovery in the base's namespace, keep on the app label of the workload and on the
+/// annotation; its rule files are the repository's. Then `promtool check config`.
+fn check_scrape_snippet(base: &BTreeMap<Key, serde_json::Value>, jobs: &BTreeSet<String>) -> R {
+    let path = overlay_dir("plain-prometheus").join("prometheus-scrape.yaml");
+    let text = std::fs::read_to_string(&path)?;
+    let config: serde_json::Value = serde_norway::from_str(&text)?;
+    let bad = |what: String| anyhow::anyhow!("{}: {what}", path.display());
+    let rule_files: Vec<&str> = config["rule_files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str())
+        .collect();
+    if rule_files != RULE_FILES {
+        return Err(bad(format!(
+            "rule_files {rule_files:?}, expected {RULE_FILES:?}"
+        )));
+    }
+    let namespace = base
+        .keys()
+        .find(|k| k.0 == "Namespace")
+        .map(|k| k.2.clone())
+        .ok_or_else(|| bad("the base has no Namespace".into()))?;
+    let mut seen = BTreeSet::new();
+    for job in config["scrape_configs"].as_array().into_iter().flatten() {
+        let name = job["job_name"].as_str().unwrap_or_default().to_string();
+        let sd = &job["kubernetes_sd_configs"];
+        if sd.as_array().map(Vec::len) != Some(1)
+            || sd[0]["role"] != "pod"
+            || sd[0]["namespaces"]["names"] != serde_json::json!([namespace])
+        {
+            return Err(bad(format!(
+                "job {name}: not pod discovery in {namespace}: {sd}"
+            )));
+        }
+        let relabel = job["relabel_configs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let keeps = |label: &str, regex: &str| {
+            relabel.iter().any(|r| {
+                r["action"] == "keep"
+                    && r["source_labels"] == serde_json::json!([label])
+                    && r["regex"] == regex
+            })
+        };
+        if !keeps("__meta_kubernetes_pod_label_app_kubernetes_io_name", &name)
+            || !keeps(
+                "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+                "true",
+            )
+        {
+            return Err(bad(format!(
+                "job {name}: must keep pods labelled app.kubernetes.io/name={name} and annotated prometheus.io/scrape=true"
+            )));
+        }
+        let labels_pods = base.iter().any(|(k, o)| {
+            SCRAPED.contains(&(k.0.as_str(), k.2.as_str()))
+                && o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == name
+        });
+        if !labels_pods {
+            return Err(bad(format!(
+                "job {name}: no scraped workload of the base has pods labelled so"
+            )));
+        }
+        for r in &relabel {
+            if matches!(
+                r["target_label"].as_str(),
+                Some("namespace" | "pod" | "container")
+            ) {
+                return Err(bad(format!(
+                    "job {name}: target label {} would rename the series' own label",
+                    r["target_label"]
+                )));
+            }
+        }
+        seen.insert(name);
+    }
+    if &seen != jobs {
+        return Err(bad(format!("jobs {seen:?}, the rules select {jobs:?}")));
+    }
+    promtool_check_config(&text)
+}
+
+/// `promtool check config` on a prometheus.yml made of a global section and the snippet, with
+/// the rule files beside it. Debian's promtool (the stack's) is built without Kubernetes
+/// service discovery, so each `kubernetes_sd_configs` is swapped for a `static_configs` target
+/// with a pod's address; everything else (relabelling, jobs, rule files) is checked as
+/// written. With `TIDAL_PROMTOOL_K8S` naming a promtool that has Kubernetes SD, the snippet
+/// is also checked unchanged.
+fn promtool_check_config(snippet: &str) -> R {
+    let dir = std::env::temp_dir().join(unique("tidal-scrape"));
+    std::fs::create_dir_all(&dir)?;
+    for f in RULE_FILES {
+        std::fs::copy(repo_root().join("manifests/rules").join(f), dir.join(f))?;
+    }
+    let global = "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n";
+    let swapped = snippet.replace(
+        "kubernetes_sd_configs:\n      - role: pod\n        namespaces:\n          names: [tidal-system]\n",
+        "static_configs:\n      - targets: [\"10.0.0.1:9464\"]\n",
+    );
+    anyhow::ensure!(
+        !swapped.contains("kubernetes_sd_configs"),
+        "prometheus-scrape.yaml: a kubernetes_sd_configs block of another shape"
+    );
+    let mut runs = vec![("promtool".to_string(), format!("{global}{swapped}"))];
+    if let Some(k8s) = std::env::var_os("TIDAL_PROMTOOL_K8S") {
+        runs.push((
+            k8s.to_string_lossy().into_owned(),
+            format!("{global}{snippet}"),
+        ));
+    }
+    let result = (|| {
+        for (promtool, config) in runs {
+            std::fs::write(dir.join("prometheus.yml"), config)?;
+            let out = Command::new(&promtool)
+                .args(["check", "config", "prometheus.yml"])
+                .current_dir(&dir)
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "{promtool} check config (the plain-prometheus scrape snippet): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// A server-side dry run of every object of the plain-prometheus overlay, namespaced objects
+/// moved to `ns` (tidal-system belongs to the base test, which installs and deletes it
+/// concurrently; its Namespace object is the base's, dry-run there). The API server keeps the
+/// scrape annotations on both pod templates.
+fn dry_run_plain_overlay(stack: &Stack, yaml: &str, ns: &str) -> R {
+    let mut items = Vec::new();
+    for mut object in rendered_objects(stack, yaml)? {
+        if object["kind"] == "Namespace" {
+            continue;
+        }
+        if object["metadata"]["namespace"].is_string() {
+            object["metadata"]["namespace"] = ns.into();
+        }
+        items.push(object);
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    // Server-side apply: a single request per object, so a cluster-wide object the base test
+    // deletes meanwhile cannot turn a patch into a 404.
+    let out = kubectl(
+        stack,
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=tidal-e2e-dry-run",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        Some(&list.to_string()),
+    )
+    .map_err(|e| anyhow::anyhow!("plain-prometheus: server-side dry run: {e}"))?;
+    let answer: serde_json::Value = serde_json::from_str(&out)?;
+    let answered = answer["items"].as_array().cloned().unwrap_or_default();
+    anyhow::ensure!(
+        answered.len() == items.len(),
+        "plain-prometheus: dry run answered {} of {} objects",
+        answered.len(),
+        items.len()
+    );
+    for (kind, name) in SCRAPED {
+        let object = answered
+            .iter()
+            .find(|o| o["kind"] == *kind && o["metadata"]["name"] == *name)
+            .ok_or_else(|| anyhow::anyhow!("plain-prometheus: dry run lost {kind} {name}"))?;
+        let annotations = &object["spec"]["template"]["metadata"]["annotations"];
+        anyhow::ensure!(
+            annotations["prometheus.io/scrape"] == "true"
+                && annotations["prometheus.io/path"] == "/metrics"
+                && annotations["prometheus.io/port"].is_string(),
+            "plain-prometheus: the API server's {kind} {name} has annotations {annotations}"
+        );
+    }
+    Ok(())
+}
+
+/// The prometheus-operator overlay: the base unchanged, a ServiceMonitor per rule job that
+/// selects exactly the Service of that name on its port names (so the operator's job label,
+/// the Service name, is the rules' job), and a PrometheusRule holding the rule files' groups.
+/// The monitoring.coreos.com CRDs are not on the stack, so this checks shape, not a dry run.
+fn check_operator_overlay(
+    stack: &Stack,
+    base: &BTreeMap<Key, serde_json::Value>,
+    jobs: &BTreeSet<String>,
+) -> R {
+    let docs = documents(&render_overlay(stack, "prometheus-operator")?)?;
+    let bad = |k: &Key, what: String| anyhow::anyhow!("prometheus-operator: {k:?}: {what}");
+    for (k, object) in base {
+        anyhow::ensure!(
+            docs.get(k) == Some(object),
+            "prometheus-operator: {k:?} is not the base's"
+        );
+    }
+    let services: Vec<&serde_json::Value> = base
+        .iter()
+        .filter(|(k, _)| k.0 == "Service")
+        .map(|(_, o)| o)
+        .collect();
+    let mut monitors = BTreeSet::new();
+    let mut rule = None;
+    for (k, object) in docs.iter().filter(|(k, _)| !base.contains_key(*k)) {
+        if object["apiVersion"] != "monitoring.coreos.com/v1" || k.1 != "tidal-system" {
+            return Err(bad(
+                k,
+                "not monitoring.coreos.com/v1 in tidal-system".into(),
+            ));
+        }
+        match k.0.as_str() {
+            "ServiceMonitor" => {
+                let spec = &object["spec"];
+                let wanted = spec["selector"]["matchLabels"]
+                    .as_object()
+                    .filter(|m| !m.is_empty())
+                    .ok_or_else(|| bad(k, "no selector.matchLabels".into()))?;
+                let selected: Vec<&&serde_json::Value> = services
+                    .iter()
+                    .filter(|s| {
+                        wanted
+                            .iter()
+                            .all(|(l, v)| &s["metadata"]["labels"][l.as_str()] == v)
+                    })
+                    .collect();
+                let [service] = selected.as_slice() else {
+                    return Err(bad(
+                        k,
+                        format!("selects {} Services, expected 1", selected.len()),
+                    ));
+                };
+                let service_name = service["metadata"]["name"].as_str().unwrap_or_default();
+                if service_name != k.2 || !jobs.contains(service_name) {
+                    return Err(bad(
+                        k,
+                        format!(
+                            "selects Service {service_name}: the job label would not be one the rules use ({jobs:?})"
+                        ),
+                    ));
+                }
+                if !spec["jobLabel"].is_null()
+                    || !(spec["namespaceSelector"].is_null()
+                        || spec["namespaceSelector"]["matchNames"] == serde_json::json!([k.1]))
+                {
+                    return Err(bad(
+                        k,
+                        "jobLabel or namespaceSelector changes the job or namespace".into(),
+                    ));
+                }
+                let ports: BTreeSet<&str> = service["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                let endpoints = spec["endpoints"].as_array().cloned().unwrap_or_default();
+                if endpoints.is_empty() {
+                    return Err(bad(k, "no endpoints".into()));
+                }
+                for e in &endpoints {
+                    if !e["port"].as_str().is_some_and(|p| ports.contains(p))
+                        || e["path"] != "/metrics"
+                        || e["honorLabels"] != true
+                    {
+                        return Err(bad(
+                            k,
+                            format!(
+                                "endpoint {e}: needs a port name of the Service ({ports:?}), path /metrics and honorLabels: true"
+                            ),
+                        ));
+                    }
+                }
+                monitors.insert(k.2.clone());
+            }
+            "PrometheusRule" => rule = Some(object),
+            other => return Err(bad(k, format!("unexpected {other}"))),
+        }
+    }
+    anyhow::ensure!(
+        &monitors == jobs,
+        "prometheus-operator: ServiceMonitors {monitors:?}, the rules select jobs {jobs:?}"
+    );
+    let rule = rule.ok_or_else(|| anyhow::anyhow!("prometheus-operator: no PrometheusRule"))?;
+    let mut groups = Vec::new();
+    for file in RULE_FILES {
+        let text = std::fs::read_to_string(repo_root().join("manifests/rules").join(file))?;
+        let parsed: serde_json::Value = serde_norway::from_str(&text)?;
+        groups.extend(parsed["groups"].as_array().cloned().unwrap_or_default());
+    }
+    anyhow::ensure!(
+        rule["spec"]["groups"] == serde_json::Value::Array(groups),
+        "prometheus-operator: the PrometheusRule's groups differ from manifests/rules/*.rules.yaml: run manifests/overlays/prometheus-operator/generate-rules.sh"
     );
     Ok(())
 }

@@ -669,3 +669,137 @@ async fn failover(
     anyhow::ensure!(managers.contains("tidal-scaler"), "{managers}");
     Ok(())
 }
+
+/// `spec.vertical` in `Template` mode on real usage: a real busy loop (≈1 core) in a pod that
+/// requests 100m. With CPU also a horizontal metric (pinned at one replica), the recommender
+/// sizes the request for the horizontal target (mean usage / 80%), writes the recommendation
+/// and its histograms to the status, and patches the Deployment's template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertical_template_mode_sizes_the_request_from_real_usage() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-vpa", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = vertical_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+async fn vertical_loop(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    kubeconfig: &Path,
+) -> R {
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    deploys
+        .create(&PostParams::default(), &deployment("web", node, 1, "100m")?)
+        .await?;
+    let bases = hierarchies(Path::new("/sys/fs/cgroup"));
+    anyhow::ensure!(
+        !bases.is_empty(),
+        "no cgroup hierarchy under /sys/fs/cgroup"
+    );
+    let guard = Arc::new(Mutex::new(CgroupGuard(Vec::new())));
+    let done = Arc::new(Mutex::new(BTreeMap::new()));
+    let provisioner = tokio::spawn(provision_pods(
+        pods.clone(),
+        "app=web".into(),
+        bases.clone(),
+        guard.clone(),
+        done.clone(),
+    ));
+    let result = async {
+        let (uid, cid) = wait_for("the pod's cgroup", Duration::from_secs(60), || async {
+            done.lock().ok()?.iter().next().map(|(u, c)| (u.clone(), c.clone()))
+        })
+        .await?;
+        let _burner = spawn_burner(
+            &bases,
+            Path::new(&format!("kubepods/burstable/pod{uid}/{cid}")),
+        )?;
+        let agent_port = free_port()?;
+        let _agent = spawn_node_agent(stack, node, &format!("127.0.0.1:{agent_port}"), "0.5")?;
+        let scaler = Scaler::start(
+            kubeconfig,
+            ns,
+            "scaler-vpa",
+            &[
+                "--leader-elect=false",
+                "--agent-url",
+                &format!("http://127.0.0.1:{agent_port}"),
+                "--vertical-min-samples",
+                "5",
+                "--vertical-apply-interval-seconds",
+                "5",
+            ],
+        )?;
+        policies
+            .create(
+                &PostParams::default(),
+                &policy(
+                    "web",
+                    json!({
+                        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                        "minReplicas": 1, "maxReplicas": 1,
+                        "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 80}}],
+                        "vertical": {"mode": "Template", "containerPolicies": [
+                            {"containerName": "app", "maxAllowed": {"cpu": "3"}, "controlledResources": ["cpu"]}
+                        ]}
+                    }),
+                )?,
+            )
+            .await?;
+        let template_cpu = || async {
+            let d = deploys.get("web").await.ok()?;
+            let c = d.spec?.template.spec?.containers.into_iter().next()?;
+            let q = c.resources?.requests?.get("cpu")?.0.clone();
+            tidal_scaler::api::parse_quantity(&q).ok()
+        };
+        let cpu = wait_for("the template's CPU request raised", Duration::from_secs(90), || async {
+            template_cpu().await.filter(|c| *c > 0.5)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+        eprintln!("busy loop at ~1 core, request 100m -> template request {:.0}m", cpu * 1000.0);
+        // Sized for 80% utilization of ≈1 core (a loaded 2-core machine gives the loop less).
+        anyhow::ensure!(cpu > 0.5 && cpu <= 3.0, "request {cpu}");
+        let s = status(&policies, "web").await;
+        anyhow::ensure!(
+            s["recommendations"][0]["containerName"] == "app"
+                && s["recommendations"][0]["target"]["cpu"].is_string(),
+            "{s}"
+        );
+        anyhow::ensure!(
+            s["checkpoint"]["vertical"]["containers"]["app"].is_object(),
+            "the histograms are checkpointed: {s}"
+        );
+        let events: Api<Event> = Api::namespaced(client.clone(), ns);
+        wait_for("an UpdatedTemplateRequests Event", Duration::from_secs(10), || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("UpdatedTemplateRequests"))
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    provisioner.abort();
+    result
+}

@@ -7,6 +7,7 @@
 //! - [`replicas`]: `spec.replicas` through the scale subresource, conditional on the
 //!   resourceVersion read, retrying a 409 Conflict with a fresh read.
 //! - [`status`]: the ScalingPolicy status (server-side apply on the status subresource).
+//! - [`resources`]: container requests, in place (pod `resize`) or in the pod template.
 //! - [`events`]: Kubernetes Events on the policy, as the HPA emits them.
 //!
 //! Dry-run policies never reach [`Writer::scale`]; the controller records their decision in
@@ -14,6 +15,7 @@
 
 pub mod events;
 pub mod replicas;
+pub mod resources;
 pub mod status;
 
 use tidal_core::lease::Leadership;

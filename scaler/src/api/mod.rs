@@ -94,6 +94,15 @@ pub(crate) mod schema {
         })
     }
 
+    /// An object the controller alone writes and reads (the vertical histograms): kept as
+    /// is. Its shape (bucket-index keys) has no structural schema the apiserver accepts.
+    pub fn opaque_object(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
+
     /// `metav1.Time`: an RFC 3339 timestamp.
     pub fn time(_: &mut SchemaGenerator) -> Schema {
         json_schema!({

@@ -68,6 +68,11 @@ pub struct Checkpoint {
     /// When a `kafkaLag` metric was last active (Unix seconds), for the scale-to-zero cooldown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_active_unix_seconds: Option<f64>,
+    /// The vertical recommender's histograms (with `spec.vertical`), weights normalized as
+    /// the VPA's checkpoints are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::opaque_object")]
+    pub vertical: Option<crate::engine::vertical::VerticalCheckpoint>,
 }
 
 /// One recommendation of the history.
@@ -110,6 +115,7 @@ impl Checkpoint {
                 })
                 .collect(),
             last_active_unix_seconds: next.last_active_unix_seconds,
+            vertical: None,
         }
     }
 

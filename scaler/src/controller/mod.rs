@@ -15,6 +15,7 @@
 
 pub mod observe;
 pub mod target;
+pub mod vertical;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -30,8 +31,11 @@ use kube::{Resource, ResourceExt};
 use crate::actuators::Writer;
 use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::ScaleOutcome;
-use crate::api::{Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError};
+use crate::api::{
+    Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode,
+};
 use crate::engine::types::{self as engine, NextState};
+use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
 use crate::metrics::{MetricLabels, PolicyLabels, ScaleLabels, StateLabels};
 use crate::sources::agents::AgentSource;
@@ -53,6 +57,12 @@ pub struct Settings {
     /// A status whose significant fields did not change is rewritten at most this often
     /// (it carries the checkpoint and the metric values).
     pub status_refresh: Duration,
+    /// Vertical `InPlace`/`Template`: a container's requests change only once its
+    /// recommendation rests on this many samples.
+    pub vertical_min_samples: u64,
+    /// Vertical `InPlace`/`Template`: at most one round of request changes per policy this
+    /// often.
+    pub vertical_apply_interval: Duration,
 }
 
 impl Default for Settings {
@@ -63,6 +73,8 @@ impl Default for Settings {
             engine: engine::ControllerSettings::default(),
             sample_window_seconds: 1.0,
             status_refresh: Duration::from_secs(15),
+            vertical_min_samples: 60,
+            vertical_apply_interval: Duration::from_secs(60),
         }
     }
 }
@@ -77,6 +89,8 @@ pub struct Sources {
 struct Compiled {
     spec: engine::Spec,
     formula: Option<Formula>,
+    /// With `spec.vertical` in a mode other than `Off`.
+    vertical: Option<(VerticalMode, VerticalConfig)>,
 }
 
 fn compile(
@@ -84,6 +98,16 @@ fn compile(
     settings: &engine::ControllerSettings,
 ) -> Result<Compiled, SpecError> {
     let spec = p.spec.to_engine(settings.clone())?;
+    let vertical = match &p.spec.vertical {
+        Some(v) if v.mode != VerticalMode::Off => Some((
+            v.mode,
+            VerticalConfig::try_from(v).map_err(|e| SpecError::Invalid {
+                field: "spec.vertical".into(),
+                problem: e.to_string(),
+            })?,
+        )),
+        _ => None,
+    };
     let formula = match &spec.formula {
         Some(src) => {
             let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
@@ -91,7 +115,11 @@ fn compile(
         }
         None => None,
     };
-    Ok(Compiled { spec, formula })
+    Ok(Compiled {
+        spec,
+        formula,
+        vertical,
+    })
 }
 
 /// What the controller remembers about one policy.
@@ -107,6 +135,10 @@ struct PolicyState {
     /// The last warning Event's message, so a repeated failure emits one Event.
     warned: Option<String>,
     metric_names: Vec<String>,
+    /// The vertical recommender's history (with `spec.vertical`); loaded from the status
+    /// checkpoint on first use.
+    vertical: Option<VerticalState>,
+    vertical_applied_at: Option<Instant>,
 }
 
 /// One cycle's summary (for logs, tests and the benchmark).
@@ -303,6 +335,8 @@ impl Controller {
                             written_at: None,
                             warned: None,
                             metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
+                            vertical: None,
+                            vertical_applied_at: None,
                         },
                     );
                     match self.states.get_mut(&key) {
@@ -348,11 +382,21 @@ impl Controller {
 
     /// Runs every source once for all due policies, concurrently.
     async fn gather(&self, due: &[Arc<ScalingPolicy>], now: f64) -> Gathered {
-        let resources: BTreeSet<ResourceName> = due
+        let mut resources: BTreeSet<ResourceName> = due
             .iter()
             .flat_map(|p| p.spec.metrics.iter())
             .filter_map(|m| m.resource.as_ref().map(|r| r.name))
             .collect();
+        if due.iter().any(|p| {
+            p.spec
+                .vertical
+                .as_ref()
+                .is_some_and(|v| v.mode != VerticalMode::Off)
+        }) {
+            // The vertical recommender learns from the same per-container usage.
+            resources.insert(ResourceName::Cpu);
+            resources.insert(ResourceName::Memory);
+        }
         let mut queries: BTreeSet<String> = due
             .iter()
             .flat_map(|p| p.spec.metrics.iter())
@@ -630,6 +674,32 @@ impl Controller {
         }
         let next = compact(&next);
         status.checkpoint = Some(Checkpoint::from_engine(&next));
+        if let Some((mode, config)) = &compiled.vertical {
+            let vertical = self
+                .vertical(
+                    p,
+                    *mode,
+                    config,
+                    &compiled.spec,
+                    &target,
+                    &pods,
+                    gathered,
+                    now,
+                )
+                .await;
+            match vertical {
+                Ok((recs, checkpoint)) => {
+                    status.recommendations = recs;
+                    if let Some(c) = status.checkpoint.as_mut() {
+                        c.vertical = Some(checkpoint);
+                    }
+                }
+                Err(e) => {
+                    metrics.error(e.label());
+                    tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical recommendation failed");
+                }
+            }
+        }
 
         metrics
             .current_replicas
@@ -668,6 +738,158 @@ impl Controller {
             st.warned = None;
         }
         self.write_status(p, status, report).await;
+    }
+
+    /// `spec.vertical`: learn from this cycle's usage, recommend, and (InPlace, Template)
+    /// change the requests that lie outside the recommendation's bounds. Returns the status
+    /// recommendations and the checkpoint.
+    #[allow(clippy::too_many_arguments)]
+    async fn vertical(
+        &mut self,
+        p: &ScalingPolicy,
+        mode: VerticalMode,
+        config: &VerticalConfig,
+        spec: &engine::Spec,
+        target: &target::Target,
+        pods: &[&Arc<Pod>],
+        gathered: &Gathered,
+        now: f64,
+    ) -> Result<
+        (
+            Vec<crate::api::ContainerRecommendation>,
+            crate::engine::vertical::VerticalCheckpoint,
+        ),
+        crate::engine::vertical::VerticalError,
+    > {
+        let ns = p.namespace().unwrap_or_default();
+        let key = (ns.clone(), p.name_any());
+        let metrics = self.writer.metrics().clone();
+        let Some(st) = self.states.get_mut(&key) else {
+            return Err(crate::engine::vertical::VerticalError::Invalid {
+                field: "policy".into(),
+                problem: "no controller state".into(),
+            });
+        };
+        if st.vertical.is_none() {
+            let restored = p
+                .status
+                .as_ref()
+                .and_then(|s| s.checkpoint.as_ref())
+                .and_then(|c| c.vertical.as_ref())
+                .map(|c| VerticalState::from_checkpoint(ModelConfig::default(), c));
+            st.vertical = Some(match restored {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "vertical checkpoint unreadable: starting afresh");
+                    VerticalState::new(ModelConfig::default())?
+                }
+                None => VerticalState::new(ModelConfig::default())?,
+            });
+        }
+        let Some(state) = st.vertical.as_mut() else {
+            return Err(crate::engine::vertical::VerticalError::Invalid {
+                field: "policy".into(),
+                problem: "no vertical state".into(),
+            });
+        };
+        if let Some(Ok(usage)) = &gathered.usage {
+            for e in vertical::observe(state, &ns, pods, usage) {
+                metrics.error(e.label());
+                tracing::debug!(error = %e, "vertical sample rejected");
+            }
+        }
+        let recs = vertical::recommend(state, config, spec, now)?;
+        let checkpoint = state.checkpoint();
+        let status_recs = recs.iter().map(|r| r.to_status()).collect();
+        let due = st
+            .vertical_applied_at
+            .is_none_or(|t| t.elapsed() >= self.settings.vertical_apply_interval);
+        if p.spec.dry_run || !due || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template)
+        {
+            return Ok((status_recs, checkpoint));
+        }
+        let min = self.settings.vertical_min_samples;
+        let mut applied = false;
+        match mode {
+            VerticalMode::Template => {
+                if let Some(w) = &target.workload
+                    && let Some(t) = w.template()
+                {
+                    let current = vertical::template_requests(t);
+                    let changes = vertical::changes(&current, &recs, min);
+                    if !changes.is_empty() {
+                        let note = vertical::describe(&current, &changes);
+                        match self
+                            .writer
+                            .patch_template(w.kind(), &ns, &target.scale.name, &changes)
+                            .await
+                        {
+                            Ok(()) => {
+                                applied = true;
+                                tracing::info!(policy = %format!("{ns}/{}", p.name_any()), %note, "template requests changed");
+                                self.event(p, false, "UpdatedTemplateRequests", note).await;
+                            }
+                            Err(e) => {
+                                metrics.error(e.label());
+                                self.event(p, true, "FailedUpdateRequests", e.to_string())
+                                    .await;
+                            }
+                        }
+                    }
+                }
+            }
+            VerticalMode::InPlace => {
+                for pod in pods {
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        continue;
+                    }
+                    let current: BTreeMap<String, crate::engine::vertical::Resources> = pod
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.containers.iter())
+                        .map(|c| (c.name.clone(), vertical::requests_of(c)))
+                        .collect();
+                    let changes = vertical::changes(&current, &recs, min);
+                    if changes.is_empty() {
+                        continue;
+                    }
+                    let note = format!(
+                        "{}: {}",
+                        pod.name_any(),
+                        vertical::describe(&current, &changes)
+                    );
+                    match self.writer.resize_pod(&ns, &pod.name_any(), &changes).await {
+                        Ok(()) => {
+                            applied = true;
+                            tracing::info!(policy = %format!("{ns}/{}", p.name_any()), %note, "resized in place");
+                            self.event(p, false, "ResizedInPlace", note).await;
+                        }
+                        Err(e) => {
+                            metrics.error(e.label());
+                            self.event(p, true, "FailedResize", format!("{}: {e}", pod.name_any()))
+                                .await;
+                        }
+                    }
+                }
+            }
+            VerticalMode::Off | VerticalMode::Recommend => {}
+        }
+        if applied && let Some(st) = self.states.get_mut(&key) {
+            st.vertical_applied_at = Some(Instant::now());
+        }
+        Ok((status_recs, checkpoint))
+    }
+
+    /// Publish an Event on the policy; a failure is counted and logged, never fatal.
+    async fn event(&self, p: &ScalingPolicy, warning: bool, reason: &str, note: String) {
+        if let Err(e) = self
+            .writer
+            .event(&p.object_ref(&()), warning, reason, "Scale", note)
+            .await
+        {
+            self.writer.metrics().error(e.label());
+            tracing::warn!(error = %e, "event not recorded");
+        }
     }
 
     /// Nothing can be decided: keep the replicas, say why in the conditions and one Event.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
@@ -18,6 +18,7 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::actuators::replicas::{ObservedScale, ScaleTarget};
+use crate::actuators::resources::TemplateKind;
 use crate::api::{TargetRef, parse_quantity};
 use crate::engine::types as engine;
 
@@ -74,6 +75,33 @@ pub struct Target {
     pub observed: ObservedScale,
     pub status_replicas: Option<i32>,
     pub selector: Selector,
+    /// The cached workload, for Deployments and StatefulSets (vertical `Template` mode).
+    pub workload: Option<Workload>,
+}
+
+/// A cached Deployment or StatefulSet (an `Arc`: no copy per cycle).
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Deployment(Arc<Deployment>),
+    StatefulSet(Arc<StatefulSet>),
+}
+
+impl Workload {
+    /// Its kind, for the template patch.
+    pub fn kind(&self) -> TemplateKind {
+        match self {
+            Self::Deployment(_) => TemplateKind::Deployment,
+            Self::StatefulSet(_) => TemplateKind::StatefulSet,
+        }
+    }
+
+    /// Its pod template.
+    pub fn template(&self) -> Option<&PodTemplateSpec> {
+        match self {
+            Self::Deployment(d) => d.spec.as_ref().map(|s| &s.template),
+            Self::StatefulSet(s) => s.spec.as_ref().map(|s| &s.template),
+        }
+    }
 }
 
 /// The watch caches the controller keeps.
@@ -140,6 +168,7 @@ pub async fn resolve(
             },
             status_replicas: d.status.as_ref().and_then(|s| s.replicas),
             selector: selector_of(t, namespace, spec.map(|s| &s.selector))?,
+            workload: Some(Workload::Deployment(d.clone())),
         });
     }
     if is_apps(t, "StatefulSet") {
@@ -160,6 +189,7 @@ pub async fn resolve(
             },
             status_replicas: s.status.as_ref().map(|s| s.replicas),
             selector: selector_of(t, namespace, spec.map(|s| &s.selector))?,
+            workload: Some(Workload::StatefulSet(s.clone())),
         });
     }
     // Anything else with a scale subresource.
@@ -226,6 +256,7 @@ pub async fn resolve(
         },
         status_replicas: status.map(|s| s.replicas),
         selector,
+        workload: None,
     })
 }
 

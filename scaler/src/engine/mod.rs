@@ -6,8 +6,10 @@
 //! - [`horizontal`]: one decision over all metrics (`horizontal::desired`).
 //! - [`lag`]: Kafka consumer-lag proposals (KEDA's Kafka scaler semantics, capped exactly).
 //! - [`formula`]: `spec.formula`, a CEL expression over the metrics.
+//! - [`vertical`]: container requests from usage history (the VPA recommender), with the
+//!   horizontal/vertical coordination rule.
 //!
-//! `docs/engine.md` gives the formulas and the upstream anchors.
+//! `docs/engine.md` and `docs/vertical.md` give the formulas and the upstream anchors.
 
 pub mod behavior;
 pub mod formula;
@@ -15,7 +17,9 @@ pub mod horizontal;
 pub mod lag;
 pub mod replica_calc;
 pub mod types;
+pub mod vertical;
 
 pub use formula::{CompiledFormula, Formula, FormulaError};
 pub use horizontal::{InputError, decide, desired, desired_with_formula, validate};
 pub use types::{Decision, Input, Observation, Spec, State};
+pub use vertical::{VerticalConfig, VerticalError, VerticalState};

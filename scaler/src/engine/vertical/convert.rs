@@ -1,0 +1,95 @@
+//! Between the ScalingPolicy CRD and the vertical recommender: `spec.vertical` into a
+//! [`VerticalConfig`] (quantities parsed, an error naming the field), and a
+//! [`ContainerRecommendation`] into a `status.recommendations[]` entry.
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::amount::{Resource, Resources};
+use super::config::{ContainerPolicy, EstimatorKind, VerticalConfig};
+use super::state::ContainerRecommendation;
+use super::{VerticalError, invalid};
+use crate::api::{self, ResourceBounds, ResourceName, parse_quantity, quantity_from_f64};
+
+impl TryFrom<&api::VerticalSpec> for VerticalConfig {
+    type Error = VerticalError;
+
+    /// The VPA's defaults plus the spec's estimator and container policies.
+    fn try_from(spec: &api::VerticalSpec) -> Result<Self, Self::Error> {
+        let mut policies = Vec::with_capacity(spec.container_policies.len());
+        for (i, p) in spec.container_policies.iter().enumerate() {
+            let at = |rest: &str| format!("spec.vertical.containerPolicies[{i}].{rest}");
+            policies.push(ContainerPolicy {
+                container_name: p.container_name.clone(),
+                min_allowed: bounds(&at("minAllowed"), p.min_allowed.as_ref())?,
+                max_allowed: bounds(&at("maxAllowed"), p.max_allowed.as_ref())?,
+                controlled_resources: p.controlled_resources.as_ref().map(|list| {
+                    list.iter()
+                        .map(|r| match r {
+                            ResourceName::Cpu => Resource::Cpu,
+                            ResourceName::Memory => Resource::Memory,
+                        })
+                        .collect()
+                }),
+            });
+        }
+        let cfg = VerticalConfig {
+            estimator: match spec.estimator {
+                api::Estimator::Histogram => EstimatorKind::Histogram,
+                api::Estimator::MeanVariance => EstimatorKind::MeanVariance,
+            },
+            container_policies: policies,
+            ..VerticalConfig::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn bounds(field: &str, b: Option<&ResourceBounds>) -> Result<Resources, VerticalError> {
+    let Some(b) = b else {
+        return Ok(Resources::default());
+    };
+    let one = |name: &str, q: &Option<Quantity>| -> Result<Option<f64>, VerticalError> {
+        let Some(q) = q else { return Ok(None) };
+        match parse_quantity(&q.0) {
+            Ok(v) if v >= 0.0 => Ok(Some(v)),
+            Ok(v) => Err(VerticalError::Negative {
+                field: format!("{field}.{name}"),
+                value: v,
+            }),
+            Err(problem) => Err(invalid(
+                format!("{field}.{name}"),
+                format!("{:?} {problem}", q.0),
+            )),
+        }
+    };
+    Ok(Resources {
+        cpu_cores: one("cpu", &b.cpu)?,
+        memory_bytes: one("memory", &b.memory)?,
+    })
+}
+
+impl ContainerRecommendation {
+    /// The `status.recommendations[]` entry: quantities rounded up to a milli-unit (CPU as
+    /// `250m`, memory in bytes).
+    pub fn to_status(&self) -> api::ContainerRecommendation {
+        let q = |r: &Resources| {
+            let b = ResourceBounds {
+                cpu: r.cpu_cores.and_then(quantity_from_f64),
+                memory: r.memory_bytes.and_then(quantity_from_f64),
+            };
+            (b.cpu.is_some() || b.memory.is_some()).then_some(b)
+        };
+        api::ContainerRecommendation {
+            container_name: self.container.clone(),
+            target: q(&self.target),
+            lower_bound: q(&self.lower_bound),
+            upper_bound: q(&self.upper_bound),
+            uncapped_target: q(&self.uncapped_target),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;
