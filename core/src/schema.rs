@@ -178,6 +178,9 @@ pub const SCALER_API_REQUESTS_TOTAL: &str = "tidal_scaler_api_requests_total";
 pub const SCALER_LEADER: &str = "tidal_scaler_leader";
 /// `tidal_scaler_policies{state}`: policies known, by state (`active`, `invalid`, `dry_run`).
 pub const SCALER_POLICIES: &str = "tidal_scaler_policies";
+/// `tidal_scaler_condition{namespace,policy,condition}`: 1 while the policy's status condition
+/// (`AbleToScale`, `ScalingActive`, `ScalingLimited`) is True, else 0.
+pub const SCALER_CONDITION: &str = "tidal_scaler_condition";
 
 /// Every name in the schema, for tests that check naming rules.
 pub const ALL: &[&str] = &[
@@ -248,6 +251,7 @@ pub const ALL: &[&str] = &[
     SCALER_API_REQUESTS_TOTAL,
     SCALER_LEADER,
     SCALER_POLICIES,
+    SCALER_CONDITION,
 ];
 
 /// Checks a metric name against the project's naming rules. Returns the broken rule.

@@ -36,6 +36,14 @@ pub struct ScaleLabels {
     pub direction: &'static str,
 }
 
+/// `{namespace, policy, condition}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub policy: String,
+    pub condition: &'static str,
+}
+
 /// `{reason}`: a fixed label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -71,6 +79,7 @@ pub struct Metrics {
     pub api_requests: Family<VerbLabels, Counter>,
     pub leader: Gauge,
     pub policies: Family<StateLabels, Gauge>,
+    pub conditions: Family<ConditionLabels, Gauge>,
     registry: Arc<Registry>,
 }
 
@@ -104,6 +113,7 @@ impl Metrics {
             api_requests: Family::default(),
             leader: Gauge::default(),
             policies: Family::default(),
+            conditions: Family::default(),
             registry: Arc::new(Registry::default()),
         };
         let strip = |name: &'static str| name.strip_suffix("_total").unwrap_or(name);
@@ -167,6 +177,11 @@ impl Metrics {
             "ScalingPolicies known, by state",
             m.policies.clone(),
         );
+        reg.register(
+            schema::SCALER_CONDITION,
+            "1 while the policy's status condition is True, else 0",
+            m.conditions.clone(),
+        );
         Self {
             registry: Arc::new(reg),
             ..m
@@ -204,6 +219,13 @@ impl Metrics {
             };
             self.metric_value.remove(&l);
             self.metric_target.remove(&l);
+        }
+        for condition in ["AbleToScale", "ScalingActive", "ScalingLimited"] {
+            self.conditions.remove(&ConditionLabels {
+                namespace: namespace.to_string(),
+                policy: policy.to_string(),
+                condition,
+            });
         }
         for direction in ["up", "down"] {
             self.scale_events.remove(&ScaleLabels {

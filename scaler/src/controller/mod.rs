@@ -37,7 +37,8 @@ use crate::api::{
 use crate::engine::types::{self as engine, NextState};
 use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
-use crate::metrics::{MetricLabels, PolicyLabels, ScaleLabels, StateLabels};
+use crate::api::ConditionType;
+use crate::metrics::{ConditionLabels, MetricLabels, PolicyLabels, ScaleLabels, StateLabels};
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::PrometheusSource;
@@ -973,6 +974,22 @@ impl Controller {
         let name = p.name_any();
         let key = (ns.clone(), name.clone());
         let refresh = self.settings.status_refresh;
+        for c in &status.conditions {
+            let condition = match c.kind {
+                ConditionType::AbleToScale => "AbleToScale",
+                ConditionType::ScalingActive => "ScalingActive",
+                ConditionType::ScalingLimited => "ScalingLimited",
+            };
+            self.writer
+                .metrics()
+                .conditions
+                .get_or_create(&ConditionLabels {
+                    namespace: ns.clone(),
+                    policy: name.clone(),
+                    condition,
+                })
+                .set(i64::from(c.status == crate::api::ConditionStatus::True));
+        }
         let due = match self.states.get(&key) {
             Some(st) => match (&st.written, st.written_at) {
                 (Some(w), Some(at)) => {
