@@ -31,13 +31,13 @@ use kube::{Resource, ResourceExt};
 use crate::actuators::Writer;
 use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::ScaleOutcome;
+use crate::api::ConditionType;
 use crate::api::{
     Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode,
 };
 use crate::engine::types::{self as engine, NextState};
 use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
-use crate::api::ConditionType;
 use crate::metrics::{ConditionLabels, MetricLabels, PolicyLabels, ScaleLabels, StateLabels};
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
