@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — criterion benchmarks and side-by-side comparisons with peers.
 # Results (ratios from one run) go to bench/RESULTS.md: this script regenerates the
-# "Agent (issue #3)" section and keeps every other section.
+# "Agent (issue #3)" section and keeps every other section; then scripts/bench-kafka.sh and
+# scripts/bench-scaler.sh regenerate theirs.
 #
 # Agent (issue #3): a synthetic node of 1,000 containers on 100 pods (cgroup v2, systemd
 # driver; written to /dev/shm), sampled every 1 s by the release tidal-agent while it, the same
@@ -14,6 +15,9 @@
 #   TIDAL_BENCH_CRITERION   0 skips the criterion benchmarks (default 1)
 #   TIDAL_BENCH_WRITE       0 prints the results without touching bench/RESULTS.md (default 1)
 #   TIDAL_BENCH_PACKAGES    packages whose criterion benches run (default: every one that has some)
+#   TIDAL_BENCH_KAFKA       0 skips scripts/bench-kafka.sh (the Kafka lag section)
+#   TIDAL_BENCH_SCALER      0 skips scripts/bench-scaler.sh (the scaler section; about 35 min;
+#                           its own TIDAL_BENCH_SCALER_* variables apply)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
@@ -348,6 +352,20 @@ fi
 if [[ ${TIDAL_BENCH_KAFKA:-1} != 0 ]]; then
   step "the Kafka lag benchmark (scripts/bench-kafka.sh; TIDAL_BENCH_KAFKA=0 skips it)"
   "$REPO/scripts/bench-kafka.sh"
+fi
+if [[ ${TIDAL_BENCH_SCALER:-1} != 0 ]]; then
+  step "the scaler benchmark (scripts/bench-scaler.sh; TIDAL_BENCH_SCALER=0 skips it)"
+  # It needs the stack up and never starts or stops it: start it here if needed, and stop
+  # it again afterwards only if this script started it (as bench-kafka.sh does).
+  scaler_started_stack=0
+  if ! stack_running; then
+    "$REPO/scripts/stack.sh" up
+    scaler_started_stack=1
+  fi
+  scaler_rc=0
+  "$REPO/scripts/bench-scaler.sh" || scaler_rc=$?
+  if ((scaler_started_stack)); then "$REPO/scripts/stack.sh" down; fi
+  ((scaler_rc == 0)) || fail "scripts/bench-scaler.sh failed (exit $scaler_rc)"
 fi
 
 step "done"
