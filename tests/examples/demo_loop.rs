@@ -196,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
         let cpu = scrape_sum(
             &format!("{agent}/metrics"),
             "tidal_agent_container_cpu_usage_cores",
-            std::slice::from_ref(&ns_label),
+            &[ns_label.clone(), format!("container=\"{deploy}\"")],
         )
         .await;
         let lag_now = lag(&mut lag_client, group, topic).await;

@@ -642,7 +642,9 @@ impl Controller {
                                 &p.object_ref(&()),
                                 false,
                                 "SuccessfulRescale",
-                                "Scale",
+                                // The recorder aggregates Events by action and reason, keeping
+                                // the first note: one action per size keeps each note true.
+                                &format!("ScaleTo{}", d.desired_replicas),
                                 rescale_note(d.desired_replicas, &reason),
                             )
                             .await
