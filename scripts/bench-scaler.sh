@@ -110,16 +110,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Runs the driver in its own process group, bounded by `timeout`, its JSON lines to $1.
+# Runs the driver in its own process group, bounded by `timeout`, its JSON lines to $1. A
+# failure is noted (what was measured before it is still written) and fails the script at the
+# end. The binaries go through the environment, so no command line here names tidal-scaler.
+failed=()
 drive() {
   local out=$1 limit=$2
   shift 2
-  setsid timeout -k 60 "$limit" "$DRIVER" "$@" --work "$WORK" >"$out" &
+  TIDAL_BENCH_SCALER_BIN=$SCALER_BIN TIDAL_BENCH_AGENT_BIN=$AGENT_BIN \
+    setsid timeout -k 60 "$limit" "$DRIVER" "$@" --work "$WORK" >"$out" &
   driver_pid=$!
   local rc=0
   wait "$driver_pid" || rc=$?
   driver_pid=''
-  ((rc == 0)) || fail "the driver failed (exit $rc; 124 is the ${limit}s time limit): $*"
+  if ((rc != 0)); then
+    note "the driver failed (exit $rc; 124 is the ${limit}s time limit, 130 a signal): $*"
+    failed+=("$1")
+  fi
+  return 0
 }
 
 step "building (release): tidal-scaler, tidal-agent and the driver"
@@ -134,33 +142,51 @@ LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 : >"$WORK/scale.json"
 if [[ $PARTS == *reaction* ]]; then
   step "reaction time: $STEPS load steps (agent every ${AGENT_INTERVAL}s, scaler every 1s, window ${WINDOW}s)"
-  drive "$WORK/reaction.json" $((300 + STEPS * (WINDOW + 90))) reaction \
-    --scaler "$SCALER_BIN" --agent "$AGENT_BIN" --steps "$STEPS" \
+  drive "$WORK/reaction.json" $((300 + STEPS * (WINDOW + 90))) reaction --steps "$STEPS" \
     --agent-interval "$AGENT_INTERVAL" --window "$WINDOW"
 fi
 if [[ $PARTS == *scale* ]]; then
   limit=0
   for n in ${SIZES//,/ }; do limit=$((limit + (n / 2 > 600 ? n / 2 : 600) + 900 + 600)); done
   step "scale: ScalingPolicies on Deployments ($PODS pods), sizes $SIZES, ${SECONDS_RUN}s each (at most ${limit}s)"
-  drive "$WORK/scale.json" "$limit" scale --scaler "$SCALER_BIN" --sizes "$SIZES" --seconds "$SECONDS_RUN" \
-    --pods "$PODS"
+  drive "$WORK/scale.json" "$limit" scale --sizes "$SIZES" --seconds "$SECONDS_RUN" --pods "$PODS"
 fi
 LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
 
 step "results"
 RESULTS_FILE="$REPO/bench/RESULTS.md" WRITE_RESULTS="$WRITE_RESULTS" \
-  LOAD_START="$LOAD_START" LOAD_END="$LOAD_END" \
+  LOAD_START="$LOAD_START" LOAD_END="$LOAD_END" PARTS="$PARTS" SIZES="$SIZES" FAILED="${failed[*]}" \
   VERSION="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)" \
   python3 - "$WORK/reaction.json" "$WORK/scale.json" <<'PY'
 import json, os, re, sys, time
 
 E = os.environ
-def lines(path):
-    with open(path) as f:
-        return [json.loads(l) for l in f if l.strip()]
-reaction = next(iter(lines(sys.argv[1])), None)
-scales = lines(sys.argv[2])
 MiB = 1024 * 1024
+path = E["RESULTS_FILE"]
+try:
+    with open(path) as f:
+        old = f.read()
+except FileNotFoundError:
+    old = "# Benchmark results\n"
+# The section keeps each part's raw figures (one JSON per line in a comment), so a run of one
+# part (TIDAL_BENCH_SCALER_PARTS) keeps the other part's figures from its own run.
+previous = {"reaction": [], "scale": []}
+for kind, data in re.findall(r"^<!-- scaler:(reaction|scale) (\{.*\}) -->$", old, re.M):
+    previous[kind].append(json.loads(data))
+now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+run = {"date": now, "load": [E["LOAD_START"], E["LOAD_END"]], "version": E["VERSION"]}
+def fresh(path):
+    with open(path) as f:
+        return [dict(json.loads(l), run=run) for l in f if l.strip()]
+parts = E["PARTS"].split(",")
+failed = E.get("FAILED", "").split()
+reaction = (fresh(sys.argv[1]) if "reaction" in parts else previous["reaction"])[:1]
+reaction = reaction[0] if reaction else None
+scales = fresh(sys.argv[2]) if "scale" in parts else previous["scale"]
+missing = []
+if "scale" in parts:
+    done = {r["policies"] for r in scales}
+    missing = [int(n) for n in E["SIZES"].split(",") if int(n) not in done]
 
 def ok(value, limit):
     if value is None or value != value:
@@ -175,12 +201,21 @@ w = out.append
 w("<!-- scaler:begin (written by scripts/bench-scaler.sh) -->")
 w("## Scaler (issue #6)")
 w("")
-w(f"One run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {os.cpu_count()} CPUs, kernel "
-  f"{os.uname().release}, load average {E['LOAD_START']} at the start and {E['LOAD_END']} at the end "
-  "(the machine is shared with other builds). The stack's real kube-apiserver, controller-manager, "
-  "KWOK nodes and Kafka broker; release `tidal-scaler` and `tidal-agent` built from this tree "
-  f"(`{E['VERSION']}`), the scaler run with exactly the manifests' RBAC (a ServiceAccount token) "
-  "and leader election on.")
+runs = {json.dumps(r["run"], sort_keys=True): r["run"] for r in ([reaction] if reaction else []) + scales}
+def describe(r):
+    return (f"{r['date']} (load average {r['load'][0]} at the start, {r['load'][1]} at the end; "
+            f"tree `{r['version']}`)")
+w(f"Generated by `scripts/bench-scaler.sh`: {os.cpu_count()} CPUs, kernel {os.uname().release}; "
+  + ("run " if len(runs) == 1 else "runs ") + "; ".join(describe(r) for r in runs.values())
+  + ". The machine is shared with other builds. The stack's real kube-apiserver, "
+  "controller-manager, KWOK nodes and Kafka broker; release `tidal-scaler` and `tidal-agent` "
+  "built from this tree, the scaler run with exactly the manifests' RBAC (a ServiceAccount "
+  "token) and leader election on.")
+if failed:
+    w("")
+    w(f"**Incomplete run:** the {' and '.join(failed)} part stopped early; what it measured before "
+      "is below" + (f" (not measured: {', '.join(f'{n:,}' for n in missing)} policies)" if missing else "")
+      + ".")
 w("")
 w("| Measure | Target | Measured | |")
 w("| --- | --- | --- | --- |")
@@ -202,6 +237,9 @@ for r in scales:
     by = ", ".join(f"`{k}` {v:.1f}" for k, v in sorted(reqs.items(), key=lambda kv: -kv[1]) if v > 0)
     w(f"| {n:,} ScalingPolicies: API requests per cycle | report | **{total:.1f}** "
       f"({by or 'none'}; {r['requests_per_second']:.1f}/s) | reported |")
+for n in missing:
+    w(f"| {n:,} ScalingPolicies: cycle time, RSS, requests per cycle | < 1 s, < 150 MiB | not measured "
+      "(the run stopped before this size) | not measured |")
 w("")
 if reaction:
     u, d = reaction["up_seconds"], reaction["down_seconds"]
@@ -308,17 +346,15 @@ if scales:
           "metric values), one server-side apply each, sequentially within the cycle ("
           + "; ".join(notes) + "). Reads come from the watch caches.")
         w("")
+for r in ([reaction] if reaction else []):
+    w(f"<!-- scaler:reaction {json.dumps(r, sort_keys=True)} -->")
+for r in scales:
+    w(f"<!-- scaler:scale {json.dumps(r, sort_keys=True)} -->")
 w("<!-- scaler:end -->")
 text = "\n".join(out)
-print(text)
+print("\n".join(l for l in out if not l.startswith(("<!-- scaler:reaction", "<!-- scaler:scale"))))
 
 if E.get("WRITE_RESULTS", "1") != "0":
-    path = E["RESULTS_FILE"]
-    try:
-        with open(path) as f:
-            old = f.read()
-    except FileNotFoundError:
-        old = "# Benchmark results\n"
     if "<!-- scaler:begin" in old and "<!-- scaler:end -->" in old:
         a = old.index("<!-- scaler:begin")
         b = old.index("<!-- scaler:end -->") + len("<!-- scaler:end -->")
@@ -337,4 +373,5 @@ if ((${#namespaces[@]})); then
   "$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" wait --for=delete "${namespaces[@]}" --timeout=600s >/dev/null ||
     note "some benchmark namespaces were still terminating after 600 s: ${namespaces[*]}"
 fi
+((${#failed[@]} == 0)) || fail "incomplete: the $(printf '%s ' "${failed[@]}")part failed (what it measured before is in the results)"
 step "done"

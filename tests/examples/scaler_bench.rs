@@ -1,6 +1,9 @@
 //! The scaler benchmark of issue #6, run by `scripts/bench-scaler.sh` (an example, so the
 //! e2e test suite never runs it; the script builds it in release).
 //!
+//! The binaries come from `--scaler BIN` / `--agent BIN` or from `TIDAL_BENCH_SCALER_BIN` /
+//! `TIDAL_BENCH_AGENT_BIN`.
+//!
 //! `scaler_bench reaction --scaler BIN --agent BIN --work DIR [--steps 20]
 //! [--agent-interval 0.5] [--window 5]`: the fast path's reaction time. One KWOK Deployment
 //! (1 pod, 100m CPU request) under a ScalingPolicy on CPU (target 50%, min 1, max 2, scale-down
@@ -92,6 +95,17 @@ impl Opts {
             .get(key)
             .map(PathBuf::from)
             .ok_or_else(|| anyhow::anyhow!("--{key} is required"))
+    }
+
+    /// A binary: `--key` or the environment variable `var` (the script uses the variable, so
+    /// that this process's command line does not name `tidal-scaler`: a `pkill -f tidal-scaler`
+    /// elsewhere on the machine would end the benchmark in the middle of a 20-minute setup).
+    fn binary(&self, key: &str, var: &str) -> R<PathBuf> {
+        self.path(key).or_else(|_| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .ok_or_else(|| anyhow::anyhow!("--{key} or {var} must name the binary"))
+        })
     }
 
     fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> R<T> {
@@ -599,8 +613,8 @@ async fn reaction(ctx: &Ctx, opts: &Opts) -> R<()> {
     let steps: usize = opts.num("steps", 20)?;
     let interval: f64 = opts.num("agent-interval", 0.5)?;
     let window: u32 = opts.num("window", 5)?;
-    let scaler_bin = opts.path("scaler")?;
-    let agent_bin = opts.path("agent")?;
+    let scaler_bin = opts.binary("scaler", "TIDAL_BENCH_SCALER_BIN")?;
+    let agent_bin = opts.binary("agent", "TIDAL_BENCH_AGENT_BIN")?;
     anyhow::ensure!((1..=200).contains(&steps), "--steps must be in 1..=200");
     let node = ctx
         .stack
@@ -922,7 +936,7 @@ fn histogram_quantile(q: f64, a: &Scrape, b: &Scrape) -> f64 {
 }
 
 async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
-    let scaler_bin = opts.path("scaler")?;
+    let scaler_bin = opts.binary("scaler", "TIDAL_BENCH_SCALER_BIN")?;
     let seconds: u64 = opts.num("seconds", 60)?;
     anyhow::ensure!(
         (10..=600).contains(&seconds),

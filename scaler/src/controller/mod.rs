@@ -161,7 +161,12 @@ pub struct Controller {
     states: HashMap<(String, String), PolicyState>,
     resources: BTreeMap<(String, String), ApiResource>,
     was_leader: bool,
+    /// Statuses to write at the end of the cycle: `(namespace, name, status)`.
+    pending_status: Vec<(String, String, ScalingPolicyStatus)>,
 }
+
+/// Status writes in flight at the end of a cycle.
+pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -243,6 +248,7 @@ impl Controller {
             states: HashMap::new(),
             resources: BTreeMap::new(),
             was_leader: false,
+            pending_status: Vec::new(),
         }
     }
 
@@ -378,6 +384,7 @@ impl Controller {
         for p in due {
             self.evaluate(&p, &gathered, &by_ns, now, &mut report).await;
         }
+        self.flush_statuses(&mut report).await;
         report
     }
 
@@ -740,7 +747,7 @@ impl Controller {
         } else if let Some(st) = self.states.get_mut(&key) {
             st.warned = None;
         }
-        self.write_status(p, status, report).await;
+        self.write_status(p, status);
     }
 
     /// `spec.vertical`: learn from this cycle's usage, recommend, and (InPlace, Template)
@@ -935,7 +942,7 @@ impl Controller {
         status.desired_replicas = None;
         tracing::warn!(policy = %format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()), reason, message, "holding: nothing applied");
         self.warn_once(p, reason, message.to_string()).await;
-        self.write_status(p, status, report).await;
+        self.write_status(p, status);
     }
 
     async fn warn_once(&mut self, p: &ScalingPolicy, reason: &str, message: String) {
@@ -964,14 +971,9 @@ impl Controller {
         }
     }
 
-    /// Writes the status when it changed significantly, or when the last write is older
-    /// than `status_refresh`.
-    async fn write_status(
-        &mut self,
-        p: &ScalingPolicy,
-        status: ScalingPolicyStatus,
-        report: &mut CycleReport,
-    ) {
+    /// Queues the status for this cycle's writes when it changed significantly, or when the
+    /// last write is older than `status_refresh`; [`Self::flush_statuses`] writes the queue.
+    fn write_status(&mut self, p: &ScalingPolicy, status: ScalingPolicyStatus) {
         let ns = p.namespace().unwrap_or_default();
         let name = p.name_any();
         let key = (ns.clone(), name.clone());
@@ -1001,21 +1003,42 @@ impl Controller {
             },
             None => true,
         };
-        if !due {
-            return;
+        if due {
+            self.pending_status.push((ns, name, status));
         }
-        match self.writer.status(&ns, &name, &status).await {
-            Ok(()) => {
-                report.status_writes += 1;
-                if let Some(st) = self.states.get_mut(&key) {
-                    st.written = Some(status);
-                    st.written_at = Some(Instant::now());
+    }
+
+    /// Writes the statuses queued this cycle, [`STATUS_WRITES_IN_FLIGHT`] at a time (one
+    /// after another, 1,000 first statuses took 6 s; the API server serves them in parallel).
+    async fn flush_statuses(&mut self, report: &mut CycleReport) {
+        use futures::StreamExt;
+        let pending = std::mem::take(&mut self.pending_status);
+        let writer = self.writer.clone();
+        let results: Vec<_> = futures::stream::iter(pending)
+            .map(|(ns, name, status)| {
+                let writer = writer.clone();
+                async move {
+                    let r = writer.status(&ns, &name, &status).await;
+                    (ns, name, status, r)
                 }
-            }
-            Err(e) => {
-                report.failures += 1;
-                self.writer.metrics().error(e.label());
-                tracing::warn!(error = %e, "status not written");
+            })
+            .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (ns, name, status, r) in results {
+            match r {
+                Ok(()) => {
+                    report.status_writes += 1;
+                    if let Some(st) = self.states.get_mut(&(ns, name)) {
+                        st.written = Some(status);
+                        st.written_at = Some(Instant::now());
+                    }
+                }
+                Err(e) => {
+                    report.failures += 1;
+                    self.writer.metrics().error(e.label());
+                    tracing::warn!(error = %e, "status not written");
+                }
             }
         }
     }
