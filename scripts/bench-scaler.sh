@@ -25,9 +25,10 @@
 #   TIDAL_BENCH_SCALER_AGENT_INTERVAL  agent sampling interval, seconds (default 0.5)
 #   TIDAL_BENCH_SCALER_WINDOW          scale-down stabilization window of the reaction policy,
 #                                      seconds (default 5)
-#   TIDAL_BENCH_SCALER_SIZES           policy counts, increasing, comma separated (default
-#                                      1000; 1000,5000 adds the 5,000 run: the controller-manager needs ~3 min per
-#                                      1,000 Deployments at its 20 requests/s)
+#   TIDAL_BENCH_SCALER_SIZES           policy counts, comma separated, each run in a fresh
+#                                      namespace (default 1000; 1000,5000 adds the 5,000 run:
+#                                      the controller-manager needs ~4 min per 1,000
+#                                      Deployments at its 20 requests/s)
 #   TIDAL_BENCH_SCALER_PODS            pending (default) or kwok: where the scale run's pods go
 #   TIDAL_BENCH_SCALER_SECONDS         measured window per size (default 60, 10..600; extended
 #                                      to hold at least 5 cycles, up to 600 s)
@@ -110,83 +111,74 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Runs the driver in its own process group, bounded by `timeout`, its JSON lines to $1. A
-# failure is noted (what was measured before it is still written) and fails the script at the
-# end. The binaries go through the environment, so no command line here names tidal-scaler.
+# Runs the driver in its own process group, bounded by `timeout`, its JSON lines to $1; sets
+# `reason` to why it failed ("" when it did not). The binaries go through the environment, so
+# no command line here names tidal-scaler.
 failed=()
 drive() {
   local out=$1 limit=$2
   shift 2
+  : >"$out"
   TIDAL_BENCH_SCALER_BIN=$SCALER_BIN TIDAL_BENCH_AGENT_BIN=$AGENT_BIN \
     setsid timeout -k 60 "$limit" "$DRIVER" "$@" --work "$WORK" >"$out" &
   driver_pid=$!
   local rc=0
   wait "$driver_pid" || rc=$?
   driver_pid=''
-  if ((rc != 0)); then
-    note "the driver failed (exit $rc; 124 is the ${limit}s time limit, 130 a signal): $*"
-    failed+=("$1")
+  reason=''
+  if ((rc == 124)); then
+    reason="the ${limit} s time limit"
+  elif ((rc != 0)); then
+    reason="the driver exited with status $rc"
+  fi
+  if [[ -n $reason ]]; then
+    note "the driver failed ($reason): $*"
+    failed+=("$*")
   fi
   return 0
 }
 
-step "building (release): tidal-scaler, tidal-agent and the driver"
-cargo build --release --locked -p tidal-scaler --bin tidal-scaler -p tidal-agent --bin tidal-agent
-cargo build --release --locked -p tidal-e2e --example scaler_bench
-SCALER_BIN=$REPO/target/release/tidal-scaler
-AGENT_BIN=$REPO/target/release/tidal-agent
-DRIVER=$REPO/target/release/examples/scaler_bench
-LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
-
-: >"$WORK/reaction.json"
-: >"$WORK/scale.json"
-if [[ $PARTS == *reaction* ]]; then
-  step "reaction time: $STEPS load steps (agent every ${AGENT_INTERVAL}s, scaler every 1s, window ${WINDOW}s)"
-  drive "$WORK/reaction.json" $((300 + STEPS * (WINDOW + 90))) reaction --steps "$STEPS" \
-    --agent-interval "$AGENT_INTERVAL" --window "$WINDOW"
-fi
-if [[ $PARTS == *scale* ]]; then
-  limit=0
-  for n in ${SIZES//,/ }; do limit=$((limit + (n / 2 > 600 ? n / 2 : 600) + 900 + 600)); done
-  step "scale: ScalingPolicies on Deployments ($PODS pods), sizes $SIZES, ${SECONDS_RUN}s each (at most ${limit}s)"
-  drive "$WORK/scale.json" "$limit" scale --sizes "$SIZES" --seconds "$SECONDS_RUN" --pods "$PODS"
-fi
-LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
-
-step "results"
-RESULTS_FILE="$REPO/bench/RESULTS.md" WRITE_RESULTS="$WRITE_RESULTS" \
-  LOAD_START="$LOAD_START" LOAD_END="$LOAD_END" PARTS="$PARTS" SIZES="$SIZES" FAILED="${failed[*]}" \
-  VERSION="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)" \
-  python3 - "$WORK/reaction.json" "$WORK/scale.json" <<'PY'
+# Folds one part's JSON lines (or its failure) into the "Scaler (issue #6)" section of
+# $RESULTS_TARGET, keeping the other parts' figures from their own runs (each part's raw figures
+# are kept in the section, one JSON per comment line). Called after each part, so a run stopped
+# later keeps what it measured. `print_results` prints the section.
+RESULTS_TARGET=$REPO/bench/RESULTS.md
+[[ $WRITE_RESULTS != 0 ]] || RESULTS_TARGET=$WORK/RESULTS.md
+[[ $WRITE_RESULTS != 0 || ! -f $REPO/bench/RESULTS.md ]] || cp "$REPO/bench/RESULTS.md" "$RESULTS_TARGET"
+cat >"$WORK/results.py" <<'PY'
 import json, os, re, sys, time
 
 E = os.environ
 MiB = 1024 * 1024
-path = E["RESULTS_FILE"]
+mode, path = sys.argv[1], sys.argv[2]
 try:
     with open(path) as f:
         old = f.read()
 except FileNotFoundError:
     old = "# Benchmark results\n"
-# The section keeps each part's raw figures (one JSON per line in a comment), so a run of one
-# part (TIDAL_BENCH_SCALER_PARTS) keeps the other part's figures from its own run.
-previous = {"reaction": [], "scale": []}
-for kind, data in re.findall(r"^<!-- scaler:(reaction|scale) (\{.*\}) -->$", old, re.M):
-    previous[kind].append(json.loads(data))
-now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-run = {"date": now, "load": [E["LOAD_START"], E["LOAD_END"]], "version": E["VERSION"]}
-def fresh(path):
-    with open(path) as f:
-        return [dict(json.loads(l), run=run) for l in f if l.strip()]
-parts = E["PARTS"].split(",")
-failed = E.get("FAILED", "").split()
-reaction = (fresh(sys.argv[1]) if "reaction" in parts else previous["reaction"])[:1]
-reaction = reaction[0] if reaction else None
-scales = fresh(sys.argv[2]) if "scale" in parts else previous["scale"]
-missing = []
-if "scale" in parts:
-    done = {r["policies"] for r in scales}
-    missing = [int(n) for n in E["SIZES"].split(",") if int(n) not in done]
+entries = [json.loads(d) for d in re.findall(r"^<!-- scaler:data (\{.*\}) -->$", old, re.M)]
+if mode == "print":
+    m = re.search(r"^<!-- scaler:begin.*?^<!-- scaler:end -->", old, re.M | re.S)
+    if m:
+        print("\n".join(l for l in m.group(0).splitlines() if not l.startswith("<!-- scaler:")))
+    sys.exit(0)
+# mode "reaction" or "scale": argv[3] the driver's JSON lines, argv[4] the failure reason or
+# "", argv[5] the size of a scale run.
+run = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+       "load": [E["LOAD_START"], E["LOAD_END"]], "version": E["VERSION"]}
+with open(sys.argv[3]) as f:
+    fresh = [dict(json.loads(l), run=run) for l in f if l.strip()]
+reason = sys.argv[4]
+size = int(sys.argv[5]) if mode == "scale" else None
+if reason and not fresh:
+    fresh = [{"kind": mode, "policies": size, "failed": True, "reason": reason, "run": run}]
+same = lambda r: r["kind"] == mode and (mode == "reaction" or r.get("policies") == size)
+entries = [r for r in entries if not same(r)] + fresh
+entries.sort(key=lambda r: (r["kind"] != "reaction", r.get("policies") or 0))
+reaction = next((r for r in entries if r["kind"] == "reaction" and not r.get("failed")), None)
+reaction_failed = any(r["kind"] == "reaction" and r.get("failed") for r in entries)
+scales = [r for r in entries if r["kind"] == "scale" and not r.get("failed")]
+failed_sizes = [r["policies"] for r in entries if r["kind"] == "scale" and r.get("failed")]
 
 def ok(value, limit):
     if value is None or value != value:
@@ -201,7 +193,7 @@ w = out.append
 w("<!-- scaler:begin (written by scripts/bench-scaler.sh) -->")
 w("## Scaler (issue #6)")
 w("")
-runs = {json.dumps(r["run"], sort_keys=True): r["run"] for r in ([reaction] if reaction else []) + scales}
+runs = {json.dumps(r["run"], sort_keys=True): r["run"] for r in entries}
 def describe(r):
     return (f"{r['date']} (load average {r['load'][0]} at the start, {r['load'][1]} at the end; "
             f"tree `{r['version']}`)")
@@ -211,11 +203,12 @@ w(f"Generated by `scripts/bench-scaler.sh`: {os.cpu_count()} CPUs, kernel {os.un
   "controller-manager, KWOK nodes and Kafka broker; release `tidal-scaler` and `tidal-agent` "
   "built from this tree, the scaler run with exactly the manifests' RBAC (a ServiceAccount "
   "token) and leader election on.")
-if failed:
-    w("")
-    w(f"**Incomplete run:** the {' and '.join(failed)} part stopped early; what it measured before "
-      "is below" + (f" (not measured: {', '.join(f'{n:,}' for n in missing)} policies)" if missing else "")
-      + ".")
+for r in entries:
+    if r.get("failed"):
+        what = "reaction" if r["kind"] == "reaction" else f"{r['policies']:,}-policy"
+        w("")
+        w(f"**Incomplete:** the {what} run of {r['run']['date']} stopped early "
+          f"({r['reason']}); see the script's output.")
 w("")
 w("| Measure | Target | Measured | |")
 w("| --- | --- | --- | --- |")
@@ -237,9 +230,12 @@ for r in scales:
     by = ", ".join(f"`{k}` {v:.1f}" for k, v in sorted(reqs.items(), key=lambda kv: -kv[1]) if v > 0)
     w(f"| {n:,} ScalingPolicies: API requests per cycle | report | **{total:.1f}** "
       f"({by or 'none'}; {r['requests_per_second']:.1f}/s) | reported |")
-for n in missing:
-    w(f"| {n:,} ScalingPolicies: cycle time, RSS, requests per cycle | < 1 s, < 150 MiB | not measured "
-      "(the run stopped before this size) | not measured |")
+if reaction_failed:
+    w("| Reaction time, fast path, p95 over 20 steps | < 3 s | not measured (the run stopped "
+      "early) | not measured |")
+for n in failed_sizes:
+    w(f"| {n:,} ScalingPolicies: cycle time, RSS, requests per cycle | < 1 s, < 150 MiB | "
+      "not measured (the run stopped early) | not measured |")
 w("")
 if reaction:
     u, d = reaction["up_seconds"], reaction["down_seconds"]
@@ -283,9 +279,10 @@ if scales:
     w("**Scale.** N ScalingPolicies, each targeting its own Deployment (1 replica, 10m CPU), "
       "all on the lag of one Kafka consumer group (one 3-partition topic, "
 "lag 5, 10 per replica: every policy wants the 1 replica it has, so the steady state writes no "
-      "scale). One Kafka round per cycle serves every policy. Pods: " + placement + ". Sizes are cumulative (the larger adds "
-      "objects); before each, the controller-manager makes every ReplicaSet and pod (its client "
-      "is limited to 20 requests/s) so it does not compete with the run. A fresh scaler per size "
+      "scale). One Kafka round per cycle serves every policy. Pods: " + placement + ". Each size "
+      "runs in a fresh namespace; before the scaler starts, the controller-manager makes every "
+      "ReplicaSet and pod (its client is limited to 20 requests/s) so it does not compete with "
+      "the run. A fresh scaler per size "
       "(`--namespace`, so its watch caches hold exactly these policies, Deployments and pods); its "
       "first cycles write every policy's status and are reported apart; then "
       f"{scales[0]['window_seconds']:.0f} s measured (longer for a size whose cycles are long: at least 5 cycles, up to 600 s). Each cycle's duration is the delta of "
@@ -346,32 +343,76 @@ if scales:
           "metric values), one server-side apply each, sequentially within the cycle ("
           + "; ".join(notes) + "). Reads come from the watch caches.")
         w("")
-for r in ([reaction] if reaction else []):
-    w(f"<!-- scaler:reaction {json.dumps(r, sort_keys=True)} -->")
-for r in scales:
-    w(f"<!-- scaler:scale {json.dumps(r, sort_keys=True)} -->")
+for r in entries:
+    w(f"<!-- scaler:data {json.dumps(r, sort_keys=True)} -->")
 w("<!-- scaler:end -->")
 text = "\n".join(out)
-print("\n".join(l for l in out if not l.startswith(("<!-- scaler:reaction", "<!-- scaler:scale"))))
-
-if E.get("WRITE_RESULTS", "1") != "0":
-    if "<!-- scaler:begin" in old and "<!-- scaler:end -->" in old:
-        a = old.index("<!-- scaler:begin")
-        b = old.index("<!-- scaler:end -->") + len("<!-- scaler:end -->")
-        new = old[:a] + text + old[b:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    with open(path, "w") as f:
-        f.write(new.rstrip("\n") + "\n")
-    print(f"    wrote the scaler section of {path}", file=sys.stderr)
+heading = re.compile(r"^## Scaler \(issue #6\)\n.*?(?=^## |\Z)", re.M | re.S)
+if "<!-- scaler:begin" in old and "<!-- scaler:end -->" in old:
+    a = old.index("<!-- scaler:begin")
+    b = old.index("<!-- scaler:end -->") + len("<!-- scaler:end -->")
+    new = old[:a] + text + old[b:]
+elif heading.search(old):
+    # A section written by hand: replaced whole (up to the next "## " heading).
+    new = heading.sub(lambda _: text + "\n\n", old, count=1)
+else:
+    new = old.rstrip("\n") + "\n\n" + text + "\n"
+with open(path, "w") as f:
+    f.write(new.rstrip("\n") + "\n")
 PY
+record_results() { # PART JSON_FILE FAILURE_REASON [SIZE]
+  if LOAD_START="$LOAD_START" LOAD_END="$(cut -d' ' -f1 /proc/loadavg)" \
+    VERSION="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)" \
+    python3 "$WORK/results.py" "$1" "$RESULTS_TARGET" "$2" "$3" "${4:-0}"; then
+    note "results of the $1 part${4:+ ($4 policies)} written to $RESULTS_TARGET"
+  else
+    note "could not write the results of the $1 part"
+  fi
+}
+print_results() { python3 "$WORK/results.py" print "$RESULTS_TARGET"; }
+
+# The driver deletes its namespace in the background; this waits until every benchmark
+# namespace is gone (at most 10 minutes).
+wait_namespaces() {
+  local -a namespaces
+  mapfile -t namespaces < <("$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" get namespaces \
+    -l tidal.dev/bench=scaler -o name 2>/dev/null)
+  ((${#namespaces[@]})) || return 0
+  note "waiting for ${namespaces[*]} to be deleted"
+  "$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" wait --for=delete "${namespaces[@]}" \
+    --timeout=600s >/dev/null 2>&1 ||
+    note "some benchmark namespaces were still terminating after 600 s: ${namespaces[*]}"
+}
+
+step "building (release): tidal-scaler, tidal-agent and the driver"
+cargo build --release --locked -p tidal-scaler --bin tidal-scaler -p tidal-agent --bin tidal-agent
+cargo build --release --locked -p tidal-e2e --example scaler_bench
+SCALER_BIN=$REPO/target/release/tidal-scaler
+AGENT_BIN=$REPO/target/release/tidal-agent
+DRIVER=$REPO/target/release/examples/scaler_bench
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
+reason=''
+
+if [[ $PARTS == *reaction* ]]; then
+  step "reaction time: $STEPS load steps (agent every ${AGENT_INTERVAL}s, scaler every 1s, window ${WINDOW}s)"
+  drive "$WORK/reaction.json" $((300 + STEPS * (WINDOW + 90))) reaction --steps "$STEPS" \
+    --agent-interval "$AGENT_INTERVAL" --window "$WINDOW"
+  record_results reaction "$WORK/reaction.json" "$reason"
+fi
+if [[ $PARTS == *scale* ]]; then
+  for n in ${SIZES//,/ }; do
+    limit=$(((n / 2 > 600 ? n / 2 : 600) + 900 + 600))
+    step "scale: $n ScalingPolicies on Deployments ($PODS pods), ${SECONDS_RUN}s measured (at most ${limit}s)"
+    wait_namespaces
+    drive "$WORK/scale.json" "$limit" scale --sizes "$n" --seconds "$SECONDS_RUN" --pods "$PODS"
+    record_results scale "$WORK/scale.json" "$reason" "$n"
+  done
+fi
+
+step "results"
+print_results
 
 step "waiting for the benchmark namespaces to be deleted"
-mapfile -t namespaces < <("$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" get namespaces \
-  -l tidal.dev/bench=scaler -o name 2>/dev/null)
-if ((${#namespaces[@]})); then
-  "$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" wait --for=delete "${namespaces[@]}" --timeout=600s >/dev/null ||
-    note "some benchmark namespaces were still terminating after 600 s: ${namespaces[*]}"
-fi
-((${#failed[@]} == 0)) || fail "incomplete: the $(printf '%s ' "${failed[@]}")part failed (what it measured before is in the results)"
+wait_namespaces
+((${#failed[@]} == 0)) || fail "incomplete: $(printf '[%s] ' "${failed[@]}")failed (the other parts' figures were written)"
 step "done"

@@ -16,7 +16,7 @@
 #   TIDAL_BENCH_WRITE       0 prints the results without touching bench/RESULTS.md (default 1)
 #   TIDAL_BENCH_PACKAGES    packages whose criterion benches run (default: every one that has some)
 #   TIDAL_BENCH_KAFKA       0 skips scripts/bench-kafka.sh (the Kafka lag section)
-#   TIDAL_BENCH_SCALER      0 skips scripts/bench-scaler.sh (the scaler section; about 35 min;
+#   TIDAL_BENCH_SCALER      0 skips scripts/bench-scaler.sh (the scaler section; ~15 min;
 #                           its own TIDAL_BENCH_SCALER_* variables apply)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

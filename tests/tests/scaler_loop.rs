@@ -257,8 +257,12 @@ async fn cpu_loop(
         eprintln!("load step -> 4 replicas in {:.1}s", up.as_secs_f64());
         anyhow::ensure!(up < Duration::from_secs(15), "slower than the HPA's 15s loop: {up:?}");
 
-        let s = status(&policies, "web").await;
-        anyhow::ensure!(s["desiredReplicas"] == 4 && s["lastScaleTime"].is_string(), "{s}");
+        // The status is written at the end of the cycle that scaled.
+        let s = wait_for("the status of the scale-up", Duration::from_secs(15), || async {
+            let s = status(&policies, "web").await;
+            (s["desiredReplicas"] == 4 && s["lastScaleTime"].is_string()).then_some(s)
+        })
+        .await?;
         let able = condition(&s, "AbleToScale").ok_or_else(|| anyhow::anyhow!("{s}"))?;
         anyhow::ensure!(able["status"] == "True", "{s}");
         let events: Api<Event> = Api::namespaced(client.clone(), ns);
@@ -409,13 +413,19 @@ async fn lag_loop(
         "lag backlog -> 3 replicas (partition cap) in {:.1}s",
         took.as_secs_f64()
     );
-    let s = status(&policies, "consumer").await;
-    // The proposal is the cap; the reasons say which metric chose it.
-    anyhow::ensure!(
-        s["currentMetrics"][0]["proposedReplicas"] == 3
-            && s["lastDecision"]["dominantMetric"] == "lag",
-        "{s}"
-    );
+    // The proposal is the cap; the reasons say which metric chose it (the status is written
+    // at the end of the cycle that scaled).
+    wait_for(
+        "the lag decision in the status",
+        Duration::from_secs(15),
+        || async {
+            let s = status(&policies, "consumer").await;
+            (s["currentMetrics"][0]["proposedReplicas"] == 3
+                && s["lastDecision"]["dominantMetric"] == "lag")
+                .then_some(())
+        },
+    )
+    .await?;
 
     // Dry run: the decision is recorded, nothing else changes.
     let s = wait_for("the dry-run decision", Duration::from_secs(30), || async {
@@ -518,12 +528,17 @@ async fn a_409_conflict_is_retried_on_a_fresh_read() -> R {
             }
         })
         .await?;
-        anyhow::ensure!(out == ScaleOutcome::Applied { attempts: 2 }, "{out:?}");
+        // At least one 409 and a fresh read; the deployment controller's own status updates
+        // can move the resourceVersion once more before the retry lands.
+        anyhow::ensure!(
+            matches!(out, ScaleOutcome::Applied { attempts } if attempts >= 2),
+            "{out:?}"
+        );
         let calls = calls
             .into_inner()
             .map_err(|_| anyhow::anyhow!("poisoned"))?;
         anyhow::ensure!(
-            calls == ["put_scale", "get_scale", "put_scale"],
+            calls.starts_with(&["put_scale", "get_scale", "put_scale"]),
             "{calls:?}"
         );
         anyhow::ensure!(replicas(&deploys, "web").await == Some(3));
