@@ -318,7 +318,7 @@ if scales:
     row("scaler CPU (cores, average)", lambda r: f"{r['cpu_cores']:.3f}")
     row("one status apply on this API server, p50 / p95 (50 in a row, scaler stopped)",
         lambda r: f"{r['status_apply_seconds']['p50'] * 1e3:.1f} / {r['status_apply_seconds']['p95'] * 1e3:.1f} ms")
-    row("status writes per cycle × that p50",
+    row("status writes per cycle × that p50 (their cost one after another)",
         lambda r: s(r["requests_per_cycle"].get("patch_status", 0) * r["status_apply_seconds"]["p50"], 3))
     row("scaler RSS peak (`VmHWM`) / at the end", lambda r: f"{r['peak_rss_bytes'] / MiB:.1f} / {r['rss_bytes'] / MiB:.1f} MiB")
     w("")
@@ -340,7 +340,8 @@ if scales:
     if notes:
         w("Where the requests come from: the controller rewrites a policy's status when it changes, "
           "and otherwise at most every 15 s (`Settings::status_refresh`, carrying the checkpoint and "
-          "metric values), one server-side apply each, sequentially within the cycle ("
+          "metric values), one server-side apply each, written at the end of the cycle "
+          "`STATUS_WRITES_IN_FLIGHT` at a time ("
           + "; ".join(notes) + "). Reads come from the watch caches.")
         w("")
 for r in entries:
