@@ -15,7 +15,7 @@
 //! back to 1.
 //!
 //! `scaler_bench scale --scaler BIN --work DIR [--sizes 1000,5000] [--seconds 60]
-//! [--pods pending|kwok]`: N ScalingPolicies, each targeting its own Deployment (1 replica),
+//! [--pods pending|kwok] [--wait-for settled|pods]`: N ScalingPolicies, each targeting its own Deployment (1 replica),
 //! all on the lag of one Kafka consumer group (lag 5, 10 per replica: one Kafka round per cycle
 //! and no scale writes in the steady state). The pods are Pending on no node by default, or
 //! bound to the stack's two KWOK nodes (see [`Pods`] for why that is not the default). For each
@@ -857,6 +857,44 @@ async fn settled(deploys: &Api<Deployment>, pods: Pods) -> R<usize> {
     }
 }
 
+/// The first scrape (every 200 ms) that sees a cycle end after `since` (or after now).
+async fn cycle_boundary(scaler: &Scaler, since: Option<f64>) -> R<Scrape> {
+    let mut base = since;
+    let deadline = Instant::now() + MAX_WINDOW;
+    loop {
+        if let Some(s) = scaler.scrape().await {
+            match base {
+                Some(c) if s.cycle_count > c => return Ok(s),
+                None => base = Some(s.cycle_count),
+                _ => {}
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no cycle ended in {MAX_WINDOW:?}; log:\n{}",
+            scaler.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many objects `api` lists (paginated).
+async fn count<K>(api: &Api<K>) -> R<usize>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut n = 0;
+    let mut lp = ListParams::default().limit(1000);
+    loop {
+        let list = api.list_metadata(&lp).await?;
+        n += list.items.len();
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return Ok(n),
+        }
+    }
+}
+
 /// Per-cycle durations from consecutive scrapes. An interval holding one cycle gives its exact
 /// duration. After a cycle overruns the 1 s tick the next one starts at once, so a scrape
 /// interval can hold several; then the histogram buckets say which bucket each fell in, the
@@ -957,6 +995,14 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
     );
     let nodes = ctx.stack.kwok_nodes()?;
     anyhow::ensure!(!nodes.is_empty(), "no KWOK node");
+    // `settled`: start once the controller-manager is done with every Deployment; `pods`:
+    // once every Deployment has its pod (it may still be writing Deployment statuses, at most
+    // 20 a second, which roughly halves a large size's setup).
+    let wait_settled = match opts.0.get("wait-for").map(String::as_str) {
+        None | Some("settled") => true,
+        Some("pods") => false,
+        Some(other) => anyhow::bail!("--wait-for must be settled or pods, got {other:?}"),
+    };
     let pods = match opts.0.get("pods").map(String::as_str) {
         None | Some("pending") => Pods::Pending,
         Some("kwok") => Pods::Kwok,
@@ -980,6 +1026,7 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
     produce(&bootstrap, &topic, &[2, 2, 1]).await?;
     let deploys: Api<Deployment> = Api::namespaced(ctx.admin.clone(), &ns);
     let policies: Api<ScalingPolicy> = Api::namespaced(ctx.admin.clone(), &ns);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.admin.clone(), &ns);
     let spec = |i: usize| {
         json!({
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("w{i:05}")},
@@ -1014,23 +1061,24 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
         // The controller-manager makes the ReplicaSets and pods at its own pace (its client is
         // limited to 20 requests/s); wait until it is done so it does not compete with the run.
         let limit = Duration::from_secs((n as u64 / 2).max(600));
-        let mut avail = 0;
+        let (mut avail, mut made) = (0, 0);
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             avail = settled(&deploys, pods).await?;
+            made = count(&pod_api).await?;
             progress(format!(
-                "size {n}: {avail}/{n} Deployments done by the controller-manager ({:.0} s)",
+                "size {n}: {made}/{n} pods made, {avail}/{n} Deployments done by the controller-manager ({:.0} s)",
                 setup.elapsed().as_secs_f64()
             ));
-            if avail >= n {
+            if avail >= n || (!wait_settled && made >= n) {
                 break;
             }
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
         let setup_seconds = setup.elapsed().as_secs_f64();
-        if avail < n {
+        if avail < n && (wait_settled || made < n) {
             progress(format!(
-                "size {n}: only {avail} Deployments done after {limit:?}; measuring anyway"
+                "size {n}: only {made} pods and {avail} Deployments done after {limit:?}; measuring anyway"
             ));
         }
 
@@ -1063,10 +1111,9 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
         tokio::time::sleep(Duration::from_secs(3)).await;
 
         let pid = scaler.pid();
-        let a = scaler
-            .scrape()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no scrape; log:\n{}", scaler.tail()))?;
+        // The window starts and ends just after a cycle ends (a scrape that sees the count
+        // move), so the decisions and requests counted are those of the cycles counted.
+        let a = cycle_boundary(&scaler, None).await?;
         let cpu0 = proc_cpu_seconds(pid)?;
         let w0 = Instant::now();
         let mut prev = a.clone();
@@ -1078,7 +1125,9 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // At least `seconds`, and at least MIN_CYCLES cycles (a large size has long cycles),
         // but never more than MAX_WINDOW.
-        while w0.elapsed() < Duration::from_secs(seconds)
+        let mut at_boundary = false;
+        while !at_boundary
+            || w0.elapsed() < Duration::from_secs(seconds)
             || (prev.cycle_count - a.cycle_count < MIN_CYCLES && w0.elapsed() < MAX_WINDOW)
         {
             tick.tick().await;
@@ -1092,6 +1141,8 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
                 continue;
             };
             let dc = (s.cycle_count - prev.cycle_count).round() as i64;
+            // Past the minimum, stop at the first scrape that sees a cycle end.
+            at_boundary = dc > 0 || w0.elapsed() >= MAX_WINDOW;
             if dc == 1 {
                 exact.push(s.cycle_sum - prev.cycle_sum);
             } else if dc > 1 {
@@ -1141,9 +1192,11 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
         // scaler sends (its field manager, forced), of a status it wrote, with a new decision
         // time each, so every apply changes the object. Sequential, with the scaler stopped.
         let applies = status_apply_seconds(&policies, "p00000", 50).await?;
+        let after = settled(&deploys, pods).await?;
         let result = json!({
             "kind": "scale", "policies": n,
-            "status_apply_seconds": summary(&applies), "deployments_settled": avail, "pods": pods.name(),
+            "status_apply_seconds": summary(&applies), "deployments_settled": avail, "pods": pods.name(), "pods_made": made,
+            "deployments_settled_after": after, "waited_for": if wait_settled { "settled" } else { "pods" },
             "setup_seconds": setup_seconds, "scaler_ready_seconds": ready_seconds,
             "first_cycles_seconds": first.cycle_sum, "window_seconds": wall,
             "cycles": cycles,
