@@ -333,6 +333,15 @@ fn check_metric(i: usize, m: &MetricSpec) -> Result<(), SpecError> {
                 "must be between 1 and 86400",
             ));
         }
+        if let Some(p) = &k.predictive
+            && !(0..=3600).contains(&p.lookahead_seconds)
+        {
+            return Err(range(
+                at(".kafkaLag.predictive.lookaheadSeconds"),
+                p.lookahead_seconds,
+                "must be between 0 and 3600",
+            ));
+        }
     }
     if let Some(p) = &m.prometheus {
         if p.query.trim().is_empty() {
@@ -467,6 +476,7 @@ fn kafka_lag_to_engine(k: &KafkaLagMetric) -> engine::KafkaLag {
         predictive: k.predictive.map(|p| engine::Predictive {
             target_drain_seconds: f64::from(p.target_drain_seconds),
             bypass_rate_limits: p.bypass_rate_limits,
+            lookahead_seconds: f64::from(p.lookahead_seconds),
         }),
     }
 }

@@ -24,7 +24,7 @@ fn full() -> serde_json::Value {
                 "cluster": "main", "group": "workers", "topics": ["orders"],
                 "lagPerReplica": 100, "activationLagThreshold": 5,
                 "offsetResetPolicy": "earliest", "limitToPartitionsWithLag": true,
-                "cooldownSeconds": 120, "predictive": {"targetDrainSeconds": 60}
+                "cooldownSeconds": 120, "predictive": {"targetDrainSeconds": 60, "lookaheadSeconds": 30}
             }},
             {"name": "rps", "prometheus": {"query": "sum(rate(http_requests_total[1m]))", "targetPerReplica": "50"}},
             {"name": "queue", "prometheus": {"query": "max(queue_depth)", "targetValue": 1000}},
@@ -86,6 +86,7 @@ fn full_spec_converts_metric_by_metric() {
     assert_eq!(k.cooldown_seconds, 120.0);
     let p = k.predictive.as_ref().expect("predictive");
     assert_eq!(p.target_drain_seconds, 60.0);
+    assert_eq!(p.lookahead_seconds, 30.0);
     assert!(!p.bypass_rate_limits);
 
     assert_eq!(m[3].source, MetricSource::External);
@@ -148,6 +149,18 @@ fn kafka_lag_defaults() {
     assert_eq!(ek.cooldown_seconds, 300.0);
     assert_eq!(ek.activation_lag_threshold, 0.0);
     assert!(ek.predictive.is_none());
+}
+
+#[test]
+fn predictive_lookahead_is_range_checked() {
+    let mut v = full();
+    v["metrics"][2]["kafkaLag"]["predictive"]["lookaheadSeconds"] = json!(3601);
+    let e = err(v).to_string();
+    assert!(
+        e.starts_with("spec.metrics[2].kafkaLag.predictive.lookaheadSeconds: 3601")
+            && e.contains("must be between 0 and 3600"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -267,8 +267,9 @@ fn default_cooldown_seconds() -> i32 {
     300
 }
 
-/// `kafkaLag.predictive`: `ceil((lag / targetDrainSeconds + produce rate) / per-replica
-/// consume rate)`, capped like the lag path.
+/// `kafkaLag.predictive`: the replicas that sustain the produce rate and drain the lag above
+/// `lagPerReplica` per consumer within `targetDrainSeconds` (projected `lookaheadSeconds`
+/// ahead), at the per-consumer consume rate, with the tolerance; capped like the lag path.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveLag {
@@ -279,6 +280,16 @@ pub struct PredictiveLag {
     /// chosen, so the target steps straight to the count (one consumer-group rebalance).
     #[serde(default)]
     pub bypass_rate_limits: bool,
+    /// Project the backlog this many seconds ahead at its current growth rate (produce minus
+    /// consume rate): set it to the time a new consumer takes to start consuming (pod
+    /// start-up plus the group rebalance). 0 (the default) turns the projection off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub lookahead_seconds: i32,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
 }
 
 /// Lag of a partition that has no committed offset.

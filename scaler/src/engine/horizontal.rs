@@ -177,6 +177,13 @@ fn validate_kafka_lag(i: usize, m: &MetricSpec) -> Result<(), InputError> {
             p.target_drain_seconds > 0.0,
             "must be greater than 0",
         )?;
+        let name = "predictive.lookahead_seconds";
+        finite(|| f(name), p.lookahead_seconds, "setting")?;
+        range(
+            || f(name),
+            (0.0..=3600.0).contains(&p.lookahead_seconds),
+            "must be between 0 and 3600",
+        )?;
     }
     Ok(())
 }
@@ -555,6 +562,23 @@ fn ratio_of(value: f64, target: f64) -> f64 {
     value / target
 }
 
+/// Replicas that consume: Running, Ready and not deleting; `None` when no pods are known.
+fn ready_consumers(pods: &[super::types::Pod]) -> Option<i32> {
+    if pods.is_empty() {
+        return None;
+    }
+    let ready = pods
+        .iter()
+        .filter(|p| {
+            !p.deleting
+                && p.phase == super::types::PodPhase::Running
+                && p.ready
+                    .is_some_and(|r| r.status == super::types::ConditionStatus::True)
+        })
+        .count();
+    Some(i32::try_from(ready).unwrap_or(i32::MAX))
+}
+
 /// Aggregate a `kafka_lag` metric's observations (see `KafkaDetail`).
 fn lag_input(obs: &[&Observation]) -> LagInput {
     let mut input = LagInput::default();
@@ -793,7 +817,8 @@ fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>, extra: &mut Extr
         }
         MetricSource::KafkaLag => {
             let cfg = m.kafka_lag.clone().unwrap_or_default();
-            let input = lag_input(obs);
+            let mut input = lag_input(obs);
+            input.consumers = ready_consumers(&ctx.state.pods);
             let out =
                 lag::lag_replicas(&cfg, &input, ctx.status, ctx.tol, ctx.last_active, ctx.now);
             extra.vars = Some(MetricValues {

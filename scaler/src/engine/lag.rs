@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::replica_calc::{self, to_milli};
-use super::types::{KafkaLag, Tolerances};
+use super::types::{KafkaLag, Predictive, Tolerances};
 
 /// The lag of one consumer group at one time, aggregated over its observations.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -41,6 +41,9 @@ pub struct LagInput {
     pub consume_rate_per_second: Option<f64>,
     /// Observed production, messages per second (predictive option).
     pub produce_rate_per_second: Option<f64>,
+    /// Replicas consuming now (Running and Ready), for the predictive option's per-consumer
+    /// rate; `None` (no pods known) uses the status replicas.
+    pub consumers: Option<i32>,
 }
 
 impl LagInput {
@@ -109,23 +112,91 @@ fn ceil_sat(x: f64) -> i32 {
     }
 }
 
-/// The predictive count: `ceil((lag / drain + produce_rate) / (consume_rate / status))`, or
-/// `None` when the rates cannot size it (no consume rate, nothing consumed, no replicas).
-pub fn predictive_replicas(
+/// What the predictive option sized, before the tolerance and the cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictiveNeed {
+    /// Replicas needed, not rounded.
+    pub replicas: f64,
+    /// The backlog to drain: the lag above what the consumers are expected to carry
+    /// (`lag_per_replica` each), projected `lookahead_seconds` ahead.
+    pub backlog: f64,
+    /// Observed consumption per consuming replica (messages per second).
+    pub per_consumer: f64,
+    /// Replicas consuming now.
+    pub consumers: i32,
+}
+
+/// The predictive size, or `None` when the KEDA path sizes instead: no consume rate, nothing
+/// consumed, no consumers, or a group that keeps up (no lag above the accepted lag, and
+/// production not above consumption: its consume rate then measures demand, not capacity).
+///
+/// ```text
+/// consumers    = ready replicas (the status replicas when no pods are known)
+/// accepted     = lag_per_replica * consumers        (the lag on target: commit trail, in flight)
+/// growth       = max(0, produce_rate - consume_rate) (how fast the lag grows now)
+/// backlog      = max(0, lag - accepted) + growth * lookahead_seconds
+/// per_consumer = consume_rate / consumers
+/// replicas     = (backlog / target_drain_seconds + produce_rate) / per_consumer
+/// ```
+///
+/// Subtracting the accepted lag is what keeps a group that keeps up from ratcheting: the
+/// commit trail (about `consume_rate * auto.commit.interval / 2`) never drains, and sizing to
+/// drain it adds `trail / target_drain_seconds` of the current count at every evaluation.
+pub fn predictive_need(
     lag: f64,
-    target_drain_seconds: f64,
-    consume_rate_per_second: Option<f64>,
-    produce_rate_per_second: Option<f64>,
+    lag_per_replica: f64,
+    p: &Predictive,
+    input: &LagInput,
     status_replicas: i32,
-) -> Option<i32> {
-    let consume = consume_rate_per_second?;
-    if status_replicas <= 0 || consume <= 0.0 || target_drain_seconds <= 0.0 {
+) -> Option<PredictiveNeed> {
+    let consume = input.consume_rate_per_second?;
+    let consumers = input
+        .consumers
+        .filter(|c| *c > 0)
+        .unwrap_or(status_replicas);
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if consumers <= 0 || !positive(consume) || !positive(p.target_drain_seconds) {
         return None;
     }
-    let per_replica = consume / f64::from(status_replicas);
-    let need = (lag.max(0.0) / target_drain_seconds + produce_rate_per_second.unwrap_or(0.0))
-        / per_replica;
-    need.is_finite().then(|| ceil_sat(need))
+    let produce = input.produce_rate_per_second.unwrap_or(0.0).max(0.0);
+    let above = (lag.max(0.0) - lag_per_replica.max(0.0) * f64::from(consumers)).max(0.0);
+    if above <= 0.0 && produce <= consume {
+        return None;
+    }
+    let growth = (produce - consume).max(0.0);
+    let backlog = above + growth * p.lookahead_seconds.max(0.0);
+    let per_consumer = consume / f64::from(consumers);
+    let replicas = (backlog / p.target_drain_seconds + produce) / per_consumer;
+    replicas.is_finite().then_some(PredictiveNeed {
+        replicas,
+        backlog,
+        per_consumer,
+        consumers,
+    })
+}
+
+/// The predictive count against `status_replicas`, with the HPA's tolerance: the current
+/// count while `need / status` is within it (`Tolerances.isWithin`), else `ceil(need)`; and
+/// never below the current count while some replicas are still starting (`consumers <
+/// status`), whose capacity the consume rate cannot show yet. From zero replicas,
+/// `ceil(need)`.
+pub fn predictive_replicas(
+    need: &PredictiveNeed,
+    status_replicas: i32,
+    tolerances: Tolerances,
+) -> i32 {
+    if status_replicas <= 0 {
+        return ceil_sat(need.replicas);
+    }
+    if tolerances.is_within(need.replicas / f64::from(status_replicas)) {
+        return status_replicas;
+    }
+    let r = ceil_sat(need.replicas);
+    if need.consumers < status_replicas {
+        r.max(status_replicas)
+    } else {
+        r
+    }
 }
 
 /// One `kafka_lag` proposal.
@@ -133,7 +204,9 @@ pub fn predictive_replicas(
 /// - Inactive (lag at or below the activation threshold) and the cooldown has passed since
 ///   `last_active` (or it was never active): 0, scale to zero. Inactive within the cooldown:
 ///   at least 1.
-/// - Active, predictive configured and rates known: the predictive count, capped.
+/// - Active, predictive configured, rates known and a backlog (or production above
+///   consumption): the predictive count ([`predictive_need`]) within the tolerance
+///   ([`predictive_replicas`]), capped.
 /// - Otherwise the HPA External AverageValue path on the (possibly persistent-excluded) lag,
 ///   then `min(hpa, cap)`, and the cap itself when `ceil(lag / lag_per_replica) >= cap`.
 /// - Active never proposes less than 1.
@@ -188,13 +261,8 @@ pub fn lag_replicas(
         }
     }
     let predicted = cfg.predictive.as_ref().and_then(|p| {
-        predictive_replicas(
-            lag,
-            p.target_drain_seconds,
-            input.consume_rate_per_second,
-            input.produce_rate_per_second,
-            status_replicas,
-        )
+        predictive_need(lag, cfg.lag_per_replica, p, input, status_replicas)
+            .map(|need| predictive_replicas(&need, status_replicas, tolerances))
     });
     let mut replicas = match predicted {
         Some(r) => {

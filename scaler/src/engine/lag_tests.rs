@@ -230,52 +230,254 @@ fn persistent_lag_is_excluded_from_sizing_but_activates() {
     assert_eq!((out.lag, out.replicas), (60.0, 6));
 }
 
+fn predictive(drain: f64, lookahead: f64) -> Predictive {
+    Predictive {
+        target_drain_seconds: drain,
+        bypass_rate_limits: false,
+        lookahead_seconds: lookahead,
+    }
+}
+
+/// A lag input with rates (and no pods known: the consumers are the status replicas).
+fn rated(lag: f64, consume: f64, produce: f64, partitions: i64) -> LagInput {
+    LagInput {
+        consume_rate_per_second: Some(consume),
+        produce_rate_per_second: Some(produce),
+        ..input(lag, partitions, partitions)
+    }
+}
+
 #[test]
 fn predictive_sizes_from_rates_and_caps() {
-    // (lag, drain s, consume/s, produce/s, status, partitions, want)
-    let cases: &[(f64, f64, f64, f64, i32, i64, i32)] = &[
-        // per replica 300/3 = 100/s; need (60000/120 + 100) / 100 = 600/100 = 6.
-        (60_000.0, 120.0, 300.0, 100.0, 3, 12, 6),
-        // (600000/60 + 100) / 100 = 101 -> cap 12.
-        (600_000.0, 60.0, 300.0, 100.0, 3, 12, 12),
-        // per replica 250/2 = 125/s; (1000/10 + 50) / 125 = 1.2 -> 2.
-        (1_000.0, 10.0, 250.0, 50.0, 2, 8, 2),
-        // Lag 0 but production 900/s, per replica 100/s: 9 (sustain the rate).
-        (0.0, 60.0, 400.0, 900.0, 4, 16, 9),
+    // (lag, lagPerReplica, drain s, consume/s, produce/s, status, partitions, want)
+    type Case = (f64, f64, f64, f64, f64, i32, i64, i32);
+    let cases: &[Case] = &[
+        // per consumer 300/3 = 100/s; backlog 60000 - 3 * 1000 = 57000;
+        // need (57000/120 + 100) / 100 = 5.75 -> 6.
+        (60_000.0, 1000.0, 120.0, 300.0, 100.0, 3, 12, 6),
+        // (597000/60 + 100) / 100 = 100.5 -> 101 -> cap 12.
+        (600_000.0, 1000.0, 60.0, 300.0, 100.0, 3, 12, 12),
+        // per consumer 125/s; backlog 1000 - 2 * 10 = 980; (980/10 + 50) / 125 = 1.184,
+        // ratio 0.59, outside the tolerance -> ceil(1.184) = 2.
+        (1_000.0, 10.0, 10.0, 250.0, 50.0, 2, 8, 2),
+        // Lag 0 but production 900/s above consumption 400/s, per consumer 100/s: 9
+        // (sustain the rate).
+        (0.0, 1000.0, 60.0, 400.0, 900.0, 4, 16, 9),
+        // Draining with more than needed: 12 consuming 1200/s, 800/s produced, backlog
+        // 12000 - 12 * 175 = 9900: (9900/60 + 800) / 100 = 9.65 -> 10 (0.80, outside).
+        (12_000.0, 175.0, 60.0, 1200.0, 800.0, 12, 12, 10),
     ];
-    for &(lag, drain, consume, produce, status, partitions, want) in cases {
+    for &(lag, per_replica, drain, consume, produce, status, partitions, want) in cases {
         let c = KafkaLag {
-            predictive: Some(Predictive {
-                target_drain_seconds: drain,
-                bypass_rate_limits: false,
-            }),
+            predictive: Some(predictive(drain, 0.0)),
             activation_lag_threshold: -1.0,
-            ..cfg(1000.0)
+            ..cfg(per_replica)
         };
-        let mut i = input(lag, partitions, partitions);
-        i.consume_rate_per_second = Some(consume);
-        i.produce_rate_per_second = Some(produce);
-        let out = lag_replicas(&c, &i, status, tol(), None, NOW);
+        let out = lag_replicas(
+            &c,
+            &rated(lag, consume, produce, partitions),
+            status,
+            tol(),
+            None,
+            NOW,
+        );
         assert!(out.predictive, "{lag}");
         assert_eq!(out.replicas, want, "lag={lag}");
     }
     // Without a consume rate, or from zero replicas, the KEDA path sizes it:
     // ceil(60000/1000) = 60 -> cap 12.
     let c = KafkaLag {
-        predictive: Some(Predictive {
-            target_drain_seconds: 120.0,
-            bypass_rate_limits: false,
-        }),
+        predictive: Some(predictive(120.0, 0.0)),
         ..cfg(1000.0)
     };
     let out = lag_replicas(&c, &input(60_000.0, 12, 12), 3, tol(), None, NOW);
     assert_eq!((out.predictive, out.replicas), (false, 12));
+    let p = predictive(10.0, 0.0);
     assert_eq!(
-        predictive_replicas(100.0, 10.0, Some(50.0), None, 0),
+        predictive_need(100.0, 1.0, &p, &rated(100.0, 50.0, 0.0, 4), 0),
         None,
-        "no replicas: no per-replica rate"
+        "no replicas: no per-consumer rate"
     );
-    assert_eq!(predictive_replicas(100.0, 10.0, Some(0.0), None, 2), None);
+    assert_eq!(
+        predictive_need(100.0, 1.0, &p, &rated(100.0, 0.0, 0.0, 4), 2),
+        None
+    );
+}
+
+/// Open point (a) of #5: the commit trail. A group that keeps up still reports
+/// `consume * 2.5 s` of lag (auto-commit every 5 s). The old predictive size,
+/// `(lag / drain + produce) / (consume / replicas)`, is then `replicas * (1 + 2.5 / drain)`,
+/// always above the count: one more replica at every evaluation, up to the cap. Replayed
+/// here for 30 evaluations, each from the count the previous one chose, with the rates and
+/// the trail of a steady 360/s.
+#[test]
+fn predictive_steady_lag_with_commit_trail_does_not_ratchet() {
+    let produce = 360.0;
+    let trail = produce * 2.5; // 900, whatever the replica count
+    for (drain, per_replica, start, settle) in [
+        // lagPerReplica 175 (70% of 100/s x 2.5 s): 4 consumers accept 700, backlog 200:
+        // (200/60 + 360) / 90 = 4.04, ratio 1.009, within 0.1: stays at 4.
+        (60.0, 175.0, 4, 4),
+        // A 5 s drain: (200/5 + 360) / 90 = 4.44, ratio 1.11, outside: 5. Then 5 accept 875,
+        // backlog 25: (25/5 + 360) / 72 = 5.07, within: stays at 5. It converges on the
+        // count that carries the trail; it does not ratchet.
+        (5.0, 175.0, 4, 5),
+        // KEDA's default lagThreshold (10): the accepted lag is small, the tolerance holds
+        // it: (860/60 + 360) / 90 = 4.16, ratio 1.04, within.
+        (60.0, 10.0, 4, 4),
+        // 8 replicas at 45/s each: 8 accept 1400 > 900: keeping up, the KEDA path:
+        // ceil(900 / 175) = 6 (900 / 1400 = 0.64, outside) - the trail follows the load down.
+        (60.0, 175.0, 8, 6),
+    ] {
+        let c = KafkaLag {
+            predictive: Some(predictive(drain, 30.0)),
+            ..cfg(per_replica)
+        };
+        let mut replicas = start;
+        let mut seen = Vec::new();
+        for _ in 0..30 {
+            let out = lag_replicas(
+                &c,
+                &rated(trail, produce, produce, 12),
+                replicas,
+                tol(),
+                Some(NOW),
+                NOW,
+            );
+            replicas = out.replicas;
+            seen.push(replicas);
+        }
+        assert!(
+            seen.iter().skip(1).all(|r| *r == settle),
+            "drain {drain}, lagPerReplica {per_replica}: {seen:?}"
+        );
+        // The old rule, for contrast: from 4, one more each time up to the cap.
+        if per_replica == 175.0 && drain == 60.0 && start == 4 {
+            let mut old = 4;
+            for _ in 0..30 {
+                let need = (trail / drain + produce) / (produce / f64::from(old));
+                old = (need.ceil() as i32).min(12);
+            }
+            assert_eq!(old, 12, "the old rule ratchets to the cap");
+        }
+    }
+}
+
+/// Open point (b): a real growth in lag still scales up at once, in one step.
+#[test]
+fn predictive_real_lag_growth_scales_up_promptly() {
+    let c = KafkaLag {
+        predictive: Some(predictive(30.0, 30.0)),
+        ..cfg(175.0)
+    };
+    // A step from 300/s to 800/s on 4 replicas of 100/s: the first second saturates them
+    // (consume 400/s), lag 400 + 400 * 2.5 = 1400. Accepted 700, backlog 700, growing at
+    // 400/s: projected 700 + 400 * 30 = 12700. (12700/30 + 800) / 100 = 12.23 -> 13 -> cap 12.
+    let out = lag_replicas(&c, &rated(1400.0, 400.0, 800.0, 12), 4, tol(), None, NOW);
+    assert_eq!((out.predictive, out.replicas), (true, 12));
+    // Without the lookahead: (700/30 + 800) / 100 = 8.23 -> 9, still in one step.
+    let c0 = KafkaLag {
+        predictive: Some(predictive(30.0, 0.0)),
+        ..cfg(175.0)
+    };
+    let out = lag_replicas(&c0, &rated(1400.0, 400.0, 800.0, 12), 4, tol(), None, NOW);
+    assert_eq!(out.replicas, 9);
+    // Production 9% above consumption (within the tolerance on its own: 10.9 / 10) while
+    // the lag is at the accepted 1750 of 10 consumers at 100/s: the lag grows 90/s, projected
+    // 90 * 30 = 2700, (2700/30 + 1090) / 100 = 11.8 -> 12 (1.18, outside).
+    let out = lag_replicas(&c, &rated(1750.0, 1000.0, 1090.0, 24), 10, tol(), None, NOW);
+    assert_eq!(out.replicas, 12);
+    // A growing backlog keeps scaling up from where it is: 12 consumers, 1200/s consumed,
+    // 1500/s produced, backlog 20000 - 2100 = 17900 + 300 * 30 = 26900:
+    // (26900/30 + 1500) / 100 = 23.97 -> 24 (cap 24).
+    let out = lag_replicas(
+        &c,
+        &rated(20_000.0, 1200.0, 1500.0, 24),
+        12,
+        tol(),
+        None,
+        NOW,
+    );
+    assert_eq!(out.replicas, 24);
+    // Replicas still starting: 3 of 12 ready, consuming 300/s (100/s each), 1000/s produced,
+    // lag 1000: the 3 accept 525, backlog 475 + 700 * 30 = 21475,
+    // (21475/30 + 1000) / 100 = 17.2 -> cap 12. With 300/s produced the need is
+    // (475/30 + 300) / 100 = 3.16 (0.26, outside), but the count is not lowered while 9
+    // replicas are still starting: their capacity does not show in the consume rate yet.
+    let mut starting = rated(1000.0, 300.0, 1000.0, 12);
+    starting.consumers = Some(3);
+    assert_eq!(
+        lag_replicas(&c, &starting, 12, tol(), None, NOW).replicas,
+        12
+    );
+    starting.produce_rate_per_second = Some(300.0);
+    let out = lag_replicas(&c, &starting, 12, tol(), None, NOW);
+    assert_eq!((out.predictive, out.replicas), (true, 12));
+    // Once all are ready the same low need scales down: 12 consumers at 25/s, 300/s
+    // produced, lag 1000 < 12 * 175: keeping up, the KEDA path: ceil(1000/175) = 6.
+    starting.consumers = Some(12);
+    let out = lag_replicas(&c, &starting, 12, tol(), None, NOW);
+    assert_eq!((out.predictive, out.replicas), (false, 6));
+}
+
+/// The tolerance is the HPA's, per direction (`behavior.scale*.tolerance`).
+#[test]
+fn predictive_tolerance_is_the_hpa_tolerance() {
+    let c = KafkaLag {
+        predictive: Some(predictive(60.0, 0.0)),
+        ..cfg(10.0)
+    };
+    // 10 consumers at 100/s, backlog 6000 - 100 = 5900: (5900/60 + 1000) / 100 = 10.98,
+    // ratio 1.098: within 0.1 -> 10; within 0.05 up -> no: 11.
+    let i = rated(6000.0, 1000.0, 1000.0, 24);
+    assert_eq!(lag_replicas(&c, &i, 10, tol(), None, NOW).replicas, 10);
+    let tight = Tolerances {
+        scale_up: 0.05,
+        scale_down: 0.1,
+    };
+    assert_eq!(lag_replicas(&c, &i, 10, tight, None, NOW).replicas, 11);
+}
+
+/// Open point (c): predictive or not, unknown lag never scales to zero.
+#[test]
+fn predictive_never_scales_to_zero_on_unknown_lag() {
+    let behavior = serde_json::json!({ "scale_down": { "stabilization_window_seconds": 0 } });
+    let kafka_lag = serde_json::json!({ "lag_per_replica": 175,
+        "predictive": { "target_drain_seconds": 30, "lookahead_seconds": 30 } });
+    let long_ago = NOW - 3600.0;
+    for (obs, why) in [
+        (serde_json::json!([]), "no observation"),
+        (
+            serde_json::json!([{ "metric": "lag", "error": "broker unreachable" }]),
+            "a source error",
+        ),
+        (
+            serde_json::json!([{ "metric": "lag", "value": 0, "stale": true,
+                "kafka": { "partitions": 12, "consume_rate_per_second": 0, "produce_rate_per_second": 0 } }]),
+            "stale lag",
+        ),
+    ] {
+        let i = lag_input_json(
+            3,
+            obs,
+            kafka_lag.clone(),
+            serde_json::json!({ "spec": { "behavior": behavior },
+                "state": { "last_active_unix_seconds": long_ago } }),
+        );
+        let d = run(&i);
+        assert_eq!(d.desired_replicas, 3, "{why}: {d:#?}");
+    }
+    // Known lag of 0, inactive past the cooldown: 0 (the existing rule, with minReplicas 0).
+    let obs = serde_json::json!([{ "metric": "lag", "value": 0,
+        "kafka": { "partitions": 12, "consume_rate_per_second": 0, "produce_rate_per_second": 0 } }]);
+    let i = lag_input_json(
+        3,
+        obs,
+        kafka_lag,
+        serde_json::json!({ "spec": { "behavior": behavior },
+            "state": { "last_active_unix_seconds": long_ago } }),
+    );
+    assert_eq!(run(&i).desired_replicas, 0);
 }
 
 // ---- End to end through `horizontal::desired` ----
@@ -423,9 +625,9 @@ fn end_to_end_stale_lag_still_scales_up() {
 
 #[test]
 fn end_to_end_predictive_steps_straight_or_obeys_the_behavior() {
-    // 24 partitions, lag 60000, drain 120s, 3 replicas consuming 300/s in total (100/s each),
-    // producing 100/s: (500 + 100) / 100 = 6... with lag 150000: (1250 + 100) / 100 = 13.5
-    // -> 14. The default scale-up allows max(3 + 4, 3 * 2) = 7.
+    // 24 partitions, lag 150000, lagPerReplica 1000, drain 120s, 3 replicas consuming 300/s
+    // in total (100/s each), producing 100/s: backlog 150000 - 3000 = 147000,
+    // (1225 + 100) / 100 = 13.25 -> 14. The default scale-up allows max(3 + 4, 3 * 2) = 7.
     let obs = serde_json::json!([{ "metric": "lag", "value": 150000,
         "kafka": { "partitions": 24, "consume_rate_per_second": 300, "produce_rate_per_second": 100 } }]);
     let with = |bypass: bool| {
@@ -488,6 +690,49 @@ fn validation_names_the_kafka_lag_fields() {
     );
     // `desired` without validation still never panics on the same input.
     let _ = desired(&i.spec, &i.state, &i.observations, NOW);
+    for (lookahead, why) in [
+        (-1.0, "must be between 0 and 3600"),
+        (3601.0, "must be between 0 and 3600"),
+    ] {
+        let i = lag_input_json(
+            3,
+            serde_json::json!([]),
+            serde_json::json!({ "predictive": { "target_drain_seconds": 30, "lookahead_seconds": lookahead } }),
+            serde_json::json!({}),
+        );
+        let e = decide(&i).expect_err("invalid").to_string();
+        assert!(
+            e.contains("spec.metrics[0].kafka_lag.predictive.lookahead_seconds") && e.contains(why),
+            "{e}"
+        );
+    }
+}
+
+/// End to end, the per-consumer rate counts the Ready pods only: 4 pods of which 2 are
+/// Ready, consuming 200/s (100/s each), 400/s produced, lag 350 = 2 * 175 accepted:
+/// no backlog (lookahead off), need 400 / 100 = 4, ratio 1: stays at 4. Dividing by all four pods
+/// (50/s each) would ask for 8.
+#[test]
+fn end_to_end_predictive_counts_ready_consumers() {
+    let pod = |name: &str, ready: bool| {
+        serde_json::json!({ "name": name, "phase": "Running",
+            "start_time_unix_seconds": NOW - 600.0,
+            "ready": { "status": if ready { "True" } else { "False" },
+                "last_transition_unix_seconds": NOW - 500.0 } })
+    };
+    let obs = serde_json::json!([{ "metric": "lag", "value": 350,
+        "kafka": { "partitions": 12, "consume_rate_per_second": 200, "produce_rate_per_second": 400 } }]);
+    let i = lag_input_json(
+        4,
+        obs,
+        serde_json::json!({ "lag_per_replica": 175,
+            "predictive": { "target_drain_seconds": 30 } }),
+        serde_json::json!({ "state": { "pods": [pod("a", true), pod("b", true), pod("c", false), pod("d", false)] } }),
+    );
+    let d = run(&i);
+    let lag = d.proposals[0].lag.expect("lag");
+    assert!(lag.predictive, "{d:#?}");
+    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(4), 4));
 }
 
 /// Over a grid of partitions, thresholds, replicas and lags: Tidal never exceeds the cap,
@@ -542,8 +787,8 @@ fn end_to_end_scale_from_zero_and_legacy_path() {
     assert_eq!(d.desired_replicas, 0);
     assert_eq!(d.next.last_active_unix_seconds, None);
     // Predictive with bypass on the legacy path: 2 replicas consuming 200/s (100/s each),
-    // lag 30000, drain 60s: (500 + 0) / 100 = 5... lag 90000: 1500 / 100 = 15 > legacy
-    // limit max(4, 4) = 4, bypassed -> 15 (cap 20).
+    // lag 90000, lagPerReplica 1000: backlog 88000, (88000/60 + 0) / 100 = 14.67 -> 15 >
+    // legacy limit max(4, 4) = 4, bypassed -> 15 (cap 20).
     let obs = serde_json::json!([{ "metric": "lag", "value": 90000,
         "kafka": { "partitions": 20, "consume_rate_per_second": 200 } }]);
     let i = lag_input_json(

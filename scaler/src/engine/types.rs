@@ -142,8 +142,11 @@ impl Default for KafkaLag {
     }
 }
 
-/// Predictive lag sizing: `ceil((lag / target_drain_seconds + produce_rate) / per_replica_rate)`
-/// with `per_replica_rate = consume_rate / status_replicas`, capped like the lag path.
+/// Predictive lag sizing (`engine/lag.rs`, `predictive_need`): the replicas that sustain the
+/// produce rate and drain the backlog above `lag_per_replica` per consumer within
+/// `target_drain_seconds`, the backlog projected `lookahead_seconds` ahead at the lag's current
+/// growth rate, at the observed per-consumer consume rate; the HPA tolerance applies to
+/// `need / status_replicas`, and the count is capped like the lag path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Predictive {
@@ -153,6 +156,15 @@ pub struct Predictive {
     /// chosen, so the target steps straight to the count (one rebalance).
     #[serde(default)]
     pub bypass_rate_limits: bool,
+    /// Project the backlog this far ahead at its current growth rate (`produce - consume`),
+    /// typically the time a new consumer takes to start consuming (pod start-up plus the
+    /// group rebalance), since that much more lag builds up before new replicas help. 0: off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lookahead_seconds: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// `MetricSourceType`.
