@@ -127,21 +127,28 @@ pub struct PredictiveNeed {
 }
 
 /// The predictive size, or `None` when the KEDA path sizes instead: no consume rate, nothing
-/// consumed, no consumers, or a group that keeps up (no lag above the accepted lag, and
-/// production not above consumption: its consume rate then measures demand, not capacity).
+/// consumed, no consumers, or a group that is not falling behind. Falling behind takes both
+/// signals: production above consumption, and a lag above the accepted lag.
 ///
 /// ```text
 /// consumers    = ready replicas (the status replicas when no pods are known)
 /// accepted     = lag_per_replica * consumers        (the lag on target: commit trail, in flight)
-/// growth       = max(0, produce_rate - consume_rate) (how fast the lag grows now)
-/// backlog      = max(0, lag - accepted) + growth * lookahead_seconds
+/// falling behind: produce_rate > consume_rate  and  lag > accepted
+/// growth       = produce_rate - consume_rate        (how fast the lag grows now)
+/// backlog      = lag - accepted + growth * lookahead_seconds
 /// per_consumer = consume_rate / consumers
 /// replicas     = (backlog / target_drain_seconds + produce_rate) / per_consumer
 /// ```
 ///
-/// Subtracting the accepted lag is what keeps a group that keeps up from ratcheting: the
-/// commit trail (about `consume_rate * auto.commit.interval / 2`) never drains, and sizing to
-/// drain it adds `trail / target_drain_seconds` of the current count at every evaluation.
+/// Why the gate. Only a group that falls behind consumes at its capacity, so only then does
+/// the consume rate per consumer measure what a replica can do: a group that keeps up
+/// consumes what is produced whatever its spare capacity, and sizing from that would hold the
+/// count while utilization creeps up (the KEDA path, `lag / lag_per_replica`, follows it).
+/// The lag condition makes noise in the two rates harmless where the KEDA path has settled
+/// (`lag <= accepted`). And the accepted lag is not a backlog: the commit trail (about
+/// `consume_rate * auto.commit.interval / 2`) never drains, and sizing to drain it asked for
+/// `trail / target_drain_seconds` more of the current count at every evaluation, which
+/// ratcheted to the cap.
 pub fn predictive_need(
     lag: f64,
     lag_per_replica: f64,
@@ -160,7 +167,7 @@ pub fn predictive_need(
     }
     let produce = input.produce_rate_per_second.unwrap_or(0.0).max(0.0);
     let above = (lag.max(0.0) - lag_per_replica.max(0.0) * f64::from(consumers)).max(0.0);
-    if above <= 0.0 && produce <= consume {
+    if produce <= consume || above <= 0.0 {
         return None;
     }
     let growth = (produce - consume).max(0.0);
@@ -204,9 +211,9 @@ pub fn predictive_replicas(
 /// - Inactive (lag at or below the activation threshold) and the cooldown has passed since
 ///   `last_active` (or it was never active): 0, scale to zero. Inactive within the cooldown:
 ///   at least 1.
-/// - Active, predictive configured, rates known and a backlog (or production above
-///   consumption): the predictive count ([`predictive_need`]) within the tolerance
-///   ([`predictive_replicas`]), capped.
+/// - Active, predictive configured, rates known and the group falling behind: the
+///   predictive count ([`predictive_need`]) within the tolerance ([`predictive_replicas`]),
+///   capped.
 /// - Otherwise the HPA External AverageValue path on the (possibly persistent-excluded) lag,
 ///   then `min(hpa, cap)`, and the cap itself when `ceil(lag / lag_per_replica) >= cap`.
 /// - Active never proposes less than 1.

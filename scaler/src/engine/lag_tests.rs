@@ -249,28 +249,24 @@ fn rated(lag: f64, consume: f64, produce: f64, partitions: i64) -> LagInput {
 
 #[test]
 fn predictive_sizes_from_rates_and_caps() {
+    // Falling behind (production above consumption, lag above the accepted lag).
     // (lag, lagPerReplica, drain s, consume/s, produce/s, status, partitions, want)
     type Case = (f64, f64, f64, f64, f64, i32, i64, i32);
     let cases: &[Case] = &[
         // per consumer 300/3 = 100/s; backlog 60000 - 3 * 1000 = 57000;
-        // need (57000/120 + 100) / 100 = 5.75 -> 6.
-        (60_000.0, 1000.0, 120.0, 300.0, 100.0, 3, 12, 6),
-        // (597000/60 + 100) / 100 = 100.5 -> 101 -> cap 12.
-        (600_000.0, 1000.0, 60.0, 300.0, 100.0, 3, 12, 12),
-        // per consumer 125/s; backlog 1000 - 2 * 10 = 980; (980/10 + 50) / 125 = 1.184,
-        // ratio 0.59, outside the tolerance -> ceil(1.184) = 2.
-        (1_000.0, 10.0, 10.0, 250.0, 50.0, 2, 8, 2),
-        // Lag 0 but production 900/s above consumption 400/s, per consumer 100/s: 9
-        // (sustain the rate).
-        (0.0, 1000.0, 60.0, 400.0, 900.0, 4, 16, 9),
-        // Draining with more than needed: 12 consuming 1200/s, 800/s produced, backlog
-        // 12000 - 12 * 175 = 9900: (9900/60 + 800) / 100 = 9.65 -> 10 (0.80, outside).
-        (12_000.0, 175.0, 60.0, 1200.0, 800.0, 12, 12, 10),
+        // need (57000/120 + 400) / 100 = 8.75 -> 9.
+        (60_000.0, 1000.0, 120.0, 300.0, 400.0, 3, 12, 9),
+        // (597000/60 + 400) / 100 = 103.5 -> 104 -> cap 12.
+        (600_000.0, 1000.0, 60.0, 300.0, 400.0, 3, 12, 12),
+        // per consumer 125/s; backlog 1000 - 2 * 10 = 980; (980/10 + 300) / 125 = 3.18 -> 4.
+        (1_000.0, 10.0, 10.0, 250.0, 300.0, 2, 8, 4),
+        // 4 consumers at 100/s, 900/s produced, backlog 5000 - 4000 = 1000:
+        // (1000/60 + 900) / 100 = 9.17 -> 10.
+        (5_000.0, 1000.0, 60.0, 400.0, 900.0, 4, 16, 10),
     ];
     for &(lag, per_replica, drain, consume, produce, status, partitions, want) in cases {
         let c = KafkaLag {
             predictive: Some(predictive(drain, 0.0)),
-            activation_lag_threshold: -1.0,
             ..cfg(per_replica)
         };
         let out = lag_replicas(
@@ -284,8 +280,27 @@ fn predictive_sizes_from_rates_and_caps() {
         assert!(out.predictive, "{lag}");
         assert_eq!(out.replicas, want, "lag={lag}");
     }
-    // Without a consume rate, or from zero replicas, the KEDA path sizes it:
-    // ceil(60000/1000) = 60 -> cap 12.
+    // Not falling behind: the KEDA path sizes it.
+    let c = KafkaLag {
+        predictive: Some(predictive(60.0, 30.0)),
+        activation_lag_threshold: -1.0,
+        ..cfg(175.0)
+    };
+    // Draining: 12 consume 1200/s, 800/s produced, lag 12000: ceil(12000/175) = 69 -> cap 12.
+    let out = lag_replicas(
+        &c,
+        &rated(12_000.0, 1200.0, 800.0, 12),
+        12,
+        tol(),
+        None,
+        NOW,
+    );
+    assert_eq!((out.predictive, out.replicas), (false, 12));
+    // Production above consumption but no lag above the accepted 4 * 175 = 700 (the rates
+    // run ahead of the lag, or are noisy): 600 / 700 = 0.86 -> ceil(600/175) = 4.
+    let out = lag_replicas(&c, &rated(600.0, 400.0, 900.0, 16), 4, tol(), None, NOW);
+    assert_eq!((out.predictive, out.replicas), (false, 4));
+    // Without a consume rate: ceil(60000/1000) = 60 -> cap 12.
     let c = KafkaLag {
         predictive: Some(predictive(120.0, 0.0)),
         ..cfg(1000.0)
@@ -294,13 +309,14 @@ fn predictive_sizes_from_rates_and_caps() {
     assert_eq!((out.predictive, out.replicas), (false, 12));
     let p = predictive(10.0, 0.0);
     assert_eq!(
-        predictive_need(100.0, 1.0, &p, &rated(100.0, 50.0, 0.0, 4), 0),
+        predictive_need(100.0, 1.0, &p, &rated(100.0, 50.0, 80.0, 4), 0),
         None,
         "no replicas: no per-consumer rate"
     );
     assert_eq!(
-        predictive_need(100.0, 1.0, &p, &rated(100.0, 0.0, 0.0, 4), 2),
-        None
+        predictive_need(100.0, 1.0, &p, &rated(100.0, 0.0, 80.0, 4), 2),
+        None,
+        "nothing consumed"
     );
 }
 
@@ -308,59 +324,64 @@ fn predictive_sizes_from_rates_and_caps() {
 /// `consume * 2.5 s` of lag (auto-commit every 5 s). The old predictive size,
 /// `(lag / drain + produce) / (consume / replicas)`, is then `replicas * (1 + 2.5 / drain)`,
 /// always above the count: one more replica at every evaluation, up to the cap. Replayed
-/// here for 30 evaluations, each from the count the previous one chose, with the rates and
-/// the trail of a steady 360/s.
+/// here for 30 evaluations, each from the count the previous one chose, at a steady 360/s
+/// (lag 900 whatever the count), with the rates exact, noisy (+-5% on production,
+/// alternating) or biased (production read 5% high every time).
 #[test]
 fn predictive_steady_lag_with_commit_trail_does_not_ratchet() {
-    let produce = 360.0;
-    let trail = produce * 2.5; // 900, whatever the replica count
-    for (drain, per_replica, start, settle) in [
-        // lagPerReplica 175 (70% of 100/s x 2.5 s): 4 consumers accept 700, backlog 200:
-        // (200/60 + 360) / 90 = 4.04, ratio 1.009, within 0.1: stays at 4.
-        (60.0, 175.0, 4, 4),
-        // A 5 s drain: (200/5 + 360) / 90 = 4.44, ratio 1.11, outside: 5. Then 5 accept 875,
-        // backlog 25: (25/5 + 360) / 72 = 5.07, within: stays at 5. It converges on the
-        // count that carries the trail; it does not ratchet.
-        (5.0, 175.0, 4, 5),
-        // KEDA's default lagThreshold (10): the accepted lag is small, the tolerance holds
-        // it: (860/60 + 360) / 90 = 4.16, ratio 1.04, within.
-        (60.0, 10.0, 4, 4),
-        // 8 replicas at 45/s each: 8 accept 1400 > 900: keeping up, the KEDA path:
-        // ceil(900 / 175) = 6 (900 / 1400 = 0.64, outside) - the trail follows the load down.
-        (60.0, 175.0, 8, 6),
-    ] {
+    let consume = 360.0;
+    let trail = consume * 2.5;
+    let exact = |_: usize| consume;
+    let noisy = |i: usize| if i % 2 == 0 { 378.0 } else { 342.0 };
+    let biased = |_: usize| 378.0;
+    let rates: [(&str, &dyn Fn(usize) -> f64); 3] =
+        [("exact", &exact), ("noisy", &noisy), ("biased", &biased)];
+    for (drain, lookahead) in [(30.0, 30.0), (60.0, 0.0), (5.0, 30.0)] {
         let c = KafkaLag {
-            predictive: Some(predictive(drain, 30.0)),
-            ..cfg(per_replica)
+            predictive: Some(predictive(drain, lookahead)),
+            ..cfg(175.0)
         };
-        let mut replicas = start;
-        let mut seen = Vec::new();
-        for _ in 0..30 {
-            let out = lag_replicas(
-                &c,
-                &rated(trail, produce, produce, 12),
-                replicas,
-                tol(),
-                Some(NOW),
-                NOW,
-            );
-            replicas = out.replicas;
-            seen.push(replicas);
-        }
-        assert!(
-            seen.iter().skip(1).all(|r| *r == settle),
-            "drain {drain}, lagPerReplica {per_replica}: {seen:?}"
-        );
-        // The old rule, for contrast: from 4, one more each time up to the cap.
-        if per_replica == 175.0 && drain == 60.0 && start == 4 {
-            let mut old = 4;
-            for _ in 0..30 {
-                let need = (trail / drain + produce) / (produce / f64::from(old));
-                old = (need.ceil() as i32).min(12);
+        for (name, produce) in &rates {
+            for start in [4, 8, 12] {
+                let mut replicas = start;
+                let mut seen = Vec::new();
+                for i in 0..30 {
+                    let out = lag_replicas(
+                        &c,
+                        &rated(trail, consume, produce(i), 12),
+                        replicas,
+                        tol(),
+                        Some(NOW),
+                        NOW,
+                    );
+                    replicas = out.replicas;
+                    seen.push(replicas);
+                }
+                // Every run settles within two evaluations, never above the KEDA path's
+                // count, ceil(900 / 175) = 6 (at 6 the consumers accept 1050 >= 900: not
+                // falling behind). E.g. biased from 4, drain 30: lag 900 > 700,
+                // (200 + 18 * 30) / 30 + 378 = 402.7, / 90 = 4.47 (1.12, outside) -> 5;
+                // then (25 + 540) / 30 + 378 = 396.8, / 72 = 5.51 (1.10, outside) -> 6.
+                // Biased from 4 with drain 60 and no lookahead, the tolerance holds 4:
+                // (200/60 + 378) / 90 = 4.24 (1.06). Exact or noisy rates end at 6.
+                let settled = seen[2];
+                assert!(
+                    seen.iter().skip(2).all(|r| *r == settled) && seen.iter().all(|r| *r <= 6),
+                    "drain {drain}, lookahead {lookahead}, {name} rates, from {start}: {seen:?}"
+                );
+                if *name != "biased" {
+                    assert_eq!(settled, 6, "{name}, from {start}: {seen:?}");
+                }
             }
-            assert_eq!(old, 12, "the old rule ratchets to the cap");
         }
     }
+    // The old rule, for contrast: from 4, one more at each evaluation up to the cap.
+    let mut old = 4;
+    for _ in 0..30 {
+        let need = (trail / 60.0 + consume) / (consume / f64::from(old));
+        old = (need.ceil() as i32).min(12);
+    }
+    assert_eq!(old, 12, "the old rule ratchets to the cap");
 }
 
 /// Open point (b): a real growth in lag still scales up at once, in one step.
@@ -382,11 +403,11 @@ fn predictive_real_lag_growth_scales_up_promptly() {
     };
     let out = lag_replicas(&c0, &rated(1400.0, 400.0, 800.0, 12), 4, tol(), None, NOW);
     assert_eq!(out.replicas, 9);
-    // Production 9% above consumption (within the tolerance on its own: 10.9 / 10) while
-    // the lag is at the accepted 1750 of 10 consumers at 100/s: the lag grows 90/s, projected
-    // 90 * 30 = 2700, (2700/30 + 1090) / 100 = 11.8 -> 12 (1.18, outside).
-    let out = lag_replicas(&c, &rated(1750.0, 1000.0, 1090.0, 24), 10, tol(), None, NOW);
-    assert_eq!(out.replicas, 12);
+    // Production 9% above consumption (10.9 / 10, within the tolerance on its own), one
+    // second after the lag left the accepted 1750 of 10 consumers at 100/s: lag 1840,
+    // backlog 90 + 90 * 30 = 2790, (2790/30 + 1090) / 100 = 11.83 -> 12 (1.18, outside).
+    let out = lag_replicas(&c, &rated(1840.0, 1000.0, 1090.0, 24), 10, tol(), None, NOW);
+    assert_eq!((out.predictive, out.replicas), (true, 12));
     // A growing backlog keeps scaling up from where it is: 12 consumers, 1200/s consumed,
     // 1500/s produced, backlog 20000 - 2100 = 17900 + 300 * 30 = 26900:
     // (26900/30 + 1500) / 100 = 23.97 -> 24 (cap 24).
@@ -401,20 +422,21 @@ fn predictive_real_lag_growth_scales_up_promptly() {
     assert_eq!(out.replicas, 24);
     // Replicas still starting: 3 of 12 ready, consuming 300/s (100/s each), 1000/s produced,
     // lag 1000: the 3 accept 525, backlog 475 + 700 * 30 = 21475,
-    // (21475/30 + 1000) / 100 = 17.2 -> cap 12. With 300/s produced the need is
-    // (475/30 + 300) / 100 = 3.16 (0.26, outside), but the count is not lowered while 9
-    // replicas are still starting: their capacity does not show in the consume rate yet.
+    // (21475/30 + 1000) / 100 = 17.2 -> cap 12. With 320/s produced the need is
+    // (475 + 20 * 30) / 30 + 320 = 355.8, / 100 = 3.56 (0.30, outside), but the count is not
+    // lowered while 9 replicas are still starting: their capacity does not show in the
+    // consume rate yet.
     let mut starting = rated(1000.0, 300.0, 1000.0, 12);
     starting.consumers = Some(3);
     assert_eq!(
         lag_replicas(&c, &starting, 12, tol(), None, NOW).replicas,
         12
     );
-    starting.produce_rate_per_second = Some(300.0);
+    starting.produce_rate_per_second = Some(320.0);
     let out = lag_replicas(&c, &starting, 12, tol(), None, NOW);
     assert_eq!((out.predictive, out.replicas), (true, 12));
-    // Once all are ready the same low need scales down: 12 consumers at 25/s, 300/s
-    // produced, lag 1000 < 12 * 175: keeping up, the KEDA path: ceil(1000/175) = 6.
+    // Once all are ready (25/s each) the group keeps up: lag 1000 < 12 * 175, the KEDA path:
+    // ceil(1000/175) = 6.
     starting.consumers = Some(12);
     let out = lag_replicas(&c, &starting, 12, tol(), None, NOW);
     assert_eq!((out.predictive, out.replicas), (false, 6));
@@ -424,12 +446,12 @@ fn predictive_real_lag_growth_scales_up_promptly() {
 #[test]
 fn predictive_tolerance_is_the_hpa_tolerance() {
     let c = KafkaLag {
-        predictive: Some(predictive(60.0, 0.0)),
+        predictive: Some(predictive(120.0, 0.0)),
         ..cfg(10.0)
     };
-    // 10 consumers at 100/s, backlog 6000 - 100 = 5900: (5900/60 + 1000) / 100 = 10.98,
-    // ratio 1.098: within 0.1 -> 10; within 0.05 up -> no: 11.
-    let i = rated(6000.0, 1000.0, 1000.0, 24);
+    // 10 consumers at 100/s, 1005/s produced, backlog 6000 - 100 = 5900:
+    // (5900/120 + 1005) / 100 = 10.54, ratio 1.054: within 0.1 -> 10; not within 0.05 -> 11.
+    let i = rated(6000.0, 1000.0, 1005.0, 24);
     assert_eq!(lag_replicas(&c, &i, 10, tol(), None, NOW).replicas, 10);
     let tight = Tolerances {
         scale_up: 0.05,
@@ -626,10 +648,10 @@ fn end_to_end_stale_lag_still_scales_up() {
 #[test]
 fn end_to_end_predictive_steps_straight_or_obeys_the_behavior() {
     // 24 partitions, lag 150000, lagPerReplica 1000, drain 120s, 3 replicas consuming 300/s
-    // in total (100/s each), producing 100/s: backlog 150000 - 3000 = 147000,
-    // (1225 + 100) / 100 = 13.25 -> 14. The default scale-up allows max(3 + 4, 3 * 2) = 7.
+    // in total (100/s each), producing 400/s: backlog 150000 - 3000 = 147000,
+    // (1225 + 400) / 100 = 16.25 -> 17. The default scale-up allows max(3 + 4, 3 * 2) = 7.
     let obs = serde_json::json!([{ "metric": "lag", "value": 150000,
-        "kafka": { "partitions": 24, "consume_rate_per_second": 300, "produce_rate_per_second": 100 } }]);
+        "kafka": { "partitions": 24, "consume_rate_per_second": 300, "produce_rate_per_second": 400 } }]);
     let with = |bypass: bool| {
         lag_input_json(
             3,
@@ -640,9 +662,9 @@ fn end_to_end_predictive_steps_straight_or_obeys_the_behavior() {
         )
     };
     let d = run(&with(false));
-    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(14), 7));
+    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(17), 7));
     let d = run(&with(true));
-    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(14), 14));
+    assert_eq!((d.metric_replicas, d.desired_replicas), (Some(17), 17));
     assert!(d.proposals[0].lag.expect("lag").predictive);
     // KEDA path for comparison: ceil(150000/1000) = 150 -> cap 24, limited to 7.
     let i = lag_input_json(
@@ -708,10 +730,10 @@ fn validation_names_the_kafka_lag_fields() {
     }
 }
 
-/// End to end, the per-consumer rate counts the Ready pods only: 4 pods of which 2 are
-/// Ready, consuming 200/s (100/s each), 400/s produced, lag 350 = 2 * 175 accepted:
-/// no backlog (lookahead off), need 400 / 100 = 4, ratio 1: stays at 4. Dividing by all four pods
-/// (50/s each) would ask for 8.
+/// End to end, the per-consumer rate and the accepted lag count the Ready pods only: 4 pods
+/// of which 2 are Ready, consuming 200/s (100/s each), 400/s produced, lag 550 above the
+/// 2 * 175 accepted: (200/30 + 400) / 100 = 4.07, ratio 1.02: stays at 4. Counting all four
+/// (50/s each, 700 accepted) would not see the group falling behind at all.
 #[test]
 fn end_to_end_predictive_counts_ready_consumers() {
     let pod = |name: &str, ready: bool| {
@@ -720,7 +742,7 @@ fn end_to_end_predictive_counts_ready_consumers() {
             "ready": { "status": if ready { "True" } else { "False" },
                 "last_transition_unix_seconds": NOW - 500.0 } })
     };
-    let obs = serde_json::json!([{ "metric": "lag", "value": 350,
+    let obs = serde_json::json!([{ "metric": "lag", "value": 550,
         "kafka": { "partitions": 12, "consume_rate_per_second": 200, "produce_rate_per_second": 400 } }]);
     let i = lag_input_json(
         4,
@@ -787,10 +809,11 @@ fn end_to_end_scale_from_zero_and_legacy_path() {
     assert_eq!(d.desired_replicas, 0);
     assert_eq!(d.next.last_active_unix_seconds, None);
     // Predictive with bypass on the legacy path: 2 replicas consuming 200/s (100/s each),
-    // lag 90000, lagPerReplica 1000: backlog 88000, (88000/60 + 0) / 100 = 14.67 -> 15 >
-    // legacy limit max(4, 4) = 4, bypassed -> 15 (cap 20).
+    // 300/s produced, lag 90000, lagPerReplica 1000: backlog 88000,
+    // (88000/60 + 300) / 100 = 17.67 -> 18 > legacy limit max(4, 4) = 4, bypassed -> 18
+    // (cap 20).
     let obs = serde_json::json!([{ "metric": "lag", "value": 90000,
-        "kafka": { "partitions": 20, "consume_rate_per_second": 200 } }]);
+        "kafka": { "partitions": 20, "consume_rate_per_second": 200, "produce_rate_per_second": 300 } }]);
     let i = lag_input_json(
         2,
         obs,
@@ -801,7 +824,7 @@ fn end_to_end_scale_from_zero_and_legacy_path() {
     let d = run(&i);
     assert_eq!(
         (d.metric_replicas, d.desired_replicas),
-        (Some(15), 15),
+        (Some(18), 18),
         "{d:#?}"
     );
 }

@@ -657,6 +657,26 @@ spec:
         }
     }
 
+    /// The predictive lag option on a steady load that runs hot (85% of 3 replicas): the
+    /// commit trail (255/s x 2.5 s = 637.5) is above the accepted 3 x 150, but the group keeps
+    /// up, so the lag is sized as KEDA sizes it, once (ceil(637.5 / 150) = 5), and then holds.
+    /// Before the tolerance, the predictive size was `replicas x (1 + 2.5 / 30)` at every
+    /// second: one more replica each time, up to 12.
+    #[test]
+    fn predictive_lag_does_not_ratchet_on_a_steady_load() {
+        let policy = policy(&POLICY.replace(
+            "lagPerReplica: 150}",
+            "lagPerReplica: 150, predictive: {targetDrainSeconds: 30, lookaheadSeconds: 30}}",
+        ));
+        let s = setup();
+        let trace = Trace::from_loads(vec![255.0; 600]);
+        let run = replay(&trace, Scaler::tidal(&policy, &s), &s).expect("replays");
+        let sum = run.summary();
+        assert_eq!((sum.scale_events, sum.max_replicas), (1, 5), "{sum:?}");
+        assert_eq!(run.seconds.last().map(|x| x.replicas), Some(5));
+        assert_eq!(sum.slo_violation_seconds, 0);
+    }
+
     /// A load step: every algorithm scales up, none beyond the policy's maximum, and the
     /// scaler intervals are those documented.
     #[test]
