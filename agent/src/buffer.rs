@@ -66,6 +66,32 @@ impl Buffer {
             .push((labels, v));
     }
 
+    /// Adds a whole batch of samples of one family (non-finite values are dropped).
+    pub fn extend(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        mut samples: Vec<(Labels, f64)>,
+    ) {
+        samples.retain(|(_, v)| v.is_finite());
+        if samples.is_empty() {
+            return;
+        }
+        match self.families.entry(name) {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                e.get_mut().samples.append(&mut samples)
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Family {
+                    help,
+                    kind,
+                    samples,
+                });
+            }
+        }
+    }
+
     /// Adds a counter sample (`name` ends in `_total`, as in the schema).
     pub fn counter(
         &mut self,

@@ -7,12 +7,14 @@
 //! - [`snapshot`]: the sampling loop and the snapshot it swaps atomically.
 //! - [`server`]: `/metrics` (OpenMetrics or text 0.0.4), `/healthz`, `/readyz`.
 //! - [`rate`]: counter rates with reset handling; [`buffer`]: what a sampler run produces.
+//! - [`fdcache`]: held descriptors for the files and directories re-read every round.
 //! - [`synthetic`]: synthetic kubelet cgroup trees for the benchmarks.
 //!
 //! `docs/agent.md` lists every series with its labels and formula.
 
 pub mod buffer;
 pub mod cli;
+pub mod fdcache;
 pub mod kafka_config;
 pub mod pods;
 pub mod rate;

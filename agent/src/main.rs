@@ -40,6 +40,9 @@ async fn main() -> anyhow::Result<()> {
         "starting"
     );
 
+    // The cgroup sampler keeps interface files open (up to half of the soft limit).
+    let nofile = tidal_agent::fdcache::raise_nofile_limit();
+    tracing::debug!(nofile, "RLIMIT_NOFILE soft limit");
     let pods = start_pod_watch(&cli).await;
     let mut samplers: Vec<Box<dyn Sampler>> = vec![Box::new(NodeSampler::new(&cli.proc_root))];
     match Hierarchy::detect(&cli.cgroup_root) {

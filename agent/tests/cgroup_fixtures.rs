@@ -634,3 +634,91 @@ fn limits_are_reread_every_slow_period_and_counters_every_round() {
     let r = seen_new_limit.expect("the new limit shows within one slow period");
     assert!((1..=SLOW_EVERY_ROUNDS).contains(&r), "{r}");
 }
+
+/// Every series of a buffer, as sorted `(name, labels, value)` lines.
+fn all_series(buf: &Buffer) -> Vec<String> {
+    let mut out: Vec<String> = buf
+        .families()
+        .iter()
+        .flat_map(|(name, f)| {
+            f.samples
+                .iter()
+                .map(move |(l, v)| format!("{name}{:?} {v}", l.as_ref()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn held_files_and_listings_follow_churn_between_rounds_exactly() {
+    use tidal_agent::fdcache::FdBudget;
+    let t = v2_systemd_tree();
+    let uid1 = UID_1.replace('-', "_");
+    let pod1 = PathBuf::from(format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid1}.slice"
+    ));
+    let h = Hierarchy::detect(t.path()).expect("detects");
+    let mut held = CgroupSampler::new(h.clone(), Scope::Node, PodIndex::default());
+    // The same tree through a sampler that opens, reads and closes every file.
+    let mut plain =
+        CgroupSampler::with_budget(h, Scope::Node, PodIndex::default(), FdBudget::with_cap(0));
+    let t0 = Instant::now();
+    let first = sample(&mut held, t0);
+    assert_eq!(all_series(&first), all_series(&sample(&mut plain, t0)));
+    assert!(held.held_descriptors() > 0);
+    assert_eq!(plain.held_descriptors(), 0);
+
+    // Between rounds: container A dies, D starts in the same pod, pod 3 goes away, C's and
+    // the pod's counters move (files rewritten in place).
+    std::fs::remove_dir_all(
+        t.path()
+            .join(pod1.join(format!("cri-containerd-{CID_A}.scope"))),
+    )
+    .expect("rm A");
+    let cid_d = "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+    v2_cgroup(
+        &t,
+        &pod1.join(format!("cri-containerd-{cid_d}.scope")),
+        700_000,
+        5_000,
+        1_000,
+    );
+    let pod3 = PathBuf::from(format!(
+        "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice",
+        UID_3.replace('-', "_")
+    ));
+    std::fs::remove_dir_all(t.path().join(&pod3)).expect("rm pod 3");
+    v2_cgroup(&t, &pod1, 9_500_000, 200_000, 50_000);
+    let t1 = t0 + Duration::from_secs(1);
+    let second = sample(&mut held, t1);
+    assert!(second.errors().is_empty(), "{:?}", second.errors());
+    assert_eq!(all_series(&second), all_series(&sample(&mut plain, t1)));
+    let cpu = &second.families()[s::CONTAINER_CPU_USAGE_SECONDS_TOTAL].samples;
+    assert_eq!(cpu.len(), 4, "pods 1 and 2, containers B and D: {cpu:?}");
+    assert_eq!(
+        second.value(
+            s::CONTAINER_CPU_USAGE_SECONDS_TOTAL,
+            &[("container", CID_A)]
+        ),
+        None
+    );
+    assert_eq!(
+        v(
+            &second,
+            s::CONTAINER_CPU_USAGE_SECONDS_TOTAL,
+            &[("container", cid_d)]
+        ),
+        0.7
+    );
+    let pod = [("container", ""), ("pod_uid", UID_1)];
+    assert_eq!(v(&second, s::CONTAINER_CPU_USAGE_SECONDS_TOTAL, &pod), 9.5);
+    assert_eq!(v(&second, s::AGENT_CONTAINER_CPU_USAGE_CORES, &pod), 0.5);
+
+    // A held file that disappears under a live cgroup reads as missing, as a fresh open.
+    std::fs::remove_file(t.path().join(pod1.join("memory.stat"))).expect("rm");
+    let t2 = t1 + Duration::from_secs(1);
+    let third = sample(&mut held, t2);
+    assert_eq!(third.errors(), sample(&mut plain, t2).errors());
+    drop(held);
+}

@@ -31,14 +31,18 @@
 //! listing and reading is counted in `tidal_agent_sample_errors_total{reason="vanished"}` and
 //! skipped; it never fails the run.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tidal_core::schema;
 
-use crate::buffer::{Buffer, Labels};
+use crate::buffer::{Buffer, Kind, Labels};
+use crate::fdcache::{CachedDir, CachedFile, DirBuf, DirEntry, FdBudget, dir_buf, is_cgroupfs};
 use crate::pods::{ContainerMeta, PodIndex, PodMeta};
-use crate::rate::RateMap;
+use crate::rate::Rate;
 use crate::sampler::{SampleError, Sampler};
 
 /// Why the cgroup sampler (or one cgroup of it) could not be read.
@@ -66,6 +70,8 @@ impl CgroupError {
             CgroupError::List { source, .. } | CgroupError::Read { source, .. } => {
                 match source.kind() {
                     io::ErrorKind::NotFound => "vanished",
+                    // A held file of a removed cgroup (kernfs answers ENODEV).
+                    _ if source.raw_os_error() == Some(ENODEV) => "vanished",
                     io::ErrorKind::PermissionDenied => "permission_denied",
                     _ => "io",
                 }
@@ -76,6 +82,9 @@ impl CgroupError {
         }
     }
 }
+
+/// `ENODEV`: what reading a held interface file of a removed cgroup returns.
+const ENODEV: i32 = 19;
 
 /// Which cgroup version the host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +136,25 @@ impl Hierarchy {
             memory,
             unified,
         })
+    }
+
+    /// The mounted roots in use.
+    fn roots(&self) -> impl Iterator<Item = &Path> {
+        let (a, b, c, d) = match self {
+            Hierarchy::V2 { root } => (Some(root), None, None, None),
+            Hierarchy::V1 {
+                cpu,
+                cpuacct,
+                memory,
+                unified,
+            } => (
+                cpu.as_ref(),
+                cpuacct.as_ref(),
+                memory.as_ref(),
+                unified.as_ref(),
+            ),
+        };
+        [a, b, c, d].into_iter().flatten().map(PathBuf::as_path)
     }
 
     /// v1, v2 or hybrid.
@@ -369,18 +397,6 @@ fn read(path: &Path) -> Result<String, CgroupError> {
     })
 }
 
-/// Like [`read`], but a missing file is `None` (optional interfaces: PSI, throttling).
-fn read_opt(path: &Path) -> Result<Option<String>, CgroupError> {
-    match read_file(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CgroupError::Read {
-            path: path.into(),
-            source,
-        }),
-    }
-}
-
 fn number(path: &Path, s: &str) -> Result<f64, CgroupError> {
     s.trim()
         .parse::<u64>()
@@ -389,11 +405,6 @@ fn number(path: &Path, s: &str) -> Result<f64, CgroupError> {
             path: path.into(),
             value: s.trim().to_string(),
         })
-}
-
-/// Reads a file holding one unsigned integer.
-fn read_number(path: &Path) -> Result<f64, CgroupError> {
-    number(path, &read(path)?)
 }
 
 /// A flat-keyed file (`key value` per line: `cpu.stat`, `memory.stat`).
@@ -423,12 +434,17 @@ impl<'a> Flat<'a> {
 
     /// A key that may be absent (but, if present, must be a number).
     pub fn opt(&self, key: &'static str) -> Result<Option<f64>, CgroupError> {
+        self.line_value(key)
+            .map(|v| number(self.path, v))
+            .transpose()
+    }
+
+    /// The text after `<key> ` on the last line that starts so.
+    fn line_value(&self, key: &str) -> Option<&'a str> {
         self.text
             .lines()
             .rev()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
-            .map(|v| number(self.path, v))
-            .transpose()
     }
 }
 
@@ -495,21 +511,6 @@ impl Rels {
     }
 }
 
-fn read_psi(dir: &Path, out: &mut [Option<f64>; 6]) -> Result<(), CgroupError> {
-    for (i, file) in ["cpu.pressure", "memory.pressure", "io.pressure"]
-        .iter()
-        .enumerate()
-    {
-        let path = dir.join(file);
-        if let Some(text) = read_opt(&path)? {
-            let (some, full) = parse_pressure(&path, &text)?;
-            out[2 * i] = some;
-            out[2 * i + 1] = full;
-        }
-    }
-    Ok(())
-}
-
 /// How often (in rounds) a cgroup's slow-moving files — limits and pressure — are re-read.
 /// Counters and memory are read every round; limits change only on a resize and PSI totals
 /// are counters whose rates need no 1s resolution. Each cgroup gets a fixed offset so the
@@ -539,44 +540,192 @@ impl Slow {
     }
 }
 
-/// Reads the stats of one cgroup (every file).
-pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
-    read_stats_with(h, rels, true)
+/// The interface files of one cgroup, each held open while the descriptor budget allows.
+/// v2: `cpu.stat`, `memory.current`, `memory.stat` every round; `cpu.max`, `memory.max` and
+/// the three PSI files on slow rounds. v1: `cpuacct.usage`, `cpu.stat`,
+/// `memory.usage_in_bytes`, `memory.stat`; slow: `cpu.cfs_quota_us`, `cpu.cfs_period_us`,
+/// `memory.limit_in_bytes` and the unified tree's PSI files.
+type Files = [CachedFile; 10];
+
+/// What reading a cgroup needs besides its files: the descriptor budget and a reused buffer.
+struct Reader<'a> {
+    budget: &'a FdBudget,
+    /// Check held files for an unlink (outside cgroupfs).
+    verify: bool,
+    buf: &'a mut Vec<u8>,
 }
 
-/// Reads the stats of one cgroup; without `full`, the limit and pressure files are skipped.
-fn read_stats_with(h: &Hierarchy, rels: &Rels, full: bool) -> Result<Stats, CgroupError> {
+impl Reader<'_> {
+    /// Reads `file` (at `dir/rel/name`) as text; `None` if `optional` and it does not exist.
+    /// Files read every round get the whole descriptor budget, slow ones half of it.
+    fn text(
+        &mut self,
+        file: &mut CachedFile,
+        (dir, rel, name): (&Path, &Path, &str),
+        optional: bool,
+        every_round: bool,
+    ) -> Result<Option<&str>, CgroupError> {
+        let path = || dir.join(rel).join(name);
+        match file.read(path, self.budget, !every_round, self.verify, self.buf) {
+            Ok(n) => match std::str::from_utf8(&self.buf[..n]) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) => Err(CgroupError::Read {
+                    path: path(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                }),
+            },
+            Err(e) if optional && e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CgroupError::Read {
+                path: path(),
+                source,
+            }),
+        }
+    }
+
+    /// A file that must exist.
+    fn required(
+        &mut self,
+        file: &mut CachedFile,
+        at: (&Path, &Path, &str),
+        every_round: bool,
+    ) -> Result<&str, CgroupError> {
+        self.text(file, at, false, every_round)
+            .map(|t| t.unwrap_or_default())
+    }
+}
+
+/// The values of `keys` in a flat-keyed file (`key value` lines), without allocating: the
+/// same lines [`Flat`] finds (a line starting with `<key> `; a repeated key yields its last
+/// value), each found with one vectorised backward search for `\n<key> `.
+fn scan_flat<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> [Option<&'t str>; N] {
+    let bytes = text.as_bytes();
+    let mut needle = [0u8; 64];
+    keys.map(|key| {
+        let k = key.as_bytes();
+        let n = k.len() + 2;
+        if n > needle.len() {
+            return Flat::parse(Path::new(""), text).line_value(key);
+        }
+        needle[0] = b'\n';
+        needle[1..=k.len()].copy_from_slice(k);
+        needle[n - 1] = b' ';
+        let start = match memchr::memmem::rfind(bytes, &needle[..n]) {
+            Some(at) => at + n,
+            None if bytes.starts_with(&needle[1..n]) => n - 1,
+            None => return None,
+        };
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |e| start + e);
+        // Both ends are at ASCII bytes (the key's space, a newline or the end): valid slices.
+        text.get(start..end)
+    })
+}
+
+/// A value of a flat-keyed file that must be there.
+fn flat_get(
+    v: Option<&str>,
+    key: &'static str,
+    path: impl Fn() -> PathBuf,
+) -> Result<f64, CgroupError> {
+    let v = v.ok_or_else(|| CgroupError::MissingKey { path: path(), key })?;
+    num(v, path)
+}
+
+/// A value of a flat-keyed file that may be absent.
+fn flat_opt(v: Option<&str>, path: impl Fn() -> PathBuf) -> Result<Option<f64>, CgroupError> {
+    v.map(|v| num(v, path)).transpose()
+}
+
+/// [`number`], with the path built only for an error.
+fn num(s: &str, path: impl Fn() -> PathBuf) -> Result<f64, CgroupError> {
+    match s.trim().parse::<u64>() {
+        Ok(v) => Ok(v as f64),
+        Err(_) => Err(CgroupError::NotANumber {
+            path: path(),
+            value: s.trim().to_string(),
+        }),
+    }
+}
+
+/// Reads the three PSI files under `dir/rel` into `out` (a missing file leaves its pair `None`).
+fn read_psi(
+    r: &mut Reader<'_>,
+    files: [&mut CachedFile; 3],
+    dir: &Path,
+    rel: &Path,
+    out: &mut [Option<f64>; 6],
+) -> Result<(), CgroupError> {
+    for (i, (name, file)) in ["cpu.pressure", "memory.pressure", "io.pressure"]
+        .into_iter()
+        .zip(files)
+        .enumerate()
+    {
+        if let Some(text) = r.text(file, (dir, rel, name), true, false)? {
+            let (some, full) = parse_pressure(&dir.join(rel).join(name), text)?;
+            out[2 * i] = some;
+            out[2 * i + 1] = full;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the stats of one cgroup (every file), opening and closing each.
+pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
+    let mut files = Files::default();
+    let mut buf = Vec::new();
+    let mut r = Reader {
+        budget: &FdBudget::with_cap(0),
+        verify: true,
+        buf: &mut buf,
+    };
+    read_stats_with(h, rels, true, &mut files, &mut r)
+}
+
+/// Reads the stats of one cgroup through its `files`; without `full`, the limit and pressure
+/// files are skipped.
+fn read_stats_with(
+    h: &Hierarchy,
+    rels: &Rels,
+    full: bool,
+    files: &mut Files,
+    r: &mut Reader<'_>,
+) -> Result<Stats, CgroupError> {
     let mut s = Stats::default();
     match h {
         Hierarchy::V2 { root } => {
-            let dir = root.join(&rels.unified);
-            let path = dir.join("cpu.stat");
-            let text = read(&path)?;
-            let cpu = Flat::parse(&path, &text);
-            s.cpu_usage_seconds = cpu.get("usage_usec")? / 1e6;
-            s.cfs_periods = cpu.opt("nr_periods")?;
-            s.cfs_throttled_periods = cpu.opt("nr_throttled")?;
-            s.cfs_throttled_seconds = cpu.opt("throttled_usec")?.map(|us| us / 1e6);
-            s.memory_usage_bytes = read_number(&dir.join("memory.current"))?;
-            let path = dir.join("memory.stat");
-            let text = read(&path)?;
-            let mem = Flat::parse(&path, &text);
+            let [f0, f1, f2, f3, f4, f5, f6, f7, ..] = files;
+            let rel = rels.unified.as_path();
+            let path = |name: &'static str| move || root.join(rel).join(name);
+            let text = r.required(f0, (root, rel, "cpu.stat"), true)?;
+            let [usage, periods, throttled, throttled_usec] = scan_flat(
+                text,
+                ["usage_usec", "nr_periods", "nr_throttled", "throttled_usec"],
+            );
+            s.cpu_usage_seconds = flat_get(usage, "usage_usec", path("cpu.stat"))? / 1e6;
+            s.cfs_periods = flat_opt(periods, path("cpu.stat"))?;
+            s.cfs_throttled_periods = flat_opt(throttled, path("cpu.stat"))?;
+            s.cfs_throttled_seconds =
+                flat_opt(throttled_usec, path("cpu.stat"))?.map(|us| us / 1e6);
+            let text = r.required(f1, (root, rel, "memory.current"), true)?;
+            s.memory_usage_bytes = num(text, path("memory.current"))?;
+            let text = r.required(f2, (root, rel, "memory.stat"), true)?;
+            let [inactive, anon, file] = scan_flat(text, ["inactive_file", "anon", "file"]);
+            let p = path("memory.stat");
             s.memory_working_set_bytes =
-                (s.memory_usage_bytes - mem.get("inactive_file")?).max(0.0);
-            s.memory_rss_bytes = mem.get("anon")?;
-            s.memory_cache_bytes = mem.get("file")?;
+                (s.memory_usage_bytes - flat_get(inactive, "inactive_file", p)?).max(0.0);
+            s.memory_rss_bytes = flat_get(anon, "anon", p)?;
+            s.memory_cache_bytes = flat_get(file, "file", p)?;
             if !full {
                 return Ok(s);
             }
-            if let Some(max) = read_opt(&dir.join("cpu.max"))? {
-                s.cpu_limit_cores = parse_cpu_max(&dir.join("cpu.max"), &max)?;
+            if let Some(max) = r.text(f3, (root, rel, "cpu.max"), true, false)? {
+                s.cpu_limit_cores = parse_cpu_max(&path("cpu.max")(), max)?;
             }
-            if let Some(max) = read_opt(&dir.join("memory.max"))?
+            if let Some(max) = r.text(f4, (root, rel, "memory.max"), true, false)?
                 && max.trim() != "max"
             {
-                s.memory_limit_bytes = Some(number(&dir.join("memory.max"), &max)?);
+                s.memory_limit_bytes = Some(num(max, path("memory.max"))?);
             }
-            read_psi(&dir, &mut s.pressure)?;
+            read_psi(r, [f5, f6, f7], root, rel, &mut s.pressure)?;
         }
         Hierarchy::V1 {
             cpu,
@@ -584,57 +733,64 @@ fn read_stats_with(h: &Hierarchy, rels: &Rels, full: bool) -> Result<Stats, Cgro
             memory,
             unified,
         } => {
+            let [f0, f1, f2, f3, f4, f5, f6, f7, f8, f9] = files;
             let acct = cpuacct.as_ref().ok_or(CgroupError::NoHierarchy {
                 root: PathBuf::from("cpuacct"),
             })?;
-            s.cpu_usage_seconds =
-                read_number(&acct.join(&rels.cpuacct).join("cpuacct.usage"))? / 1e9;
+            let rel = rels.cpuacct.as_path();
+            let text = r.required(f0, (acct, rel, "cpuacct.usage"), true)?;
+            s.cpu_usage_seconds = num(text, || acct.join(rel).join("cpuacct.usage"))? / 1e9;
             if let Some(cpu) = cpu {
-                let dir = cpu.join(&rels.cpu);
-                let path = dir.join("cpu.stat");
-                if let Some(text) = read_opt(&path)? {
-                    let st = Flat::parse(&path, &text);
-                    s.cfs_periods = st.opt("nr_periods")?;
-                    s.cfs_throttled_periods = st.opt("nr_throttled")?;
-                    s.cfs_throttled_seconds = st.opt("throttled_time")?.map(|ns| ns / 1e9);
+                let rel = rels.cpu.as_path();
+                let path = |name: &'static str| move || cpu.join(rel).join(name);
+                if let Some(text) = r.text(f1, (cpu, rel, "cpu.stat"), true, true)? {
+                    let [periods, throttled, time] =
+                        scan_flat(text, ["nr_periods", "nr_throttled", "throttled_time"]);
+                    let p = path("cpu.stat");
+                    s.cfs_periods = flat_opt(periods, p)?;
+                    s.cfs_throttled_periods = flat_opt(throttled, p)?;
+                    s.cfs_throttled_seconds = flat_opt(time, p)?.map(|ns| ns / 1e9);
                 }
-                if !full {
-                    // limits: read on full rounds only
-                } else if let (Some(q), Some(p)) = (
-                    read_opt(&dir.join("cpu.cfs_quota_us"))?,
-                    read_opt(&dir.join("cpu.cfs_period_us"))?,
-                ) {
+                if full {
                     // -1 means no quota.
-                    let quota = q.trim().parse::<i64>().ok().filter(|q| *q > 0);
-                    let period = number(&dir.join("cpu.cfs_period_us"), &p)?;
-                    if let Some(quota) = quota
-                        && period > 0.0
-                    {
-                        s.cpu_limit_cores = Some(quota as f64 / period);
+                    let quota = r
+                        .text(f4, (cpu, rel, "cpu.cfs_quota_us"), true, false)?
+                        .map(|q| q.trim().parse::<i64>().ok().filter(|q| *q > 0));
+                    let period = r.text(f5, (cpu, rel, "cpu.cfs_period_us"), true, false)?;
+                    if let (Some(quota), Some(period)) = (quota, period) {
+                        let period = num(period, path("cpu.cfs_period_us"))?;
+                        if let Some(quota) = quota
+                            && period > 0.0
+                        {
+                            s.cpu_limit_cores = Some(quota as f64 / period);
+                        }
                     }
                 }
             }
             let mem = memory.as_ref().ok_or(CgroupError::NoHierarchy {
                 root: PathBuf::from("memory"),
             })?;
-            let dir = mem.join(&rels.memory);
-            s.memory_usage_bytes = read_number(&dir.join("memory.usage_in_bytes"))?;
-            let path = dir.join("memory.stat");
-            let text = read(&path)?;
-            let st = Flat::parse(&path, &text);
+            let rel = rels.memory.as_path();
+            let path = |name: &'static str| move || mem.join(rel).join(name);
+            let text = r.required(f2, (mem, rel, "memory.usage_in_bytes"), true)?;
+            s.memory_usage_bytes = num(text, path("memory.usage_in_bytes"))?;
+            let text = r.required(f3, (mem, rel, "memory.stat"), true)?;
+            let [inactive, rss, cache] =
+                scan_flat(text, ["total_inactive_file", "total_rss", "total_cache"]);
+            let p = path("memory.stat");
             s.memory_working_set_bytes =
-                (s.memory_usage_bytes - st.get("total_inactive_file")?).max(0.0);
-            s.memory_rss_bytes = st.get("total_rss")?;
-            s.memory_cache_bytes = st.get("total_cache")?;
+                (s.memory_usage_bytes - flat_get(inactive, "total_inactive_file", p)?).max(0.0);
+            s.memory_rss_bytes = flat_get(rss, "total_rss", p)?;
+            s.memory_cache_bytes = flat_get(cache, "total_cache", p)?;
             if !full {
                 return Ok(s);
             }
-            if let Some(l) = read_opt(&dir.join("memory.limit_in_bytes"))? {
-                let l = number(&dir.join("memory.limit_in_bytes"), &l)?;
+            if let Some(l) = r.text(f6, (mem, rel, "memory.limit_in_bytes"), true, false)? {
+                let l = num(l, path("memory.limit_in_bytes"))?;
                 s.memory_limit_bytes = (l < V1_UNLIMITED).then_some(l);
             }
             if let Some(u) = unified {
-                read_psi(&u.join(&rels.unified), &mut s.pressure)?;
+                read_psi(r, [f7, f8, f9], u, &rels.unified, &mut s.pressure)?;
             }
         }
     }
@@ -667,7 +823,7 @@ pub enum Scope {
 }
 
 /// One cgroup to read in a pass, with its identity.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Target {
     rels: Rels,
     uid: String,
@@ -708,32 +864,242 @@ pub fn self_cgroup(proc_root: &Path, h: &Hierarchy) -> Result<Rels, CgroupError>
     })
 }
 
+/// One cgroup the sampler reads, kept from round to round: its identity, its held interface
+/// files, its CPU counter's last value, its cached slow values and its label set.
+#[derive(Debug)]
+struct Cg {
+    target: Target,
+    /// The directory's name and inode number as last listed (sidecar: empty and 0).
+    name: String,
+    ino: u64,
+    files: Files,
+    /// Offset among the rounds of its slow reads, and the values of the last one
+    /// (`None`: read every file next round).
+    offset: u64,
+    slow: Option<Slow>,
+    rate: Rate,
+    /// The pod metadata the labels were built from, and the labels.
+    labels: Option<(Option<Arc<PodMeta>>, Labels)>,
+}
+
+impl Cg {
+    fn new(target: Target, name: String, ino: u64) -> Self {
+        Self {
+            target,
+            name,
+            ino,
+            files: Files::default(),
+            offset: 0,
+            slow: None,
+            rate: Rate::default(),
+            labels: None,
+        }
+    }
+}
+
+/// A pod directory and its cgroups (the pod's own first, then its containers by name).
+#[derive(Debug, Default)]
+struct PodDir {
+    ino: u64,
+    dir: CachedDir,
+    cgs: Vec<Cg>,
+    /// The round it was last listed in; pods not seen in a round are forgotten.
+    round: u64,
+}
+
+/// The series the sampler emits, in the order of [`SERIES`].
+mod series {
+    pub const CPU: usize = 0;
+    pub const WORKING_SET: usize = 1;
+    pub const RSS: usize = 2;
+    pub const CACHE: usize = 3;
+    pub const CFS_PERIODS: usize = 4;
+    pub const CFS_THROTTLED_PERIODS: usize = 5;
+    pub const CFS_THROTTLED_SECONDS: usize = 6;
+    /// cpu some/full, memory some/full, io some/full.
+    pub const PRESSURE: usize = 7;
+    pub const USAGE_CORES: usize = 13;
+    pub const CPU_REQUEST: usize = 14;
+    pub const CPU_REQUEST_UTILIZATION: usize = 15;
+    pub const CPU_LIMIT: usize = 16;
+    pub const CPU_LIMIT_UTILIZATION: usize = 17;
+    pub const MEMORY_REQUEST: usize = 18;
+    pub const MEMORY_REQUEST_UTILIZATION: usize = 19;
+    pub const MEMORY_LIMIT: usize = 20;
+    pub const MEMORY_LIMIT_UTILIZATION: usize = 21;
+    pub const COUNT: usize = 22;
+}
+
+/// Name, help and kind of each series the sampler emits.
+const SERIES: [(&str, &str, Kind); series::COUNT] = [
+    (
+        schema::CONTAINER_CPU_USAGE_SECONDS_TOTAL,
+        "Cumulative cpu time consumed in seconds.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_MEMORY_WORKING_SET_BYTES,
+        "Current working set in bytes (usage - inactive_file).",
+        Kind::Gauge,
+    ),
+    (
+        schema::CONTAINER_MEMORY_RSS,
+        "Size of RSS in bytes.",
+        Kind::Gauge,
+    ),
+    (
+        schema::CONTAINER_MEMORY_CACHE,
+        "Number of bytes of page cache memory.",
+        Kind::Gauge,
+    ),
+    (
+        schema::CONTAINER_CPU_CFS_PERIODS_TOTAL,
+        "Number of elapsed enforcement period intervals.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_CPU_CFS_THROTTLED_PERIODS_TOTAL,
+        "Number of throttled period intervals.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_CPU_CFS_THROTTLED_SECONDS_TOTAL,
+        "Total time duration the container has been throttled.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_PRESSURE_CPU_WAITING,
+        "Total time duration tasks waited for CPU.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_PRESSURE_CPU_STALLED,
+        "Total time duration no tasks made progress due to CPU.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_PRESSURE_MEMORY_WAITING,
+        "Total time duration tasks waited for memory.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_PRESSURE_MEMORY_STALLED,
+        "Total time duration no tasks made progress due to memory.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_PRESSURE_IO_WAITING,
+        "Total time duration tasks waited for IO.",
+        Kind::Counter,
+    ),
+    (
+        schema::CONTAINER_PRESSURE_IO_STALLED,
+        "Total time duration no tasks made progress due to IO.",
+        Kind::Counter,
+    ),
+    (
+        schema::AGENT_CONTAINER_CPU_USAGE_CORES,
+        "CPU usage rate between the last two samples, in cores.",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_CPU_REQUEST_CORES,
+        "CPU request in cores.",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_CPU_REQUEST_UTILIZATION,
+        "CPU usage rate / request (may exceed 1).",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_CPU_LIMIT_CORES,
+        "CPU limit in cores.",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_CPU_LIMIT_UTILIZATION,
+        "CPU usage rate / limit.",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_MEMORY_REQUEST_BYTES,
+        "Memory request in bytes.",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_MEMORY_REQUEST_UTILIZATION,
+        "Working set / memory request (may exceed 1).",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_MEMORY_LIMIT_BYTES,
+        "Memory limit in bytes.",
+        Kind::Gauge,
+    ),
+    (
+        schema::AGENT_CONTAINER_MEMORY_LIMIT_UTILIZATION,
+        "Working set / memory limit.",
+        Kind::Gauge,
+    ),
+];
+
+type Out = [Vec<(Labels, f64)>; series::COUNT];
+
 /// Samples pod and container cgroups.
+///
+/// The cgroups found are kept from round to round ([`Cg`]), with their interface files held
+/// open and their directories re-listed through held descriptors ([`crate::fdcache`]), so a
+/// round costs one `pread` per file read and one `getdents64` per directory. Every round still
+/// lists every directory and reads every container's counters.
 #[derive(Debug)]
 pub struct CgroupSampler {
     hierarchy: Hierarchy,
     scope: Scope,
     pods: PodIndex,
-    // Keyed by the path's bytes: hashing a `Path` walks its components, which for deep cgroup
-    // paths cost ~10% of a round.
-    cpu_rates: RateMap<std::ffi::OsString>,
-    /// Per cgroup: its offset among the rounds and its last slow values.
-    slow: std::collections::HashMap<std::ffi::OsString, (u64, Slow, bool)>,
+    budget: FdBudget,
+    /// Held files are checked for an unlink before each read: only when a hierarchy is not on
+    /// a cgroup file system (fixture and synthetic trees).
+    verify: bool,
+    /// Node scope: the kubepods and QoS directories, by path, with the round last listed.
+    dirs: HashMap<PathBuf, (CachedDir, u64)>,
+    /// Node scope: the pod directories, by path relative to the walked root.
+    pod_dirs: HashMap<PathBuf, PodDir>,
+    /// Sidecar scope: the agent's own cgroups.
+    own: Vec<Cg>,
+    buf: Vec<u8>,
+    dir_buf: DirBuf,
+    out: Out,
     round: u64,
     next_offset: u64,
 }
 
-const HELP_CPU: &str = "Cumulative cpu time consumed in seconds.";
-
 impl CgroupSampler {
-    /// A sampler over `hierarchy`, labelling from `pods`.
+    /// A sampler over `hierarchy`, labelling from `pods`; it may hold up to half of the soft
+    /// `RLIMIT_NOFILE` in descriptors (see [`crate::fdcache::raise_nofile_limit`]).
     pub fn new(hierarchy: Hierarchy, scope: Scope, pods: PodIndex) -> Self {
+        Self::with_budget(hierarchy, scope, pods, FdBudget::from_rlimit())
+    }
+
+    /// A sampler holding at most `budget` descriptors (0: open, read and close every file).
+    pub fn with_budget(
+        hierarchy: Hierarchy,
+        scope: Scope,
+        pods: PodIndex,
+        budget: FdBudget,
+    ) -> Self {
         Self {
-            hierarchy,
+            verify: !hierarchy.roots().all(is_cgroupfs),
+            hierarchy: hierarchy.clone(),
             scope,
             pods,
-            cpu_rates: RateMap::default(),
-            slow: std::collections::HashMap::new(),
+            budget,
+            dirs: HashMap::new(),
+            pod_dirs: HashMap::new(),
+            own: Vec::new(),
+            buf: Vec::new(),
+            dir_buf: dir_buf(),
+            out: Default::default(),
             round: 0,
             next_offset: 0,
         }
@@ -744,282 +1110,439 @@ impl CgroupSampler {
         &self.hierarchy
     }
 
-    fn targets_of(pod: &PodCgroup) -> impl Iterator<Item = Target> + '_ {
-        std::iter::once(Target {
-            rels: Rels::same(&pod.rel),
-            uid: pod.uid.clone(),
-            qos: Some(pod.qos),
-            container_id: None,
-            path_label: None,
-        })
-        .chain(pod.containers.iter().map(|c| Target {
-            rels: Rels::same(&c.rel),
-            uid: pod.uid.clone(),
-            qos: Some(pod.qos),
-            container_id: Some(c.id.clone()),
-            path_label: None,
-        }))
+    /// Descriptors held now (files and directories).
+    pub fn held_descriptors(&self) -> usize {
+        self.budget.held()
     }
 
-    fn targets(&self, buf: &mut Buffer) -> Result<Vec<Target>, CgroupError> {
-        let root = self.hierarchy.walk_root().to_path_buf();
-        match &self.scope {
-            Scope::Node => {
-                let mut errors = Vec::new();
-                let pods = discover(&root, &mut errors);
-                for e in &errors {
-                    buf.error_detail(e.reason(), e);
-                }
-                Ok(pods.iter().flat_map(Self::targets_of).collect())
-            }
-            Scope::OwnPod { proc_root } => {
-                let own = self_cgroup(proc_root, &self.hierarchy)?;
-                let main = match &self.hierarchy {
-                    Hierarchy::V2 { .. } => own.unified.clone(),
-                    Hierarchy::V1 {
-                        memory: Some(_), ..
-                    } => own.memory.clone(),
-                    Hierarchy::V1 {
-                        cpuacct: Some(_), ..
-                    } => own.cpuacct.clone(),
-                    Hierarchy::V1 { .. } => own.cpu.clone(),
+    /// Lists the subdirectories of `abs` through its cached listing (kept for this round).
+    fn list_dir(&mut self, abs: &Path, buf: &mut Buffer) -> Option<Vec<DirEntry>> {
+        let (dir, round) = self.dirs.entry(abs.to_path_buf()).or_default();
+        *round = self.round;
+        match dir.list(abs, &self.budget, &mut self.dir_buf) {
+            Ok(_) => Some(dir.entries().to_vec()),
+            Err(source) => {
+                let e = CgroupError::List {
+                    path: abs.into(),
+                    source,
                 };
-                // In a pod, our cgroup is a container's and its parent is the pod's.
-                let pod_dir = [Some(main.as_path()), main.parent()]
-                    .into_iter()
-                    .flatten()
-                    .find_map(|d| {
-                        let uid = parse_pod_dir(d.file_name()?.to_str()?)?;
-                        Some((d.to_path_buf(), uid))
-                    });
-                if let Some((rel, uid)) = pod_dir {
-                    let qos = rel
-                        .parent()
-                        .and_then(|p| p.file_name())
-                        .and_then(|n| n.to_str())
-                        .and_then(qos_dir)
-                        .unwrap_or(Qos::Guaranteed);
-                    let containers = containers_of(&root, &rel)?;
-                    let pod = PodCgroup {
-                        rel,
-                        uid,
-                        qos,
-                        containers,
-                    };
-                    Ok(Self::targets_of(&pod).collect())
-                } else {
-                    Ok(vec![Target {
-                        path_label: Some(format!("/{}", main.display())),
-                        rels: own,
-                        uid: String::new(),
-                        qos: None,
-                        container_id: None,
-                    }])
-                }
+                buf.error_detail(e.reason(), e);
+                None
             }
         }
     }
 
-    fn emit(&mut self, buf: &mut Buffer, t: &Target, s: &Stats, meta: Option<&PodMeta>) {
-        let cmeta: Option<&ContainerMeta> = meta
-            .zip(t.container_id.as_deref())
-            .and_then(|(m, id)| m.container_by_id(id));
-        let container = match (&t.path_label, &t.container_id, cmeta) {
-            (Some(p), _, _) => p.clone(),
-            (None, _, Some(c)) => c.name.clone(),
-            (None, Some(id), None) => id.clone(),
-            (None, None, _) => String::new(),
-        };
-        let qos = meta
-            .map(|m| m.qos_class.clone())
-            .filter(|q| !q.is_empty())
-            .or_else(|| t.qos.map(|q| q.as_str().to_string()))
-            .unwrap_or_default();
-        let labels: Labels = vec![
-            (
-                "namespace",
-                meta.map(|m| m.namespace.clone()).unwrap_or_default(),
-            ),
-            ("pod", meta.map(|m| m.name.clone()).unwrap_or_default()),
-            ("container", container),
-            ("pod_uid", t.uid.clone()),
-            ("qos_class", qos),
-        ]
-        .into();
-        // One allocation of the label set per target; every series shares it.
-        let l = || labels.clone();
-        buf.counter(
-            schema::CONTAINER_CPU_USAGE_SECONDS_TOTAL,
-            HELP_CPU,
-            l(),
-            s.cpu_usage_seconds,
-        );
-        buf.gauge(
-            schema::CONTAINER_MEMORY_WORKING_SET_BYTES,
-            "Current working set in bytes (usage - inactive_file).",
-            l(),
-            s.memory_working_set_bytes,
-        );
-        buf.gauge(
-            schema::CONTAINER_MEMORY_RSS,
-            "Size of RSS in bytes.",
-            l(),
-            s.memory_rss_bytes,
-        );
-        buf.gauge(
-            schema::CONTAINER_MEMORY_CACHE,
-            "Number of bytes of page cache memory.",
-            l(),
-            s.memory_cache_bytes,
-        );
-        if let Some(v) = s.cfs_periods {
-            buf.counter(
-                schema::CONTAINER_CPU_CFS_PERIODS_TOTAL,
-                "Number of elapsed enforcement period intervals.",
-                l(),
-                v,
-            );
-        }
-        if let Some(v) = s.cfs_throttled_periods {
-            buf.counter(
-                schema::CONTAINER_CPU_CFS_THROTTLED_PERIODS_TOTAL,
-                "Number of throttled period intervals.",
-                l(),
-                v,
-            );
-        }
-        if let Some(v) = s.cfs_throttled_seconds {
-            buf.counter(
-                schema::CONTAINER_CPU_CFS_THROTTLED_SECONDS_TOTAL,
-                "Total time duration the container has been throttled.",
-                l(),
-                v,
-            );
-        }
-        let psi = [
-            (
-                schema::CONTAINER_PRESSURE_CPU_WAITING,
-                "Total time duration tasks waited for CPU.",
-            ),
-            (
-                schema::CONTAINER_PRESSURE_CPU_STALLED,
-                "Total time duration no tasks made progress due to CPU.",
-            ),
-            (
-                schema::CONTAINER_PRESSURE_MEMORY_WAITING,
-                "Total time duration tasks waited for memory.",
-            ),
-            (
-                schema::CONTAINER_PRESSURE_MEMORY_STALLED,
-                "Total time duration no tasks made progress due to memory.",
-            ),
-            (
-                schema::CONTAINER_PRESSURE_IO_WAITING,
-                "Total time duration tasks waited for IO.",
-            ),
-            (
-                schema::CONTAINER_PRESSURE_IO_STALLED,
-                "Total time duration no tasks made progress due to IO.",
-            ),
-        ];
-        for ((name, help), v) in psi.iter().zip(s.pressure) {
-            if let Some(v) = v {
-                buf.counter(name, help, l(), v);
+    /// Node scope: every pod directory under the kubepods roots, as `discover` finds them,
+    /// with the inode of each.
+    fn pod_candidates(&mut self, buf: &mut Buffer) -> Vec<(PathBuf, String, Qos, u64)> {
+        let root = self.hierarchy.walk_root().to_path_buf();
+        let mut candidates = Vec::new();
+        for top in KUBEPODS_ROOTS {
+            let abs = root.join(top);
+            if !abs.is_dir() {
+                continue;
+            }
+            let Some(children) = self.list_dir(&abs, buf) else {
+                continue;
+            };
+            for child in children {
+                if let Some(uid) = parse_pod_dir(&child.name) {
+                    candidates.push((
+                        Path::new(top).join(&child.name),
+                        uid,
+                        Qos::Guaranteed,
+                        child.ino,
+                    ));
+                } else if let Some(qos) = qos_dir(&child.name) {
+                    let qrel = Path::new(top).join(&child.name);
+                    let Some(grand) = self.list_dir(&root.join(&qrel), buf) else {
+                        continue;
+                    };
+                    candidates.extend(grand.into_iter().filter_map(|g| {
+                        let uid = parse_pod_dir(&g.name)?;
+                        Some((qrel.join(&g.name), uid, qos, g.ino))
+                    }));
+                }
             }
         }
+        let round = self.round;
+        self.dirs.retain(|_, (_, r)| *r == round);
+        candidates
+    }
 
-        // Requests: the container's own, or for the pod cgroup the pod-level request, else the
-        // sum over containers and restartable init containers when all set one (HPA's rule). Limits: the spec's, else what the cgroup enforces.
-        let (cpu_req, mem_req, cpu_lim, mem_lim) = match (cmeta, t.container_id.is_none(), meta) {
-            (Some(c), _, _) => (
-                c.cpu_request_cores,
-                c.memory_request_bytes,
-                c.cpu_limit_cores.or(s.cpu_limit_cores),
-                c.memory_limit_bytes.or(s.memory_limit_bytes),
-            ),
-            (None, true, Some(m)) => (
-                m.cpu_request_cores(),
-                m.memory_request_bytes(),
-                s.cpu_limit_cores,
-                s.memory_limit_bytes,
-            ),
-            _ => (None, None, s.cpu_limit_cores, s.memory_limit_bytes),
+    fn sample_node(&mut self, buf: &mut Buffer) {
+        let candidates = self.pod_candidates(buf);
+        let root = self.hierarchy.walk_root().to_path_buf();
+        let Self {
+            hierarchy,
+            pods,
+            budget,
+            verify,
+            pod_dirs,
+            buf: bytes,
+            dir_buf,
+            out,
+            round,
+            next_offset,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            hierarchy,
+            budget,
+            verify: *verify,
+            bytes,
+            out,
+            round: *round,
+            next_offset,
         };
-        let rate = self.cpu_rates.update(
-            t.rels.cpuacct.clone().into_os_string(),
-            s.cpu_usage_seconds,
-            buf.at(),
-        );
-        let ws = s.memory_working_set_bytes;
+        for (rel, uid, qos, ino) in candidates {
+            let abs = root.join(&rel);
+            let pod = match pod_dirs.get_mut(&rel) {
+                Some(p) => p,
+                None => pod_dirs.entry(rel.clone()).or_default(),
+            };
+            if pod.ino != ino {
+                // A new directory under the same name: nothing held is valid any more.
+                pod.ino = ino;
+                pod.dir = CachedDir::default();
+                for cg in &mut pod.cgs {
+                    cg.files = Files::default();
+                    cg.slow = None;
+                }
+            }
+            pod.round = *round;
+            let changed = match pod.dir.list(&abs, budget, dir_buf) {
+                Ok(changed) => changed,
+                Err(source) => {
+                    let e = CgroupError::List { path: abs, source };
+                    buf.error_detail(e.reason(), e);
+                    continue;
+                }
+            };
+            if changed || pod.cgs.is_empty() {
+                pod.rebuild(&rel, &uid, qos);
+            }
+            let meta = (!uid.is_empty()).then(|| pods.get(&uid)).flatten();
+            for cg in &mut pod.cgs {
+                ctx.sample(cg, meta.as_ref(), buf);
+            }
+        }
+        let round = *round;
+        pod_dirs.retain(|_, p| p.round == round);
+    }
+
+    /// Sidecar scope: the agent's own pod (or cgroup), found again every round.
+    fn own_targets(&self, proc_root: &Path) -> Result<Vec<Target>, CgroupError> {
+        let root = self.hierarchy.walk_root();
+        let own = self_cgroup(proc_root, &self.hierarchy)?;
+        let main = match &self.hierarchy {
+            Hierarchy::V2 { .. } => own.unified.clone(),
+            Hierarchy::V1 {
+                memory: Some(_), ..
+            } => own.memory.clone(),
+            Hierarchy::V1 {
+                cpuacct: Some(_), ..
+            } => own.cpuacct.clone(),
+            Hierarchy::V1 { .. } => own.cpu.clone(),
+        };
+        // In a pod, our cgroup is a container's and its parent is the pod's.
+        let pod_dir = [Some(main.as_path()), main.parent()]
+            .into_iter()
+            .flatten()
+            .find_map(|d| {
+                let uid = parse_pod_dir(d.file_name()?.to_str()?)?;
+                Some((d.to_path_buf(), uid))
+            });
+        if let Some((rel, uid)) = pod_dir {
+            let qos = rel
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .and_then(qos_dir)
+                .unwrap_or(Qos::Guaranteed);
+            let containers = containers_of(root, &rel)?;
+            let pod = PodCgroup {
+                rel,
+                uid,
+                qos,
+                containers,
+            };
+            Ok(std::iter::once(Target {
+                rels: Rels::same(&pod.rel),
+                uid: pod.uid.clone(),
+                qos: Some(pod.qos),
+                container_id: None,
+                path_label: None,
+            })
+            .chain(pod.containers.iter().map(|c| Target {
+                rels: Rels::same(&c.rel),
+                uid: pod.uid.clone(),
+                qos: Some(pod.qos),
+                container_id: Some(c.id.clone()),
+                path_label: None,
+            }))
+            .collect())
+        } else {
+            Ok(vec![Target {
+                path_label: Some(format!("/{}", main.display())),
+                rels: own,
+                uid: String::new(),
+                qos: None,
+                container_id: None,
+            }])
+        }
+    }
+
+    fn sample_own(&mut self, proc_root: &Path, buf: &mut Buffer) -> Result<(), CgroupError> {
+        let targets = self.own_targets(proc_root)?;
+        let mut old = std::mem::take(&mut self.own);
+        for t in targets {
+            let cg = match old.iter().position(|c| c.target == t) {
+                Some(i) => old.swap_remove(i),
+                None => Cg::new(t, String::new(), 0),
+            };
+            self.own.push(cg);
+        }
+        let mut ctx = Ctx {
+            hierarchy: &self.hierarchy,
+            budget: &self.budget,
+            verify: self.verify,
+            bytes: &mut self.buf,
+            out: &mut self.out,
+            round: self.round,
+            next_offset: &mut self.next_offset,
+        };
+        for cg in &mut self.own {
+            let uid = &cg.target.uid;
+            let meta = (!uid.is_empty()).then(|| self.pods.get(uid)).flatten();
+            ctx.sample(cg, meta.as_ref(), buf);
+        }
+        Ok(())
+    }
+
+    /// Moves this round's series into `buf`, family by family.
+    fn flush(&mut self, buf: &mut Buffer) {
+        for (samples, (name, help, kind)) in self.out.iter_mut().zip(SERIES) {
+            let n = samples.len();
+            if n > 0 {
+                buf.extend(
+                    name,
+                    help,
+                    kind,
+                    std::mem::replace(samples, Vec::with_capacity(n)),
+                );
+            }
+        }
+    }
+}
+
+impl PodDir {
+    /// Rebuilds the cgroup list from the directory's new listing, keeping the state of the
+    /// cgroups still there.
+    fn rebuild(&mut self, rel: &Path, uid: &str, qos: Qos) {
+        let mut old = std::mem::take(&mut self.cgs);
+        let mut cgs = Vec::with_capacity(self.dir.entries().len() + 1);
+        let own = match old.first() {
+            Some(c) if c.target.container_id.is_none() => old.remove(0),
+            _ => Cg::new(
+                Target {
+                    rels: Rels::same(rel),
+                    uid: uid.to_string(),
+                    qos: Some(qos),
+                    container_id: None,
+                    path_label: None,
+                },
+                String::new(),
+                0,
+            ),
+        };
+        cgs.push(own);
+        for e in self.dir.entries() {
+            let Some(id) = parse_container_dir(&e.name) else {
+                continue;
+            };
+            match old.iter().position(|c| c.name == e.name) {
+                Some(i) => {
+                    let mut c = old.swap_remove(i);
+                    if c.ino != e.ino {
+                        // Recreated under the same name: its files are new ones.
+                        c.ino = e.ino;
+                        c.files = Files::default();
+                        c.slow = None;
+                    }
+                    cgs.push(c);
+                }
+                None => cgs.push(Cg::new(
+                    Target {
+                        rels: Rels::same(&rel.join(&e.name)),
+                        uid: uid.to_string(),
+                        qos: Some(qos),
+                        container_id: Some(id),
+                        path_label: None,
+                    },
+                    e.name.clone(),
+                    e.ino,
+                )),
+            }
+        }
+        self.cgs = cgs;
+    }
+}
+
+/// What reading and emitting one cgroup needs from the sampler.
+struct Ctx<'a> {
+    hierarchy: &'a Hierarchy,
+    budget: &'a FdBudget,
+    verify: bool,
+    bytes: &'a mut Vec<u8>,
+    out: &'a mut Out,
+    round: u64,
+    next_offset: &'a mut u64,
+}
+
+impl Ctx<'_> {
+    /// Reads `cg` (every file on its slow rounds, else the counters and memory) and emits its
+    /// series, or records why it could not be read.
+    fn sample(&mut self, cg: &mut Cg, meta: Option<&Arc<PodMeta>>, buf: &mut Buffer) {
+        if cg.slow.is_none() {
+            *self.next_offset = (*self.next_offset + 1) % SLOW_EVERY_ROUNDS;
+            cg.offset = *self.next_offset;
+        }
+        let full = cg.slow.is_none() || (self.round + cg.offset).is_multiple_of(SLOW_EVERY_ROUNDS);
+        let mut r = Reader {
+            budget: self.budget,
+            verify: self.verify,
+            buf: self.bytes,
+        };
+        match read_stats_with(self.hierarchy, &cg.target.rels, full, &mut cg.files, &mut r) {
+            Ok(mut stats) => {
+                match (full, &cg.slow) {
+                    (true, _) => cg.slow = Some(Slow::of(&stats)),
+                    (false, Some(slow)) => slow.apply(&mut stats),
+                    (false, None) => {}
+                }
+                emit(self.out, cg, &stats, meta, buf.at());
+            }
+            Err(e) => {
+                // As if never seen: the next read is a full one, and starts a new rate.
+                cg.slow = None;
+                cg.rate = Rate::default();
+                buf.error_detail(e.reason(), e);
+            }
+        }
+    }
+}
+
+/// The label set of a cgroup's series.
+fn labels_of(t: &Target, meta: Option<&PodMeta>) -> Labels {
+    let cmeta: Option<&ContainerMeta> = meta
+        .zip(t.container_id.as_deref())
+        .and_then(|(m, id)| m.container_by_id(id));
+    let container = match (&t.path_label, &t.container_id, cmeta) {
+        (Some(p), _, _) => p.clone(),
+        (None, _, Some(c)) => c.name.clone(),
+        (None, Some(id), None) => id.clone(),
+        (None, None, _) => String::new(),
+    };
+    let qos = meta
+        .map(|m| m.qos_class.clone())
+        .filter(|q| !q.is_empty())
+        .or_else(|| t.qos.map(|q| q.as_str().to_string()))
+        .unwrap_or_default();
+    vec![
+        (
+            "namespace",
+            meta.map(|m| m.namespace.clone()).unwrap_or_default(),
+        ),
+        ("pod", meta.map(|m| m.name.clone()).unwrap_or_default()),
+        ("container", container),
+        ("pod_uid", t.uid.clone()),
+        ("qos_class", qos),
+    ]
+    .into()
+}
+
+/// Appends the series of one cgroup to `out`.
+fn emit(out: &mut Out, cg: &mut Cg, s: &Stats, meta: Option<&Arc<PodMeta>>, at: Instant) {
+    use series::*;
+    let t = &cg.target;
+    // One label set per cgroup, rebuilt only when its pod's metadata changes; every series
+    // shares it.
+    let labels = match &cg.labels {
+        Some((m, l)) if m.as_ref().map(Arc::as_ptr) == meta.map(Arc::as_ptr) => l.clone(),
+        _ => {
+            let l = labels_of(t, meta.map(Arc::as_ref));
+            cg.labels = Some((meta.cloned(), l.clone()));
+            l
+        }
+    };
+    let meta = meta.map(Arc::as_ref);
+    let cmeta: Option<&ContainerMeta> = meta
+        .zip(t.container_id.as_deref())
+        .and_then(|(m, id)| m.container_by_id(id));
+    let mut put = |i: usize, v: f64| out[i].push((labels.clone(), v));
+    put(CPU, s.cpu_usage_seconds);
+    put(WORKING_SET, s.memory_working_set_bytes);
+    put(RSS, s.memory_rss_bytes);
+    put(CACHE, s.memory_cache_bytes);
+    if let Some(v) = s.cfs_periods {
+        put(CFS_PERIODS, v);
+    }
+    if let Some(v) = s.cfs_throttled_periods {
+        put(CFS_THROTTLED_PERIODS, v);
+    }
+    if let Some(v) = s.cfs_throttled_seconds {
+        put(CFS_THROTTLED_SECONDS, v);
+    }
+    for (i, v) in s.pressure.iter().enumerate() {
+        if let Some(v) = v {
+            put(PRESSURE + i, *v);
+        }
+    }
+
+    // Requests: the container's own, or for the pod cgroup the pod-level request, else the
+    // sum over containers and restartable init containers when all set one (HPA's rule).
+    // Limits: the spec's, else what the cgroup enforces.
+    let (cpu_req, mem_req, cpu_lim, mem_lim) = match (cmeta, t.container_id.is_none(), meta) {
+        (Some(c), _, _) => (
+            c.cpu_request_cores,
+            c.memory_request_bytes,
+            c.cpu_limit_cores.or(s.cpu_limit_cores),
+            c.memory_limit_bytes.or(s.memory_limit_bytes),
+        ),
+        (None, true, Some(m)) => (
+            m.cpu_request_cores(),
+            m.memory_request_bytes(),
+            s.cpu_limit_cores,
+            s.memory_limit_bytes,
+        ),
+        _ => (None, None, s.cpu_limit_cores, s.memory_limit_bytes),
+    };
+    let rate = cg.rate.update(s.cpu_usage_seconds, at);
+    let ws = s.memory_working_set_bytes;
+    if let Some(r) = rate {
+        put(USAGE_CORES, r);
+    }
+    let pos = |v: Option<f64>| v.filter(|v| *v > 0.0);
+    if let Some(req) = pos(cpu_req) {
+        put(CPU_REQUEST, req);
         if let Some(r) = rate {
-            buf.gauge(
-                schema::AGENT_CONTAINER_CPU_USAGE_CORES,
-                "CPU usage rate between the last two samples, in cores.",
-                l(),
-                r,
-            );
+            put(CPU_REQUEST_UTILIZATION, r / req);
         }
-        let pos = |v: Option<f64>| v.filter(|v| *v > 0.0);
-        if let Some(req) = pos(cpu_req) {
-            buf.gauge(
-                schema::AGENT_CONTAINER_CPU_REQUEST_CORES,
-                "CPU request in cores.",
-                l(),
-                req,
-            );
-            if let Some(r) = rate {
-                buf.gauge(
-                    schema::AGENT_CONTAINER_CPU_REQUEST_UTILIZATION,
-                    "CPU usage rate / request (may exceed 1).",
-                    l(),
-                    r / req,
-                );
-            }
+    }
+    if let Some(lim) = pos(cpu_lim) {
+        put(CPU_LIMIT, lim);
+        if let Some(r) = rate {
+            put(CPU_LIMIT_UTILIZATION, r / lim);
         }
-        if let Some(lim) = pos(cpu_lim) {
-            buf.gauge(
-                schema::AGENT_CONTAINER_CPU_LIMIT_CORES,
-                "CPU limit in cores.",
-                l(),
-                lim,
-            );
-            if let Some(r) = rate {
-                buf.gauge(
-                    schema::AGENT_CONTAINER_CPU_LIMIT_UTILIZATION,
-                    "CPU usage rate / limit.",
-                    l(),
-                    r / lim,
-                );
-            }
-        }
-        if let Some(req) = pos(mem_req) {
-            buf.gauge(
-                schema::AGENT_CONTAINER_MEMORY_REQUEST_BYTES,
-                "Memory request in bytes.",
-                l(),
-                req,
-            );
-            buf.gauge(
-                schema::AGENT_CONTAINER_MEMORY_REQUEST_UTILIZATION,
-                "Working set / memory request (may exceed 1).",
-                l(),
-                ws / req,
-            );
-        }
-        if let Some(lim) = pos(mem_lim) {
-            buf.gauge(
-                schema::AGENT_CONTAINER_MEMORY_LIMIT_BYTES,
-                "Memory limit in bytes.",
-                l(),
-                lim,
-            );
-            buf.gauge(
-                schema::AGENT_CONTAINER_MEMORY_LIMIT_UTILIZATION,
-                "Working set / memory limit.",
-                l(),
-                ws / lim,
-            );
-        }
+    }
+    if let Some(req) = pos(mem_req) {
+        put(MEMORY_REQUEST, req);
+        put(MEMORY_REQUEST_UTILIZATION, ws / req);
+    }
+    if let Some(lim) = pos(mem_lim) {
+        put(MEMORY_LIMIT, lim);
+        put(MEMORY_LIMIT_UTILIZATION, ws / lim);
     }
 }
 
@@ -1029,46 +1552,15 @@ impl Sampler for CgroupSampler {
     }
 
     fn sample(&mut self, buf: &mut Buffer) -> Result<(), SampleError> {
-        let targets = self.targets(buf)?;
         self.round += 1;
-        for e in self.slow.values_mut() {
-            e.2 = false;
-        }
-        for t in &targets {
-            let key = t.rels.unified.clone().into_os_string();
-            let (offset, cached) = match self.slow.get(&key) {
-                Some((o, slow, _)) => (*o, Some(*slow)),
-                None => {
-                    self.next_offset = (self.next_offset + 1) % SLOW_EVERY_ROUNDS;
-                    (self.next_offset, None)
-                }
-            };
-            let full = cached.is_none() || (self.round + offset).is_multiple_of(SLOW_EVERY_ROUNDS);
-            match read_stats_with(&self.hierarchy, &t.rels, full) {
-                Ok(mut stats) => {
-                    match (full, cached) {
-                        (true, _) => {
-                            self.slow.insert(key, (offset, Slow::of(&stats), true));
-                        }
-                        (false, Some(slow)) => {
-                            slow.apply(&mut stats);
-                            if let Some(e) = self.slow.get_mut(&key) {
-                                e.2 = true;
-                            }
-                        }
-                        (false, None) => {}
-                    }
-                    let meta = (!t.uid.is_empty()).then(|| self.pods.get(&t.uid)).flatten();
-                    self.emit(buf, t, &stats, meta.as_deref());
-                }
-                Err(e) => {
-                    buf.error_detail(e.reason(), e);
-                }
+        match &self.scope {
+            Scope::Node => self.sample_node(buf),
+            Scope::OwnPod { proc_root } => {
+                let proc_root = proc_root.clone();
+                self.sample_own(&proc_root, buf)?;
             }
         }
-        self.cpu_rates.sweep();
-        // Forget the cgroups that are gone.
-        self.slow.retain(|_, e| e.2);
+        self.flush(buf);
         Ok(())
     }
 }
@@ -1120,6 +1612,32 @@ mod tests {
         );
         assert_eq!(parse_container_dir("init.scope"), None);
         assert_eq!(parse_container_dir("abc"), None, "too short for an ID");
+    }
+
+    #[test]
+    fn scan_flat_finds_what_flat_finds() {
+        let keys = ["anon", "file", "inactive_file", "usage_usec"];
+        for text in [
+            "",
+            "anon 1",
+            "anon 1\nfile 2\ninactive_file 3\n",
+            "file_mapped 9\nfile 2\nanon_thp 7\nanon 1\n",
+            "anon 1\nanon 5\n",
+            "xanon 1\n anon 2\nanon\t3\nanon  4\n",
+            "usage_usec 10\r\nanon x\r\n",
+            "inactive_file\nfile \n",
+            "\n\nanon 8",
+        ] {
+            let flat = Flat::parse(Path::new("f"), text);
+            let found = scan_flat(text, keys);
+            for (k, v) in keys.iter().zip(found) {
+                assert_eq!(
+                    v.map(str::trim),
+                    flat.line_value(k).map(str::trim),
+                    "{k} in {text:?}"
+                );
+            }
+        }
     }
 
     #[test]
