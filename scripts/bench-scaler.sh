@@ -286,7 +286,7 @@ if scales:
       "above 1,000 the run starts once every pod exists, while it may still write statuses "
       "(waiting would double the setup). A fresh scaler per size "
       "(`--namespace`, so its watch caches hold exactly these policies, Deployments and pods); its "
-      "first cycles write every policy's status and are reported apart; then "
+      "first statuses (one per policy, written off the cycle by the status queue) are reported apart, and the window starts once every one is written; then "
       f"{scales[0]['window_seconds']:.0f} s measured (longer for a size whose cycles are long: at least 5 cycles, up to 600 s). Each cycle's duration is the delta of "
       "`tidal_scaler_cycle_duration_seconds_sum` between two scrapes 200 ms apart that saw one new "
       "cycle (when a cycle overruns the 1 s tick the next starts at once, and a pair of scrapes can "
@@ -304,7 +304,9 @@ if scales:
     row("Deployments the controller-manager was done with, at the start / end", lambda r: f"{r['deployments_settled']:,} / {r.get('deployments_settled_after', r['deployments_settled']):,}")
     row("setup (create + controller-manager)", lambda r: f"{r['setup_seconds']:.0f} s")
     row("scaler start → caches synced", lambda r: s(r["scaler_ready_seconds"], 1))
-    row("first cycles (one status write per policy)", lambda r: s(r["first_cycles_seconds"], 2))
+    row("first two cycles (time in the cycles)", lambda r: s(r["first_cycles_seconds"], 2))
+    row("every policy's first status written, after the caches synced", lambda r: s(r["first_statuses_seconds"], 1) if "first_statuses_seconds" in r else "in the first cycles")
+    row("statuses queued at the end of the window", lambda r: f"{r['status_queue_end']:.0f}" if "status_queue_end" in r else "—")
     row("cycles measured", lambda r: f"{r['cycles']:.0f} in {r['window_seconds']:.0f} s")
     row("cycle mean (sum / count)", lambda r: s(r["cycle_mean_seconds"], 3))
     row("cycle p50 / p95 / max", lambda r: f"{s(r['cycle_seconds']['p50'], 3)} / {s(r['cycle_seconds']['p95'], 3)} / {s(r['cycle_seconds']['max'], 3)}")
@@ -343,8 +345,8 @@ if scales:
     if notes:
         w("Where the requests come from: the controller rewrites a policy's status when it changes, "
           "and otherwise at most every 15 s (`Settings::status_refresh`, carrying the checkpoint and "
-          "metric values), one server-side apply each, written at the end of the cycle "
-          "`STATUS_WRITES_IN_FLIGHT` at a time ("
+          "metric values) within a budget of `--status-refresh-per-second` (50), one server-side "
+          "apply each, written off the cycle by the status queue, `STATUS_WRITES_IN_FLIGHT` at a time ("
           + "; ".join(notes) + "). Reads come from the watch caches.")
         w("")
 for r in entries:

@@ -181,6 +181,10 @@ pub const SCALER_POLICIES: &str = "tidal_scaler_policies";
 /// `tidal_scaler_condition{namespace,policy,condition}`: 1 while the policy's status condition
 /// (`AbleToScale`, `ScalingActive`, `ScalingLimited`) is True, else 0.
 pub const SCALER_CONDITION: &str = "tidal_scaler_condition";
+/// `tidal_scaler_status_queue`: ScalingPolicy statuses waiting to be written (at most one per
+/// policy; refreshes are rate-limited, so a steady non-zero value with many policies is
+/// expected, a growing one is not).
+pub const SCALER_STATUS_QUEUE: &str = "tidal_scaler_status_queue";
 
 /// Every name in the schema, for tests that check naming rules.
 pub const ALL: &[&str] = &[
@@ -252,6 +256,7 @@ pub const ALL: &[&str] = &[
     SCALER_LEADER,
     SCALER_POLICIES,
     SCALER_CONDITION,
+    SCALER_STATUS_QUEUE,
 ];
 
 /// Checks a metric name against the project's naming rules. Returns the broken rule.

@@ -128,6 +128,15 @@ pub struct RunArgs {
         default_value_t = 60.0
     )]
     pub vertical_apply_interval_seconds: f64,
+    /// Status writes that only refresh metric values and the checkpoint, per second at most
+    /// (changes of a status are written at once). With N policies each status is refreshed
+    /// every max(15 s, N / this); the cycle never waits for status writes.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_STATUS_REFRESH_PER_SECOND",
+        default_value_t = 50.0
+    )]
+    pub status_refresh_per_second: f64,
 }
 
 #[derive(Debug, Args)]

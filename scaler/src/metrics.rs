@@ -80,6 +80,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub policies: Family<StateLabels, Gauge>,
     pub conditions: Family<ConditionLabels, Gauge>,
+    pub status_queue: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -114,6 +115,7 @@ impl Metrics {
             leader: Gauge::default(),
             policies: Family::default(),
             conditions: Family::default(),
+            status_queue: Gauge::default(),
             registry: Arc::new(Registry::default()),
         };
         let strip = |name: &'static str| name.strip_suffix("_total").unwrap_or(name);
@@ -181,6 +183,11 @@ impl Metrics {
             schema::SCALER_CONDITION,
             "1 while the policy's status condition is True, else 0",
             m.conditions.clone(),
+        );
+        reg.register(
+            schema::SCALER_STATUS_QUEUE,
+            "ScalingPolicy statuses waiting to be written",
+            m.status_queue.clone(),
         );
         Self {
             registry: Arc::new(reg),

@@ -23,7 +23,7 @@ use crate::actuators::Writer;
 use crate::api::ScalingPolicy;
 use crate::cli::RunArgs;
 use crate::controller::target::Caches;
-use crate::controller::{Controller, Settings, Sources};
+use crate::controller::{Controller, Settings, Sources, trim};
 use crate::metrics::Metrics;
 use crate::sources::agents::{AgentSource, Discovery};
 use crate::sources::kafka::KafkaSource;
@@ -40,9 +40,13 @@ where
     }
 }
 
-/// A watch cache of `api`; the future drives it (and logs watch errors, rate-limited by the
-/// watcher's backoff).
-fn cache<K>(api: Api<K>, what: &'static str) -> (Store<K>, impl Future<Output = ()>)
+/// A watch cache of `api` holding objects cut down by `trim` (see `controller::trim`); the
+/// future drives it (and logs watch errors, rate-limited by the watcher's backoff).
+fn cache<K>(
+    api: Api<K>,
+    what: &'static str,
+    trim: fn(&mut K),
+) -> (Store<K>, impl Future<Output = ()>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -50,10 +54,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|o: &mut K| {
-            // Managed fields are most of an object's size and the scaler never reads them.
-            o.meta_mut().managed_fields = None;
-        });
+        .modify(trim);
     let fut = async move {
         let mut last: Option<String> = None;
         let stream = reflector::reflector(writer, stream);
@@ -122,11 +123,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let ns = args.namespace.as_deref();
-    let (policies, policies_fut) = cache(api_for::<ScalingPolicy>(&client, ns), "scalingpolicies");
-    let (pods, pods_fut) = cache(api_for::<Pod>(&client, ns), "pods");
-    let (deployments, deployments_fut) = cache(api_for::<Deployment>(&client, ns), "deployments");
-    let (statefulsets, statefulsets_fut) =
-        cache(api_for::<StatefulSet>(&client, ns), "statefulsets");
+    let (policies, policies_fut) = cache(
+        api_for::<ScalingPolicy>(&client, ns),
+        "scalingpolicies",
+        trim::policy,
+    );
+    let (pods, pods_fut) = cache(api_for::<Pod>(&client, ns), "pods", trim::pod);
+    let (deployments, deployments_fut) = cache(
+        api_for::<Deployment>(&client, ns),
+        "deployments",
+        trim::deployment,
+    );
+    let (statefulsets, statefulsets_fut) = cache(
+        api_for::<StatefulSet>(&client, ns),
+        "statefulsets",
+        trim::statefulset,
+    );
     tokio::spawn(policies_fut);
     tokio::spawn(pods_fut);
     tokio::spawn(deployments_fut);
@@ -233,6 +245,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 "--vertical-apply-interval-seconds",
                 args.vertical_apply_interval_seconds,
             )?,
+            status_refresh_per_second: {
+                let r = args.status_refresh_per_second;
+                anyhow::ensure!(
+                    r.is_finite() && (0.1..=10_000.0).contains(&r),
+                    "--status-refresh-per-second must be between 0.1 and 10000, got {r}"
+                );
+                r
+            },
             ..Settings::default()
         },
     );

@@ -373,6 +373,8 @@ struct Scrape {
     scale_events: f64,
     leader: f64,
     active_policies: f64,
+    /// `tidal_scaler_status_queue`: statuses waiting to be written.
+    status_queue: f64,
 }
 
 fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
@@ -414,6 +416,7 @@ impl Scrape {
                 }
                 "tidal_scaler_scale_events_total" => s.scale_events += v,
                 "tidal_scaler_leader" => s.leader = v,
+                "tidal_scaler_status_queue" => s.status_queue = v,
                 "tidal_scaler_policies" if label(series, "state") == Some("active") => {
                     s.active_policies = v
                 }
@@ -1103,9 +1106,25 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+        // The cycle does not wait for status writes: the first statuses (one per policy)
+        // drain from the scaler's queue in the background. Measure that apart too, and start
+        // the window once every policy's first status is written.
+        let first_statuses = wait_for(
+            "every policy's first status",
+            Duration::from_secs(600),
+            || async {
+                let s = scaler.scrape().await?;
+                (s.requests.get("patch_status").copied().unwrap_or(0.0) >= n as f64).then_some(s)
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+        let first_statuses_seconds = t_start.elapsed().as_secs_f64() - ready_seconds;
         let (hwm_warm, _) = memory(scaler.pid());
         progress(format!(
-            "size {n}: scaler ready in {ready_seconds:.1} s; first cycles done; measuring {seconds} s"
+            "size {n}: scaler ready in {ready_seconds:.1} s; first cycles done; first statuses \
+             written {first_statuses_seconds:.1} s after ({} cycles meanwhile); measuring {seconds} s",
+            first_statuses.cycle_count
         ));
         // A short settle, so the window starts in the steady state.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1199,6 +1218,7 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
             "deployments_settled_after": after, "waited_for": if wait_settled { "settled" } else { "pods" },
             "setup_seconds": setup_seconds, "scaler_ready_seconds": ready_seconds,
             "first_cycles_seconds": first.cycle_sum, "window_seconds": wall,
+            "first_statuses_seconds": first_statuses_seconds, "status_queue_end": b.status_queue,
             "cycles": cycles,
             "cycle_mean_seconds": per_cycle(b.cycle_sum - a.cycle_sum),
             "cycle_seconds": summary(&all),

@@ -14,7 +14,10 @@
 //! [`observe`] maps gathered data to engine observations; [`target`] reads the workload.
 
 pub mod observe;
+pub mod pod_index;
+pub mod status_queue;
 pub mod target;
+pub mod trim;
 pub mod vertical;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -44,6 +47,8 @@ use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::PrometheusSource;
 use crate::sources::{PodKey, PodUsage, SourceError};
 use observe::Gathered;
+use pod_index::PodIndex;
+use status_queue::StatusQueue;
 use target::Caches;
 
 /// Controller-wide settings.
@@ -58,6 +63,9 @@ pub struct Settings {
     /// A status whose significant fields did not change is rewritten at most this often
     /// (it carries the checkpoint and the metric values).
     pub status_refresh: Duration,
+    /// Refresh-only status writes per second, at most (changes are not limited): with many
+    /// policies the refresh period stretches to `policies / this` (see [`status_queue`]).
+    pub status_refresh_per_second: f64,
     /// Vertical `InPlace`/`Template`: a container's requests change only once its
     /// recommendation rests on this many samples.
     pub vertical_min_samples: u64,
@@ -74,6 +82,7 @@ impl Default for Settings {
             engine: engine::ControllerSettings::default(),
             sample_window_seconds: 1.0,
             status_refresh: Duration::from_secs(15),
+            status_refresh_per_second: 50.0,
             vertical_min_samples: 60,
             vertical_apply_interval: Duration::from_secs(60),
         }
@@ -147,7 +156,6 @@ struct PolicyState {
 pub struct CycleReport {
     pub due: usize,
     pub scaled: usize,
-    pub status_writes: usize,
     pub failures: usize,
 }
 
@@ -161,12 +169,9 @@ pub struct Controller {
     states: HashMap<(String, String), PolicyState>,
     resources: BTreeMap<(String, String), ApiResource>,
     was_leader: bool,
-    /// Statuses to write at the end of the cycle: `(namespace, name, status)`.
-    pending_status: Vec<(String, String, ScalingPolicyStatus)>,
+    /// Statuses to write, written by their own task (see [`status_queue`]).
+    statuses: StatusQueue,
 }
-
-/// Status writes in flight at the end of a cycle.
-pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -239,6 +244,9 @@ impl Controller {
         sources: Sources,
         settings: Settings,
     ) -> Self {
+        // The status writer runs for the life of the process (the runtime drops it at exit).
+        let (statuses, task) = StatusQueue::new(writer.clone(), settings.status_refresh_per_second);
+        tokio::spawn(task);
         Self {
             writer,
             caches,
@@ -248,7 +256,7 @@ impl Controller {
             states: HashMap::new(),
             resources: BTreeMap::new(),
             was_leader: false,
-            pending_status: Vec::new(),
+            statuses,
         }
     }
 
@@ -261,7 +269,9 @@ impl Controller {
         loop {
             tokio::select! {
                 _ = &mut shutdown => {
-                    tracing::info!("controller stopped");
+                    // Statuses already decided are written before the process exits.
+                    let drained = self.statuses.drain(Duration::from_secs(5)).await;
+                    tracing::info!(statuses_written = drained, "controller stopped");
                     return;
                 }
                 _ = tick.tick() => {
@@ -289,11 +299,22 @@ impl Controller {
         if !leader {
             // A follower forgets: on taking over it starts from the checkpoints.
             self.states.clear();
+            self.statuses.clear();
             return report;
         }
         let now_i = Instant::now();
         let now = unix_now();
         let policies = self.policies.state();
+        // A status whose write failed is queued again at the policy's next evaluation.
+        for key in self.statuses.take_failed() {
+            if let Some(st) = self.states.get_mut(&key) {
+                st.written = None;
+            }
+        }
+        self.writer
+            .metrics()
+            .status_queue
+            .set(self.statuses.len() as i64);
 
         // Forget deleted policies.
         let live: HashSet<(String, String)> = policies
@@ -357,7 +378,10 @@ impl Controller {
                 (Ok(_), true) => dry += 1,
                 (Ok(_), false) => active += 1,
             }
-            if st.next_due <= now_i {
+            // Half a tick of slack: the tick after the one that evaluated a policy can fire a
+            // little before `next_due`, and without slack the policy would wait a whole extra
+            // tick (a 1 s policy evaluated every 2 s).
+            if st.next_due <= now_i + self.settings.fast_interval / 2 {
                 st.next_due = now_i + interval;
                 due.push(p);
             }
@@ -374,17 +398,10 @@ impl Controller {
         }
 
         let gathered = self.gather(&due, now).await;
-        let mut by_ns: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
-        for pod in self.caches.pods.state() {
-            by_ns
-                .entry(pod.namespace().unwrap_or_default())
-                .or_default()
-                .push(pod);
-        }
+        let pods = PodIndex::build(self.caches.pods.state());
         for p in due {
-            self.evaluate(&p, &gathered, &by_ns, now, &mut report).await;
+            self.evaluate(&p, &gathered, &pods, now, &mut report).await;
         }
-        self.flush_statuses(&mut report).await;
         report
     }
 
@@ -517,7 +534,7 @@ impl Controller {
         &mut self,
         p: &ScalingPolicy,
         gathered: &Gathered,
-        by_ns: &BTreeMap<String, Vec<Arc<Pod>>>,
+        index: &PodIndex,
         now: f64,
         report: &mut CycleReport,
     ) {
@@ -570,7 +587,7 @@ impl Controller {
                 return;
             }
         };
-        let pods = target::matching(by_ns, &ns, &target.selector);
+        let pods = index.matching(&ns, &target.selector);
         let history = match self.states.get(&key).and_then(|st| st.history.clone()) {
             Some(h) => Some(h),
             None => p
@@ -971,8 +988,8 @@ impl Controller {
         }
     }
 
-    /// Queues the status for this cycle's writes when it changed significantly, or when the
-    /// last write is older than `status_refresh`; [`Self::flush_statuses`] writes the queue.
+    /// Queues the status when it changed significantly (urgent), or as a refresh when the
+    /// last one queued is older than `status_refresh`.
     fn write_status(&mut self, p: &ScalingPolicy, status: ScalingPolicyStatus) {
         let ns = p.namespace().unwrap_or_default();
         let name = p.name_any();
@@ -994,52 +1011,20 @@ impl Controller {
                 })
                 .set(i64::from(c.status == crate::api::ConditionStatus::True));
         }
-        let due = match self.states.get(&key) {
-            Some(st) => match (&st.written, st.written_at) {
-                (Some(w), Some(at)) => {
-                    significant(w) != significant(&status) || at.elapsed() >= refresh
-                }
-                _ => true,
-            },
-            None => true,
+        let Some(st) = self.states.get_mut(&key) else {
+            return;
         };
-        if due {
-            self.pending_status.push((ns, name, status));
-        }
-    }
-
-    /// Writes the statuses queued this cycle, [`STATUS_WRITES_IN_FLIGHT`] at a time (one
-    /// after another, 1,000 first statuses took 6 s; the API server serves them in parallel).
-    async fn flush_statuses(&mut self, report: &mut CycleReport) {
-        use futures::StreamExt;
-        let pending = std::mem::take(&mut self.pending_status);
-        let writer = self.writer.clone();
-        let results: Vec<_> = futures::stream::iter(pending)
-            .map(|(ns, name, status)| {
-                let writer = writer.clone();
-                async move {
-                    let r = writer.status(&ns, &name, &status).await;
-                    (ns, name, status, r)
-                }
-            })
-            .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
-            .collect()
-            .await;
-        for (ns, name, status, r) in results {
-            match r {
-                Ok(()) => {
-                    report.status_writes += 1;
-                    if let Some(st) = self.states.get_mut(&(ns, name)) {
-                        st.written = Some(status);
-                        st.written_at = Some(Instant::now());
-                    }
-                }
-                Err(e) => {
-                    report.failures += 1;
-                    self.writer.metrics().error(e.label());
-                    tracing::warn!(error = %e, "status not written");
-                }
-            }
+        let (urgent, stale) = match (&st.written, st.written_at) {
+            (Some(w), Some(at)) => (
+                significant(w) != significant(&status),
+                at.elapsed() >= refresh,
+            ),
+            _ => (true, true),
+        };
+        if urgent || (stale && self.statuses.try_refresh()) {
+            st.written = Some(status.clone());
+            st.written_at = Some(Instant::now());
+            self.statuses.push(key, status, urgent);
         }
     }
 }

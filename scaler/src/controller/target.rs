@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
-use kube::core::{Expression, GroupVersionKind, Selector, SelectorExt};
+use kube::core::{Expression, GroupVersionKind, Selector};
 use kube::discovery::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -316,26 +316,6 @@ pub fn parse_selector(s: &str) -> Result<Selector, String> {
     Ok(exprs.into_iter().collect())
 }
 
-/// The pods of `namespace` (from an index built once per cycle) that `selector` matches.
-pub fn matching<'a>(
-    by_namespace: &'a BTreeMap<String, Vec<Arc<Pod>>>,
-    namespace: &str,
-    selector: &Selector,
-) -> Vec<&'a Arc<Pod>> {
-    if selector.selects_all() {
-        // An empty selector would match every pod of the namespace: the HPA refuses it too.
-        return Vec::new();
-    }
-    by_namespace
-        .get(namespace)
-        .map(|pods| {
-            pods.iter()
-                .filter(|p| selector.matches(p.labels()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn unix(t: &Time) -> f64 {
     t.0.as_millisecond() as f64 / 1000.0
 }
@@ -420,6 +400,7 @@ pub fn engine_pod(p: &Pod) -> engine::Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::core::SelectorExt;
     use serde_json::json;
 
     #[test]
@@ -471,13 +452,12 @@ mod tests {
             ready.last_transition_unix_seconds - e.start_time_unix_seconds.expect("start"),
             10.0
         );
-        let mut idx = BTreeMap::new();
-        idx.insert("shop".to_string(), vec![Arc::new(p)]);
+        let idx = super::super::pod_index::PodIndex::build(vec![Arc::new(p)]);
         let sel = parse_selector("app=web").expect("selector");
-        assert_eq!(matching(&idx, "shop", &sel).len(), 1);
-        assert_eq!(matching(&idx, "other", &sel).len(), 0);
+        assert_eq!(idx.matching("shop", &sel).len(), 1);
+        assert_eq!(idx.matching("other", &sel).len(), 0);
         let none = parse_selector("app=api").expect("selector");
-        assert_eq!(matching(&idx, "shop", &none).len(), 0);
-        assert!(matching(&idx, "shop", &Selector::default()).is_empty());
+        assert_eq!(idx.matching("shop", &none).len(), 0);
+        assert!(idx.matching("shop", &Selector::default()).is_empty());
     }
 }

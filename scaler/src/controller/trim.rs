@@ -1,0 +1,221 @@
+//! What the watch caches keep of each object.
+//!
+//! The caches hold every pod, Deployment, StatefulSet and ScalingPolicy the scaler watches,
+//! for the life of the process, so their size is the scaler's memory. Most of an object is
+//! never read: managed fields, annotations (a `last-applied-configuration` copies the whole
+//! object), images, commands, env, probes, volumes, container statuses. Each function keeps
+//! exactly the fields the controller reads (the tests check that every reader gives the same
+//! answer on a trimmed object) and drops the rest as the object enters the cache.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::ScalingPolicy;
+
+fn meta(m: &mut ObjectMeta) {
+    m.managed_fields = None;
+    m.annotations = None;
+    m.finalizers = None;
+    m.owner_references = None;
+}
+
+fn container(c: Container) -> Container {
+    Container {
+        name: c.name,
+        resources: c.resources,
+        restart_policy: c.restart_policy,
+        ..Container::default()
+    }
+}
+
+fn pod_spec(s: PodSpec) -> PodSpec {
+    PodSpec {
+        containers: s.containers.into_iter().map(container).collect(),
+        init_containers: s
+            .init_containers
+            .map(|cs| cs.into_iter().map(container).collect()),
+        resources: s.resources,
+        node_name: s.node_name,
+        ..PodSpec::default()
+    }
+}
+
+fn template(t: &mut PodTemplateSpec) {
+    if let Some(m) = t.metadata.as_mut() {
+        meta(m);
+    }
+    t.spec = t.spec.take().map(pod_spec);
+}
+
+/// A pod: identity, labels and deletion; containers' names, resources and restart policy;
+/// phase, start time, IPs and the Ready condition.
+pub fn pod(p: &mut Pod) {
+    meta(&mut p.metadata);
+    p.spec = p.spec.take().map(pod_spec);
+    p.status = p.status.take().map(|s| PodStatus {
+        phase: s.phase,
+        start_time: s.start_time,
+        pod_ip: s.pod_ip,
+        conditions: s.conditions.map(|cs| {
+            cs.into_iter()
+                .filter(|c| c.type_ == "Ready")
+                .map(|c| PodCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    last_transition_time: c.last_transition_time,
+                    ..PodCondition::default()
+                })
+                .collect()
+        }),
+        ..PodStatus::default()
+    });
+}
+
+/// A Deployment: metadata without annotations, its spec with a trimmed pod template, its
+/// status.
+pub fn deployment(d: &mut Deployment) {
+    meta(&mut d.metadata);
+    if let Some(s) = d.spec.as_mut() {
+        template(&mut s.template);
+    }
+}
+
+/// A StatefulSet, likewise (its volume claim templates are never read).
+pub fn statefulset(s: &mut StatefulSet) {
+    meta(&mut s.metadata);
+    if let Some(spec) = s.spec.as_mut() {
+        template(&mut spec.template);
+        spec.volume_claim_templates = None;
+    }
+}
+
+/// A ScalingPolicy: everything but managed fields and annotations.
+pub fn policy(p: &mut ScalingPolicy) {
+    p.metadata.managed_fields = None;
+    p.metadata.annotations = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::target::engine_pod;
+    use crate::controller::vertical::template_requests;
+    use serde_json::json;
+
+    fn full_pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "web-1", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                "labels": {"app": "web"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-x", "uid": "r1"}],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "deletionTimestamp": "2026-11-26T00:01:00Z"
+            },
+            "spec": {
+                "nodeName": "n1",
+                "containers": [{
+                    "name": "app", "image": "registry.invalid/app:1", "command": ["/app"],
+                    "env": [{"name": "A", "value": "b"}],
+                    "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "1"}}
+                }],
+                "initContainers": [{"name": "proxy", "image": "x", "restartPolicy": "Always",
+                                    "resources": {"requests": {"cpu": "50m"}}}],
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "tolerations": [{"key": "k", "operator": "Exists"}]
+            },
+            "status": {
+                "phase": "Running", "startTime": "2026-11-26T00:00:00Z", "podIP": "10.0.0.7",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-26T00:00:10Z",
+                     "message": "m"}
+                ],
+                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "x", "imageID": "y"}]
+            }
+        }))
+        .expect("pod")
+    }
+
+    /// Every reader of a cached pod gives the same answer on the trimmed pod, and the
+    /// trimmed pod is much smaller.
+    #[test]
+    fn a_trimmed_pod_reads_the_same() {
+        let full = full_pod();
+        let mut small = full.clone();
+        pod(&mut small);
+        assert_eq!(engine_pod(&small), engine_pod(&full));
+        assert_eq!(small.metadata.labels, full.metadata.labels);
+        assert_eq!(small.metadata.uid, full.metadata.uid);
+        assert_eq!(
+            small.metadata.deletion_timestamp,
+            full.metadata.deletion_timestamp
+        );
+        let c = &small.spec.as_ref().expect("spec").containers[0];
+        assert_eq!(
+            c.resources,
+            full.spec.as_ref().expect("spec").containers[0].resources
+        );
+        assert!(c.image.is_none() && c.env.is_none());
+        assert!(small.metadata.annotations.is_none() && small.metadata.managed_fields.is_none());
+        assert_eq!(
+            small
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .as_deref(),
+            Some("10.0.0.7")
+        );
+        let len = |p: &Pod| serde_json::to_string(p).expect("json").len();
+        assert!(
+            len(&small) * 2 < len(&full),
+            "{} vs {}",
+            len(&small),
+            len(&full)
+        );
+    }
+
+    #[test]
+    fn a_trimmed_deployment_keeps_scale_selector_and_template_requests() {
+        let full: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "9",
+                         "annotations": {"deployment.kubernetes.io/revision": "3"}},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}, "annotations": {"a": "b"}},
+                    "spec": {"containers": [{"name": "app", "image": "x",
+                        "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}]}
+                }
+            },
+            "status": {"replicas": 3, "readyReplicas": 2}
+        }))
+        .expect("deployment");
+        let mut small = full.clone();
+        deployment(&mut small);
+        let (s, f) = (
+            small.spec.as_ref().expect("spec"),
+            full.spec.as_ref().expect("spec"),
+        );
+        assert_eq!(s.replicas, f.replicas);
+        assert_eq!(s.selector, f.selector);
+        assert_eq!(
+            template_requests(&s.template),
+            template_requests(&f.template)
+        );
+        assert_eq!(small.status, full.status);
+        assert_eq!(
+            small.metadata.resource_version,
+            full.metadata.resource_version
+        );
+        assert!(
+            s.template.spec.as_ref().expect("spec").containers[0]
+                .image
+                .is_none()
+        );
+    }
+}
