@@ -332,7 +332,7 @@ fn predictive_steady_lag_with_commit_trail_does_not_ratchet() {
     let consume = 360.0;
     let trail = consume * 2.5;
     let exact = |_: usize| consume;
-    let noisy = |i: usize| if i % 2 == 0 { 378.0 } else { 342.0 };
+    let noisy = |i: usize| if i.is_multiple_of(2) { 378.0 } else { 342.0 };
     let biased = |_: usize| 378.0;
     let rates: [(&str, &dyn Fn(usize) -> f64); 3] =
         [("exact", &exact), ("noisy", &noisy), ("biased", &biased)];
