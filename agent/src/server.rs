@@ -6,14 +6,12 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -23,7 +21,8 @@ use crate::snapshot::{Shared, SnapshotCollector};
 
 pub use tidal_core::exposition::{OPENMETRICS, TEXT_004, to_text_004, wants_openmetrics};
 
-/// The registry: build info plus the snapshot collector. Unprefixed, since the container
+/// The registry: build info plus the snapshot collector: the reference encoding, which
+/// `/metrics` reproduces byte for byte, faster (see [`crate::snapshot::encode_openmetrics`]). Unprefixed, since the container
 /// series keep their kubelet/cAdvisor names; every name comes from `tidal_core::schema`.
 pub fn registry(shared: Shared) -> Registry {
     let mut reg = Registry::default();
@@ -52,7 +51,7 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 }
 
 /// Answers one request (only the path and the Accept header matter).
-pub fn handle<B>(reg: &Registry, shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
+pub fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
         "/readyz" if shared.ready() => {
@@ -64,26 +63,19 @@ pub fn handle<B>(reg: &Registry, shared: &Shared, req: &Request<B>) -> Response<
             "no complete sample yet\n".into(),
         ),
         "/metrics" => {
-            // Sized like the last body: a scrape is megabytes, and growing a string by doubling
-            // copies it again and again.
-            let mut body = String::with_capacity(shared.body_size_hint());
-            if let Err(e) = encode(&mut body, reg) {
-                return respond(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain; charset=utf-8",
-                    format!("encoding metrics failed: {e}\n"),
-                );
-            }
-            shared.set_body_size_hint(body.len());
             let accept = req
                 .headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
-            if wants_openmetrics(accept) {
-                respond(StatusCode::OK, OPENMETRICS, body)
-            } else {
-                respond(StatusCode::OK, TEXT_004, to_text_004(&body))
+            // Encoded once per snapshot and format (see `Shared::body`); no I/O.
+            let om = wants_openmetrics(accept);
+            let body = shared.body(om);
+            let mut resp = Response::new(Full::new(body));
+            let ctype = if om { OPENMETRICS } else { TEXT_004 };
+            if let Ok(v) = header::HeaderValue::from_str(ctype) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, v);
             }
+            resp
         }
         _ => respond(
             StatusCode::NOT_FOUND,
@@ -99,7 +91,6 @@ pub async fn serve(
     shared: Shared,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let reg = Arc::new(registry(shared.clone()));
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::pin!(shutdown);
     loop {
@@ -110,11 +101,10 @@ pub async fn serve(
                     Ok(s) => s,
                     Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
                 };
-                let reg = reg.clone();
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let resp = handle(&reg, &shared, &req);
+                        let resp = handle(&shared, &req);
                         async move { Ok::<_, Infallible>(resp) }
                     });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -132,6 +122,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::encoding::text::encode;
 
     #[test]
     fn negotiation() {
@@ -213,7 +204,7 @@ mod tests {
             req = req.header(header::ACCEPT, a);
         }
         let req = req.body(()).expect("request");
-        handle(&registry(shared.clone()), shared, &req)
+        handle(shared, &req)
     }
 
     async fn body(resp: Response<Full<Bytes>>) -> String {

@@ -1,16 +1,19 @@
 //! The snapshot: everything `/metrics` shows, rebuilt by the sampling loop and swapped
 //! atomically (an `Arc` replaced under a lock held only for the swap).
 //!
-//! Scrapes never do I/O: [`SnapshotCollector`] (a prometheus-client `Collector`) encodes the
-//! current `Arc<Snapshot>`. The loop ([`Runner`]) runs every sampler once per interval, adds
+//! Scrapes never do I/O: [`encode_openmetrics`] writes the current `Arc<Snapshot>` (byte for
+//! byte what the prometheus-client [`SnapshotCollector`] writes, without its per-series dynamic
+//! dispatch), once per snapshot and format: [`Shared::body`] serves the cached bytes to every
+//! further scrape of the same snapshot. The loop ([`Runner`]) runs every sampler once per interval, adds
 //! the self-metrics (`tidal_agent_sampler_duration_seconds`, `tidal_agent_sampler_success`,
 //! `tidal_agent_sample_errors_total`, `tidal_agent_pod_metadata_synced`) and publishes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use hyper::body::Bytes;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -31,15 +34,30 @@ pub struct Snapshot {
 /// The published snapshot and the readiness flag, shared with the server.
 #[derive(Clone, Debug, Default)]
 pub struct Shared {
-    snap: Arc<RwLock<Arc<Snapshot>>>,
+    /// The snapshot and its generation (bumped by every [`Shared::store`]).
+    snap: Arc<RwLock<(u64, Arc<Snapshot>)>>,
     ready: Arc<AtomicBool>,
     /// Size of the last `/metrics` body, to size the next one's buffer.
     body_size: Arc<AtomicUsize>,
+    /// The `/metrics` bodies of one generation, per format, encoded on first request.
+    bodies: Arc<Mutex<Bodies>>,
+}
+
+/// Encoded bodies of one snapshot generation.
+#[derive(Debug, Default)]
+struct Bodies {
+    generation: u64,
+    openmetrics: Option<Bytes>,
+    text_004: Option<Bytes>,
 }
 
 impl Shared {
     /// The current snapshot (cheap: clones an `Arc`).
     pub fn load(&self) -> Arc<Snapshot> {
+        self.load_generation().1
+    }
+
+    fn load_generation(&self) -> (u64, Arc<Snapshot>) {
         self.snap.read().map(|s| s.clone()).unwrap_or_default()
     }
 
@@ -47,9 +65,55 @@ impl Shared {
     pub fn store(&self, snap: Snapshot) {
         let snap = Arc::new(snap);
         if let Ok(mut s) = self.snap.write() {
-            *s = snap;
+            *s = (s.0 + 1, snap);
         }
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// The `/metrics` body of the current snapshot in OpenMetrics (`openmetrics`) or text
+    /// 0.0.4: `# EOF`-terminated OpenMetrics of build info plus the snapshot, converted for
+    /// 0.0.4. Encoded once per snapshot and format; later scrapes get the same bytes.
+    pub fn body(&self, openmetrics: bool) -> Bytes {
+        let (generation, snap) = self.load_generation();
+        let mut bodies = match self.bodies.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if bodies.generation != generation {
+            *bodies = Bodies {
+                generation,
+                ..Bodies::default()
+            };
+        }
+        let cached = if openmetrics {
+            &bodies.openmetrics
+        } else {
+            &bodies.text_004
+        };
+        if let Some(b) = cached {
+            return b.clone();
+        }
+        let om_text;
+        let om: &str = match &bodies.openmetrics {
+            Some(b) => std::str::from_utf8(b).unwrap_or_default(),
+            None => {
+                // Sized like the last body: a scrape is megabytes, and growing a string by
+                // doubling copies it again and again.
+                let out = encode_body(&snap, self.body_size_hint());
+                self.set_body_size_hint(out.len());
+                om_text = out;
+                &om_text
+            }
+        };
+        let text = (!openmetrics).then(|| Bytes::from(tidal_core::exposition::to_text_004(om)));
+        if bodies.openmetrics.is_none() {
+            bodies.openmetrics = Some(Bytes::copy_from_slice(om.as_bytes()));
+        }
+        if let Some(t) = text {
+            bodies.text_004 = Some(t.clone());
+            return t;
+        }
+        bodies.openmetrics.clone().unwrap_or_default()
     }
 
     /// True once the first complete pass has been published.
@@ -106,6 +170,111 @@ impl Collector for SnapshotCollector {
             }
         }
         Ok(())
+    }
+}
+
+/// The `tidal_agent_build_info` family, as prometheus-client's registry encodes it (constant).
+pub fn build_info() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        use prometheus_client::metrics::family::Family as PcFamily;
+        use prometheus_client::metrics::gauge::Gauge;
+        let mut reg = prometheus_client::registry::Registry::default();
+        let info = PcFamily::<Vec<(String, String)>, Gauge>::default();
+        info.get_or_create(&vec![(
+            "version".to_string(),
+            tidal_core::build::VERSION.to_string(),
+        )])
+        .set(1);
+        reg.register(
+            schema::AGENT_BUILD_INFO,
+            "Build information of tidal-agent; always 1",
+            info,
+        );
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut out, &reg).is_err() {
+            out.clear();
+        }
+        out
+    })
+}
+
+/// The whole OpenMetrics `/metrics` body of `snap` (build info, the snapshot, `# EOF`), in a
+/// string allocated with `capacity`: what the first scrape of a snapshot costs.
+pub fn encode_body(snap: &Snapshot, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    out.push_str(build_info());
+    encode_openmetrics(snap, &mut out);
+    out.push_str("# EOF\n");
+    out
+}
+
+/// Appends `v` to `out` with OpenMetrics label-value escaping (`\\`, `"`, newline).
+fn push_escaped(out: &mut String, v: &str) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends the snapshot's families to `out` in the OpenMetrics text format (without `# EOF`):
+/// exactly what [`SnapshotCollector`] makes prometheus-client write (a test checks it byte for
+/// byte), written directly into one string.
+pub fn encode_openmetrics(snap: &Snapshot, out: &mut String) {
+    let mut num = dtoa::Buffer::new();
+    for (name, fam) in &snap.families {
+        let (base, ty, suffix) = match fam.kind {
+            // Counter samples are `<base>_total`, the descriptor is `<base>`.
+            Kind::Counter => (
+                name.strip_suffix("_total").unwrap_or(name),
+                "counter",
+                "_total",
+            ),
+            Kind::Gauge => (*name, "gauge", ""),
+        };
+        for (head, tail) in [("# HELP ", fam.help), ("# TYPE ", ty)] {
+            out.push_str(head);
+            out.push_str(base);
+            out.push(' ');
+            out.push_str(tail);
+            out.push('\n');
+        }
+        // A single unlabelled series is written without `{}`.
+        if let [(labels, v)] = fam.samples.as_slice()
+            && labels.is_empty()
+        {
+            out.push_str(base);
+            out.push_str(suffix);
+            out.push(' ');
+            out.push_str(num.format(*v));
+            out.push('\n');
+            continue;
+        }
+        for (labels, v) in &fam.samples {
+            out.push_str(base);
+            out.push_str(suffix);
+            out.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                push_escaped(out, val);
+                out.push('"');
+            }
+            out.push_str("} ");
+            out.push_str(num.format(*v));
+            out.push('\n');
+        }
     }
 }
 
@@ -247,7 +416,6 @@ mod tests {
     use super::*;
     use crate::sampler::SampleError;
     use crate::samplers::cgroup::CgroupError;
-    use prometheus_client::registry::Registry;
 
     struct Fake(u32);
     impl Sampler for Fake {
@@ -272,11 +440,54 @@ mod tests {
     }
 
     fn encode(shared: &Shared) -> String {
-        let mut reg = Registry::default();
-        reg.register_collector(Box::new(SnapshotCollector(shared.clone())));
+        let reg = crate::server::registry(shared.clone());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).expect("encodes");
         out
+    }
+
+    #[test]
+    fn direct_encoding_is_byte_for_byte_prometheus_client() {
+        let shared = Shared::default();
+        let mut b = Buffer::new(Instant::now());
+        b.counter("a_seconds_total", "Help.", vec![("pod", "p".into())], 1.5);
+        b.counter(
+            "a_seconds_total",
+            "Help.",
+            vec![("pod", "q\"\\\n\u{e9}".into())],
+            2e-6,
+        );
+        b.counter("lonely_total", "Alone.", vec![], 7.0);
+        b.gauge("g", "G.", vec![], 0.25);
+        b.gauge("many", "M.", vec![], 1.0);
+        b.gauge("many", "M.", vec![], 2.0);
+        b.gauge(
+            "two",
+            "T.",
+            vec![("a", String::new()), ("b", "x".into())],
+            1e21,
+        );
+        b.gauge(
+            "two",
+            "T.",
+            vec![("a", "y".into()), ("b", "z".into())],
+            -3.0,
+        );
+        shared.store(Snapshot {
+            families: b.into_parts().0,
+        });
+        let want = encode(&shared);
+        let body = shared.body(true);
+        let got = std::str::from_utf8(&body).expect("utf8");
+        assert_eq!(got, want);
+        // Cached: the same bytes, until the next snapshot.
+        assert_eq!(shared.body(true).as_ptr(), body.as_ptr());
+        assert_eq!(
+            std::str::from_utf8(&shared.body(false)).expect("utf8"),
+            tidal_core::exposition::to_text_004(&want)
+        );
+        shared.store(Snapshot::default());
+        assert_ne!(&shared.body(true)[..], &body[..]);
     }
 
     #[test]

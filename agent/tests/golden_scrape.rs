@@ -13,7 +13,7 @@ use tidal_agent::pods::{ContainerMeta, PodIndex, PodMeta};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
 use tidal_agent::samplers::node::NodeSampler;
-use tidal_agent::server::{OPENMETRICS, TEXT_004, handle, registry};
+use tidal_agent::server::{OPENMETRICS, TEXT_004, handle};
 use tidal_agent::snapshot::{Runner, Shared};
 
 const CID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -47,7 +47,7 @@ async fn scrape(shared: &Shared, accept: &str) -> (String, String) {
         .header(http::header::ACCEPT, accept)
         .body(())
         .expect("request");
-    let resp = handle(&registry(shared.clone()), shared, &req);
+    let resp = handle(shared, &req);
     let ctype = resp.headers()[http::header::CONTENT_TYPE]
         .to_str()
         .expect("ascii")

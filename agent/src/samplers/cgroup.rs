@@ -594,30 +594,34 @@ impl Reader<'_> {
     }
 }
 
-/// The values of `keys` in a flat-keyed file (`key value` lines), without allocating: the
-/// same lines [`Flat`] finds (a line starting with `<key> `; a repeated key yields its last
-/// value), each found with one vectorised backward search for `\n<key> `.
+/// The values of `keys` in a flat-keyed file (`key value` lines), in one pass and without
+/// allocating: the same lines [`Flat`] finds (a line starting with `<key> `; a repeated key
+/// yields its last value). Line ends are found with a vectorised `memchr`; a line is compared
+/// with a key only when their first bytes match.
 fn scan_flat<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> [Option<&'t str>; N] {
     let bytes = text.as_bytes();
-    let mut needle = [0u8; 64];
-    keys.map(|key| {
-        let k = key.as_bytes();
-        let n = k.len() + 2;
-        if n > needle.len() {
-            return Flat::parse(Path::new(""), text).line_value(key);
+    let mut spans = [None; N];
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for end in ends {
+        let line = &bytes[start..end];
+        if let Some(first) = line.first() {
+            for (k, span) in keys.iter().zip(spans.iter_mut()) {
+                let k = k.as_bytes();
+                if k.first() == Some(first)
+                    && line.len() > k.len()
+                    && line[k.len()] == b' '
+                    && line.starts_with(k)
+                {
+                    *span = Some((start + k.len() + 1, end));
+                    break;
+                }
+            }
         }
-        needle[0] = b'\n';
-        needle[1..=k.len()].copy_from_slice(k);
-        needle[n - 1] = b' ';
-        let start = match memchr::memmem::rfind(bytes, &needle[..n]) {
-            Some(at) => at + n,
-            None if bytes.starts_with(&needle[1..n]) => n - 1,
-            None => return None,
-        };
-        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |e| start + e);
-        // Both ends are at ASCII bytes (the key's space, a newline or the end): valid slices.
-        text.get(start..end)
-    })
+        start = end + 1;
+    }
+    // Both ends of a span are at ASCII bytes (a space, a newline or the end): valid slices.
+    spans.map(|s| s.and_then(|(a, b)| text.get(a..b)))
 }
 
 /// A value of a flat-keyed file that must be there.
