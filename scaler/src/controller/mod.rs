@@ -300,6 +300,7 @@ impl Controller {
             // A follower forgets: on taking over it starts from the checkpoints.
             self.states.clear();
             self.statuses.clear();
+            self.writer.metrics().status_queue.set(0);
             return report;
         }
         let now_i = Instant::now();
@@ -314,7 +315,7 @@ impl Controller {
         self.writer
             .metrics()
             .status_queue
-            .set(self.statuses.len() as i64);
+            .set(self.statuses.queued() as i64);
 
         // Forget deleted policies.
         let live: HashSet<(String, String)> = policies

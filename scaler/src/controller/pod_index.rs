@@ -166,6 +166,13 @@ mod tests {
             "app=a9",
             "tier",
             "app=a0,track=canary",
+            // Duplicate, redundant and contradictory requirements; an empty value.
+            "app=a1,app=a1",
+            "app in (a1),app=a1",
+            "app=a1,app in (a2)",
+            "tier in (db),app in (a5),track!=canary",
+            "app=,tier",
+            "app in ()",
         ] {
             let s = parse_selector(sel).expect(sel);
             for ns in ["shop", "other", "none"] {

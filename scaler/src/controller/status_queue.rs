@@ -17,8 +17,11 @@
 //!   changed statuses plus one second of refreshes.
 //!
 //! A failed write is reported back ([`StatusQueue::take_failed`]) so the controller queues
-//! that policy's status again at its next evaluation; `NotLeader` is not an error here (the
-//! queue is cleared when leadership is lost).
+//! that policy's status again at its next evaluation. That includes a write refused with
+//! `NotLeader` (not logged or counted as an error): the controller records a status as
+//! written when it queues it, so if the lease lapses and is renewed between two cycles, the
+//! follower cycle that would clear the queue and the controller's state never runs, and
+//! without the report a refused change would stay unwritten until a later change or refresh.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -169,7 +172,7 @@ impl StatusQueue {
     }
 
     /// Queued statuses (not yet sent).
-    pub fn len(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.lock().entries.len()
     }
 
@@ -244,7 +247,10 @@ impl StatusQueue {
             p.in_flight -= n;
             for (key, r) in results {
                 match r {
-                    Ok(()) | Err(ActuateError::NotLeader { .. }) => {}
+                    Ok(()) => {}
+                    // Expected when leadership is lost: not an error, but written again if
+                    // this replica still (or again) leads at the next evaluation.
+                    Err(ActuateError::NotLeader { .. }) => p.failed.push(key),
                     Err(e) => {
                         writer.metrics().error(e.label());
                         tracing::warn!(
@@ -307,6 +313,28 @@ mod tests {
         assert!(p.pop_refresh().is_none());
         let (_, s) = p.pop_urgent().expect("a");
         assert_eq!(s.desired_replicas, Some(2));
+    }
+
+    /// A write refused because this replica does not lead is reported back like any other
+    /// failure: the controller has already recorded the status as written, and only the
+    /// report makes it queue the status again (a lease that lapsed and was renewed between
+    /// two cycles never clears the controller's state).
+    #[tokio::test]
+    async fn a_write_refused_for_leadership_is_reported_for_a_retry() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let follower = tidal_core::lease::Leadership::new();
+        let writer = Writer::new(client, follower, crate::metrics::Metrics::new(), "test");
+        let (queue, task) = StatusQueue::new(writer, 10.0);
+        let task = tokio::spawn(task);
+        queue.push(key("a"), st(1), true);
+        queue.push(key("b"), st(1), false);
+        assert!(queue.drain(Duration::from_secs(5)).await, "drained");
+        let mut failed = queue.take_failed();
+        failed.sort();
+        assert_eq!(failed, vec![key("a"), key("b")]);
+        assert!(queue.take_failed().is_empty(), "reported once");
+        task.abort();
     }
 
     #[test]

@@ -106,11 +106,10 @@ mod tests {
     use serde_json::json;
 
     fn full_pod() -> Pod {
-        serde_json::from_value(json!({
+        let mut pod: Pod = serde_json::from_value(json!({
             "metadata": {
                 "name": "web-1", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
                 "labels": {"app": "web"},
-                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"},
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-x", "uid": "r1"}],
                 "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
                 "deletionTimestamp": "2026-11-26T00:01:00Z"
@@ -137,7 +136,17 @@ mod tests {
                 "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "x", "imageID": "y"}]
             }
         }))
-        .expect("pod")
+        .expect("pod");
+        // As `kubectl apply` leaves it: a copy of the applied object.
+        let applied = serde_json::to_string(&pod).expect("json");
+        pod.metadata.annotations = Some(
+            [(
+                "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                applied,
+            )]
+            .into(),
+        );
+        pod
     }
 
     /// Every reader of a cached pod gives the same answer on the trimmed pod, and the
