@@ -38,6 +38,12 @@ pub struct Cli {
     )]
     pub cgroup_root: PathBuf,
 
+    /// Most files and directories the cgroup sampler keeps open between rounds (re-read with
+    /// pread; past the cap, files are opened and closed each round). Each held cgroupfs file
+    /// costs ~5.5 KiB of kernel memory, charged to the agent's cgroup. 0 holds none.
+    #[arg(long, env = "TIDAL_AGENT_MAX_OPEN_FILES", default_value_t = crate::samplers::cgroup::DEFAULT_MAX_OPEN_FILES)]
+    pub max_open_files: usize,
+
     /// daemonset: every pod on the node; sidecar: only this pod.
     #[arg(long, env = "TIDAL_AGENT_MODE", value_enum, default_value_t = Mode::Daemonset)]
     pub mode: Mode,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tidal_agent::cli::{Cli, Mode};
+use tidal_agent::fdcache::FdBudget;
 use tidal_agent::kafka_config::KafkaConfig;
 use tidal_agent::pods::{self, PodIndex};
 use tidal_agent::sampler::Sampler;
@@ -42,7 +43,6 @@ async fn main() -> anyhow::Result<()> {
 
     // The cgroup sampler keeps interface files open (up to half of the soft limit).
     let nofile = tidal_agent::fdcache::raise_nofile_limit();
-    tracing::debug!(nofile, "RLIMIT_NOFILE soft limit");
     let pods = start_pod_watch(&cli).await;
     let mut samplers: Vec<Box<dyn Sampler>> = vec![Box::new(NodeSampler::new(&cli.proc_root))];
     match Hierarchy::detect(&cli.cgroup_root) {
@@ -54,10 +54,17 @@ async fn main() -> anyhow::Result<()> {
                     proc_root: cli.proc_root.clone(),
                 },
             };
-            samplers.push(Box::new(CgroupSampler::new(
+            let budget = FdBudget::from_rlimit(cli.max_open_files);
+            tracing::debug!(
+                nofile,
+                max_open_files = budget.cap(),
+                "cgroup files held open"
+            );
+            samplers.push(Box::new(CgroupSampler::with_budget(
                 h,
                 scope,
                 pods.clone().unwrap_or_default(),
+                budget,
             )));
         }
         Err(e) => tracing::warn!(error = %e, "no cgroup hierarchy: only node series are exported"),
