@@ -217,6 +217,15 @@ fn uses_prometheus(p: &ScalingPolicy, agents: bool) -> bool {
         .any(|m| m.prometheus.is_some() || (m.resource.is_some() && !agents))
 }
 
+/// The status a new one starts from (fields a decision does not set, such as `lastScaleTime`,
+/// carry over): the one last queued for the policy, else the cached one. Statuses are
+/// written off the cycle, so the cache can lag the queue by more than a cycle (a backlog of
+/// changes); starting from it would carry a superseded value over, and the newer status,
+/// differing significantly, would replace the queued one (a scale's `lastScaleTime` lost).
+fn base_status(queued: Option<&ScalingPolicyStatus>, p: &ScalingPolicy) -> ScalingPolicyStatus {
+    queued.or(p.status.as_ref()).cloned().unwrap_or_default()
+}
+
 /// The significant part of a status: a change here is written at once.
 fn significant(s: &ScalingPolicyStatus) -> impl PartialEq + use<> {
     (
@@ -621,7 +630,7 @@ impl Controller {
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
 
-        let old = p.status.clone().unwrap_or_default();
+        let old = base_status(self.states.get(&key).and_then(|st| st.written.as_ref()), p);
         let mut status = old.clone();
         status.record_decision(&d, &compiled.spec, &now_t);
         status.observed_generation = p.metadata.generation;
@@ -931,7 +940,8 @@ impl Controller {
     ) {
         report.failures += 1;
         let now_t = time_of(now);
-        let mut status = p.status.clone().unwrap_or_default();
+        let key = (p.namespace().unwrap_or_default(), p.name_any());
+        let mut status = base_status(self.states.get(&key).and_then(|st| st.written.as_ref()), p);
         let (able, active) = if reason == "FailedGetScale" {
             (false, false)
         } else {
@@ -1062,6 +1072,38 @@ mod tests {
             replicas,
             at_unix_seconds: at,
         }
+    }
+
+    /// A status written off the cycle may not be in the cache at the policy's next
+    /// evaluation: the next status starts from the queued one, so a scale's `lastScaleTime`
+    /// is kept and nothing significant changed makes it urgent again.
+    #[test]
+    fn the_next_status_starts_from_the_queued_one_not_the_lagging_cache() {
+        let cached = ScalingPolicyStatus {
+            last_scale_time: Some(time_of(100.0)),
+            desired_replicas: Some(2),
+            ..Default::default()
+        };
+        let p: ScalingPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
+            "metadata": {"name": "web", "namespace": "shop", "generation": 1},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 1, "maxReplicas": 4,
+                     "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 50}}]},
+            "status": cached,
+        }))
+        .expect("policy");
+        // Cycle N scaled to 4 and queued that status; the cache still holds the old one.
+        let mut scaled = base_status(None, &p);
+        scaled.desired_replicas = Some(4);
+        scaled.last_scale_time = Some(time_of(200.0));
+        // Cycle N+1 decides the same.
+        let mut next = base_status(Some(&scaled), &p);
+        next.desired_replicas = Some(4);
+        assert_eq!(next.last_scale_time, Some(time_of(200.0)));
+        assert!(significant(&next) == significant(&scaled), "not urgent");
+        // Without a queued status (a failed write, a new leader) the cache is the base.
+        assert_eq!(base_status(None, &p).last_scale_time, Some(time_of(100.0)));
     }
 
     /// Compaction never changes a stabilization answer: for every window suffix, the min and
