@@ -85,35 +85,21 @@ impl Shared {
                 ..Bodies::default()
             };
         }
-        let cached = if openmetrics {
-            &bodies.openmetrics
+        let slot = if openmetrics {
+            &mut bodies.openmetrics
         } else {
-            &bodies.text_004
+            &mut bodies.text_004
         };
-        if let Some(b) = cached {
+        if let Some(b) = slot {
             return b.clone();
         }
-        let om_text;
-        let om: &str = match &bodies.openmetrics {
-            Some(b) => std::str::from_utf8(b).unwrap_or_default(),
-            None => {
-                // Sized like the last body: a scrape is megabytes, and growing a string by
-                // doubling copies it again and again.
-                let out = encode_body(&snap, self.body_size_hint());
-                self.set_body_size_hint(out.len());
-                om_text = out;
-                &om_text
-            }
-        };
-        let text = (!openmetrics).then(|| Bytes::from(tidal_core::exposition::to_text_004(om)));
-        if bodies.openmetrics.is_none() {
-            bodies.openmetrics = Some(Bytes::copy_from_slice(om.as_bytes()));
-        }
-        if let Some(t) = text {
-            bodies.text_004 = Some(t.clone());
-            return t;
-        }
-        bodies.openmetrics.clone().unwrap_or_default()
+        // Sized like the last body: a scrape is megabytes, and growing a string by doubling
+        // copies it again and again.
+        let out = encode_body(&snap, openmetrics, self.body_size_hint());
+        self.set_body_size_hint(out.len());
+        let body = Bytes::from(out);
+        *slot = Some(body.clone());
+        body
     }
 
     /// True once the first complete pass has been published.
@@ -199,13 +185,18 @@ pub fn build_info() -> &'static str {
     })
 }
 
-/// The whole OpenMetrics `/metrics` body of `snap` (build info, the snapshot, `# EOF`), in a
-/// string allocated with `capacity`: what the first scrape of a snapshot costs.
-pub fn encode_body(snap: &Snapshot, capacity: usize) -> String {
+/// The whole `/metrics` body of `snap` (build info, then the snapshot) in OpenMetrics (ending
+/// in `# EOF`) or text 0.0.4 (exactly `tidal_core::exposition::to_text_004` of the
+/// OpenMetrics body, written directly), in a string allocated with `capacity`: what the first
+/// scrape of a snapshot in that format costs.
+pub fn encode_body(snap: &Snapshot, openmetrics: bool, capacity: usize) -> String {
     let mut out = String::with_capacity(capacity);
+    // A gauge: the same in both formats.
     out.push_str(build_info());
-    encode_openmetrics(snap, &mut out);
-    out.push_str("# EOF\n");
+    encode_families(snap, &mut out, openmetrics);
+    if openmetrics {
+        out.push_str("# EOF\n");
+    }
     out
 }
 
@@ -229,6 +220,12 @@ fn push_escaped(out: &mut String, v: &str) {
 /// exactly what [`SnapshotCollector`] makes prometheus-client write (a test checks it byte for
 /// byte), written directly into one string.
 pub fn encode_openmetrics(snap: &Snapshot, out: &mut String) {
+    encode_families(snap, out, true);
+}
+
+/// [`encode_openmetrics`], or its text 0.0.4 form: counters' `# HELP`/`# TYPE` name the
+/// `_total` series.
+fn encode_families(snap: &Snapshot, out: &mut String, openmetrics: bool) {
     let mut num = dtoa::Buffer::new();
     for (name, fam) in &snap.families {
         let (base, ty, suffix) = match fam.kind {
@@ -240,9 +237,11 @@ pub fn encode_openmetrics(snap: &Snapshot, out: &mut String) {
             ),
             Kind::Gauge => (*name, "gauge", ""),
         };
+        let described = if openmetrics { "" } else { suffix };
         for (head, tail) in [("# HELP ", fam.help), ("# TYPE ", ty)] {
             out.push_str(head);
             out.push_str(base);
+            out.push_str(described);
             out.push(' ');
             out.push_str(tail);
             out.push('\n');
