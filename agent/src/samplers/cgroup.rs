@@ -30,6 +30,10 @@
 //! Pod-level series carry `container=""`, as cAdvisor's do. A container that vanishes between
 //! listing and reading is counted in `tidal_agent_sample_errors_total{reason="vanished"}` and
 //! skipped; it never fails the run.
+//!
+//! **Cost.** The cgroups found are kept from round to round: the files read every round stay
+//! open and are re-read with `pread`, and directories are listed again only after an inotify
+//! event on them ([`crate::fdcache`]; `docs/agent.md`, "How the cgroup pass stays cheap").
 
 use std::collections::HashMap;
 use std::io;
