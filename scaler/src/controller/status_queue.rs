@@ -36,6 +36,9 @@ use crate::api::ScalingPolicyStatus;
 /// Status writes in flight at once.
 pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
+/// One status write gives up after this long (and is queued again at the next evaluation).
+pub const STATUS_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `(namespace, name)`.
 pub type Key = (String, String);
 
@@ -245,7 +248,23 @@ impl StatusQueue {
                 .map(|(key, status)| {
                     let writer = writer.clone();
                     async move {
-                        let r = writer.status(&key.0, &key.1, &status).await;
+                        // A batch waits for its slowest write: bound it, so one hung request
+                        // cannot hold the statuses behind it for the client's 295 s.
+                        let r = tokio::time::timeout(
+                            STATUS_WRITE_TIMEOUT,
+                            writer.status(&key.0, &key.1, &status),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ActuateError::Unreachable {
+                                verb: "patch",
+                                object: format!(
+                                    "scalingpolicies/{}/status in namespace {}",
+                                    key.1, key.0
+                                ),
+                                detail: format!("no answer in {STATUS_WRITE_TIMEOUT:?}"),
+                            })
+                        });
                         (key, r)
                     }
                 })
