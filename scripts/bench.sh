@@ -340,8 +340,9 @@ if E.get("WRITE_RESULTS", "1") != "0":
             old = f.read()
     except FileNotFoundError:
         old = "# Benchmark results\n"
-    # Replace the agent section (up to the next "## " heading), keep every other section.
-    pat = re.compile(r"^## Agent \(issue #3\)\n.*?(?=^## |\Z)", re.M | re.S)
+    # Replace the agent section (up to the next "## " heading or the next section's
+    # "<!-- name:begin" marker, which belongs to the section after it), keep every other one.
+    pat = re.compile(r"^## Agent \(issue #3\)\n.*?(?=^## |^<!-- [a-z]+:begin|\Z)", re.M | re.S)
     if pat.search(old):
         new = pat.sub(lambda _: text, old, count=1)
     else:
