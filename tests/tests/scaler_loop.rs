@@ -124,6 +124,32 @@ async fn replicas(deploys: &Api<Deployment>, name: &str) -> Option<i32> {
     deploys.get(name).await.ok()?.spec?.replicas
 }
 
+/// Waits until the deployment controller is done with `name` at `want` replicas (it observed
+/// the generation and every replica is available), so it writes no more status while a test
+/// times its own writes; returns the settled object's resourceVersion.
+async fn settled(deploys: &Api<Deployment>, name: &str, want: i32) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = deploys.get(name).await?;
+        let st = d.status.clone().unwrap_or_default();
+        if st.observed_generation == d.metadata.generation
+            && st.replicas == Some(want)
+            && st.updated_replicas == Some(want)
+            && st.available_replicas == Some(want)
+        {
+            return d
+                .metadata
+                .resource_version
+                .ok_or_else(|| anyhow::anyhow!("{name}: no resourceVersion"));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name} did not settle at {want} replicas in 60 s: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until `name` has `want` replicas; the error includes the scaler's log.
 async fn wait_replicas(
     deploys: &Api<Deployment>,
@@ -500,14 +526,17 @@ async fn a_409_conflict_is_retried_on_a_fresh_read() -> R {
     let client = admin.clone();
     in_namespace(&admin, "loop-409", |ns| async move {
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let created = deploys
+        deploys
             .create(&PostParams::default(), &deployment("web", &node, 1, "10m")?)
             .await?;
+        // Our read, once the deployment controller is done with the new Deployment (its
+        // status writes would add conflicts of their own).
         let observed = ObservedScale {
             replicas: 1,
-            resource_version: created.metadata.resource_version.clone(),
+            resource_version: Some(settled(&deploys, "web", 1).await?),
         };
-        // Someone else scales after our read: our resourceVersion is now stale.
+        // Someone else scales after our read: our resourceVersion is now stale. Let the
+        // controller finish with that too, so the only conflict left is ours.
         deploys
             .patch(
                 "web",
@@ -515,6 +544,7 @@ async fn a_409_conflict_is_retried_on_a_fresh_read() -> R {
                 &Patch::Merge(json!({"spec": {"replicas": 2}})),
             )
             .await?;
+        settled(&deploys, "web", 2).await?;
         let target = ScaleTarget {
             resource: ApiResource::erase::<Deployment>(&()),
             namespace: ns.clone(),
