@@ -562,20 +562,20 @@ fn ratio_of(value: f64, target: f64) -> f64 {
     value / target
 }
 
+/// A pod that consumes: Running, Ready and not deleting.
+fn is_ready(p: &super::types::Pod) -> bool {
+    !p.deleting
+        && p.phase == super::types::PodPhase::Running
+        && p.ready
+            .is_some_and(|r| r.status == super::types::ConditionStatus::True)
+}
+
 /// Replicas that consume: Running, Ready and not deleting; `None` when no pods are known.
 fn ready_consumers(pods: &[super::types::Pod]) -> Option<i32> {
     if pods.is_empty() {
         return None;
     }
-    let ready = pods
-        .iter()
-        .filter(|p| {
-            !p.deleting
-                && p.phase == super::types::PodPhase::Running
-                && p.ready
-                    .is_some_and(|r| r.status == super::types::ConditionStatus::True)
-        })
-        .count();
+    let ready = pods.iter().filter(|p| is_ready(p)).count();
     Some(i32::try_from(ready).unwrap_or(i32::MAX))
 }
 
@@ -1055,16 +1055,7 @@ fn run(
             let inputs = Inputs {
                 metrics: &vars,
                 replicas: f64::from(current),
-                ready_replicas: state
-                    .pods
-                    .iter()
-                    .filter(|p| {
-                        !p.deleting
-                            && p.phase == super::types::PodPhase::Running
-                            && p.ready
-                                .is_some_and(|r| r.status == super::types::ConditionStatus::True)
-                    })
-                    .count() as f64,
+                ready_replicas: state.pods.iter().filter(|p| is_ready(p)).count() as f64,
                 partitions: extras
                     .iter()
                     .filter_map(|e| e.partitions)
