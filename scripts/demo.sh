@@ -3,11 +3,17 @@
 #
 #   1. the real stack (kube-apiserver, controller-manager, scheduler, etcd, KWOK nodes, Kafka,
 #      Prometheus), left running afterwards so you can explore it (scripts/stack.sh down);
-#   2. tidal-agent and tidal-scaler as local processes against it, scraped by Prometheus;
+#   2. Tidal installed in the order a user follows: the ScalingPolicy CRD, the tidal-system
+#      namespace, the scaler's ServiceAccount and least-privilege RBAC (manifests/); then
+#      tidal-agent and tidal-scaler as local processes, the scaler with its ServiceAccount's
+#      token and leader election, both scraped by Prometheus;
 #   3. a consumer Deployment on a KWOK node with a ScalingPolicy on CPU and Kafka lag;
 #   4. real load: a busy loop in a pod's cgroup, then a Kafka backlog drained at a fixed rate;
 #      the terminal shows every second how the replicas follow, and back down;
 #   5. an SVG of load and replicas over time (.stack/demo.svg), and the policy's status.
+#
+# It fails (exit 1) if the loop does not do what the README says: more replicas under CPU
+# load, back to one after the window, six (the partition cap) for the backlog.
 #
 # The CPU phase needs root (it creates pod cgroups); without it the demo runs the Kafka phase.
 set -euo pipefail
@@ -15,9 +21,29 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
 ensure_toolchain
+# The stack's components (Go builds, Kafka from Maven) and Tidal (Rust) build side by side:
+# much of a cold stack build waits on module downloads, which overlaps the Rust compile. Warm,
+# both are no-ops in seconds.
+mkdir -p "$REPO/.stack/logs"
+stack_log=$REPO/.stack/logs/stack-build.log
+step "building the stack's components in the background (scripts/stack.sh build; log: .stack/logs/stack-build.log)"
+"$REPO/scripts/stack.sh" build >"$stack_log" 2>&1 &
+stack_build=$!
 step "building tidal-agent, tidal-scaler and the demo load driver"
-cargo build --workspace --bins --locked
-cargo build --locked -p tidal-e2e --example demo_loop
+if ! cargo build --workspace --bins --locked || ! cargo build --locked -p tidal-e2e --example demo_loop; then
+  kill "$stack_build" 2>/dev/null || true
+  fail "the Rust build failed (above)"
+fi
+if kill -0 "$stack_build" 2>/dev/null; then
+  step "waiting for the stack's components (progress every 30s)"
+  tail -n +1 -f --pid="$stack_build" "$stack_log" | sed 's/^/    /' &
+  follower=$!
+fi
+if ! wait "$stack_build"; then
+  tail -n 20 "$stack_log" | sed 's/^/    /' >&2
+  fail "building the stack's components failed; see .stack/logs/stack-build.log"
+fi
+[[ -n ${follower:-} ]] && { wait "$follower" 2>/dev/null || true; }
 
 step "bringing the real stack up"
 "$REPO/scripts/stack.sh" up
@@ -28,6 +54,28 @@ kc() { "$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" "$@"; }
 step "nodes and versions"
 kc get nodes -o wide
 kc version 2>/dev/null | sed 's/^/    /'
+
+step "installing Tidal's API and RBAC as a user would (manifests/): CRD, namespace, scaler ServiceAccount"
+kc apply -k "$REPO/manifests/crd" | sed 's/^/    /'
+kc wait --for=condition=Established crd/scalingpolicies.tidal.dev --timeout=60s >/dev/null
+kc apply -f "$REPO/manifests/base/namespace.yaml" | sed 's/^/    /'
+kc -n tidal-system apply -f "$REPO/manifests/base/scaler/serviceaccount.yaml" \
+  -f "$REPO/manifests/base/scaler/rbac.yaml" | sed 's/^/    /'
+# The scaler runs here as a local process, but with exactly the rights the manifests give its
+# ServiceAccount in a cluster: a token for tidal-system/tidal-scaler.
+SCALER_KUBECONFIG=$REPO/.stack/demo-scaler.kubeconfig
+token=$(kc -n tidal-system create token tidal-scaler --duration=24h)
+umask 077
+cat >"$SCALER_KUBECONFIG" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: tidal, cluster: {server: "$TIDAL_APISERVER", certificate-authority: "$TIDAL_CA_FILE"}}]
+users: [{name: tidal-scaler, user: {token: "$token"}}]
+contexts: [{name: tidal-scaler, context: {cluster: tidal, user: tidal-scaler, namespace: tidal-system}}]
+current-context: tidal-scaler
+KUBECONFIG
+umask 022
+note "the scaler's kubeconfig: .stack/demo-scaler.kubeconfig (ServiceAccount tidal-system/tidal-scaler)"
 
 AGENT=127.0.0.1:27464
 SCALER=127.0.0.1:27465
@@ -48,7 +96,9 @@ done
 "$REPO/target/debug/tidal-agent" --listen "$AGENT" --node-name kwok-node-0 --interval-seconds 1 \
   >"$REPO/.stack/logs/demo-agent.log" 2>&1 &
 pids+=($!)
-"$REPO/target/debug/tidal-scaler" run --listen "$SCALER" --leader-elect=false --namespace tidal-demo \
+# A fixed identity, so a rerun renews the Lease it left instead of waiting for it to expire.
+KUBECONFIG=$SCALER_KUBECONFIG "$REPO/target/debug/tidal-scaler" run --listen "$SCALER" \
+  --identity demo-scaler --lease-namespace tidal-system --namespace tidal-demo \
   --agent-url "http://$AGENT" --kafka-cluster "local=$TIDAL_KAFKA_BOOTSTRAP" \
   --prometheus-url "$TIDAL_PROMETHEUS_URL" >"$REPO/.stack/logs/demo-scaler.log" 2>&1 &
 pids+=($!)
@@ -58,12 +108,23 @@ for _ in $(seq 1 60); do
   curl -fsS "http://$SCALER/readyz" >/dev/null 2>&1 && curl -fsS "http://$AGENT/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
-curl -fsS "http://$SCALER/readyz" >/dev/null 2>&1 || fail "tidal-scaler is not ready; see .stack/logs/demo-scaler.log"
+if ! curl -fsS "http://$SCALER/readyz" >/dev/null 2>&1; then
+  note "tidal-scaler's /readyz says:"
+  curl -sS "http://$SCALER/readyz" 2>&1 | sed 's/^/      /' || true
+  note "last lines of .stack/logs/demo-scaler.log:"
+  tail -n 15 "$REPO/.stack/logs/demo-scaler.log" | sed 's/^/      /'
+  fail "tidal-scaler is not ready"
+fi
 curl -fsS "http://$AGENT/readyz" >/dev/null 2>&1 || fail "tidal-agent is not ready; see .stack/logs/demo-agent.log"
+for _ in $(seq 1 30); do
+  curl -fsS "http://$SCALER/metrics" 2>/dev/null | grep -qx 'tidal_scaler_leader 1' && break
+  sleep 0.5
+done
+curl -fsS "http://$SCALER/metrics" | grep -qx 'tidal_scaler_leader 1' ||
+  fail "tidal-scaler did not take the Lease tidal-system/tidal-scaler; see .stack/logs/demo-scaler.log"
+note "both ready; the scaler leads (Lease tidal-system/tidal-scaler)"
 
-step "the ScalingPolicy CRD, a consumer Deployment on kwok-node-0 and its ScalingPolicy"
-kc apply -f "$REPO/manifests/crd/scalingpolicy.yaml" >/dev/null
-kc wait --for=condition=Established crd/scalingpolicies.tidal.dev --timeout=30s >/dev/null
+step "a consumer Deployment on kwok-node-0 and its ScalingPolicy"
 kc create namespace tidal-demo --dry-run=client -o yaml | kc apply -f - >/dev/null
 # A fresh start each run: no history from an earlier demo.
 kc -n tidal-demo delete scalingpolicy consumer --ignore-not-found >/dev/null

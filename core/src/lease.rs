@@ -30,8 +30,8 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -49,6 +49,9 @@ pub struct Leadership {
     valid_until_ms: Arc<AtomicI64>,
     /// Bumped on every update, so waiters re-check (the value is a generation counter).
     updates: Arc<watch::Sender<u64>>,
+    /// Why the election cannot work at all (the Lease API is not served, or forbidden), said
+    /// with the fix; `None` once an attempt succeeds.
+    problem: Arc<Mutex<Option<String>>>,
 }
 
 /// Validity of [`Leadership::always`]: never expires.
@@ -78,7 +81,21 @@ impl Leadership {
             leader: Arc::new(AtomicBool::new(leader)),
             valid_until_ms: Arc::new(AtomicI64::new(valid_until_ms)),
             updates: Arc::new(watch::Sender::new(0)),
+            problem: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Why the election cannot work (a 404 or 403 on the Lease, with the fix), if it cannot.
+    /// Transient errors (timeouts, 5xx) are not problems: leadership just expires meanwhile.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
     }
 
     /// True while this candidate holds an unexpired lease.
@@ -178,6 +195,8 @@ impl Election {
         let lease = format!("{namespace}/{name}");
         let api: Api<Lease> = Api::namespaced(client, &namespace);
         let mut last_error: Option<String> = None;
+        let renew_every = duration / 3;
+        let mut wait = renew_every;
         loop {
             let now = Timestamp::now();
             match attempt(&api, &name, &identity, duration, now).await {
@@ -189,19 +208,77 @@ impl Election {
                     }
                     let until = now.as_millisecond() + duration.as_millis() as i64;
                     out.set(outcome == Outcome::Leader, until);
-                    last_error = None;
+                    if last_error.take().is_some() {
+                        tracing::info!(%lease, %identity, "lease election works again");
+                    }
+                    out.set_problem(None);
+                    wait = renew_every;
                 }
-                Err(e) => {
-                    let msg = e.to_string();
+                Err(failed) => {
+                    let msg = failed.explain(&namespace, &name);
                     if last_error.as_deref() != Some(msg.as_str()) {
-                        tracing::warn!(%lease, %identity, error = %msg, "lease election failed ({purpose})");
-                        last_error = Some(msg);
+                        tracing::warn!(%lease, %identity, "lease election failed ({purpose}): {msg}");
+                        last_error = Some(msg.clone());
                     }
                     // Keep the old validity: leadership expires by itself if renewals keep
-                    // failing (waiters wake on that expiry).
+                    // failing (waiters wake on that expiry). An API that is missing or
+                    // forbidden does not come back by itself: retry with back-off.
+                    if failed.needs_action() {
+                        out.set_problem(Some(msg));
+                        wait = (wait * 2).clamp(renew_every, MAX_RETRY.max(renew_every));
+                    } else {
+                        wait = renew_every;
+                    }
                 }
             }
-            tokio::time::sleep(duration / 3).await;
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The longest wait between attempts while the Lease API is missing or forbidden.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// A failed request of an attempt: which verb, and the error.
+#[derive(Debug)]
+struct Failed {
+    verb: &'static str,
+    error: kube::Error,
+}
+
+impl Failed {
+    fn code(&self) -> u16 {
+        match &self.error {
+            kube::Error::Api(s) => s.code,
+            _ => 0,
+        }
+    }
+
+    /// 404 (the Lease API is not served) and 403 need someone to act.
+    fn needs_action(&self) -> bool {
+        matches!(self.code(), 403 | 404)
+    }
+
+    /// What went wrong, with the fix for a 404 or 403.
+    fn explain(&self, namespace: &str, name: &str) -> String {
+        let server_says = match &self.error {
+            kube::Error::Api(s) if !s.message.is_empty() => s.message.trim().to_string(),
+            e => e.to_string(),
+        };
+        match self.code() {
+            404 => format!(
+                "the Lease API (leases.coordination.k8s.io/v1) is not served (404 on {} of \
+                 Lease {namespace}/{name}); leader election needs it",
+                self.verb
+            ),
+            403 => format!(
+                "forbidden (403): may not {} Lease {namespace}/{name}; grant get, create and \
+                 update on leases in namespace {namespace} (the scaler's Role \
+                 tidal-scaler-lease, the agent's tidal-agent-lease) (the API server says: \
+                 {server_says})",
+                self.verb
+            ),
+            _ => format!("{} Lease {namespace}/{name}: {server_says}", self.verb),
         }
     }
 }
@@ -268,8 +345,9 @@ async fn attempt(
     identity: &str,
     duration: Duration,
     now: Timestamp,
-) -> Result<Outcome, kube::Error> {
-    let Some(mut lease) = api.get_opt(name).await? else {
+) -> Result<Outcome, Failed> {
+    let failed = |verb| move |error| Failed { verb, error };
+    let Some(mut lease) = api.get_opt(name).await.map_err(failed("get"))? else {
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
@@ -280,7 +358,7 @@ async fn attempt(
         return match api.create(&PostParams::default(), &lease).await {
             Ok(_) => Ok(Outcome::Leader),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Follower),
-            Err(e) => Err(e),
+            Err(e) => Err(failed("create")(e)),
         };
     };
     let Some(next) = claim(
@@ -296,7 +374,7 @@ async fn attempt(
     match api.replace(name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(Outcome::Leader),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Follower),
-        Err(e) => Err(e),
+        Err(e) => Err(failed("update")(e)),
     }
 }
 
@@ -365,6 +443,41 @@ mod tests {
         assert_eq!(duration_seconds(Duration::from_millis(1_500)), 2);
         assert_eq!(duration_seconds(Duration::from_millis(200)), 1);
         assert_eq!(duration_seconds(Duration::ZERO), 1);
+    }
+
+    fn failed(verb: &'static str, code: u16, message: &str) -> Failed {
+        let mut s = kube::core::Status::failure(message, "");
+        s.code = code;
+        Failed {
+            verb,
+            error: kube::Error::Api(Box::new(s)),
+        }
+    }
+
+    #[test]
+    fn a_missing_or_forbidden_lease_api_is_explained_with_the_fix() {
+        let missing = failed("create", 404, "404 page not found");
+        assert!(missing.needs_action());
+        let m = missing.explain("tidal-system", "tidal-scaler");
+        assert!(m.contains("leases.coordination.k8s.io/v1"), "{m}");
+        assert!(m.contains("Lease tidal-system/tidal-scaler"), "{m}");
+        let forbidden = failed("get", 403, "leases.coordination.k8s.io is forbidden");
+        assert!(forbidden.needs_action());
+        let m = forbidden.explain("tidal-system", "tidal-scaler");
+        for part in [
+            "forbidden (403)",
+            "may not get",
+            "tidal-scaler-lease",
+            "is forbidden",
+        ] {
+            assert!(m.contains(part), "{part:?} missing in {m}");
+        }
+        let transient = failed("update", 500, "etcd timeout");
+        assert!(!transient.needs_action());
+        assert_eq!(
+            transient.explain("ns", "l"),
+            "update Lease ns/l: etcd timeout"
+        );
     }
 
     #[test]

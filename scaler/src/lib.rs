@@ -11,6 +11,7 @@ pub mod controller;
 pub mod engine;
 pub mod metrics;
 pub mod plot;
+pub mod readiness;
 pub mod run;
 pub mod server;
 pub mod simulate;

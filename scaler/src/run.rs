@@ -4,8 +4,6 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,6 +23,7 @@ use crate::cli::RunArgs;
 use crate::controller::target::Caches;
 use crate::controller::{Controller, Settings, Sources, trim};
 use crate::metrics::Metrics;
+use crate::readiness::{self, NeededApi, Problem, Readiness, RetryBackoff};
 use crate::sources::agents::{AgentSource, Discovery};
 use crate::sources::kafka::KafkaSource;
 use crate::sources::prometheus::PrometheusSource;
@@ -41,10 +40,14 @@ where
 }
 
 /// A watch cache of `api` holding objects cut down by `trim` (see `controller::trim`); the
-/// future drives it (and logs watch errors, rate-limited by the watcher's backoff).
+/// future drives it. A failed list or watch is explained in `readiness` under the API's
+/// plural (a missing CRD or a 403 names the fix) and retried with [`RetryBackoff`]; the
+/// problem clears on the next success.
 fn cache<K>(
     api: Api<K>,
-    what: &'static str,
+    needed: NeededApi,
+    scope: String,
+    readiness: Readiness,
     trim: fn(&mut K),
 ) -> (Store<K>, impl Future<Output = ()>)
 where
@@ -52,22 +55,37 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
+    let (backoff, success) = RetryBackoff::new();
     let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(backoff)
         .modify(trim);
     let fut = async move {
-        let mut last: Option<String> = None;
         let stream = reflector::reflector(writer, stream);
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(_) => last = None,
+                // Init comes before every relist, including one that then fails: not a
+                // success yet.
+                Ok(watcher::Event::Init) => {}
+                Ok(_) => {
+                    success.succeeded();
+                    readiness.clear(needed.plural);
+                }
                 Err(e) => {
-                    let msg = e.to_string();
-                    if last.as_deref() != Some(msg.as_str()) {
-                        tracing::warn!(cache = what, error = %msg, "watch failed; retrying");
-                        last = Some(msg);
-                    }
+                    let (verb, err) = match &e {
+                        watcher::Error::InitialListFailed(err) => ("list", Some(err)),
+                        watcher::Error::WatchStartFailed(err)
+                        | watcher::Error::WatchFailed(err) => ("watch", Some(err)),
+                        _ => ("watch", None),
+                    };
+                    let problem = match err {
+                        Some(err) => readiness::explain(&needed, verb, &scope, err),
+                        None => Problem {
+                            message: format!("watch {} {scope} failed: {e}", needed.qualified()),
+                            needs_action: false,
+                        },
+                    };
+                    readiness.report(needed.plural, problem);
                 }
             }
         }
@@ -123,20 +141,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let ns = args.namespace.as_deref();
+    let scope = match ns {
+        Some(ns) => format!("in namespace {ns}"),
+        None => "cluster-wide".to_string(),
+    };
+    let readiness = Readiness::new();
     let (policies, policies_fut) = cache(
         api_for::<ScalingPolicy>(&client, ns),
-        "scalingpolicies",
+        NeededApi::SCALING_POLICIES,
+        scope.clone(),
+        readiness.clone(),
         trim::policy,
     );
-    let (pods, pods_fut) = cache(api_for::<Pod>(&client, ns), "pods", trim::pod);
+    let (pods, pods_fut) = cache(
+        api_for::<Pod>(&client, ns),
+        NeededApi::PODS,
+        scope.clone(),
+        readiness.clone(),
+        trim::pod,
+    );
     let (deployments, deployments_fut) = cache(
         api_for::<Deployment>(&client, ns),
-        "deployments",
+        NeededApi::DEPLOYMENTS,
+        scope.clone(),
+        readiness.clone(),
         trim::deployment,
     );
     let (statefulsets, statefulsets_fut) = cache(
         api_for::<StatefulSet>(&client, ns),
-        "statefulsets",
+        NeededApi::STATEFULSETS,
+        scope.clone(),
+        readiness.clone(),
         trim::statefulset,
     );
     tokio::spawn(policies_fut);
@@ -191,7 +226,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "tidal-scaler starting"
     );
 
-    let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", args.listen))?;
@@ -202,7 +236,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(crate::server::serve(
         listener,
         metrics.clone(),
-        ready.clone(),
+        readiness.clone(),
         stopped(stop_rx.clone()),
     ));
 
@@ -213,7 +247,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     {
         let (p, c) = (policies.clone(), caches.clone());
-        let ready = ready.clone();
+        let readiness = readiness.clone();
         tokio::spawn(async move {
             let synced = tokio::join!(
                 p.wait_until_ready(),
@@ -223,7 +257,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             );
             if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() && synced.3.is_ok() {
                 tracing::info!(policies = p.state().len(), "caches synced");
-                ready.store(true, Ordering::Release);
+                readiness.mark_synced();
+            }
+        });
+    }
+    if args.leader_elect {
+        // The election logs its own errors; readiness shows a missing or forbidden Lease API.
+        let (leadership, readiness) = (leadership.clone(), readiness.clone());
+        tokio::spawn(async move {
+            loop {
+                match leadership.problem() {
+                    Some(message) => readiness.note(
+                        "lease",
+                        Problem {
+                            message,
+                            needs_action: true,
+                        },
+                    ),
+                    None => readiness.clear("lease"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
     }
@@ -256,10 +309,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..Settings::default()
         },
     );
-    let ready_for_loop = ready.clone();
+    let ready_for_loop = readiness.clone();
     let control = tokio::spawn(async move {
         // Decide nothing before the caches hold the cluster's state.
-        while !ready_for_loop.load(Ordering::Acquire) {
+        while !ready_for_loop.is_synced() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         controller.run(stopped(stop_rx)).await;

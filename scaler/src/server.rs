@@ -1,10 +1,9 @@
 //! The scaler's HTTP server: `/metrics` (OpenMetrics or text 0.0.4, negotiated as the agent
-//! does), `/healthz` (the process runs) and `/readyz` (the caches are synced).
+//! does), `/healthz` (the process runs) and `/readyz` (the caches are synced and every API the
+//! scaler needs is served and allowed; otherwise 503 with the reasons, see `readiness`).
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -15,6 +14,7 @@ use tidal_core::exposition::{OPENMETRICS, TEXT_004, to_text_004, wants_openmetri
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 
 fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -26,16 +26,12 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 }
 
 /// Answers one request.
-pub fn handle<B>(metrics: &Metrics, ready: &AtomicBool, req: &Request<B>) -> Response<Full<Bytes>> {
+pub fn handle<B>(metrics: &Metrics, ready: &Readiness, req: &Request<B>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, PLAIN, "ok\n".into()),
-        "/readyz" if ready.load(Ordering::Acquire) => respond(StatusCode::OK, PLAIN, "ok\n".into()),
-        "/readyz" => respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            PLAIN,
-            "caches not synced yet\n".into(),
-        ),
+        "/readyz" if ready.is_ready() => respond(StatusCode::OK, PLAIN, "ok\n".into()),
+        "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, PLAIN, ready.body()),
         "/metrics" => {
             let mut body = String::new();
             if let Err(e) = prometheus_client::encoding::text::encode(&mut body, metrics.registry())
@@ -64,7 +60,7 @@ pub fn handle<B>(metrics: &Metrics, ready: &AtomicBool, req: &Request<B>) -> Res
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    ready: Readiness,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
@@ -111,10 +107,10 @@ mod tests {
     #[test]
     fn routes_and_negotiation() {
         let m = Metrics::new();
-        let ready = AtomicBool::new(false);
+        let ready = Readiness::new();
         assert_eq!(handle(&m, &ready, &get("/healthz", None)).status(), 200);
         assert_eq!(handle(&m, &ready, &get("/readyz", None)).status(), 503);
-        ready.store(true, Ordering::Release);
+        ready.mark_synced();
         assert_eq!(handle(&m, &ready, &get("/readyz", None)).status(), 200);
         assert_eq!(handle(&m, &ready, &get("/nope", None)).status(), 404);
         let text = handle(&m, &ready, &get("/metrics", None));

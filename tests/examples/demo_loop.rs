@@ -9,12 +9,17 @@
 //!    `cpu` metric asks for more replicas; needs root and a cgroup hierarchy, else skipped;
 //! 3. idle again: replicas come down after the policy's stabilization window;
 //! 4. Kafka: a backlog is produced at once; the `lag` metric asks for lag / lagPerReplica
-//!    replicas (capped at the partition count); a consumer then drains it at a fixed rate,
-//!    committing, and the replicas follow the lag down.
+//!    replicas (capped at the partition count), reached within the HPA's default scale-up
+//!    limit (1 -> 5, then 6 fifteen seconds later); 20 s after the backlog a consumer drains
+//!    it at a fixed rate, committing, and the replicas follow the lag down.
 //!
 //! Every pod gets a kubelet-like container ID and a cgroup, so the agent reports its usage
 //! (KWOK pods run nothing). Writes `t,cpu (millicores),lag (messages),desired@right,
 //! replicas@right` to CSV for `tidal-scaler plot`.
+//!
+//! It then checks what the README promises and exits non-zero when the loop did not do it
+//! ([`Outcome::check`]): more than one replica under the CPU load, back to one before the
+//! backlog, and the partition cap for the backlog (its lag over `lagPerReplica`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,6 +40,65 @@ use tidal_e2e::kafka::{commit, create_topic, produce};
 const PARTITIONS: i32 = 6;
 const BACKLOG_PER_PARTITION: i64 = 500;
 const DRAIN_PER_SECOND: usize = 60;
+/// The policy's `lagPerReplica` (scripts/demo.sh).
+const LAG_PER_REPLICA: i64 = 500;
+
+/// What the replicas did in each phase.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// The highest replica count during the CPU phase, and when it was first above one.
+    cpu_max: i32,
+    cpu_first_up_s: Option<u64>,
+    /// The lowest count between the CPU load's end and the backlog.
+    idle_min: Option<i32>,
+    /// The highest count once the backlog was produced.
+    kafka_max: i32,
+}
+
+impl Outcome {
+    fn see(&mut self, second: u64, phase: &str, replicas: Option<i32>) {
+        let Some(r) = replicas else { return };
+        if phase.starts_with("CPU") {
+            self.cpu_max = self.cpu_max.max(r);
+            if r > 1 && self.cpu_first_up_s.is_none() {
+                self.cpu_first_up_s = Some(second);
+            }
+        } else if phase.starts_with("idle (load removed)") {
+            self.idle_min = Some(self.idle_min.map_or(r, |m| m.min(r)));
+        } else if phase.starts_with("Kafka") {
+            self.kafka_max = self.kafka_max.max(r);
+        }
+    }
+
+    /// The README's claims for this run; `cpu` is false when the CPU phase was skipped.
+    fn check(&self, cpu: bool) -> Vec<String> {
+        let mut failed = Vec::new();
+        if cpu {
+            if self.cpu_max <= 1 {
+                failed.push(format!(
+                    "CPU load: the replicas never went above 1 (max {})",
+                    self.cpu_max
+                ));
+            }
+            if self.idle_min != Some(1) {
+                failed.push(format!(
+                    "load removed: the replicas did not come back to 1 before the backlog (lowest {:?})",
+                    self.idle_min
+                ));
+            }
+        }
+        let want = (BACKLOG_PER_PARTITION * i64::from(PARTITIONS) / LAG_PER_REPLICA)
+            .min(i64::from(PARTITIONS));
+        if i64::from(self.kafka_max) != want {
+            failed.push(format!(
+                "Kafka backlog: the replicas peaked at {}, want {want} (lag {} / {LAG_PER_REPLICA} per replica, capped at {PARTITIONS} partitions)",
+                self.kafka_max,
+                BACKLOG_PER_PARTITION * i64::from(PARTITIONS)
+            ));
+        }
+        failed
+    }
+}
 
 /// The sum of every sample of `metric` whose line contains all of `want`.
 async fn scrape_sum(url: &str, metric: &str, want: &[String]) -> Option<f64> {
@@ -130,13 +194,16 @@ async fn main() -> anyhow::Result<()> {
     let mut drained = 0usize;
     let mut backlog_sent = false;
     let mut last_commit = Instant::now();
+    let mut outcome = Outcome::default();
     for second in 0..200u64 {
         let t = start.elapsed().as_secs_f64();
         let phase = match second {
             0..5 => "idle",
             5..45 if cgroups_ok => "CPU: 1 core busy loop",
             5..65 => "idle (load removed)",
-            65..70 => "Kafka: backlog produced",
+            // Held for 20 s: the HPA's default scale-up limit (4 pods or 100% per 15 s) allows
+            // 1 -> 5 at once and the partition cap of 6 fifteen seconds later.
+            65..85 => "Kafka: backlog produced",
             _ => "Kafka: draining",
         };
         // Phase transitions.
@@ -212,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
             .as_ref()
             .and_then(|d| d.status.as_ref()?.ready_replicas)
             .unwrap_or(0);
+        outcome.see(second, phase, replicas);
         let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         println!(
             "    {:>3}s  {:<22} {:>10} {:>8} {:>8} {:>9} {:>6}",
@@ -232,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
             cell(desired),
             cell(replicas.map(f64::from))
         )?;
-        if second > 120 && lag_now == Some(0) && replicas == Some(1) {
+        if second > 140 && lag_now == Some(0) && replicas == Some(1) {
             break;
         }
         let next = start + Duration::from_secs(second + 1);
@@ -245,5 +313,21 @@ async fn main() -> anyhow::Result<()> {
         p.abort();
     }
     eprintln!("    drained {drained} messages; samples in {csv}");
+    let failed = outcome.check(cgroups_ok);
+    if cgroups_ok {
+        eprintln!(
+            "    CPU load: up to {} replicas (first above 1 at {}s, the load started at 5s); load removed: down to {}",
+            outcome.cpu_max,
+            outcome.cpu_first_up_s.map_or("-".into(), |s| s.to_string()),
+            outcome.idle_min.map_or("-".into(), |m| m.to_string()),
+        );
+    }
+    eprintln!("    Kafka backlog: up to {} replicas", outcome.kafka_max);
+    anyhow::ensure!(
+        failed.is_empty(),
+        "the closed loop did not do what the README says:\n  {}",
+        failed.join("\n  ")
+    );
+    eprintln!("    every check passed");
     Ok(())
 }

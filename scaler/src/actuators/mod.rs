@@ -33,7 +33,10 @@ pub enum ActuateError {
     #[error("not the leader: {what} not written")]
     NotLeader { what: String },
     /// 403: the scaler's RBAC does not allow it.
-    #[error("{verb} {object}: forbidden (403): {detail}")]
+    #[error(
+        "{verb} {object}: forbidden (403): {detail}; grant it with the ClusterRole tidal-scaler \
+         (manifests/base/scaler/rbac.yaml)"
+    )]
     Forbidden {
         verb: &'static str,
         object: String,

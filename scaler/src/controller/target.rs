@@ -228,6 +228,16 @@ pub async fn resolve(
     count("get_scale");
     let scale = api.get_scale(&t.name).await.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 404 => not_found(),
+        kube::Error::Api(s) if s.code == 403 => TargetError::Scale {
+            kind: t.kind.clone(),
+            namespace: namespace.to_string(),
+            name: t.name.clone(),
+            detail: format!(
+                "forbidden (403): the scaler may not get {}/scale; grant get and update on it \
+                 with the ClusterRole tidal-scaler (manifests/base/scaler/rbac.yaml): {}",
+                resource.plural, s.message
+            ),
+        },
         e => TargetError::Scale {
             kind: t.kind.clone(),
             namespace: namespace.to_string(),
