@@ -66,6 +66,12 @@ pub struct Cli {
     /// POD_NAMESPACE from the downward API).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
+
+    /// `/healthz` fails once the sampler has not completed a round for this long (a hung
+    /// sampler must not serve old data as current; the liveness probe then restarts the
+    /// agent). Default: 3 intervals, at least 3 seconds.
+    #[arg(long, env = "TIDAL_AGENT_STALE_AFTER_SECONDS")]
+    pub stale_after_seconds: Option<f64>,
 }
 
 /// A flag value that cannot be used, naming the flag.
@@ -73,6 +79,11 @@ pub struct Cli {
 pub enum CliError {
     #[error("--interval-seconds (TIDAL_AGENT_INTERVAL_SECONDS) must be a number >= 0.1, got {0}")]
     Interval(f64),
+    #[error(
+        "--stale-after-seconds (TIDAL_AGENT_STALE_AFTER_SECONDS) must be at least twice \
+         --interval-seconds ({interval}), got {got}"
+    )]
+    StaleAfter { got: f64, interval: f64 },
 }
 
 impl Cli {
@@ -81,7 +92,23 @@ impl Cli {
         if !self.interval_seconds.is_finite() || self.interval_seconds < 0.1 {
             return Err(CliError::Interval(self.interval_seconds));
         }
+        if let Some(got) = self.stale_after_seconds
+            && !(got.is_finite() && got >= 2.0 * self.interval_seconds)
+        {
+            return Err(CliError::StaleAfter {
+                got,
+                interval: self.interval_seconds,
+            });
+        }
         Ok(())
+    }
+
+    /// The staleness bound of `/healthz`: the flag, or 3 intervals (at least 3 s).
+    pub fn stale_after(&self) -> std::time::Duration {
+        let secs = self
+            .stale_after_seconds
+            .unwrap_or((3.0 * self.interval_seconds).max(3.0));
+        std::time::Duration::from_secs_f64(secs)
     }
 }
 
@@ -95,6 +122,18 @@ mod tests {
         assert_eq!(cli.listen.ip().to_string(), "127.0.0.1");
         assert_eq!(cli.mode, Mode::Daemonset);
         assert_eq!(cli.validate(), Ok(()));
+    }
+
+    #[test]
+    fn staleness_bound_defaults_to_three_intervals_and_is_checked() {
+        let cli = Cli::try_parse_from(["tidal-agent", "--interval-seconds", "5"]).expect("parses");
+        assert_eq!(cli.stale_after(), std::time::Duration::from_secs(15));
+        let cli = Cli::try_parse_from(["tidal-agent"]).expect("parses");
+        assert_eq!(cli.stale_after(), std::time::Duration::from_secs(3));
+        let cli =
+            Cli::try_parse_from(["tidal-agent", "--stale-after-seconds", "1.5"]).expect("parses");
+        let err = cli.validate().expect_err("below 2 intervals").to_string();
+        assert!(err.contains("--stale-after-seconds"), "{err}");
     }
 
     #[test]

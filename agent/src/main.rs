@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--attribute-to-node needs --kafka-config");
     }
 
-    let shared = Shared::default();
+    let shared = Shared::new(cli.stale_after());
     let runner = Runner::new(samplers, pods, shared.clone());
     let interval = Duration::from_secs_f64(cli.interval_seconds);
     std::thread::Builder::new()

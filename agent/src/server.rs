@@ -1,15 +1,21 @@
 //! The HTTP server: `/metrics` (OpenMetrics or text 0.0.4, negotiated), `/healthz`, `/readyz`.
 //!
 //! A scrape never does I/O: it only encodes the snapshot the sampling loop last published
-//! (see [`crate::snapshot`]). `/readyz` answers 200 only once the first complete pass has
-//! been published, 503 before.
+//! (see [`crate::snapshot`]), followed by a per-scrape tail with the snapshot's age
+//! (`tidal_agent_snapshot_age_seconds`), sent as a second chunk so the cached megabytes are
+//! never copied. `/readyz` answers 200 only once the first complete pass has been published,
+//! 503 before. `/healthz` fails (503) when the sampler has not completed a round for longer
+//! than its bound (`--stale-after-seconds`): a hung sampler must not serve old data as if
+//! it were current, and the kubelet's liveness probe then restarts the agent.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::family::Family;
@@ -41,8 +47,38 @@ pub fn registry(shared: Shared) -> Registry {
     reg
 }
 
-fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+/// A response body of a few chunks, sent one after the other without being copied together.
+#[derive(Debug, Default)]
+pub struct Chunks(VecDeque<Bytes>);
+
+impl Chunks {
+    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        Self(chunks.into_iter().filter(|c| !c.is_empty()).collect())
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|c| c.len() as u64).sum())
+    }
+}
+
+fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Chunks> {
+    let mut resp = Response::new(Chunks::new([Bytes::from(body)]));
     *resp.status_mut() = status;
     if let Ok(v) = header::HeaderValue::from_str(ctype) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -51,15 +87,17 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 }
 
 /// Answers one request (only the path and the Accept header matter).
-pub fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
+pub fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Chunks> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
     match req.uri().path() {
-        "/healthz" => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
-        "/readyz" if shared.ready() => {
-            respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
-        }
+        "/healthz" => match shared.stale() {
+            None => respond(StatusCode::OK, PLAIN, "ok\n".into()),
+            Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, PLAIN, format!("{why}\n")),
+        },
+        "/readyz" if shared.ready() => respond(StatusCode::OK, PLAIN, "ok\n".into()),
         "/readyz" => respond(
             StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain; charset=utf-8",
+            PLAIN,
             "no complete sample yet\n".into(),
         ),
         "/metrics" => {
@@ -67,21 +105,17 @@ pub fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
                 .headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
-            // Encoded once per snapshot and format (see `Shared::body`); no I/O.
+            // Encoded once per snapshot and format (see `Shared::body`); no I/O. The tail
+            // (the age, `# EOF`) is the only part written per scrape.
             let om = wants_openmetrics(accept);
-            let body = shared.body(om);
-            let mut resp = Response::new(Full::new(body));
+            let mut resp = Response::new(Chunks::new([shared.body(om), shared.tail(om)]));
             let ctype = if om { OPENMETRICS } else { TEXT_004 };
             if let Ok(v) = header::HeaderValue::from_str(ctype) {
                 resp.headers_mut().insert(header::CONTENT_TYPE, v);
             }
             resp
         }
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found\n".into(),
-        ),
+        _ => respond(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
     }
 }
 
@@ -198,7 +232,7 @@ mod tests {
         );
     }
 
-    fn get(path: &str, accept: Option<&str>, shared: &Shared) -> Response<Full<Bytes>> {
+    fn get(path: &str, accept: Option<&str>, shared: &Shared) -> Response<Chunks> {
         let mut req = Request::builder().uri(path);
         if let Some(a) = accept {
             req = req.header(header::ACCEPT, a);
@@ -207,7 +241,7 @@ mod tests {
         handle(shared, &req)
     }
 
-    async fn body(resp: Response<Full<Bytes>>) -> String {
+    async fn body(resp: Response<Chunks>) -> String {
         use http_body_util::BodyExt;
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         String::from_utf8(bytes.to_vec()).expect("utf8")
@@ -255,5 +289,56 @@ mod tests {
         );
         assert!(!text.contains("# EOF"), "{text}");
         assert_eq!(get("/nope", None, &shared).status(), StatusCode::NOT_FOUND);
+    }
+
+    fn age_in(text: &str) -> f64 {
+        let name = tidal_core::schema::AGENT_SNAPSHOT_AGE_SECONDS;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    #[tokio::test]
+    async fn every_scrape_reports_the_snapshots_age_and_ends_well_formed() {
+        let shared = Shared::default();
+        let round = std::time::Instant::now() - std::time::Duration::from_millis(1500);
+        shared.store_at(crate::snapshot::Snapshot::default(), round);
+        let om = body(get(
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0"),
+            &shared,
+        ))
+        .await;
+        let first = age_in(&om);
+        assert!((1.5..5.0).contains(&first), "age {first} in {om}");
+        assert!(
+            om.ends_with("# EOF\n") && om.matches("# EOF").count() == 1,
+            "{om}"
+        );
+        // The body is cached, the age is not: a later scrape of the same snapshot is older.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again = age_in(&body(get("/metrics", None, &shared)).await);
+        assert!(again > first, "{again} <= {first}");
+        // A new round resets it.
+        shared.store(crate::snapshot::Snapshot::default());
+        assert!(age_in(&body(get("/metrics", None, &shared)).await) < 1.0);
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_once_no_round_completed_within_the_bound() {
+        let shared = Shared::new(std::time::Duration::from_secs(3));
+        assert_eq!(get("/healthz", None, &shared).status(), StatusCode::OK);
+        let long_ago = std::time::Instant::now() - std::time::Duration::from_secs(10);
+        shared.store_at(crate::snapshot::Snapshot::default(), long_ago);
+        let resp = get("/healthz", None, &shared);
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let why = body(resp).await;
+        assert!(why.contains("has not completed a round for 10."), "{why}");
+        assert!(why.contains("bound 3.0s"), "{why}");
+        // Ready stays true (it has data), but it is not healthy: the kubelet restarts it.
+        assert_eq!(get("/readyz", None, &shared).status(), StatusCode::OK);
+        shared.store(crate::snapshot::Snapshot::default());
+        assert_eq!(get("/healthz", None, &shared).status(), StatusCode::OK);
     }
 }

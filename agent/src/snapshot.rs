@@ -31,12 +31,21 @@ pub struct Snapshot {
     pub families: BTreeMap<&'static str, Family>,
 }
 
+/// A snapshot is stale (and `/healthz` fails) when no round has completed for this long,
+/// unless [`Shared::new`] set another bound.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
+
 /// The published snapshot and the readiness flag, shared with the server.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Shared {
     /// The snapshot and its generation (bumped by every [`Shared::store`]).
     snap: Arc<RwLock<(u64, Arc<Snapshot>)>>,
     ready: Arc<AtomicBool>,
+    /// When the round of the published snapshot started (monotonic), or when this was made
+    /// if nothing was published yet.
+    round_started: Arc<Mutex<Instant>>,
+    /// No round for longer than this: stale.
+    stale_after: Duration,
     /// Size of the last `/metrics` body, to size the next one's buffer.
     body_size: Arc<AtomicUsize>,
     /// The `/metrics` bodies of one generation, per format, encoded on first request.
@@ -51,7 +60,44 @@ struct Bodies {
     text_004: Option<Bytes>,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new(DEFAULT_STALE_AFTER)
+    }
+}
+
 impl Shared {
+    /// Nothing published yet; stale once no round has completed for `stale_after`.
+    pub fn new(stale_after: Duration) -> Self {
+        Self {
+            snap: Arc::default(),
+            ready: Arc::default(),
+            round_started: Arc::new(Mutex::new(Instant::now())),
+            stale_after,
+            body_size: Arc::default(),
+            bodies: Arc::default(),
+        }
+    }
+
+    /// Time since the round of the published snapshot started (since creation before the
+    /// first), on the monotonic clock: what `tidal_agent_snapshot_age_seconds` reports.
+    pub fn age(&self) -> Duration {
+        let started = *self.round_started.lock().unwrap_or_else(|p| p.into_inner());
+        started.elapsed()
+    }
+
+    /// Why the data is stale, if it is: no round completed for longer than the bound.
+    pub fn stale(&self) -> Option<String> {
+        let age = self.age();
+        (age > self.stale_after).then(|| {
+            format!(
+                "stale: the sampler has not completed a round for {:.1}s (bound {:.1}s)",
+                age.as_secs_f64(),
+                self.stale_after.as_secs_f64()
+            )
+        })
+    }
+
     /// The current snapshot (cheap: clones an `Arc`).
     pub fn load(&self) -> Arc<Snapshot> {
         self.load_generation().1
@@ -61,18 +107,41 @@ impl Shared {
         self.snap.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Publishes a new snapshot and marks the agent ready.
+    /// Publishes a new snapshot, made by a round that started now, and marks the agent ready.
     pub fn store(&self, snap: Snapshot) {
+        self.store_at(snap, Instant::now());
+    }
+
+    /// Publishes a new snapshot made by the round that started `round_started`.
+    pub fn store_at(&self, snap: Snapshot, round_started: Instant) {
         let snap = Arc::new(snap);
         if let Ok(mut s) = self.snap.write() {
             *s = (s.0 + 1, snap);
         }
+        *self.round_started.lock().unwrap_or_else(|p| p.into_inner()) = round_started;
         self.ready.store(true, Ordering::Release);
     }
 
-    /// The `/metrics` body of the current snapshot in OpenMetrics (`openmetrics`) or text
-    /// 0.0.4: `# EOF`-terminated OpenMetrics of build info plus the snapshot, converted for
-    /// 0.0.4. Encoded once per snapshot and format; later scrapes get the same bytes.
+    /// The lines that end every `/metrics` body, written per scrape: the snapshot's age (and
+    /// `# EOF` in OpenMetrics). Kept out of the cached body, which serves many scrapes.
+    pub fn tail(&self, openmetrics: bool) -> Bytes {
+        let mut num = dtoa::Buffer::new();
+        let name = schema::AGENT_SNAPSHOT_AGE_SECONDS;
+        let mut out = format!(
+            "# HELP {name} Seconds since the sampling round whose data this scrape serves started.\n\
+             # TYPE {name} gauge\n{name} {}\n",
+            num.format(self.age().as_secs_f64())
+        );
+        if openmetrics {
+            out.push_str("# EOF\n");
+        }
+        Bytes::from(out)
+    }
+
+    /// The cached part of the `/metrics` body of the current snapshot in OpenMetrics
+    /// (`openmetrics`) or text 0.0.4: build info plus the snapshot, without `# EOF` (a
+    /// response appends [`Shared::tail`]). Encoded once per snapshot and format; later
+    /// scrapes get the same bytes.
     pub fn body(&self, openmetrics: bool) -> Bytes {
         let (generation, snap) = self.load_generation();
         let mut bodies = match self.bodies.lock() {
@@ -185,18 +254,16 @@ pub fn build_info() -> &'static str {
     })
 }
 
-/// The whole `/metrics` body of `snap` (build info, then the snapshot) in OpenMetrics (ending
-/// in `# EOF`) or text 0.0.4 (exactly `tidal_core::exposition::to_text_004` of the
+/// The cached part of the `/metrics` body of `snap` (build info, then the snapshot) in
+/// OpenMetrics or text 0.0.4 (exactly `tidal_core::exposition::to_text_004` of the
 /// OpenMetrics body, written directly), in a string allocated with `capacity`: what the first
-/// scrape of a snapshot in that format costs.
+/// scrape of a snapshot in that format costs. Without `# EOF`: each response ends with
+/// [`Shared::tail`].
 pub fn encode_body(snap: &Snapshot, openmetrics: bool, capacity: usize) -> String {
     let mut out = String::with_capacity(capacity);
     // A gauge: the same in both formats.
     out.push_str(build_info());
     encode_families(snap, &mut out, openmetrics);
-    if openmetrics {
-        out.push_str("# EOF\n");
-    }
     out
 }
 
@@ -390,7 +457,7 @@ impl Runner {
             );
         }
         families.extend(b.into_parts().0);
-        self.shared.store(Snapshot { families });
+        self.shared.store_at(Snapshot { families }, at);
     }
 
     /// Runs forever on the current thread, one pass per `interval`.
@@ -478,7 +545,8 @@ mod tests {
         let want = encode(&shared);
         let body = shared.body(true);
         let got = std::str::from_utf8(&body).expect("utf8");
-        assert_eq!(got, want);
+        // The cached part ends where the per-scrape tail (the age, then `# EOF`) begins.
+        assert_eq!(format!("{got}# EOF\n"), want);
         // Cached: the same bytes, until the next snapshot.
         assert_eq!(shared.body(true).as_ptr(), body.as_ptr());
         assert_eq!(

@@ -38,13 +38,7 @@ fn get(port: u16, path: &str, accept: &str) -> Option<(u16, String)> {
 
 #[test]
 fn binary_serves_fixture_series_without_the_api() {
-    let proc = TempDir::new("bin-proc");
-    proc.write(
-        "stat",
-        "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 10 0 10 100 0 0 0 0 0 0\n",
-    );
-    proc.write("loadavg", "0.50 0.40 0.30 1/10 100\n");
-    proc.write("meminfo", common::MEMINFO);
+    let proc = fixture_proc();
     let cg = TempDir::new("bin-cgroup");
     cg.write("cgroup.controllers", "cpu memory\n");
     let ctr = format!("kubepods/besteffort/pod{UID}/{CID}");
@@ -56,35 +50,9 @@ fn binary_serves_fixture_series_without_the_api() {
     );
     // The pod cgroup lacks its files: counted as an error, the container is still exported.
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
     let log = TempDir::new("bin-log");
     let log_path = log.path().join("log");
-    let log_file = std::fs::File::create(&log_path).expect("log file");
-    let _agent = Kill(
-        Command::new(env!("CARGO_BIN_EXE_tidal-agent"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--interval-seconds",
-                "0.2",
-            ])
-            .arg("--proc-root")
-            .arg(proc.path())
-            .arg("--cgroup-root")
-            .arg(cg.path())
-            .args(["--node-name", "node-a"])
-            .env("KUBECONFIG", log.path().join("no-such-kubeconfig"))
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("RUST_LOG", "info")
-            // tracing's fmt layer writes to stdout.
-            .stdout(log_file)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tidal-agent"),
-    );
+    let (_agent, port) = spawn_agent(&proc, &cg, &log_path, &[]);
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let body = loop {
@@ -139,4 +107,124 @@ fn binary_serves_fixture_series_without_the_api() {
         1,
         "{log_text}"
     );
+}
+
+/// Starts the release-built `tidal-agent` on fixture roots, sampling every 0.2 s, with no API
+/// access; logs to `log_path`. Returns the process (killed on drop) and its port.
+fn spawn_agent(
+    proc: &TempDir,
+    cg: &TempDir,
+    log_path: &std::path::Path,
+    extra: &[&str],
+) -> (Kill, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let log_file = std::fs::File::create(log_path).expect("log file");
+    let agent = Kill(
+        Command::new(env!("CARGO_BIN_EXE_tidal-agent"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--interval-seconds",
+                "0.2",
+            ])
+            .args(extra)
+            .arg("--proc-root")
+            .arg(proc.path())
+            .arg("--cgroup-root")
+            .arg(cg.path())
+            .args(["--node-name", "node-a"])
+            .env("KUBECONFIG", log_path.with_extension("no-such-kubeconfig"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("RUST_LOG", "info")
+            // tracing's fmt layer writes to stdout.
+            .stdout(log_file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tidal-agent"),
+    );
+    (agent, port)
+}
+
+fn fixture_proc() -> TempDir {
+    let proc = TempDir::new("bin-proc");
+    proc.write(
+        "stat",
+        "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 10 0 10 100 0 0 0 0 0 0\n",
+    );
+    proc.write("loadavg", "0.50 0.40 0.30 1/10 100\n");
+    proc.write("meminfo", common::MEMINFO);
+    proc
+}
+
+/// `tidal_agent_snapshot_age_seconds` in a scrape.
+fn age(body: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix("tidal_agent_snapshot_age_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no age in {body}"))
+}
+
+/// A sampler that really hangs: a container cgroup appears whose `cpu.stat` is a FIFO with no
+/// writer, so the sampler's `open` blocks (as a read of a hung file system would). The
+/// server keeps answering: the data's age grows, and `/healthz` fails once it passes
+/// `--stale-after-seconds`, so the kubelet's liveness probe restarts the agent.
+#[test]
+fn a_hung_sampler_fails_healthz_and_its_data_ages() {
+    let proc = fixture_proc();
+    let cg = TempDir::new("bin-cgroup-hang");
+    cg.write("cgroup.controllers", "cpu memory\n");
+    let ctr = format!("kubepods/besteffort/pod{UID}/{CID}");
+    cg.write(format!("{ctr}/cpu.stat"), "usage_usec 2000000\n");
+    cg.write(format!("{ctr}/memory.current"), "8192\n");
+    let log = TempDir::new("bin-log-hang");
+    let (_agent, port) = spawn_agent(
+        &proc,
+        &cg,
+        &log.path().join("log"),
+        &["--stale-after-seconds", "1"],
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !matches!(get(port, "/readyz", "*/*"), Some((200, _))) {
+        assert!(Instant::now() < deadline, "agent never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = get(port, "/healthz", "*/*").expect("healthz");
+    assert_eq!(status, 200);
+    let fresh = age(&get(port, "/metrics", "text/plain").expect("scrape").1);
+    assert!(fresh < 1.0, "fresh data is {fresh}s old");
+
+    // The hang: a new container whose cpu.stat is a FIFO nobody writes.
+    let hung = format!("kubepods/besteffort/pod{UID}/{}", "ab".repeat(32));
+    std::fs::create_dir_all(cg.path().join(&hung)).expect("mkdir");
+    let fifo = cg.path().join(&hung).join("cpu.stat");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (why, stale_age) = loop {
+        assert!(Instant::now() < deadline, "/healthz never failed");
+        if let Some((503, why)) = get(port, "/healthz", "*/*") {
+            let (status, body) = get(port, "/metrics", "text/plain").expect("scrape");
+            assert_eq!(status, 200, "the server still answers");
+            break (why, age(&body));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(why.contains("has not completed a round"), "{why}");
+    assert!(why.contains("bound 1.0s"), "{why}");
+    assert!(stale_age > 1.0, "stale data reported {stale_age}s old");
+    // Still serving the last snapshot, visibly older on each scrape.
+    std::thread::sleep(Duration::from_millis(300));
+    let older = age(&get(port, "/metrics", "text/plain").expect("scrape").1);
+    assert!(older > stale_age, "{older} <= {stale_age}");
+    // Release the blocked open (a writer appears), so nothing is left hanging.
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&fifo);
 }

@@ -105,6 +105,11 @@ pub const AGENT_CONTAINER_MEMORY_LIMIT_UTILIZATION: &str =
 
 // ---- Agent: self-metrics ----
 
+/// `tidal_agent_snapshot_age_seconds`: seconds since the sampling round whose data this
+/// scrape serves started, computed at the scrape on the agent's monotonic clock (so a reader
+/// needs no clock agreement: the data was sampled `age` before the response). The scaler
+/// treats an agent whose age is over its bound as missing.
+pub const AGENT_SNAPSHOT_AGE_SECONDS: &str = "tidal_agent_snapshot_age_seconds";
 /// `tidal_agent_sampler_duration_seconds{sampler}`: how long the last run of a sampler took.
 pub const AGENT_SAMPLER_DURATION_SECONDS: &str = "tidal_agent_sampler_duration_seconds";
 /// `tidal_agent_sampler_success{sampler}`: 1 if the last run of a sampler succeeded, else 0.
@@ -189,6 +194,7 @@ pub const SCALER_STATUS_QUEUE: &str = "tidal_scaler_status_queue";
 /// Every name in the schema, for tests that check naming rules.
 pub const ALL: &[&str] = &[
     AGENT_BUILD_INFO,
+    AGENT_SNAPSHOT_AGE_SECONDS,
     SCALER_BUILD_INFO,
     NODE_CPU_SECONDS_TOTAL,
     NODE_LOAD1,

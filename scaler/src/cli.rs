@@ -89,6 +89,15 @@ pub struct RunArgs {
         default_value_t = 2.0
     )]
     pub agent_timeout_seconds: f64,
+    /// An agent whose data is older than this (by its own `tidal_agent_snapshot_age_seconds`)
+    /// is not used: its pods count as missing (no scale-down on them). Three of the agents'
+    /// default 1 s intervals.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_AGENT_MAX_AGE_SECONDS",
+        default_value_t = 3.0
+    )]
+    pub agent_max_age_seconds: f64,
     /// Evaluation interval of a policy whose metrics all come from the fast path (agents,
     /// Kafka).
     #[arg(

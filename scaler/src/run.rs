@@ -180,22 +180,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(statefulsets_fut);
 
     let agent_timeout = secs("--agent-timeout-seconds", args.agent_timeout_seconds)?;
+    let agent_max_age = secs("--agent-max-age-seconds", args.agent_max_age_seconds)?;
     let agents = if !args.agent_url.is_empty() {
-        Some(AgentSource::new(
-            Discovery::Static(args.agent_url.clone()),
-            agent_timeout,
-        )?)
+        Some(
+            AgentSource::new(Discovery::Static(args.agent_url.clone()), agent_timeout)?
+                .with_max_age(agent_max_age),
+        )
     } else {
         match &args.agent_selector {
-            Some(sel) => Some(AgentSource::new(
-                Discovery::Pods {
-                    client: client.clone(),
-                    namespace: args.agent_namespace.clone(),
-                    selector: sel.clone(),
-                    port: args.agent_port,
-                },
-                agent_timeout,
-            )?),
+            Some(sel) => Some(
+                AgentSource::new(
+                    Discovery::Pods {
+                        client: client.clone(),
+                        namespace: args.agent_namespace.clone(),
+                        selector: sel.clone(),
+                        port: args.agent_port,
+                    },
+                    agent_timeout,
+                )?
+                .with_max_age(agent_max_age),
+            ),
             None => None,
         }
     };

@@ -84,7 +84,17 @@ async fn crd_is_established_and_validates_on_the_real_api_server() -> R {
         let none = "    - name: nothing\n";
         let (ok, out) = kubectl(&stack, &["apply", "--dry-run=server", "-f", "-"], Some(&policy(&ns, 1, 5, none)))?;
         assert!(!ok, "a metric without a source accepted: {out}");
-        eprintln!("min > max and bad metrics refused by the API server's CEL rules");
+        // Integers past their Rust type: refused by the schema's maximum, naming the field
+        // (stored, one such object would fail the scaler's whole watch list).
+        let huge = format!("apiVersion: tidal.dev/v1alpha1\nkind: ScalingPolicy\nmetadata:\n  name: p\n  namespace: {ns}\nspec:\n  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n  minReplicas: 1\n  maxReplicas: 3000000000\n  metrics:\n{cpu}");
+        let (ok, out) = kubectl(&stack, &["apply", "--dry-run=server", "-f", "-"], Some(&huge))?;
+        assert!(!ok, "maxReplicas 3000000000 accepted: {out}");
+        assert!(out.contains("spec.maxReplicas") && out.contains("less than or equal to 2147483647"), "{out}");
+        let lag = "    - name: lag\n      kafkaLag: {cluster: c, group: g, lagPerReplica: 100000000000000000}\n";
+        let (ok, out) = kubectl(&stack, &["apply", "--dry-run=server", "-f", "-"], Some(&policy(&ns, 1, 5, lag)))?;
+        assert!(!ok, "lagPerReplica 1e17 accepted: {out}");
+        assert!(out.contains("spec.metrics[0].kafkaLag.lagPerReplica"), "{out}");
+        eprintln!("min > max, bad metrics and out-of-range integers refused by the API server");
         Ok(())
     })
     .await

@@ -141,7 +141,13 @@ async fn scrape_real_agent(stack: Stack, client: kube::Client, node: String, ns:
             .pods
             .get(&key)
             .ok_or_else(|| anyhow::anyhow!("burn pod missing: {:?}", got.pods.keys()))?;
-        assert_eq!(usage.timestamp_unix_seconds, at);
+        // Stamped with the agent's sample time: the scrape's time minus the snapshot's age
+        // (at most the source's 3 s bound, or it would have been refused).
+        let ts = usage.timestamp_unix_seconds;
+        assert!(
+            ts <= at && ts >= at - 3.0,
+            "sample time {ts} for a scrape at {at}"
+        );
         cpu.push(
             usage
                 .value("cpu", None)
@@ -180,5 +186,117 @@ async fn scrape_real_agent(stack: Stack, client: kube::Client, node: String, ns:
         other => anyhow::bail!("expected one HTTP 404 naming {wrong}, got {other:?}"),
     }
     assert!(got.pods.is_empty());
+    Ok(())
+}
+
+/// A real `tidal-agent` whose sampler hangs (a container cgroup appears whose `cpu.stat` is a
+/// FIFO with no writer, so its `open` blocks, as a read of a hung file system would) keeps
+/// serving its last snapshot, but says how old it is; the scaler's source then refuses it as
+/// `Stale` and uses none of its pods (they count as missing: no scale-down on them). Runs on a
+/// fixture cgroup tree, since a FIFO cannot be made in cgroupfs; `/proc` is the real one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_agents_old_data_is_refused_as_stale() -> R {
+    let root = std::env::temp_dir().join(tidal_e2e::unique("hung-agent-cgroups"));
+    let ctr = root.join(format!(
+        "kubepods/besteffort/pod0f0f0f0f-1111-2222-3333-444444444444/{}",
+        "cd".repeat(32)
+    ));
+    std::fs::create_dir_all(&ctr)?;
+    std::fs::write(root.join("cgroup.controllers"), "cpu memory\n")?;
+    std::fs::write(ctr.join("cpu.stat"), "usage_usec 2000000\n")?;
+    std::fs::write(ctr.join("memory.current"), "8192\n")?;
+    let result = hung_agent(&root).await;
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+async fn hung_agent(root: &Path) -> R {
+    let bin = tidal_e2e::workspace_bin("tidal-agent");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        bin.display()
+    );
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let _agent = tidal_e2e::ChildGuard::spawn(
+        std::process::Command::new(&bin)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--interval-seconds",
+                "0.2",
+            ])
+            .args(["--stale-after-seconds", "1"])
+            .arg("--cgroup-root")
+            .arg(root)
+            .env("KUBECONFIG", root.join("no-kubeconfig"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )?;
+    let source = AgentSource::new(Discovery::Static(vec![url.clone()]), Duration::from_secs(2))?
+        .with_max_age(Duration::from_secs(1));
+    let fresh = wait_for(
+        "the agent's first fresh scrape",
+        Duration::from_secs(15),
+        || async {
+            let s = source.scrape(now_unix()).await;
+            (s.agents_ok == 1).then_some(s)
+        },
+    )
+    .await?;
+    anyhow::ensure!(fresh.errors.is_empty(), "{:?}", fresh.errors);
+
+    let hung = root.join(format!(
+        "kubepods/besteffort/pod0f0f0f0f-1111-2222-3333-444444444444/{}",
+        "ef".repeat(32)
+    ));
+    std::fs::create_dir_all(&hung)?;
+    let fifo = hung.join("cpu.stat");
+    anyhow::ensure!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()?
+            .success(),
+        "mkfifo {}",
+        fifo.display()
+    );
+    let started = Instant::now();
+    let stale = wait_for(
+        "the source to call the agent stale",
+        Duration::from_secs(10),
+        || async {
+            let s = source.scrape(now_unix()).await;
+            (s.agents_ok == 0 && !s.errors.is_empty()).then_some(s)
+        },
+    )
+    .await?;
+    eprintln!(
+        "hung sampler refused as stale after {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        stale.errors[0]
+    );
+    match &stale.errors[..] {
+        [SourceError::Stale { url: u, detail, .. }] => {
+            anyhow::ensure!(u == &format!("{url}/metrics"), "{u}");
+            anyhow::ensure!(detail.contains("old (bound 1.0s)"), "{detail}");
+        }
+        other => anyhow::bail!("want one Stale error, got {other:?}"),
+    }
+    anyhow::ensure!(
+        stale.pods.is_empty(),
+        "stale pods were used: {:?}",
+        stale.pods
+    );
+    // Its /healthz fails too (the kubelet would restart it).
+    let health = reqwest::get(format!("{url}/healthz")).await?;
+    anyhow::ensure!(health.status().as_u16() == 503, "{}", health.status());
+    // Release the blocked open.
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(0o4000) // O_NONBLOCK: never wait for a reader
+        .open(&fifo);
     Ok(())
 }

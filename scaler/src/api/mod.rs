@@ -40,6 +40,7 @@ pub const CRD_PATH: &str = "manifests/crd/scalingpolicy.yaml";
 ///
 /// schemars lists `null` among the `enum` values of an optional enum (`selectPolicy`); it is
 /// removed here, as `nullable: true` already allows null and controller-gen never emits it.
+/// Every integer field is bounded by its Rust type ([`bound_integers`]).
 pub fn crd() -> CustomResourceDefinition {
     let mut crd = ScalingPolicy::crd();
     for version in &mut crd.spec.versions {
@@ -49,9 +50,42 @@ pub fn crd() -> CustomResourceDefinition {
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
             drop_null_from_enums(schema);
+            bound_integers(schema);
         }
     }
     crd
+}
+
+/// The largest integer an `int64` field accepts: 2^53 − 1, the largest a JSON number carries
+/// exactly through every client (far above any lag or threshold).
+pub const INT64_FIELD_MAX: i64 = (1 << 53) - 1;
+
+/// Gives every `int32` and `int64` field the `minimum` and `maximum` of its Rust type where
+/// the field has none of its own. The API server does not enforce `format: int32`, so without
+/// this a policy with `maxReplicas: 3000000000` would be stored, and then fail to deserialize
+/// in the scaler's watch, where one bad object fails the whole list (kube-rs issue #774): every
+/// policy would stop.
+fn bound_integers(s: &mut JSONSchemaProps) {
+    let bounds = match (s.type_.as_deref(), s.format.as_deref()) {
+        (Some("integer"), Some("int32")) => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
+        (Some("integer"), Some("int64")) => {
+            Some((-(INT64_FIELD_MAX as f64), INT64_FIELD_MAX as f64))
+        }
+        _ => None,
+    };
+    if let Some((min, max)) = bounds {
+        s.minimum.get_or_insert(min);
+        s.maximum.get_or_insert(max);
+    }
+    for p in s.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        bound_integers(p);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = &mut s.items {
+        bound_integers(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = &mut s.additional_properties {
+        bound_integers(values);
+    }
 }
 
 fn drop_null_from_enums(s: &mut JSONSchemaProps) {

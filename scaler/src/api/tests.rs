@@ -527,3 +527,82 @@ fn values_become_quantities_rounded_up_to_a_milli_unit() {
         );
     }
 }
+
+#[test]
+fn every_integer_field_of_the_crd_has_a_maximum_and_a_minimum() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    fn walk(path: &str, s: &JSONSchemaProps, found: &mut Vec<String>) {
+        if s.type_.as_deref() == Some("integer") {
+            assert!(s.maximum.is_some(), "{path} has no maximum");
+            assert!(s.minimum.is_some(), "{path} has no minimum");
+            if s.format.as_deref() == Some("int32") {
+                assert!(
+                    s.maximum.unwrap_or(f64::MAX) <= f64::from(i32::MAX),
+                    "{path}"
+                );
+            }
+            found.push(path.to_string());
+        }
+        for (k, p) in s.properties.iter().flatten() {
+            walk(&format!("{path}.{k}"), p, found);
+        }
+        if let Some(JSONSchemaPropsOrArray::Schema(items)) = &s.items {
+            walk(&format!("{path}[]"), items, found);
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(v)) = &s.additional_properties {
+            walk(&format!("{path}{{}}"), v, found);
+        }
+    }
+    let crd = super::crd();
+    let mut found = Vec::new();
+    for v in &crd.spec.versions {
+        let schema = v
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("a schema");
+        walk("", schema, &mut found);
+    }
+    for field in [
+        ".spec.maxReplicas",
+        ".spec.minReplicas",
+        ".spec.metrics[].kafkaLag.lagPerReplica",
+    ] {
+        assert!(
+            found.iter().any(|f| f == field),
+            "{field} not found in {found:?}"
+        );
+    }
+    // Bounds the fields set themselves are kept (periodSeconds: 1..=1800).
+    let period = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| {
+            s.properties
+                .as_ref()?
+                .get("spec")?
+                .properties
+                .as_ref()?
+                .get("behavior")?
+                .properties
+                .as_ref()?
+                .get("scaleUp")?
+                .properties
+                .as_ref()?
+                .get("policies")?
+                .items
+                .as_ref()
+                .cloned()
+        })
+        .and_then(|i| match i {
+            JSONSchemaPropsOrArray::Schema(s) => {
+                s.properties.as_ref()?.get("periodSeconds").cloned()
+            }
+            _ => None,
+        })
+        .expect("periodSeconds");
+    assert_eq!((period.minimum, period.maximum), (Some(1.0), Some(1800.0)));
+}

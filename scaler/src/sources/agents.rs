@@ -24,7 +24,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use tidal_core::schema::{AGENT_CONTAINER_CPU_USAGE_CORES, CONTAINER_MEMORY_WORKING_SET_BYTES};
+use tidal_core::schema::{
+    AGENT_CONTAINER_CPU_USAGE_CORES, AGENT_SNAPSHOT_AGE_SECONDS, CONTAINER_MEMORY_WORKING_SET_BYTES,
+};
 
 use super::exposition::{self, ExpositionError};
 use super::{PodKey, PodUsage, SourceError};
@@ -98,7 +100,11 @@ pub struct AgentScrape {
 pub struct AgentSource {
     discovery: Discovery,
     http: reqwest::Client,
+    max_age_seconds: f64,
 }
+
+/// The default bound on an agent's data age: three of its default 1 s sampling intervals.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3);
 
 impl AgentSource {
     /// A source over `discovery`; each scrape (connect, request and body) must finish within
@@ -116,7 +122,19 @@ impl AgentSource {
                     error_chain(&e)
                 ))
             })?;
-        Ok(Self { discovery, http })
+        Ok(Self {
+            discovery,
+            http,
+            max_age_seconds: DEFAULT_MAX_AGE.as_secs_f64(),
+        })
+    }
+
+    /// Data older than `max_age` (by the agent's own `tidal_agent_snapshot_age_seconds`) is
+    /// not used: that agent's pods count as missing, under the HPA's rules for missing pods
+    /// (no scale-down on them).
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age_seconds = max_age.as_secs_f64();
+        self
     }
 
     /// The `/metrics` URLs to scrape now (lists the pods for [`Discovery::Pods`]).
@@ -151,8 +169,12 @@ impl AgentSource {
         }
     }
 
-    /// Scrapes every agent once, concurrently, and merges what they report. Every pod gets
-    /// `timestamp_unix_seconds = now_unix_seconds`.
+    /// Scrapes every agent once, concurrently, and merges what they report. The pods of an
+    /// agent get `timestamp_unix_seconds = now_unix_seconds - age`, its snapshot's age as the
+    /// agent reports it (measured on the agent's monotonic clock, so no clock agreement is
+    /// needed; `now_unix_seconds` is taken before the requests, so this errs older). An agent
+    /// whose age is over the bound, or missing, is a [`SourceError::Stale`] and its pods are
+    /// left out.
     pub async fn scrape(&self, now_unix_seconds: f64) -> AgentScrape {
         let mut out = AgentScrape::default();
         let urls = match self.targets().await {
@@ -171,10 +193,19 @@ impl AgentSource {
             .buffer_unordered(MAX_IN_FLIGHT);
         while let Some((url, body)) = bodies.next().await {
             let result = body.and_then(|body| {
-                ingest(&body, now_unix_seconds, &mut out.pods).map_err(|e| SourceError::Malformed {
-                    backend: BACKEND,
-                    url: url.clone(),
-                    detail: e.to_string(),
+                let age = fresh_age(&body, self.max_age_seconds).map_err(|detail| {
+                    SourceError::Stale {
+                        backend: BACKEND,
+                        url: url.clone(),
+                        detail,
+                    }
+                })?;
+                ingest(&body, now_unix_seconds - age, &mut out.pods).map_err(|e| {
+                    SourceError::Malformed {
+                        backend: BACKEND,
+                        url: url.clone(),
+                        detail: e.to_string(),
+                    }
                 })
             });
             match result {
@@ -251,6 +282,34 @@ pub fn ingest(
         used += 1;
     }
     Ok(used)
+}
+
+/// `tidal_agent_snapshot_age_seconds` of one agent's body. The agent writes it in the last
+/// lines of every response, so this looks only at the end.
+pub fn snapshot_age(body: &str) -> Option<f64> {
+    let needle = format!("\n{AGENT_SNAPSHOT_AGE_SECONDS} ");
+    let at = body.rfind(&needle)? + needle.len();
+    let value = body[at..].split(['\n', ' ']).next()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// The age of `body`'s data if it is within `max_age_seconds`; otherwise why not.
+fn fresh_age(body: &str, max_age_seconds: f64) -> Result<f64, String> {
+    match snapshot_age(body) {
+        None => Err(format!(
+            "the scrape has no valid {AGENT_SNAPSHOT_AGE_SECONDS} (an agent older than this \
+             scaler?), so its data's age is unknown"
+        )),
+        Some(age) if age > max_age_seconds => Err(format!(
+            "its data is {age:.1}s old (bound {max_age_seconds:.1}s): the agent's sampler is \
+             behind or hung; its pods count as missing"
+        )),
+        Some(age) => Ok(age),
+    }
 }
 
 /// `base` + `/metrics`, unless `base` already names the path.
@@ -446,6 +505,93 @@ tidal_agent_container_cpu_usage_cores{namespace="other",pod="inf",container="app
             pod_metrics_url("fd00::7", 9464),
             "http://[fd00::7]:9464/metrics"
         );
+    }
+
+    #[test]
+    fn the_snapshot_age_is_read_from_the_tail_and_bounds_freshness() {
+        let om = format!(
+            "{BODY}# HELP {AGENT_SNAPSHOT_AGE_SECONDS} x\n# TYPE {AGENT_SNAPSHOT_AGE_SECONDS} gauge\n{AGENT_SNAPSHOT_AGE_SECONDS} 0.25\n# EOF\n"
+        );
+        assert_eq!(snapshot_age(&om), Some(0.25));
+        let text = format!("{BODY}{AGENT_SNAPSHOT_AGE_SECONDS} 7.5\n");
+        assert_eq!(snapshot_age(&text), Some(7.5));
+        assert_eq!(fresh_age(&om, 3.0), Ok(0.25));
+        let old = fresh_age(&text, 3.0).expect_err("7.5 s > 3 s");
+        assert!(old.contains("7.5s old (bound 3.0s)"), "{old}");
+        for bad in ["", "NaN", "-1", "+Inf", "x"] {
+            let body = format!("{BODY}{AGENT_SNAPSHOT_AGE_SECONDS} {bad}\n");
+            assert_eq!(snapshot_age(&body), None, "{bad:?}");
+            assert!(fresh_age(&body, 3.0).is_err(), "{bad:?}");
+        }
+        // Only a whole metric name counts (not a longer one that starts with it).
+        let other = format!("{BODY}{AGENT_SNAPSHOT_AGE_SECONDS}_max 1\n");
+        assert_eq!(snapshot_age(&other), None);
+        assert!(
+            fresh_age(BODY, 3.0)
+                .expect_err("no age")
+                .contains("unknown")
+        );
+    }
+
+    /// One tidal-agent scrape served from a local socket: `body`, once per connection.
+    async fn serve_once(body: String) -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn samples_are_stamped_with_the_agents_age_and_stale_agents_are_left_out() {
+        let (fresh_url, fresh) =
+            serve_once(format!("{BODY}{AGENT_SNAPSHOT_AGE_SECONDS} 0.5\n")).await;
+        let src = AgentSource::new(Discovery::Static(vec![fresh_url]), Duration::from_secs(2))
+            .expect("client");
+        let got = src.scrape(100.0).await;
+        assert_eq!((got.agents, got.agents_ok), (1, 1), "{:?}", got.errors);
+        assert!(!got.pods.is_empty());
+        for u in got.pods.values() {
+            assert_eq!(
+                u.timestamp_unix_seconds, 99.5,
+                "scrape time minus the agent's age"
+            );
+        }
+        fresh.abort();
+
+        // The same data 10 s old: an error naming the agent, and none of its pods.
+        let (old_url, old) = serve_once(format!("{BODY}{AGENT_SNAPSHOT_AGE_SECONDS} 10\n")).await;
+        let src = AgentSource::new(
+            Discovery::Static(vec![old_url.clone()]),
+            Duration::from_secs(2),
+        )
+        .expect("client")
+        .with_max_age(Duration::from_secs(3));
+        let got = src.scrape(100.0).await;
+        assert_eq!((got.agents, got.agents_ok), (1, 0));
+        assert!(got.pods.is_empty(), "{:?}", got.pods);
+        match &got.errors[..] {
+            [e @ SourceError::Stale { url, .. }] => {
+                assert_eq!(url, &format!("{old_url}metrics"));
+                assert!(e.to_string().contains("10.0s old (bound 3.0s)"), "{e}");
+                assert_eq!(e.label(), "stale");
+            }
+            other => panic!("{other:?}"),
+        }
+        old.abort();
     }
 
     #[tokio::test]

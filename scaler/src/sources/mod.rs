@@ -100,6 +100,13 @@ pub enum SourceError {
         group: String,
         detail: String,
     },
+    /// The source answered with data too old to act on (or without saying how old it is).
+    #[error("{backend} {url}: stale: {detail}")]
+    Stale {
+        backend: &'static str,
+        url: String,
+        detail: String,
+    },
     /// The source is not configured (for example no Prometheus URL was given).
     #[error("{0}")]
     NotConfigured(String),
@@ -114,6 +121,7 @@ impl SourceError {
             Self::Malformed { .. } => "malformed",
             Self::NoData { .. } => "no_data",
             Self::Kafka { .. } => "kafka",
+            Self::Stale { .. } => "stale",
             Self::NotConfigured(_) => "not_configured",
         }
     }
