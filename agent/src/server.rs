@@ -16,8 +16,6 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -119,38 +117,20 @@ pub fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Chunks> {
     }
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes, with the shared hardened loop
+/// ([`tidal_core::http::serve`]: header-read timeout, connection limit, accept back-off).
 pub async fn serve(
     listener: TcpListener,
     shared: Shared,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
-                };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let resp = handle(&shared, &req);
-                        async move { Ok::<_, Infallible>(resp) }
-                    });
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "connection ended with error");
-                    }
-                });
-            }
-        }
-    }
+    tidal_core::http::serve(
+        listener,
+        tidal_core::http::Limits::default(),
+        move |req: &Request<Incoming>| handle(&shared, req),
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -228,3 +228,86 @@ fn a_hung_sampler_fails_healthz_and_its_data_ages() {
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&fifo);
 }
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
+    ticks / 100.0 // USER_HZ
+}
+
+/// Out of file descriptors, `accept` fails at once on every call. The server must back off
+/// instead of spinning a core, and serve again once descriptors are free. The real agent
+/// runs with a hard limit of 48 descriptors, and the test holds more connections than that.
+#[test]
+fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
+    let proc = fixture_proc();
+    let cg = TempDir::new("bin-cgroup-emfile");
+    cg.write("cgroup.controllers", "cpu memory\n");
+    let log = TempDir::new("bin-log-emfile");
+    let log_path = log.path().join("log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let agent = Kill(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 48 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_tidal-agent"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--interval-seconds",
+                "0.5",
+            ])
+            .arg("--proc-root")
+            .arg(proc.path())
+            .arg("--cgroup-root")
+            .arg(cg.path())
+            .env("KUBECONFIG", log.path().join("no-such-kubeconfig"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log_path).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tidal-agent"),
+    );
+    let pid = agent.0.id();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !matches!(get(port, "/readyz", "*/*"), Some((200, _))) {
+        assert!(Instant::now() < deadline, "agent never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Exhaust its descriptors: idle connections (it closes them after 5 s without a head).
+    let held: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(pid) - before;
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    assert!(
+        text.contains("accept failed; backing off"),
+        "the agent never ran out of descriptors ({} connections held):\n{text}",
+        held.len()
+    );
+    assert!(
+        used < 0.5,
+        "{used:.2} CPU seconds in 2 s while accept failed: the loop spins"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(get(port, "/healthz", "*/*"), Some((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "never served again after the connections closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("out of descriptors: {used:.3} CPU s in 2 s; serving again after they were freed");
+}

@@ -10,6 +10,7 @@
 
 pub mod build;
 pub mod exposition;
+pub mod http;
 pub mod kafka;
 pub mod lease;
 pub mod schema;

@@ -2,14 +2,11 @@
 //! does), `/healthz` (the process runs) and `/readyz` (the caches are synced and every API the
 //! scaler needs is served and allowed; otherwise 503 with the reasons, see `readiness`).
 
-use std::convert::Infallible;
 use std::future::Future;
 
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tidal_core::exposition::{OPENMETRICS, TEXT_004, to_text_004, wants_openmetrics};
 use tokio::net::TcpListener;
 
@@ -56,40 +53,21 @@ pub fn handle<B>(metrics: &Metrics, ready: &Readiness, req: &Request<B>) -> Resp
     }
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes, with the shared hardened loop
+/// ([`tidal_core::http::serve`]: header-read timeout, connection limit, accept back-off).
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     ready: Readiness,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
-                };
-                let metrics = metrics.clone();
-                let ready = ready.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let resp = handle(&metrics, &ready, &req);
-                        async move { Ok::<_, Infallible>(resp) }
-                    });
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "connection ended with error");
-                    }
-                });
-            }
-        }
-    }
+    tidal_core::http::serve(
+        listener,
+        tidal_core::http::Limits::default(),
+        move |req: &Request<Incoming>| handle(&metrics, &ready, req),
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]
