@@ -149,7 +149,10 @@ mod tests {
             o.judge(&renewed, Some("2"), "b", D, t1 + ms(2_999)),
             Verdict::Held { until: t1 + D }
         );
-        assert_eq!(o.judge(&renewed, Some("2"), "b", D, t1 + D), Verdict::Expired);
+        assert_eq!(
+            o.judge(&renewed, Some("2"), "b", D, t1 + D),
+            Verdict::Expired
+        );
         assert_eq!(
             o.judge(&renewed, Some("2"), "b", D, t1 + ms(60_000)),
             Verdict::Expired

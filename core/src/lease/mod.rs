@@ -215,7 +215,9 @@ enum Outcome {
     Leader,
     /// Another holder's lease is valid, until `held_until` unless it renews (`None`: lost a
     /// race for the Lease).
-    Follower { held_until: Option<Instant> },
+    Follower {
+        held_until: Option<Instant>,
+    },
 }
 
 impl Election {

@@ -31,9 +31,9 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use crate::actuators::{ActuateError, Writer};
 use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::ScaleOutcome;
+use crate::actuators::{ActuateError, Writer};
 use crate::api::ConditionType;
 use crate::api::{
     Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode,
@@ -762,6 +762,13 @@ impl Controller {
                             st.next_due = Instant::now();
                         }
                         tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: superseded by another writer");
+                    }
+                    Err(e @ ActuateError::NotLeader { .. }) => {
+                        // The Lease lapsed before (or between) the attempts: nothing was
+                        // written, and a follower neither warns nor claims anything.
+                        metrics.error(e.label());
+                        next.scale_events = state.scale_events.clone();
+                        tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: leadership lost");
                     }
                     Err(e) => {
                         report.failures += 1;

@@ -119,7 +119,7 @@ impl Pending {
         let mut busy = Vec::new();
         let mut found = None;
         while let Some(k) = self.lanes[lane as usize].pop_front() {
-            if !self.entries.get(&k).is_some_and(|e| e.1 == lane) {
+            if self.entries.get(&k).is_none_or(|e| e.1 != lane) {
                 continue; // stale: written or promoted
             }
             if self.in_flight.contains(&k) {
