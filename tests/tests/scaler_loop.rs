@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
+use kube::api::DynamicObject;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
 use serde_json::json;
 use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
 use tidal_e2e::kafka::{commit, create_topic, produce};
@@ -23,6 +25,7 @@ use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
 use tidal_e2e::{
     ChildGuard, Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for, workspace_bin,
 };
+use tidal_scaler::actuators::replicas::{ObservedScale, ScaleOutcome, ScaleTarget, put_scale};
 use tidal_scaler::api::ScalingPolicy;
 
 type R = anyhow::Result<()>;
@@ -508,21 +511,13 @@ async fn lag_loop(
 }
 
 /// The conditional PUT of the scale subresource meets a real 409 on the real API server
-/// (someone changed the Deployment after the decision was based on it) and retries on a
-/// fresh read; the scaler's ClusterRole allows exactly these calls.
+/// (someone changed the Deployment after the decision was based on it, but not its
+/// replicas) and retries on a fresh read; the scaler's ClusterRole allows exactly these calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_409_conflict_is_retried_on_a_fresh_read() -> R {
-    use kube::api::DynamicObject;
-    use kube::discovery::ApiResource;
-    use tidal_scaler::actuators::replicas::{ObservedScale, ScaleOutcome, ScaleTarget, put_scale};
-
     let stack = Stack::load()?;
     let admin = stack.admin_client().await?;
-    let node = stack
-        .kwok_nodes()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let node = first_node(&stack)?;
     let client = admin.clone();
     in_namespace(&admin, "loop-409", |ns| async move {
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -535,28 +530,30 @@ async fn a_409_conflict_is_retried_on_a_fresh_read() -> R {
             replicas: 1,
             resource_version: Some(settled(&deploys, "web", 1).await?),
         };
-        // Someone else scales after our read: our resourceVersion is now stale. Let the
-        // controller finish with that too, so the only conflict left is ours.
+        // Someone else changes the Deployment after our read, but not its replicas: our
+        // resourceVersion is stale, the decision's basis is not.
         deploys
             .patch(
                 "web",
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": 2}})),
+                &Patch::Merge(json!({"metadata": {"annotations": {"e2e/touched": "1"}}})),
             )
             .await?;
-        settled(&deploys, "web", 2).await?;
-        let target = ScaleTarget {
-            resource: ApiResource::erase::<Deployment>(&()),
-            namespace: ns.clone(),
-            name: "web".into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &target.resource);
+        settled(&deploys, "web", 1).await?;
+        let (api, target) = scale_api(&client, &ns);
         let calls = Mutex::new(Vec::new());
-        let out = put_scale(&api, &target, &observed, 3, |v| {
-            if let Ok(mut c) = calls.lock() {
-                c.push(v);
-            }
-        })
+        let out = put_scale(
+            &api,
+            &target,
+            &observed,
+            3,
+            || true,
+            |v| {
+                if let Ok(mut c) = calls.lock() {
+                    c.push(v);
+                }
+            },
+        )
         .await?;
         // At least one 409 and a fresh read; the deployment controller's own status updates
         // can move the resourceVersion once more before the retry lands.
@@ -572,17 +569,124 @@ async fn a_409_conflict_is_retried_on_a_fresh_read() -> R {
             "{calls:?}"
         );
         anyhow::ensure!(replicas(&deploys, "web").await == Some(3));
+        Ok(())
+    })
+    .await
+}
 
-        // Stale again, but the target already has what we want: nothing is written.
+/// The fence on the real API server: another writer scales the Deployment between the
+/// scaler's read (the observed replicas and resourceVersion the decision was based on) and
+/// its write. The write meets a 409, the fresh read shows the other writer's count, and the
+/// scaler stops with `Superseded` without writing: the other writer's count stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_writers_scale_between_read_and_write_is_not_overwritten() -> R {
+    use tidal_scaler::actuators::ActuateError;
+
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    let node = first_node(&stack)?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-fence", |ns| async move {
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        deploys
+            .create(&PostParams::default(), &deployment("web", &node, 1, "10m")?)
+            .await?;
+        // The scaler's read: 1 replica at this resourceVersion; it decides 3.
+        let observed = ObservedScale {
+            replicas: 1,
+            resource_version: Some(settled(&deploys, "web", 1).await?),
+        };
+        // Another writer (a person, a GitOps tool) scales to 2 before the scaler writes.
+        deploys
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 2}})),
+            )
+            .await?;
+        settled(&deploys, "web", 2).await?;
+        let (api, target) = scale_api(&client, &ns);
+        let calls = Mutex::new(Vec::new());
+        let out = put_scale(
+            &api,
+            &target,
+            &observed,
+            3,
+            || true,
+            |v| {
+                if let Ok(mut c) = calls.lock() {
+                    c.push(v);
+                }
+            },
+        )
+        .await;
+        anyhow::ensure!(
+            matches!(
+                &out,
+                Err(ActuateError::Superseded {
+                    expected: 1,
+                    found: 2,
+                    ..
+                })
+            ),
+            "{out:?}"
+        );
+        let calls = calls
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        anyhow::ensure!(
+            calls == ["put_scale", "get_scale"],
+            "one write, no retry: {calls:?}"
+        );
+        anyhow::ensure!(
+            replicas(&deploys, "web").await == Some(2),
+            "the other writer's count stays"
+        );
+        // The same through the scaler's single writer (leadership-gated, counted): the
+        // label is its own.
+        let metrics = tidal_scaler::metrics::Metrics::new();
+        let writer = tidal_scaler::actuators::Writer::new(
+            client.clone(),
+            tidal_core::lease::Leadership::always(),
+            metrics,
+            "e2e",
+        );
+        let e = writer
+            .scale(&target, &observed, 3)
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("the writer wrote over another writer"))?;
+        anyhow::ensure!(e.label() == "superseded", "{e}");
+        anyhow::ensure!(replicas(&deploys, "web").await == Some(2));
+        // Stale but already at the desired count: nothing to write either way.
         let stale = ObservedScale {
             replicas: 2,
             resource_version: observed.resource_version,
         };
-        let out = put_scale(&api, &target, &stale, 3, |_| {}).await?;
+        let out = put_scale(&api, &target, &stale, 2, || true, |_| {}).await?;
         anyhow::ensure!(out == ScaleOutcome::Unchanged, "{out:?}");
         Ok(())
     })
     .await
+}
+
+fn first_node(stack: &Stack) -> anyhow::Result<String> {
+    stack
+        .kwok_nodes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))
+}
+
+/// The Deployment `web`'s scale, as the scaler addresses it.
+fn scale_api(client: &kube::Client, ns: &str) -> (Api<DynamicObject>, ScaleTarget) {
+    let target = ScaleTarget {
+        resource: ApiResource::erase::<Deployment>(&()),
+        namespace: ns.to_string(),
+        name: "web".into(),
+    };
+    let api = Api::namespaced_with(client.clone(), ns, &target.resource);
+    (api, target)
 }
 
 /// Two scalers elect a leader through a Lease; only the leader writes. Killing the leader

@@ -5,7 +5,9 @@
 //! [`ActuateError`] naming the object and the verb.
 //!
 //! - [`replicas`]: `spec.replicas` through the scale subresource, conditional on the
-//!   resourceVersion read, retrying a 409 Conflict with a fresh read.
+//!   resourceVersion read (fenced): a 409 Conflict is retried on a fresh read only while
+//!   nobody else changed `spec.replicas` ([`ActuateError::Superseded`] otherwise), and
+//!   leadership is checked again before every attempt.
 //! - [`status`]: the ScalingPolicy status (server-side apply on the status subresource).
 //! - [`resources`]: container requests, in place (pod `resize`) or in the pod template.
 //! - [`events`]: Kubernetes Events on the policy, as the HPA emits them.
@@ -49,6 +51,18 @@ pub enum ActuateError {
         object: String,
         detail: String,
     },
+    /// 409, and the fresh read shows that someone else changed `spec.replicas` since the
+    /// decision read it: the decision's premise is gone, so nothing is written (the
+    /// controller holds this cycle and decides again on the next one).
+    #[error(
+        "{object}: spec.replicas changed from {expected} to {found} by another writer since the \
+         decision read it; not overwritten, deciding again next cycle"
+    )]
+    Superseded {
+        object: String,
+        expected: i32,
+        found: i32,
+    },
     /// 409 after every retry.
     #[error("{verb} {object}: conflict (409) after {attempts} attempts: {detail}")]
     Conflict {
@@ -82,6 +96,7 @@ impl ActuateError {
             Self::Forbidden { .. } => "forbidden",
             Self::NotFound { .. } => "not_found",
             Self::Conflict { .. } => "conflict",
+            Self::Superseded { .. } => "superseded",
             Self::Api { .. } => "api_error",
             Self::Unreachable { .. } => "api_unreachable",
         }
@@ -208,6 +223,23 @@ mod tests {
         assert_eq!(
             ActuateError::from_kube("put", "x", api(422)).label(),
             "api_error"
+        );
+    }
+
+    #[test]
+    fn superseded_has_its_own_label_and_names_both_counts() {
+        let e = ActuateError::Superseded {
+            object: "deployments/web/scale in namespace shop".into(),
+            expected: 2,
+            found: 5,
+        };
+        assert_eq!(e.label(), "superseded");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("deployments/web/scale in namespace shop")
+                && msg.contains("from 2 to 5")
+                && msg.contains("not overwritten"),
+            "{msg}"
         );
     }
 }

@@ -31,9 +31,9 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use crate::actuators::Writer;
 use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::ScaleOutcome;
+use crate::actuators::{ActuateError, Writer};
 use crate::api::ConditionType;
 use crate::api::{
     Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode,
@@ -48,7 +48,7 @@ use crate::sources::prometheus::PrometheusSource;
 use crate::sources::{PodKey, PodUsage, SourceError};
 use observe::Gathered;
 use pod_index::PodIndex;
-use status_queue::StatusQueue;
+use status_queue::{Priority, StatusQueue};
 use target::Caches;
 
 /// Controller-wide settings.
@@ -226,6 +226,60 @@ fn uses_prometheus(p: &ScalingPolicy, agents: bool) -> bool {
 /// differing significantly, would replace the queued one (a scale's `lastScaleTime` lost).
 fn base_status(queued: Option<&ScalingPolicyStatus>, p: &ScalingPolicy) -> ScalingPolicyStatus {
     queued.or(p.status.as_ref()).cloned().unwrap_or_default()
+}
+
+/// The status of a cycle whose scale write was [`ActuateError::Superseded`]: it claims no
+/// scale (the desired count is the one the target has, not the one that was not written) and
+/// says why in the last decision's reasons.
+fn superseded(status: &mut ScalingPolicyStatus, observed: i32, e: &ActuateError) {
+    // Until the next decision, the count to keep is the one the other writer set.
+    let found = match e {
+        ActuateError::Superseded { found, .. } => *found,
+        _ => observed,
+    };
+    status.desired_replicas = Some(found);
+    if let Some(ld) = status.last_decision.as_mut() {
+        ld.reasons.push(format!("not applied: {e}"));
+    }
+}
+
+/// Queues `status` (the policy's last queued status and when it was queued are `written`
+/// and `written_at`) and returns the priority it was queued with, or `None` when it was not
+/// (an insignificant change before the refresh period, or no refresh budget left).
+///
+/// A status of a cycle that `scaled` the target is always queued, as [`Priority::Scale`]:
+/// its checkpoint holds the scale event and the stabilization recommendations a new leader
+/// continues from, so it does not wait for the refresh period or budget, nor behind other
+/// writes.
+fn enqueue(
+    statuses: &StatusQueue,
+    written: &mut Option<Box<ScalingPolicyStatus>>,
+    written_at: &mut Option<Instant>,
+    key: status_queue::Key,
+    status: ScalingPolicyStatus,
+    scaled: bool,
+    refresh: Duration,
+) -> Option<Priority> {
+    let (changed, stale) = match (written.as_deref(), *written_at) {
+        (Some(w), Some(at)) => (
+            significant(w) != significant(&status),
+            at.elapsed() >= refresh,
+        ),
+        _ => (true, true),
+    };
+    let priority = if scaled {
+        Priority::Scale
+    } else if changed {
+        Priority::Change
+    } else if stale && statuses.try_refresh() {
+        Priority::Refresh
+    } else {
+        return None;
+    };
+    *written = Some(Box::new(status.clone()));
+    *written_at = Some(Instant::now());
+    statuses.push(key, status, priority);
+    Some(priority)
 }
 
 /// The significant part of a status: a change here is written at once.
@@ -641,6 +695,9 @@ impl Controller {
         status.observed_generation = p.metadata.generation;
         let mut next = d.next.clone();
         let mut warning: Option<(&'static str, String)> = None;
+        // The target was scaled this cycle: the checkpoint (with this scale event) is written
+        // with priority, so a new leader cannot miss it.
+        let mut scaled = false;
         if d.rescale {
             if p.spec.dry_run {
                 next.scale_events = state.scale_events.clone();
@@ -659,6 +716,7 @@ impl Controller {
                 {
                     Ok(ScaleOutcome::Applied { attempts }) => {
                         report.scaled += 1;
+                        scaled = true;
                         status.last_scale_time = Some(now_t.clone());
                         let direction = if d.desired_replicas > d.current_replicas {
                             "up"
@@ -693,6 +751,25 @@ impl Controller {
                         }
                     }
                     Ok(ScaleOutcome::Unchanged) => {}
+                    Err(e @ ActuateError::Superseded { .. }) => {
+                        // Someone else scaled the target since the decision read it: hold
+                        // this cycle (no scale event, no lastScaleTime, no warning) and
+                        // decide again at the next tick from the new count.
+                        metrics.error(e.label());
+                        next.scale_events = state.scale_events.clone();
+                        superseded(&mut status, d.current_replicas, &e);
+                        if let Some(st) = self.states.get_mut(&key) {
+                            st.next_due = Instant::now();
+                        }
+                        tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: superseded by another writer");
+                    }
+                    Err(e @ ActuateError::NotLeader { .. }) => {
+                        // The Lease lapsed before (or between) the attempts: nothing was
+                        // written, and a follower neither warns nor claims anything.
+                        metrics.error(e.label());
+                        next.scale_events = state.scale_events.clone();
+                        tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: leadership lost");
+                    }
                     Err(e) => {
                         report.failures += 1;
                         metrics.error(e.label());
@@ -779,7 +856,7 @@ impl Controller {
         } else if let Some(st) = self.states.get_mut(&key) {
             st.warned = None;
         }
-        self.write_status(p, status);
+        self.write_status(p, status, scaled);
     }
 
     /// `spec.vertical`: learn from this cycle's usage, recommend, and (InPlace, Template)
@@ -978,7 +1055,7 @@ impl Controller {
         status.desired_replicas = None;
         tracing::warn!(policy = %format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()), reason, message, "holding: nothing applied");
         self.warn_once(p, reason, message.to_string()).await;
-        self.write_status(p, status);
+        self.write_status(p, status, false);
     }
 
     async fn warn_once(&mut self, p: &ScalingPolicy, reason: &str, message: String) {
@@ -1007,9 +1084,10 @@ impl Controller {
         }
     }
 
-    /// Queues the status when it changed significantly (urgent), or as a refresh when the
-    /// last one queued is older than `status_refresh`.
-    fn write_status(&mut self, p: &ScalingPolicy, status: ScalingPolicyStatus) {
+    /// Queues the status: at once with the checkpoint when this cycle `scaled` the target,
+    /// when it changed significantly, or as a refresh when the last one queued is older than
+    /// `status_refresh` (see [`enqueue`]).
+    fn write_status(&mut self, p: &ScalingPolicy, status: ScalingPolicyStatus, scaled: bool) {
         let ns = p.namespace().unwrap_or_default();
         let name = p.name_any();
         let key = (ns.clone(), name.clone());
@@ -1033,18 +1111,15 @@ impl Controller {
         let Some(st) = self.states.get_mut(&key) else {
             return;
         };
-        let (urgent, stale) = match (&st.written, st.written_at) {
-            (Some(w), Some(at)) => (
-                significant(w) != significant(&status),
-                at.elapsed() >= refresh,
-            ),
-            _ => (true, true),
-        };
-        if urgent || (stale && self.statuses.try_refresh()) {
-            st.written = Some(Box::new(status.clone()));
-            st.written_at = Some(Instant::now());
-            self.statuses.push(key, status, urgent);
-        }
+        enqueue(
+            &self.statuses,
+            &mut st.written,
+            &mut st.written_at,
+            key,
+            status,
+            scaled,
+            refresh,
+        );
     }
 }
 
@@ -1112,6 +1187,129 @@ mod tests {
         assert!(significant(&next) == significant(&scaled), "not urgent");
         // Without a queued status (a failed write, a new leader) the cache is the base.
         assert_eq!(base_status(None, &p).last_scale_time, Some(time_of(100.0)));
+    }
+
+    fn checkpointed(events: usize, recommendations: usize) -> ScalingPolicyStatus {
+        let next = NextState {
+            recommendations: (0..recommendations)
+                .map(|i| rec(3 + i as i32, i as f64))
+                .collect(),
+            scale_events: (0..events)
+                .map(|i| engine::ScaleEvent {
+                    replica_change: 1,
+                    at_unix_seconds: 100.0 + i as f64,
+                })
+                .collect(),
+            last_active_unix_seconds: None,
+        };
+        ScalingPolicyStatus {
+            desired_replicas: Some(4),
+            checkpoint: Some(Checkpoint::from_engine(&next)),
+            ..Default::default()
+        }
+    }
+
+    /// The controller/queue seam: a cycle that scaled queues its status (with the checkpoint
+    /// holding the new scale event) as a scale, though nothing significant changed, the last
+    /// status was queued just now and the refresh budget is spent; and the queue's task
+    /// starts that write at once, even with every ordinary slot taken by writes that hang.
+    #[tokio::test]
+    async fn a_scale_writes_its_checkpoint_at_once() {
+        use std::sync::Mutex;
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (write, count) = status_queue::fake_writer(started.clone(), release.clone());
+        let (queue, task) = StatusQueue::with_write(write, count, 1.0);
+        let task = tokio::spawn(task);
+        while queue.try_refresh() {} // no refresh budget left
+        let refresh = Duration::from_secs(15);
+        let key: status_queue::Key = ("shop".into(), "web".into());
+        let mut written = Some(Box::new(checkpointed(0, 2)));
+        let mut written_at = Some(Instant::now());
+        // Without a scale, the same significant fields before the refresh period: not queued.
+        assert_eq!(
+            enqueue(
+                &queue,
+                &mut written,
+                &mut written_at,
+                key.clone(),
+                checkpointed(0, 3),
+                false,
+                refresh
+            ),
+            None
+        );
+        // Fill every ordinary slot with writes that do not answer.
+        for i in 0..status_queue::STATUS_WRITES_IN_FLIGHT {
+            queue.push(
+                ("other".into(), format!("p{i}")),
+                checkpointed(0, 1),
+                Priority::Change,
+            );
+        }
+        // The scale: its checkpoint has the event and the newest recommendations.
+        let scaled = checkpointed(1, 3);
+        assert_eq!(
+            enqueue(
+                &queue,
+                &mut written,
+                &mut written_at,
+                key.clone(),
+                scaled.clone(),
+                true,
+                refresh
+            ),
+            Some(Priority::Scale)
+        );
+        let seen = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                let hit = started
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, s)| s.clone());
+                if let Some(s) = hit {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the scale's checkpoint is written at once");
+        let checkpoint = seen.checkpoint.expect("checkpoint").to_engine();
+        assert_eq!(checkpoint.scale_events.len(), 1, "the scale event");
+        assert_eq!(checkpoint.recommendations.len(), 3, "the newest history");
+        assert_eq!(written.as_deref(), Some(&scaled), "recorded as queued");
+        release.notify_waiters();
+        task.abort();
+    }
+
+    /// A superseded write claims no scale: the desired count is the other writer's, the
+    /// reason says why, and `lastScaleTime` is kept.
+    #[test]
+    fn a_superseded_write_holds_without_claiming_a_scale() {
+        let mut status = ScalingPolicyStatus {
+            last_scale_time: Some(time_of(100.0)),
+            desired_replicas: Some(4),
+            last_decision: Some(Default::default()),
+            ..Default::default()
+        };
+        let e = ActuateError::Superseded {
+            object: "deployments/web/scale in namespace shop".into(),
+            expected: 2,
+            found: 5,
+        };
+        superseded(&mut status, 2, &e);
+        assert_eq!(status.desired_replicas, Some(5));
+        assert_eq!(status.last_scale_time, Some(time_of(100.0)));
+        let reasons = &status.last_decision.expect("decision").reasons;
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("not applied") && r.contains("from 2 to 5")),
+            "{reasons:?}"
+        );
     }
 
     /// Compaction never changes a stabilization answer: for every window suffix, the min and

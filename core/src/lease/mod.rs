@@ -9,6 +9,21 @@
 //! if the API server is unreachable (no stale leadership), and [`Leadership::changed`] /
 //! [`Leadership::wait_for`] wake on those expiries too, not only on the election's writes.
 //!
+//! **Clocks.** No decision compares two machines' clocks, and none uses the wall clock, as in
+//! client-go's leaderelection:
+//!
+//! - the holder's own validity is monotonic: it leads until the start of its last successful
+//!   renewal (taken *before* the request was sent) plus `duration`, on
+//!   [`tokio::time::Instant`];
+//! - a candidate judges another holder's lease by when *it* saw the holder's record
+//!   (holderIdentity, renewTime, resourceVersion) change last, on its own monotonic clock,
+//!   plus the lease's duration ([`expiry`]); `renewTime` is written for people and other
+//!   tools but never compared with a local clock.
+//!
+//! So a clock step or seconds of skew between nodes cannot make two replicas lead at once:
+//! the candidate sees the last renewal only after it was written, which is after the holder's
+//! validity started counting, and the stored duration is rounded up.
+//!
 //! ```no_run
 //! # async fn demo(client: kube::Client) {
 //! use std::time::Duration;
@@ -30,8 +45,9 @@
 //! # }
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+mod expiry;
+
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -40,13 +56,14 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use expiry::{Observer, Verdict};
 
 /// Shared view of the election, cheap to clone (all clones see the same state).
 #[derive(Clone, Debug)]
 pub struct Leadership {
-    leader: Arc<AtomicBool>,
-    /// Unix milliseconds until which the last successful renewal is valid.
-    valid_until_ms: Arc<AtomicI64>,
+    state: Arc<Mutex<Validity>>,
     /// Bumped on every update, so waiters re-check (the value is a generation counter).
     updates: Arc<watch::Sender<u64>>,
     /// Why the election cannot work at all (the Lease API is not served, or forbidden), said
@@ -54,13 +71,27 @@ pub struct Leadership {
     problem: Arc<Mutex<Option<String>>>,
 }
 
-/// Validity of [`Leadership::always`]: never expires.
-const FOREVER_MS: i64 = i64::MAX;
+/// Whether this candidate leads, and until when (monotonic).
+#[derive(Clone, Copy, Debug)]
+struct Validity {
+    leader: bool,
+    /// `None`: never expires ([`Leadership::always`]).
+    until: Option<Instant>,
+}
+
+impl Validity {
+    fn leads_at(&self, now: Instant) -> bool {
+        self.leader && self.until.is_none_or(|until| now < until)
+    }
+}
 
 impl Default for Leadership {
     /// A follower until an [`Election`] updates it.
     fn default() -> Self {
-        Self::with(false, 0)
+        Self::with(Validity {
+            leader: false,
+            until: Some(Instant::now()),
+        })
     }
 }
 
@@ -73,35 +104,37 @@ impl Leadership {
     /// Always leader, never expires: for a single replica without election
     /// (`--leader-elect=false`). Run no [`Election`] on it.
     pub fn always() -> Self {
-        Self::with(true, FOREVER_MS)
+        Self::with(Validity {
+            leader: true,
+            until: None,
+        })
     }
 
-    fn with(leader: bool, valid_until_ms: i64) -> Self {
+    fn with(validity: Validity) -> Self {
         Self {
-            leader: Arc::new(AtomicBool::new(leader)),
-            valid_until_ms: Arc::new(AtomicI64::new(valid_until_ms)),
+            state: Arc::new(Mutex::new(validity)),
             updates: Arc::new(watch::Sender::new(0)),
             problem: Arc::new(Mutex::new(None)),
         }
     }
 
+    fn validity(&self) -> Validity {
+        *lock(&self.state)
+    }
+
     /// Why the election cannot work (a 404 or 403 on the Lease, with the fix), if it cannot.
     /// Transient errors (timeouts, 5xx) are not problems: leadership just expires meanwhile.
     pub fn problem(&self) -> Option<String> {
-        self.problem
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.problem).clone()
     }
 
     fn set_problem(&self, problem: Option<String>) {
-        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+        *lock(&self.problem) = problem;
     }
 
-    /// True while this candidate holds an unexpired lease.
+    /// True while this candidate holds an unexpired lease (on the monotonic clock).
     pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Acquire)
-            && Timestamp::now().as_millisecond() < self.valid_until_ms.load(Ordering::Acquire)
+        self.validity().leads_at(Instant::now())
     }
 
     /// Waits until [`is_leader`](Self::is_leader) equals `leader`; returns at once if it
@@ -113,24 +146,25 @@ impl Leadership {
             // Mark the current generation seen *before* reading the state, so an update
             // between the read and the wait below is not missed.
             updates.borrow_and_update();
-            let now_leader = self.is_leader();
+            let validity = self.validity();
+            let now_leader = validity.leads_at(Instant::now());
             if now_leader == leader {
                 return;
             }
-            let until = self.valid_until_ms.load(Ordering::Acquire);
-            if now_leader && until != FOREVER_MS {
+            match validity.until {
                 // Leader, waiting to lose it: the lease may also just run out.
-                let left = until
-                    .saturating_sub(Timestamp::now().as_millisecond())
-                    .max(0);
-                let expiry = Duration::from_millis(left as u64 + 1);
-                tokio::select! {
-                    _ = updates.changed() => {}
-                    () = tokio::time::sleep(expiry) => {}
+                Some(until) if now_leader => {
+                    tokio::select! {
+                        _ = updates.changed() => {}
+                        () = tokio::time::sleep_until(until) => {}
+                    }
                 }
-            } else if updates.changed().await.is_err() {
-                // Unreachable: `self` holds the sender. Never return a wrong answer.
-                std::future::pending::<()>().await;
+                _ => {
+                    if updates.changed().await.is_err() {
+                        // Unreachable: `self` holds the sender. Never return a wrong answer.
+                        std::future::pending::<()>().await;
+                    }
+                }
             }
         }
     }
@@ -143,12 +177,20 @@ impl Leadership {
         !was
     }
 
-    fn set(&self, leader: bool, valid_until_ms: i64) {
-        self.valid_until_ms.store(valid_until_ms, Ordering::Release);
-        self.leader.store(leader, Ordering::Release);
+    /// Leader (or not) until `until` on the monotonic clock.
+    fn set(&self, leader: bool, until: Instant) {
+        *lock(&self.state) = Validity {
+            leader,
+            until: Some(until),
+        };
         self.updates
             .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
+}
+
+/// A poisoned lock is used as is: every writer leaves the value whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One election: who (`identity`) competes for which Lease, and for what.
@@ -171,7 +213,11 @@ pub struct Election {
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Leader,
-    Follower,
+    /// Another holder's lease is valid, until `held_until` unless it renews (`None`: lost a
+    /// race for the Lease).
+    Follower {
+        held_until: Option<Instant>,
+    },
 }
 
 impl Election {
@@ -197,22 +243,34 @@ impl Election {
         let mut last_error: Option<String> = None;
         let renew_every = duration / 3;
         let mut wait = renew_every;
+        let mut observer = Observer::default();
         loop {
-            let now = Timestamp::now();
-            match attempt(&api, &name, &identity, duration, now).await {
+            // Taken before the request is sent: the lease counts from no later than the
+            // moment the API server stored the renewal others see.
+            let started = Instant::now();
+            match attempt(&api, &name, &identity, duration, &mut observer).await {
                 Ok(outcome) => {
-                    if outcome == Outcome::Leader && !out.is_leader() {
+                    let leader = matches!(outcome, Outcome::Leader);
+                    if leader && !out.is_leader() {
                         tracing::info!(%lease, %identity, "elected: {purpose}");
-                    } else if outcome == Outcome::Follower && out.is_leader() {
+                    } else if !leader && out.is_leader() {
                         tracing::info!(%lease, %identity, "lost the lease: no longer {purpose}");
                     }
-                    let until = now.as_millisecond() + duration.as_millis() as i64;
-                    out.set(outcome == Outcome::Leader, until);
+                    out.set(leader, started + duration);
                     if last_error.take().is_some() {
                         tracing::info!(%lease, %identity, "lease election works again");
                     }
                     out.set_problem(None);
                     wait = renew_every;
+                    if let Outcome::Follower {
+                        held_until: Some(until),
+                    } = outcome
+                    {
+                        // Try again right when the holder's lease would expire, not up to a
+                        // renew period later.
+                        let left = until.saturating_duration_since(Instant::now());
+                        wait = wait.min(left + Duration::from_millis(1));
+                    }
                 }
                 Err(failed) => {
                     let msg = failed.explain(&namespace, &name);
@@ -307,36 +365,30 @@ fn spec(
     }
 }
 
-/// Given the Lease as read, what `identity` should write to hold it now, or `None` when
-/// another holder's lease is still valid. Pure: the time is an input.
+/// Given the Lease as read and this candidate's [`Verdict`] on it, what `identity` should
+/// write to hold it now (`now` is only written, as renewTime/acquireTime), or `None` when
+/// another holder's lease is still valid. Pure.
 fn claim(
     current: &LeaseSpec,
+    verdict: Verdict,
     identity: &str,
     duration: Duration,
     now: Timestamp,
 ) -> Option<LeaseSpec> {
-    let holder = current.holder_identity.as_deref().unwrap_or_default();
-    let expired = match (&current.renew_time, current.lease_duration_seconds) {
-        (Some(MicroTime(t)), Some(d)) => {
-            now.as_millisecond() > t.as_millisecond() + i64::from(d) * 1000
-        }
-        _ => true,
-    };
-    if holder != identity && !holder.is_empty() && !expired {
-        return None;
-    }
     let transitions = current.lease_transitions.unwrap_or(0);
-    Some(if holder == identity {
-        spec(
+    match verdict {
+        Verdict::Held { .. } => None,
+        Verdict::Own => Some(spec(
             identity,
             duration,
             now,
             current.acquire_time.clone(),
             transitions,
-        )
-    } else {
-        spec(identity, duration, now, None, transitions + 1)
-    })
+        )),
+        Verdict::Free | Verdict::Expired => {
+            Some(spec(identity, duration, now, None, transitions + 1))
+        }
+    }
 }
 
 async fn attempt(
@@ -344,36 +396,45 @@ async fn attempt(
     name: &str,
     identity: &str,
     duration: Duration,
-    now: Timestamp,
+    observer: &mut Observer,
 ) -> Result<Outcome, Failed> {
     let failed = |verb| move |error| Failed { verb, error };
+    let lost = Outcome::Follower { held_until: None };
     let Some(mut lease) = api.get_opt(name).await.map_err(failed("get"))? else {
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 ..Default::default()
             },
-            spec: Some(spec(identity, duration, now, None, 0)),
+            spec: Some(spec(identity, duration, Timestamp::now(), None, 0)),
         };
         return match api.create(&PostParams::default(), &lease).await {
             Ok(_) => Ok(Outcome::Leader),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Follower),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(lost),
             Err(e) => Err(failed("create")(e)),
         };
     };
-    let Some(next) = claim(
-        &lease.spec.clone().unwrap_or_default(),
+    let current = lease.spec.clone().unwrap_or_default();
+    // Observed when the answer arrived, on this candidate's monotonic clock.
+    let verdict = observer.judge(
+        &current,
+        lease.metadata.resource_version.as_deref(),
         identity,
         duration,
-        now,
-    ) else {
-        return Ok(Outcome::Follower);
+        Instant::now(),
+    );
+    let Some(next) = claim(&current, verdict, identity, duration, Timestamp::now()) else {
+        let held_until = match verdict {
+            Verdict::Held { until } => Some(until),
+            _ => None,
+        };
+        return Ok(Outcome::Follower { held_until });
     };
     lease.spec = Some(next);
     // replace() sends the resourceVersion we read: a concurrent writer makes this a 409.
     match api.replace(name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(Outcome::Leader),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Follower),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(lost),
         Err(e) => Err(failed("update")(e)),
     }
 }
@@ -399,12 +460,20 @@ mod tests {
 
     const D: Duration = Duration::from_secs(3);
 
+    /// A lease held by another is left alone until this candidate judges it expired (on its
+    /// own clock, see `expiry`); then it is taken with a transition counted.
     #[test]
     fn another_holders_valid_lease_is_respected_until_it_expires() {
+        let t0 = Instant::now();
+        let mut o = Observer::default();
         let lease = held("a", 10_000, 3, 0);
-        assert_eq!(claim(&lease, "b", D, at(12_999)), None);
-        assert_eq!(claim(&lease, "b", D, at(13_000)), None, "expiry is strict");
-        let taken = claim(&lease, "b", D, at(13_001)).expect("expired: b takes it");
+        let v = o.judge(&lease, Some("1"), "b", D, t0);
+        assert_eq!(claim(&lease, v, "b", D, at(99_000)), None);
+        let v = o.judge(&lease, Some("1"), "b", D, t0 + D - Duration::from_millis(1));
+        assert_eq!(claim(&lease, v, "b", D, at(99_000)), None, "not yet");
+        let v = o.judge(&lease, Some("1"), "b", D, t0 + D);
+        assert_eq!(v, Verdict::Expired);
+        let taken = claim(&lease, v, "b", D, at(13_001)).expect("expired: b takes it");
         assert_eq!(taken.holder_identity.as_deref(), Some("b"));
         assert_eq!(taken.lease_transitions, Some(1), "a transition is counted");
         assert_eq!(taken.acquire_time, Some(MicroTime(at(13_001))));
@@ -415,26 +484,29 @@ mod tests {
     #[test]
     fn the_holder_renews_keeping_acquire_time_and_transitions() {
         let lease = held("a", 10_000, 3, 4);
-        let renewed = claim(&lease, "a", D, at(11_000)).expect("own lease");
+        let mut o = Observer::default();
+        let v = o.judge(&lease, Some("1"), "a", D, Instant::now());
+        assert_eq!(v, Verdict::Own);
+        let renewed = claim(&lease, v, "a", D, at(11_000)).expect("own lease");
         assert_eq!(renewed.acquire_time, Some(MicroTime(at(1_000))));
         assert_eq!(renewed.lease_transitions, Some(4));
         assert_eq!(renewed.renew_time, Some(MicroTime(at(11_000))));
     }
 
     #[test]
-    fn an_empty_or_incomplete_lease_is_free() {
-        let free = claim(&LeaseSpec::default(), "b", D, at(5)).expect("free");
+    fn an_empty_lease_is_free() {
+        let mut o = Observer::default();
+        let now = Instant::now();
+        let v = o.judge(&LeaseSpec::default(), None, "b", D, now);
+        let free = claim(&LeaseSpec::default(), v, "b", D, at(5)).expect("free");
         assert_eq!(free.holder_identity.as_deref(), Some("b"));
         let released = LeaseSpec {
             holder_identity: Some(String::new()),
             ..held("", 10_000, 3, 2)
         };
-        assert!(claim(&released, "b", D, at(10_001)).is_some(), "released");
-        let no_renew = LeaseSpec {
-            renew_time: None,
-            ..held("a", 0, 3, 0)
-        };
-        assert!(claim(&no_renew, "b", D, at(1)).is_some(), "never renewed");
+        let v = o.judge(&released, Some("2"), "b", D, now);
+        let taken = claim(&released, v, "b", D, at(10_001)).expect("released");
+        assert_eq!(taken.lease_transitions, Some(3));
     }
 
     #[test]
@@ -490,17 +562,41 @@ mod tests {
     #[test]
     fn leadership_expires_by_itself() {
         let l = Leadership::new();
-        let now = Timestamp::now().as_millisecond();
-        l.set(true, now + 60_000);
+        let now = Instant::now();
+        l.set(true, now + Duration::from_secs(60));
         assert!(l.is_leader());
         let clone = l.clone();
-        l.set(true, now - 1);
+        l.set(true, now);
         assert!(
             !clone.is_leader(),
             "clones share the state; validity is checked"
         );
-        l.set(false, now + 60_000);
+        l.set(false, now + Duration::from_secs(60));
         assert!(!l.is_leader());
+    }
+
+    /// Local validity is a monotonic instant: leader until the last successful renewal's
+    /// start plus the duration, exactly (checked at injected instants; no wall clock is read).
+    #[test]
+    fn validity_ends_at_renewal_start_plus_duration() {
+        let renew_started = Instant::now();
+        let v = Validity {
+            leader: true,
+            until: Some(renew_started + Duration::from_secs(6)),
+        };
+        assert!(v.leads_at(renew_started));
+        assert!(v.leads_at(renew_started + Duration::from_millis(5_999)));
+        assert!(!v.leads_at(renew_started + Duration::from_secs(6)));
+        let follower = Validity {
+            leader: false,
+            until: Some(renew_started + Duration::from_secs(6)),
+        };
+        assert!(!follower.leads_at(renew_started));
+        let always = Validity {
+            leader: true,
+            until: None,
+        };
+        assert!(always.leads_at(renew_started + Duration::from_secs(1 << 30)));
     }
 
     #[tokio::test]
@@ -512,7 +608,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "nothing changed yet");
-        l.set(true, Timestamp::now().as_millisecond() + 60_000);
+        l.set(true, Instant::now() + Duration::from_secs(60));
         let became = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken by the update")
@@ -527,7 +623,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_wake_on_local_expiry_without_any_update() {
         let l = Leadership::new();
-        l.set(true, Timestamp::now().as_millisecond() + 300);
+        l.set(true, Instant::now() + Duration::from_millis(300));
         let started = std::time::Instant::now();
         let lost = tokio::time::timeout(Duration::from_secs(5), l.changed())
             .await
