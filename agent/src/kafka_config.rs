@@ -12,14 +12,20 @@
 //!     "topics": "^orders\\.",
 //!     "granularity": "partition",
 //!     "offset_reset_policy": "latest",
-//!     "request_timeout_seconds": 5
+//!     "request_timeout_seconds": 5,
+//!     "round_timeout_seconds": 10,
+//!     "max_frame_bytes": 16777216,
+//!     "max_brokers": 1000,
+//!     "max_groups": 10000,
+//!     "max_partitions": 100000
 //!   }]
 //! }
 //! ```
 //!
 //! Every field but `clusters[].name` and `clusters[].bootstrap` has a default: discover every
 //! group (`groups` and `topics` are optional regular expressions), per-topic granularity,
-//! KEDA's `latest` reset policy. Unknown fields are rejected, and every error names its field,
+//! KEDA's `latest` reset policy, a round deadline of twice the request timeout and the client's
+//! caps (`tidal_core::kafka::Limits`). Unknown fields are rejected, and every error names its field,
 //! for example `clusters[1].groups: regex parse error: ...`.
 
 use std::path::{Path, PathBuf};
@@ -27,7 +33,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
-use tidal_core::kafka::{ClientConfig, Credentials, Mechanism, ResetPolicy, TlsConfig};
+use tidal_core::kafka::{ClientConfig, Credentials, Limits, Mechanism, ResetPolicy, TlsConfig};
 
 /// A config that cannot be used, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +98,16 @@ struct RawCluster {
     offset_reset_policy: Option<String>,
     #[serde(default = "default_timeout")]
     request_timeout_seconds: f64,
+    #[serde(default)]
+    round_timeout_seconds: Option<f64>,
+    #[serde(default)]
+    max_frame_bytes: Option<usize>,
+    #[serde(default)]
+    max_brokers: Option<usize>,
+    #[serde(default)]
+    max_groups: Option<usize>,
+    #[serde(default)]
+    max_partitions: Option<usize>,
 }
 
 fn default_timeout() -> f64 {
@@ -279,6 +295,35 @@ impl KafkaConfig {
                 });
             }
             client.request_timeout = Duration::from_secs_f64(c.request_timeout_seconds);
+            let round = c
+                .round_timeout_seconds
+                .unwrap_or(2.0 * c.request_timeout_seconds);
+            if !round.is_finite() || !(0.1..=600.0).contains(&round) {
+                return Err(bad(
+                    f("round_timeout_seconds"),
+                    "must be between 0.1 and 600".into(),
+                ));
+            }
+            client.round_timeout = Duration::from_secs_f64(round);
+            let limit = |field: &str, v: Option<usize>, default: usize, min: usize| {
+                let v = v.unwrap_or(default);
+                if v < min {
+                    return Err(bad(f(field), format!("must be at least {min}, got {v}")));
+                }
+                Ok(v)
+            };
+            let d = Limits::default();
+            client.limits = Limits {
+                max_frame_bytes: limit(
+                    "max_frame_bytes",
+                    c.max_frame_bytes,
+                    d.max_frame_bytes,
+                    64 << 10,
+                )?,
+                max_brokers: limit("max_brokers", c.max_brokers, d.max_brokers, 1)?,
+                max_groups: limit("max_groups", c.max_groups, d.max_groups, 1)?,
+                max_partitions: limit("max_partitions", c.max_partitions, d.max_partitions, 1)?,
+            };
             client.client_id = "tidal-agent".into();
             clusters.push(ClusterConfig {
                 client,
@@ -312,6 +357,37 @@ mod tests {
         assert_eq!(m.granularity, Granularity::Topic);
         assert_eq!(m.reset_policy, ResetPolicy::Latest);
         assert!(m.groups.is_none() && m.client.sasl.is_none());
+        assert_eq!(m.client.round_timeout, Duration::from_secs(10));
+        assert_eq!(m.client.limits, Limits::default());
+    }
+
+    #[test]
+    fn round_deadline_and_caps_are_configurable() {
+        let c = parse(
+            r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "request_timeout_seconds": 2,
+                "max_frame_bytes": 1048576, "max_brokers": 5, "max_groups": 6, "max_partitions": 7}]}"#,
+        )
+        .expect("valid");
+        let cl = &c.clusters[0].client;
+        assert_eq!(
+            cl.round_timeout,
+            Duration::from_secs(4),
+            "twice the request timeout"
+        );
+        assert_eq!(
+            cl.limits,
+            Limits {
+                max_frame_bytes: 1 << 20,
+                max_brokers: 5,
+                max_groups: 6,
+                max_partitions: 7
+            }
+        );
+        let c = parse(
+            r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "round_timeout_seconds": 3}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(c.clusters[0].client.round_timeout, Duration::from_secs(3));
     }
 
     #[test]
@@ -365,6 +441,18 @@ mod tests {
             (
                 r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"ca_file": "/nonexistent/ca.pem"}}]}"#,
                 "clusters[0].tls.ca_file: /nonexistent/ca.pem is not a readable file",
+            ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "max_frame_bytes": 10}]}"#,
+                "clusters[0].max_frame_bytes: must be at least 65536",
+            ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "max_brokers": 0}]}"#,
+                "clusters[0].max_brokers",
+            ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "round_timeout_seconds": 0}]}"#,
+                "clusters[0].round_timeout_seconds",
             ),
             (
                 r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"ca": "x"}}]}"#,

@@ -114,10 +114,15 @@ pub struct RunArgs {
         default_value_t = 15.0
     )]
     pub prometheus_interval_seconds: f64,
-    /// Named Kafka clusters, `name=host:port[;host:port]`, comma separated. A `kafkaLag.cluster`
-    /// that is not a name here is read as a bootstrap list itself.
+    /// Named Kafka clusters, `name=host:port[;host:port]`, comma separated. A ScalingPolicy's
+    /// `kafkaLag.cluster` must be one of these names (see `--kafka-allow-raw-addresses`).
     #[arg(long, env = "TIDAL_SCALER_KAFKA_CLUSTERS", value_delimiter = ',')]
     pub kafka_cluster: Vec<String>,
+    /// Also accept a `kafkaLag.cluster` that is not a `--kafka-cluster` name as a bootstrap list
+    /// (`host:port,host:port`). Off: anyone who may create a ScalingPolicy could otherwise make
+    /// the scaler connect to any address.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_ALLOW_RAW_ADDRESSES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub kafka_allow_raw_addresses: bool,
     /// Timeout of one Kafka request.
     #[arg(
         long,
@@ -125,6 +130,23 @@ pub struct RunArgs {
         default_value_t = 3.0
     )]
     pub kafka_timeout_seconds: f64,
+    /// Deadline of one whole Kafka collection round of a cluster (bootstrap tries, metadata,
+    /// every broker). Default: twice `--kafka-timeout-seconds`.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_ROUND_TIMEOUT_SECONDS")]
+    pub kafka_round_timeout_seconds: Option<f64>,
+    /// Largest Kafka response frame accepted, in bytes (16 MiB); a larger length prefix fails
+    /// the request before anything is allocated.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_MAX_FRAME_BYTES", default_value_t = tidal_core::kafka::limits::DEFAULT_MAX_FRAME_BYTES)]
+    pub kafka_max_frame_bytes: usize,
+    /// Most brokers one Kafka Metadata response may advertise; more fails the round.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_MAX_BROKERS", default_value_t = tidal_core::kafka::limits::DEFAULT_MAX_BROKERS)]
+    pub kafka_max_brokers: usize,
+    /// Most consumer groups one Kafka round collects; more fails the round.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_MAX_GROUPS", default_value_t = tidal_core::kafka::limits::DEFAULT_MAX_GROUPS)]
+    pub kafka_max_groups: usize,
+    /// Most partitions one Kafka Metadata response may list; more fails the round.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_MAX_PARTITIONS", default_value_t = tidal_core::kafka::limits::DEFAULT_MAX_PARTITIONS)]
+    pub kafka_max_partitions: usize,
     /// Vertical `InPlace`/`Template`: change a container's requests only once its
     /// recommendation rests on this many usage samples (one per evaluation).
     #[arg(long, env = "TIDAL_SCALER_VERTICAL_MIN_SAMPLES", default_value_t = 60)]
@@ -315,5 +337,45 @@ mod tests {
         };
         assert!(args.leader_elect);
         assert!(args.listen.ip().is_loopback());
+        assert!(
+            !args.kafka_allow_raw_addresses,
+            "raw Kafka addresses are refused by default"
+        );
+        assert_eq!(args.kafka_round_timeout_seconds, None);
+        assert_eq!(args.kafka_max_frame_bytes, 16 << 20);
+        assert_eq!(
+            (
+                args.kafka_max_brokers,
+                args.kafka_max_groups,
+                args.kafka_max_partitions
+            ),
+            (1_000, 10_000, 100_000)
+        );
+    }
+
+    #[test]
+    fn kafka_hardening_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "tidal-scaler",
+            "run",
+            "--kafka-allow-raw-addresses",
+            "--kafka-round-timeout-seconds",
+            "4.5",
+            "--kafka-max-frame-bytes",
+            "1048576",
+        ])
+        .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert!(args.kafka_allow_raw_addresses);
+        assert_eq!(args.kafka_round_timeout_seconds, Some(4.5));
+        assert_eq!(args.kafka_max_frame_bytes, 1 << 20);
+        let cli = Cli::try_parse_from(["tidal-scaler", "run", "--kafka-allow-raw-addresses=false"])
+            .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert!(!args.kafka_allow_raw_addresses);
     }
 }

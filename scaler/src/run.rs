@@ -25,8 +25,9 @@ use crate::controller::{Controller, Settings, Sources, trim};
 use crate::metrics::Metrics;
 use crate::readiness::{self, NeededApi, Problem, Readiness, RetryBackoff};
 use crate::sources::agents::{AgentSource, Discovery};
-use crate::sources::kafka::KafkaSource;
+use crate::sources::kafka::{KafkaOptions, KafkaSource};
 use crate::sources::prometheus::PrometheusSource;
+use tidal_core::kafka::Limits;
 
 fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
@@ -108,6 +109,36 @@ fn secs(what: &'static str, v: f64) -> anyhow::Result<Duration> {
         "{what} must be between 0 and 3600 seconds, got {v}"
     );
     Ok(Duration::from_secs_f64(v))
+}
+
+/// The Kafka source's timeouts, caps and raw-address policy from the `--kafka-*` flags.
+fn kafka_options(args: &RunArgs) -> anyhow::Result<KafkaOptions> {
+    let request = secs("--kafka-timeout-seconds", args.kafka_timeout_seconds)?;
+    let mut o = KafkaOptions::new(request);
+    if let Some(r) = args.kafka_round_timeout_seconds {
+        o.round_timeout = secs("--kafka-round-timeout-seconds", r)?;
+    }
+    let cap = |what: &str, v: usize, min: usize| -> anyhow::Result<usize> {
+        anyhow::ensure!(v >= min, "{what} must be at least {min}, got {v}");
+        Ok(v)
+    };
+    o.limits = Limits {
+        max_frame_bytes: cap(
+            "--kafka-max-frame-bytes",
+            args.kafka_max_frame_bytes,
+            64 << 10,
+        )?,
+        max_brokers: cap("--kafka-max-brokers", args.kafka_max_brokers, 1)?,
+        max_groups: cap("--kafka-max-groups", args.kafka_max_groups, 1)?,
+        max_partitions: cap("--kafka-max-partitions", args.kafka_max_partitions, 1)?,
+    };
+    o.allow_raw_addresses = args.kafka_allow_raw_addresses;
+    if o.allow_raw_addresses {
+        tracing::warn!(
+            "--kafka-allow-raw-addresses: any ScalingPolicy may make the scaler connect to any host:port"
+        );
+    }
+    Ok(o)
 }
 
 /// Runs the controller until SIGTERM/Ctrl-C.
@@ -216,11 +247,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let kafka = KafkaSource::new(
-        &args.kafka_cluster,
-        secs("--kafka-timeout-seconds", args.kafka_timeout_seconds)?,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kafka = KafkaSource::new(&args.kafka_cluster, kafka_options(&args)?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(
         identity = %id,
         agents = agents.is_some(),

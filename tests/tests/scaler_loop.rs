@@ -413,7 +413,8 @@ async fn lag_loop(
             "dry",
             json!({"targetRef": target("dry"), "minReplicas": 1, "maxReplicas": 10, "metrics": lag("stack"), "dryRun": true}),
         ),
-        // The broker is unreachable: never scale to zero on unknown lag.
+        // A raw address, refused (not a --kafka-cluster name, no --kafka-allow-raw-addresses):
+        // the lag is unknown, so never scale to zero; the condition names the address.
         (
             "zero",
             json!({"targetRef": target("zero"), "minReplicas": 0, "maxReplicas": 10, "metrics": lag("127.0.0.1:1")}),
@@ -468,7 +469,7 @@ async fn lag_loop(
     // Unknown lag, a stopped Prometheus and a formula that does not type-check: each holds,
     // and its condition names the broker, the URL or the field.
     let holds = [
-        ("zero", "127.0.0.1:1"),
+        ("zero", "spec.metrics[0].kafkaLag.cluster: \"127.0.0.1:1\""),
         ("prom", dead_prometheus.as_str()),
         ("bad", "spec.formula"),
     ];

@@ -15,6 +15,12 @@
 //! A partition whose leader answered NOT_LEADER / UNKNOWN_TOPIC triggers a metadata refresh
 //! and one retry in the same round. Connections are reused across rounds; a failed broker is
 //! retried with exponential backoff (0.5s doubling to 30s).
+//!
+//! Bounds: every request has `request_timeout`; the whole round (bootstrap tries, metadata,
+//! every broker) has `round_timeout` ([`KafkaError::RoundTimeout`]); response frames, advertised
+//! brokers, groups and partitions are capped by [`Limits`] ([`KafkaError::FrameTooLarge`],
+//! [`KafkaError::TooMany`]). An advertised broker whose address is not a plain `host:port` is
+//! not contacted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -32,6 +38,7 @@ use super::auth::Credentials;
 use super::conn::Connection;
 use super::error::{KafkaError, check, needs_metadata_refresh};
 use super::lag::PartitionOffsets;
+use super::limits::{Cap, Limits};
 use super::tls::{Tls, TlsConfig};
 
 /// How to reach one Kafka cluster.
@@ -45,6 +52,10 @@ pub struct ClientConfig {
     pub client_id: String,
     /// Bound on connect and on every request.
     pub request_timeout: Duration,
+    /// Bound on one whole collection round.
+    pub round_timeout: Duration,
+    /// Caps on frames, advertised brokers, groups and partitions.
+    pub limits: Limits,
     /// SASL credentials (PLAIN or SCRAM), if the listener needs them.
     pub sasl: Option<Credentials>,
     /// TLS, if the listener needs it.
@@ -52,13 +63,16 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A config with Tidal's defaults (client id `tidal`, 5s timeout).
+    /// A config with Tidal's defaults (client id `tidal`, 5s per request, 10s per round, the
+    /// default [`Limits`]).
     pub fn new(cluster: &str, bootstrap: &[&str]) -> Self {
         Self {
             cluster: cluster.to_string(),
             bootstrap: bootstrap.iter().map(|s| s.to_string()).collect(),
             client_id: "tidal".to_string(),
             request_timeout: Duration::from_secs(5),
+            round_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
             sasl: None,
             tls: None,
         }
@@ -136,6 +150,17 @@ pub enum Selection {
     Groups(Vec<String>),
 }
 
+impl Selection {
+    /// Whether a listed group is one this selection collects.
+    fn keeps(&self, group: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Matching(keep) => keep(group),
+            Selection::Groups(gs) => gs.iter().any(|g| g == group),
+        }
+    }
+}
+
 impl std::fmt::Debug for Selection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -161,6 +186,9 @@ pub struct Client {
     conns: HashMap<String, Connection>,
     backoff: HashMap<String, Backoff>,
     tls: Option<Tls>,
+    /// The broker a request is on the wire to: if the round's deadline cancels it there, its
+    /// connection is mid-frame and is dropped.
+    in_flight: Option<String>,
 }
 
 impl Client {
@@ -182,7 +210,14 @@ impl Client {
             conns: HashMap::new(),
             backoff: HashMap::new(),
             tls,
+            in_flight: None,
         })
+    }
+
+    /// Whether a connection to `addr` is open (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_connected(&self, addr: &str) -> bool {
+        self.conns.contains_key(addr)
     }
 
     /// The cluster name from the config.
@@ -207,6 +242,7 @@ impl Client {
                 addr,
                 &self.cfg.client_id,
                 self.cfg.request_timeout,
+                self.cfg.limits.max_frame_bytes,
                 self.cfg.sasl.as_ref(),
                 self.tls.as_ref(),
             )
@@ -234,7 +270,7 @@ impl Client {
             .get_mut(addr)
             .ok_or_else(|| KafkaError::NoBrokerReachable {
                 cluster: self.cfg.cluster.clone(),
-                tried: addr.to_string(),
+                attempts: Vec::new(),
             })
     }
 
@@ -246,12 +282,21 @@ impl Client {
         min_version: i16,
         counts: &mut RequestCounts,
     ) -> Result<(R::Response, i16), KafkaError> {
-        let conn = self.conn(addr).await?;
-        counts.add(super::conn::api_name(R::KEY));
-        let res = conn.send(req, min_version).await;
+        self.in_flight = Some(addr.to_string());
+        let res = match self.conn(addr).await {
+            Ok(conn) => {
+                counts.add(super::conn::api_name(R::KEY));
+                conn.send(req, min_version).await
+            }
+            Err(e) => Err(e),
+        };
+        self.in_flight = None;
         if matches!(
             res,
-            Err(KafkaError::Io { .. } | KafkaError::Timeout { .. } | KafkaError::Codec { .. })
+            Err(KafkaError::Io { .. }
+                | KafkaError::Timeout { .. }
+                | KafkaError::Codec { .. }
+                | KafkaError::FrameTooLarge { .. })
         ) {
             self.conns.remove(addr);
         }
@@ -269,59 +314,112 @@ impl Client {
     }
 
     /// Metadata for all topics from the first broker that answers; updates the broker list.
+    /// Returns the partition leaders and the advertised brokers that were skipped.
     async fn metadata(
         &mut self,
         counts: &mut RequestCounts,
-    ) -> Result<BTreeMap<Tp, i32>, KafkaError> {
+    ) -> Result<(BTreeMap<Tp, i32>, Vec<KafkaError>), KafkaError> {
         let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
         for b in &self.cfg.bootstrap {
             if !candidates.contains(b) {
                 candidates.push(b.clone());
             }
         }
-        let mut tried = Vec::new();
+        let mut attempts = Vec::new();
         for addr in candidates {
             let req = MetadataRequest::default().with_topics(None);
             match self.send(&addr, &req, 1, counts).await {
-                Ok((resp, _)) => {
-                    self.brokers = resp
-                        .brokers
-                        .iter()
-                        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-                        .collect();
-                    let mut leaders = BTreeMap::new();
-                    for t in &resp.topics {
-                        let Some(name) = t.name.as_ref() else {
-                            continue;
-                        };
-                        if t.error_code != 0 || t.is_internal {
-                            continue;
-                        }
-                        for p in &t.partitions {
-                            leaders.insert((name.0.to_string(), p.partition_index), p.leader_id.0);
-                        }
-                    }
-                    return Ok(leaders);
-                }
+                Ok((resp, _)) => return self.read_metadata(&addr, resp),
                 // Wrong credentials or TLS trust are not reachability problems: say so directly.
                 Err(e @ (KafkaError::Auth { .. } | KafkaError::TlsHandshake { .. })) => {
                     return Err(e);
                 }
-                Err(e) => tried.push(format!("{addr} ({e})")),
+                Err(e) => attempts.push(e),
             }
         }
         Err(KafkaError::NoBrokerReachable {
             cluster: self.cfg.cluster.clone(),
-            tried: tried.join("; "),
+            attempts,
         })
     }
 
-    /// One collection round. Fails only when no broker answers Metadata; any other failure is
+    /// Checks a Metadata response against the caps and takes its brokers and leaders.
+    fn read_metadata(
+        &mut self,
+        addr: &str,
+        resp: kafka_protocol::messages::MetadataResponse,
+    ) -> Result<(BTreeMap<Tp, i32>, Vec<KafkaError>), KafkaError> {
+        let limits = self.cfg.limits;
+        let too_many = |cap: Cap, max: usize| KafkaError::TooMany {
+            cluster: self.cfg.cluster.clone(),
+            broker: addr.to_string(),
+            cap,
+            max,
+        };
+        if resp.brokers.len() > limits.max_brokers {
+            return Err(too_many(Cap::Brokers, limits.max_brokers));
+        }
+        let partitions: usize = resp.topics.iter().map(|t| t.partitions.len()).sum();
+        if partitions > limits.max_partitions {
+            return Err(too_many(Cap::Partitions, limits.max_partitions));
+        }
+        let mut skipped = Vec::new();
+        self.brokers = BTreeMap::new();
+        for b in &resp.brokers {
+            match advertised_addr(b.host.as_str(), b.port) {
+                Some(a) => {
+                    self.brokers.insert(b.node_id.0, a);
+                }
+                None => {
+                    tracing::debug!(broker = addr, node_id = b.node_id.0, host = ?b.host.as_str(),
+                        port = b.port, "advertised address skipped");
+                    skipped.push(KafkaError::BadAdvertisedAddress {
+                        broker: addr.to_string(),
+                        node_id: b.node_id.0,
+                    });
+                }
+            }
+        }
+        let mut leaders = BTreeMap::new();
+        for t in &resp.topics {
+            let Some(name) = t.name.as_ref() else {
+                continue;
+            };
+            if t.error_code != 0 || t.is_internal {
+                continue;
+            }
+            for p in &t.partitions {
+                leaders.insert((name.0.to_string(), p.partition_index), p.leader_id.0);
+            }
+        }
+        Ok((leaders, skipped))
+    }
+
+    /// One collection round, bounded by `round_timeout`. Fails when no broker answers
+    /// Metadata, when a cap is passed or when the deadline passes; any other failure is
     /// recorded in [`Round::errors`] and leaves the affected values absent (never zero).
     pub async fn collect(&mut self, selection: &Selection) -> Result<Round, KafkaError> {
+        let after = self.cfg.round_timeout;
+        match tokio::time::timeout(after, self.collect_round(selection)).await {
+            Ok(r) => r,
+            Err(_) => {
+                // The request cut off by the deadline left its connection mid-frame.
+                if let Some(addr) = self.in_flight.take() {
+                    self.conns.remove(&addr);
+                }
+                Err(KafkaError::RoundTimeout {
+                    cluster: self.cfg.cluster.clone(),
+                    after,
+                })
+            }
+        }
+    }
+
+    async fn collect_round(&mut self, selection: &Selection) -> Result<Round, KafkaError> {
         let mut round = Round::default();
         let mut counts = RequestCounts::default();
-        let mut leaders = self.metadata(&mut counts).await?;
+        let (mut leaders, skipped) = self.metadata(&mut counts).await?;
+        round.errors.extend(skipped);
 
         // 2. Discovery: ListGroups on every broker yields groups and their coordinators.
         let mut coordinator: BTreeMap<String, i32> = BTreeMap::new();
@@ -340,9 +438,18 @@ impl Client {
                     for g in resp.groups {
                         // Classic consumer groups and the new (KIP-848) consumer protocol.
                         let pt = g.protocol_type.as_str();
-                        if pt == "consumer" || pt.is_empty() {
-                            coordinator.insert(g.group_id.0.to_string(), *node);
+                        let id = g.group_id.0.as_str();
+                        if (pt == "consumer" || pt.is_empty()) && selection.keeps(id) {
+                            coordinator.insert(id.to_string(), *node);
                         }
+                    }
+                    if coordinator.len() > self.cfg.limits.max_groups {
+                        return Err(KafkaError::TooMany {
+                            cluster: self.cfg.cluster.clone(),
+                            broker: addr,
+                            cap: Cap::Groups,
+                            max: self.cfg.limits.max_groups,
+                        });
                     }
                 }
                 Err(e) => round.errors.push(e),
@@ -448,7 +555,9 @@ impl Client {
                 break;
             }
             // Leaders moved or a topic changed: refresh once and retry those partitions.
-            leaders = self.metadata(&mut counts).await?;
+            let (fresh, skipped) = self.metadata(&mut counts).await?;
+            leaders = fresh;
+            round.errors.extend(skipped);
             tps = stale
                 .into_iter()
                 .filter(|tp| leaders.contains_key(tp))
@@ -694,6 +803,26 @@ impl Client {
         stale.dedup();
         stale
     }
+}
+
+/// `host:port` for an advertised broker, or None when the host is not a plain DNS name or IP
+/// address (at most 253 characters of letters, digits, `.`, `-`, `_`, `:` for IPv6) or the port
+/// is not 1..=65535: such a broker is never contacted, and its text never reaches a message.
+pub fn advertised_addr(host: &str, port: i32) -> Option<String> {
+    let ok_host = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':'));
+    let port = u16::try_from(port).ok().filter(|p| *p > 0)?;
+    if !ok_host {
+        return None;
+    }
+    Some(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 /// Decodes a classic consumer group member's assignment (`ConsumerProtocolAssignment`,

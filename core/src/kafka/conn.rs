@@ -11,19 +11,18 @@ use kafka_protocol::messages::{
     SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::auth::{Credentials, Mechanism, Scram, new_nonce, plain_message};
+use super::auth::{Credentials, Mechanism, Scram, ScramError, new_nonce, plain_message};
 use super::error::KafkaError;
-use super::tls::Tls;
+use super::frame::{FrameError, read_frame};
+use super::tls::{Tls, handshake_failure};
 
 /// A byte stream to a broker: plain TCP or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// The largest response frame accepted (a guard against a garbage length prefix).
-const MAX_FRAME_BYTES: usize = 256 << 20;
 /// ApiVersions is sent at v3 (flexible); every Kafka ≥ 2.4 answers it, and Kafka 4 needs it.
 const API_VERSIONS_VERSION: i16 = 3;
 
@@ -36,15 +35,24 @@ pub struct Connection {
     versions: HashMap<i16, (i16, i16)>,
     timeout: Duration,
     client_id: StrBytes,
+    /// Responses announcing more than this are refused ([`KafkaError::FrameTooLarge`]).
+    max_frame_bytes: usize,
+}
+
+/// How a request failed between writing it and having its body.
+enum WireError {
+    Io(std::io::Error),
+    Frame(FrameError),
 }
 
 impl Connection {
     /// Connects to `addr`, negotiates API versions and, with `sasl`, authenticates; each step
-    /// is bounded by `timeout`.
+    /// is bounded by `timeout`, and every response frame by `max_frame_bytes`.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         timeout: Duration,
+        max_frame_bytes: usize,
         sasl: Option<&Credentials>,
         tls: Option<&Tls>,
     ) -> Result<Self, KafkaError> {
@@ -73,7 +81,10 @@ impl Connection {
                         broker: addr.to_string(),
                         api: "TLS handshake",
                     })?
-                    .map_err(|e| handshake_err(e.to_string()))?;
+                    .map_err(|e| {
+                        tracing::debug!(broker = addr, error = %e, "TLS handshake failed");
+                        handshake_err(handshake_failure(&e))
+                    })?;
                 Box::new(s)
             }
         };
@@ -84,6 +95,7 @@ impl Connection {
             versions: HashMap::new(),
             timeout,
             client_id: StrBytes::from_string(client_id.to_string()),
+            max_frame_bytes,
         };
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("tidal"))
@@ -111,13 +123,29 @@ impl Connection {
             .with_mechanism(StrBytes::from_static_str(c.mechanism.name()));
         let resp = self.send_at(&hs, 1).await?;
         if resp.error_code != 0 {
+            // Only mechanism names Tidal knows are repeated; anything else is counted.
             let offered: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            let known: Vec<&str> = offered
+                .iter()
+                .copied()
+                .filter(|m| Mechanism::parse(m).is_some())
+                .collect();
+            let others = offered.len() - known.len();
+            let mut list = known.join(", ");
+            if others > 0 {
+                if !list.is_empty() {
+                    list.push_str(", ");
+                }
+                list.push_str(&format!("{others} other(s)"));
+            }
+            if list.is_empty() {
+                list.push_str("none");
+            }
             return Err(auth_err(
                 &self.addr,
                 format!(
-                    "mechanism {} is not enabled on this listener (it offers: {})",
-                    c.mechanism.name(),
-                    offered.join(", ")
+                    "mechanism {} is not enabled on this listener (it offers: {list})",
+                    c.mechanism.name()
                 ),
             ));
         }
@@ -130,11 +158,11 @@ impl Connection {
                 let server_first = self.sasl_step(scram.client_first()).await?;
                 let client_final = scram
                     .client_final(&server_first)
-                    .map_err(|e| auth_err(&self.addr, e.to_string()))?;
+                    .map_err(|e| auth_err(&self.addr, scram_failure(&self.addr, &e)))?;
                 let server_final = self.sasl_step(client_final).await?;
                 scram
                     .verify_server_final(&server_final)
-                    .map_err(|e| auth_err(&self.addr, e.to_string()))?;
+                    .map_err(|e| auth_err(&self.addr, scram_failure(&self.addr, &e)))?;
             }
         }
         Ok(())
@@ -145,22 +173,20 @@ impl Connection {
         let v = self.version::<SaslAuthenticateRequest>(0)?.min(2);
         let resp = self.send_at(&req, v).await?;
         if resp.error_code != 0 {
-            let msg = resp
-                .error_message
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            let msg = if msg.is_empty() {
-                "rejected".to_string()
-            } else {
-                msg
+            // The server's message is its own text: logged, not put in the error.
+            tracing::debug!(
+                broker = %self.addr,
+                code = resp.error_code,
+                message = ?resp.error_message.as_ref().map(|m| m.as_str()),
+                "SaslAuthenticate refused"
+            );
+            let name = match kafka_protocol::ResponseError::try_from_code(resp.error_code) {
+                Some(kafka_protocol::ResponseError::Unknown(_)) | None => "rejected".to_string(),
+                Some(e) => format!("{e} (code {})", resp.error_code),
             };
             return Err(KafkaError::Auth {
                 broker: self.addr.clone(),
-                detail: format!(
-                    "{msg} (check the username and password; code {})",
-                    resp.error_code
-                ),
+                detail: format!("{name}: check the username and password"),
             });
         }
         Ok(resp.auth_bytes)
@@ -185,11 +211,15 @@ impl Connection {
                 })?;
         let v = bmax.min(R::VERSIONS.max);
         if v < bmin.max(R::VERSIONS.min) || v < min_needed {
+            // The broker's range is its own numbers: logged, not put in the error.
+            tracing::debug!(broker = %self.addr, api, bmin, bmax, "no common version");
             return Err(KafkaError::Unsupported {
                 broker: self.addr.clone(),
                 api,
                 detail: format!(
-                    "broker offers v{bmin}..v{bmax}, Tidal needs at least v{min_needed}"
+                    "no version in common (Tidal needs v{}..v{}, at least v{min_needed})",
+                    R::VERSIONS.min,
+                    R::VERSIONS.max
                 ),
             });
         }
@@ -229,33 +259,63 @@ impl Connection {
                 broker: self.addr.clone(),
                 api,
             })?
-            .map_err(|source| KafkaError::Io {
+            .map_err(|e| match e {
+                WireError::Io(source) | WireError::Frame(FrameError::Io(source)) => {
+                    KafkaError::Io {
+                        broker: self.addr.clone(),
+                        api,
+                        source,
+                    }
+                }
+                WireError::Frame(FrameError::TooLarge { len, max }) => {
+                    tracing::debug!(broker = %self.addr, api, len, max, "response frame over the cap");
+                    KafkaError::FrameTooLarge {
+                        broker: self.addr.clone(),
+                        api,
+                        len,
+                        max,
+                    }
+                }
+                WireError::Frame(FrameError::Invalid { len }) => {
+                    tracing::debug!(broker = %self.addr, api, len, "invalid response frame length");
+                    KafkaError::Codec {
+                        broker: self.addr.clone(),
+                        api,
+                        detail: format!("frame length {len}"),
+                    }
+                }
+            })?;
+        decode_response::<R>(body, version, correlation).map_err(|detail| {
+            tracing::debug!(broker = %self.addr, api, %detail, "malformed response");
+            KafkaError::Codec {
                 broker: self.addr.clone(),
                 api,
-                source,
-            })?;
-        decode_response::<R>(body, version, correlation).map_err(|detail| KafkaError::Codec {
-            broker: self.addr.clone(),
-            api,
-            detail,
+                detail,
+            }
         })
     }
 
-    async fn roundtrip(&mut self, frame: &[u8]) -> std::io::Result<Bytes> {
-        self.stream.write_all(frame).await?;
-        let len = self.stream.read_i32().await?;
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|l| *l <= MAX_FRAME_BYTES)
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("bad frame length {len}"),
-                )
-            })?;
-        let mut buf = BytesMut::zeroed(len);
-        self.stream.read_exact(&mut buf).await?;
-        Ok(buf.freeze())
+    async fn roundtrip(&mut self, frame: &[u8]) -> Result<Bytes, WireError> {
+        self.stream.write_all(frame).await.map_err(WireError::Io)?;
+        let mut buf = Vec::new();
+        read_frame(&mut self.stream, self.max_frame_bytes, &mut buf)
+            .await
+            .map_err(WireError::Frame)
+    }
+}
+
+/// A failed SCRAM exchange in fixed words (the server's `e=` text goes to the debug log).
+fn scram_failure(broker: &str, e: &ScramError) -> String {
+    match e {
+        ScramError::ServerFinal(text) => {
+            tracing::debug!(broker, error = %text, "SCRAM server-final error");
+            "the server refused the SCRAM proof: check the username and password".into()
+        }
+        ScramError::ServerFirst(_) => {
+            tracing::debug!(broker, error = %e, "SCRAM server-first message");
+            "the server's first SCRAM message is malformed".into()
+        }
+        ScramError::Nonce | ScramError::ServerSignature => e.to_string(),
     }
 }
 

@@ -1,7 +1,16 @@
 //! Errors of the Kafka client. Every variant names the broker (and the API, group or topic
 //! where there is one) and maps to a fixed metric label with [`KafkaError::reason`].
+//!
+//! The messages (`Display`) go into policy statuses, so they never carry bytes a server sent:
+//! no payload, no decoded garbage, no server error message, no announced frame length. They say
+//! which broker (as configured or as advertised in a valid Metadata response), which step and
+//! which cap. What the server sent is kept in fields (`Debug`) and in debug logs.
+
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
+
+use super::limits::Cap;
 
 /// Why a Kafka request or collection round failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +30,8 @@ pub enum KafkaError {
         api: &'static str,
         source: std::io::Error,
     },
-    #[error("broker {broker}: {api}: malformed message: {detail}")]
+    /// `detail` is the decoder's account of what the server sent: for logs, not for messages.
+    #[error("broker {broker}: {api}: malformed response")]
     Codec {
         broker: String,
         api: &'static str,
@@ -33,7 +43,8 @@ pub enum KafkaError {
         api: &'static str,
         detail: String,
     },
-    #[error("broker {broker}: {api} failed: {error} (code {code})")]
+    /// `error` is the name of a known Kafka error code (with the code), or "an unknown error code".
+    #[error("broker {broker}: {api} failed: {error}")]
     Broker {
         broker: String,
         api: &'static str,
@@ -48,8 +59,53 @@ pub enum KafkaError {
     Auth { broker: String, detail: String },
     #[error("no broker is known for node id {node_id} (metadata from {broker})")]
     UnknownNode { broker: String, node_id: i32 },
-    #[error("no broker of cluster {cluster} is reachable (tried: {tried})")]
-    NoBrokerReachable { cluster: String, tried: String },
+    #[error(
+        "broker {broker}: Metadata: node {node_id} advertises an address that is not a plain \
+         host:port (not contacted)"
+    )]
+    BadAdvertisedAddress { broker: String, node_id: i32 },
+    #[error("no broker of cluster {cluster} is reachable (tried: {})", join(.attempts))]
+    NoBrokerReachable {
+        cluster: String,
+        attempts: Vec<KafkaError>,
+    },
+    /// `len` is the length the server announced: for logs, not for messages.
+    #[error(
+        "broker {broker}: {api}: the response frame is larger than the cap of {max} bytes \
+         (max_frame_bytes)"
+    )]
+    FrameTooLarge {
+        broker: String,
+        api: &'static str,
+        len: u64,
+        max: usize,
+    },
+    #[error(
+        "kafka cluster {cluster}: the collection round did not finish within {:.1}s \
+         (round_timeout)", .after.as_secs_f64()
+    )]
+    RoundTimeout { cluster: String, after: Duration },
+    #[error(
+        "kafka cluster {cluster}: broker {broker} reports more than {max} {cap} (cap {}: the \
+         round is refused)", .cap.field()
+    )]
+    TooMany {
+        cluster: String,
+        broker: String,
+        cap: Cap,
+        max: usize,
+    },
+}
+
+fn join(errors: &[KafkaError]) -> String {
+    if errors.is_empty() {
+        return "nothing".into();
+    }
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl KafkaError {
@@ -66,7 +122,10 @@ impl KafkaError {
             KafkaError::Auth { .. } => "auth",
             KafkaError::Tls { .. } => "config",
             KafkaError::TlsHandshake { .. } => "tls",
-            KafkaError::UnknownNode { .. } => "metadata",
+            KafkaError::UnknownNode { .. } | KafkaError::BadAdvertisedAddress { .. } => "metadata",
+            KafkaError::FrameTooLarge { .. } => "frame_too_large",
+            KafkaError::RoundTimeout { .. } => "timeout",
+            KafkaError::TooMany { .. } => "cap",
         }
     }
 }
@@ -75,11 +134,18 @@ impl KafkaError {
 pub fn check(broker: &str, api: &'static str, code: i16) -> Result<(), KafkaError> {
     match ResponseError::try_from_code(code) {
         None => Ok(()),
+        // An unknown code is the server's number: not echoed.
+        Some(ResponseError::Unknown(_)) => Err(KafkaError::Broker {
+            broker: broker.to_string(),
+            api,
+            code,
+            error: "an unknown error code".into(),
+        }),
         Some(e) => Err(KafkaError::Broker {
             broker: broker.to_string(),
             api,
             code,
-            error: e.to_string(),
+            error: format!("{e} (code {code})"),
         }),
     }
 }
@@ -116,5 +182,12 @@ mod tests {
         assert!(needs_metadata_refresh(3));
         assert!(!needs_metadata_refresh(0));
         assert!(!needs_metadata_refresh(29)); // TopicAuthorizationFailed: refreshing will not help
+        let e = check("b:1", "Metadata", 12345)
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            !e.contains("12345") && e.contains("unknown error code"),
+            "{e}"
+        );
     }
 }

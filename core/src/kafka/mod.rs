@@ -2,6 +2,8 @@
 //!
 //! - [`auth`]: SASL PLAIN and SCRAM-SHA-256/512.
 //! - [`conn`]: one broker connection with ApiVersions negotiation, framing and timeouts.
+//! - [`frame`]: reading a size-prefixed frame against a cap, growing only as bytes arrive.
+//! - [`limits`]: per-round caps (frame bytes, advertised brokers, groups, partitions).
 //! - [`client`]: the batched collection round (O(brokers + coordinators) requests).
 //! - [`lag`]: pure lag arithmetic (reset policies, sums).
 //! - [`history`]: per-partition history: Burrow-style status, time lag, rates, time to drain.
@@ -12,9 +14,16 @@ pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod frame;
 pub mod history;
 pub mod lag;
+pub mod limits;
 pub mod tls;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod hardening_tests;
 
 pub use auth::{Credentials, Mechanism};
 pub use client::{
@@ -23,4 +32,5 @@ pub use client::{
 pub use error::KafkaError;
 pub use history::{PartitionHistory, Status, time_to_drain};
 pub use lag::{LagSum, PartitionOffsets, ResetPolicy, partition_lag};
+pub use limits::{Cap, Limits};
 pub use tls::TlsConfig;

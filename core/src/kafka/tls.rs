@@ -85,6 +85,36 @@ impl Tls {
     }
 }
 
+/// Why a TLS handshake failed, in fixed words: the certificate's names, the alert and the
+/// bytes the server sent are not echoed (they go to the debug log).
+pub fn handshake_failure(e: &std::io::Error) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return format!("connection failed during the handshake ({})", e.kind());
+    };
+    let cert = |c: &C| match c {
+        C::UnknownIssuer => "unknown issuer",
+        C::NotValidForName | C::NotValidForNameContext { .. } => "not valid for the server name",
+        C::Expired | C::ExpiredContext { .. } => "expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet",
+        C::BadSignature => "bad signature",
+        C::Revoked => "revoked",
+        C::BadEncoding => "malformed",
+        _ => "rejected",
+    };
+    match tls {
+        E::InvalidCertificate(c) => format!("invalid peer certificate: {}", cert(c)),
+        E::NoCertificatesPresented => "the server presented no certificate".into(),
+        E::AlertReceived(_) => "the server ended the handshake with an alert".into(),
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. }
+        | E::PeerSentOversizedRecord => "the server does not speak TLS on this port".into(),
+        E::PeerIncompatible(_) => "no TLS version or cipher suite in common".into(),
+        _ => "TLS protocol error".into(),
+    }
+}
+
 fn load_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?

@@ -111,7 +111,7 @@ pub fn observations(
     sample_window_seconds: f64,
 ) -> Vec<Observation> {
     let mut out = Vec::new();
-    for m in &spec.metrics {
+    for (i, m) in spec.metrics.iter().enumerate() {
         if let Some(r) = &m.resource {
             match &g.usage {
                 Some(Ok(usage)) => {
@@ -156,6 +156,11 @@ pub fn observations(
                         produce_rate_per_second: r.produce_rate_per_second,
                     }),
                 }),
+                // A cluster the scaler does not know: the policy's field is what to fix.
+                Some(Err(e @ SourceError::KafkaClusterNotConfigured { .. })) => out.push(failed(
+                    &m.name,
+                    format!("spec.metrics[{i}].kafkaLag.cluster: {e}"),
+                )),
                 Some(Err(e)) => out.push(failed(&m.name, e)),
                 None => out.push(failed(&m.name, "lag was not gathered")),
             }
@@ -304,6 +309,35 @@ mod tests {
                 .error
                 .as_deref()
                 .is_some_and(|e| e.contains("127.0.0.1:1"))
+        );
+    }
+
+    #[test]
+    fn an_unconfigured_kafka_cluster_names_the_policy_field() {
+        let s = spec(serde_json::json!([
+            {"name": "rps", "prometheus": {"query": "vector(1)", "targetValue": "1"}},
+            {"name": "lag", "kafkaLag": {"cluster": "10.0.0.9:9092", "group": "g", "lagPerReplica": 10}}
+        ]));
+        let mut g = Gathered::default();
+        g.prometheus.insert("vector(1)".into(), Ok(vec![]));
+        g.kafka.insert(
+            lag_query(s.metrics[1].kafka_lag.as_ref().expect("lag")),
+            Err(SourceError::KafkaClusterNotConfigured {
+                cluster: "10.0.0.9:9092".into(),
+                configured: vec!["main".into()],
+            }),
+        );
+        let obs = observations(&s, "ns", &[], &g, 1.0);
+        let e = obs
+            .iter()
+            .find(|o| o.metric == "lag")
+            .and_then(|o| o.error.clone())
+            .expect("an error");
+        assert!(
+            e.starts_with(
+                "spec.metrics[1].kafkaLag.cluster: \"10.0.0.9:9092\" is not a Kafka cluster"
+            ) && e.contains("--kafka-allow-raw-addresses"),
+            "{e}"
         );
     }
 

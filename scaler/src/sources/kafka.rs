@@ -1,6 +1,9 @@
 //! Consumer-group lag read straight from the brokers with tidal-core's batched client: one
 //! collection round per cluster per cycle, for every group any policy asks about on that
-//! cluster (O(brokers + coordinators) requests, not O(policies)).
+//! cluster (O(brokers + coordinators) requests, not O(policies)). Clusters are collected
+//! concurrently ([`MAX_CONCURRENT_ROUNDS`]), each round bounded by `--kafka-round-timeout-seconds`
+//! and the client's caps; a `kafkaLag.cluster` must be a `--kafka-cluster` name unless
+//! `--kafka-allow-raw-addresses` is set.
 //!
 //! A reading is exact or it says what it does not know:
 //! - the round failing (no broker answers) is an error for every group of that cluster;
@@ -12,8 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use futures::StreamExt;
 use tidal_core::kafka::{
-    Client, ClientConfig, PartitionHistory, ResetPolicy, Round, Selection, partition_lag,
+    Client, ClientConfig, Limits, PartitionHistory, ResetPolicy, Round, Selection, partition_lag,
 };
 
 use super::SourceError;
@@ -21,7 +25,8 @@ use super::SourceError;
 /// What one `kafkaLag` metric asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LagQuery {
-    /// A `--kafka-cluster` name, or a bootstrap list (`host:port,host:port`).
+    /// A `--kafka-cluster` name, or (with `--kafka-allow-raw-addresses`) a bootstrap list
+    /// (`host:port,host:port`).
     pub cluster: String,
     pub group: String,
     /// Empty: every topic the group has committed offsets for or is assigned.
@@ -78,16 +83,45 @@ struct ClusterState {
     committed: HashMap<Key, i64>,
 }
 
+/// Rounds of different clusters in flight at once (one slow cluster never delays the others;
+/// each round is bounded by its own deadline).
+pub const MAX_CONCURRENT_ROUNDS: usize = 8;
+
+/// How the source talks to every cluster (the `--kafka-*` flags).
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// Bound on connect and on every request.
+    pub request_timeout: Duration,
+    /// Bound on one cluster's whole round.
+    pub round_timeout: Duration,
+    /// Frame, broker, group and partition caps.
+    pub limits: Limits,
+    /// Accept a `kafkaLag.cluster` that is not a configured name as a bootstrap list.
+    pub allow_raw_addresses: bool,
+}
+
+impl KafkaOptions {
+    /// Tidal's defaults for a request timeout: the round gets twice it.
+    pub fn new(request_timeout: Duration) -> Self {
+        Self {
+            request_timeout,
+            round_timeout: request_timeout.saturating_mul(2),
+            limits: Limits::default(),
+            allow_raw_addresses: false,
+        }
+    }
+}
+
 /// Lag for the controller; owns one client per cluster.
 pub struct KafkaSource {
     named: HashMap<String, Vec<String>>,
-    timeout: Duration,
+    options: KafkaOptions,
     clusters: tokio::sync::Mutex<HashMap<String, ClusterState>>,
 }
 
 impl KafkaSource {
     /// `named` are the `--kafka-cluster name=host:port[;host:port]` entries.
-    pub fn new(named: &[String], timeout: Duration) -> Result<Self, SourceError> {
+    pub fn new(named: &[String], options: KafkaOptions) -> Result<Self, SourceError> {
         let mut map = HashMap::new();
         for entry in named {
             let Some((name, servers)) = entry.split_once('=') else {
@@ -110,99 +144,154 @@ impl KafkaSource {
         }
         Ok(Self {
             named: map,
-            timeout,
+            options,
             clusters: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    fn bootstrap(&self, cluster: &str) -> Vec<String> {
-        match self.named.get(cluster) {
-            Some(s) => s.clone(),
-            None => cluster
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
+    /// The bootstrap list of a `kafkaLag.cluster`: a configured name, or (only with
+    /// `allow_raw_addresses`) the value itself read as `host:port,host:port`.
+    fn bootstrap(&self, cluster: &str) -> Result<Vec<String>, SourceError> {
+        if let Some(s) = self.named.get(cluster) {
+            return Ok(s.clone());
         }
+        if !self.options.allow_raw_addresses {
+            let mut configured: Vec<String> = self.named.keys().cloned().collect();
+            configured.sort();
+            return Err(SourceError::KafkaClusterNotConfigured {
+                cluster: cluster.to_string(),
+                configured,
+            });
+        }
+        Ok(cluster
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
-    /// One reading per query, in order. One round per distinct cluster.
+    fn client(&self, cluster: &str) -> Result<ClusterState, SourceError> {
+        let bootstrap = self.bootstrap(cluster)?;
+        let refs: Vec<&str> = bootstrap.iter().map(String::as_str).collect();
+        let mut cfg = ClientConfig::new(cluster, &refs);
+        cfg.client_id = "tidal-scaler".to_string();
+        cfg.request_timeout = self.options.request_timeout;
+        cfg.round_timeout = self.options.round_timeout;
+        cfg.limits = self.options.limits;
+        let client = Client::new(cfg).map_err(|e| kafka_error(cluster, "*", &e))?;
+        Ok(ClusterState {
+            client,
+            history: HashMap::new(),
+            committed: HashMap::new(),
+        })
+    }
+
+    /// One reading per query, in order. One round per distinct cluster, at most
+    /// [`MAX_CONCURRENT_ROUNDS`] clusters at once.
     pub async fn collect(
         &self,
         queries: &[LagQuery],
         now_unix_seconds: f64,
     ) -> Vec<Result<LagReading, SourceError>> {
-        let mut by_cluster: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        for q in queries {
-            by_cluster
-                .entry(q.cluster.as_str())
-                .or_default()
-                .insert(q.group.clone());
+        // cluster -> (groups, indexes of its queries)
+        let mut by_cluster: BTreeMap<&str, (BTreeSet<String>, Vec<usize>)> = BTreeMap::new();
+        for (i, q) in queries.iter().enumerate() {
+            let e = by_cluster.entry(q.cluster.as_str()).or_default();
+            e.0.insert(q.group.clone());
+            e.1.push(i);
         }
-        let mut rounds: HashMap<&str, Result<Round, SourceError>> = HashMap::new();
+        let mut out: Vec<Option<Result<LagReading, SourceError>>> =
+            (0..queries.len()).map(|_| None).collect();
         let mut clusters = self.clusters.lock().await;
-        for (cluster, groups) in by_cluster {
-            let state = match clusters.entry(cluster.to_string()) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    let bootstrap = self.bootstrap(cluster);
-                    let refs: Vec<&str> = bootstrap.iter().map(String::as_str).collect();
-                    let mut cfg = ClientConfig::new(cluster, &refs);
-                    cfg.client_id = "tidal-scaler".to_string();
-                    cfg.request_timeout = self.timeout;
-                    match Client::new(cfg) {
-                        Ok(client) => v.insert(ClusterState {
-                            client,
-                            history: HashMap::new(),
-                            committed: HashMap::new(),
-                        }),
-                        Err(e) => {
-                            rounds.insert(cluster, Err(kafka_error(cluster, "*", &e)));
-                            continue;
-                        }
+        for (cluster, (_, idxs)) in &by_cluster {
+            if clusters.contains_key(*cluster) {
+                continue;
+            }
+            match self.client(cluster) {
+                Ok(state) => {
+                    clusters.insert(cluster.to_string(), state);
+                }
+                Err(e) => {
+                    for i in idxs {
+                        out[*i] = Some(Err(for_group(&e, &queries[*i].group)));
                     }
                 }
-            };
-            let selection = Selection::Groups(groups.into_iter().collect());
-            let round = match state.client.collect(&selection).await {
-                Ok(r) => Ok(r),
-                Err(e) => Err(kafka_error(cluster, "*", &e)),
-            };
-            rounds.insert(cluster, round);
+            }
         }
-        queries
-            .iter()
-            .map(|q| match rounds.get(q.cluster.as_str()) {
-                Some(Ok(round)) => match clusters.get_mut(q.cluster.as_str()) {
-                    Some(state) => reading(state, round, q, now_unix_seconds),
-                    None => Err(SourceError::Kafka {
+        // Disjoint `&mut` states, one future per cluster.
+        let jobs: Vec<_> = clusters
+            .iter_mut()
+            .filter_map(|(name, state)| {
+                by_cluster.get(name.as_str()).map(|(groups, idxs)| {
+                    cluster_readings(name, state, groups, idxs, queries, now_unix_seconds)
+                })
+            })
+            .collect();
+        let done: Vec<Vec<(usize, Result<LagReading, SourceError>)>> = futures::stream::iter(jobs)
+            .buffer_unordered(MAX_CONCURRENT_ROUNDS)
+            .collect()
+            .await;
+        for (i, r) in done.into_iter().flatten() {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .zip(queries)
+            .map(|(r, q)| {
+                r.unwrap_or_else(|| {
+                    Err(SourceError::Kafka {
                         cluster: q.cluster.clone(),
                         group: q.group.clone(),
-                        detail: "no client".into(),
-                    }),
-                },
-                Some(Err(e)) => Err(match e {
-                    SourceError::Kafka {
-                        cluster, detail, ..
-                    } => SourceError::Kafka {
-                        cluster: cluster.clone(),
-                        group: q.group.clone(),
-                        detail: detail.clone(),
-                    },
-                    other => other.clone(),
-                }),
-                None => Err(SourceError::Kafka {
-                    cluster: q.cluster.clone(),
-                    group: q.group.clone(),
-                    detail: "no round ran".into(),
-                }),
+                        detail: "no round ran".into(),
+                    })
+                })
             })
             .collect()
     }
 }
 
+/// One cluster's round and the readings of its queries (`idxs` into `queries`).
+async fn cluster_readings(
+    cluster: &str,
+    state: &mut ClusterState,
+    groups: &BTreeSet<String>,
+    idxs: &[usize],
+    queries: &[LagQuery],
+    now: f64,
+) -> Vec<(usize, Result<LagReading, SourceError>)> {
+    let selection = Selection::Groups(groups.iter().cloned().collect());
+    match state.client.collect(&selection).await {
+        Ok(round) => idxs
+            .iter()
+            .map(|i| (*i, reading(state, &round, &queries[*i], now)))
+            .collect(),
+        Err(e) => {
+            let err = kafka_error(cluster, "*", &e);
+            idxs.iter()
+                .map(|i| (*i, Err(for_group(&err, &queries[*i].group))))
+                .collect()
+        }
+    }
+}
+
+/// A cluster-wide error, for one group.
+fn for_group(e: &SourceError, group: &str) -> SourceError {
+    match e {
+        SourceError::Kafka {
+            cluster, detail, ..
+        } => SourceError::Kafka {
+            cluster: cluster.clone(),
+            group: group.to_string(),
+            detail: detail.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// The message is what the client's error says (the broker as configured or advertised, the
+/// step, the cap): never bytes a server sent. The full error goes to the debug log.
 fn kafka_error(cluster: &str, group: &str, e: &tidal_core::kafka::KafkaError) -> SourceError {
+    tracing::debug!(%cluster, error = ?e, "kafka round failed");
     SourceError::Kafka {
         cluster: cluster.to_string(),
         group: group.to_string(),
@@ -404,14 +493,116 @@ mod tests {
         assert!(e.to_string().contains("COORDINATOR_NOT_AVAILABLE"), "{e}");
     }
 
+    fn opts(allow_raw: bool) -> KafkaOptions {
+        let mut o = KafkaOptions::new(Duration::from_secs(1));
+        o.allow_raw_addresses = allow_raw;
+        o
+    }
+
     #[test]
     fn named_clusters_parse_and_bad_entries_name_the_flag() {
-        let s = KafkaSource::new(&["main=a:1;b:2".into()], Duration::from_secs(1)).expect("ok");
-        assert_eq!(s.bootstrap("main"), vec!["a:1", "b:2"]);
-        assert_eq!(s.bootstrap("x:1,y:2"), vec!["x:1", "y:2"]);
-        let e = KafkaSource::new(&["nonsense".into()], Duration::from_secs(1))
+        let s = KafkaSource::new(&["main=a:1;b:2".into()], opts(true)).expect("ok");
+        assert_eq!(s.bootstrap("main").expect("named"), vec!["a:1", "b:2"]);
+        assert_eq!(s.bootstrap("x:1,y:2").expect("raw"), vec!["x:1", "y:2"]);
+        let e = KafkaSource::new(&["nonsense".into()], opts(false))
             .err()
             .expect("error");
         assert!(e.to_string().contains("--kafka-cluster"), "{e}");
+    }
+
+    fn lag_query(cluster: &str, group: &str) -> LagQuery {
+        LagQuery {
+            cluster: cluster.into(),
+            group: group.into(),
+            topics: vec![],
+            reset: ResetPolicyKey::Latest,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_raw_address_is_refused_by_default_without_connecting() {
+        // Something listens at the raw address: it must see no connection.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let raw = listener.local_addr().expect("addr").to_string();
+        let s = KafkaSource::new(&["main=127.0.0.1:1".into()], opts(false)).expect("ok");
+        let out = s.collect(&[lag_query(&raw, "g")], 1.0).await;
+        let e = out[0].as_ref().expect_err("refused");
+        assert!(
+            matches!(e, SourceError::KafkaClusterNotConfigured { cluster, configured }
+                if *cluster == raw && *configured == vec!["main".to_string()]),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&raw)
+                && msg.contains("--kafka-allow-raw-addresses")
+                && msg.contains("main"),
+            "{msg}"
+        );
+        assert_eq!(e.label(), "not_configured");
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "the scaler connected to {raw}");
+        assert!(s.clusters.lock().await.is_empty(), "no client was made");
+    }
+
+    #[tokio::test]
+    async fn a_raw_address_is_a_bootstrap_list_with_the_flag() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let raw = listener.local_addr().expect("addr").to_string();
+        let s = KafkaSource::new(&[], opts(true)).expect("ok");
+        let queries = [lag_query(&raw, "g")];
+        let (out, accepted) = tokio::join!(
+            s.collect(&queries, 1.0),
+            tokio::time::timeout(Duration::from_secs(3), listener.accept())
+        );
+        assert!(accepted.is_ok(), "the scaler connected to {raw}");
+        let e = out[0].as_ref().expect_err("the listener speaks no Kafka");
+        assert!(matches!(e, SourceError::Kafka { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn clusters_are_collected_concurrently_each_bounded_by_its_round_deadline() {
+        // Four clusters whose brokers accept and never answer: one after another they would
+        // take 4 round deadlines; concurrently, about one.
+        let mut named = Vec::new();
+        let mut listeners = Vec::new();
+        for i in 0..4 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            named.push(format!("c{i}={}", l.local_addr().expect("addr")));
+            listeners.push(l);
+        }
+        // Keep accepted sockets open (and silent) until the test ends.
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for l in listeners {
+            let held = held.clone();
+            tokio::spawn(async move {
+                while let Ok((sock, _)) = l.accept().await {
+                    held.lock().unwrap_or_else(|e| e.into_inner()).push(sock);
+                }
+            });
+        }
+        let mut o = opts(false);
+        o.request_timeout = Duration::from_secs(5);
+        o.round_timeout = Duration::from_millis(800);
+        let s = KafkaSource::new(&named, o).expect("ok");
+        let queries: Vec<LagQuery> = (0..4).map(|i| lag_query(&format!("c{i}"), "g")).collect();
+        let t0 = std::time::Instant::now();
+        let out = s.collect(&queries, 1.0).await;
+        let took = t0.elapsed();
+        assert!(took < Duration::from_millis(1600), "took {took:?}");
+        for (r, q) in out.iter().zip(&queries) {
+            let e = r.as_ref().expect_err("silent broker");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&q.cluster) && msg.contains("did not finish within 0.8s"),
+                "{msg}"
+            );
+        }
     }
 }

@@ -107,9 +107,29 @@ pub enum SourceError {
         url: String,
         detail: String,
     },
+    /// A `kafkaLag.cluster` that is not a `--kafka-cluster` name, while raw addresses are not
+    /// allowed. Nothing was contacted. The observation names the policy field
+    /// (`spec.metrics[i].kafkaLag.cluster`).
+    #[error(
+        "{cluster:?} is not a Kafka cluster this scaler is configured with ({}); raw host:port \
+         addresses are refused unless the scaler runs with --kafka-allow-raw-addresses",
+        configured_names(.configured)
+    )]
+    KafkaClusterNotConfigured {
+        cluster: String,
+        configured: Vec<String>,
+    },
     /// The source is not configured (for example no Prometheus URL was given).
     #[error("{0}")]
     NotConfigured(String),
+}
+
+fn configured_names(names: &[String]) -> String {
+    if names.is_empty() {
+        "no --kafka-cluster is set".into()
+    } else {
+        format!("--kafka-cluster names: {}", names.join(", "))
+    }
 }
 
 impl SourceError {
@@ -122,7 +142,7 @@ impl SourceError {
             Self::NoData { .. } => "no_data",
             Self::Kafka { .. } => "kafka",
             Self::Stale { .. } => "stale",
-            Self::NotConfigured(_) => "not_configured",
+            Self::NotConfigured(_) | Self::KafkaClusterNotConfigured { .. } => "not_configured",
         }
     }
 }
