@@ -835,7 +835,8 @@ impl Fixture<'_> {
         let policies: Api<tidal_scaler::api::ScalingPolicy> =
             Api::namespaced(self.client.clone(), ns);
         let lag = |cluster: &str| json!([{"name": "lag", "kafkaLag": {"cluster": cluster, "group": group, "topics": [topic], "lagPerReplica": 10}}]);
-        for (name, cluster) in [("consumer", "stack"), ("stuck", "127.0.0.1:1")] {
+        // "stuck" is a configured cluster whose broker address nothing listens on.
+        for (name, cluster) in [("consumer", "stack"), ("stuck", "stuck")] {
             deploys
                 .create(&PostParams::default(), &deployment(name, self.node)?)
                 .await?;
@@ -857,7 +858,12 @@ impl Fixture<'_> {
             self.kubeconfig,
             ns,
             "scaler-a",
-            &["--kafka-cluster", &cluster],
+            &[
+                "--kafka-cluster",
+                &cluster,
+                "--kafka-cluster",
+                "stuck=127.0.0.1:1",
+            ],
         )?;
         let _ta = stack.register_scrape_target(&unique("scaler-dash-a"), &a.addr, &job)?;
         wait_for("scaler-a to lead", Duration::from_secs(30), || async {
@@ -869,7 +875,12 @@ impl Fixture<'_> {
             self.kubeconfig,
             ns,
             "scaler-b",
-            &["--kafka-cluster", &cluster],
+            &[
+                "--kafka-cluster",
+                &cluster,
+                "--kafka-cluster",
+                "stuck=127.0.0.1:1",
+            ],
         )?;
         let _tb = stack.register_scrape_target(&unique("scaler-dash-b"), &b.addr, &job)?;
         wait_for("scaler-b to follow", Duration::from_secs(30), || async {
