@@ -953,3 +953,91 @@ async fn vertical_loop(
     provisioner.abort();
     result
 }
+
+/// A Prometheus query that returns a negative value (a broken exporter or query: no load is
+/// below zero) used to drive the count to `minReplicas`. Now the metric is invalid: the count
+/// holds, and the condition says `InvalidMetric`, naming the field and how to opt in. The same
+/// query with `allowNegative: true` is used as before (and scales down to the minimum). The
+/// real scaler, the real Prometheus of the stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negative_prometheus_value_holds_with_invalid_metric() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = first_node(&stack)?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-neg", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = negative_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+async fn negative_loop(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    kubeconfig: &Path,
+) -> R {
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    for name in ["neg", "optin"] {
+        deploys
+            .create(&PostParams::default(), &deployment(name, node, 3, "50m")?)
+            .await?;
+    }
+    let target = |name: &str| json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": name});
+    let neg = |allow: bool| json!([{"name": "backlog", "prometheus": {"query": "vector(-5)", "targetPerReplica": "1", "allowNegative": allow}}]);
+    for (name, allow) in [("neg", false), ("optin", true)] {
+        let spec = json!({"targetRef": target(name), "minReplicas": 1, "maxReplicas": 10,
+            "metrics": neg(allow), "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}});
+        policies
+            .create(&PostParams::default(), &policy(name, spec)?)
+            .await?;
+    }
+    let scaler = Scaler::start(
+        kubeconfig,
+        ns,
+        "scaler-neg",
+        &[
+            "--leader-elect=false",
+            "--prometheus-url",
+            stack.prometheus_url()?,
+            "--prometheus-interval-seconds",
+            "1",
+        ],
+    )?;
+    // Opted in: the old behaviour, down to the minimum.
+    if let Err(e) = wait_replicas(&deploys, "optin", 1, 60, &scaler).await {
+        anyhow::bail!("{e}\noptin status: {}", status(&policies, "optin").await);
+    }
+    // Not opted in: held at 3, with the reason and the field named.
+    let s = wait_for(
+        "neg: ScalingActive=False InvalidMetric",
+        Duration::from_secs(30),
+        || async {
+            let s = status(&policies, "neg").await;
+            let c = condition(&s, "ScalingActive")?;
+            (c["status"] == "False" && c["reason"] == "InvalidMetric").then_some(s.clone())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+    let message = condition(&s, "ScalingActive")
+        .map(|c| c["message"].to_string())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        message.contains("spec.metrics[0].prometheus.query returned a negative value (-5)")
+            && message.contains("allowNegative: true"),
+        "{message}"
+    );
+    anyhow::ensure!(
+        replicas(&deploys, "neg").await == Some(3),
+        "the invalid metric changed the count"
+    );
+    eprintln!("negative value held at 3: {message}");
+    Ok(())
+}

@@ -328,6 +328,11 @@ pub struct PrometheusMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::quantity")]
     pub target_per_replica: Option<Quantity>,
+    /// Use negative values. By default a negative value (a load cannot be below zero, so it
+    /// is a broken query or exporter) makes the metric invalid (`InvalidMetric`): nothing
+    /// scales on it, where it would otherwise drive the count to `minReplicas`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_negative: bool,
 }
 
 /// `behavior` (`HorizontalPodAutoscalerBehavior`).

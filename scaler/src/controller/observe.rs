@@ -99,7 +99,80 @@ fn failed(metric: &str, e: impl std::fmt::Display) -> Observation {
         error: Some(e.to_string()),
         stale: false,
         kafka: None,
+        invalid: false,
     }
+}
+
+/// The source answered, but its value cannot be used: the metric is invalid
+/// (`InvalidMetric`), and `why` names the policy field.
+fn invalid(metric: &str, why: String) -> Observation {
+    Observation {
+        invalid: true,
+        ..failed(metric, why)
+    }
+}
+
+/// The observations of one `prometheus` metric (`spec.metrics[i]`) from its query's samples,
+/// or why they cannot be used: a negative value (unless `allowNegative`), or, per pod, two
+/// series for one pod (the HPA's metrics API has one value per pod; taking either would
+/// decide on a guess).
+fn prometheus_observations(
+    i: usize,
+    m: &crate::api::MetricSpec,
+    p: &crate::api::PrometheusMetric,
+    namespace: &str,
+    pods: &[&Arc<Pod>],
+    samples: &[PromSample],
+) -> Result<Vec<Observation>, String> {
+    let field = format!("spec.metrics[{i}].prometheus");
+    let observation = |pod: Option<String>, s: &PromSample| Observation {
+        metric: m.name.clone(),
+        pod,
+        value: s.value,
+        timestamp_unix_seconds: Some(s.timestamp_unix_seconds),
+        window_seconds: None,
+        error: None,
+        stale: false,
+        kafka: None,
+        invalid: false,
+    };
+    let negative = |s: &PromSample, what: &str| {
+        format!(
+            "{field}.query returned a negative value ({}){what}: a load cannot be below zero, \
+             so nothing scales on it; set {field}.allowNegative: true if the query is meant to \
+             go below zero",
+            s.value
+        )
+    };
+    if p.target_average_value.is_none() {
+        if let Some(s) = samples.iter().find(|s| s.value < 0.0 && !p.allow_negative) {
+            return Err(negative(s, ""));
+        }
+        return Ok(samples.iter().map(|s| observation(None, s)).collect());
+    }
+    let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::new();
+    for s in samples {
+        let Some(pod) = s.labels.get("pod") else {
+            continue;
+        };
+        if !names.contains(pod) || s.labels.get("namespace").is_some_and(|ns| ns != namespace) {
+            continue;
+        }
+        if !seen.insert(pod.as_str()) {
+            return Err(format!(
+                "{field}.query returned more than one series for pod {pod:?}: with \
+                 targetAverageValue it must return one series per pod (aggregate it, for \
+                 example `sum by (pod) (...)`)"
+            ));
+        }
+        if s.value < 0.0 && !p.allow_negative {
+            return Err(negative(s, &format!(" for pod {pod:?}")));
+        }
+        out.push(observation(Some(pod.clone()), s));
+    }
+    Ok(out)
 }
 
 /// The observations of every metric of `spec` for the target `pods` in `namespace`.
@@ -132,6 +205,7 @@ pub fn observations(
                             error: None,
                             stale: false,
                             kafka: None,
+                            invalid: false,
                         });
                     }
                 }
@@ -155,6 +229,7 @@ pub fn observations(
                         consume_rate_per_second: r.consume_rate_per_second,
                         produce_rate_per_second: r.produce_rate_per_second,
                     }),
+                    invalid: false,
                 }),
                 // A cluster the scaler does not know: the policy's field is what to fix.
                 Some(Err(e @ SourceError::KafkaClusterNotConfigured { .. })) => out.push(failed(
@@ -166,41 +241,10 @@ pub fn observations(
             }
         } else if let Some(p) = &m.prometheus {
             match g.prometheus.get(&p.query) {
-                Some(Ok(samples)) if p.target_average_value.is_some() => {
-                    let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
-                    for s in samples {
-                        let Some(pod) = s.labels.get("pod") else {
-                            continue;
-                        };
-                        if !names.contains(pod)
-                            || s.labels.get("namespace").is_some_and(|ns| ns != namespace)
-                        {
-                            continue;
-                        }
-                        out.push(Observation {
-                            metric: m.name.clone(),
-                            pod: Some(pod.clone()),
-                            value: s.value,
-                            timestamp_unix_seconds: Some(s.timestamp_unix_seconds),
-                            window_seconds: None,
-                            error: None,
-                            stale: false,
-                            kafka: None,
-                        });
-                    }
-                }
                 Some(Ok(samples)) => {
-                    for s in samples {
-                        out.push(Observation {
-                            metric: m.name.clone(),
-                            pod: None,
-                            value: s.value,
-                            timestamp_unix_seconds: Some(s.timestamp_unix_seconds),
-                            window_seconds: None,
-                            error: None,
-                            stale: false,
-                            kafka: None,
-                        });
+                    match prometheus_observations(i, m, p, namespace, pods, samples) {
+                        Ok(obs) => out.extend(obs),
+                        Err(why) => out.push(invalid(&m.name, why)),
                     }
                 }
                 Some(Err(e)) => out.push(failed(&m.name, e)),
@@ -370,5 +414,74 @@ mod tests {
             .map(|o| o.value)
             .sum();
         assert_eq!(total, 6.0);
+    }
+
+    #[test]
+    fn negative_values_make_the_metric_invalid_unless_allowed() {
+        let s = spec(serde_json::json!([
+            {"name": "q", "prometheus": {"query": "per_pod", "targetAverageValue": "5"}},
+            {"name": "t", "prometheus": {"query": "total", "targetPerReplica": "5"}},
+            {"name": "ok", "prometheus": {"query": "total", "targetPerReplica": "5", "allowNegative": true}}
+        ]));
+        let mut g = Gathered::default();
+        g.prometheus
+            .insert("per_pod".into(), Ok(vec![sample(&[("pod", "a")], -2.0)]));
+        g.prometheus.insert(
+            "total".into(),
+            Ok(vec![sample(&[], 4.0), sample(&[], -7.0)]),
+        );
+        let pods = [pod("a")];
+        let refs: Vec<&Arc<Pod>> = pods.iter().collect();
+        let obs = observations(&s, "ns", &refs, &g, 1.0);
+        let of = |name: &str| obs.iter().filter(|o| o.metric == name).collect::<Vec<_>>();
+        let q = of("q");
+        assert_eq!(q.len(), 1);
+        assert!(q[0].invalid, "{q:?}");
+        let msg = q[0].error.as_deref().unwrap_or_default();
+        assert!(
+            msg.starts_with(
+                "spec.metrics[0].prometheus.query returned a negative value (-2) for pod \"a\""
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spec.metrics[0].prometheus.allowNegative: true"),
+            "{msg}"
+        );
+        let t = of("t");
+        assert!(t.len() == 1 && t[0].invalid, "{t:?}");
+        assert!(t[0].error.as_deref().unwrap_or_default().contains("(-7)"));
+        // Opted in: both values are used, as before.
+        let ok = of("ok");
+        assert_eq!(ok.iter().map(|o| o.value).sum::<f64>(), -3.0);
+        assert!(ok.iter().all(|o| !o.invalid && o.error.is_none()));
+    }
+
+    #[test]
+    fn two_series_for_one_pod_make_the_metric_invalid_naming_the_pod() {
+        let s = spec(serde_json::json!([
+            {"name": "q", "prometheus": {"query": "per_pod", "targetAverageValue": "5"}}
+        ]));
+        let mut g = Gathered::default();
+        g.prometheus.insert(
+            "per_pod".into(),
+            Ok(vec![
+                sample(&[("pod", "a"), ("instance", "x")], 1.0),
+                sample(&[("pod", "b")], 1.0),
+                sample(&[("pod", "a"), ("instance", "y")], 9.0),
+            ]),
+        );
+        let pods = [pod("a"), pod("b")];
+        let refs: Vec<&Arc<Pod>> = pods.iter().collect();
+        let obs = observations(&s, "ns", &refs, &g, 1.0);
+        assert_eq!(obs.len(), 1, "{obs:?}");
+        assert!(obs[0].invalid);
+        let msg = obs[0].error.as_deref().unwrap_or_default();
+        assert!(
+            msg.starts_with(
+                "spec.metrics[0].prometheus.query returned more than one series for pod \"a\""
+            ),
+            "{msg}"
+        );
     }
 }

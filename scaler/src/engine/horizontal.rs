@@ -524,6 +524,10 @@ fn metric_label(m: &MetricSpec) -> String {
     }
 }
 
+/// The condition reason of a metric whose source answered with an unusable value (Tidal's
+/// own; the HPA has no such case, since metrics-server never returns one).
+pub const INVALID_METRIC: &str = "InvalidMetric";
+
 fn failed_reason(source: MetricSource) -> &'static str {
     match source {
         MetricSource::Resource => "FailedGetResourceMetric",
@@ -633,7 +637,13 @@ fn propose(m: &MetricSpec, obs: &[&Observation], ctx: &Ctx<'_>, extra: &mut Extr
         p.error = Some(msg);
         p
     };
-    if let Some(err) = obs.iter().find_map(|o| o.error.as_deref()) {
+    if let Some(o) = obs.iter().find(|o| o.error.is_some()) {
+        let err = o.error.as_deref().unwrap_or_default();
+        if o.invalid {
+            p.invalid_reason = Some(INVALID_METRIC.to_owned());
+            p.error = Some(format!("invalid metric {}: {err}", m.name));
+            return p;
+        }
         return fail(p, format!("unable to get metric {}: {err}", m.name));
     }
     if obs.is_empty() {

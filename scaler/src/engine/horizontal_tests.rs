@@ -162,6 +162,7 @@ impl HpaCase {
                     error: Some("something went wrong".into()),
                     stale: false,
                     kafka: None,
+                    invalid: false,
                 });
                 continue;
             }
@@ -185,6 +186,7 @@ impl HpaCase {
                     error: None,
                     stale: false,
                     kafka: None,
+                    invalid: false,
                 });
             }
         }
@@ -540,6 +542,7 @@ fn external_average_value_with_default_behavior() {
         error: None,
         stale: false,
         kafka: None,
+        invalid: false,
     };
     let input = Input {
         spec,
@@ -1619,6 +1622,7 @@ fn random_case(rng: &mut Rng) -> Input {
                 error: Some("source down".into()),
                 stale: false,
                 kafka: None,
+                invalid: false,
             });
             continue;
         }
@@ -1634,6 +1638,7 @@ fn random_case(rng: &mut Rng) -> Input {
                         error: None,
                         stale: false,
                         kafka: None,
+                        invalid: false,
                     });
                 }
             }
@@ -1654,6 +1659,7 @@ fn random_case(rng: &mut Rng) -> Input {
                             error: None,
                             stale: false,
                             kafka: None,
+                            invalid: false,
                         });
                     }
                 }

@@ -395,6 +395,11 @@ pub struct Observation {
     /// Partition details of a `kafka_lag` sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaDetail>,
+    /// With `error`: the source answered, but with a value that cannot be used (a negative
+    /// load, two series for one pod). The metric is invalid with reason `InvalidMetric`
+    /// instead of the HPA's `FailedGet…Metric`, which means the source did not answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invalid: bool,
 }
 
 /// What a `kafka_lag` observation knows besides its lag (`value`). Either send one

@@ -321,6 +321,7 @@ impl Scaler {
                 error: None,
                 stale: false,
                 kafka: None,
+                invalid: false,
             };
             match *feed {
                 Feed::Cpu => {

@@ -204,6 +204,7 @@ fn hpa(spec: &Spec, usages: &[f64], request: f64) -> Decision {
             error: None,
             stale: false,
             kafka: None,
+            invalid: false,
         })
         .collect();
     desired(spec, &state, &obs, NOW)
