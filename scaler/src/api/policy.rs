@@ -252,6 +252,12 @@ pub struct KafkaLagMetric {
     /// activates (KEDA's `excludePersistentLag`).
     #[serde(default)]
     pub exclude_persistent_lag: bool,
+    /// With `excludePersistentLag`: a partition's lag is persistent once its committed
+    /// offset has not moved for this long. Make it at least the consumers' commit interval
+    /// (KEDA compares with its previous poll, 30 s by default).
+    #[serde(default = "default_persistent_lag_window_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub persistent_lag_window_seconds: i32,
     /// With `minReplicas: 0`: scale to zero only after the lag was at or below
     /// `activationLagThreshold` for this long (KEDA's `cooldownPeriod`).
     #[serde(default = "default_cooldown_seconds")]
@@ -261,6 +267,10 @@ pub struct KafkaLagMetric {
     /// step, instead of `lag / lagPerReplica`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictive: Option<PredictiveLag>,
+}
+
+fn default_persistent_lag_window_seconds() -> i32 {
+    30
 }
 
 fn default_cooldown_seconds() -> i32 {

@@ -75,6 +75,7 @@ pub fn lag_query(m: &KafkaLagMetric) -> LagQuery {
             OffsetResetPolicy::Earliest => ResetPolicyKey::Earliest,
             OffsetResetPolicy::Zero => ResetPolicyKey::Zero,
         },
+        persistent_window_seconds: u32::try_from(m.persistent_lag_window_seconds).unwrap_or(30),
     }
 }
 

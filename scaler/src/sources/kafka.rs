@@ -32,6 +32,9 @@ pub struct LagQuery {
     /// Empty: every topic the group has committed offsets for or is assigned.
     pub topics: Vec<String>,
     pub reset: ResetPolicyKey,
+    /// A partition's lag is persistent once its committed offset has not moved for this many
+    /// seconds (`persistentLagWindowSeconds`).
+    pub persistent_window_seconds: u32,
 }
 
 /// [`ResetPolicy`] with `Ord`/`Hash`, so queries can be map keys.
@@ -62,7 +65,7 @@ pub struct LagReading {
     pub partitions: i64,
     /// Partitions with lag above 0.
     pub partitions_with_lag: i64,
-    /// Lag on partitions whose committed offset did not move since the previous round.
+    /// Lag on partitions whose committed offset has not moved for the query's window.
     pub persistent_lag: f64,
     /// Messages per second the group consumes (None until two rounds saw commits).
     pub consume_rate_per_second: Option<f64>,
@@ -80,7 +83,8 @@ struct ClusterState {
     client: Client,
     /// Per (group, topic, partition).
     history: HashMap<Key, PartitionHistory>,
-    committed: HashMap<Key, i64>,
+    /// The committed offset, and when it was first seen at that value.
+    committed: HashMap<Key, (i64, f64)>,
 }
 
 /// Rounds of different clusters in flight at once (one slow cluster never delays the others;
@@ -373,8 +377,12 @@ fn reading(
             out.total += lag_f;
             if lag > 0 {
                 out.partitions_with_lag += 1;
+                // Persistent only if the commit has stood still for the whole window: a group
+                // that commits every 5 s is not stuck between two of its commits.
                 if let Some(c) = committed
-                    && state.committed.get(&key) == Some(&c)
+                    && let Some(&(seen, since)) = state.committed.get(&key)
+                    && seen == c
+                    && now - since >= f64::from(q.persistent_window_seconds)
                 {
                     out.persistent_lag += lag_f;
                 }
@@ -391,7 +399,10 @@ fn reading(
             }
             match committed {
                 Some(c) => {
-                    state.committed.insert(key, c);
+                    let entry = state.committed.entry(key).or_insert((c, now));
+                    if entry.0 != c {
+                        *entry = (c, now);
+                    }
                 }
                 None => {
                     state.committed.remove(&key);
@@ -443,6 +454,7 @@ mod tests {
             group: "g".into(),
             topics: topics.iter().map(|s| s.to_string()).collect(),
             reset: ResetPolicyKey::Latest,
+            persistent_window_seconds: 30,
         }
     }
 
@@ -459,9 +471,35 @@ mod tests {
         assert_eq!((a.partitions, a.partitions_with_lag), (3, 2));
         assert!(a.complete);
         assert_eq!(a.persistent_lag, 0.0, "first round: nothing to compare");
-        // Same commits next round: p0's lag is persistent.
+        // Same commits a second later: not persistent yet (a commit interval is seconds).
         let b = reading(&mut s, &r, &q(&["orders"]), 11.0).expect("reading");
-        assert_eq!(b.persistent_lag, 60.0);
+        assert_eq!(b.persistent_lag, 0.0, "1 s is not the 30 s window");
+        // Still the same commits after the whole window: p0's lag is persistent.
+        let c = reading(&mut s, &r, &q(&["orders"]), 40.0).expect("reading");
+        assert_eq!(c.persistent_lag, 60.0);
+    }
+
+    /// A group that commits every 5 s, read every second, was "stuck" 4 rounds out of 5 when
+    /// the last round was the reference: the count oscillated. Now it is never persistent,
+    /// and one that stops committing is, a window after its last commit.
+    #[test]
+    fn a_group_committing_every_5_s_is_never_persistent_and_one_that_stops_is() {
+        let mut s = state();
+        let mut committed = 0;
+        for second in 0..120 {
+            if second % 5 == 0 {
+                committed += 50;
+            }
+            let r = round(&[(0, Some(committed + 100))], &[(0, committed)]);
+            let got = reading(&mut s, &r, &q(&["orders"]), f64::from(second)).expect("reading");
+            assert_eq!(got.persistent_lag, 0.0, "at {second} s");
+        }
+        // It stops committing at 119 s (last commit at 115 s).
+        let r = round(&[(0, Some(committed + 100))], &[(0, committed)]);
+        let early = reading(&mut s, &r, &q(&["orders"]), 144.0).expect("reading");
+        assert_eq!(early.persistent_lag, 0.0, "29 s after the last commit");
+        let late = reading(&mut s, &r, &q(&["orders"]), 145.0).expect("reading");
+        assert_eq!(late.persistent_lag, 100.0, "30 s after the last commit");
     }
 
     #[test]
@@ -516,6 +554,7 @@ mod tests {
             group: group.into(),
             topics: vec![],
             reset: ResetPolicyKey::Latest,
+            persistent_window_seconds: 30,
         }
     }
 
