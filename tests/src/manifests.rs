@@ -1,7 +1,7 @@
 //! The real manifests on the real API server: kubectl with the stack's admin kubeconfig, the
-//! kustomize base rendered, the shared CRD, and the scaler's rendered RBAC bound to a
-//! ServiceAccount of a test namespace ([`ScalerRbac`]), so tests run the scaler with exactly the
-//! rights the manifests give it.
+//! kustomize base (or an overlay) rendered, the shared CRD, and the scaler's rendered RBAC
+//! bound to a ServiceAccount of a test namespace ([`ScalerRbac`]), so tests run the scaler with
+//! exactly the rights the manifests give it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,43 +95,71 @@ pub fn rendered_objects(stack: &Stack, yaml: &str) -> anyhow::Result<Vec<Value>>
     Ok(objects)
 }
 
+/// `kubectl kustomize manifests/overlays/<name>`.
+pub fn render_overlay(stack: &Stack, name: &str) -> anyhow::Result<String> {
+    let dir = repo_root().join("manifests/overlays").join(name);
+    kubectl(stack, &["kustomize", &dir.display().to_string()], None)
+        .map_err(|e| anyhow::anyhow!("overlay {name} does not render: {e}"))
+}
+
 /// The scaler's ServiceAccount and RBAC exactly as rendered, moved to namespace `ns`: the
 /// ServiceAccount, Role and RoleBinding go to `ns`, the bindings' subject to `ns`, and the
-/// cluster-wide ClusterRole and ClusterRoleBinding are renamed `cluster_name` (the base test
-/// installs and deletes the real `tidal-scaler` ones concurrently). Rules are untouched, so
-/// the Lease the Role allows is still `tidal-scaler`, now in `ns`. Returns a `List`.
+/// cluster-wide ClusterRoles and ClusterRoleBindings (`tidal-scaler`, and an overlay's
+/// `tidal-scaler-<suffix>`) are renamed `cluster_name[-<suffix>]` (the base test installs and
+/// deletes the real ones concurrently). Rules are untouched, so the Lease the Role allows is
+/// still `tidal-scaler`, now in `ns`. Returns a `List`.
 pub fn scaler_rbac_in(objects: &[Value], ns: &str, cluster_name: &str) -> anyhow::Result<Value> {
+    const PREFIX: &str = "tidal-scaler";
+    let renamed = |name: &str| -> String {
+        match name.strip_prefix(PREFIX) {
+            Some(suffix) => format!("{cluster_name}{suffix}"),
+            None => name.to_string(),
+        }
+    };
     let mut items = Vec::new();
+    let mut cluster_wide = 0;
     for object in objects {
         let kind = object["kind"].as_str().unwrap_or_default();
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        if !matches!(
-            (kind, name),
-            ("ServiceAccount", "tidal-scaler")
-                | ("ClusterRole", "tidal-scaler")
-                | ("ClusterRoleBinding", "tidal-scaler")
-                | ("Role", "tidal-scaler-lease")
-                | ("RoleBinding", "tidal-scaler-lease")
-        ) {
+        let scalers = name == PREFIX || name.starts_with("tidal-scaler-");
+        let keep = match kind {
+            "ServiceAccount" => name == PREFIX,
+            "Role" | "RoleBinding" => name == "tidal-scaler-lease",
+            "ClusterRole" | "ClusterRoleBinding" => scalers,
+            _ => false,
+        };
+        if !keep {
             continue;
         }
         let mut object = object.clone();
         match kind {
-            "ClusterRole" => object["metadata"]["name"] = cluster_name.into(),
+            "ClusterRole" => {
+                cluster_wide += 1;
+                object["metadata"]["name"] = renamed(name).into();
+            }
             "ClusterRoleBinding" => {
-                object["metadata"]["name"] = cluster_name.into();
-                object["roleRef"]["name"] = cluster_name.into();
+                cluster_wide += 1;
+                object["metadata"]["name"] = renamed(name).into();
+                let role = object["roleRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                object["roleRef"]["name"] = renamed(&role).into();
             }
             _ => object["metadata"]["namespace"] = ns.into(),
         }
         for subject in object["subjects"].as_array_mut().into_iter().flatten() {
+            anyhow::ensure!(
+                subject["kind"] == "ServiceAccount" && subject["name"] == PREFIX,
+                "{kind} {name} binds {subject}, not the scaler's ServiceAccount"
+            );
             subject["namespace"] = ns.into();
         }
         items.push(object);
     }
     anyhow::ensure!(
-        items.len() == 5,
-        "expected the scaler's ServiceAccount, ClusterRole(Binding) and Role(Binding) in the base, found {}",
+        items.len() == 3 + cluster_wide && cluster_wide >= 2 && cluster_wide % 2 == 0,
+        "expected the scaler's ServiceAccount, Role(Binding) and ClusterRole(Binding)s (in pairs), found {} objects",
         items.len()
     );
     Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))
@@ -220,7 +248,27 @@ impl ScalerRbac {
     /// Renders the base, applies its scaler RBAC moved to `ns`, and returns once the
     /// authorizer applies it (RBAC reaches its cache within moments).
     pub async fn install(stack: &Stack, admin: &kube::Client, ns: &str) -> anyhow::Result<Self> {
-        let objects = rendered_objects(stack, &render_base(stack)?)?;
+        Self::install_rendered(stack, admin, ns, &render_base(stack)?).await
+    }
+
+    /// Like [`install`](Self::install), with the scaler RBAC of the overlay
+    /// `manifests/overlays/<overlay>` (the base's plus the overlay's ClusterRoles).
+    pub async fn install_with(
+        stack: &Stack,
+        admin: &kube::Client,
+        ns: &str,
+        overlay: &str,
+    ) -> anyhow::Result<Self> {
+        Self::install_rendered(stack, admin, ns, &render_overlay(stack, overlay)?).await
+    }
+
+    async fn install_rendered(
+        stack: &Stack,
+        admin: &kube::Client,
+        ns: &str,
+        yaml: &str,
+    ) -> anyhow::Result<Self> {
+        let objects = rendered_objects(stack, yaml)?;
         let cluster_name = unique("tidal-scaler-e2e");
         let objects = scaler_rbac_in(&objects, ns, &cluster_name)?;
         let dir = std::env::temp_dir().join(unique("tidal-scaler-sa"));
@@ -255,13 +303,47 @@ impl ScalerRbac {
             || async {
                 let policies = ("tidal.dev", "scalingpolicies", "", "list");
                 let lease = ("coordination.k8s.io", "leases", "", "update");
-                (can(&client, policies, "", "").await.ok()?
+                if !(can(&client, policies, "", "").await.ok()?
                     && can(&client, lease, ns, "tidal-scaler").await.ok()?)
-                .then_some(())
+                {
+                    return None;
+                }
+                // Each ClusterRole's first right (an overlay's are separate objects).
+                for (group, resource, verb) in self.first_rights() {
+                    let (resource, sub) = resource.split_once('/').unwrap_or((&resource, ""));
+                    if !can(&client, (&group, resource, sub, &verb), ns, "")
+                        .await
+                        .ok()?
+                    {
+                        return None;
+                    }
+                }
+                Some(())
             },
         )
         .await?;
         Ok(())
+    }
+
+    /// `(group, resource, verb)` of the first rule of every ClusterRole applied.
+    fn first_rights(&self) -> Vec<(String, String, String)> {
+        let first = |v: &Value| v[0].as_str().unwrap_or_default().to_string();
+        self.objects["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["kind"] == "ClusterRole")
+            .filter_map(|o| {
+                let rule = &o["rules"][0];
+                rule.is_object().then(|| {
+                    (
+                        first(&rule["apiGroups"]),
+                        first(&rule["resources"]),
+                        first(&rule["verbs"]),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Deletes the cluster-wide ClusterRole and ClusterRoleBinding (and the namespaced objects,

@@ -4,7 +4,10 @@
 //! real agent runs with a token of the `tidal-agent` ServiceAccount, i.e. with exactly the
 //! RBAC of the manifests: it can watch its node's pods and hold its Lease, and it is refused
 //! anything else (403). The scaler's rendered RBAC, bound in a namespace of its own, allows
-//! each call the scaler makes and refuses the rest (403).
+//! each call the scaler makes and refuses the rest (403): the base refuses the vertical writes
+//! (patch deployments, statefulsets, pods/resize) and ReplicaSets; `vertical-template` and
+//! `vertical-inplace` each add their right and nothing else. The base's NetworkPolicies
+//! admit only the metrics ports and leave egress open.
 //! The overlays: `plain-prometheus` is the base plus the `prometheus.io/*` pod annotations and
 //! nothing else, passes a server-side dry run, and its scrape snippet passes `promtool check
 //! config`; `prometheus-operator` is the base plus ServiceMonitors that select the base's
@@ -29,8 +32,8 @@ use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporte
 use serde::Deserialize;
 use tidal_core::lease::Election;
 use tidal_e2e::manifests::{
-    ScalerRbac, can, ensure_crd, kubectl, kubectl_with_warnings, render_base, rendered_objects,
-    token_kubeconfig,
+    ScalerRbac, can, ensure_crd, kubectl, kubectl_with_warnings, render_base, render_overlay,
+    rendered_objects, token_kubeconfig,
 };
 use tidal_e2e::{
     ChildGuard, Stack, client_for_kubeconfig, free_port, in_namespace, repo_root, unique, wait_for,
@@ -439,17 +442,86 @@ fn check_no_broad_rules(rbac: &serde_json::Value) -> R {
     Ok(())
 }
 
+/// The base: every call of the default path, and none of the vertical writes (patch
+/// deployments, statefulsets, pods/resize) nor ReplicaSets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scalers_rbac_allows_its_calls_and_refuses_the_rest() -> R {
+    scaler_rbac_case(None).await
+}
+
+/// `manifests/overlays/vertical-template`: the base plus `patch` on deployments and
+/// statefulsets, and nothing else (pods/resize still refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vertical_template_overlay_adds_only_patch_on_workloads() -> R {
+    scaler_rbac_case(Some(Overlay::Template)).await
+}
+
+/// `manifests/overlays/vertical-inplace`: the base plus `patch` on pods/resize, and nothing
+/// else (the workloads still cannot be patched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vertical_inplace_overlay_adds_only_pods_resize() -> R {
+    scaler_rbac_case(Some(Overlay::InPlace)).await
+}
+
+/// The opt-in overlays of the vertical modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overlay {
+    Template,
+    InPlace,
+}
+
+impl Overlay {
+    const ALL: [Self; 2] = [Self::Template, Self::InPlace];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Template => "vertical-template",
+            Self::InPlace => "vertical-inplace",
+        }
+    }
+
+    /// The rights it adds to the base, as the authorizer is asked about them.
+    fn rights(self) -> &'static [Access] {
+        match self {
+            Self::Template => &[
+                (("apps", "deployments", ""), &["patch"], ""),
+                (("apps", "statefulsets", ""), &["patch"], ""),
+            ],
+            Self::InPlace => &[(("", "pods", "resize"), &["patch"], "")],
+        }
+    }
+
+    /// Its one ClusterRole's rules, as rendered.
+    fn rules(self) -> serde_json::Value {
+        match self {
+            Self::Template => serde_json::json!([
+                {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["patch"]}
+            ]),
+            Self::InPlace => serde_json::json!([
+                {"apiGroups": [""], "resources": ["pods/resize"], "verbs": ["patch"]}
+            ]),
+        }
+    }
+}
+
+async fn scaler_rbac_case(overlay: Option<Overlay>) -> R {
     let stack = Stack::load()?;
     let admin = stack.admin_client().await?;
     ensure_crd(&stack)?;
     let client = admin.clone();
-    in_namespace(&admin, "scaler-rbac", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+    let prefix = match overlay {
+        None => "scaler-rbac",
+        Some(Overlay::Template) => "scaler-rbac-tpl",
+        Some(Overlay::InPlace) => "scaler-rbac-ipl",
+    };
+    in_namespace(&admin, prefix, |ns| async move {
+        let rbac = match overlay {
+            None => ScalerRbac::install(&stack, &client, &ns).await?,
+            Some(o) => ScalerRbac::install_with(&stack, &client, &ns, o.name()).await?,
+        };
         let result = async {
             check_no_broad_rules(&rbac.objects)?;
-            check_scaler_rights(&client, &ns, &rbac.kubeconfig).await
+            check_scaler_rights(&client, &ns, &rbac.kubeconfig, overlay).await
         }
         .await;
         // The namespace goes with in_namespace; the cluster-wide objects go here.
@@ -471,7 +543,15 @@ fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> anyhow::R
     Ok(serde_json::from_value(value)?)
 }
 
-async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) -> R {
+/// Every call the scaler makes, for real, with the ServiceAccount's token; the vertical writes
+/// succeed only with the overlay that grants them (403 otherwise); the authorizer's answer
+/// for the whole matrix of allowed and refused rights.
+async fn check_scaler_rights(
+    admin: &kube::Client,
+    ns: &str,
+    kubeconfig: &Path,
+    overlay: Option<Overlay>,
+) -> R {
     // A workload and a policy, made by the admin.
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     deployments
@@ -575,39 +655,18 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     pods.get(&pod_name).await?;
     pods.list(&ListParams::default()).await?;
-    // In-place resize (pods/resize), as the InPlace mode does. The API server refuses to
-    // resize a running pod whose container statuses lack `resources` (a kubelet without
-    // resize support), and KWOK does not report them: the admin reports them as a 1.35
-    // kubelet does, then the scaler's token resizes.
+    // In-place resize (pods/resize), as the InPlace mode does: only with its overlay.
     let resize = Patch::Strategic(serde_json::json!({"spec": {"containers": [
         {"name": "web", "resources": {"requests": {"cpu": "150m"}}}
     ]}}));
-    let mut attempts = 0;
-    loop {
-        let mut current = admin_pods.get(&pod_name).await?;
-        let resources = current
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers[0].resources.clone());
-        for status in current
-            .status
-            .iter_mut()
-            .flat_map(|s| s.container_statuses.iter_mut().flatten())
-        {
-            status.resources = resources.clone();
-        }
-        admin_pods
-            .replace_status(&pod_name, &PostParams::default(), &current)
-            .await?;
-        match pods
-            .patch_subresource("resize", &pod_name, &PatchParams::default(), &resize)
-            .await
-        {
-            Ok(_) => break,
-            // KWOK rewrote the status in between: report the resources again.
-            Err(kube::Error::Api(e)) if e.code == 422 && attempts < 5 => attempts += 1,
-            Err(e) => return Err(anyhow::anyhow!("resize through pods/resize: {e}")),
-        }
+    if overlay == Some(Overlay::InPlace) {
+        resize_for_real(&admin_pods, &pods, &pod_name, &resize).await?;
+    } else {
+        forbidden(
+            "resize a pod (pods/resize) without vertical-inplace",
+            pods.patch_subresource("resize", &pod_name, &PatchParams::default(), &resize)
+                .await,
+        )?;
     }
     let sa_deployments: Api<Deployment> = Api::namespaced(sa.clone(), ns);
     sa_deployments.get("web").await?;
@@ -617,9 +676,13 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
     Api::<StatefulSet>::all(sa.clone())
         .list(&ListParams::default().limit(5))
         .await?;
-    Api::<ReplicaSet>::namespaced(sa.clone(), ns)
-        .list(&ListParams::default())
-        .await?;
+    // ReplicaSets: the scaler never reads them.
+    forbidden(
+        "list ReplicaSets",
+        Api::<ReplicaSet>::namespaced(sa.clone(), ns)
+            .list(&ListParams::default())
+            .await,
+    )?;
     let scale = sa_deployments.get_scale("web").await?;
     anyhow::ensure!(scale.spec.and_then(|s| s.replicas) == Some(1));
     sa_deployments
@@ -631,18 +694,37 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
         .await?;
     let replicas = deployments.get("web").await?.spec.and_then(|s| s.replicas);
     anyhow::ensure!(replicas == Some(2), "the scale patch took: {replicas:?}");
-    // Template mode: a patch of the pod template's requests.
-    sa_deployments
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Strategic(
-                serde_json::json!({"spec": {"template": {"spec": {"containers": [
-                    {"name": "web", "resources": {"requests": {"cpu": "120m"}}}
-                ]}}}}),
-            ),
-        )
-        .await?;
+    // Template mode: a patch of the pod template's requests, only with its overlay. For a
+    // StatefulSet, authorization comes before the lookup: 404 when allowed, 403 when not.
+    let template = Patch::Strategic(
+        serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "resources": {"requests": {"cpu": "120m"}}}
+        ]}}}}),
+    );
+    let sa_statefulsets: Api<StatefulSet> = Api::namespaced(sa.clone(), ns);
+    let statefulset_patch = sa_statefulsets
+        .patch("none", &PatchParams::default(), &template)
+        .await;
+    if overlay == Some(Overlay::Template) {
+        sa_deployments
+            .patch("web", &PatchParams::default(), &template)
+            .await?;
+        match statefulset_patch {
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            other => anyhow::bail!("patch a missing StatefulSet: expected 404, got {other:?}"),
+        }
+    } else {
+        forbidden(
+            "patch a Deployment without vertical-template",
+            sa_deployments
+                .patch("web", &PatchParams::default(), &template)
+                .await,
+        )?;
+        forbidden(
+            "patch a StatefulSet without vertical-template",
+            statefulset_patch,
+        )?;
+    }
     // Events: events.k8s.io through kube-runtime's recorder (create, then patch the series
     // on a repeat), and a core Event created and patched directly.
     let recorder = Recorder::new(
@@ -797,18 +879,8 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
             "",
         ),
         (("", "pods", ""), &["get", "list", "watch"], ""),
-        (("", "pods", "resize"), &["patch"], ""),
-        (
-            ("apps", "deployments", ""),
-            &["get", "list", "watch", "patch"],
-            "",
-        ),
-        (
-            ("apps", "statefulsets", ""),
-            &["get", "list", "watch", "patch"],
-            "",
-        ),
-        (("apps", "replicasets", ""), &["get", "list", "watch"], ""),
+        (("apps", "deployments", ""), &["get", "list", "watch"], ""),
+        (("apps", "statefulsets", ""), &["get", "list", "watch"], ""),
         (
             ("apps", "deployments", "scale"),
             &["get", "update", "patch"],
@@ -854,7 +926,11 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
             &["create", "update", "delete"],
             "",
         ),
-        (("apps", "replicasets", ""), &["patch", "delete"], ""),
+        (
+            ("apps", "replicasets", ""),
+            &["get", "list", "watch", "patch", "delete"],
+            "",
+        ),
         (("apps", "daemonsets", ""), &["get", "patch"], ""),
         (("apps", "replicasets", "scale"), &["patch"], ""),
         (("", "events", ""), &["delete", "update"], ""),
@@ -869,11 +945,25 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
             "tidal-scaler",
         ),
     ];
-    for (rows, expected) in [(allowed, true), (denied, false)] {
+    // The vertical writes: granted by their overlay only; the other overlay's stay refused.
+    let granted: &[Access] = overlay.map_or(&[], Overlay::rights);
+    let refused: Vec<Access> = Overlay::ALL
+        .into_iter()
+        .filter(|o| Some(*o) != overlay)
+        .flat_map(|o| o.rights().iter().copied())
+        .collect();
+    for (rows, expected) in [
+        (allowed, true),
+        (granted, true),
+        (denied, false),
+        (refused.as_slice(), false),
+    ] {
         for &((group, resource, sub), verbs, name) in rows {
             for &verb in verbs {
                 if can(&sa, (group, resource, sub, verb), ns, name).await? != expected {
-                    wrong.push(format!("{verb} {group}/{resource}/{sub} {name}"));
+                    wrong.push(format!(
+                        "{verb} {group}/{resource}/{sub} {name} (expected allowed: {expected})"
+                    ));
                 }
             }
         }
@@ -891,9 +981,48 @@ async fn check_scaler_rights(admin: &kube::Client, ns: &str, kubeconfig: &Path) 
     }
     anyhow::ensure!(
         wrong.is_empty(),
-        "the authorizer disagrees with the intended RBAC on: {wrong:?}"
+        "the authorizer disagrees with the intended RBAC ({overlay:?}) on: {wrong:?}"
     );
     Ok(())
+}
+
+/// Resizes `pod_name` through `pods/resize` with `pods` (the scaler's token). The API server
+/// refuses to resize a running pod whose container statuses lack `resources` (a kubelet
+/// without resize support), and KWOK does not report them: the admin (`admin_pods`) reports
+/// them as a 1.35 kubelet does, then the scaler's token resizes.
+async fn resize_for_real(
+    admin_pods: &Api<Pod>,
+    pods: &Api<Pod>,
+    pod_name: &str,
+    resize: &Patch<serde_json::Value>,
+) -> R {
+    let mut attempts = 0;
+    loop {
+        let mut current = admin_pods.get(pod_name).await?;
+        let resources = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers[0].resources.clone());
+        for status in current
+            .status
+            .iter_mut()
+            .flat_map(|s| s.container_statuses.iter_mut().flatten())
+        {
+            status.resources = resources.clone();
+        }
+        admin_pods
+            .replace_status(pod_name, &PostParams::default(), &current)
+            .await?;
+        match pods
+            .patch_subresource("resize", pod_name, &PatchParams::default(), resize)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // KWOK rewrote the status in between: report the resources again.
+            Err(kube::Error::Api(e)) if e.code == 422 && attempts < 5 => attempts += 1,
+            Err(e) => return Err(anyhow::anyhow!("resize through pods/resize: {e}")),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- overlays (issue #7)
@@ -931,16 +1060,6 @@ fn overlay_dir(name: &str) -> PathBuf {
     repo_root().join("manifests/overlays").join(name)
 }
 
-/// `kubectl kustomize manifests/overlays/<name>`.
-fn render_overlay(stack: &Stack, name: &str) -> anyhow::Result<String> {
-    kubectl(
-        stack,
-        &["kustomize", &overlay_dir(name).display().to_string()],
-        None,
-    )
-    .map_err(|e| anyhow::anyhow!("overlay {name} does not render: {e}"))
-}
-
 /// The `job="..."` values the alert rules select on.
 fn rule_jobs() -> anyhow::Result<BTreeSet<String>> {
     let mut jobs = BTreeSet::new();
@@ -975,10 +1094,118 @@ async fn overlays_render_and_keep_the_base() -> R {
     let plain = render_overlay(&stack, "plain-prometheus")?;
     check_plain_overlay(&base, &documents(&plain)?)?;
     check_scrape_snippet(&base, &jobs)?;
+    check_network_policies(&base)?;
+    let mut vertical = Vec::new();
+    for o in Overlay::ALL {
+        let yaml = render_overlay(&stack, o.name())?;
+        check_vertical_overlay(&base, o, &documents(&yaml)?)?;
+        vertical.push((o, yaml));
+    }
     in_namespace(&admin, "overlay", |ns| async move {
-        dry_run_plain_overlay(&stack, &plain, &ns)
+        dry_run_plain_overlay(&stack, &plain, &ns)?;
+        for (o, yaml) in &vertical {
+            dry_run_overlay(&stack, o.name(), yaml, &ns)?;
+        }
+        Ok(())
     })
     .await
+}
+
+/// A vertical overlay is the base object for object, plus exactly one ClusterRole
+/// `tidal-scaler-<overlay>` with the overlay's rules and one ClusterRoleBinding of it to the
+/// scaler's ServiceAccount: nothing else is granted.
+fn check_vertical_overlay(
+    base: &BTreeMap<Key, serde_json::Value>,
+    overlay: Overlay,
+    docs: &BTreeMap<Key, serde_json::Value>,
+) -> R {
+    let o = overlay.name();
+    for (k, object) in base {
+        anyhow::ensure!(docs.get(k) == Some(object), "{o}: {k:?} is not the base's");
+    }
+    let name = format!("tidal-scaler-{o}");
+    let added: BTreeSet<&Key> = docs.keys().filter(|k| !base.contains_key(*k)).collect();
+    let role_key = ("ClusterRole".to_string(), String::new(), name.clone());
+    let binding_key = (
+        "ClusterRoleBinding".to_string(),
+        String::new(),
+        name.clone(),
+    );
+    anyhow::ensure!(
+        added == BTreeSet::from([&role_key, &binding_key]),
+        "{o}: adds {added:?}, expected exactly ClusterRole and ClusterRoleBinding {name}"
+    );
+    let role = &docs[&role_key];
+    anyhow::ensure!(
+        role["rules"] == overlay.rules(),
+        "{o}: ClusterRole {name} has rules {}, expected {}",
+        role["rules"],
+        overlay.rules()
+    );
+    let binding = &docs[&binding_key];
+    anyhow::ensure!(
+        binding["roleRef"]
+            == serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name})
+            && binding["subjects"]
+                == serde_json::json!([{"kind": "ServiceAccount", "name": "tidal-scaler", "namespace": "tidal-system"}]),
+        "{o}: the binding {binding} is not of {name} to tidal-system/tidal-scaler"
+    );
+    Ok(())
+}
+
+/// The base's NetworkPolicies: one per component, selecting its pods (its pod template's
+/// labels), Ingress only (egress stays open: the API server, Prometheus, Kafka, the agents),
+/// from any namespace, to the container's metrics port only.
+fn check_network_policies(base: &BTreeMap<Key, serde_json::Value>) -> R {
+    for (kind, name) in SCRAPED {
+        let np = base
+            .get(&(
+                "NetworkPolicy".to_string(),
+                "tidal-system".to_string(),
+                name.to_string(),
+            ))
+            .ok_or_else(|| anyhow::anyhow!("the base has no NetworkPolicy {name}"))?;
+        let workload = base
+            .get(&(
+                kind.to_string(),
+                "tidal-system".to_string(),
+                name.to_string(),
+            ))
+            .ok_or_else(|| anyhow::anyhow!("the base has no {kind} {name}"))?;
+        let template = &workload["spec"]["template"];
+        let port = template["spec"]["containers"][0]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "metrics")
+            .map(|p| p["containerPort"].clone())
+            .ok_or_else(|| anyhow::anyhow!("{kind} {name}: no metrics port"))?;
+        let selector = np["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("NetworkPolicy {name}: no podSelector"))?;
+        anyhow::ensure!(
+            selector
+                .iter()
+                .all(|(l, v)| &template["metadata"]["labels"][l.as_str()] == v),
+            "NetworkPolicy {name}: the podSelector does not select the {kind}'s pods"
+        );
+        anyhow::ensure!(
+            np["spec"]["policyTypes"] == serde_json::json!(["Ingress"])
+                && np["spec"]["egress"].is_null(),
+            "NetworkPolicy {name}: must restrict ingress only, egress stays open"
+        );
+        anyhow::ensure!(
+            np["spec"]["ingress"]
+                == serde_json::json!([{
+                    "from": [{"namespaceSelector": {}}],
+                    "ports": [{"protocol": "TCP", "port": port}]
+                }]),
+            "NetworkPolicy {name}: ingress {} is not the metrics port {port} from the cluster",
+            np["spec"]["ingress"]
+        );
+    }
+    Ok(())
 }
 
 /// The plain-prometheus overlay is the base, except for three annotations on the agent's and
@@ -1165,6 +1392,31 @@ fn promtool_check_config(snippet: &str) -> R {
 /// concurrently; its Namespace object is the base's, dry-run there). The API server keeps the
 /// scrape annotations on both pod templates.
 fn dry_run_plain_overlay(stack: &Stack, yaml: &str, ns: &str) -> R {
+    let answered = dry_run_overlay(stack, "plain-prometheus", yaml, ns)?;
+    for (kind, name) in SCRAPED {
+        let object = answered
+            .iter()
+            .find(|o| o["kind"] == *kind && o["metadata"]["name"] == *name)
+            .ok_or_else(|| anyhow::anyhow!("plain-prometheus: dry run lost {kind} {name}"))?;
+        let annotations = &object["spec"]["template"]["metadata"]["annotations"];
+        anyhow::ensure!(
+            annotations["prometheus.io/scrape"] == "true"
+                && annotations["prometheus.io/path"] == "/metrics"
+                && annotations["prometheus.io/port"].is_string(),
+            "plain-prometheus: the API server's {kind} {name} has annotations {annotations}"
+        );
+    }
+    Ok(())
+}
+
+/// A server-side dry run of every object of overlay `name` (rendered as `yaml`), namespaced
+/// objects moved to `ns`; returns the API server's answer, one object per object sent.
+fn dry_run_overlay(
+    stack: &Stack,
+    name: &str,
+    yaml: &str,
+    ns: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut items = Vec::new();
     for mut object in rendered_objects(stack, yaml)? {
         if object["kind"] == "Namespace" {
@@ -1193,29 +1445,16 @@ fn dry_run_plain_overlay(stack: &Stack, yaml: &str, ns: &str) -> R {
         ],
         Some(&list.to_string()),
     )
-    .map_err(|e| anyhow::anyhow!("plain-prometheus: server-side dry run: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("{name}: server-side dry run: {e}"))?;
     let answer: serde_json::Value = serde_json::from_str(&out)?;
     let answered = answer["items"].as_array().cloned().unwrap_or_default();
     anyhow::ensure!(
         answered.len() == items.len(),
-        "plain-prometheus: dry run answered {} of {} objects",
+        "{name}: dry run answered {} of {} objects",
         answered.len(),
         items.len()
     );
-    for (kind, name) in SCRAPED {
-        let object = answered
-            .iter()
-            .find(|o| o["kind"] == *kind && o["metadata"]["name"] == *name)
-            .ok_or_else(|| anyhow::anyhow!("plain-prometheus: dry run lost {kind} {name}"))?;
-        let annotations = &object["spec"]["template"]["metadata"]["annotations"];
-        anyhow::ensure!(
-            annotations["prometheus.io/scrape"] == "true"
-                && annotations["prometheus.io/path"] == "/metrics"
-                && annotations["prometheus.io/port"].is_string(),
-            "plain-prometheus: the API server's {kind} {name} has annotations {annotations}"
-        );
-    }
-    Ok(())
+    Ok(answered)
 }
 
 /// The prometheus-operator overlay: the base unchanged, a ServiceMonitor per rule job that

@@ -836,20 +836,47 @@ async fn vertical_template_mode_sizes_the_request_from_real_usage() -> R {
         .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
     let client = admin.clone();
     in_namespace(&admin, "loop-vpa", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = vertical_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+        // Template mode patches the workload: the opt-in overlay's right.
+        let rbac = ScalerRbac::install_with(&stack, &client, &ns, "vertical-template").await?;
+        let result = vertical_loop(&stack, &client, &ns, &node, &rbac.kubeconfig, true).await;
         rbac.remove(&stack)?;
         result
     })
     .await
 }
 
+/// The same Template-mode policy with the base's RBAC only (no vertical-template overlay):
+/// the recommendation is still computed, the template is not patched (403), and the status
+/// says so: `AbleToScale=False`, reason `FailedUpdateRequests`, naming the object, the verb
+/// and the overlay that grants it; the error is counted as `forbidden`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertical_template_mode_without_its_overlay_reports_the_missing_right() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-vpa-403", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = vertical_loop(&stack, &client, &ns, &node, &rbac.kubeconfig, false).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+/// `granted`: the scaler's RBAC includes the vertical-template overlay.
 async fn vertical_loop(
     stack: &Stack,
     client: &kube::Client,
     ns: &str,
     node: &str,
     kubeconfig: &Path,
+    granted: bool,
 ) -> R {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -918,6 +945,9 @@ async fn vertical_loop(
             let q = c.resources?.requests?.get("cpu")?.0.clone();
             tidal_scaler::api::parse_quantity(&q).ok()
         };
+        if !granted {
+            return refused_template(client, ns, &policies, &scaler, template_cpu).await;
+        }
         let cpu = wait_for("the template's CPU request raised", Duration::from_secs(90), || async {
             template_cpu().await.filter(|c| *c > 0.5)
         })
@@ -952,6 +982,95 @@ async fn vertical_loop(
     .await;
     provisioner.abort();
     result
+}
+
+/// Without the vertical-template overlay: the condition names the overlay, nothing is
+/// patched, the recommendation is there, a FailedUpdateRequests Event, `forbidden` counted.
+async fn refused_template<F, Fut>(
+    client: &kube::Client,
+    ns: &str,
+    policies: &Api<ScalingPolicy>,
+    scaler: &Scaler,
+    template_cpu: F,
+) -> R
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<f64>>,
+{
+    let refused = wait_for(
+        "AbleToScale=False (FailedUpdateRequests) on the policy",
+        Duration::from_secs(90),
+        || async {
+            let s = status(policies, "web").await;
+            let c = condition(&s, "AbleToScale")?;
+            (c["status"] == "False" && c["reason"] == "FailedUpdateRequests").then(|| s.clone())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+    let c = condition(&refused, "AbleToScale")
+        .cloned()
+        .unwrap_or_default();
+    let message = c["message"].as_str().unwrap_or_default();
+    eprintln!("AbleToScale=False: {message}");
+    for part in [
+        format!("patch deployments/web in namespace {ns}"),
+        "forbidden (403)".to_string(),
+        "kubectl apply -k manifests/overlays/vertical-template".to_string(),
+    ] {
+        anyhow::ensure!(message.contains(&part), "the condition lacks {part:?}: {c}");
+    }
+    anyhow::ensure!(
+        !message.contains("manifests/base"),
+        "the condition points to the base, which does not grant it: {c}"
+    );
+    anyhow::ensure!(
+        refused["recommendations"][0]["containerName"] == "app",
+        "the recommendation is still computed: {refused}"
+    );
+    anyhow::ensure!(
+        condition(&refused, "ScalingActive").is_some_and(|c| c["status"] == "True"),
+        "the horizontal side keeps working: {refused}"
+    );
+    // Nothing was patched, also a while later (a retry every apply interval, 5 s here).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let cpu = template_cpu().await;
+    anyhow::ensure!(
+        cpu.is_some_and(|c| (c - 0.1).abs() < 1e-9),
+        "the template's request changed without the right: {cpu:?}"
+    );
+    let still = status(policies, "web").await;
+    anyhow::ensure!(
+        condition(&still, "AbleToScale")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "FailedUpdateRequests"),
+        "the condition stays between retries: {still}"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        "a FailedUpdateRequests Event",
+        Duration::from_secs(10),
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("FailedUpdateRequests")
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("manifests/overlays/vertical-template"))
+                })
+        },
+    )
+    .await?;
+    let forbidden = scaler
+        .metric("tidal_scaler_errors_total{reason=\"forbidden\"}")
+        .await
+        .unwrap_or(0.0);
+    anyhow::ensure!(forbidden >= 1.0, "forbidden errors counted: {forbidden}");
+    Ok(())
 }
 
 /// A Prometheus query that returns a negative value (a broken exporter or query: no load is

@@ -34,15 +34,13 @@ pub enum ActuateError {
     /// This replica does not hold the Lease: it must not write.
     #[error("not the leader: {what} not written")]
     NotLeader { what: String },
-    /// 403: the scaler's RBAC does not allow it.
-    #[error(
-        "{verb} {object}: forbidden (403): {detail}; grant it with the ClusterRole tidal-scaler \
-         (manifests/base/scaler/rbac.yaml)"
-    )]
+    /// 403: the scaler's RBAC does not allow it; `grant` says which manifest grants it.
+    #[error("{verb} {object}: forbidden (403): {detail}; {grant}")]
     Forbidden {
         verb: &'static str,
         object: String,
         detail: String,
+        grant: Grant,
     },
     /// 404.
     #[error("{verb} {object}: not found (404): {detail}")]
@@ -88,6 +86,51 @@ pub enum ActuateError {
     },
 }
 
+/// Where the right a 403 lacks is granted: the base ClusterRole, or an opt-in overlay (the
+/// vertical writes, which the base deliberately leaves out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// The ClusterRole `tidal-scaler` of `manifests/base/scaler/rbac.yaml`.
+    Base,
+    /// `spec.vertical.mode: Template`: `patch` on deployments and statefulsets, granted by
+    /// `manifests/overlays/vertical-template`.
+    VerticalTemplate,
+    /// `spec.vertical.mode: InPlace`: `patch` on `pods/resize`, granted by
+    /// `manifests/overlays/vertical-inplace`.
+    VerticalInPlace,
+}
+
+impl Grant {
+    /// The overlay that grants the right, if it is not in the base.
+    pub fn overlay(self) -> Option<&'static str> {
+        match self {
+            Self::Base => None,
+            Self::VerticalTemplate => Some("manifests/overlays/vertical-template"),
+            Self::VerticalInPlace => Some("manifests/overlays/vertical-inplace"),
+        }
+    }
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self, self.overlay()) {
+            (Self::VerticalTemplate, Some(o)) => write!(
+                f,
+                "spec.vertical.mode Template needs it and the base does not grant it: apply the \
+                 overlay {o} (kubectl apply -k {o}; ClusterRole tidal-scaler-vertical-template)"
+            ),
+            (Self::VerticalInPlace, Some(o)) => write!(
+                f,
+                "spec.vertical.mode InPlace needs it and the base does not grant it: apply the \
+                 overlay {o} (kubectl apply -k {o}; ClusterRole tidal-scaler-vertical-inplace)"
+            ),
+            _ => f.write_str(
+                "grant it with the ClusterRole tidal-scaler (manifests/base/scaler/rbac.yaml)",
+            ),
+        }
+    }
+}
+
 impl ActuateError {
     /// A fixed label for metrics.
     pub fn label(&self) -> &'static str {
@@ -102,8 +145,18 @@ impl ActuateError {
         }
     }
 
-    /// Maps a kube error of `verb` on `object`.
+    /// Maps a kube error of `verb` on `object` (a right of the base ClusterRole).
     pub fn from_kube(verb: &'static str, object: &str, e: kube::Error) -> Self {
+        Self::from_kube_granted_by(verb, object, e, Grant::Base)
+    }
+
+    /// Maps a kube error of `verb` on `object`, a right that `grant` gives (a 403 names it).
+    pub fn from_kube_granted_by(
+        verb: &'static str,
+        object: &str,
+        e: kube::Error,
+        grant: Grant,
+    ) -> Self {
         let object = object.to_string();
         match e {
             kube::Error::Api(s) => {
@@ -113,6 +166,7 @@ impl ActuateError {
                         verb,
                         object,
                         detail,
+                        grant,
                     },
                     404 => Self::NotFound {
                         verb,
@@ -223,6 +277,41 @@ mod tests {
         assert_eq!(
             ActuateError::from_kube("put", "x", api(422)).label(),
             "api_error"
+        );
+    }
+
+    #[test]
+    fn a_forbidden_vertical_write_names_its_overlay_not_the_base() {
+        let e = ActuateError::from_kube_granted_by(
+            "patch",
+            "deployments/web in namespace shop",
+            api(403),
+            Grant::VerticalTemplate,
+        );
+        assert_eq!(e.label(), "forbidden");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("patch deployments/web in namespace shop: forbidden (403)")
+                && msg.contains("kubectl apply -k manifests/overlays/vertical-template")
+                && !msg.contains("manifests/base"),
+            "{msg}"
+        );
+        let e = ActuateError::from_kube_granted_by(
+            "patch",
+            "pods/web-1/resize in namespace shop",
+            api(403),
+            Grant::VerticalInPlace,
+        );
+        assert_eq!(e.label(), "forbidden");
+        assert!(
+            e.to_string()
+                .contains("kubectl apply -k manifests/overlays/vertical-inplace"),
+            "{e}"
+        );
+        let e = ActuateError::from_kube("patch", "deployments/web/scale in ns", api(403));
+        assert!(
+            e.to_string().contains("manifests/base/scaler/rbac.yaml"),
+            "{e}"
         );
     }
 

@@ -5,6 +5,9 @@
 //! `resources.requests` of the named containers, under the field manager `tidal-scaler`.
 //! Limits are left alone: a request above an existing limit is refused by the API server
 //! (422), and that error is reported, never worked around by raising the limit.
+//!
+//! Neither right is in the base RBAC: a 403 names the overlay that grants it
+//! ([`Grant::VerticalInPlace`], [`Grant::VerticalTemplate`]).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::{ActuateError, FIELD_MANAGER, Writer};
+use super::{ActuateError, FIELD_MANAGER, Grant, Writer};
 use crate::api::quantity_from_f64;
 
 /// New requests for one container, in base units (`cpu` cores, `memory` bytes).
@@ -72,7 +75,9 @@ impl Writer {
         )
         .await
         .map(|_| ())
-        .map_err(|e| ActuateError::from_kube("patch", &object, e))
+        .map_err(|e| {
+            ActuateError::from_kube_granted_by("patch", &object, e, Grant::VerticalInPlace)
+        })
     }
 
     /// Set the requests in a Deployment's or StatefulSet's pod template.
@@ -97,7 +102,14 @@ impl Writer {
                 api.patch(name, &pp, &Patch::Strategic(body))
                     .await
                     .map(|_| ())
-                    .map_err(|e| ActuateError::from_kube("patch", &object, e))
+                    .map_err(|e| {
+                        ActuateError::from_kube_granted_by(
+                            "patch",
+                            &object,
+                            e,
+                            Grant::VerticalTemplate,
+                        )
+                    })
             }
             TemplateKind::StatefulSet => {
                 let object = format!("statefulsets/{name} in namespace {namespace}");
@@ -106,7 +118,14 @@ impl Writer {
                 api.patch(name, &pp, &Patch::Strategic(body))
                     .await
                     .map(|_| ())
-                    .map_err(|e| ActuateError::from_kube("patch", &object, e))
+                    .map_err(|e| {
+                        ActuateError::from_kube_granted_by(
+                            "patch",
+                            &object,
+                            e,
+                            Grant::VerticalTemplate,
+                        )
+                    })
             }
         }
     }

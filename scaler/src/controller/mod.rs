@@ -150,7 +150,66 @@ struct PolicyState {
     /// The vertical recommender's history (with `spec.vertical`); loaded from the status
     /// checkpoint on first use.
     vertical: Option<VerticalState>,
+    /// The last round of request changes that wrote or failed (rounds are at most one per
+    /// `vertical_apply_interval`, so a refused write is retried that often, not every cycle).
     vertical_applied_at: Option<Instant>,
+    /// The last round's refused or failed write, shown as `AbleToScale=False` until a round
+    /// succeeds or has nothing to change.
+    vertical_failed: Option<VerticalWriteFailure>,
+}
+
+/// A vertical write (`InPlace` resize, `Template` patch) that failed: the condition's reason
+/// and message (the [`ActuateError`], which names the object, the verb and, for a 403, the
+/// overlay that grants the right).
+#[derive(Debug, Clone, PartialEq)]
+struct VerticalWriteFailure {
+    reason: &'static str,
+    message: String,
+}
+
+/// Sets `AbleToScale=False` for a failed vertical write. The CRD's condition types are the
+/// HPA's three; a horizontal failure already there keeps its reason and gets this message
+/// appended. `lastTransitionTime` is the previous status's while it was already False.
+fn vertical_write_failed(
+    status: &mut ScalingPolicyStatus,
+    old: &ScalingPolicyStatus,
+    failure: &VerticalWriteFailure,
+    now: &Time,
+) {
+    use crate::api::{ConditionStatus, ScalingCondition};
+    let message = format!(
+        "the scaler was unable to change the containers' requests: {}",
+        failure.message
+    );
+    let since = old
+        .conditions
+        .iter()
+        .find(|c| c.kind == ConditionType::AbleToScale && c.status == ConditionStatus::False)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    match status
+        .conditions
+        .iter_mut()
+        .find(|c| c.kind == ConditionType::AbleToScale)
+    {
+        Some(c) if c.status == ConditionStatus::False => {
+            let previous = c.message.take().unwrap_or_default();
+            c.message = Some(format!("{previous}; {message}"));
+        }
+        Some(c) => {
+            c.status = ConditionStatus::False;
+            c.reason = Some(failure.reason.into());
+            c.message = Some(message);
+            c.last_transition_time = Some(since);
+        }
+        None => status.conditions.push(ScalingCondition {
+            kind: ConditionType::AbleToScale,
+            status: ConditionStatus::False,
+            reason: Some(failure.reason.into()),
+            message: Some(message),
+            last_transition_time: Some(since),
+        }),
+    }
 }
 
 /// One cycle's summary (for logs, tests and the benchmark).
@@ -431,6 +490,7 @@ impl Controller {
                             metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
                             vertical: None,
                             vertical_applied_at: None,
+                            vertical_failed: None,
                         }),
                     );
                     match self.states.get_mut(&key) {
@@ -807,10 +867,14 @@ impl Controller {
                 )
                 .await;
             match vertical {
-                Ok((recs, checkpoint)) => {
+                Ok((recs, checkpoint, failed)) => {
                     status.recommendations = recs;
                     if let Some(c) = status.checkpoint.as_mut() {
                         c.vertical = Some(checkpoint);
+                    }
+                    if let Some(f) = failed {
+                        report.failures += 1;
+                        vertical_write_failed(&mut status, &old, &f, &now_t);
                     }
                 }
                 Err(e) => {
@@ -877,6 +941,7 @@ impl Controller {
         (
             Vec<crate::api::ContainerRecommendation>,
             crate::engine::vertical::VerticalCheckpoint,
+            Option<VerticalWriteFailure>,
         ),
         crate::engine::vertical::VerticalError,
     > {
@@ -923,12 +988,17 @@ impl Controller {
         let due = st
             .vertical_applied_at
             .is_none_or(|t| t.elapsed() >= self.settings.vertical_apply_interval);
-        if p.spec.dry_run || !due || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template)
-        {
-            return Ok((status_recs, checkpoint));
+        if p.spec.dry_run || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template) {
+            st.vertical_failed = None;
+            return Ok((status_recs, checkpoint, None));
+        }
+        if !due {
+            // Between rounds, the last round's failure still stands.
+            return Ok((status_recs, checkpoint, st.vertical_failed.clone()));
         }
         let min = self.settings.vertical_min_samples;
         let mut applied = false;
+        let mut failed: Option<VerticalWriteFailure> = None;
         match mode {
             VerticalMode::Template => {
                 if let Some(w) = &target.workload
@@ -952,6 +1022,10 @@ impl Controller {
                                 metrics.error(e.label());
                                 self.event(p, true, "FailedUpdateRequests", e.to_string())
                                     .await;
+                                failed = Some(VerticalWriteFailure {
+                                    reason: "FailedUpdateRequests",
+                                    message: e.to_string(),
+                                });
                             }
                         }
                     }
@@ -985,18 +1059,27 @@ impl Controller {
                         }
                         Err(e) => {
                             metrics.error(e.label());
-                            self.event(p, true, "FailedResize", format!("{}: {e}", pod.name_any()))
-                                .await;
+                            let message = format!("{}: {e}", pod.name_any());
+                            self.event(p, true, "FailedResize", message.clone()).await;
+                            // The first refused pod speaks for the others (same verb, same
+                            // cause, usually).
+                            failed.get_or_insert(VerticalWriteFailure {
+                                reason: "FailedResize",
+                                message,
+                            });
                         }
                     }
                 }
             }
             VerticalMode::Off | VerticalMode::Recommend => {}
         }
-        if applied && let Some(st) = self.states.get_mut(&key) {
-            st.vertical_applied_at = Some(Instant::now());
+        if let Some(st) = self.states.get_mut(&key) {
+            if applied || failed.is_some() {
+                st.vertical_applied_at = Some(Instant::now());
+            }
+            st.vertical_failed = failed.clone();
         }
-        Ok((status_recs, checkpoint))
+        Ok((status_recs, checkpoint, failed))
     }
 
     /// Publish an Event on the policy; a failure is counted and logged, never fatal.
