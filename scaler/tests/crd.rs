@@ -253,6 +253,7 @@ const STORED: &str = r#"{
           "allowIdleConsumers": false,
           "cluster": "main",
           "cooldownSeconds": 300,
+          "persistentLagWindowSeconds": 30,
           "excludePersistentLag": false,
           "group": "orders-worker",
           "lagPerReplica": 100,
