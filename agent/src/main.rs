@@ -24,12 +24,7 @@ use tidal_core::lease::Election;
 // (A multi-thread runtime kept ~3 MiB more of per-thread malloc arenas for no gain.)
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    tidal_core::process::init_tracing(tidal_core::process::LogTo::Stdout);
     let cli = Cli::parse();
     cli.validate()?;
     tracing::info!(
@@ -95,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding --listen {}", cli.listen))?;
-    server::serve(listener, shared, shutdown_signal()).await?;
+    server::serve(listener, shared, tidal_core::process::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -142,19 +137,4 @@ async fn start_pod_watch(cli: &Cli) -> Option<PodIndex> {
     let index = PodIndex::default();
     tokio::spawn(pods::watch(client, node, index.clone()));
     Some(index)
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the agent");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }

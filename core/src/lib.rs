@@ -13,4 +13,5 @@ pub mod exposition;
 pub mod http;
 pub mod kafka;
 pub mod lease;
+pub mod process;
 pub mod schema;

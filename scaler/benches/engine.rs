@@ -110,6 +110,7 @@ fn input() -> (Spec, State, Vec<Observation>) {
             error: None,
             stale: false,
             kafka: None,
+            invalid: false,
         };
         obs.push(sample("cpu", 0.3 + f64::from(i % 7) * 0.01));
         obs.push(sample("rps", 40.0 + f64::from(i % 5)));
@@ -124,6 +125,7 @@ fn input() -> (Spec, State, Vec<Observation>) {
             error: None,
             stale: false,
             kafka: None,
+            invalid: false,
         });
     }
     (spec, state, obs)
@@ -272,6 +274,7 @@ fn bench_fleet(c: &mut Criterion) {
                         partitions_with_lag: Some(8),
                         ..KafkaDetail::default()
                     }),
+                    invalid: false,
                 },
                 Observation {
                     metric: "rps".into(),
@@ -282,6 +285,7 @@ fn bench_fleet(c: &mut Criterion) {
                     error: None,
                     stale: false,
                     kafka: None,
+                    invalid: false,
                 },
             ];
             (spec, formula, state, obs)

@@ -11,13 +11,7 @@ use clap::Parser;
 use tidal_scaler::{cli, engine};
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    tidal_core::process::init_tracing(tidal_core::process::LogTo::Stderr);
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Decide(args) => decide(&args),
