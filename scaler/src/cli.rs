@@ -64,6 +64,10 @@ pub struct RunArgs {
         default_value_t = 5.0
     )]
     pub prometheus_timeout_seconds: f64,
+    /// Largest Prometheus answer read, in bytes (16 MiB); reading stops past it and the
+    /// queries' metrics are invalid (`too_large`).
+    #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_MAX_BODY_BYTES", default_value_t = crate::sources::body::DEFAULT_PROMETHEUS_MAX_BODY_BYTES)]
+    pub prometheus_max_body_bytes: usize,
     /// Fast path: base URLs of tidal-agents to scrape directly (`http://host:port`), comma
     /// separated. Alternative to `--agent-selector`.
     #[arg(long, env = "TIDAL_SCALER_AGENT_URLS", value_delimiter = ',')]
@@ -89,6 +93,10 @@ pub struct RunArgs {
         default_value_t = 2.0
     )]
     pub agent_timeout_seconds: f64,
+    /// Largest agent scrape read, in bytes (64 MiB; a node with 1,000 containers serves about
+    /// 3.5 MB); reading stops past it and that agent's pods count as missing (`too_large`).
+    #[arg(long, env = "TIDAL_SCALER_AGENT_MAX_BODY_BYTES", default_value_t = crate::sources::body::DEFAULT_AGENT_MAX_BODY_BYTES)]
+    pub agent_max_body_bytes: usize,
     /// An agent whose data is older than this (by its own `tidal_agent_snapshot_age_seconds`)
     /// is not used: its pods count as missing (no scale-down on them). Three of the agents'
     /// default 1 s intervals.
@@ -114,6 +122,25 @@ pub struct RunArgs {
         default_value_t = 15.0
     )]
     pub prometheus_interval_seconds: f64,
+    /// `/healthz` fails (503) once the controller's loop has completed no cycle for this long.
+    /// Default: max(30 s, 10 × `--fast-interval-seconds`).
+    #[arg(long, env = "TIDAL_SCALER_CYCLE_WATCHDOG_SECONDS")]
+    pub cycle_watchdog_seconds: Option<f64>,
+    /// Timeout of connecting to the Kubernetes API.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_KUBE_CONNECT_TIMEOUT_SECONDS",
+        default_value_t = 5.0
+    )]
+    pub kube_connect_timeout_seconds: f64,
+    /// Longest wait for the next bytes of a Kubernetes API response (not for watches, which
+    /// get 300 s: more than the API server's 290 s watch timeout).
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_KUBE_READ_TIMEOUT_SECONDS",
+        default_value_t = 15.0
+    )]
+    pub kube_read_timeout_seconds: f64,
     /// Named Kafka clusters, `name=host:port[;host:port]`, comma separated. A ScalingPolicy's
     /// `kafkaLag.cluster` must be one of these names (see `--kafka-allow-raw-addresses`).
     #[arg(long, env = "TIDAL_SCALER_KAFKA_CLUSTERS", value_delimiter = ',')]
@@ -343,6 +370,16 @@ mod tests {
         );
         assert_eq!(args.kafka_round_timeout_seconds, None);
         assert_eq!(args.kafka_max_frame_bytes, 16 << 20);
+        assert_eq!(args.agent_max_body_bytes, 64 << 20);
+        assert_eq!(args.prometheus_max_body_bytes, 16 << 20);
+        assert_eq!(args.cycle_watchdog_seconds, None);
+        assert_eq!(
+            (
+                args.kube_connect_timeout_seconds,
+                args.kube_read_timeout_seconds
+            ),
+            (5.0, 15.0)
+        );
         assert_eq!(
             (
                 args.kafka_max_brokers,

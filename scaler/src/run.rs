@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -27,6 +28,7 @@ use crate::readiness::{self, NeededApi, Problem, Readiness, RetryBackoff};
 use crate::sources::agents::{AgentSource, Discovery};
 use crate::sources::kafka::{KafkaOptions, KafkaSource};
 use crate::sources::prometheus::PrometheusSource;
+use crate::watchdog::Watchdog;
 use tidal_core::kafka::Limits;
 
 fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
@@ -103,6 +105,15 @@ fn identity(args: &RunArgs) -> String {
     })
 }
 
+/// A body cap flag: at least 64 KiB.
+fn body_cap(what: &'static str, v: usize) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        v >= 64 << 10,
+        "{what} must be at least 65536 bytes, got {v}"
+    );
+    Ok(v)
+}
+
 fn secs(what: &'static str, v: f64) -> anyhow::Result<Duration> {
     anyhow::ensure!(
         v.is_finite() && v > 0.0 && v <= 3600.0,
@@ -148,9 +159,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "--prometheus-interval-seconds",
         args.prometheus_interval_seconds,
     )?;
-    let client = kube::Client::try_default()
-        .await
-        .context("no Kubernetes API access (KUBECONFIG or in-cluster config)")?;
+    let clients = crate::kube_client::clients(crate::kube_client::Timeouts {
+        connect: secs(
+            "--kube-connect-timeout-seconds",
+            args.kube_connect_timeout_seconds,
+        )?,
+        read: secs(
+            "--kube-read-timeout-seconds",
+            args.kube_read_timeout_seconds,
+        )?,
+    })
+    .await?;
+    // Requests (writes, the Lease, scale reads) time out; watches get their own client.
+    let client = clients.requests;
+    let watch_client = clients.watches;
+    let watchdog = Watchdog::new(match args.cycle_watchdog_seconds {
+        Some(s) => secs("--cycle-watchdog-seconds", s)?,
+        None => crate::watchdog::default_limit(fast),
+    });
     let metrics = Metrics::new();
     let id = identity(&args);
 
@@ -178,28 +204,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let readiness = Readiness::new();
     let (policies, policies_fut) = cache(
-        api_for::<ScalingPolicy>(&client, ns),
+        api_for::<ScalingPolicy>(&watch_client, ns),
         NeededApi::SCALING_POLICIES,
         scope.clone(),
         readiness.clone(),
         trim::policy,
     );
     let (pods, pods_fut) = cache(
-        api_for::<Pod>(&client, ns),
+        api_for::<Pod>(&watch_client, ns),
         NeededApi::PODS,
         scope.clone(),
         readiness.clone(),
         trim::pod,
     );
     let (deployments, deployments_fut) = cache(
-        api_for::<Deployment>(&client, ns),
+        api_for::<Deployment>(&watch_client, ns),
         NeededApi::DEPLOYMENTS,
         scope.clone(),
         readiness.clone(),
         trim::deployment,
     );
     let (statefulsets, statefulsets_fut) = cache(
-        api_for::<StatefulSet>(&client, ns),
+        api_for::<StatefulSet>(&watch_client, ns),
         NeededApi::STATEFULSETS,
         scope.clone(),
         readiness.clone(),
@@ -215,7 +241,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let agents = if !args.agent_url.is_empty() {
         Some(
             AgentSource::new(Discovery::Static(args.agent_url.clone()), agent_timeout)?
-                .with_max_age(agent_max_age),
+                .with_max_age(agent_max_age)
+                .with_max_body_bytes(body_cap(
+                    "--agent-max-body-bytes",
+                    args.agent_max_body_bytes,
+                )?),
         )
     } else {
         match &args.agent_selector {
@@ -229,7 +259,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     },
                     agent_timeout,
                 )?
-                .with_max_age(agent_max_age),
+                .with_max_age(agent_max_age)
+                .with_max_body_bytes(body_cap(
+                    "--agent-max-body-bytes",
+                    args.agent_max_body_bytes,
+                )?),
             ),
             None => None,
         }
@@ -243,12 +277,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     args.prometheus_timeout_seconds,
                 )?,
             )
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_max_body_bytes(body_cap(
+                "--prometheus-max-body-bytes",
+                args.prometheus_max_body_bytes,
+            )?),
         ),
         None => None,
     };
-    let kafka = KafkaSource::new(&args.kafka_cluster, kafka_options(&args)?)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kafka = Arc::new(
+        KafkaSource::new(&args.kafka_cluster, kafka_options(&args)?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     tracing::info!(
         identity = %id,
         agents = agents.is_some(),
@@ -269,6 +309,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         listener,
         metrics.clone(),
         readiness.clone(),
+        watchdog.clone(),
         stopped(stop_rx.clone()),
     ));
 
@@ -340,7 +381,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
             ..Settings::default()
         },
-    );
+    )
+    .with_watchdog(watchdog);
     let ready_for_loop = readiness.clone();
     let control = tokio::spawn(async move {
         // Decide nothing before the caches hold the cluster's state.

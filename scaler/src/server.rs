@@ -1,5 +1,6 @@
 //! The scaler's HTTP server: `/metrics` (OpenMetrics or text 0.0.4, negotiated as the agent
-//! does), `/healthz` (the process runs) and `/readyz` (the caches are synced and every API the
+//! does), `/healthz` (the controller's loop completes cycles: 503 saying for how long it has
+//! been stuck otherwise, see `watchdog`) and `/readyz` (the caches are synced and every API the
 //! scaler needs is served and allowed; otherwise 503 with the reasons, see `readiness`).
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::watchdog::Watchdog;
 
 fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -23,10 +25,18 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 }
 
 /// Answers one request.
-pub fn handle<B>(metrics: &Metrics, ready: &Readiness, req: &Request<B>) -> Response<Full<Bytes>> {
+pub fn handle<B>(
+    metrics: &Metrics,
+    ready: &Readiness,
+    watchdog: &Watchdog,
+    req: &Request<B>,
+) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     match req.uri().path() {
-        "/healthz" => respond(StatusCode::OK, PLAIN, "ok\n".into()),
+        "/healthz" => match watchdog.verdict().message() {
+            Some(stuck) => respond(StatusCode::SERVICE_UNAVAILABLE, PLAIN, stuck),
+            None => respond(StatusCode::OK, PLAIN, "ok\n".into()),
+        },
         "/readyz" if ready.is_ready() => respond(StatusCode::OK, PLAIN, "ok\n".into()),
         "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, PLAIN, ready.body()),
         "/metrics" => {
@@ -59,12 +69,13 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     ready: Readiness,
+    watchdog: Watchdog,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tidal_core::http::serve(
         listener,
         tidal_core::http::Limits::default(),
-        move |req: &Request<Incoming>| handle(&metrics, &ready, req),
+        move |req: &Request<Incoming>| handle(&metrics, &ready, &watchdog, req),
         shutdown,
     )
     .await
@@ -86,21 +97,63 @@ mod tests {
     fn routes_and_negotiation() {
         let m = Metrics::new();
         let ready = Readiness::new();
-        assert_eq!(handle(&m, &ready, &get("/healthz", None)).status(), 200);
-        assert_eq!(handle(&m, &ready, &get("/readyz", None)).status(), 503);
+        let dog = Watchdog::new(std::time::Duration::from_secs(30));
+        assert_eq!(
+            handle(&m, &ready, &dog, &get("/healthz", None)).status(),
+            200
+        );
+        assert_eq!(
+            handle(&m, &ready, &dog, &get("/readyz", None)).status(),
+            503
+        );
         ready.mark_synced();
-        assert_eq!(handle(&m, &ready, &get("/readyz", None)).status(), 200);
-        assert_eq!(handle(&m, &ready, &get("/nope", None)).status(), 404);
-        let text = handle(&m, &ready, &get("/metrics", None));
+        assert_eq!(
+            handle(&m, &ready, &dog, &get("/readyz", None)).status(),
+            200
+        );
+        assert_eq!(handle(&m, &ready, &dog, &get("/nope", None)).status(), 404);
+        let text = handle(&m, &ready, &dog, &get("/metrics", None));
         assert_eq!(text.headers()[header::CONTENT_TYPE], TEXT_004);
         let om = handle(
             &m,
             &ready,
+            &dog,
             &get(
                 "/metrics",
                 Some("application/openmetrics-text;version=1.0.0"),
             ),
         );
         assert_eq!(om.headers()[header::CONTENT_TYPE], OPENMETRICS);
+    }
+
+    /// `/healthz` follows the watchdog: 200 before the loop starts and while cycles
+    /// complete; 503 saying for how long once none completed within the limit.
+    #[tokio::test]
+    async fn healthz_fails_when_no_cycle_completed_within_the_limit() {
+        let m = Metrics::new();
+        let ready = Readiness::new();
+        let dog = Watchdog::new(std::time::Duration::from_millis(100));
+        let health = |dog: &Watchdog| handle(&m, &ready, dog, &get("/healthz", None));
+        assert_eq!(health(&dog).status(), 200, "not started: not judged");
+        dog.start();
+        assert_eq!(health(&dog).status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let resp = health(&dog);
+        assert_eq!(resp.status(), 503);
+        let body = String::from_utf8(
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec(),
+        )
+        .expect("utf-8");
+        assert!(
+            body.starts_with("controller stuck: no cycle completed for 0.")
+                && body.contains("(limit 0.1s"),
+            "{body}"
+        );
+        dog.beat();
+        assert_eq!(health(&dog).status(), 200, "a completed cycle clears it");
     }
 }

@@ -15,14 +15,18 @@
 
 pub mod observe;
 pub mod pod_index;
+pub mod round;
 pub mod status_queue;
 pub mod target;
 pub mod trim;
 pub mod vertical;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -44,12 +48,14 @@ use crate::engine::{Formula, desired_with_formula};
 use crate::metrics::{ConditionLabels, MetricLabels, PolicyLabels, ScaleLabels, StateLabels};
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
-use crate::sources::prometheus::PrometheusSource;
+use crate::sources::prometheus::{PromSample, PrometheusSource};
 use crate::sources::{PodKey, PodUsage, SourceError};
 use observe::Gathered;
 use pod_index::PodIndex;
 use status_queue::{Priority, StatusQueue};
 use target::Caches;
+
+use crate::watchdog::Watchdog;
 
 /// Controller-wide settings.
 #[derive(Debug, Clone)]
@@ -93,7 +99,38 @@ impl Default for Settings {
 pub struct Sources {
     pub agents: Option<AgentSource>,
     pub prometheus: Option<PrometheusSource>,
-    pub kafka: KafkaSource,
+    /// Shared with the tasks that gather lag off the cycle.
+    pub kafka: Arc<KafkaSource>,
+}
+
+/// What a cycle's waiting policies need from the slow sources.
+struct Plan {
+    /// Distinct PromQL (empty without a Prometheus).
+    queries: Vec<String>,
+    lag: Vec<LagQuery>,
+    usage_via_prometheus: bool,
+}
+
+/// Per-pod usage from the Prometheus resource queries' results (no agents configured).
+fn usage_via_prometheus(
+    prometheus: &HashMap<String, Result<Vec<PromSample>, SourceError>>,
+) -> Result<HashMap<PodKey, PodUsage>, SourceError> {
+    let get = |r| match prometheus.get(observe::resource_query(r)) {
+        Some(Ok(v)) => Some(v.as_slice()),
+        _ => None,
+    };
+    let cpu_q = observe::resource_query(ResourceName::Cpu);
+    match (get(ResourceName::Cpu), get(ResourceName::Memory)) {
+        (None, None) => Err(match prometheus.get(cpu_q) {
+            Some(Err(e)) => e.clone(),
+            _ => SourceError::NoData {
+                backend: "prometheus",
+                query: cpu_q.into(),
+                detail: "no per-container usage series".into(),
+            },
+        }),
+        (cpu, mem) => Ok(observe::usage_from_prometheus(cpu, mem)),
+    }
 }
 
 struct Compiled {
@@ -232,6 +269,15 @@ pub struct Controller {
     was_leader: bool,
     /// Statuses to write, written by their own task (see [`status_queue`]).
     statuses: StatusQueue,
+    /// Policies waiting for slow sources, by round (see [`round`]).
+    rounds: HashMap<u64, round::Round>,
+    next_round: u64,
+    /// The keys of the policies in `rounds`: not due again while they wait.
+    waiting: HashSet<(String, String)>,
+    arrivals_tx: tokio::sync::mpsc::UnboundedSender<(u64, round::Arrival)>,
+    arrivals: tokio::sync::mpsc::UnboundedReceiver<(u64, round::Arrival)>,
+    /// Told of every completed cycle (`/healthz`).
+    watchdog: Option<Watchdog>,
 }
 
 fn unix_now() -> f64 {
@@ -371,6 +417,7 @@ impl Controller {
         // The status writer runs for the life of the process (the runtime drops it at exit).
         let (statuses, task) = StatusQueue::new(writer.clone(), settings.status_refresh_per_second);
         tokio::spawn(task);
+        let (arrivals_tx, arrivals) = tokio::sync::mpsc::unbounded_channel();
         Self {
             writer,
             caches,
@@ -381,15 +428,32 @@ impl Controller {
             resources: BTreeMap::new(),
             was_leader: false,
             statuses,
+            rounds: HashMap::new(),
+            next_round: 0,
+            waiting: HashSet::new(),
+            arrivals_tx,
+            arrivals,
+            watchdog: None,
         }
     }
 
+    /// Tells `watchdog` of every completed cycle, from the start of [`Self::run`].
+    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Self {
+        self.watchdog = Some(watchdog);
+        self
+    }
+
     /// Runs cycles every `fast_interval` until `shutdown` completes (a cycle in progress
-    /// finishes first).
+    /// finishes first), and evaluates the policies waiting for slow sources as those arrive
+    /// (see [`round`]). Every replica runs this loop (a follower's cycle only forgets), and
+    /// each completed cycle is reported to the watchdog.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(self.settings.fast_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        if let Some(w) = &self.watchdog {
+            w.start();
+        }
         loop {
             tokio::select! {
                 _ = &mut shutdown => {
@@ -398,10 +462,19 @@ impl Controller {
                     tracing::info!(statuses_written = drained, "controller stopped");
                     return;
                 }
+                Some((id, arrival)) = self.arrivals.recv() => {
+                    let report = self.arrive(id, arrival).await;
+                    if report.scaled > 0 || report.failures > 0 {
+                        tracing::debug!(?report, "slow sources arrived");
+                    }
+                }
                 _ = tick.tick() => {
                     let started = Instant::now();
                     let report = self.cycle().await;
                     self.writer.metrics().cycle_duration.observe(started.elapsed().as_secs_f64());
+                    if let Some(w) = &self.watchdog {
+                        w.beat();
+                    }
                     if report.scaled > 0 || report.failures > 0 {
                         tracing::debug!(?report, "cycle");
                     }
@@ -424,6 +497,8 @@ impl Controller {
             // A follower forgets: on taking over it starts from the checkpoints.
             self.states.clear();
             self.statuses.clear();
+            self.rounds.clear();
+            self.waiting.clear();
             self.writer.metrics().status_queue.set(0);
             return report;
         }
@@ -507,7 +582,10 @@ impl Controller {
             // Half a tick of slack: the tick after the one that evaluated a policy can fire a
             // little before `next_due`, and without slack the policy would wait a whole extra
             // tick (a 1 s policy evaluated every 2 s).
-            if st.next_due <= now_i + self.settings.fast_interval / 2 {
+            // A policy still waiting for a slow source of an earlier cycle is not due again.
+            if st.next_due <= now_i + self.settings.fast_interval / 2
+                && !self.waiting.contains(&key)
+            {
                 st.next_due = now_i + interval;
                 due.push(p);
             }
@@ -523,22 +601,49 @@ impl Controller {
             return report;
         }
 
-        let gathered = self.gather(&due, now).await;
+        let agents_on = self.sources.agents.is_some();
+        let prometheus_on = self.sources.prometheus.is_some();
+        let (fast, waiting): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .map(|p| {
+                // An invalid spec is held at once: it waits for nothing.
+                let key = (p.namespace().unwrap_or_default(), p.name_any());
+                let invalid = self.states.get(&key).is_some_and(|st| st.compiled.is_err());
+                let needs = if invalid {
+                    round::Needs::default()
+                } else {
+                    round::Needs::of(&p, agents_on, prometheus_on)
+                };
+                (p, needs)
+            })
+            .partition(|(_, n)| n.none());
+        let (gathered, plan) = self.gather(&fast, &waiting, now).await;
         let pods = PodIndex::build(self.caches.pods.state());
-        for p in due {
+        for (p, _) in fast {
             self.evaluate(&p, &gathered, &pods, now, &mut report).await;
+        }
+        if !waiting.is_empty() {
+            self.start_round(gathered, plan, waiting, now);
         }
         report
     }
 
-    /// Runs every source once for all due policies, concurrently.
-    async fn gather(&self, due: &[Arc<ScalingPolicy>], now: f64) -> Gathered {
-        let mut resources: BTreeSet<ResourceName> = due
-            .iter()
+    /// What the due policies need from the sources: the agents are scraped here (for `fast`
+    /// and `waiting` alike); the Prometheus queries and Kafka lag queries of `waiting` are
+    /// returned for [`Self::start_round`]. `Gathered` holds what is known now: the usage (or
+    /// why there is none), and the errors of unconfigured sources.
+    async fn gather(
+        &self,
+        fast: &[(Arc<ScalingPolicy>, round::Needs)],
+        waiting: &[(Arc<ScalingPolicy>, round::Needs)],
+        now: f64,
+    ) -> (Gathered, Plan) {
+        let due = || fast.iter().chain(waiting).map(|(p, _)| p);
+        let mut resources: BTreeSet<ResourceName> = due()
             .flat_map(|p| p.spec.metrics.iter())
             .filter_map(|m| m.resource.as_ref().map(|r| r.name))
             .collect();
-        if due.iter().any(|p| {
+        if due().any(|p| {
             p.spec
                 .vertical
                 .as_ref()
@@ -548,8 +653,7 @@ impl Controller {
             resources.insert(ResourceName::Cpu);
             resources.insert(ResourceName::Memory);
         }
-        let mut queries: BTreeSet<String> = due
-            .iter()
+        let mut queries: BTreeSet<String> = due()
             .flat_map(|p| p.spec.metrics.iter())
             .filter_map(|m| m.prometheus.as_ref().map(|q| q.query.clone()))
             .collect();
@@ -561,51 +665,27 @@ impl Controller {
             queries.insert(observe::resource_query(ResourceName::Cpu).to_string());
             queries.insert(observe::resource_query(ResourceName::Memory).to_string());
         }
-        let queries: Vec<String> = queries.into_iter().collect();
-        let lag: Vec<LagQuery> = due
+        let lag: Vec<LagQuery> = waiting
             .iter()
-            .flat_map(|p| p.spec.metrics.iter())
+            .flat_map(|(p, _)| p.spec.metrics.iter())
             .filter_map(|m| m.kafka_lag.as_ref().map(observe::lag_query))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-
-        let agents_fut = async {
-            match (&self.sources.agents, resources.is_empty()) {
-                (Some(a), false) => Some(a.scrape(now).await),
-                _ => None,
-            }
-        };
-        let prom_fut = async {
-            match &self.sources.prometheus {
-                Some(p) if !queries.is_empty() => p.query_all(&queries).await,
-                Some(_) => HashMap::new(),
-                None => queries
-                    .iter()
-                    .map(|q| {
-                        (
-                            q.clone(),
-                            Err(SourceError::NotConfigured(
-                                "prometheus metrics need --prometheus-url".into(),
-                            )),
-                        )
-                    })
-                    .collect(),
-            }
-        };
-        let kafka_fut = async {
-            if lag.is_empty() {
-                Vec::new()
-            } else {
-                self.sources.kafka.collect(&lag, now).await
-            }
-        };
-        let (scrape, prometheus, kafka) = tokio::join!(agents_fut, prom_fut, kafka_fut);
         let metrics = self.writer.metrics();
-        let usage: Option<Result<HashMap<PodKey, PodUsage>, SourceError>> = if resources.is_empty()
-        {
+        let mut gathered = Gathered::default();
+        if self.sources.prometheus.is_none() {
+            for q in &queries {
+                let e =
+                    SourceError::NotConfigured("prometheus metrics need --prometheus-url".into());
+                metrics.error(e.label());
+                gathered.prometheus.insert(q.clone(), Err(e));
+            }
+        }
+        gathered.usage = if resources.is_empty() || usage_via_prometheus {
             None
-        } else if let Some(s) = scrape {
+        } else if let Some(a) = &self.sources.agents {
+            let s = a.scrape(now).await;
             for e in &s.errors {
                 metrics.error(e.label());
                 tracing::warn!(error = %e, "agent scrape failed");
@@ -617,43 +697,145 @@ impl Controller {
             } else {
                 Some(Ok(s.pods))
             }
-        } else if usage_via_prometheus {
-            let get = |r| match prometheus.get(observe::resource_query(r)) {
-                Some(Ok(v)) => Some(v.as_slice()),
-                _ => None,
-            };
-            let cpu_q = observe::resource_query(ResourceName::Cpu);
-            match (get(ResourceName::Cpu), get(ResourceName::Memory)) {
-                (None, None) => Some(Err(match prometheus.get(cpu_q) {
-                    Some(Err(e)) => e.clone(),
-                    _ => SourceError::NoData {
-                        backend: "prometheus",
-                        query: cpu_q.into(),
-                        detail: "no per-container usage series".into(),
-                    },
-                })),
-                (cpu, mem) => Some(Ok(observe::usage_from_prometheus(cpu, mem))),
-            }
         } else {
             Some(Err(SourceError::NotConfigured(
                 "resource metrics need --agent-url, --agent-selector or --prometheus-url".into(),
             )))
         };
-        for r in prometheus.values() {
-            if let Err(e) = r {
-                metrics.error(e.label());
+        let queries = if self.sources.prometheus.is_some() {
+            queries.into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        (
+            gathered,
+            Plan {
+                queries,
+                lag,
+                usage_via_prometheus,
+            },
+        )
+    }
+
+    /// Starts the slow sources `waiting` needs, each in a task of its own bounded by its
+    /// budget, and keeps the policies until their sources arrive ([`Self::arrive`]).
+    fn start_round(
+        &mut self,
+        gathered: Gathered,
+        plan: Plan,
+        waiting: Vec<(Arc<ScalingPolicy>, round::Needs)>,
+        now: f64,
+    ) {
+        let id = self.next_round;
+        self.next_round += 1;
+        let prometheus_pending = waiting.iter().any(|(_, n)| n.prometheus);
+        let kafka_pending = waiting.iter().any(|(_, n)| n.kafka);
+        if prometheus_pending && let Some(prom) = self.sources.prometheus.clone() {
+            let (tx, queries) = (self.arrivals_tx.clone(), plan.queries);
+            tokio::spawn(async move {
+                // Even a panic answers: the policies must not wait forever.
+                let results = AssertUnwindSafe(prom.query_all(&queries))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        let e = SourceError::NotConfigured(format!(
+                            "prometheus {}: the gathering failed (a bug: see the log)",
+                            prom.query_url()
+                        ));
+                        queries
+                            .iter()
+                            .map(|q| (q.clone(), Err(e.clone())))
+                            .collect()
+                    });
+                let _ = tx.send((id, round::Arrival::Prometheus(results)));
+            });
+        }
+        if kafka_pending {
+            let (tx, kafka, lag) = (
+                self.arrivals_tx.clone(),
+                self.sources.kafka.clone(),
+                plan.lag,
+            );
+            tokio::spawn(async move {
+                let readings = AssertUnwindSafe(kafka.collect(&lag, now))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        lag.iter()
+                            .map(|q| {
+                                Err(SourceError::Kafka {
+                                    cluster: q.cluster.clone(),
+                                    group: q.group.clone(),
+                                    detail: "the collection failed (a bug: see the log)".into(),
+                                })
+                            })
+                            .collect()
+                    });
+                let _ = tx.send((id, round::Arrival::Kafka(lag, readings)));
+            });
+        }
+        for (p, _) in &waiting {
+            self.waiting
+                .insert((p.namespace().unwrap_or_default(), p.name_any()));
+        }
+        self.rounds.insert(
+            id,
+            round::Round {
+                now,
+                gathered,
+                prometheus_pending,
+                kafka_pending,
+                usage_via_prometheus: plan.usage_via_prometheus,
+                waiting,
+            },
+        );
+    }
+
+    /// A slow source of round `id` answered: evaluates the round's policies whose sources
+    /// have now all answered (a policy changed or deleted meanwhile is skipped: it is due
+    /// again at once under its new generation).
+    async fn arrive(&mut self, id: u64, arrival: round::Arrival) -> CycleReport {
+        let mut report = CycleReport::default();
+        let metrics = self.writer.metrics().clone();
+        match &arrival {
+            round::Arrival::Prometheus(results) => {
+                for e in results.values().filter_map(|r| r.as_ref().err()) {
+                    metrics.error(e.label());
+                }
+            }
+            round::Arrival::Kafka(_, readings) => {
+                for e in readings.iter().filter_map(|r| r.as_ref().err()) {
+                    metrics.error(e.label());
+                }
             }
         }
-        for r in &kafka {
-            if let Err(e) = r {
-                metrics.error(e.label());
+        let Some(r) = self.rounds.get_mut(&id) else {
+            return report;
+        };
+        let ready = r.arrive(arrival);
+        let done = r.waiting.is_empty();
+        // Evaluations need `&mut self`: the round is put back below if policies still wait.
+        let Some(r) = self.rounds.remove(&id) else {
+            return report;
+        };
+        let pods = PodIndex::build(self.caches.pods.state());
+        for p in ready {
+            let key = (p.namespace().unwrap_or_default(), p.name_any());
+            self.waiting.remove(&key);
+            let current = self.states.get(&key).is_some_and(|st| {
+                st.uid == p.uid().unwrap_or_default()
+                    && st.generation == p.metadata.generation.unwrap_or(0)
+            });
+            if current && self.writer.is_leader() {
+                report.due += 1;
+                self.evaluate(&p, &r.gathered, &pods, r.now, &mut report)
+                    .await;
             }
         }
-        Gathered {
-            usage,
-            prometheus,
-            kafka: lag.into_iter().zip(kafka).collect(),
+        if !done {
+            self.rounds.insert(id, r);
         }
+        report
     }
 
     async fn evaluate(
@@ -1228,6 +1410,9 @@ fn metric_value_and_target(
         engine::TargetType::Value => (cur.and_then(|c| c.value), m.target.value),
     }
 }
+
+#[cfg(test)]
+mod isolation_tests;
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,7 @@ use tidal_core::schema::{
     AGENT_CONTAINER_CPU_USAGE_CORES, AGENT_SNAPSHOT_AGE_SECONDS, CONTAINER_MEMORY_WORKING_SET_BYTES,
 };
 
+use super::body::{self, BodyCap, DEFAULT_AGENT_MAX_BODY_BYTES};
 use super::exposition::{self, ExpositionError};
 use super::{PodKey, PodUsage, SourceError};
 
@@ -101,7 +102,11 @@ pub struct AgentSource {
     discovery: Discovery,
     http: reqwest::Client,
     max_age_seconds: f64,
+    max_body: BodyCap,
 }
+
+/// The flag of the agent scrape's body cap.
+const MAX_BODY_FLAG: &str = "--agent-max-body-bytes";
 
 /// The default bound on an agent's data age: three of its default 1 s sampling intervals.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3);
@@ -126,7 +131,18 @@ impl AgentSource {
             discovery,
             http,
             max_age_seconds: DEFAULT_MAX_AGE.as_secs_f64(),
+            max_body: BodyCap {
+                bytes: DEFAULT_AGENT_MAX_BODY_BYTES,
+                flag: MAX_BODY_FLAG,
+            },
         })
+    }
+
+    /// A scrape body larger than `bytes` is [`SourceError::TooLarge`] and none of it is used
+    /// (reading stops at the cap).
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body.bytes = bytes;
+        self
     }
 
     /// Data older than `max_age` (by the agent's own `tidal_agent_snapshot_age_seconds`) is
@@ -231,7 +247,7 @@ impl AgentSource {
             .await
             .map_err(unreachable)?;
         let status = resp.status();
-        let body = resp.text().await.map_err(unreachable)?;
+        let body = body::read_text(resp, self.max_body, BACKEND, url, "").await?;
         if !status.is_success() {
             return Err(SourceError::Http {
                 backend: BACKEND,
@@ -652,5 +668,35 @@ tidal_agent_container_cpu_usage_cores{namespace="other",pod="inf",container="app
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The scrape body is read under `--agent-max-body-bytes`: a body of exactly the cap is
+    /// used; one byte more is `TooLarge` naming the agent's URL and the cap, and none of its
+    /// pods are used.
+    #[tokio::test]
+    async fn a_scrape_over_the_body_cap_is_too_large_and_unused() {
+        use crate::sources::body::tests::{Framing, serve_body};
+        let body = format!("{BODY}{AGENT_SNAPSHOT_AGE_SECONDS} 0.5\n").into_bytes();
+        let (url, _, task) =
+            serve_body(body.clone(), body.len(), Framing::Close, Duration::ZERO).await;
+        let at_cap = AgentSource::new(Discovery::Static(vec![url.clone()]), Duration::from_secs(2))
+            .expect("client")
+            .with_max_body_bytes(body.len());
+        let got = at_cap.scrape(100.0).await;
+        assert_eq!((got.agents, got.agents_ok), (1, 1), "{:?}", got.errors);
+        assert!(!got.pods.is_empty());
+        let over = at_cap.with_max_body_bytes(body.len() - 1);
+        let got = over.scrape(100.0).await;
+        assert_eq!((got.agents, got.agents_ok), (1, 0));
+        assert!(got.pods.is_empty(), "{:?}", got.pods);
+        match &got.errors[..] {
+            [e @ SourceError::TooLarge { url: u, cap, .. }] => {
+                assert_eq!(u, &format!("{url}/metrics"));
+                assert_eq!(*cap, body.len() - 1);
+                assert!(e.to_string().contains("--agent-max-body-bytes"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        task.abort();
     }
 }

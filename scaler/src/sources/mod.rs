@@ -6,11 +6,13 @@
 //! - [`agents`]: the fast path: scrape every `tidal-agent` directly, per-pod CPU and memory.
 //! - [`prometheus`]: the Prometheus HTTP API, one instant query per distinct PromQL per cycle.
 //! - [`kafka`]: consumer-group lag straight from the brokers (tidal-core's client).
+//! - [`body`]: response bodies read under a size cap.
 //!
 //! Rules every source follows (`docs/design.md`, "Core seams"): a value carries the time it
 //! was measured; a missing, stale or non-finite value is an error or absent, never a zero.
 
 pub mod agents;
+pub mod body;
 pub mod exposition;
 pub mod kafka;
 pub mod prometheus;
@@ -86,6 +88,14 @@ pub enum SourceError {
         url: String,
         detail: String,
     },
+    /// The answer's body was larger than the cap; none of it was used.
+    #[error("{backend} {url}: the response body is larger than the cap of {cap} bytes ({flag})")]
+    TooLarge {
+        backend: &'static str,
+        url: String,
+        cap: usize,
+        flag: &'static str,
+    },
     /// The query ran but returned nothing usable (no series, or only NaN/Inf/stale values).
     #[error("{backend}: query {query:?} returned no usable value: {detail}")]
     NoData {
@@ -139,6 +149,7 @@ impl SourceError {
             Self::Unreachable { .. } => "unreachable",
             Self::Http { .. } => "http_error",
             Self::Malformed { .. } => "malformed",
+            Self::TooLarge { .. } => "too_large",
             Self::NoData { .. } => "no_data",
             Self::Kafka { .. } => "kafka",
             Self::Stale { .. } => "stale",

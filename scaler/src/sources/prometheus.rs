@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::SourceError;
 use super::agents::{error_chain, snippet};
+use super::body::{self, BodyCap, DEFAULT_PROMETHEUS_MAX_BODY_BYTES};
 
 /// The backend name in errors.
 const BACKEND: &str = "prometheus";
@@ -44,6 +45,9 @@ pub struct PrometheusSource {
     /// `<base>/api/v1/query`.
     query_url: String,
     http: reqwest::Client,
+    /// Every [`query_all`](Self::query_all) finishes within this (each query's own timeout).
+    budget: Duration,
+    max_body: BodyCap,
 }
 
 impl PrometheusSource {
@@ -79,7 +83,22 @@ impl PrometheusSource {
                     error_chain(&e)
                 ))
             })?;
-        Ok(Self { query_url, http })
+        Ok(Self {
+            query_url,
+            http,
+            budget: timeout,
+            max_body: BodyCap {
+                bytes: DEFAULT_PROMETHEUS_MAX_BODY_BYTES,
+                flag: "--prometheus-max-body-bytes",
+            },
+        })
+    }
+
+    /// An answer larger than `bytes` is [`SourceError::TooLarge`] and none of it is used
+    /// (reading stops at the cap).
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body.bytes = bytes;
+        self
     }
 
     /// The query endpoint (`<base>/api/v1/query`).
@@ -107,22 +126,38 @@ impl PrometheusSource {
             .await
             .map_err(unreachable)?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(unreachable)?;
+        let context = format!("query {promql:?}: ");
+        let body = body::read_text(resp, self.max_body, BACKEND, url, &context).await?;
         parse_response(url, promql, status, &body)
     }
 
     /// Runs every distinct query in `queries` once, at most [`MAX_IN_FLIGHT`] at a time, and
-    /// returns each one's result keyed by the query text.
+    /// returns each one's result keyed by the query text. The whole gathering finishes within
+    /// the source's timeout (`--prometheus-timeout-seconds`): a query still queued or running
+    /// then is [`SourceError::Unreachable`] saying so, and the others keep their results.
     pub async fn query_all(
         &self,
         queries: &[String],
     ) -> HashMap<String, Result<Vec<PromSample>, SourceError>> {
         let distinct: BTreeSet<String> = queries.iter().cloned().collect();
+        let deadline = tokio::time::Instant::now() + self.budget;
+        let budget = self.budget;
         // Owned queries: a closure taking `&String` would make the future `Send` only for one
         // lifetime, and a caller could not spawn it.
         futures::stream::iter(distinct)
             .map(|q: String| async move {
-                let result = self.query(&q).await;
+                let result = match tokio::time::timeout_at(deadline, self.query(&q)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SourceError::Unreachable {
+                        backend: BACKEND,
+                        url: self.query_url.clone(),
+                        detail: format!(
+                            "query {q:?}: no answer within the budget of {:.1}s \
+                             (--prometheus-timeout-seconds)",
+                            budget.as_secs_f64()
+                        ),
+                    }),
+                };
                 (q, result)
             })
             .buffer_unordered(MAX_IN_FLIGHT)
@@ -459,5 +494,72 @@ mod tests {
             form_body(r#"sum(rate(x{a="b c"}[1m])) / 2 + 1 & é"#),
             "query=sum%28rate%28x%7Ba%3D%22b+c%22%7D%5B1m%5D%29%29+%2F+2+%2B+1+%26+%C3%A9"
         );
+    }
+
+    /// The answer is read under `--prometheus-max-body-bytes`: exactly the cap is parsed and
+    /// used; one byte over is `TooLarge` naming the URL and the cap (nothing parsed).
+    #[tokio::test]
+    async fn an_answer_over_the_body_cap_is_too_large() {
+        use crate::sources::body::tests::{Framing, serve_body};
+        let answer =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"42"]}}"#
+                .to_vec();
+        let (url, _, task) = serve_body(
+            answer.clone(),
+            answer.len(),
+            Framing::Length,
+            Duration::ZERO,
+        )
+        .await;
+        let src = PrometheusSource::new(&url, Duration::from_secs(2))
+            .expect("valid")
+            .with_max_body_bytes(answer.len());
+        assert_eq!(src.query("q").await.expect("at the cap")[0].value, 42.0);
+        let src = src.with_max_body_bytes(answer.len() - 1);
+        match src.query("q").await {
+            Err(e @ SourceError::TooLarge { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("{url}/api/v1/query"))
+                        && msg.contains(&format!("cap of {} bytes", answer.len() - 1))
+                        && msg.contains("--prometheus-max-body-bytes"),
+                    "{msg}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        task.abort();
+    }
+
+    /// A Prometheus that answers after the budget: every query of the gathering is an error
+    /// saying so, within the budget (not after the answer).
+    #[tokio::test]
+    async fn a_slow_prometheus_is_cut_at_the_budget() {
+        use crate::sources::body::tests::{Framing, serve_body};
+        let answer = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#;
+        let (url, _, task) = serve_body(
+            answer.to_vec(),
+            answer.len(),
+            Framing::Length,
+            Duration::from_secs(5),
+        )
+        .await;
+        let src = PrometheusSource::new(&url, Duration::from_millis(400)).expect("valid");
+        let queries: Vec<String> = (0..20).map(|i| format!("vector({i})")).collect();
+        let started = std::time::Instant::now();
+        let got = src.query_all(&queries).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(got.len(), 20);
+        for r in got.values() {
+            assert!(
+                matches!(r, Err(e @ SourceError::Unreachable { .. }) if e.to_string().contains("0.4s") || e.to_string().contains("timed out")),
+                "{r:?}"
+            );
+        }
+        task.abort();
     }
 }
