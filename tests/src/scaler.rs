@@ -235,3 +235,41 @@ impl Drop for ReplicaHistory {
         self.task.abort();
     }
 }
+
+/// A Deployment of KWOK pods (`nodeName` set, so no scheduling wait) with one container `app`.
+pub fn deployment(
+    name: &str,
+    node: &str,
+    replicas: i32,
+    cpu: &str,
+) -> anyhow::Result<k8s_openapi::api::apps::v1::Deployment> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeName": node,
+                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1",
+                                    "resources": {"requests": {"cpu": cpu, "memory": "32Mi"}}}]
+                }
+            }
+        }
+    }))?)
+}
+
+/// A ScalingPolicy named `name` with `spec`.
+pub fn policy(
+    name: &str,
+    spec: serde_json::Value,
+) -> anyhow::Result<tidal_scaler::api::ScalingPolicy> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "tidal.dev/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": name},
+        "spec": spec
+    }))?)
+}

@@ -22,6 +22,7 @@ use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner}
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd};
 use tidal_e2e::scaler::{Change, ReplicaHistory, Scaler, signal};
+use tidal_e2e::scaler::{deployment, policy};
 use tidal_e2e::{Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
@@ -30,35 +31,6 @@ type R = anyhow::Result<()>;
 const API_REQUESTS: &str = "tidal_scaler_api_requests_total";
 const SCALE_EVENTS: &str = "tidal_scaler_scale_events_total";
 const ERRORS: &str = "tidal_scaler_errors_total";
-
-/// A Deployment of KWOK pods (`nodeName` set, so no scheduling wait) with one container `app`.
-fn deployment(name: &str, node: &str, replicas: i32, cpu: &str) -> anyhow::Result<Deployment> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeName": node,
-                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1",
-                                    "resources": {"requests": {"cpu": cpu, "memory": "32Mi"}}}]
-                }
-            }
-        }
-    }))?)
-}
-
-fn policy(name: &str, spec: serde_json::Value) -> anyhow::Result<ScalingPolicy> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "tidal.dev/v1alpha1",
-        "kind": "ScalingPolicy",
-        "metadata": {"name": name},
-        "spec": spec
-    }))?)
-}
 
 async fn status(policies: &Api<ScalingPolicy>, name: &str) -> serde_json::Value {
     policies
@@ -150,27 +122,7 @@ async fn frozen_leader(
         )
         .await?;
     let history = ReplicaHistory::watch(deploys.clone(), "consumer");
-    let cluster = format!("stack={bootstrap}");
-    let args = [
-        "--kafka-cluster",
-        &cluster,
-        "--lease-name",
-        "tidal-scaler",
-        "--lease-duration-seconds",
-        "3",
-    ];
-    let a = Scaler::start(kubeconfig, ns, "scaler-a", &args)?;
-    wait_for("scaler-a leads", Duration::from_secs(30), || async {
-        (a.leader().await == Some(1.0)).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; scaler-a log:\n{}", a.tail()))?;
-    let b = Scaler::start(kubeconfig, ns, "scaler-b", &args)?;
-    wait_for("scaler-b follows", Duration::from_secs(30), || async {
-        (b.leader().await == Some(0.0)).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; scaler-b log:\n{}", b.tail()))?;
+    let (a, b) = leader_and_follower(kubeconfig, ns, &bootstrap).await?;
     policies
         .create(
             &PostParams::default(),
@@ -316,27 +268,7 @@ async fn killed_leader(
         )
         .await?;
     let history = ReplicaHistory::watch(deploys.clone(), "consumer");
-    let cluster = format!("stack={bootstrap}");
-    let args = [
-        "--kafka-cluster",
-        &cluster,
-        "--lease-name",
-        "tidal-scaler",
-        "--lease-duration-seconds",
-        "3",
-    ];
-    let a = Scaler::start(kubeconfig, ns, "scaler-a", &args)?;
-    wait_for("scaler-a leads", Duration::from_secs(30), || async {
-        (a.leader().await == Some(1.0)).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; scaler-a log:\n{}", a.tail()))?;
-    let b = Scaler::start(kubeconfig, ns, "scaler-b", &args)?;
-    wait_for("scaler-b follows", Duration::from_secs(30), || async {
-        (b.leader().await == Some(0.0)).then_some(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; scaler-b log:\n{}", b.tail()))?;
+    let (a, b) = leader_and_follower(kubeconfig, ns, &bootstrap).await?;
     policies
         .create(
             &PostParams::default(),
@@ -788,4 +720,35 @@ async fn slow_prometheus(
     .await;
     relay.abort();
     result
+}
+
+/// Two scaler replicas with a 3 s lease on the stack's Kafka: `scaler-a` started first and
+/// leading, then `scaler-b` started and following.
+async fn leader_and_follower(
+    kubeconfig: &Path,
+    ns: &str,
+    bootstrap: &str,
+) -> anyhow::Result<(Scaler, Scaler)> {
+    let cluster = format!("stack={bootstrap}");
+    let args = [
+        "--kafka-cluster",
+        &cluster,
+        "--lease-name",
+        "tidal-scaler",
+        "--lease-duration-seconds",
+        "3",
+    ];
+    let a = Scaler::start(kubeconfig, ns, "scaler-a", &args)?;
+    wait_for("scaler-a leads", Duration::from_secs(30), || async {
+        (a.leader().await == Some(1.0)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; scaler-a log:\n{}", a.tail()))?;
+    let b = Scaler::start(kubeconfig, ns, "scaler-b", &args)?;
+    wait_for("scaler-b follows", Duration::from_secs(30), || async {
+        (b.leader().await == Some(0.0)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; scaler-b log:\n{}", b.tail()))?;
+    Ok((a, b))
 }

@@ -22,6 +22,7 @@ use serde_json::json;
 use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
+use tidal_e2e::scaler::{deployment, policy};
 use tidal_e2e::{
     ChildGuard, Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for, workspace_bin,
 };
@@ -92,35 +93,6 @@ impl Scaler {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
-}
-
-/// A Deployment of KWOK pods (`nodeName` set, so no scheduling wait) with one container `app`.
-fn deployment(name: &str, node: &str, replicas: i32, cpu: &str) -> anyhow::Result<Deployment> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeName": node,
-                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1",
-                                    "resources": {"requests": {"cpu": cpu, "memory": "32Mi"}}}]
-                }
-            }
-        }
-    }))?)
-}
-
-fn policy(name: &str, spec: serde_json::Value) -> anyhow::Result<ScalingPolicy> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "tidal.dev/v1alpha1",
-        "kind": "ScalingPolicy",
-        "metadata": {"name": name},
-        "spec": spec
-    }))?)
 }
 
 async fn replicas(deploys: &Api<Deployment>, name: &str) -> Option<i32> {
