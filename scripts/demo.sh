@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — the main job: bring up the real stack, run Tidal against it, show it work.
 #
-#   1. the real stack (kube-apiserver, controller-manager, scheduler, etcd, KWOK nodes, Kafka,
-#      Prometheus), left running afterwards so you can explore it (scripts/stack.sh down);
-#   2. Tidal installed in the order a user follows: the ScalingPolicy CRD, the tidal-system
-#      namespace, the scaler's ServiceAccount and least-privilege RBAC (manifests/); then
-#      tidal-agent and tidal-scaler as local processes, the scaler with its ServiceAccount's
-#      token and leader election, both scraped by Prometheus;
-#   3. a consumer Deployment on a KWOK node with a ScalingPolicy on CPU and Kafka lag;
-#   4. real load: a busy loop in a pod's cgroup, then a Kafka backlog drained at a fixed rate;
-#      the terminal shows every second how the replicas follow, and back down;
+#   1. the real stack (kube-apiserver, controller-manager, scheduler, etcd, a real node with
+#      kubelet + containerd + runc, two KWOK nodes, Kafka, Prometheus), left running afterwards
+#      so you can explore it (scripts/stack.sh down);
+#   2. the Tidal image, built here without a registry (scripts/image.sh), and Tidal installed
+#      as a user installs it: kubectl apply -k manifests/overlays/local (the CRD, RBAC, the
+#      agent DaemonSet and the scaler Deployment with leader election, in-cluster); Prometheus
+#      finds both through the API server;
+#   3. a consumer Deployment on the real node with a ScalingPolicy on CPU and Kafka lag;
+#   4. real load: a busy loop in the first consumer container (turned on with kubectl exec),
+#      then a Kafka backlog drained at a fixed rate; the terminal shows every second how the
+#      replicas follow, and back down;
 #   5. an SVG of load and replicas over time (.stack/demo.svg), and the policy's status.
 #
 # It fails (exit 1) if the loop does not do what the README says: more replicas under CPU
 # load, back to one after the window, six (the partition cap) for the backlog.
-#
-# The CPU phase needs root (it creates pod cgroups); without it the demo runs the Kafka phase.
+# It needs root: the real node makes cgroups, network namespaces and a bridge.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
@@ -29,7 +30,7 @@ stack_log=$REPO/.stack/logs/stack-build.log
 step "building the stack's components in the background (scripts/stack.sh build; log: .stack/logs/stack-build.log)"
 "$REPO/scripts/stack.sh" build >"$stack_log" 2>&1 &
 stack_build=$!
-step "building tidal-agent, tidal-scaler and the demo load driver"
+step "building tidal-agent, tidal-scaler and the demo load driver (debug; the image is built below)"
 if ! cargo build --workspace --bins --locked || ! cargo build --locked -p tidal-e2e --example demo_loop; then
   kill "$stack_build" 2>/dev/null || true
   fail "the Rust build failed (above)"
@@ -55,80 +56,57 @@ step "nodes and versions"
 kc get nodes -o wide
 kc version 2>/dev/null | sed 's/^/    /'
 
-step "installing Tidal's API and RBAC as a user would (manifests/): CRD, namespace, scaler ServiceAccount"
-kc apply -k "$REPO/manifests/crd" | sed 's/^/    /'
+step "the Tidal image: release binaries in an OCI image, imported into the node's containerd (scripts/image.sh)"
+"$REPO/scripts/image.sh"
+
+step "installing Tidal as a user installs it: kubectl apply -k manifests/overlays/local"
+note "the base (CRD, namespace, RBAC, agent DaemonSet, scaler Deployment x2, Services, PDB,"
+note "NetworkPolicies) + scrape annotations + this machine's image, API server, Prometheus and Kafka"
+reinstall=0
+kc -n tidal-system get daemonset tidal-agent >/dev/null 2>&1 && reinstall=1
+kc apply -k "$REPO/manifests/overlays/local" | sed 's/^/    /'
 kc wait --for=condition=Established crd/scalingpolicies.tidal.dev --timeout=60s >/dev/null
-kc apply -f "$REPO/manifests/base/namespace.yaml" | sed 's/^/    /'
-kc -n tidal-system apply -f "$REPO/manifests/base/scaler/serviceaccount.yaml" \
-  -f "$REPO/manifests/base/scaler/rbac.yaml" | sed 's/^/    /'
-# The scaler runs here as a local process, but with exactly the rights the manifests give its
-# ServiceAccount in a cluster: a token for tidal-system/tidal-scaler.
-SCALER_KUBECONFIG=$REPO/.stack/demo-scaler.kubeconfig
-token=$(kc -n tidal-system create token tidal-scaler --duration=24h)
-umask 077
-cat >"$SCALER_KUBECONFIG" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters: [{name: tidal, cluster: {server: "$TIDAL_APISERVER", certificate-authority: "$TIDAL_CA_FILE"}}]
-users: [{name: tidal-scaler, user: {token: "$token"}}]
-contexts: [{name: tidal-scaler, context: {cluster: tidal, user: tidal-scaler, namespace: tidal-system}}]
-current-context: tidal-scaler
-KUBECONFIG
-umask 022
-note "the scaler's kubeconfig: .stack/demo-scaler.kubeconfig (ServiceAccount tidal-system/tidal-scaler)"
-
-AGENT=127.0.0.1:27464
-SCALER=127.0.0.1:27465
-step "starting tidal-agent on $AGENT and tidal-scaler on $SCALER (logs: .stack/logs/demo-*.log)"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -f "$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json" "$TIDAL_PROMETHEUS_TARGETS_DIR/demo-scaler.json"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-for port in 27464 27465; do
-  ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
-    fail "port $port is in use (another demo running?); stop it first"
-done
-"$REPO/target/debug/tidal-agent" --listen "$AGENT" --node-name kwok-node-0 --interval-seconds 1 \
-  >"$REPO/.stack/logs/demo-agent.log" 2>&1 &
-pids+=($!)
-# A fixed identity, so a rerun renews the Lease it left instead of waiting for it to expire.
-KUBECONFIG=$SCALER_KUBECONFIG "$REPO/target/debug/tidal-scaler" run --listen "$SCALER" \
-  --identity demo-scaler --lease-namespace tidal-system --namespace tidal-demo \
-  --agent-url "http://$AGENT" --kafka-cluster "local=$TIDAL_KAFKA_BOOTSTRAP" \
-  --prometheus-url "$TIDAL_PROMETHEUS_URL" >"$REPO/.stack/logs/demo-scaler.log" 2>&1 &
-pids+=($!)
-printf '[{"targets":["%s"],"labels":{"component":"agent"}}]' "$AGENT" >"$TIDAL_PROMETHEUS_TARGETS_DIR/demo-agent.json"
-printf '[{"targets":["%s"],"labels":{"component":"scaler"}}]' "$SCALER" >"$TIDAL_PROMETHEUS_TARGETS_DIR/demo-scaler.json"
-for _ in $(seq 1 60); do
-  curl -fsS "http://$SCALER/readyz" >/dev/null 2>&1 && curl -fsS "http://$AGENT/readyz" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-if ! curl -fsS "http://$SCALER/readyz" >/dev/null 2>&1; then
-  note "tidal-scaler's /readyz says:"
-  curl -sS "http://$SCALER/readyz" 2>&1 | sed 's/^/      /' || true
-  note "last lines of .stack/logs/demo-scaler.log:"
-  tail -n 15 "$REPO/.stack/logs/demo-scaler.log" | sed 's/^/      /'
-  fail "tidal-scaler is not ready"
+if ((reinstall)); then
+  # Same tag, new image: restart so the pods run what was just built.
+  kc -n tidal-system rollout restart daemonset/tidal-agent deployment/tidal-scaler | sed 's/^/    /'
 fi
-curl -fsS "http://$AGENT/readyz" >/dev/null 2>&1 || fail "tidal-agent is not ready; see .stack/logs/demo-agent.log"
-for _ in $(seq 1 30); do
-  curl -fsS "http://$SCALER/metrics" 2>/dev/null | grep -qx 'tidal_scaler_leader 1' && break
+kc -n tidal-system rollout status daemonset/tidal-agent --timeout=180s | sed 's/^/    /' ||
+  fail "the agent DaemonSet did not roll out; kubectl -n tidal-system describe pods -l app.kubernetes.io/name=tidal-agent"
+kc -n tidal-system rollout status deployment/tidal-scaler --timeout=180s | sed 's/^/    /' ||
+  fail "the scaler Deployment did not roll out; kubectl -n tidal-system describe pods -l app.kubernetes.io/name=tidal-scaler"
+pod_ips() { kc -n tidal-system get pods -l "app.kubernetes.io/name=$1" --field-selector status.phase=Running -o jsonpath='{range .items[*]}{.status.podIP}{" "}{end}'; }
+agent_ip=$(pod_ips tidal-agent | awk '{print $1}')
+[[ -n $agent_ip ]] || fail "no running tidal-agent pod"
+AGENT=http://$agent_ip:9464
+SCALERS=$(pod_ips tidal-scaler | awk '{for (i = 1; i <= NF; i++) printf "%shttp://%s:9465", (i > 1 ? "," : ""), $i}')
+holder=""
+for _ in $(seq 1 60); do
+  holder=$(kc -n tidal-system get lease tidal-scaler -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+  [[ -n $holder ]] && kc -n tidal-system get pod "$holder" >/dev/null 2>&1 && break
   sleep 0.5
 done
-curl -fsS "http://$SCALER/metrics" | grep -qx 'tidal_scaler_leader 1' ||
-  fail "tidal-scaler did not take the Lease tidal-system/tidal-scaler; see .stack/logs/demo-scaler.log"
-note "both ready; the scaler leads (Lease tidal-system/tidal-scaler)"
+[[ -n $holder ]] || fail "no scaler replica took the Lease tidal-system/tidal-scaler; kubectl -n tidal-system logs -l app.kubernetes.io/name=tidal-scaler"
+kc -n tidal-system get pods -o wide | sed 's/^/    /'
+note "the leader is $holder (Lease tidal-system/tidal-scaler); agent metrics at $AGENT/metrics"
 
-step "a consumer Deployment on kwok-node-0 and its ScalingPolicy"
+step "Prometheus finds them through the API server (kubernetes_sd_configs, role pod)"
+want=$(($(pod_ips tidal-scaler | wc -w) + 1))
+up=0
+for _ in $(seq 1 60); do
+  up=$(curl -fsS "$TIDAL_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=sum(up{job=~"tidal-agent|tidal-scaler",namespace=""} == 1) or vector(0)' |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)')
+  ((up >= want)) && break
+  sleep 1
+done
+((up >= want)) || fail "Prometheus scrapes $up of the $want Tidal pods; see $TIDAL_PROMETHEUS_URL/targets"
+note "up{job=~\"tidal-agent|tidal-scaler\"}: $up of $want pods"
+
+step "a consumer Deployment on the real node and its ScalingPolicy"
 kc create namespace tidal-demo --dry-run=client -o yaml | kc apply -f - >/dev/null
 # A fresh start each run: no history from an earlier demo.
 kc -n tidal-demo delete scalingpolicy consumer --ignore-not-found >/dev/null
 kc -n tidal-demo delete deployment consumer --ignore-not-found --wait=true >/dev/null
+kc -n tidal-demo wait --for=delete pod -l app=consumer --timeout=60s >/dev/null 2>&1 || true
 run_id=$(date +%s)
 topic="demo-orders-$run_id"
 group="demo-consumers-$run_id"
@@ -142,16 +120,21 @@ spec:
   template:
     metadata: {labels: {app: consumer}}
     spec:
-      nodeName: kwok-node-0
-      tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
+      nodeSelector: {tidal.dev/node: real}
+      tolerations: [{key: tidal.dev/real-node, operator: Exists, effect: NoSchedule}]
+      terminationGracePeriodSeconds: 1
       containers:
       - name: consumer
-        image: registry.invalid/tidal/consumer:demo
-        resources: {requests: {cpu: 200m, memory: 128Mi}, limits: {cpu: "2", memory: 256Mi}}
+        image: $TIDAL_BUSYBOX_IMAGE
+        imagePullPolicy: Never
+        # Burns CPU (up to its limit) while /tmp/load exists; the demo turns it on and off.
+        command: ["/bin/sh", "-c", "while :; do if [ -f /tmp/load ]; then i=0; while [ \$i -lt 100000 ]; do i=\$((i+1)); done; else sleep 1; fi; done"]
+        resources: {requests: {cpu: 100m, memory: 16Mi}, limits: {cpu: 500m, memory: 64Mi}}
 ---
 apiVersion: tidal.dev/v1alpha1
 kind: ScalingPolicy
-metadata: {name: consumer}
+# The label: the local overlay's scaler acts on labelled policies only (manifests/overlays/local).
+metadata: {name: consumer, labels: {tidal.dev/scaler: in-cluster}}
 spec:
   targetRef: {apiVersion: apps/v1, kind: Deployment, name: consumer}
   minReplicas: 1
@@ -166,15 +149,16 @@ spec:
       stabilizationWindowSeconds: 15
       policies: [{type: Percent, value: 100, periodSeconds: 5}]
 YAML
-kc -n tidal-demo rollout status deployment/consumer --timeout=60s >/dev/null
-kc -n tidal-demo get scalingpolicy consumer -o wide 2>/dev/null | sed 's/^/    /' || true
+kc -n tidal-demo rollout status deployment/consumer --timeout=90s >/dev/null ||
+  fail "the consumer pod did not start on $TIDAL_NODE_NAME; kubectl -n tidal-demo describe pods"
+kc -n tidal-demo get pods -o wide | sed 's/^/    /'
 
 step "the closed loop, live (about 2.5 minutes): CPU, then a Kafka backlog; replicas follow"
 note "policy: cpu at 50% of a 200m request, lag at 500 messages per replica, 1..6 replicas,"
 note "scale-down after a 15s stabilization window. HPA would react on a 15s loop, KEDA polls every 30s."
 csv="$REPO/.stack/demo.csv"
 KUBECONFIG="$TIDAL_KUBECONFIG" timeout 300 "$REPO/target/debug/examples/demo_loop" tidal-demo consumer \
-  "$TIDAL_KAFKA_BOOTSTRAP" "$topic" "$group" "http://$AGENT" "http://$SCALER" "$csv"
+  "$TIDAL_KAFKA_BOOTSTRAP" "$topic" "$group" "$AGENT" "$SCALERS" "$csv"
 
 step "what the scaler says: the policy, its conditions, its Events"
 kc -n tidal-demo get scalingpolicy consumer -o wide | sed 's/^/    /'
@@ -192,17 +176,11 @@ else
   note "tidal-scaler plot failed; the samples are in .stack/demo.csv"
 fi
 
-step "Prometheus scrapes both (job tidal); a few of the scaler's own series"
-for _ in $(seq 1 30); do
-  up=$(curl -fsS "$TIDAL_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=sum(up{job="tidal",component=~"agent|scaler"})' |
-    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")')
-  [[ $up == 2 ]] && break
-  sleep 1
-done
-note "sum(up{job=\"tidal\",component=~\"agent|scaler\"}) = ${up:-0}"
-curl -fsS "http://$SCALER/metrics" |
+step "a few of the leader's own series"
+leader_ip=$(kc -n tidal-system get pod "$holder" -o jsonpath='{.status.podIP}' 2>/dev/null || true)
+curl -fsS "http://$leader_ip:9465/metrics" 2>/dev/null |
   grep -E '^tidal_scaler_(desired_replicas|current_replicas|leader|cycle_duration_seconds_(sum|count)|scale_events_total)' |
-  sed 's/^/    /'
+  sed 's/^/    /' || note "(the leader changed since; kubectl -n tidal-system get lease tidal-scaler)"
 
 step "the engine, offline: tidal-scaler decide on the example of docs/decide.md"
 example=$(awk '/^```json/{n++; if (n==1) {f=1; next}} /^```/{f=0} f' "$REPO/docs/decide.md")
@@ -215,4 +193,12 @@ for p in d["proposals"]:
 print("    current %d -> desired %d" % (d["current_replicas"], d["desired_replicas"]))' ||
   note "(decide printed no JSON)"
 
-step "done. The stack is still up: source .stack/env to use it; scripts/stack.sh down stops it."
+step "done. The stack is still up; look around:"
+note "source .stack/env                              # kubectl, addresses"
+note "kubectl get nodes -o wide                      # tidal-node-0 is the real node"
+note "kubectl -n tidal-system get pods -o wide       # the agent DaemonSet and the scaler Deployment"
+note "kubectl -n tidal-system logs -l app.kubernetes.io/name=tidal-scaler"
+note "kubectl -n tidal-demo get scalingpolicy consumer -o yaml"
+note "curl $AGENT/metrics                # the agent, by pod IP"
+note "$TIDAL_PROMETHEUS_URL/targets       # Prometheus (jobs tidal-agent, tidal-scaler)"
+note "scripts/stack.sh down                          # stops everything (--purge: and its data)"

@@ -25,6 +25,9 @@ K8S_VERSION=${TIDAL_K8S_VERSION:-v1.35.4}
 ETCD_VERSION=${TIDAL_ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${TIDAL_KWOK_VERSION:-v0.7.0}
 KAFKA_VERSION=${TIDAL_KAFKA_VERSION:-4.1.1}
+# Prometheus is built from the Go module proxy (module versions v0.3MM.P are releases 3.MM.P):
+# Debian's package is built without kubernetes_sd_configs, which the in-cluster install needs.
+PROM_MODULE_VERSION=${TIDAL_PROMETHEUS_MODULE_VERSION:-v0.316.0}
 KWOK_NODES=${TIDAL_KWOK_NODE_COUNT:-2}
 
 # A block of ports in the 27xxx range, which no common service uses. Override the base
@@ -50,10 +53,13 @@ ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 # The recipe revision is part of the key, so a changed dependency list refetches.
 KAFKA_DIR=$CACHE/kafka-$KAFKA_VERSION-r2
+PROM_DIR=$CACHE/prometheus-$PROM_MODULE_VERSION
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 ADMIN_TOKEN_FILE=$STATE/pki/admin.token
+# shellcheck source=scripts/stack-node.sh
+source "$REPO/scripts/stack-node.sh"
 NOBODY_TOKEN_FILE=$STATE/pki/nobody.token
 
 # ---------------------------------------------------------------- output helpers
@@ -89,14 +95,16 @@ run_logged() {
 }
 
 # ---------------------------------------------------------------- builds
+# Every Kubernetes binary the stack runs, from one build module (kubelet: the real node).
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 build_k8s() {
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  local missing=0 b
-  for b in "${bins[@]}"; do [[ -x $K8S_DIR/$b ]] || missing=1; done
-  ((missing)) || return 0
+  local missing=() b
+  for b in "${K8S_BINS[@]}"; do [[ -x $K8S_DIR/$b ]] || missing+=("$b"); done
+  ((${#missing[@]})) || return 0
   command -v go >/dev/null || die "go is required to build Kubernetes"
-  run_logged "kubernetes-$K8S_VERSION" _build_k8s
+  run_logged "kubernetes-$K8S_VERSION" _build_k8s "${missing[@]}"
 }
+# _build_k8s BIN...: builds the named binaries of k8s.io/kubernetes/cmd.
 _build_k8s() {
   set -euo pipefail
   local work=$CACHE/src/k8s-$K8S_VERSION staging=v0${K8S_VERSION#v1}
@@ -126,7 +134,7 @@ EOF
   echo "compiling"
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
   mkdir -p out
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in "$@"; do
     echo "go build $b"
     go build -mod=mod -trimpath -ldflags "$ld" -o "out/$b" "k8s.io/kubernetes/cmd/$b"
   done
@@ -214,14 +222,31 @@ ensure_prometheus() {
   command -v prometheus >/dev/null || die "prometheus not on PATH after install"
 }
 
+build_prometheus() {
+  [[ -x $PROM_DIR/prometheus ]] && return 0
+  run_logged "prometheus-$PROM_MODULE_VERSION" _build_prometheus
+}
+_build_prometheus() {
+  set -euo pipefail
+  local work=$CACHE/src/prometheus-$PROM_MODULE_VERSION minor patch
+  minor=$(echo "$PROM_MODULE_VERSION" | cut -d. -f2)
+  patch=$(echo "$PROM_MODULE_VERSION" | cut -d. -f3)
+  mkdir -p "$work" "$PROM_DIR" && cd "$work"
+  GOBIN=$PROM_DIR go install -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$((10#${minor#3})).$patch" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROM_MODULE_VERSION"
+}
+
 build_all() {
   mkdir -p "$CACHE"
   say "cache: $CACHE"
   ensure_prometheus
+  build_prometheus
   build_kafka
   build_etcd
   build_kwok
   build_k8s
+  build_node
   say "all components built"
 }
 
@@ -310,7 +335,8 @@ gen_pki() {
       -subj "/CN=tidal-local-ca" -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+    # The node IP: pods on the real node reach the API server there.
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.0.0.1,IP:%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$NODE_IP" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
@@ -385,6 +411,7 @@ export TIDAL_KWOK_NODES="$(seq -f 'kwok-node-%g' 0 $((KWOK_NODES - 1)) | tr '\n'
 export TIDAL_KUBECTL=$K8S_DIR/kubectl
 export PATH=$K8S_DIR:\$PATH
 EOF
+  node_env >>"$STATE/env"
 }
 
 kubectl_() { "$K8S_DIR/kubectl" --kubeconfig "$STATE/kubeconfig" "$@"; }
@@ -410,7 +437,7 @@ up_apiserver() {
     --service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
     --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC,Node \
     --token-auth-file "$STATE/pki/tokens.csv" --allow-privileged=true \
-    --enable-priority-and-fairness=false --profiling=false --v=1
+    --enable-priority-and-fairness=false --profiling=false --v=1 $(apiserver_node_flags)
   wait_for kube-apiserver 120 curl -fsS --cacert "$STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$APISERVER_PORT/readyz"
 }
@@ -473,19 +500,21 @@ EOF
 }
 
 up_kafka() {
-  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT"
+  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT" "$KAFKA_POD_PORT"
   gen_kafka_cert
-  local dir=$STATE/kafka
+  local dir=$STATE/kafka kafka_pod_listener=""
+  # Pods on the real node reach the broker on the node IP (a listener of its own).
+  node_enabled && kafka_pod_listener=",POD://$NODE_IP:$KAFKA_POD_PORT"
   mkdir -p "$dir"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT$kafka_pod_listener
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT$kafka_pod_listener
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,POD:PLAINTEXT
 listener.name.ssl.ssl.keystore.type=PEM
 listener.name.ssl.ssl.keystore.location=$STATE/pki/kafka-keystore.pem
 listener.name.ssl.ssl.client.auth=none
@@ -562,11 +591,12 @@ scrape_configs:
       - files: ["$dir/targets/[^a]*.json"]
         refresh_interval: 2s
 EOF
+  prometheus_kubernetes_jobs >>"$dir/prometheus.yml"
   if running prometheus; then
     # Already up: pick up a changed config without a restart.
     curl -fsS -X POST "http://127.0.0.1:$PROM_PORT/-/reload" >/dev/null || say "prometheus config reload failed"
   fi
-  start prometheus prometheus --config.file "$dir/prometheus.yml" --storage.tsdb.path "$dir/data" \
+  start prometheus "$PROM_DIR/prometheus" --config.file "$dir/prometheus.yml" --storage.tsdb.path "$dir/data" \
     --web.listen-address "127.0.0.1:$PROM_PORT" --storage.tsdb.retention.time 1d --web.enable-lifecycle
   wait_for prometheus 60 curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready"
 }
@@ -581,6 +611,8 @@ cmd_up() {
   write_kubeconfig "$STATE/kubeconfig" tidal-admin "$(cat "$ADMIN_TOKEN_FILE")"
   write_kubeconfig "$STATE/kubeconfig-nobody" tidal-nobody "$(cat "$NOBODY_TOKEN_FILE")"
   write_env
+  gen_node_pki
+  up_bridge
   say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-ssl=$KAFKA_SSL_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
   up_etcd
   up_apiserver
@@ -589,6 +621,7 @@ cmd_up() {
   up_kwok
   up_kafka
   up_prometheus
+  up_node
   say "stack up in $(($(date +%s) - start_ts))s; env file: $STATE/env (source it, or: eval \"\$(scripts/stack.sh env)\")"
 }
 
@@ -596,6 +629,7 @@ COMPONENTS=(prometheus kafka kwok kube-scheduler kube-controller-manager kube-ap
 
 cmd_down() {
   local c
+  down_node
   for c in "${COMPONENTS[@]}"; do stop "$c"; done
   if [[ ${1:-} == --purge ]]; then
     rm -rf "$STATE"
@@ -613,10 +647,11 @@ cmd_status() {
       rc=1
     fi
   done
+  node_status || rc=1
   printf 'ports: etcd=%s apiserver=%s kafka=%s kafka-sasl=%s prometheus=%s\n' \
     "$ETCD_PORT" "$APISERVER_PORT" "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$PROM_PORT"
   printf 'versions: kubernetes=%s etcd=%s kwok=%s kafka=%s prometheus=%s\n' "$K8S_VERSION" "$ETCD_VERSION" \
-    "$KWOK_VERSION" "$KAFKA_VERSION" "$(prometheus --version 2>&1 | head -n1 | awk '{print $3}')"
+    "$KWOK_VERSION" "$KAFKA_VERSION" "$("$PROM_DIR/prometheus" --version 2>&1 | head -n1 | awk '{print $3}')"
   return $rc
 }
 

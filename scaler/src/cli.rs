@@ -53,6 +53,11 @@ pub struct RunArgs {
     /// Only watch ScalingPolicies in this namespace (default: all namespaces).
     #[arg(long, env = "TIDAL_SCALER_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Only act on ScalingPolicies whose labels match this selector (`key=value`, `key`,
+    /// `!key`, `key in (a,b)`, comma separated), so that two installs can split the policies
+    /// of one cluster, e.g. during a migration or a canary. Default: every policy.
+    #[arg(long, env = "TIDAL_SCALER_POLICY_SELECTOR")]
+    pub policy_selector: Option<String>,
     /// Base URL of the Prometheus HTTP API used by `prometheus` metrics (and by `resource`
     /// metrics when no agents are configured).
     #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_URL")]

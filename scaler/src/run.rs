@@ -48,6 +48,7 @@ where
 /// problem clears on the next success.
 fn cache<K>(
     api: Api<K>,
+    config: watcher::Config,
     needed: NeededApi,
     scope: String,
     readiness: Readiness,
@@ -59,7 +60,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let (backoff, success) = RetryBackoff::new();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, config)
         .backoff(backoff)
         .modify(trim);
     let fut = async move {
@@ -203,15 +204,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => "cluster-wide".to_string(),
     };
     let readiness = Readiness::new();
+    let mut policy_watch = watcher::Config::default();
+    let mut policy_scope = scope.clone();
+    if let Some(sel) = args.policy_selector.as_deref().filter(|s| !s.is_empty()) {
+        policy_watch = policy_watch.labels(sel);
+        policy_scope = format!("{scope} with labels {sel} (--policy-selector)");
+    }
     let (policies, policies_fut) = cache(
         api_for::<ScalingPolicy>(&watch_client, ns),
+        policy_watch,
         NeededApi::SCALING_POLICIES,
-        scope.clone(),
+        policy_scope,
         readiness.clone(),
         trim::policy,
     );
     let (pods, pods_fut) = cache(
         api_for::<Pod>(&watch_client, ns),
+        watcher::Config::default(),
         NeededApi::PODS,
         scope.clone(),
         readiness.clone(),
@@ -219,6 +228,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let (deployments, deployments_fut) = cache(
         api_for::<Deployment>(&watch_client, ns),
+        watcher::Config::default(),
         NeededApi::DEPLOYMENTS,
         scope.clone(),
         readiness.clone(),
@@ -226,6 +236,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let (statefulsets, statefulsets_fut) = cache(
         api_for::<StatefulSet>(&watch_client, ns),
+        watcher::Config::default(),
         NeededApi::STATEFULSETS,
         scope.clone(),
         readiness.clone(),

@@ -1,20 +1,23 @@
 //! The closed loop of `scripts/demo.sh`: drives real load at a Deployment that a real
 //! tidal-scaler controls, and shows every second how the replicas follow.
 //!
-//! `demo_loop NAMESPACE DEPLOYMENT BOOTSTRAP TOPIC GROUP AGENT_URL SCALER_URL CSV`
+//! `demo_loop NAMESPACE DEPLOYMENT BOOTSTRAP TOPIC GROUP AGENT_URL SCALER_URLS CSV`
+//!
+//! The Deployment runs on the stack's real node: its containers are busybox loops that burn
+//! CPU while `/tmp/load` exists, and idle otherwise. `SCALER_URLS` lists the scaler replicas'
+//! metrics addresses (comma separated); the leader's figures are shown.
 //!
 //! Timeline (bounded: at most 200 s):
 //! 1. idle;
-//! 2. CPU: a real busy loop in the first pod's cgroup (1 core against a 200m request), so the
-//!    `cpu` metric asks for more replicas; needs root and a cgroup hierarchy, else skipped;
+//! 2. CPU: `kubectl exec` turns the load on in the first pod (its busy loop is capped by its
+//!    CPU limit, far above its request), so the `cpu` metric asks for more replicas;
 //! 3. idle again: replicas come down after the policy's stabilization window;
 //! 4. Kafka: a backlog is produced at once; the `lag` metric asks for lag / lagPerReplica
 //!    replicas (capped at the partition count), reached within the HPA's default scale-up
 //!    limit (1 -> 5, then 6 fifteen seconds later); 20 s after the backlog a consumer drains
 //!    it at a fixed rate, committing, and the replicas follow the lag down.
 //!
-//! Every pod gets a kubelet-like container ID and a cgroup, so the agent reports its usage
-//! (KWOK pods run nothing). Writes `t,cpu (millicores),lag (messages),desired@right,
+//! The in-cluster agent reads the containers' usage from the cgroups the kubelet made. Writes `t,cpu (millicores),lag (messages),desired@right,
 //! replicas@right` to CSV for `tidal-scaler plot`.
 //!
 //! It then checks what the README promises and exits non-zero when the loop did not do it
@@ -23,8 +26,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -34,7 +35,6 @@ use rdkafka::ClientConfig as RdConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tidal_core::kafka::{Client, ClientConfig, ResetPolicy, Selection, partition_lag};
-use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 
 const PARTITIONS: i32 = 6;
@@ -71,21 +71,19 @@ impl Outcome {
     }
 
     /// The README's claims for this run; `cpu` is false when the CPU phase was skipped.
-    fn check(&self, cpu: bool) -> Vec<String> {
+    fn check(&self) -> Vec<String> {
         let mut failed = Vec::new();
-        if cpu {
-            if self.cpu_max <= 1 {
-                failed.push(format!(
-                    "CPU load: the replicas never went above 1 (max {})",
-                    self.cpu_max
-                ));
-            }
-            if self.idle_min != Some(1) {
-                failed.push(format!(
-                    "load removed: the replicas did not come back to 1 before the backlog (lowest {:?})",
-                    self.idle_min
-                ));
-            }
+        if self.cpu_max <= 1 {
+            failed.push(format!(
+                "CPU load: the replicas never went above 1 (max {})",
+                self.cpu_max
+            ));
+        }
+        if self.idle_min != Some(1) {
+            failed.push(format!(
+                "load removed: the replicas did not come back to 1 before the backlog (lowest {:?})",
+                self.idle_min
+            ));
         }
         let want = (BACKLOG_PER_PARTITION * i64::from(PARTITIONS) / LAG_PER_REPLICA)
             .min(i64::from(PARTITIONS));
@@ -135,14 +133,31 @@ async fn lag(client: &mut Client, group: &str, topic: &str) -> Option<u64> {
     Some(total)
 }
 
+/// Turns the busy loop of `pod` on or off: `kubectl exec` (API server -> kubelet -> containerd)
+/// creates or removes `/tmp/load` in its container.
+fn set_load(ns: &str, pod: &str, container: &str, on: bool) -> anyhow::Result<()> {
+    let kubectl = std::env::var("TIDAL_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let script = if on { "touch /tmp/load" } else { "rm -f /tmp/load" };
+    let out = std::process::Command::new(&kubectl)
+        .args(["-n", ns, "exec", pod, "-c", container, "--", "/bin/sh", "-c", script])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl exec {ns}/{pod} `{script}` failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let [ns, deploy, bootstrap, topic, group, agent, scaler, csv] = a.as_slice() else {
+    let [ns, deploy, bootstrap, topic, group, agent, scalers, csv] = a.as_slice() else {
         anyhow::bail!(
-            "usage: demo_loop NAMESPACE DEPLOYMENT BOOTSTRAP TOPIC GROUP AGENT_URL SCALER_URL CSV"
+            "usage: demo_loop NAMESPACE DEPLOYMENT BOOTSTRAP TOPIC GROUP AGENT_URL SCALER_URLS CSV"
         );
     };
+    let scalers: Vec<&str> = scalers.split(',').filter(|s| !s.is_empty()).collect();
     let client = kube::Client::try_default().await?;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -153,28 +168,15 @@ async fn main() -> anyhow::Result<()> {
     commit(bootstrap, group, &zero)?;
     let mut lag_client = Client::new(ClientConfig::new("demo", &[bootstrap.as_str()]))?;
 
-    // Cgroups for every pod, as a kubelet would make them.
-    let bases = hierarchies(Path::new("/sys/fs/cgroup"));
-    let cgroups_ok = !bases.is_empty() && std::fs::metadata("/sys/fs/cgroup").is_ok() && {
-        let probe = bases[0].join("tidal-demo-probe");
-        let ok = std::fs::create_dir(&probe).is_ok();
-        let _ = std::fs::remove_dir(&probe);
-        ok
-    };
-    if !cgroups_ok {
-        eprintln!("    (no writable cgroup hierarchy: not root? The CPU phase is skipped.)");
-    }
-    let guard = Arc::new(Mutex::new(CgroupGuard(Vec::new())));
-    let done: Arc<Mutex<BTreeMap<String, String>>> = Arc::new(Mutex::new(BTreeMap::new()));
-    let provisioner = cgroups_ok.then(|| {
-        tokio::spawn(provision_pods(
-            pods.clone(),
-            format!("app={deploy}"),
-            bases.clone(),
-            guard.clone(),
-            done.clone(),
-        ))
-    });
+    // The pod that gets the CPU load: the Deployment's only pod at the start.
+    let loaded = pods
+        .list(&kube::api::ListParams::default().labels(&format!("app={deploy}")))
+        .await?
+        .items
+        .into_iter()
+        .find_map(|p| p.metadata.name)
+        .ok_or_else(|| anyhow::anyhow!("Deployment {ns}/{deploy} has no pod"))?;
+    let mut load_on = false;
 
     let mut out = std::fs::File::create(csv)?;
     writeln!(
@@ -189,7 +191,6 @@ async fn main() -> anyhow::Result<()> {
     let ns_label = format!("namespace=\"{ns}\"");
     let policy_label = format!("policy=\"{deploy}\"");
     let start = Instant::now();
-    let mut burner = None;
     let mut drain: Option<BaseConsumer> = None;
     let mut drained = 0usize;
     let mut backlog_sent = false;
@@ -199,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
         let t = start.elapsed().as_secs_f64();
         let phase = match second {
             0..5 => "idle",
-            5..45 if cgroups_ok => "CPU: 1 core busy loop",
+            5..45 => "CPU: busy loop on",
             5..65 => "idle (load removed)",
             // Held for 20 s: the HPA's default scale-up limit (4 pods or 100% per 15 s) allows
             // 1 -> 5 at once and the partition cap of 6 fifteen seconds later.
@@ -207,20 +208,10 @@ async fn main() -> anyhow::Result<()> {
             _ => "Kafka: draining",
         };
         // Phase transitions.
-        if phase.starts_with("CPU") && burner.is_none() {
-            let first = done
-                .lock()
-                .ok()
-                .and_then(|d| d.iter().next().map(|(u, c)| (u.clone(), c.clone())));
-            if let Some((uid, cid)) = first {
-                burner = Some(spawn_burner(
-                    &bases,
-                    &PathBuf::from(format!("kubepods/burstable/pod{uid}/{cid}")),
-                )?);
-            }
-        }
-        if !phase.starts_with("CPU") {
-            burner = None;
+        let want_load = phase.starts_with("CPU");
+        if want_load != load_on {
+            set_load(ns, &loaded, deploy, want_load)?;
+            load_on = want_load;
         }
         if phase.starts_with("Kafka: backlog") && !backlog_sent {
             produce(
@@ -267,12 +258,18 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
         let lag_now = lag(&mut lag_client, group, topic).await;
-        let desired = scrape_sum(
-            &format!("{scaler}/metrics"),
-            "tidal_scaler_desired_replicas",
-            &[ns_label.clone(), policy_label.clone()],
-        )
-        .await;
+        let mut desired = None;
+        for scaler in &scalers {
+            desired = scrape_sum(
+                &format!("{scaler}/metrics"),
+                "tidal_scaler_desired_replicas",
+                &[ns_label.clone(), policy_label.clone()],
+            )
+            .await;
+            if desired.is_some() {
+                break;
+            }
+        }
         let d = deploys.get(deploy).await.ok();
         let replicas = d.as_ref().and_then(|d| d.spec.as_ref()?.replicas);
         let ready = d
@@ -308,20 +305,17 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(rest).await;
         }
     }
-    drop(burner);
-    if let Some(p) = provisioner {
-        p.abort();
+    if load_on {
+        set_load(ns, &loaded, deploy, false)?;
     }
     eprintln!("    drained {drained} messages; samples in {csv}");
-    let failed = outcome.check(cgroups_ok);
-    if cgroups_ok {
-        eprintln!(
+    let failed = outcome.check();
+    eprintln!(
             "    CPU load: up to {} replicas (first above 1 at {}s, the load started at 5s); load removed: down to {}",
             outcome.cpu_max,
             outcome.cpu_first_up_s.map_or("-".into(), |s| s.to_string()),
             outcome.idle_min.map_or("-".into(), |m| m.to_string()),
         );
-    }
     eprintln!("    Kafka backlog: up to {} replicas", outcome.kafka_max);
     anyhow::ensure!(
         failed.is_empty(),

@@ -15,6 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 pub mod cgroups;
 pub mod kafka;
 pub mod manifests;
+pub mod realnode;
 pub mod scaler;
 
 /// Why the stack could not be used.

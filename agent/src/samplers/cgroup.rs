@@ -1455,6 +1455,9 @@ impl Ctx<'_> {
     /// Reads `cg` (every file on its slow rounds, else the counters and memory) and emits its
     /// series, or records why it could not be read.
     fn sample(&mut self, cg: &mut Cg, meta: Option<&Arc<PodMeta>>, buf: &mut Buffer) {
+        if is_sandbox_or_unreported(&cg.target, meta.map(Arc::as_ref)) {
+            return;
+        }
         if cg.slow.is_none() {
             *self.next_offset = (*self.next_offset + 1) % SLOW_EVERY_ROUNDS;
             cg.offset = *self.next_offset;
@@ -1541,6 +1544,21 @@ fn cg_dirs(h: &Hierarchy, rels: &Rels) -> Vec<PathBuf> {
     dirs.sort();
     dirs.dedup();
     dirs
+}
+
+/// True for a container cgroup of a known pod whose ID is none of the pod's containers: the
+/// pod's sandbox (pause) container, or a container the API has not reported yet (a new one, or
+/// a restart). Such a cgroup gets no series. The kubelet's cAdvisor gives the sandbox
+/// `container=""` (seen on the stack's real node, docs/real-node.md); here its usage is already
+/// in the pod's own series (`container=""`, the pod cgroup, which contains it), and a series of
+/// its own would need a label beyond namespace/pod/container to be told apart. A new
+/// container's series start once the API reports its ID, rather than appearing for a moment
+/// under its 64-hex ID. Without pod metadata the ID stays the only name there is.
+fn is_sandbox_or_unreported(t: &Target, meta: Option<&PodMeta>) -> bool {
+    match (meta, t.container_id.as_deref(), &t.path_label) {
+        (Some(m), Some(id), None) => m.container_by_id(id).is_none(),
+        _ => false,
+    }
 }
 
 /// The label set of a cgroup's series.

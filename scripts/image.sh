@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# scripts/image.sh — the Tidal image, built here without a registry or a container daemon.
+#
+#   scripts/image.sh [--profile release|dev] [--no-import]
+#
+# Builds both binaries with Cargo, then an OCI image equivalent to the Dockerfile's: the two
+# binaries in /usr/local/bin, the C runtime they link (the part of distroless/cc-debian12 they
+# use, taken from this Debian 12 host), CA certificates, a passwd with nobody, user
+# 65534:65534, entrypoint tidal-agent, and no shell. Written to ~/.cache/tidal/images/ and, when
+# the stack's real node runs, imported into its containerd as tidal.local/tidal:dev
+# (the name manifests/overlays/local uses). The Dockerfile stays for real registries.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PROFILE=release
+IMPORT=1
+while (($#)); do
+  case $1 in
+  --profile) PROFILE=${2:?}; shift 2 ;;
+  --no-import) IMPORT=0; shift ;;
+  *) fail "unknown argument $1 (see the top of $0)" ;;
+  esac
+done
+NAME=${TIDAL_IMAGE_NAME:-tidal.local/tidal:dev}
+OUT=$TIDAL_CACHE/images/tidal-dev.tar
+cd "$REPO"
+
+step "building tidal-agent and tidal-scaler ($PROFILE)"
+ensure_toolchain
+cargo build --locked --profile "$PROFILE" -p tidal-agent -p tidal-scaler
+dir=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+bins=("$dir/tidal-agent" "$dir/tidal-scaler")
+
+step "assembling the image $NAME"
+args=()
+for b in "${bins[@]}"; do args+=(--file "$b:/usr/local/bin/$(basename "$b"):755"); done
+# Every shared object the binaries load, at the path the dynamic loader looks for it.
+while read -r lib; do
+  [[ -n $lib ]] && args+=(--file "$(readlink -f "$lib"):$lib:755")
+done < <(ldd "${bins[@]}" | awk '/=> \//{print $3} /^\t\/.*ld-linux/{print $1}' | sort -u)
+ca=/etc/ssl/certs/ca-certificates.crt
+[[ -f $ca ]] && args+=(--file "$ca:$ca:644")
+mkdir -p "$(dirname "$OUT")"
+/usr/bin/python3 scripts/oci-image.py --name "$NAME" --out "$OUT" "${args[@]}" \
+  --text "/etc/passwd=root:x:0:0:root:/root:/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
+" --text "/etc/group=root:x:0:
+nogroup:x:65534:
+" --dir /tmp:1777 --user 65534:65534 --entrypoint '["/usr/local/bin/tidal-agent"]' \
+  --label "org.opencontainers.image.source=https://github.com/tidal-autoscaler/tidal" \
+  --label "org.opencontainers.image.revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+note "$(du -h "$OUT" | cut -f1) at $OUT"
+
+if ((IMPORT)); then
+  if [[ -f $REPO/.stack/env ]] || [[ -n ${TIDAL_STACK_DIR:-} ]]; then
+    # shellcheck disable=SC1091
+    source "${TIDAL_STACK_DIR:-$REPO/.stack}/env"
+  fi
+  if [[ -n ${TIDAL_NODE_CONTAINERD_SOCK:-} && -S ${TIDAL_NODE_CONTAINERD_SOCK} ]]; then
+    step "importing $NAME into the real node's containerd"
+    "$TIDAL_NODE_CTR" --address "$TIDAL_NODE_CONTAINERD_SOCK" --namespace k8s.io images import "$OUT" >/dev/null ||
+      fail "containerd on the stack's node could not import $OUT"
+    "$TIDAL_NODE_CTR" --address "$TIDAL_NODE_CONTAINERD_SOCK" --namespace k8s.io images ls -q | grep -qx "$NAME" ||
+      fail "$NAME is not in the node's containerd after the import"
+    note "imported; pods use it with imagePullPolicy: Never (manifests/overlays/local)"
+  else
+    note "the stack's real node is not running: not imported (scripts/stack.sh up, then run this again)"
+  fi
+fi

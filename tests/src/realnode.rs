@@ -1,0 +1,268 @@
+//! The stack's real node (scripts/stack-node.sh): pods that a real kubelet starts with
+//! containerd and runc, the cgroups the kubelet makes for them, and Tidal installed in-cluster
+//! from manifests/overlays/local.
+//!
+//! Pods meant for the node carry its selector and tolerate its taint (the KWOK tests' pods
+//! never land there); their images are built locally and never pulled.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, ListParams, ObjectMeta};
+
+use crate::{Stack, StackError};
+
+/// The label the stack puts on the real node, and the taint it registers with.
+pub const NODE_LABEL: (&str, &str) = ("tidal.dev/node", "real");
+pub const NODE_TAINT: &str = "tidal.dev/real-node";
+/// Where manifests/overlays/local installs Tidal.
+pub const TIDAL_NAMESPACE: &str = "tidal-system";
+
+/// The real node of the running stack.
+#[derive(Clone, Debug)]
+pub struct RealNode {
+    pub name: String,
+    /// The node IP, on the stack's bridge; pods' IPs are in the same /24.
+    pub ip: String,
+    /// The kubelet's `cgroupRoot` (without the leading `/`).
+    pub cgroup_root: String,
+    /// A locally built image with Debian's static busybox (`/bin/busybox`, `/bin/sh`).
+    pub busybox_image: String,
+}
+
+impl RealNode {
+    /// Fails when the stack runs without its real node (`TIDAL_REAL_NODE=0`).
+    pub fn load(stack: &Stack) -> Result<Self, StackError> {
+        Ok(Self {
+            name: stack.var("TIDAL_NODE_NAME")?.to_string(),
+            ip: stack.var("TIDAL_NODE_IP")?.to_string(),
+            cgroup_root: stack.var("TIDAL_NODE_CGROUP_ROOT")?.to_string(),
+            busybox_image: stack.var("TIDAL_BUSYBOX_IMAGE")?.to_string(),
+        })
+    }
+
+    /// A pod pinned to the real node, with the given containers.
+    pub fn pod(&self, name: &str, labels: &[(&str, &str)], containers: Vec<Container>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(self.pod_spec(containers)),
+            ..Default::default()
+        }
+    }
+
+    /// The pod spec of [`RealNode::pod`], for Deployments' templates.
+    pub fn pod_spec(&self, containers: Vec<Container>) -> PodSpec {
+        PodSpec {
+            node_selector: Some(BTreeMap::from([(
+                NODE_LABEL.0.to_string(),
+                NODE_LABEL.1.to_string(),
+            )])),
+            tolerations: Some(vec![Toleration {
+                key: Some(NODE_TAINT.to_string()),
+                operator: Some("Exists".to_string()),
+                effect: Some("NoSchedule".to_string()),
+                ..Default::default()
+            }]),
+            termination_grace_period_seconds: Some(1),
+            containers,
+            ..Default::default()
+        }
+    }
+
+    /// A busybox container running `script` with `sh -c`. `requests` and `limits` are
+    /// `(cpu, memory)` pairs, e.g. `("200m", "32Mi")`.
+    pub fn busybox(
+        &self,
+        name: &str,
+        script: &str,
+        requests: Option<(&str, &str)>,
+        limits: Option<(&str, &str)>,
+    ) -> Container {
+        let q = |(cpu, mem): (&str, &str)| {
+            BTreeMap::from([
+                ("cpu".to_string(), Quantity(cpu.to_string())),
+                ("memory".to_string(), Quantity(mem.to_string())),
+            ])
+        };
+        Container {
+            name: name.to_string(),
+            image: Some(self.busybox_image.clone()),
+            image_pull_policy: Some("Never".to_string()),
+            command: Some(vec!["/bin/sh".into(), "-c".into(), script.to_string()]),
+            resources: Some(ResourceRequirements {
+                requests: requests.map(q),
+                limits: limits.map(q),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The kubelet-made cgroup directory of `container` of `pod` in the cgroup v1 hierarchy
+    /// `hierarchy` (e.g. `cpuacct`, `memory`): the cgroupfs driver's
+    /// `<root>/kubepods[/<qos>]/pod<uid>/<container id>`. `None` until the container runs.
+    pub fn container_cgroup(&self, hierarchy: &str, pod: &Pod, container: &str) -> Option<PathBuf> {
+        let pod_dir = self.pod_cgroup(hierarchy, pod)?;
+        let id = pod
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|s| s.name == container)?
+            .container_id
+            .as_deref()?
+            .split_once("://")?
+            .1
+            .to_string();
+        Some(pod_dir.join(id))
+    }
+
+    /// The pod's own cgroup directory in `hierarchy`.
+    pub fn pod_cgroup(&self, hierarchy: &str, pod: &Pod) -> Option<PathBuf> {
+        let uid = pod.metadata.uid.as_deref()?;
+        let qos = pod.status.as_ref()?.qos_class.as_deref()?;
+        let mut dir = PathBuf::from("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(&self.cgroup_root)
+            .join("kubepods");
+        match qos {
+            "Guaranteed" => {}
+            "Burstable" => dir.push("burstable"),
+            _ => dir.push("besteffort"),
+        }
+        Some(dir.join(format!("pod{uid}")))
+    }
+
+    /// The in-cluster agent's pod on this node, once it is Ready.
+    pub async fn agent_pod(&self, client: &kube::Client, timeout: Duration) -> anyhow::Result<Pod> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), TIDAL_NAMESPACE);
+        let lp = ListParams::default()
+            .labels("app.kubernetes.io/name=tidal-agent")
+            .fields(&format!("spec.nodeName={}", self.name));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(p) = pods.list(&lp).await?.items.into_iter().find(pod_ready) {
+                return Ok(p);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no Ready tidal-agent pod on {} after {timeout:?} (is manifests/overlays/local installed?)",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// True when the pod's Ready condition is True.
+pub fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The pod's IP, once it has one.
+pub fn pod_ip(p: &Pod) -> Option<&str> {
+    p.status.as_ref()?.pod_ip.as_deref()
+}
+
+/// Waits until the pod named `name` is Ready (every container running), and returns it.
+pub async fn wait_ready(pods: &Api<Pod>, name: &str, timeout: Duration) -> anyhow::Result<Pod> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let p = pods.get(name).await?;
+        if pod_ready(&p) {
+            return Ok(p);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "pod {name} not Ready after {timeout:?}; status: {}",
+                serde_json::to_string(&p.status).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// GETs `url` and returns the body (a metrics page, say).
+pub async fn get_text(url: &str) -> anyhow::Result<String> {
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(resp.text().await?)
+}
+
+/// Reads a cgroup file holding one integer (`cpuacct.usage`, `memory.limit_in_bytes`, ...).
+pub fn read_u64(path: &std::path::Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {text:?}: {e}", path.display()))
+}
+
+/// A `key value` line of a cgroup v1 stat file (`memory.stat`, `cpu.stat`).
+pub fn read_stat(path: &std::path::Path, key: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{} has no {key}", path.display()))
+}
+
+/// A hold on the real node, shared or exclusive across test threads and test processes
+/// (an advisory lock on `<stack dir>/realnode.lock`): tests that delete Tidal's own pods (the
+/// agent, the leader scaler) take it exclusively, every other real-node test takes it shared,
+/// so no test measures through another's fault. Released on drop.
+pub struct NodeLock(#[allow(dead_code)] std::fs::File);
+
+impl NodeLock {
+    pub async fn shared(stack: &Stack) -> anyhow::Result<Self> {
+        Self::take(stack, false).await
+    }
+
+    pub async fn exclusive(stack: &Stack) -> anyhow::Result<Self> {
+        Self::take(stack, true).await
+    }
+
+    async fn take(stack: &Stack, exclusive: bool) -> anyhow::Result<Self> {
+        let path = stack
+            .env_file
+            .parent()
+            .map(|d| d.join("realnode.lock"))
+            .ok_or_else(|| anyhow::anyhow!("no stack directory"))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        let file = tokio::task::spawn_blocking(move || {
+            if exclusive {
+                file.lock()
+            } else {
+                file.lock_shared()
+            }
+            .map(|()| file)
+        })
+        .await??;
+        Ok(Self(file))
+    }
+}
