@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — criterion benchmarks and side-by-side comparisons with peers.
 # Results (ratios from one run) go to bench/RESULTS.md: this script regenerates the
-# "Agent (issue #3)" section and keeps every other section; then scripts/bench-kafka.sh and
-# scripts/bench-scaler.sh regenerate theirs.
+# "Agent (issue #3)" section and keeps every other section; then scripts/bench-kafka.sh,
+# scripts/bench-scaler.sh and scripts/bench-node.sh regenerate theirs.
 #
 # Agent (issue #3): a synthetic node of 1,000 containers on 100 pods (cgroup v2, systemd
 # driver; written to /dev/shm), sampled every 1 s by the release tidal-agent while it, the same
@@ -16,6 +16,8 @@
 #   TIDAL_BENCH_WRITE       0 prints the results without touching bench/RESULTS.md (default 1)
 #   TIDAL_BENCH_PACKAGES    packages whose criterion benches run (default: every one that has some)
 #   TIDAL_BENCH_KAFKA       0 skips scripts/bench-kafka.sh (the Kafka lag section)
+#   TIDAL_BENCH_NODE        0 skips scripts/bench-node.sh (the real node section: Tidal
+#                           in-cluster, reaction and the agent pod's cost; ~5 min)
 #   TIDAL_BENCH_SCALER      0 skips scripts/bench-scaler.sh (the scaler section; ~15 min;
 #                           its own TIDAL_BENCH_SCALER_* variables apply)
 set -euo pipefail
@@ -372,6 +374,19 @@ if [[ ${TIDAL_BENCH_SCALER:-1} != 0 ]]; then
   "$REPO/scripts/bench-scaler.sh" || scaler_rc=$?
   if ((scaler_started_stack)); then "$REPO/scripts/stack.sh" down; fi
   ((scaler_rc == 0)) || fail "scripts/bench-scaler.sh failed (exit $scaler_rc)"
+fi
+if [[ ${TIDAL_BENCH_NODE:-1} != 0 ]]; then
+  step "the real node benchmark (scripts/bench-node.sh; TIDAL_BENCH_NODE=0 skips it)"
+  node_started_stack=0
+  if ! stack_running; then
+    "$REPO/scripts/stack.sh" up
+    node_started_stack=1
+  fi
+  # Tidal in-cluster needs its image in the node's containerd.
+  node_rc=0
+  { "$REPO/scripts/image.sh" && "$REPO/scripts/bench-node.sh"; } || node_rc=$?
+  if ((node_started_stack)); then "$REPO/scripts/stack.sh" down; fi
+  ((node_rc == 0)) || fail "scripts/bench-node.sh failed (exit $node_rc)"
 fi
 
 step "done"

@@ -223,7 +223,7 @@ ensure_prometheus() {
 }
 
 build_prometheus() {
-  [[ -x $PROM_DIR/prometheus ]] && return 0
+  [[ -x $PROM_DIR/prometheus && -x $PROM_DIR/promtool ]] && return 0
   run_logged "prometheus-$PROM_MODULE_VERSION" _build_prometheus
 }
 _build_prometheus() {
@@ -234,7 +234,8 @@ _build_prometheus() {
   mkdir -p "$work" "$PROM_DIR" && cd "$work"
   GOBIN=$PROM_DIR go install -trimpath \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$((10#${minor#3})).$patch" \
-    "github.com/prometheus/prometheus/cmd/prometheus@$PROM_MODULE_VERSION"
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROM_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROM_MODULE_VERSION"
 }
 
 build_all() {
@@ -407,6 +408,8 @@ export TIDAL_KAFKA_SASL_PASSWORD=tidal-secret
 export TIDAL_KAFKA_HOME=$KAFKA_DIR
 export TIDAL_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
 export TIDAL_PROMETHEUS_TARGETS_DIR=$STATE/prometheus/targets
+# promtool of the stack's Prometheus (built with Kubernetes SD, unlike Debian's).
+export TIDAL_PROMTOOL_K8S=$PROM_DIR/promtool
 export TIDAL_KWOK_NODES="$(seq -f 'kwok-node-%g' 0 $((KWOK_NODES - 1)) | tr '\n' ' ' | sed 's/ $//')"
 export TIDAL_KUBECTL=$K8S_DIR/kubectl
 export PATH=$K8S_DIR:\$PATH

@@ -53,12 +53,16 @@ else
   "$REPO/scripts/stack.sh" up
   # `up` is idempotent: a second call must start nothing and keep every pid.
   before=$(cat "$REPO"/.stack/pids/*.pid | sort)
-  "$REPO/scripts/stack.sh" up 2>&1 | grep -c 'already running' | grep -qx 7 ||
-    fail "a second 'stack.sh up' did not find all 7 components already running"
+  components=$(ls "$REPO"/.stack/pids/*.pid | wc -l)
+  "$REPO/scripts/stack.sh" up 2>&1 | grep -c 'already running' | grep -qx "$components" ||
+    fail "a second 'stack.sh up' did not find all $components components already running"
   after=$(cat "$REPO"/.stack/pids/*.pid | sort)
   [[ $before == "$after" ]] || fail "a second 'stack.sh up' changed the component pids"
-  note "second 'up' was a no-op (all 7 components already running, same pids)"
+  note "second 'up' was a no-op (all $components components already running, same pids)"
 fi
+
+step "the Tidal image for the real node's tests (scripts/image.sh; they install manifests/overlays/local)"
+"$REPO/scripts/image.sh"
 
 step "tests against the real stack (tidal-e2e)"
 # Bounded: a hung test must fail the run, not hold CI until its 90-minute limit.

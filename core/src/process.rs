@@ -13,10 +13,15 @@ pub enum LogTo {
 pub fn init_tracing(to: LogTo) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a pod's log (kubectl logs, a log shipper) gets plain text.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match to {
-        LogTo::Stdout => builder.init(),
-        LogTo::Stderr => builder.with_writer(std::io::stderr).init(),
+        LogTo::Stdout => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogTo::Stderr => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
     }
 }
 

@@ -60,9 +60,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let (backoff, success) = RetryBackoff::new();
-    let stream = watcher(api, config)
-        .backoff(backoff)
-        .modify(trim);
+    let stream = watcher(api, config).backoff(backoff).modify(trim);
     let fut = async move {
         let stream = reflector::reflector(writer, stream);
         futures::pin_mut!(stream);

@@ -24,7 +24,6 @@
 //! ([`Outcome::check`]): more than one replica under the CPU load, back to one before the
 //! backlog, and the partition cap for the backlog (its lag over `lagPerReplica`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -137,9 +136,15 @@ async fn lag(client: &mut Client, group: &str, topic: &str) -> Option<u64> {
 /// creates or removes `/tmp/load` in its container.
 fn set_load(ns: &str, pod: &str, container: &str, on: bool) -> anyhow::Result<()> {
     let kubectl = std::env::var("TIDAL_KUBECTL").unwrap_or_else(|_| "kubectl".into());
-    let script = if on { "touch /tmp/load" } else { "rm -f /tmp/load" };
+    let script = if on {
+        "touch /tmp/load"
+    } else {
+        "rm -f /tmp/load"
+    };
     let out = std::process::Command::new(&kubectl)
-        .args(["-n", ns, "exec", pod, "-c", container, "--", "/bin/sh", "-c", script])
+        .args([
+            "-n", ns, "exec", pod, "-c", container, "--", "/bin/sh", "-c", script,
+        ])
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -201,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         let phase = match second {
             0..5 => "idle",
             5..45 => "CPU: busy loop on",
-            5..65 => "idle (load removed)",
+            45..65 => "idle (load removed)",
             // Held for 20 s: the HPA's default scale-up limit (4 pods or 100% per 15 s) allows
             // 1 -> 5 at once and the partition cap of 6 fifteen seconds later.
             65..85 => "Kafka: backlog produced",
@@ -311,11 +316,11 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("    drained {drained} messages; samples in {csv}");
     let failed = outcome.check();
     eprintln!(
-            "    CPU load: up to {} replicas (first above 1 at {}s, the load started at 5s); load removed: down to {}",
-            outcome.cpu_max,
-            outcome.cpu_first_up_s.map_or("-".into(), |s| s.to_string()),
-            outcome.idle_min.map_or("-".into(), |m| m.to_string()),
-        );
+        "    CPU load: up to {} replicas (first above 1 at {}s, the load started at 5s); load removed: down to {}",
+        outcome.cpu_max,
+        outcome.cpu_first_up_s.map_or("-".into(), |s| s.to_string()),
+        outcome.idle_min.map_or("-".into(), |m| m.to_string()),
+    );
     eprintln!("    Kafka backlog: up to {} replicas", outcome.kafka_max);
     anyhow::ensure!(
         failed.is_empty(),

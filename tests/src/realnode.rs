@@ -266,3 +266,74 @@ impl NodeLock {
         Ok(Self(file))
     }
 }
+
+/// The image manifests/overlays/local runs (built and imported by scripts/image.sh).
+pub const TIDAL_IMAGE: &str = "tidal.local/tidal:dev";
+
+impl RealNode {
+    /// [`RealNode::load`], once Tidal runs in-cluster from manifests/overlays/local: installs
+    /// it (`kubectl apply -k`) when the agent DaemonSet is missing or is not the overlay's
+    /// (tests/tests/manifests.rs installs the base into the same namespace and deletes it), and
+    /// waits until the agent and both scaler replicas are Ready. The image must have been
+    /// imported already (`scripts/image.sh`, which scripts/test.sh runs).
+    pub async fn installed(stack: &Stack) -> anyhow::Result<Self> {
+        let node = Self::load(stack)?;
+        let client = stack.admin_client().await?;
+        let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+            Api::namespaced(client.clone(), TIDAL_NAMESPACE);
+        let ours = |d: &k8s_openapi::api::apps::v1::DaemonSet| {
+            d.metadata.deletion_timestamp.is_none()
+                && d.spec.as_ref().is_some_and(|s| {
+                    s.template.spec.as_ref().is_some_and(|p| {
+                        p.containers
+                            .iter()
+                            .any(|c| c.image.as_deref() == Some(TIDAL_IMAGE))
+                    })
+                })
+        };
+        if !ds.get_opt("tidal-agent").await?.as_ref().is_some_and(ours) {
+            // A namespace being deleted refuses new objects: wait until it is gone.
+            let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+            crate::wait_for(
+                "namespace tidal-system to finish terminating",
+                Duration::from_secs(120),
+                || async {
+                    match nss.get_opt(TIDAL_NAMESPACE).await {
+                        Ok(Some(n)) if n.metadata.deletion_timestamp.is_some() => None,
+                        Ok(_) => Some(()),
+                        Err(_) => None,
+                    }
+                },
+            )
+            .await?;
+            let kubectl = stack.var("TIDAL_KUBECTL")?;
+            let out = std::process::Command::new(kubectl)
+                .args([
+                    "--kubeconfig",
+                    stack.var("TIDAL_KUBECONFIG")?,
+                    "apply",
+                    "-k",
+                ])
+                .arg(crate::repo_root().join("manifests/overlays/local"))
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "kubectl apply -k manifests/overlays/local: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        node.agent_pod(&client, Duration::from_secs(120)).await?;
+        let deploys: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(client.clone(), TIDAL_NAMESPACE);
+        crate::wait_for(
+            "both tidal-scaler replicas Ready",
+            Duration::from_secs(120),
+            || async {
+                let s = deploys.get("tidal-scaler").await.ok()?.status?;
+                (s.ready_replicas == Some(2) && s.updated_replicas == Some(2)).then_some(())
+            },
+        )
+        .await?;
+        Ok(node)
+    }
+}

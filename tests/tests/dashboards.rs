@@ -768,8 +768,14 @@ async fn with_data(
     let cfg = std::env::temp_dir().join(format!("{}.json", unique("dash-kafka")));
     std::fs::write(
         &cfg,
-        json!({"interval_seconds": 1, "clusters": [{"name": "stack", "bootstrap": [bootstrap], "groups": format!("^{group}$")}]})
-            .to_string(),
+        // A second cluster whose broker refuses connections (a closed local port): the
+        // sampler's errors by reason (the self dashboard's panel) come from a real failure,
+        // not from whatever the host happens to do.
+        json!({"interval_seconds": 1, "clusters": [
+            {"name": "stack", "bootstrap": [bootstrap], "groups": format!("^{group}$")},
+            {"name": "refused", "bootstrap": ["127.0.0.1:9"], "groups": "^none$"},
+        ]})
+        .to_string(),
     )?;
     let _agent = ChildGuard::spawn(
         Command::new(workspace_bin("tidal-agent"))

@@ -290,13 +290,17 @@ async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R
     check_scaler_deployment(stack, admin, yaml).await?;
 
     let nodes = stack.kwok_nodes()?;
+    // The stack's real node (docs/real-node.md) gets a pod too (the DaemonSet tolerates every
+    // taint), which cannot start there: the base's image is in a registry this machine cannot
+    // reach (and its containerd tries none). Ready: the KWOK nodes'.
+    let real_nodes = usize::from(stack.var("TIDAL_NODE_NAME").is_ok());
     let ds: Api<DaemonSet> = Api::namespaced(admin.clone(), "tidal-system");
     wait_for(
-        "the DaemonSet ready on every KWOK node",
+        "the DaemonSet scheduled on every node and ready on every KWOK node",
         Duration::from_secs(90),
         || async {
             let s = ds.get("tidal-agent").await.ok()?.status?;
-            (s.desired_number_scheduled as usize == nodes.len()
+            (s.desired_number_scheduled as usize == nodes.len() + real_nodes
                 && s.number_ready as usize == nodes.len())
             .then_some(())
         },
@@ -1101,8 +1105,11 @@ async fn overlays_render_and_keep_the_base() -> R {
         check_vertical_overlay(&base, o, &documents(&yaml)?)?;
         vertical.push((o, yaml));
     }
+    // The stack's own install (docs/real-node.md), applied for real by the real-node tests.
+    let local = render_overlay(&stack, "local")?;
     in_namespace(&admin, "overlay", |ns| async move {
         dry_run_plain_overlay(&stack, &plain, &ns)?;
+        dry_run_overlay(&stack, "local", &local, &ns)?;
         for (o, yaml) in &vertical {
             dry_run_overlay(&stack, o.name(), yaml, &ns)?;
         }
@@ -1343,8 +1350,8 @@ fn check_scrape_snippet(base: &BTreeMap<Key, serde_json::Value>, jobs: &BTreeSet
 /// the rule files beside it. Debian's promtool (the stack's) is built without Kubernetes
 /// service discovery, so each `kubernetes_sd_configs` is swapped for a `static_configs` target
 /// with a pod's address; everything else (relabelling, jobs, rule files) is checked as
-/// written. With `TIDAL_PROMTOOL_K8S` naming a promtool that has Kubernetes SD, the snippet
-/// is also checked unchanged.
+/// written. With `TIDAL_PROMTOOL_K8S` (the stack's env file sets it) naming a promtool that
+/// has Kubernetes SD, the snippet is also checked unchanged.
 fn promtool_check_config(snippet: &str) -> R {
     let dir = std::env::temp_dir().join(unique("tidal-scrape"));
     std::fs::create_dir_all(&dir)?;
@@ -1361,11 +1368,15 @@ fn promtool_check_config(snippet: &str) -> R {
         "prometheus-scrape.yaml: a kubernetes_sd_configs block of another shape"
     );
     let mut runs = vec![("promtool".to_string(), format!("{global}{swapped}"))];
-    if let Some(k8s) = std::env::var_os("TIDAL_PROMTOOL_K8S") {
-        runs.push((
-            k8s.to_string_lossy().into_owned(),
-            format!("{global}{snippet}"),
-        ));
+    // The stack builds Prometheus (and its promtool) from the Go module proxy with Kubernetes
+    // SD (docs/real-node.md), and names it in its env file.
+    let k8s = std::env::var("TIDAL_PROMTOOL_K8S").ok().or_else(|| {
+        Stack::load()
+            .ok()
+            .and_then(|s| s.var("TIDAL_PROMTOOL_K8S").ok().map(str::to_string))
+    });
+    if let Some(k8s) = k8s {
+        runs.push((k8s, format!("{global}{snippet}")));
     }
     let result = (|| {
         for (promtool, config) in runs {

@@ -66,6 +66,16 @@ pub enum CgroupError {
     NotANumber { path: PathBuf, value: String },
     #[error("{path}: no line for the cgroup hierarchy in use")]
     SelfCgroup { path: PathBuf },
+    /// Sidecar mode: `/proc/self/cgroup` names a cgroup that `--cgroup-root` does not hold.
+    /// A container's own `/sys/fs/cgroup` (cgroup v1 without a cgroup namespace) mounts only
+    /// its own cgroup at each controller's root, under the host's path.
+    #[error(
+        "{path} does not exist: the agent's own cgroup {own} (from /proc/self/cgroup) is not \
+         under --cgroup-root. A container's /sys/fs/cgroup shows only its own cgroup; in \
+         sidecar mode, mount the host's /sys/fs/cgroup read-only (hostPath) and point \
+         --cgroup-root at it"
+    )]
+    SelfCgroupNotMounted { path: PathBuf, own: String },
 }
 
 impl CgroupError {
@@ -84,7 +94,9 @@ impl CgroupError {
             }
             CgroupError::MissingKey { .. } => "missing_key",
             CgroupError::NotANumber { .. } => "not_a_number",
-            CgroupError::SelfCgroup { .. } => "self_cgroup_unknown",
+            CgroupError::SelfCgroup { .. } | CgroupError::SelfCgroupNotMounted { .. } => {
+                "self_cgroup_unknown"
+            }
         }
     }
 }
@@ -1293,6 +1305,12 @@ impl CgroupSampler {
             } => own.cpuacct.clone(),
             Hierarchy::V1 { .. } => own.cpu.clone(),
         };
+        if !root.join(&main).is_dir() {
+            return Err(CgroupError::SelfCgroupNotMounted {
+                path: root.join(&main),
+                own: format!("/{}", main.display()),
+            });
+        }
         // In a pod, our cgroup is a container's and its parent is the pod's.
         let pod_dir = [Some(main.as_path()), main.parent()]
             .into_iter()
@@ -1795,5 +1813,109 @@ mod tests {
         assert_eq!(parse_cpu_max(p, "max 100000\n").ok(), Some(None));
         assert_eq!(parse_cpu_max(p, "50000 100000\n").ok(), Some(Some(0.5)));
         assert!(parse_cpu_max(p, "garbage").is_err());
+    }
+
+    fn meta_with(uid: &str, containers: &[(&str, &str)]) -> PodMeta {
+        PodMeta {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: uid.into(),
+            containers: containers
+                .iter()
+                .map(|(name, id)| ContainerMeta {
+                    name: (*name).into(),
+                    id: Some((*id).into()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sandbox_and_unreported_containers_get_no_series() {
+        let (uid, app, pause) = ("u-1", "a".repeat(64), "b".repeat(64));
+        let target = |id: Option<&str>| Target {
+            rels: Rels::same(Path::new("kubepods/podu-1")),
+            uid: uid.into(),
+            qos: Some(Qos::Burstable),
+            container_id: id.map(str::to_string),
+            path_label: None,
+        };
+        let meta = meta_with(uid, &[("app", &app)]);
+        // A known pod, an ID that is none of its containers': the sandbox (or a container the
+        // API has not reported yet).
+        assert!(is_sandbox_or_unreported(&target(Some(&pause)), Some(&meta)));
+        // A known container of a known pod.
+        assert!(!is_sandbox_or_unreported(&target(Some(&app)), Some(&meta)));
+        // The pod's own cgroup.
+        assert!(!is_sandbox_or_unreported(&target(None), Some(&meta)));
+        // No metadata (no API access, or a pod the watch has not seen): the ID is the only
+        // name, so the cgroup keeps its series.
+        assert!(!is_sandbox_or_unreported(&target(Some(&pause)), None));
+        assert!(!is_sandbox_or_unreported(&target(Some(&app)), None));
+        // Outside Kubernetes (a path label): never skipped.
+        let mut plain = target(Some(&pause));
+        plain.path_label = Some("/svc/app".into());
+        assert!(!is_sandbox_or_unreported(&plain, Some(&meta)));
+    }
+
+    /// Sidecar mode on a cgroup v1 node without a cgroup namespace: `/proc/self/cgroup` names
+    /// the host path, but the container's own `/sys/fs/cgroup/<controller>` is its own cgroup
+    /// (runc bind-mounts it). The pod's cgroup is not there: the run fails, saying what to
+    /// mount, with reason `self_cgroup_unknown` (it used to fail as `vanished`, a benign race,
+    /// with only "listing …: No such file or directory").
+    #[test]
+    fn sidecar_without_the_host_cgroup_tree_says_what_to_mount() {
+        let t = std::env::temp_dir().join(format!(
+            "tidal-sidecar-unmounted-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&t);
+        let cg = t.join("cgroup");
+        for ctrl in ["cpu", "cpuacct", "memory"] {
+            std::fs::create_dir_all(cg.join(ctrl)).expect("mkdir");
+            std::fs::write(cg.join(ctrl).join("cgroup.procs"), "1\n").expect("write");
+        }
+        let own = format!("/kubelet/kubepods/burstable/pod1234-ab/{}", "c".repeat(64));
+        let proc_root = t.join("proc");
+        std::fs::create_dir_all(proc_root.join("self")).expect("mkdir");
+        std::fs::write(
+            proc_root.join("self/cgroup"),
+            format!("4:memory:{own}\n2:cpuacct:{own}\n1:cpu:{own}\n0::{own}\n"),
+        )
+        .expect("write");
+        let h = Hierarchy::detect(&cg).expect("v1 detected");
+        let sampler = CgroupSampler::new(
+            h,
+            Scope::OwnPod {
+                proc_root: proc_root.clone(),
+            },
+            PodIndex::default(),
+        );
+        let err = sampler
+            .own_targets(&proc_root)
+            .expect_err("the own cgroup is not under --cgroup-root");
+        assert_eq!(err.reason(), "self_cgroup_unknown", "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&own) && msg.contains("--cgroup-root") && msg.contains("hostPath"),
+            "{msg}"
+        );
+        // The same tree with the pod's cgroup present (the host's tree mounted) is found.
+        let pod_dir = Path::new(&own[1..]).parent().expect("pod dir");
+        for ctrl in ["cpu", "cpuacct", "memory"] {
+            std::fs::create_dir_all(cg.join(ctrl).join(&own[1..])).expect("mkdir");
+        }
+        let targets = sampler.own_targets(&proc_root).expect("found");
+        assert_eq!(
+            targets.len(),
+            2,
+            "the pod and its one container: {targets:?}"
+        );
+        assert_eq!(targets[0].rels.memory, pod_dir);
+        assert_eq!(targets[0].uid, "1234-ab");
+        let _ = std::fs::remove_dir_all(&t);
     }
 }

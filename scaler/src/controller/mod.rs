@@ -193,6 +193,12 @@ struct PolicyState {
     /// The last round's refused or failed write, shown as `AbleToScale=False` until a round
     /// succeeds or has nothing to change.
     vertical_failed: Option<VerticalWriteFailure>,
+    /// The latest OOM kill recorded per (pod uid, container), as `finishedAt` (Unix seconds):
+    /// a pod status shows its last OOM for as long as the container lives on.
+    oom_seen: HashMap<(String, String), f64>,
+    /// With a history restored from the status checkpoint, the OOMs that ended before it was
+    /// loaded may be in it already (the previous leader's): they are not recorded twice.
+    oom_floor: Option<f64>,
 }
 
 /// A vertical write (`InPlace` resize, `Template` patch) that failed: the condition's reason
@@ -566,6 +572,8 @@ impl Controller {
                             vertical: None,
                             vertical_applied_at: None,
                             vertical_failed: None,
+                            oom_seen: HashMap::new(),
+                            oom_floor: None,
                         }),
                     );
                     match self.states.get_mut(&key) {
@@ -692,7 +700,11 @@ impl Controller {
             }
             if s.agents_ok == 0 {
                 Some(Err(s.errors.first().cloned().unwrap_or_else(|| {
-                    SourceError::NotConfigured("no tidal-agent was found to scrape".into())
+                    // No agent pod at all (e.g. the DaemonSet's pod was just deleted): counted
+                    // like any other source failure.
+                    let e = SourceError::NotConfigured("no tidal-agent was found to scrape".into());
+                    metrics.error(e.label());
+                    e
                 })))
             } else {
                 Some(Ok(s.pods))
@@ -1143,6 +1155,8 @@ impl Controller {
                 .and_then(|s| s.checkpoint.as_ref())
                 .and_then(|c| c.vertical.as_ref())
                 .map(|c| VerticalState::from_checkpoint(ModelConfig::default(), c));
+            st.oom_seen.clear();
+            st.oom_floor = restored.as_ref().is_some_and(Result::is_ok).then_some(now);
             st.vertical = Some(match restored {
                 Some(Ok(v)) => v,
                 Some(Err(e)) => {
@@ -1162,6 +1176,25 @@ impl Controller {
             for e in vertical::observe(state, &ns, pods, usage) {
                 metrics.error(e.label());
                 tracing::debug!(error = %e, "vertical sample rejected");
+            }
+        }
+        // Every OOM kill once (the VPA's OOM observer): a memory peak of
+        // max(used + 100Mi, used * 1.2), `used` the larger of the request and the usage peak.
+        let kills = vertical::oom_kills(pods);
+        for k in vertical::new_oom_kills(&mut st.oom_seen, st.oom_floor, kills) {
+            match state.record_oom(&k.pod, &k.container, k.memory_request_bytes, k.at) {
+                Ok(outcome) => tracing::info!(
+                    policy = %format!("{ns}/{}", p.name_any()),
+                    pod = %k.pod,
+                    container = %k.container,
+                    request_bytes = k.memory_request_bytes,
+                    ?outcome,
+                    "OOM kill recorded"
+                ),
+                Err(e) => {
+                    metrics.error(e.label());
+                    tracing::warn!(error = %e, "OOM kill not recorded");
+                }
             }
         }
         let recs = vertical::recommend(state, config, spec, now)?;

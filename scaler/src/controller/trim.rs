@@ -9,7 +9,8 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Container, Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec,
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodCondition,
+    PodSpec, PodStatus, PodTemplateSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -50,8 +51,44 @@ fn template(t: &mut PodTemplateSpec) {
     t.spec = t.spec.take().map(pod_spec);
 }
 
+/// An `OOMKilled` termination, reduced to its reason and end (what
+/// [`super::vertical::oom_kills`] reads); any other state is dropped.
+fn oom_state(s: Option<ContainerState>) -> Option<ContainerState> {
+    let t = s?
+        .terminated
+        .filter(|t| t.reason.as_deref() == Some("OOMKilled"))?;
+    Some(ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            reason: t.reason,
+            finished_at: t.finished_at,
+            exit_code: t.exit_code,
+            ..ContainerStateTerminated::default()
+        }),
+        ..ContainerState::default()
+    })
+}
+
+/// The container statuses that show an OOM kill (state or last state), with their name and
+/// that termination only; `None` when no container was OOM-killed (the common case).
+fn oom_statuses(cs: Option<Vec<ContainerStatus>>) -> Option<Vec<ContainerStatus>> {
+    let kept: Vec<ContainerStatus> = cs?
+        .into_iter()
+        .filter_map(|c| {
+            let state = oom_state(c.state);
+            let last_state = oom_state(c.last_state);
+            (state.is_some() || last_state.is_some()).then(|| ContainerStatus {
+                name: c.name,
+                state,
+                last_state,
+                ..ContainerStatus::default()
+            })
+        })
+        .collect();
+    (!kept.is_empty()).then_some(kept)
+}
+
 /// A pod: identity, labels and deletion; containers' names, resources and restart policy;
-/// phase, start time, IPs and the Ready condition.
+/// phase, start time, IPs, the Ready condition and the containers' OOM kills.
 pub fn pod(p: &mut Pod) {
     meta(&mut p.metadata);
     p.spec = p.spec.take().map(pod_spec);
@@ -70,6 +107,7 @@ pub fn pod(p: &mut Pod) {
                 })
                 .collect()
         }),
+        container_statuses: oom_statuses(s.container_statuses),
         ..PodStatus::default()
     });
 }
@@ -101,8 +139,10 @@ pub fn policy(p: &mut ScalingPolicy) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::controller::target::engine_pod;
-    use crate::controller::vertical::template_requests;
+    use crate::controller::vertical::{oom_kills, template_requests};
     use serde_json::json;
 
     fn full_pod() -> Pod {
@@ -185,6 +225,51 @@ mod tests {
             len(&small),
             len(&full)
         );
+    }
+
+    /// The OOM reader gives the same answer on a trimmed pod; only the OOM-killed
+    /// container's status is kept, reduced to that termination.
+    #[test]
+    fn a_trimmed_pod_keeps_its_oom_kills_only() {
+        let mut full = full_pod();
+        full.status = Some(
+            serde_json::from_value(json!({
+                "phase": "Running",
+                "containerStatuses": [
+                    {"name": "app", "ready": true, "restartCount": 2, "image": "x", "imageID": "y",
+                     "state": {"running": {"startedAt": "2026-11-26T00:00:30Z"}},
+                     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                        "startedAt": "2026-11-26T00:00:00Z", "finishedAt": "2026-11-26T00:00:20Z",
+                        "containerID": "containerd://abc"}}},
+                    {"name": "proxy", "ready": true, "restartCount": 1, "image": "x", "imageID": "y",
+                     "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                        "finishedAt": "2026-11-26T00:00:20Z"}}}
+                ]
+            }))
+            .expect("status"),
+        );
+        let mut small = full.clone();
+        pod(&mut small);
+        let (f, s) = (Arc::new(full), Arc::new(small.clone()));
+        let kills = oom_kills(&[&s]);
+        assert_eq!(kills, oom_kills(&[&f]));
+        assert_eq!(kills.len(), 1, "{kills:?}");
+        assert_eq!(kills[0].container, "app");
+        assert_eq!(kills[0].pod_uid, "u1");
+        assert_eq!(kills[0].memory_request_bytes, 64.0 * 1024.0 * 1024.0);
+        assert_eq!(kills[0].at, 1_795_651_220.0);
+        let statuses = small
+            .status
+            .and_then(|s| s.container_statuses)
+            .expect("the OOM-killed container's status");
+        assert_eq!(statuses.len(), 1);
+        assert!(statuses[0].state.is_none(), "{statuses:?}");
+        let t = statuses[0]
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .expect("terminated");
+        assert!(t.container_id.is_none() && t.started_at.is_none());
     }
 
     #[test]

@@ -88,6 +88,77 @@ pub fn observe(
     errors
 }
 
+/// One OOM kill seen in a pod's status: a container whose `state.terminated` or
+/// `lastState.terminated` has reason `OOMKilled` (the VPA's OOM observer reads the same).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OomKill {
+    pub pod_uid: String,
+    pub pod: String,
+    pub container: String,
+    /// The container's memory request (the VPA passes it: `used = max(request, peak)`);
+    /// 0 without one.
+    pub memory_request_bytes: f64,
+    /// `terminated.finishedAt`, in Unix seconds.
+    pub at: f64,
+}
+
+/// The OOM kills the pods' statuses show, at most one per container (its latest).
+pub fn oom_kills(pods: &[&Arc<Pod>]) -> Vec<OomKill> {
+    let mut kills = Vec::new();
+    for p in pods {
+        let (Some(spec), Some(status)) = (p.spec.as_ref(), p.status.as_ref()) else {
+            continue;
+        };
+        for cs in status.container_statuses.iter().flatten() {
+            let at = [cs.state.as_ref(), cs.last_state.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.terminated.as_ref())
+                .filter(|t| t.reason.as_deref() == Some("OOMKilled"))
+                .filter_map(|t| t.finished_at.as_ref())
+                .map(|t| t.0.as_millisecond() as f64 / 1000.0)
+                .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+            let Some(at) = at else { continue };
+            let request = spec
+                .containers
+                .iter()
+                .find(|c| c.name == cs.name)
+                .and_then(|c| requests_of(c).memory_bytes)
+                .unwrap_or(0.0);
+            kills.push(OomKill {
+                pod_uid: p.uid().unwrap_or_default(),
+                pod: p.name_any(),
+                container: cs.name.clone(),
+                memory_request_bytes: request,
+                at,
+            });
+        }
+    }
+    kills
+}
+
+/// The kills of `kills` not recorded yet: each (pod uid, container) is recorded once per
+/// `finishedAt`, and not at all when it ended before `floor` (the load of a restored
+/// history, which may hold it already). `seen` keeps the pods still showing a kill.
+pub fn new_oom_kills(
+    seen: &mut HashMap<(String, String), f64>,
+    floor: Option<f64>,
+    kills: Vec<OomKill>,
+) -> Vec<OomKill> {
+    seen.retain(|(uid, _), _| kills.iter().any(|k| &k.pod_uid == uid));
+    kills
+        .into_iter()
+        .filter(|k| {
+            let key = (k.pod_uid.clone(), k.container.clone());
+            if seen.get(&key).is_some_and(|t| *t >= k.at) {
+                return false;
+            }
+            seen.insert(key, k.at);
+            floor.is_none_or(|f| k.at >= f)
+        })
+        .collect()
+}
+
 /// The recommendations for the policy, sized with the horizontal/vertical rule for the
 /// resources the policy also scales on horizontally.
 pub fn recommend(
@@ -185,6 +256,7 @@ pub fn describe(current: &BTreeMap<String, Resources>, changes: &[ContainerReque
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rec(target: f64, lower: f64, upper: f64, samples: u64) -> ContainerRecommendation {
         ContainerRecommendation {
@@ -217,6 +289,136 @@ mod tests {
             cpu_cores: Some(v),
             memory_bytes: Some(1.0),
         }
+    }
+
+    fn oom_pod(uid: &str, last: Option<&str>, now: Option<&str>) -> Arc<Pod> {
+        let term = |at: &str| json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": at}});
+        let mut cs =
+            json!({"name": "app", "image": "x", "imageID": "y", "ready": false, "restartCount": 1});
+        if let Some(at) = last {
+            cs["lastState"] = term(at);
+        }
+        if let Some(at) = now {
+            cs["state"] = term(at);
+        }
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("web-{uid}"), "uid": uid},
+                "spec": {"containers": [{"name": "app", "resources": {
+                    "requests": {"memory": "160Mi"}, "limits": {"memory": "160Mi"}}}]},
+                "status": {"containerStatuses": [cs]}
+            }))
+            .expect("pod"),
+        )
+    }
+
+    /// A kill is found in `lastState` (restarted) or `state` (not restarted yet), the later
+    /// one wins, and the request passed is the container's memory request.
+    #[test]
+    fn oom_kills_are_read_from_the_container_statuses() {
+        let a = oom_pod("a", Some("2026-11-26T00:00:20Z"), None);
+        let b = oom_pod(
+            "b",
+            Some("2026-11-26T00:00:20Z"),
+            Some("2026-11-26T00:01:00Z"),
+        );
+        let c = oom_pod("c", None, None);
+        let kills = oom_kills(&[&a, &b, &c]);
+        assert_eq!(kills.len(), 2, "{kills:?}");
+        assert_eq!(
+            (kills[0].pod.as_str(), kills[0].at),
+            ("web-a", 1_795_651_220.0)
+        );
+        assert_eq!(
+            (kills[1].pod.as_str(), kills[1].at),
+            ("web-b", 1_795_651_260.0)
+        );
+        assert_eq!(kills[0].memory_request_bytes, 160.0 * 1024.0 * 1024.0);
+    }
+
+    /// Each kill is recorded once, a later kill of the same container again, and kills that
+    /// ended before a restored history was loaded never.
+    #[test]
+    fn each_oom_kill_is_recorded_once() {
+        let mut seen = HashMap::new();
+        let first = oom_pod("a", Some("2026-11-26T00:00:20Z"), None);
+        assert_eq!(
+            new_oom_kills(&mut seen, None, oom_kills(&[&first])).len(),
+            1
+        );
+        assert!(new_oom_kills(&mut seen, None, oom_kills(&[&first])).is_empty());
+        let again = oom_pod("a", Some("2026-11-26T00:01:20Z"), None);
+        assert_eq!(
+            new_oom_kills(&mut seen, None, oom_kills(&[&again])).len(),
+            1
+        );
+
+        let mut seen = HashMap::new();
+        let floor = Some(1_795_651_230.0);
+        assert!(new_oom_kills(&mut seen, floor, oom_kills(&[&first])).is_empty());
+        assert_eq!(
+            new_oom_kills(&mut seen, floor, oom_kills(&[&again])).len(),
+            1
+        );
+        // A pod without a kill any more is forgotten.
+        let clean = oom_pod("a", None, None);
+        assert!(new_oom_kills(&mut seen, floor, oom_kills(&[&clean])).is_empty());
+        assert!(seen.is_empty());
+    }
+
+    /// End to end through the engine: an OOM at a 160Mi request records
+    /// max(160Mi + 100Mi, 160Mi * 1.2) = 260Mi, and the memory target rises above the pod
+    /// minimum (250Mi) to that peak's bucket plus the 15% margin.
+    #[test]
+    fn a_recorded_oom_raises_the_memory_recommendation() {
+        use crate::engine::vertical::{ModelConfig, OomOutcome};
+        let mut state = VerticalState::new(ModelConfig::default()).expect("state");
+        let mib = 1024.0 * 1024.0;
+        let t = 1_795_651_220.0;
+        state
+            .observe(
+                "web-a",
+                "app",
+                &Resources {
+                    cpu_cores: Some(0.01),
+                    memory_bytes: Some(mib),
+                },
+                &Resources {
+                    cpu_cores: Some(0.1),
+                    memory_bytes: Some(160.0 * mib),
+                },
+                t - 10.0,
+            )
+            .expect("sample");
+        let cfg = VerticalConfig::default();
+        let before = state.recommend(&cfg, &[], t).expect("recommend")[0]
+            .target
+            .memory_bytes
+            .expect("memory");
+        assert_eq!(before, 250.0 * mib, "the pod minimum");
+        let kill = &oom_kills(&[&oom_pod("a", Some("2026-11-26T00:00:20Z"), None)])[0];
+        let outcome = state
+            .record_oom(
+                &kill.pod,
+                &kill.container,
+                kill.memory_request_bytes,
+                kill.at,
+            )
+            .expect("oom");
+        assert_eq!(
+            outcome,
+            OomOutcome::Recorded {
+                memory_bytes: 260.0 * mib
+            }
+        );
+        let after = state.recommend(&cfg, &[], t).expect("recommend")[0]
+            .target
+            .memory_bytes
+            .expect("memory");
+        assert!(
+            after >= 260.0 * mib * 1.15 && after <= 260.0 * mib * 1.05 * 1.15 + 1.0,
+            "{after}"
+        );
     }
 
     #[test]
