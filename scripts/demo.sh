@@ -74,7 +74,11 @@ kc -n tidal-system rollout status daemonset/tidal-agent --timeout=180s | sed 's/
   fail "the agent DaemonSet did not roll out; kubectl -n tidal-system describe pods -l app.kubernetes.io/name=tidal-agent"
 kc -n tidal-system rollout status deployment/tidal-scaler --timeout=180s | sed 's/^/    /' ||
   fail "the scaler Deployment did not roll out; kubectl -n tidal-system describe pods -l app.kubernetes.io/name=tidal-scaler"
-pod_ips() { kc -n tidal-system get pods -l "app.kubernetes.io/name=$1" --field-selector status.phase=Running -o jsonpath='{range .items[*]}{.status.podIP}{" "}{end}'; }
+# The running pods' IPs, leaving out pods on their way out (after a rollout restart).
+pod_ips() {
+  kc -n tidal-system get pods -l "app.kubernetes.io/name=$1" --field-selector status.phase=Running \
+    -o go-template='{{range .items}}{{if not .metadata.deletionTimestamp}}{{.status.podIP}} {{end}}{{end}}'
+}
 agent_ip=$(pod_ips tidal-agent | awk '{print $1}')
 [[ -n $agent_ip ]] || fail "no running tidal-agent pod"
 AGENT=http://$agent_ip:9464
@@ -90,7 +94,8 @@ kc -n tidal-system get pods -o wide | sed 's/^/    /'
 note "the leader is $holder (Lease tidal-system/tidal-scaler); agent metrics at $AGENT/metrics"
 
 step "Prometheus finds them through the API server (kubernetes_sd_configs, role pod)"
-want=$(($(pod_ips tidal-scaler | wc -w) + 1))
+# One agent (one node) and the scaler's replicas.
+want=$(($(kc -n tidal-system get deployment tidal-scaler -o jsonpath='{.spec.replicas}') + 1))
 up=0
 for _ in $(seq 1 60); do
   up=$(curl -fsS "$TIDAL_PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=sum(up{job=~"tidal-agent|tidal-scaler",namespace=""} == 1) or vector(0)' |
