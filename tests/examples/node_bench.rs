@@ -42,16 +42,14 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    Container, Namespace, Node, Pod, PodTemplateSpec, ServiceAccount,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use tidal_e2e::realnode::{
-    NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready, read_stat, read_u64,
+    BURNER_SCRIPT, NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready, read_stat,
+    read_u64,
 };
 use tidal_e2e::scaler::{Change, ReplicaHistory, policy, samples};
 use tidal_e2e::{Stack, unique, wait_for};
@@ -66,8 +64,6 @@ const SCALER_LABEL: (&str, &str) = ("tidal.dev/scaler", "in-cluster");
 /// The workload: its Deployment, its `app` label and its container.
 const APP: &str = "web";
 const BURN: &str = "burn";
-/// Burns CPU (up to the container's limit) while /tmp/load exists, idles otherwise.
-const BURNER: &str = "while :; do if [ -f /tmp/load ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done";
 const REQUEST: (&str, &str) = ("100m", "16Mi");
 const LIMIT: (&str, &str) = ("400m", "64Mi");
 const TARGET_UTILIZATION: u32 = 50;
@@ -292,31 +288,8 @@ async fn holder(admin: &kube::Client) -> Option<String> {
 // the workload
 
 fn workload(node: &RealNode) -> Deployment {
-    let labels = BTreeMap::from([("app".to_string(), APP.to_string())]);
-    let container = node.busybox(BURN, BURNER, Some(REQUEST), Some(LIMIT));
-    Deployment {
-        metadata: ObjectMeta {
-            name: Some(APP.to_string()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(1),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(node.pod_spec(vec![container])),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let container = node.busybox(BURN, BURNER_SCRIPT, Some(REQUEST), Some(LIMIT));
+    node.deployment(APP, 1, container)
 }
 
 fn policy_spec(window: u32) -> Value {

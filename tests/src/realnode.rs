@@ -337,3 +337,47 @@ impl RealNode {
         Ok(node)
     }
 }
+
+/// A shell loop that burns CPU (up to its container's limit) while `/tmp/load` exists, and
+/// idles otherwise: the real-node tests and `examples/node_bench.rs` turn it on and off with
+/// `kubectl exec`.
+pub const BURNER_SCRIPT: &str = "while :; do if [ -f /tmp/load ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done";
+
+impl RealNode {
+    /// A Deployment `name` of `replicas` pods on the real node (label `app=<name>`), running
+    /// `container`.
+    pub fn deployment(
+        &self,
+        name: &str,
+        replicas: i32,
+        container: Container,
+    ) -> k8s_openapi::api::apps::v1::Deployment {
+        use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+        use k8s_openapi::api::core::v1::PodTemplateSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let labels = BTreeMap::from([("app".to_string(), name.to_string())]);
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                selector: LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..Default::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(self.pod_spec(vec![container])),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}

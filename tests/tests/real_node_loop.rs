@@ -15,14 +15,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use tidal_e2e::manifests::kubectl;
-use tidal_e2e::realnode::{NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready};
+use tidal_e2e::realnode::{
+    BURNER_SCRIPT, NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready,
+};
 use tidal_e2e::scaler::{Change, ReplicaHistory, policy, samples};
 use tidal_e2e::{Stack, in_namespace, wait_for};
 use tidal_scaler::api::ScalingPolicy;
@@ -31,8 +32,6 @@ type R = anyhow::Result<()>;
 
 /// The container of the workload.
 const BURN: &str = "burn";
-/// Burns CPU (up to the container's limit) while /tmp/load exists, idles otherwise.
-const BURNER: &str = "while :; do if [ -f /tmp/load ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done";
 /// What the in-cluster scaler is labelled to act on (manifests/overlays/local/scaler.yaml).
 const SCALER_LABEL: (&str, &str) = ("tidal.dev/scaler", "in-cluster");
 const AGENT_CPU: &str = "tidal_agent_container_cpu_usage_cores";
@@ -42,31 +41,13 @@ const LEASE: &str = "tidal-scaler";
 
 /// A Deployment of `replicas` burner pods on the real node: 100m requested, 400m at most.
 fn burner(node: &RealNode, name: &str, replicas: i32) -> Deployment {
-    let labels = BTreeMap::from([("app".to_string(), name.to_string())]);
-    let container = node.busybox(BURN, BURNER, Some(("100m", "16Mi")), Some(("400m", "64Mi")));
-    Deployment {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(node.pod_spec(vec![container])),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let container = node.busybox(
+        BURN,
+        BURNER_SCRIPT,
+        Some(("100m", "16Mi")),
+        Some(("400m", "64Mi")),
+    );
+    node.deployment(name, replicas, container)
 }
 
 /// A CPU policy (50% of the request) on Deployment `name`, labelled for the in-cluster scaler.
