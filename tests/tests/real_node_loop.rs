@@ -268,6 +268,15 @@ fn values(changes: &[Change]) -> Vec<i32> {
     changes.iter().map(|c| c.replicas).collect()
 }
 
+/// Under load the count climbs to `top` in one or more steps, all after the load began: the
+/// CPU rate ramps up over the agent's window, so a first step can stop short of `top`
+/// (seen: 1 → 2 → 3 one second apart). Never down, never past `top`.
+fn rises_to(changes: &[Change], load_on: Duration, top: i32) -> bool {
+    changes.iter().all(|c| c.at > load_on && c.replicas <= top)
+        && changes.windows(2).all(|w| w[1].replicas > w[0].replicas)
+        && changes.last().map(|c| c.replicas) == Some(top)
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -358,13 +367,10 @@ async fn closed_loop(stack: &Stack, node: &RealNode, client: &kube::Client, ns: 
     let changes = history.changes();
     let (during, after): (Vec<Change>, Vec<Change>) =
         changes.iter().skip(1).partition(|c| c.at < load_off);
-    let rising = during.windows(2).all(|w| w[1].replicas > w[0].replicas);
     let falling = after.windows(2).all(|w| w[1].replicas < w[0].replicas);
     anyhow::ensure!(
         changes[0].replicas == 1
-            && during.iter().all(|c| c.at > load_on && c.replicas > 1)
-            && rising
-            && during.last().map(|c| c.replicas) == Some(3)
+            && rises_to(&during, load_on, 3)
             && after.iter().all(|c| c.replicas < 3)
             && falling
             && after.last().map(|c| c.replicas) == Some(1),
@@ -810,9 +816,13 @@ async fn leader_deleted(stack: &Stack, node: &RealNode, client: &kube::Client, n
     set_load(stack, ns, &survivor[0], true).await?;
     let up = history.wait_for(3, Duration::from_secs(60)).await?;
     set_load(stack, ns, &survivor[0], false).await?;
+    let changes = history.changes();
     anyhow::ensure!(
-        values(&history.changes()) == [3, 2, 1, 3],
-        "wrong actuation after the failover: {}",
+        changes.len() > 3
+            && values(&changes[..3]) == [3, 2, 1]
+            && rises_to(&changes[3..], load_on, 3),
+        "wrong actuation after the failover (load on at t={:.1}s): {}",
+        secs(load_on),
         history.render()
     );
     eprintln!(
