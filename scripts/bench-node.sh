@@ -76,35 +76,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidal-bench-node.XXXXXX")
 driver_pid=''
 # Stops the driver (it deletes its namespace on SIGTERM), then deletes anything listed in
 # $WORK/created that is left (the driver was killed), and waits for it to go (bounded).
-cleanup() {
-  set +e
-  if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
-    note "stopping the driver (pid $driver_pid)"
-    kill -TERM "$driver_pid" 2>/dev/null
-    for _ in $(seq 1 300); do
-      kill -0 "$driver_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    # Its own process group (setsid): kubectl execs it may have left.
-    kill -KILL -- "-$driver_pid" 2>/dev/null
-    wait "$driver_pid" 2>/dev/null
-  fi
-  local kind name
-  local -a namespaces=()
-  if [[ -f $WORK/created ]]; then
-    while read -r kind name; do
-      [[ $kind == namespace && -n $name ]] && namespaces+=("namespace/$name")
-    done <"$WORK/created"
-  fi
-  if ((${#namespaces[@]})); then
-    kc delete "${namespaces[@]}" --ignore-not-found --wait=false >/dev/null 2>&1
-    note "waiting (at most 120 s) for ${namespaces[*]} to be deleted"
-    kc wait --for=delete "${namespaces[@]}" --timeout=120s >/dev/null 2>&1 ||
-      note "still terminating after 120 s: ${namespaces[*]} (kubectl get namespaces -l tidal.dev/bench=node)"
-  fi
-  rm -rf "$WORK"
-  return 0
-}
+cleanup() { bench_cleanup "$WORK" "$driver_pid" tidal.dev/bench=node; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

@@ -60,7 +60,7 @@ if ((IMPORT)); then
     step "importing $NAME into the real node's containerd"
     "$TIDAL_NODE_CTR" --address "$TIDAL_NODE_CONTAINERD_SOCK" --namespace k8s.io images import "$OUT" >/dev/null ||
       fail "containerd on the stack's node could not import $OUT"
-    "$TIDAL_NODE_CTR" --address "$TIDAL_NODE_CONTAINERD_SOCK" --namespace k8s.io images ls -q | grep -qx "$NAME" ||
+    grep -qx "$NAME" <<<"$("$TIDAL_NODE_CTR" --address "$TIDAL_NODE_CONTAINERD_SOCK" --namespace k8s.io images ls -q)" ||
       fail "$NAME is not in the node's containerd after the import"
     note "imported; pods use it with imagePullPolicy: Never (manifests/overlays/local)"
   else

@@ -31,3 +31,38 @@ ensure_toolchain() {
 
 # True when every stack component is running.
 stack_running() { "$REPO/scripts/stack.sh" status >/dev/null 2>&1; }
+
+# bench_cleanup WORK PID LABEL: the end of a benchmark driver run with setsid. Stops the driver
+# (PID, or "" when it has exited; it deletes its namespaces itself on SIGTERM), then deletes
+# every namespace listed in WORK/created that is left (the driver was killed), waits for them
+# to go (bounded), and removes WORK. Needs $TIDAL_KUBECTL and $TIDAL_KUBECONFIG (the stack's env).
+bench_cleanup() {
+  local work=$1 pid=$2 label=$3 kind name
+  set +e
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    note "stopping the driver (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    # Its own process group (setsid): kubectl execs it may have left.
+    kill -KILL -- "-$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  fi
+  local -a namespaces=()
+  if [[ -f $work/created ]]; then
+    while read -r kind name; do
+      [[ $kind == namespace && -n $name ]] && namespaces+=("namespace/$name")
+    done <"$work/created"
+  fi
+  if ((${#namespaces[@]})); then
+    local kc=("$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG")
+    "${kc[@]}" delete "${namespaces[@]}" --ignore-not-found --wait=false >/dev/null 2>&1
+    note "waiting (at most 120 s) for ${namespaces[*]} to be deleted"
+    "${kc[@]}" wait --for=delete "${namespaces[@]}" --timeout=120s >/dev/null 2>&1 ||
+      note "still terminating after 120 s: ${namespaces[*]} (kubectl get namespaces -l $label)"
+  fi
+  rm -rf "$work"
+  return 0
+}

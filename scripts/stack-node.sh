@@ -11,6 +11,8 @@ NODE_BRIDGE=${TIDAL_NODE_BRIDGE:-tidal-br0}
 # A /24 on the bridge: .1 is this host (the node IP, and the gateway of the pods).
 NODE_NET=${TIDAL_NODE_NET:-10.213.0}
 NODE_IP=$NODE_NET.1
+# What tells the real node from the KWOK nodes.
+NODE_LABEL=tidal.dev/node=real
 KUBELET_PORT=$((PORT_BASE + 250))
 KUBELET_HEALTHZ_PORT=$((PORT_BASE + 248))
 KAFKA_POD_PORT=$((PORT_BASE + 96))
@@ -37,7 +39,7 @@ build_node() {
   if [[ ! -f $NODE_PKG_DIR/.complete ]]; then
     run_logged node-debs _fetch_node_debs
   fi
-  ldconfig -p | grep -q 'libseccomp.so.2 ' ||
+  grep -q 'libseccomp.so.2 ' <<<"$(ldconfig -p)" ||
     die "runc needs libseccomp2 (Debian package libseccomp2); it is not installed"
   build_node_images
 }
@@ -123,7 +125,7 @@ up_bridge() {
   elif [[ ! -f $NODE_STATE/bridge.owned ]]; then
     die "a bridge named $NODE_BRIDGE exists and this stack did not create it; remove it or set TIDAL_NODE_BRIDGE"
   fi
-  ip addr show dev "$NODE_BRIDGE" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
+  grep -q "inet $NODE_IP/" <<<"$(ip addr show dev "$NODE_BRIDGE")" || ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
 }
 
@@ -247,7 +249,7 @@ import_image() {
     cat "$NODE_STATE/import.err" >&2
     die "containerd could not import $1"
   }
-  ctr_ images ls -q | grep -qx "$2" || die "image $2 not in containerd after importing $1"
+  grep -qx "$2" <<<"$(ctr_ images ls -q)" || die "image $2 not in containerd after importing $1"
 }
 
 up_kubelet() {
@@ -300,7 +302,7 @@ EOF
     --kubeconfig "$NODE_STATE/kubelet.kubeconfig" --root-dir "$dir" --cert-dir "$dir/pki" \
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
     --containerd "$CONTAINERD_SOCK" \
-    --node-labels "tidal.dev/node=real,type=real" \
+    --node-labels "$NODE_LABEL,type=real" \
     --register-with-taints "tidal.dev/real-node=true:NoSchedule" --v=1
   wait_for kubelet 120 kubectl_ get node "$NODE_NAME"
   wait_for kubelet 120 kubectl_ wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s

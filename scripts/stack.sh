@@ -8,12 +8,15 @@
 #   scripts/stack.sh env      print the env file (source it: eval "$(scripts/stack.sh env)")
 #   scripts/stack.sh logs C   print the last lines of component C's log
 #
-# Components (all on 127.0.0.1):
+# Components (on 127.0.0.1, or on the real node's bridge address):
 #   etcd, kube-apiserver (RBAC + token auth), kube-controller-manager, kube-scheduler,
 #   kubectl (same build), KWOK with fake nodes, Apache Kafka (KRaft, PLAINTEXT + a SASL
 #   listener with PLAIN and SCRAM-SHA-256/512, user tidal / tidal-secret, and an SSL listener
 #   whose certificate the stack CA signs),
-#   Prometheus (Debian).
+#   Prometheus (built from the Go module proxy),
+#   a real node: kubelet + containerd + runc (scripts/stack-node.sh; TIDAL_REAL_NODE=0: none),
+#   the peers: metrics-server, for the controller-manager's HPA (scripts/stack-peers.sh;
+#   TIDAL_PEERS=0: none).
 #
 # Built parts are cached under ${TIDAL_CACHE:-~/.cache/tidal}, keyed by version, so only the
 # first `up` on a machine is slow. Run state (pids, logs, data, kubeconfig, env file) lives in
@@ -60,6 +63,8 @@ export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 ADMIN_TOKEN_FILE=$STATE/pki/admin.token
 # shellcheck source=scripts/stack-node.sh
 source "$REPO/scripts/stack-node.sh"
+# shellcheck source=scripts/stack-peers.sh
+source "$REPO/scripts/stack-peers.sh"
 NOBODY_TOKEN_FILE=$STATE/pki/nobody.token
 
 # ---------------------------------------------------------------- output helpers
@@ -200,7 +205,7 @@ _build_kafka() {
 </project>
 EOF
   (cd "$work" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIR/lib")
-  ls "$KAFKA_DIR/lib" | grep -q "^kafka_2.13-$KAFKA_VERSION.jar$"
+  [[ -f $KAFKA_DIR/lib/kafka_2.13-$KAFKA_VERSION.jar ]]
   touch "$KAFKA_DIR/.complete"
 }
 
@@ -248,6 +253,7 @@ build_all() {
   build_kwok
   build_k8s
   build_node
+  build_peers
   say "all components built"
 }
 
@@ -415,6 +421,7 @@ export TIDAL_KUBECTL=$K8S_DIR/kubectl
 export PATH=$K8S_DIR:\$PATH
 EOF
   node_env >>"$STATE/env"
+  peers_env >>"$STATE/env"
 }
 
 kubectl_() { "$K8S_DIR/kubectl" --kubeconfig "$STATE/kubeconfig" "$@"; }
@@ -440,7 +447,7 @@ up_apiserver() {
     --service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
     --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC,Node \
     --token-auth-file "$STATE/pki/tokens.csv" --allow-privileged=true \
-    --enable-priority-and-fairness=false --profiling=false --v=1 $(apiserver_node_flags)
+    --enable-priority-and-fairness=false --profiling=false --v=1 $(apiserver_node_flags) $(apiserver_aggregation_flags)
   wait_for kube-apiserver 120 curl -fsS --cacert "$STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$APISERVER_PORT/readyz"
 }
@@ -615,6 +622,7 @@ cmd_up() {
   write_kubeconfig "$STATE/kubeconfig-nobody" tidal-nobody "$(cat "$NOBODY_TOKEN_FILE")"
   write_env
   gen_node_pki
+  gen_front_proxy_pki
   up_bridge
   say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-ssl=$KAFKA_SSL_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
   up_etcd
@@ -625,6 +633,7 @@ cmd_up() {
   up_kafka
   up_prometheus
   up_node
+  up_peers
   say "stack up in $(($(date +%s) - start_ts))s; env file: $STATE/env (source it, or: eval \"\$(scripts/stack.sh env)\")"
 }
 
@@ -632,6 +641,7 @@ COMPONENTS=(prometheus kafka kwok kube-scheduler kube-controller-manager kube-ap
 
 cmd_down() {
   local c
+  down_peers
   down_node
   for c in "${COMPONENTS[@]}"; do stop "$c"; done
   if [[ ${1:-} == --purge ]]; then
@@ -651,6 +661,7 @@ cmd_status() {
     fi
   done
   node_status || rc=1
+  peers_status || rc=1
   printf 'ports: etcd=%s apiserver=%s kafka=%s kafka-sasl=%s prometheus=%s\n' \
     "$ETCD_PORT" "$APISERVER_PORT" "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$PROM_PORT"
   printf 'versions: kubernetes=%s etcd=%s kwok=%s kafka=%s prometheus=%s\n' "$K8S_VERSION" "$ETCD_VERSION" \

@@ -35,24 +35,25 @@
 //! it makes is listed in `DIR/created` so that the script can delete it if this process is
 //! killed; on SIGTERM or SIGINT it deletes it itself (in the background; the script waits).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
+use tidal_e2e::bench::{
+    Created, Opts, change_after, delta, emit, exec, failed, interrupted, jitter, label, progress,
+    ready_pods, summary, wait_exported, wait_policy_active,
+};
 use tidal_e2e::realnode::{
     BURNER_SCRIPT, NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready, read_stat,
     read_u64,
 };
-use tidal_e2e::scaler::{Change, ReplicaHistory, policy, samples};
-use tidal_e2e::{Stack, unique, wait_for};
+use tidal_e2e::scaler::{ReplicaHistory, policy, samples};
+use tidal_e2e::{Stack, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
 type R<T> = anyhow::Result<T>;
@@ -67,141 +68,10 @@ const BURN: &str = "burn";
 const REQUEST: (&str, &str) = ("100m", "16Mi");
 const LIMIT: (&str, &str) = ("400m", "64Mi");
 const TARGET_UTILIZATION: u32 = 50;
-/// One `kubectl exec` answers within this, or the step fails.
-const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// The scale write follows the load within this, or the step fails.
 const UP_TIMEOUT: Duration = Duration::from_secs(30);
-const AGENT_CPU: &str = "tidal_agent_container_cpu_usage_cores";
 const SCALE_EVENTS: &str = "tidal_scaler_scale_events_total";
 const ERRORS: &str = "tidal_scaler_errors_total";
-
-fn progress(msg: impl AsRef<str>) {
-    eprintln!("    {}", msg.as_ref());
-}
-
-/// `--key value` options.
-struct Opts(HashMap<String, String>);
-
-impl Opts {
-    fn parse(args: &[String]) -> R<Self> {
-        let mut map = HashMap::new();
-        let mut it = args.iter();
-        while let Some(k) = it.next() {
-            let key = k
-                .strip_prefix("--")
-                .ok_or_else(|| anyhow::anyhow!("unexpected argument {k:?}"))?;
-            let v = it
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("--{key} needs a value"))?;
-            map.insert(key.to_string(), v.clone());
-        }
-        Ok(Self(map))
-    }
-
-    fn num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
-        &self,
-        key: &str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> R<T> {
-        let v = match self.0.get(key) {
-            None => default,
-            Some(v) => v
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--{key}: not a number: {v:?}"))?,
-        };
-        anyhow::ensure!(
-            range.contains(&v),
-            "--{key} must be in [{}, {}], got {v}",
-            range.start(),
-            range.end()
-        );
-        Ok(v)
-    }
-}
-
-/// Namespaces made, for the cleanup (here, or by the script from `DIR/created`).
-#[derive(Clone)]
-struct Created {
-    file: PathBuf,
-    namespaces: Arc<Mutex<Vec<String>>>,
-}
-
-impl Created {
-    fn add(&self, ns: &str) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.file)
-        {
-            let _ = writeln!(f, "namespace {ns}");
-        }
-        if let Ok(mut n) = self.namespaces.lock() {
-            n.push(ns.to_string());
-        }
-    }
-
-    /// Starts deleting every namespace made (in the background: the script waits).
-    async fn clean_up(&self, admin: &kube::Client) {
-        let names = self
-            .namespaces
-            .lock()
-            .map(|mut n| std::mem::take(&mut *n))
-            .unwrap_or_default();
-        let api: Api<Namespace> = Api::all(admin.clone());
-        for ns in names {
-            match api.delete(&ns, &DeleteParams::background()).await {
-                Ok(_) => progress(format!("namespace {ns}: deletion started")),
-                Err(e) => progress(format!("cleanup: deleting namespace {ns}: {e}")),
-            }
-        }
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn summary(values: &[f64]) -> Value {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mean = if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    };
-    json!({
-        "n": v.len(), "min": v.first(), "p50": percentile(&v, 50.0), "p95": percentile(&v, 95.0),
-        "max": v.last(), "mean": mean,
-    })
-}
-
-/// A pseudo-random fraction in [0, 1) (for the phase of each step; no rand dependency).
-fn jitter() -> f64 {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let x = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A label's value in a Prometheus label set `{a="b",...}`.
-fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!("{name}=\"");
-    let start = labels
-        .match_indices(&key)
-        .find(|(i, _)| *i == 0 || matches!(labels.as_bytes()[i - 1], b'{' | b','))?
-        .0
-        + key.len();
-    let rest = &labels[start..];
-    Some(&rest[..rest.find('"')?])
-}
 
 // ------------------------------------------------------------------------------------------
 // the conditions
@@ -314,157 +184,6 @@ fn labelled_policy(window: u32) -> R<ScalingPolicy> {
     Ok(p)
 }
 
-/// A labelled namespace whose `default` ServiceAccount exists.
-async fn namespace(admin: &kube::Client, created: &Created) -> R<String> {
-    let name = unique("bench-node");
-    created.add(&name);
-    let api: Api<Namespace> = Api::all(admin.clone());
-    let ns: Namespace = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {BENCH_LABEL.0: BENCH_LABEL.1}}
-    }))?;
-    api.create(&PostParams::default(), &ns).await?;
-    let sa: Api<ServiceAccount> = Api::namespaced(admin.clone(), &name);
-    wait_for(
-        "the namespace's default ServiceAccount",
-        Duration::from_secs(60),
-        || async { sa.get_opt("default").await.ok().flatten() },
-    )
-    .await?;
-    Ok(name)
-}
-
-/// The Ready, not deleting, pods of the workload.
-async fn ready_pods(pods: &Api<Pod>) -> R<Vec<String>> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("app={APP}")))
-        .await?;
-    let mut names: Vec<String> = list
-        .items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// The node's agent pod's IP.
-async fn agent_ip(admin: &kube::Client, node: &RealNode) -> R<String> {
-    let pod = node.agent_pod(admin, Duration::from_secs(60)).await?;
-    pod_ip(&pod)
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("the agent pod has no IP"))
-}
-
-/// Waits until the node's agent exports a CPU rate for the workload's container in `pod`.
-async fn wait_exported(
-    admin: &kube::Client,
-    node: &RealNode,
-    ns: &str,
-    pod: &str,
-    timeout: Duration,
-) -> R<()> {
-    wait_for(
-        &format!("the node's tidal-agent exports {AGENT_CPU} for {ns}/{pod}"),
-        timeout,
-        || async {
-            let ip = agent_ip(admin, node).await.ok()?;
-            let body = get_text(&format!("http://{ip}:9464/metrics")).await.ok()?;
-            samples(&body, AGENT_CPU)
-                .keys()
-                .any(|l| {
-                    label(l, "namespace") == Some(ns)
-                        && label(l, "pod") == Some(pod)
-                        && label(l, "container") == Some(BURN)
-                })
-                .then_some(())
-        },
-    )
-    .await
-    .map_err(Into::into)
-}
-
-/// Waits until the policy's status says the in-cluster scaler acts on it at 1 replica.
-async fn wait_active(policies: &Api<ScalingPolicy>, timeout: Duration) -> R<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let s = policies
-            .get(APP)
-            .await
-            .ok()
-            .and_then(|p| serde_json::to_value(p.status).ok())
-            .unwrap_or_default();
-        let active = s["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "ScalingActive" && c["status"] == "True")
-        });
-        if active && s["currentReplicas"] == 1 {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "policy {APP}: no ScalingActive=True at 1 replica in {timeout:?} (is the in-cluster \
-             scaler acting on policies labelled {}={}?); last status: {s}",
-            SCALER_LABEL.0,
-            SCALER_LABEL.1
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// `kubectl exec` (API server → kubelet → containerd → runc) of `script` in the workload's
-/// container of `pod`; returns how long kubectl took, start to exit.
-async fn exec(stack: &Stack, ns: &str, pod: &str, script: &str) -> R<f64> {
-    let mut cmd = tokio::process::Command::new(stack.var("TIDAL_KUBECTL")?);
-    cmd.arg("--kubeconfig")
-        .arg(stack.var("TIDAL_KUBECONFIG")?)
-        .args([
-            "-n", ns, "exec", pod, "-c", BURN, "--", "/bin/sh", "-c", script,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let start = Instant::now();
-    let out = tokio::time::timeout(EXEC_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("kubectl exec {pod} -- {script}: no exit within {EXEC_TIMEOUT:?}")
-        })??;
-    let took = start.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        out.status.success(),
-        "kubectl exec {pod} -- {script}: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(took)
-}
-
-/// The first change of `spec.replicas` to `want` seen after `since`.
-async fn change_after(
-    history: &ReplicaHistory,
-    since: Duration,
-    want: i32,
-    timeout: Duration,
-) -> R<Change> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(c) = history
-            .changes()
-            .into_iter()
-            .find(|c| c.at > since && c.replicas == want)
-        {
-            return Ok(c);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "spec.replicas did not become {want} within {timeout:?}; {}",
-            history.render()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// `tidal_scaler_scale_events_total` of namespace `ns` by direction, summed over the Ready
 /// scaler pods (the leader counts them; a replica that led earlier keeps its counts), and
 /// `tidal_scaler_errors_total` by reason.
@@ -500,13 +219,6 @@ async fn scaler_counts(
         }
     }
     (events, errors)
-}
-
-fn delta(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
-    b.iter()
-        .map(|(k, v)| (k.clone(), v - a.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, d)| *d != 0.0)
-        .collect()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -764,14 +476,14 @@ async fn reaction(
                 if history.current() != Some(1) {
                     return None;
                 }
-                let names = ready_pods(&pods).await.ok()?;
+                let names = ready_pods(&pods, APP).await.ok()?;
                 (names.len() == 1).then(|| names[0].clone())
             },
         )
         .await
         .map_err(|e| anyhow::anyhow!("step {step}: {e}; {}", history.render()))?;
         if exported.as_deref() != Some(&pod) {
-            wait_exported(admin, node, ns, &pod, Duration::from_secs(60)).await?;
+            wait_exported(admin, node, ns, &pod, BURN, Duration::from_secs(60)).await?;
             exported = Some(pod.clone());
         }
         // A random phase against the agent's sampling and the scaler's cycle.
@@ -783,14 +495,14 @@ async fn reaction(
         );
 
         let t0 = history.started.elapsed();
-        let exec_on = exec(stack, ns, &pod, "touch /tmp/load").await?;
+        let exec_on = exec(stack, ns, &pod, BURN, "touch /tmp/load").await?;
         let up = change_after(history, t0, 2, UP_TIMEOUT)
             .await
             .map_err(|e| anyhow::anyhow!("step {step}: {e}"))?;
         let up_s = up.at.saturating_sub(t0).as_secs_f64();
 
         let t_off = history.started.elapsed();
-        let exec_off = exec(stack, ns, &pod, "rm -f /tmp/load").await?;
+        let exec_off = exec(stack, ns, &pod, BURN, "rm -f /tmp/load").await?;
         let down = change_after(history, t_off, 1, down_timeout)
             .await
             .map_err(|e| anyhow::anyhow!("step {step}: {e}"))?;
@@ -846,30 +558,6 @@ async fn reaction(
 
 // ------------------------------------------------------------------------------------------
 
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => std::future::pending().await,
-    }
-}
-
-fn emit(v: &Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
-}
-
-fn failed(kind: &str, e: &anyhow::Error, conditions: &Value) -> Value {
-    json!({"kind": kind, "failed": true, "reason": format!("{e:#}"), "conditions": conditions})
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn run(
     stack: &Stack,
@@ -912,7 +600,7 @@ async fn run(
         conds["scaler_fast_interval_seconds"], conds["scaler_leader"]
     ));
 
-    let ns = namespace(admin, created).await?;
+    let ns = created.namespace(admin, "bench-node", BENCH_LABEL).await?;
     let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     let policies: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &ns);
@@ -923,14 +611,14 @@ async fn run(
     let first = wait_for(
         "the workload's pod Ready",
         Duration::from_secs(120),
-        || async { ready_pods(&pods).await.ok().filter(|p| p.len() == 1) },
+        || async { ready_pods(&pods, APP).await.ok().filter(|p| p.len() == 1) },
     )
     .await?;
-    wait_exported(admin, &node, &ns, &first[0], Duration::from_secs(60)).await?;
+    wait_exported(admin, &node, &ns, &first[0], BURN, Duration::from_secs(60)).await?;
     policies
         .create(&PostParams::default(), &labelled_policy(window)?)
         .await?;
-    wait_active(&policies, Duration::from_secs(60)).await?;
+    wait_policy_active(&policies, APP, SCALER_LABEL, Duration::from_secs(60)).await?;
     progress(format!(
         "{ns}/{APP}: 1 Ready pod on {}, the in-cluster scaler acts on its policy",
         node.name
@@ -996,10 +684,7 @@ async fn main() -> R<()> {
     std::fs::create_dir_all(&work)?;
     let stack = Stack::load()?;
     let admin = stack.admin_client().await?;
-    let created = Created {
-        file: work.join("created"),
-        namespaces: Arc::new(Mutex::new(Vec::new())),
-    };
+    let created = Created::new(work.join("created"));
     let result = tokio::select! {
         r = run(&stack, &admin, &created, steps, window, cost_seconds, lock_seconds, &parts) => r,
         s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),

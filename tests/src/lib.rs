@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub mod bench;
 pub mod cgroups;
 pub mod kafka;
 pub mod manifests;
+pub mod peers;
 pub mod realnode;
 pub mod scaler;
 

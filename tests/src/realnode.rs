@@ -381,3 +381,81 @@ impl RealNode {
         }
     }
 }
+
+/// The labels of a Prometheus sample (`{k="v",...}`), unescaping `\"` and `\\`.
+pub fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() || chars.next() != Some('"') {
+            return out;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.extend(chars.next()),
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim().to_string(), value);
+    }
+}
+
+/// One sample of the kubelet's cAdvisor page: labels, value, and its timestamp (Unix s).
+#[derive(Debug)]
+pub struct CadvisorSample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+    pub at: Option<f64>,
+}
+
+/// The kubelet's own cAdvisor metrics (`/metrics/cadvisor`, through the API server's node
+/// proxy), the samples of `metric` only.
+pub fn cadvisor(
+    stack: &Stack,
+    node: &RealNode,
+    metric: &str,
+) -> anyhow::Result<Vec<CadvisorSample>> {
+    let out = std::process::Command::new(stack.var("TIDAL_KUBECTL")?)
+        .args([
+            "--kubeconfig",
+            stack.var("TIDAL_KUBECONFIG")?,
+            "get",
+            "--raw",
+        ])
+        .arg(format!(
+            "/api/v1/nodes/{}/proxy/metrics/cadvisor",
+            node.name
+        ))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl get --raw .../metrics/cadvisor: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(metric)?.strip_prefix('{')?;
+            let (labels, tail) = rest.rsplit_once('}')?;
+            let mut parts = tail.split_whitespace();
+            let value = parts.next()?.parse().ok()?;
+            let at = parts
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+                .map(|ms| ms / 1e3);
+            Some(CadvisorSample {
+                labels: parse_labels(labels),
+                value,
+                at,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,727 @@
+//! The peers side by side (issue #15), run by `scripts/bench-peers.sh` (an example, so the
+//! e2e test suite never runs it; the script builds it in release).
+//!
+//! `peers_bench --work DIR [--steps 10] [--window 0] [--readings 6] [--lock-seconds 300]
+//! [--parts cpu,agreement]`
+//!
+//! Everything runs on the stack's real node, holding it exclusively (`NodeLock`): Tidal
+//! in-cluster (manifests/overlays/local, applied when missing) and the peers the stack runs
+//! (scripts/stack-peers.sh): metrics-server v0.8.0 and the kube-controller-manager's own HPA
+//! controller (15 s sync period, its defaults).
+//!
+//! 1. `cpu`: one namespace per autoscaler, each with the same Deployment of real busybox pods
+//!    (100m CPU requested, 400m limit, a busy loop while `/tmp/load` exists) and the same
+//!    target: CPU at 50 % of the request, 1..2 replicas. Tidal: a ScalingPolicy labelled for
+//!    the in-cluster scaler. The HPA: an `autoscaling/v2` HorizontalPodAutoscaler. Both with
+//!    scale-up stabilization 0 s (the HPA's default) and scale-down stabilization `--window`
+//!    (the HPA's default is 300 s; shortened for both so that a step takes a minute or two:
+//!    the figure measured is the scale-up). Each step: both workloads at 1 idle replica, their
+//!    pod measured by the source each autoscaler reads (the agent's `/metrics`; metrics-server's
+//!    `PodMetrics`); a random phase of 1–16 s (against the HPA's 15 s sync and metrics-server's
+//!    15 s resolution as much as Tidal's 1 s cycle); then the load goes on in both at the same
+//!    moment (two `kubectl exec`s at once, each t0 taken before its exec is sent), and t1 is
+//!    when a watch on each Deployment sees `spec.replicas` become 2. Then load off in both,
+//!    and both back to 1.
+//! 2. `agreement`: a Deployment of 2 pods, one loaded (its busy loop on, and 24 MiB held in
+//!    its `/dev/shm`) and one idle, under no autoscaler. At
+//!    `--readings` moments 15 s apart: the container's own cgroup (`cpuacct.usage`, and
+//!    `memory.usage_in_bytes - total_inactive_file`, the working set), Tidal's agent
+//!    (`tidal_agent_container_cpu_usage_cores`, `container_memory_working_set_bytes`), the
+//!    kubelet's cAdvisor (`/metrics/cadvisor` through the API server) and metrics-server
+//!    (`metrics.k8s.io` `PodMetrics`), read one after another, and the age of each source's
+//!    newest sample at the moment it was read.
+//!
+//! Prints one JSON object per part on stdout (`{"kind": "cpu" | "agreement", ...}`, with
+//! `"failed": true` and a `reason` when a part failed); progress goes to stderr. Namespaces
+//! made are listed in `DIR/created` so that the script can delete them if this process is
+//! killed; on SIGTERM or SIGINT it deletes them itself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use tidal_e2e::bench::{
+    AGENT_CPU, Created, Opts, agent_metrics, change_after, emit, exec, failed, interrupted, jitter,
+    label, progress, ready_pods, summary, wait_exported, wait_policy_active,
+};
+use tidal_e2e::peers::pod_metrics;
+use tidal_e2e::realnode::{BURNER_SCRIPT, NodeLock, RealNode, cadvisor, read_stat, read_u64};
+use tidal_e2e::scaler::{ReplicaHistory, policy, samples};
+use tidal_e2e::{Stack, wait_for};
+use tidal_scaler::api::ScalingPolicy;
+use tidal_scaler::api::convert::parse_quantity;
+
+type R<T> = anyhow::Result<T>;
+
+const BENCH_LABEL: (&str, &str) = ("tidal.dev/bench", "peers");
+/// What the in-cluster scaler is labelled to act on (manifests/overlays/local/scaler.yaml).
+const SCALER_LABEL: (&str, &str) = ("tidal.dev/scaler", "in-cluster");
+const APP: &str = "web";
+const BURN: &str = "burn";
+const REQUEST: (&str, &str) = ("100m", "16Mi");
+const LIMIT: (&str, &str) = ("400m", "64Mi");
+const TARGET_UTILIZATION: i32 = 50;
+/// The slowest peer's scale write follows the load within this, or the step fails: the HPA
+/// needs up to a sync period (15 s) after metrics-server has a new window (15 s resolution,
+/// the kubelet's cAdvisor housekeeping before it).
+const UP_TIMEOUT: Duration = Duration::from_secs(120);
+const WORKING_SET: &str = "container_memory_working_set_bytes";
+const CADVISOR_CPU: &str = "container_cpu_usage_seconds_total";
+/// Between two agreement readings: metrics-server's resolution.
+const READING_INTERVAL: Duration = Duration::from_secs(15);
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn workload(node: &RealNode, replicas: i32) -> Deployment {
+    let container = node.busybox(BURN, BURNER_SCRIPT, Some(REQUEST), Some(LIMIT));
+    node.deployment(APP, replicas, container)
+}
+
+// ------------------------------------------------------------------------------------------
+// the autoscalers
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Tidal,
+    Hpa,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tidal => "tidal",
+            Kind::Hpa => "hpa",
+        }
+    }
+
+    /// The object that makes this autoscaler act on the workload, as its docs write it.
+    fn spec(self, window: u32) -> Value {
+        match self {
+            Kind::Tidal => json!({
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "minReplicas": 1, "maxReplicas": 2,
+                "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": TARGET_UTILIZATION}}],
+                "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0},
+                             "scaleDown": {"stabilizationWindowSeconds": window}}
+            }),
+            Kind::Hpa => json!({
+                "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": APP},
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                    "minReplicas": 1, "maxReplicas": 2,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": TARGET_UTILIZATION}}}],
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": window}}
+                }
+            }),
+        }
+    }
+}
+
+/// One autoscaler with its own copy of the workload.
+struct Peer {
+    kind: Kind,
+    ns: String,
+    pods: Api<Pod>,
+    history: ReplicaHistory,
+    /// The pod the source was last seen measuring.
+    measured: Option<String>,
+}
+
+impl Peer {
+    async fn create(
+        admin: &kube::Client,
+        node: &RealNode,
+        created: &Created,
+        kind: Kind,
+    ) -> R<Self> {
+        let ns = created
+            .namespace(admin, &format!("bench-peers-{}", kind.name()), BENCH_LABEL)
+            .await?;
+        let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+        deploys
+            .create(&PostParams::default(), &workload(node, 1))
+            .await?;
+        let history = ReplicaHistory::watch(deploys, APP);
+        let pods = Api::namespaced(admin.clone(), &ns);
+        Ok(Self {
+            kind,
+            ns,
+            pods,
+            history,
+            measured: None,
+        })
+    }
+
+    /// Creates the autoscaler's object and waits until it acts on the workload at 1 replica.
+    async fn attach(&self, admin: &kube::Client, window: u32) -> R<()> {
+        let spec = self.kind.spec(window);
+        match self.kind {
+            Kind::Tidal => {
+                let api: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &self.ns);
+                let mut p = policy(APP, spec)?;
+                p.metadata.labels = Some(BTreeMap::from([(
+                    SCALER_LABEL.0.to_string(),
+                    SCALER_LABEL.1.to_string(),
+                )]));
+                api.create(&PostParams::default(), &p).await?;
+                wait_policy_active(&api, APP, SCALER_LABEL, Duration::from_secs(60)).await
+            }
+            Kind::Hpa => {
+                let api: Api<HorizontalPodAutoscaler> = Api::namespaced(admin.clone(), &self.ns);
+                api.create(&PostParams::default(), &serde_json::from_value(spec)?)
+                    .await?;
+                wait_for(
+                    "the HPA reports a CPU utilization (ScalingActive, metrics-server read)",
+                    Duration::from_secs(120),
+                    || async {
+                        let h = serde_json::to_value(api.get(APP).await.ok()?.status).ok()?;
+                        let active = h["conditions"]
+                            .as_array()?
+                            .iter()
+                            .any(|c| c["type"] == "ScalingActive" && c["status"] == "True");
+                        let cpu =
+                            &h["currentMetrics"][0]["resource"]["current"]["averageUtilization"];
+                        (active && cpu.is_number()).then_some(())
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", self.ns))
+            }
+        }
+    }
+
+    /// The single Ready pod at 1 replica, once the autoscaler's source measures it.
+    async fn idle_pod(&mut self, admin: &kube::Client, node: &RealNode) -> R<String> {
+        let pod = wait_for(
+            "1 replica and exactly one Ready pod",
+            Duration::from_secs(180),
+            || async {
+                if self.history.current() != Some(1) {
+                    return None;
+                }
+                let names = ready_pods(&self.pods, APP).await.ok()?;
+                (names.len() == 1).then(|| names[0].clone())
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}; {}", self.ns, self.history.render()))?;
+        if self.measured.as_deref() != Some(&pod) {
+            match self.kind {
+                Kind::Tidal => {
+                    wait_exported(admin, node, &self.ns, &pod, BURN, Duration::from_secs(60))
+                        .await?
+                }
+                Kind::Hpa => {
+                    wait_for(
+                        &format!("metrics-server has PodMetrics for {}/{pod}", self.ns),
+                        Duration::from_secs(90),
+                        || async { pod_metrics(admin, &self.ns, &pod).await.ok() },
+                    )
+                    .await?;
+                }
+            }
+            self.measured = Some(pod.clone());
+        }
+        Ok(pod)
+    }
+
+    /// What the autoscaler's object says at the end.
+    async fn status(&self, admin: &kube::Client) -> Value {
+        match self.kind {
+            Kind::Tidal => {
+                let api: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &self.ns);
+                api.get(APP)
+                    .await
+                    .ok()
+                    .and_then(|p| serde_json::to_value(p.status).ok())
+                    .unwrap_or_default()
+            }
+            Kind::Hpa => {
+                let api: Api<HorizontalPodAutoscaler> = Api::namespaced(admin.clone(), &self.ns);
+                api.get(APP)
+                    .await
+                    .ok()
+                    .and_then(|p| serde_json::to_value(p.status).ok())
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// cpu: load step → scale write
+
+async fn cpu(
+    stack: &Stack,
+    admin: &kube::Client,
+    node: &RealNode,
+    created: &Created,
+    steps: usize,
+    window: u32,
+) -> R<Value> {
+    let mut peers = Vec::new();
+    for kind in [Kind::Tidal, Kind::Hpa] {
+        peers.push(Peer::create(admin, node, created, kind).await?);
+    }
+    for p in &mut peers {
+        p.idle_pod(admin, node).await?;
+    }
+    for p in &peers {
+        p.attach(admin, window).await?;
+        progress(format!(
+            "{}: {} acts on {APP} at 1 replica",
+            p.ns,
+            p.kind.name()
+        ));
+    }
+    let down_timeout = Duration::from_secs(u64::from(window) + 240);
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for step in 1..=steps {
+        let mut pods = Vec::new();
+        for p in &mut peers {
+            pods.push(p.idle_pod(admin, node).await?);
+        }
+        tokio::time::sleep(Duration::from_secs_f64(1.0 + 15.0 * jitter())).await;
+        for p in &peers {
+            anyhow::ensure!(
+                p.history.current() == Some(1),
+                "step {step}: {} moved while idle; {}",
+                p.kind.name(),
+                p.history.render()
+            );
+        }
+        let on = join_all(peers.iter().zip(&pods).map(|(p, pod)| async move {
+            let t0 = p.history.started.elapsed();
+            let took = exec(stack, &p.ns, pod, BURN, "touch /tmp/load").await?;
+            Ok::<_, anyhow::Error>((t0, took))
+        }))
+        .await
+        .into_iter()
+        .collect::<R<Vec<_>>>()?;
+        let up = join_all(
+            peers
+                .iter()
+                .zip(&on)
+                .map(|(p, (t0, _))| change_after(&p.history, *t0, 2, UP_TIMEOUT)),
+        )
+        .await;
+        let off = join_all(peers.iter().zip(&pods).map(|(p, pod)| async move {
+            let t = p.history.started.elapsed();
+            exec(stack, &p.ns, pod, BURN, "rm -f /tmp/load").await?;
+            Ok::<_, anyhow::Error>(t)
+        }))
+        .await
+        .into_iter()
+        .collect::<R<Vec<_>>>()?;
+        let mut row = json!({"step": step});
+        let mut line = format!("step {step:2}/{steps}:");
+        for (i, p) in peers.iter().enumerate() {
+            let name = p.kind.name();
+            let c = up[i]
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("step {step}: {name}: {e}"))?;
+            let up_s = c.at.saturating_sub(on[i].0).as_secs_f64();
+            row[name] = json!({"up_seconds": up_s, "exec_on_seconds": on[i].1, "pod": pods[i]});
+            line.push_str(&format!(" {name} {up_s:.2} s;"));
+        }
+        let down = join_all(
+            peers
+                .iter()
+                .zip(&off)
+                .map(|(p, t)| change_after(&p.history, *t, 1, down_timeout)),
+        )
+        .await;
+        for (i, p) in peers.iter().enumerate() {
+            let name = p.kind.name();
+            let c = down[i]
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("step {step}: {name} back to 1: {e}"))?;
+            let during: Vec<i32> = p
+                .history
+                .changes()
+                .iter()
+                .filter(|x| x.at > on[i].0 && x.at <= c.at)
+                .map(|x| x.replicas)
+                .collect();
+            anyhow::ensure!(
+                during == [2, 1],
+                "step {step}: {name}: wrong actuation {during:?}; {}",
+                p.history.render()
+            );
+            row[name]["down_seconds"] = json!(c.at.saturating_sub(off[i]).as_secs_f64());
+        }
+        progress(format!("{line} (load on -> 2 replicas)"));
+        rows.push(row);
+    }
+    let mut out = json!({
+        "kind": "cpu", "steps": steps, "scale_down_window_seconds": window,
+        "run_seconds": started.elapsed().as_secs_f64(), "rows": rows,
+    });
+    for p in &peers {
+        let name = p.kind.name();
+        let col = |k: &str| -> Vec<f64> {
+            out["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r[name][k].as_f64())
+                .collect()
+        };
+        out["peers"][name] = json!({
+            "spec": p.kind.spec(window),
+            "up_seconds": summary(&col("up_seconds")),
+            "exec_on_seconds": summary(&col("exec_on_seconds")),
+            "down_seconds": summary(&col("down_seconds")),
+            "status": p.status(admin).await,
+        });
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------
+// agreement: the same containers read by each source at the same moments
+
+/// Every source's reading of one container at one moment.
+#[derive(Default)]
+struct Reading {
+    at: f64,
+    cgroup_cpu_ns: u64,
+    cgroup_working_set: f64,
+    agent_cpu: Option<f64>,
+    agent_working_set: Option<f64>,
+    agent_age: Option<f64>,
+    cadvisor_cpu_seconds: Option<(f64, f64)>,
+    cadvisor_working_set: Option<f64>,
+    cadvisor_age: Option<f64>,
+    ms_cpu: Option<f64>,
+    ms_memory: Option<f64>,
+    ms_age: Option<f64>,
+    ms_window: Option<f64>,
+}
+
+fn series_for(body: &str, metric: &str, ns: &str, pod: &str) -> Option<f64> {
+    samples(body, metric).into_iter().find_map(|(l, v)| {
+        (label(&l, "namespace") == Some(ns)
+            && label(&l, "pod") == Some(pod)
+            && label(&l, "container") == Some(BURN))
+        .then_some(v)
+    })
+}
+
+fn rfc3339_unix(s: &str) -> Option<f64> {
+    let t: k8s_openapi::jiff::Timestamp = s.parse().ok()?;
+    Some(t.as_millisecond() as f64 / 1e3)
+}
+
+async fn read_all(
+    stack: &Stack,
+    admin: &kube::Client,
+    node: &RealNode,
+    ns: &str,
+    pods: &[Pod],
+) -> R<Vec<Reading>> {
+    let mut out = Vec::new();
+    let body = agent_metrics(admin, node).await?;
+    let age = samples(&body, "tidal_agent_snapshot_age_seconds")
+        .values()
+        .next()
+        .copied();
+    let cad_cpu = cadvisor(stack, node, CADVISOR_CPU)?;
+    let cad_ws = cadvisor(stack, node, WORKING_SET)?;
+    let cad_read = now_unix();
+    for pod in pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let cpu_cg = node
+            .container_cgroup("cpuacct", pod, BURN)
+            .ok_or_else(|| anyhow::anyhow!("{name}: no cpuacct cgroup"))?;
+        let mem_cg = node
+            .container_cgroup("memory", pod, BURN)
+            .ok_or_else(|| anyhow::anyhow!("{name}: no memory cgroup"))?;
+        let at = now_unix();
+        let cgroup_cpu_ns = read_u64(&cpu_cg.join("cpuacct.usage"))?;
+        let usage = read_u64(&mem_cg.join("memory.usage_in_bytes"))? as f64;
+        let inactive = read_stat(&mem_cg.join("memory.stat"), "total_inactive_file")? as f64;
+        let mine = |s: &&tidal_e2e::realnode::CadvisorSample| {
+            s.labels.get("namespace").map(String::as_str) == Some(ns)
+                && s.labels.get("pod") == Some(&name)
+                && s.labels.get("container").map(String::as_str) == Some(BURN)
+        };
+        let cad = cad_cpu.iter().find(mine);
+        let ms = pod_metrics(admin, ns, &name).await.ok();
+        let ms_read = now_unix();
+        let ms_container = ms.as_ref().and_then(|m| {
+            m.data["containers"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == BURN)
+                .cloned()
+        });
+        let q = |v: &Value| v.as_str().and_then(|s| parse_quantity(s).ok());
+        out.push(Reading {
+            at,
+            cgroup_cpu_ns,
+            cgroup_working_set: (usage - inactive).max(0.0),
+            agent_cpu: series_for(&body, AGENT_CPU, ns, &name),
+            agent_working_set: series_for(&body, WORKING_SET, ns, &name),
+            agent_age: age,
+            cadvisor_cpu_seconds: cad.and_then(|s| Some((s.value, s.at?))),
+            cadvisor_working_set: cad_ws.iter().find(mine).map(|s| s.value),
+            cadvisor_age: cad.and_then(|s| s.at).map(|t| cad_read - t),
+            ms_cpu: ms_container.as_ref().and_then(|c| q(&c["usage"]["cpu"])),
+            ms_memory: ms_container.as_ref().and_then(|c| q(&c["usage"]["memory"])),
+            ms_age: ms
+                .as_ref()
+                .and_then(|m| rfc3339_unix(m.data["timestamp"].as_str()?))
+                .map(|t| ms_read - t),
+            ms_window: ms.as_ref().and_then(|m| {
+                let w = m.data["window"].as_str()?;
+                w.strip_suffix('s')?.parse().ok()
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// `|a - b| / b`.
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b
+}
+
+async fn agreement(
+    stack: &Stack,
+    admin: &kube::Client,
+    node: &RealNode,
+    created: &Created,
+    readings: usize,
+) -> R<Value> {
+    let ns = created
+        .namespace(admin, "bench-peers-agree", BENCH_LABEL)
+        .await?;
+    let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+    deploys
+        .create(&PostParams::default(), &workload(node, 2))
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let names = wait_for("2 Ready pods", Duration::from_secs(120), || async {
+        ready_pods(&pods, APP).await.ok().filter(|p| p.len() == 2)
+    })
+    .await?;
+    // The loaded pod also holds 24 MiB in its /dev/shm (tmpfs, charged to its memory cgroup
+    // and part of its working set), so that memory is compared on a size that matters.
+    exec(
+        stack,
+        &ns,
+        &names[0],
+        BURN,
+        "dd if=/dev/zero of=/dev/shm/hold bs=1M count=24 2>/dev/null; touch /tmp/load",
+    )
+    .await?;
+    for n in &names {
+        wait_exported(admin, node, &ns, n, BURN, Duration::from_secs(60)).await?;
+        wait_for(
+            &format!("metrics-server has PodMetrics for {ns}/{n}"),
+            Duration::from_secs(90),
+            || async { pod_metrics(admin, &ns, n).await.ok() },
+        )
+        .await?;
+    }
+    // Steady load: every source's window holds only loaded time.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let mut objs = Vec::new();
+    for n in &names {
+        objs.push(pods.get(n).await?);
+    }
+    progress(format!(
+        "{ns}: {} loaded, {} idle; {readings} readings {}s apart",
+        names[0],
+        names[1],
+        READING_INTERVAL.as_secs()
+    ));
+    let mut all: Vec<Vec<Reading>> = Vec::new();
+    for i in 0..readings {
+        if i > 0 {
+            tokio::time::sleep(READING_INTERVAL).await;
+        }
+        all.push(read_all(stack, admin, node, &ns, &objs).await?);
+    }
+    // Per pod: the cgroup's rate between consecutive readings is the truth for CPU; each
+    // source's CPU at the later reading is compared with it.
+    let mut per_pod = Vec::new();
+    for (j, n) in names.iter().enumerate() {
+        let mut rows = Vec::new();
+        for w in all.windows(2) {
+            let (a, b) = (&w[0][j], &w[1][j]);
+            let truth = (b.cgroup_cpu_ns - a.cgroup_cpu_ns) as f64 / 1e9 / (b.at - a.at);
+            let cad_rate = match (a.cadvisor_cpu_seconds, b.cadvisor_cpu_seconds) {
+                (Some((va, ta)), Some((vb, tb))) if tb > ta => Some((vb - va) / (tb - ta)),
+                _ => None,
+            };
+            rows.push(json!({
+                "cgroup_cpu_cores": truth,
+                "agent_cpu_cores": b.agent_cpu, "cadvisor_cpu_cores": cad_rate,
+                "metrics_server_cpu_cores": b.ms_cpu,
+                "cgroup_working_set_bytes": b.cgroup_working_set,
+                "agent_working_set_bytes": b.agent_working_set,
+                "cadvisor_working_set_bytes": b.cadvisor_working_set,
+                "metrics_server_memory_bytes": b.ms_memory,
+                "agent_age_seconds": b.agent_age, "cadvisor_age_seconds": b.cadvisor_age,
+                "metrics_server_age_seconds": b.ms_age,
+                "metrics_server_window_seconds": b.ms_window,
+            }));
+        }
+        let col = |k: &str| -> Vec<f64> { rows.iter().filter_map(|r| r[k].as_f64()).collect() };
+        let errs = |k: &str, truth: &str| -> Vec<f64> {
+            rows.iter()
+                .filter_map(|r| Some(rel(r[k].as_f64()?, r[truth].as_f64()?)))
+                .collect()
+        };
+        per_pod.push(json!({
+            "pod": n, "loaded": j == 0, "rows": rows,
+            "cpu_cores": {
+                "cgroup": summary(&col("cgroup_cpu_cores")), "agent": summary(&col("agent_cpu_cores")),
+                "cadvisor": summary(&col("cadvisor_cpu_cores")),
+                "metrics_server": summary(&col("metrics_server_cpu_cores")),
+            },
+            "cpu_relative_error": {
+                "agent": summary(&errs("agent_cpu_cores", "cgroup_cpu_cores")),
+                "cadvisor": summary(&errs("cadvisor_cpu_cores", "cgroup_cpu_cores")),
+                "metrics_server": summary(&errs("metrics_server_cpu_cores", "cgroup_cpu_cores")),
+            },
+            "working_set_relative_error": {
+                "agent": summary(&errs("agent_working_set_bytes", "cgroup_working_set_bytes")),
+                "cadvisor": summary(&errs("cadvisor_working_set_bytes", "cgroup_working_set_bytes")),
+                "metrics_server": summary(&errs("metrics_server_memory_bytes", "cgroup_working_set_bytes")),
+            },
+            "age_seconds": {
+                "agent": summary(&col("agent_age_seconds")),
+                "cadvisor": summary(&col("cadvisor_age_seconds")),
+                "metrics_server": summary(&col("metrics_server_age_seconds")),
+            },
+            "metrics_server_window_seconds": summary(&col("metrics_server_window_seconds")),
+        }));
+    }
+    Ok(json!({"kind": "agreement", "readings": readings,
+              "interval_seconds": READING_INTERVAL.as_secs(), "pods": per_pod}))
+}
+
+// ------------------------------------------------------------------------------------------
+
+/// The versions and settings each autoscaler ran with, read from the live cluster.
+async fn conditions(stack: &Stack, admin: &kube::Client, node: &RealNode) -> R<Value> {
+    let nodes: Api<Node> = Api::all(admin.clone());
+    let info = nodes
+        .get(&node.name)
+        .await?
+        .status
+        .and_then(|s| s.node_info)
+        .map(|i| json!({"kubelet": i.kubelet_version, "runtime": i.container_runtime_version, "kernel": i.kernel_version}))
+        .unwrap_or_default();
+    Ok(json!({
+        "node": node.name, "node_info": info,
+        "metrics_server": stack.var("TIDAL_METRICS_SERVER_VERSION").ok(),
+        "request": {"cpu": REQUEST.0, "memory": REQUEST.1},
+        "limit": {"cpu": LIMIT.0, "memory": LIMIT.1},
+        "target_utilization": TARGET_UTILIZATION,
+    }))
+}
+
+async fn run(
+    stack: &Stack,
+    admin: &kube::Client,
+    created: &Created,
+    opts: &Opts,
+    parts: &[String],
+) -> R<()> {
+    let steps: usize = opts.num("steps", 10, 1..=100)?;
+    let window: u32 = opts.num("window", 0, 0..=300)?;
+    let readings: usize = opts.num("readings", 6, 2..=40)?;
+    let lock_seconds: u64 = opts.num("lock-seconds", 300, 1..=3600)?;
+    stack.var("TIDAL_METRICS_SERVER_URL").map_err(|_| {
+        anyhow::anyhow!("the stack runs without its peers (TIDAL_PEERS=0?): no metrics-server")
+    })?;
+    progress("Tidal in-cluster on the real node (applies manifests/overlays/local if needed)");
+    let node = RealNode::installed(stack).await?;
+    progress(format!(
+        "taking the real node exclusively (NodeLock; at most {lock_seconds} s)"
+    ));
+    let _lock = tokio::time::timeout(
+        Duration::from_secs(lock_seconds),
+        NodeLock::exclusive(stack),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the real node stayed held by tests for {lock_seconds} s"))??;
+    let conds = conditions(stack, admin, &node).await?;
+    let mut errors = Vec::new();
+    for part in parts {
+        let result = match part.as_str() {
+            "cpu" => {
+                progress(format!(
+                    "cpu: {steps} load steps, Tidal and the HPA side by side (scale-down window {window} s)"
+                ));
+                cpu(stack, admin, &node, created, steps, window).await
+            }
+            _ => {
+                progress(format!(
+                    "agreement: {readings} readings of the agent, cAdvisor and metrics-server"
+                ));
+                agreement(stack, admin, &node, created, readings).await
+            }
+        };
+        match result {
+            Ok(mut v) => {
+                v["conditions"] = conds.clone();
+                emit(&v);
+            }
+            Err(e) => {
+                progress(format!("the {part} part failed: {e:#}"));
+                emit(&failed(part, &e, &conds));
+                errors.push(format!("{part}: {e:#}"));
+            }
+        }
+    }
+    anyhow::ensure!(errors.is_empty(), "{}", errors.join("; "));
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> R<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = Opts::parse(&args)?;
+    let work = opts.0.get("work").map(PathBuf::from).ok_or_else(|| {
+        anyhow::anyhow!(
+            "usage: peers_bench --work DIR [--steps 10] [--window 0] [--readings 6] \
+             [--lock-seconds 300] [--parts cpu,agreement]"
+        )
+    })?;
+    let parts = opts.parts(&["cpu", "agreement"])?;
+    std::fs::create_dir_all(&work)?;
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    let created = Created::new(work.join("created"));
+    let result = tokio::select! {
+        r = run(&stack, &admin, &created, &opts, &parts) => r,
+        s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+    };
+    created.clean_up(&admin).await;
+    if let Err(e) = &result
+        && e.to_string().starts_with("interrupted")
+    {
+        eprintln!("peers_bench: {e}; cleaned up");
+        std::process::exit(130);
+    }
+    result
+}
