@@ -9,19 +9,27 @@
 #   cpu        TIDAL_BENCH_PEERS_STEPS CPU load steps, Tidal and the HPA (metrics-server) on
 #              their own copies of the same workload, loaded at the same moments: load on
 #              (kubectl exec) → scale write seen by a watch, p50/p95 and the ratios;
+#   kafka      as many consumer-group backlog steps, Tidal and KEDA's Kafka scaler (at its
+#              default pollingInterval and at 1 s) on the same group: backlog → scale write,
+#              the replicas each reaches, and the KEDA operator's CPU;
+#   vertical   TIDAL_BENCH_PEERS_MINUTES of one busy pod under Tidal's Recommend mode and the
+#              VPA recommender, created at the same moment, with a real OOM kill half-way:
+#              time to each one's first recommendation, and both every minute;
 #   agreement  TIDAL_BENCH_PEERS_READINGS readings, 15 s apart, of the same containers by their
 #              cgroup, Tidal's agent, the kubelet's cAdvisor and metrics-server, and each
 #              source's sample age.
 # Writes (or replaces) the section "Peers side by side (issue #15)" of bench/RESULTS.md,
 # keeping every other section, and prints it. Bounded: at most about 240 s + lock wait +
-# 180 s per step + 15 s per reading; the defaults take about 15 minutes. Its namespaces are
+# 2 × 180 s per step + the vertical minutes + 15 s per reading; the defaults take about 40
+# minutes. Its namespaces are
 # deleted at the end, also on Ctrl-C. Not part of scripts/test.sh (tests/tests/peers.rs is).
 #
 # Environment:
 #   TIDAL_BENCH_PEERS_STEPS         CPU steps (default 10, 1..100)
 #   TIDAL_BENCH_PEERS_WINDOW        scale-down stabilization for both, seconds (default 0, 0..300)
 #   TIDAL_BENCH_PEERS_READINGS      agreement readings (default 6, 2..40)
-#   TIDAL_BENCH_PEERS_PARTS         cpu, agreement or cpu,agreement (default)
+#   TIDAL_BENCH_PEERS_MINUTES       the vertical part's length, minutes (default 6, 2..60)
+#   TIDAL_BENCH_PEERS_PARTS         a comma list of cpu, kafka, vertical, agreement (default: all)
 #   TIDAL_BENCH_PEERS_LOCK_SECONDS  longest wait for the node tests to release the node (300)
 #   TIDAL_BENCH_WRITE               0 prints the results without touching bench/RESULTS.md
 set -euo pipefail
@@ -32,21 +40,23 @@ cd "$REPO"
 STEPS=${TIDAL_BENCH_PEERS_STEPS:-10}
 WINDOW=${TIDAL_BENCH_PEERS_WINDOW:-0}
 READINGS=${TIDAL_BENCH_PEERS_READINGS:-6}
-PARTS=${TIDAL_BENCH_PEERS_PARTS:-cpu,agreement}
+MINUTES=${TIDAL_BENCH_PEERS_MINUTES:-6}
+PARTS=${TIDAL_BENCH_PEERS_PARTS:-cpu,kafka,vertical,agreement}
 LOCK_SECONDS=${TIDAL_BENCH_PEERS_LOCK_SECONDS:-300}
 WRITE_RESULTS=${TIDAL_BENCH_WRITE:-1}
 in_range() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); }
 in_range "$STEPS" 1 100 || fail "TIDAL_BENCH_PEERS_STEPS must be a whole number in [1, 100], got $STEPS"
 in_range "$WINDOW" 0 300 || fail "TIDAL_BENCH_PEERS_WINDOW must be a whole number of seconds in [0, 300], got $WINDOW"
 in_range "$READINGS" 2 40 || fail "TIDAL_BENCH_PEERS_READINGS must be a whole number in [2, 40], got $READINGS"
+in_range "$MINUTES" 2 60 || fail "TIDAL_BENCH_PEERS_MINUTES must be a whole number of minutes in [2, 60], got $MINUTES"
 in_range "$LOCK_SECONDS" 1 3600 ||
   fail "TIDAL_BENCH_PEERS_LOCK_SECONDS must be a whole number of seconds in [1, 3600], got $LOCK_SECONDS"
-[[ $PARTS =~ ^(cpu|agreement)(,(cpu|agreement))?$ ]] ||
-  fail "TIDAL_BENCH_PEERS_PARTS must be cpu, agreement or cpu,agreement, got $PARTS"
+[[ $PARTS =~ ^(cpu|kafka|vertical|agreement)(,(cpu|kafka|vertical|agreement)){0,3}$ ]] ||
+  fail "TIDAL_BENCH_PEERS_PARTS must be a comma list of cpu, kafka, vertical and agreement, got $PARTS"
 [[ $WRITE_RESULTS == 0 || $WRITE_RESULTS == 1 ]] || fail "TIDAL_BENCH_WRITE must be 0 or 1, got $WRITE_RESULTS"
 
 COMMAND=''
-for var in TIDAL_BENCH_PEERS_STEPS TIDAL_BENCH_PEERS_WINDOW TIDAL_BENCH_PEERS_READINGS \
+for var in TIDAL_BENCH_PEERS_STEPS TIDAL_BENCH_PEERS_WINDOW TIDAL_BENCH_PEERS_READINGS TIDAL_BENCH_PEERS_MINUTES \
   TIDAL_BENCH_PEERS_PARTS TIDAL_BENCH_PEERS_LOCK_SECONDS; do
   if [[ -n ${!var:-} ]]; then COMMAND+="$var=${!var} "; fi
 done
@@ -79,10 +89,10 @@ cargo build --release --locked -p tidal-e2e --example peers_bench
 DRIVER=$REPO/target/release/examples/peers_bench
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 
-limit=$((240 + LOCK_SECONDS + STEPS * 180 + READINGS * 15 + 120))
-step "the peers: $PARTS ($STEPS steps, scale-down window ${WINDOW}s, $READINGS readings; at most ${limit}s)"
+limit=$((240 + LOCK_SECONDS + 2 * STEPS * 180 + MINUTES * 60 + 300 + READINGS * 15 + 120))
+step "the peers: $PARTS ($STEPS steps, scale-down window ${WINDOW}s, ${MINUTES} min vertical, $READINGS readings; at most ${limit}s)"
 setsid timeout -k 30 "$limit" "$DRIVER" --work "$WORK" --steps "$STEPS" --window "$WINDOW" \
-  --readings "$READINGS" --lock-seconds "$LOCK_SECONDS" --parts "$PARTS" >"$WORK/out.json" &
+  --readings "$READINGS" --minutes "$MINUTES" --lock-seconds "$LOCK_SECONDS" --parts "$PARTS" >"$WORK/out.json" &
 driver_pid=$!
 rc=0
 wait "$driver_pid" || rc=$?

@@ -415,16 +415,7 @@ down_node() {
 
 node_status() {
   node_enabled || return 0
-  local c rc=0
-  for c in node-forward containerd kubelet; do
-    if running "$c"; then
-      printf '%-24s running  pid %s\n' "$c" "$(cat "$(pidfile "$c")")"
-    else
-      printf '%-24s stopped\n' "$c"
-      rc=1
-    fi
-  done
-  return $rc
+  components_status node-forward containerd kubelet
 }
 
 node_env() {

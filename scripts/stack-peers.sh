@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # The peers Tidal is compared with, run beside it on the real node (issue #15):
 # metrics-server, read by the kube-controller-manager's own HPA controller (already in the
-# stack, default 15 s sync period). Built from the Go module proxy at pinned versions and cached.
+# stack, default 15 s sync period), KEDA (its operator and its external metrics API server) and
+# the VPA's recommender.
+# Built from the Go module proxy at pinned versions and cached.
 # Sourced by scripts/stack.sh after scripts/stack-node.sh (needs the real node: metrics-server
 # reads the kubelet). What each peer runs with, and what differs from its docs: docs/peers.md.
 
@@ -10,6 +12,18 @@ METRICS_SERVER_DIR=$CACHE/metrics-server-$METRICS_SERVER_VERSION
 # On the node IP, not 127.0.0.1: the API server's aggregator reaches it through an
 # EndpointSlice, and the API refuses loopback addresses there.
 METRICS_SERVER_PORT=$((PORT_BASE + 251))
+KEDA_VERSION=v2.21.0
+KEDA_DIR=$CACHE/keda-$KEDA_VERSION
+KEDA_NAMESPACE=keda
+# The operator's metrics, health and gRPC metrics service on 127.0.0.1; the adapter (an
+# aggregated API server) on the node IP, like metrics-server.
+KEDA_OPERATOR_METRICS_PORT=$((PORT_BASE + 252))
+KEDA_OPERATOR_HEALTH_PORT=$((PORT_BASE + 253))
+KEDA_GRPC_PORT=$((PORT_BASE + 254))
+KEDA_ADAPTER_PORT=$((PORT_BASE + 255))
+VPA_VERSION=v1.8.1
+VPA_DIR=$CACHE/vpa-$VPA_VERSION
+VPA_RECOMMENDER_PORT=$((PORT_BASE + 256))
 # 0 leaves the peers out (they need the real node anyway).
 PEERS=${TIDAL_PEERS:-1}
 
@@ -20,6 +34,10 @@ build_peers() {
   peers_enabled || return 0
   [[ -x $METRICS_SERVER_DIR/metrics-server ]] ||
     run_logged "metrics-server-$METRICS_SERVER_VERSION" _build_metrics_server
+  [[ -x $KEDA_DIR/keda-operator && -x $KEDA_DIR/keda-adapter && -d $KEDA_DIR/crd ]] ||
+    run_logged "keda-$KEDA_VERSION" _build_keda
+  [[ -x $VPA_DIR/vpa-recommender && -f $VPA_DIR/vpa-v1-crd-gen.yaml ]] ||
+    run_logged "vpa-$VPA_VERSION" _build_vpa
 }
 # A program module with its own go.mod, so `go get -tool` pins what metrics-server's go.mod asks.
 _build_metrics_server() {
@@ -31,6 +49,40 @@ _build_metrics_server() {
   go build -trimpath -ldflags "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
     -o "$METRICS_SERVER_DIR/metrics-server.tmp" sigs.k8s.io/metrics-server/cmd/metrics-server
   mv "$METRICS_SERVER_DIR/metrics-server.tmp" "$METRICS_SERVER_DIR/metrics-server"
+}
+
+# module_copy MODULE@VERSION WORK: a writable copy of a module from the proxy in WORK, to build
+# inside (a module whose go.mod has replace directives cannot be `go install`ed by version).
+module_copy() {
+  local dir
+  dir=$(go mod download -json "$1" | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$2" && cp -r "$dir" "$2" && chmod -R u+w "$2"
+}
+
+# KEDA's go.mod has replace directives: built inside a copy of the module. Its CRDs come from
+# the same module (config/crd/bases).
+_build_keda() {
+  set -euo pipefail
+  local work=$CACHE/src/keda-$KEDA_VERSION
+  module_copy "github.com/kedacore/keda/v2@$KEDA_VERSION" "$work"
+  mkdir -p "$KEDA_DIR" && cd "$work"
+  local ldflags="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION"
+  go build -trimpath -ldflags "$ldflags" -o "$KEDA_DIR/keda-operator.tmp" ./cmd/operator
+  go build -trimpath -ldflags "$ldflags" -o "$KEDA_DIR/keda-adapter.tmp" ./cmd/adapter
+  rm -rf "$KEDA_DIR/crd" && cp -r config/crd/bases "$KEDA_DIR/crd"
+  mv "$KEDA_DIR/keda-operator.tmp" "$KEDA_DIR/keda-operator"
+  mv "$KEDA_DIR/keda-adapter.tmp" "$KEDA_DIR/keda-adapter"
+}
+
+# The VPA's recommender, and its CRDs from the same module (deploy/vpa-v1-crd-gen.yaml).
+_build_vpa() {
+  set -euo pipefail
+  local work=$CACHE/src/vpa-$VPA_VERSION
+  module_copy "k8s.io/autoscaler/vertical-pod-autoscaler@$VPA_VERSION" "$work"
+  mkdir -p "$VPA_DIR" && cd "$work"
+  go build -trimpath -ldflags "-s -w" -o "$VPA_DIR/vpa-recommender.tmp" ./pkg/recommender
+  cp deploy/vpa-v1-crd-gen.yaml "$VPA_DIR/vpa-v1-crd-gen.yaml"
+  mv "$VPA_DIR/vpa-recommender.tmp" "$VPA_DIR/vpa-recommender"
 }
 
 # ---------------------------------------------------------------- the aggregation layer
@@ -53,6 +105,27 @@ gen_front_proxy_pki() {
     touch front-proxy.complete
   )
 }
+# KEDA's operator serves its gRPC metrics service with mutual TLS, and the adapter is its
+# client: one certificate for both, as KEDA's own certificate manager makes it, signed here by
+# the stack's CA (ca.crt in the directory is what each side trusts).
+gen_keda_pki() {
+  peers_enabled || return 0
+  local dir=$STATE/keda/certs
+  [[ -f $dir/.complete ]] && return 0
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    cp "$STATE/pki/ca.crt" ca.crt
+    openssl req -newkey rsa:2048 -nodes -keyout tls.key -out tls.csr -subj "/CN=keda-operator" 2>/dev/null
+    printf '%s\n' \
+      "subjectAltName=DNS:keda-operator.$KEDA_NAMESPACE.svc.cluster.local,DNS:keda-operator.$KEDA_NAMESPACE.svc,DNS:keda-metrics-apiserver.$KEDA_NAMESPACE.svc,IP:127.0.0.1,IP:$NODE_IP" \
+      'basicConstraints=CA:FALSE' 'keyUsage=digitalSignature,keyEncipherment' \
+      'extendedKeyUsage=serverAuth,clientAuth' >tls.ext
+    openssl x509 -req -in tls.csr -CA "$STATE/pki/ca.crt" -CAkey "$STATE/pki/ca.key" -CAcreateserial \
+      -days 3650 -extfile tls.ext -out tls.crt 2>/dev/null
+    touch .complete
+  )
+}
 
 # No kube-proxy here: the aggregator routes to the endpoint addresses, not the Service IP.
 apiserver_aggregation_flags() {
@@ -68,9 +141,51 @@ apiserver_aggregation_flags() {
 }
 
 # ---------------------------------------------------------------- up
+# register_aggregated_api SERVICE NAMESPACE PORT GROUP [CA_FILE]: a Service without selector,
+# an EndpointSlice at the node IP and PORT, and the APIService GROUP/v1beta1 behind them
+# (verified with CA_FILE, else insecureSkipTLSVerify as metrics-server's own manifest does).
+register_aggregated_api() {
+  local svc=$1 ns=$2 port=$3 group=$4 ca=${5:-} tls
+  if [[ -n $ca ]]; then
+    tls="caBundle: $(base64 -w0 <"$ca")"
+  else
+    tls="insecureSkipTLSVerify: true"
+  fi
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: $svc, namespace: $ns, labels: {app.kubernetes.io/part-of: tidal-stack}}
+spec:
+  ports: [{name: https, port: 443, targetPort: $port}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $svc-tidal-stack
+  namespace: $ns
+  labels: {kubernetes.io/service-name: $svc, endpointslice.kubernetes.io/managed-by: tidal-stack}
+addressType: IPv4
+endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
+ports: [{name: https, port: $port, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.$group, labels: {app.kubernetes.io/part-of: tidal-stack}}
+spec:
+  group: $group
+  version: v1beta1
+  service: {name: $svc, namespace: $ns, port: 443}
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  $tls
+EOF
+}
+
 up_peers() {
   peers_enabled || return 0
   up_metrics_server
+  up_keda
+  up_vpa
 }
 
 # The flags of metrics-server's own manifest (components.yaml of v0.8.0): InternalIP first, the
@@ -90,57 +205,79 @@ up_metrics_server() {
     --kubelet-preferred-address-types InternalIP,ExternalIP,Hostname --kubelet-use-node-status-port \
     --kubelet-insecure-tls --metric-resolution 15s --node-selector "$NODE_LABEL" --v=1
   wait_for metrics-server 60 curl -fsSk "https://$NODE_IP:$METRICS_SERVER_PORT/livez"
-  kubectl_ apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: metrics-server, namespace: kube-system, labels: {app.kubernetes.io/part-of: tidal-stack}}
-spec:
-  ports: [{name: https, port: 443, targetPort: $METRICS_SERVER_PORT}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: metrics-server-tidal-stack
-  namespace: kube-system
-  labels: {kubernetes.io/service-name: metrics-server, endpointslice.kubernetes.io/managed-by: tidal-stack}
-addressType: IPv4
-endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
-ports: [{name: https, port: $METRICS_SERVER_PORT, protocol: TCP}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: v1beta1.metrics.k8s.io, labels: {app.kubernetes.io/part-of: tidal-stack}}
-spec:
-  group: metrics.k8s.io
-  version: v1beta1
-  service: {name: metrics-server, namespace: kube-system, port: 443}
-  groupPriorityMinimum: 100
-  versionPriority: 100
-  insecureSkipTLSVerify: true
-EOF
+  register_aggregated_api metrics-server kube-system "$METRICS_SERVER_PORT" metrics.k8s.io
   # Served once the aggregator reaches it. Its first scrape of the kubelet comes one resolution
   # (15 s) after the start: `up` does not wait for it (the smoke test in tests/tests/peers.rs does).
   wait_for metrics-server 60 kubectl_ get --raw /apis/metrics.k8s.io/v1beta1
+}
+
+# KEDA as its manifests deploy it (config/manager and config/metrics-server of the module): the
+# operator's defaults but --leader-elect (one instance here) and the certificate rotation (the
+# certificates come from gen_keda_pki); both run as processes on this host with the stack's
+# admin kubeconfig instead of ServiceAccounts; their ports moved into the stack's block.
+up_keda() {
+  kubectl_ apply --server-side --force-conflicts -f "$KEDA_DIR/crd" >/dev/null
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $KEDA_NAMESPACE, labels: {app.kubernetes.io/part-of: tidal-stack}}
+EOF
+  ports_free keda-operator "$KEDA_OPERATOR_METRICS_PORT" "$KEDA_OPERATOR_HEALTH_PORT" "$KEDA_GRPC_PORT"
+  local certs=$STATE/keda/certs
+  # Scalers read extra CA certificates from --ca-dir (none here: the stack's Kafka listener the
+  # benchmarks use is plain).
+  mkdir -p "$STATE/keda/ca"
+  KUBECONFIG=$STATE/kubeconfig POD_NAMESPACE=$KEDA_NAMESPACE KEDA_CLUSTER_OBJECT_NAMESPACE=$KEDA_NAMESPACE \
+    WATCH_NAMESPACE='' start keda-operator "$KEDA_DIR/keda-operator" \
+    --zap-log-level=info --zap-encoder=console --zap-time-encoding=rfc3339 \
+    --enable-cert-rotation=false --enable-webhook-patching=false --enable-apiservice-patching=false \
+    --cert-dir "$certs" --ca-dir "$STATE/keda/ca" \
+    --metrics-bind-address "127.0.0.1:$KEDA_OPERATOR_METRICS_PORT" \
+    --health-probe-bind-address "127.0.0.1:$KEDA_OPERATOR_HEALTH_PORT" \
+    --metrics-service-bind-address "127.0.0.1:$KEDA_GRPC_PORT"
+  wait_for keda-operator 90 curl -fsS "http://127.0.0.1:$KEDA_OPERATOR_HEALTH_PORT/readyz"
+  ports_free keda-adapter "$KEDA_ADAPTER_PORT"
+  KUBECONFIG=$STATE/kubeconfig POD_NAMESPACE=$KEDA_NAMESPACE KEDA_CLUSTER_OBJECT_NAMESPACE=$KEDA_NAMESPACE \
+    WATCH_NAMESPACE='' start keda-adapter "$KEDA_DIR/keda-adapter" \
+    --bind-address "$NODE_IP" --secure-port "$KEDA_ADAPTER_PORT" --cert-dir "$certs" \
+    --tls-cert-file "$certs/tls.crt" --tls-private-key-file "$certs/tls.key" --client-ca-file "$certs/ca.crt" \
+    --lister-kubeconfig "$STATE/kubeconfig" --authentication-kubeconfig "$STATE/kubeconfig" \
+    --authorization-kubeconfig "$STATE/kubeconfig" \
+    --metrics-service-address "127.0.0.1:$KEDA_GRPC_PORT" --zap-log-level=error
+  wait_for keda-adapter 60 curl -fsSk "https://$NODE_IP:$KEDA_ADAPTER_PORT/livez"
+  register_aggregated_api keda-metrics-apiserver "$KEDA_NAMESPACE" "$KEDA_ADAPTER_PORT" external.metrics.k8s.io \
+    "$certs/ca.crt"
+  wait_for keda-adapter 60 kubectl_ get --raw /apis/external.metrics.k8s.io/v1beta1
+}
+
+# The VPA recommender as deploy/recommender-deployment.yaml runs it: its defaults (a 1 min
+# loop, checkpoints in VerticalPodAutoscalerCheckpoint objects, usage from metrics.k8s.io),
+# no leader election; a process on this host; its metrics and health check on 127.0.0.1.
+up_vpa() {
+  kubectl_ apply --server-side --force-conflicts -f "$VPA_DIR/vpa-v1-crd-gen.yaml" >/dev/null
+  ports_free vpa-recommender "$VPA_RECOMMENDER_PORT"
+  start vpa-recommender "$VPA_DIR/vpa-recommender" --kubeconfig "$STATE/kubeconfig" \
+    --address "127.0.0.1:$VPA_RECOMMENDER_PORT" --v=1
+  wait_for vpa-recommender 60 curl -fsS "http://127.0.0.1:$VPA_RECOMMENDER_PORT/metrics"
 }
 
 # ---------------------------------------------------------------- down
 # The APIService goes first: an aggregated API that does not answer stalls discovery, and with
 # it the namespace and garbage-collector controllers.
 down_peers() {
-  if running kube-apiserver && running metrics-server; then
-    kubectl_ delete apiservice v1beta1.metrics.k8s.io --ignore-not-found >/dev/null 2>&1 || true
+  if running kube-apiserver; then
+    kubectl_ delete apiservice v1beta1.metrics.k8s.io v1beta1.external.metrics.k8s.io \
+      --ignore-not-found >/dev/null 2>&1 || true
   fi
+  stop vpa-recommender
+  stop keda-adapter
+  stop keda-operator
   stop metrics-server
 }
 
 peers_status() {
   peers_enabled || return 0
-  if running metrics-server; then
-    printf '%-24s running  pid %s\n' metrics-server "$(cat "$(pidfile metrics-server)")"
-  else
-    printf '%-24s stopped\n' metrics-server
-    return 1
-  fi
+  components_status metrics-server keda-operator keda-adapter vpa-recommender
 }
 
 peers_env() {
@@ -149,5 +286,9 @@ peers_env() {
 export TIDAL_PEERS=1
 export TIDAL_METRICS_SERVER_URL=https://$NODE_IP:$METRICS_SERVER_PORT
 export TIDAL_METRICS_SERVER_VERSION=$METRICS_SERVER_VERSION
+export TIDAL_KEDA_VERSION=$KEDA_VERSION
+export TIDAL_KEDA_NAMESPACE=$KEDA_NAMESPACE
+export TIDAL_KEDA_OPERATOR_METRICS_URL=http://127.0.0.1:$KEDA_OPERATOR_METRICS_PORT/metrics
+export TIDAL_VPA_VERSION=$VPA_VERSION
 EOF
 }

@@ -15,8 +15,8 @@
 #   whose certificate the stack CA signs),
 #   Prometheus (built from the Go module proxy),
 #   a real node: kubelet + containerd + runc (scripts/stack-node.sh; TIDAL_REAL_NODE=0: none),
-#   the peers: metrics-server, for the controller-manager's HPA (scripts/stack-peers.sh;
-#   TIDAL_PEERS=0: none).
+#   the peers: metrics-server, for the controller-manager's HPA, KEDA's operator and adapter,
+#   and the VPA's recommender (scripts/stack-peers.sh; TIDAL_PEERS=0: none).
 #
 # Built parts are cached under ${TIDAL_CACHE:-~/.cache/tidal}, keyed by version, so only the
 # first `up` on a machine is slow. Run state (pids, logs, data, kubeconfig, env file) lives in
@@ -623,6 +623,7 @@ cmd_up() {
   write_env
   gen_node_pki
   gen_front_proxy_pki
+  gen_keda_pki
   up_bridge
   say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-ssl=$KAFKA_SSL_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
   up_etcd
@@ -650,9 +651,11 @@ cmd_down() {
   fi
 }
 
-cmd_status() {
+# components_status NAME...: a line per component, running (with its pid) or stopped; fails
+# when any is stopped.
+components_status() {
   local c rc=0
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kafka prometheus; do
+  for c in "$@"; do
     if running "$c"; then
       printf '%-24s running  pid %s\n' "$c" "$(cat "$(pidfile "$c")")"
     else
@@ -660,6 +663,12 @@ cmd_status() {
       rc=1
     fi
   done
+  return $rc
+}
+
+cmd_status() {
+  local rc=0
+  components_status etcd kube-apiserver kube-controller-manager kube-scheduler kwok kafka prometheus || rc=1
   node_status || rc=1
   peers_status || rc=1
   printf 'ports: etcd=%s apiserver=%s kafka=%s kafka-sasl=%s prometheus=%s\n' \

@@ -1,37 +1,54 @@
 //! The peers side by side (issue #15), run by `scripts/bench-peers.sh` (an example, so the
 //! e2e test suite never runs it; the script builds it in release).
 //!
-//! `peers_bench --work DIR [--steps 10] [--window 0] [--readings 6] [--lock-seconds 300]
-//! [--parts cpu,agreement]`
+//! `peers_bench --work DIR [--steps 10] [--window 0] [--readings 6] [--minutes 6]
+//! [--lock-seconds 300] [--parts cpu,kafka,vertical,agreement]`
 //!
 //! Everything runs on the stack's real node, holding it exclusively (`NodeLock`): Tidal
 //! in-cluster (manifests/overlays/local, applied when missing) and the peers the stack runs
-//! (scripts/stack-peers.sh): metrics-server v0.8.0 and the kube-controller-manager's own HPA
-//! controller (15 s sync period, its defaults).
+//! (scripts/stack-peers.sh): metrics-server v0.8.0, the kube-controller-manager's own HPA
+//! controller (15 s sync period, its defaults) and KEDA's operator.
 //!
 //! 1. `cpu`: one namespace per autoscaler, each with the same Deployment of real busybox pods
-//!    (100m CPU requested, 400m limit, a busy loop while `/tmp/load` exists) and the same
+//!    (100m CPU requested, 200m limit, a busy loop while `/tmp/load` exists) and the same
 //!    target: CPU at 50 % of the request, 1..2 replicas. Tidal: a ScalingPolicy labelled for
-//!    the in-cluster scaler. The HPA: an `autoscaling/v2` HorizontalPodAutoscaler. Both with
-//!    scale-up stabilization 0 s (the HPA's default) and scale-down stabilization `--window`
-//!    (the HPA's default is 300 s; shortened for both so that a step takes a minute or two:
-//!    the figure measured is the scale-up). Each step: both workloads at 1 idle replica, their
-//!    pod measured by the source each autoscaler reads (the agent's `/metrics`; metrics-server's
-//!    `PodMetrics`); a random phase of 1–16 s (against the HPA's 15 s sync and metrics-server's
-//!    15 s resolution as much as Tidal's 1 s cycle); then the load goes on in both at the same
-//!    moment (two `kubectl exec`s at once, each t0 taken before its exec is sent), and t1 is
-//!    when a watch on each Deployment sees `spec.replicas` become 2. Then load off in both,
-//!    and both back to 1.
-//! 2. `agreement`: a Deployment of 2 pods, one loaded (its busy loop on, and 24 MiB held in
-//!    its `/dev/shm`) and one idle, under no autoscaler. At
-//!    `--readings` moments 15 s apart: the container's own cgroup (`cpuacct.usage`, and
-//!    `memory.usage_in_bytes - total_inactive_file`, the working set), Tidal's agent
-//!    (`tidal_agent_container_cpu_usage_cores`, `container_memory_working_set_bytes`), the
-//!    kubelet's cAdvisor (`/metrics/cadvisor` through the API server) and metrics-server
-//!    (`metrics.k8s.io` `PodMetrics`), read one after another, and the age of each source's
-//!    newest sample at the moment it was read.
+//!    the in-cluster scaler. The HPA: an `autoscaling/v2` HorizontalPodAutoscaler. KEDA: a
+//!    ScaledObject with the `cpu` trigger (when the stack runs KEDA). All with scale-up
+//!    stabilization 0 s (the HPA's default) and scale-down stabilization `--window` (the HPA's
+//!    default is 300 s; shortened for all so that a step takes a minute or two: the figure
+//!    measured is the scale-up). Each step: every workload at 1 idle replica, its pod
+//!    measured by the source its autoscaler reads (the agent's `/metrics`; metrics-server's
+//!    `PodMetrics`); a random phase of 1–16 s (against the HPA's 15 s sync and
+//!    metrics-server's 15 s resolution as much as Tidal's 1 s cycle); then the load goes on in
+//!    every copy at the same moment (one `kubectl exec` each, each t0 taken before its exec is
+//!    sent), and t1 is when a watch on each Deployment sees `spec.replicas` become 2. Then
+//!    load off everywhere, and all back to 1.
+//! 2. `kafka`: a topic of 4 partitions and a consumer group with committed offsets (no
+//!    consumer runs: the driver commits, so the lag is exactly what it makes). One namespace
+//!    per autoscaler, each with the same idle Deployment, 1..4 replicas, 10 messages of lag per
+//!    replica: Tidal (`kafkaLag`, the in-cluster scaler's own Kafka client), KEDA's `kafka`
+//!    trigger at its defaults (`pollingInterval` 30 s) and with `pollingInterval: 1`, all on
+//!    the same group. Each step: all at 1 replica, a random phase of 1–16 s, then 30 messages
+//!    produced to every partition (lag 0 → 120) at t0, and t1 when each Deployment's
+//!    `spec.replicas` first rises; 20 s later, the count each reached; then the driver commits
+//!    the end offsets (lag 0) and all come back to 1. Also the KEDA operator's CPU over the
+//!    part (both of its ScaledObjects).
+//! 3. `vertical`: one pod (100m/96Mi requested, 200m/96Mi limit) busy up to its CPU limit,
+//!    under Tidal's `Recommend` mode and a VerticalPodAutoscaler (`updateMode: "Off"`, the VPA
+//!    recommender's defaults) created at the same moment; `--minutes` of observation, with a
+//!    real OOM kill half-way (the container reads 400 MiB into a pipe). The time to each one's
+//!    first recommendation, and both recommendations (target, lower and upper bound) every
+//!    minute.
+//! 4. `agreement`: a Deployment of 2 pods, one loaded (its busy loop on, and 24 MiB held in
+//!    its `/dev/shm`) and one idle, under no autoscaler. At `--readings` moments 15 s apart:
+//!    the container's own cgroup (`cpuacct.usage`, and `memory.usage_in_bytes -
+//!    total_inactive_file`, the working set), Tidal's agent (`tidal_agent_container_cpu_usage_cores`,
+//!    `container_memory_working_set_bytes`), the kubelet's cAdvisor (`/metrics/cadvisor`
+//!    through the API server) and metrics-server (`metrics.k8s.io` `PodMetrics`), read one
+//!    after another, and the age of each source's newest sample at the moment it was read.
 //!
-//! Prints one JSON object per part on stdout (`{"kind": "cpu" | "agreement", ...}`, with
+//! Prints one JSON object per part on stdout (`{"kind": "cpu" | "kafka" | "vertical" |
+//! "agreement", ...}`, with
 //! `"failed": true` and a `reason` when a part failed); progress goes to stderr. Namespaces
 //! made are listed in `DIR/created` so that the script can delete them if this process is
 //! killed; on SIGTERM or SIGINT it deletes them itself.
@@ -44,16 +61,17 @@ use futures::future::join_all;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use tidal_e2e::bench::{
     AGENT_CPU, Created, Opts, agent_metrics, change_after, emit, exec, failed, interrupted, jitter,
     label, progress, ready_pods, summary, wait_exported, wait_policy_active,
 };
-use tidal_e2e::peers::pod_metrics;
+use tidal_e2e::kafka::{commit, create_topic, produce};
+use tidal_e2e::peers::{pod_metrics, scaled_objects, vertical_pod_autoscalers};
 use tidal_e2e::realnode::{BURNER_SCRIPT, NodeLock, RealNode, cadvisor, read_stat, read_u64};
 use tidal_e2e::scaler::{ReplicaHistory, policy, samples};
-use tidal_e2e::{Stack, wait_for};
+use tidal_e2e::{Stack, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 use tidal_scaler::api::convert::parse_quantity;
 
@@ -65,7 +83,9 @@ const SCALER_LABEL: (&str, &str) = ("tidal.dev/scaler", "in-cluster");
 const APP: &str = "web";
 const BURN: &str = "burn";
 const REQUEST: (&str, &str) = ("100m", "16Mi");
-const LIMIT: (&str, &str) = ("400m", "64Mi");
+/// Three copies loaded at once on 2 cores: 200m each (200 % of the request, far above the
+/// target, so every autoscaler wants the max at once).
+const LIMIT: (&str, &str) = ("200m", "64Mi");
 const TARGET_UTILIZATION: i32 = 50;
 /// The slowest peer's scale write follows the load within this, or the step fails: the HPA
 /// needs up to a sync period (15 s) after metrics-server has a new window (15 s resolution,
@@ -95,14 +115,75 @@ fn workload(node: &RealNode, replicas: i32) -> Deployment {
 enum Kind {
     Tidal,
     Hpa,
+    /// KEDA's `cpu` trigger: the operator makes an HPA (`keda-hpa-<name>`) with the same
+    /// Resource metric, which the controller-manager's HPA then runs.
+    Keda,
+    /// Tidal on a consumer group's lag (`kafkaLag`, the in-cluster scaler's own Kafka client).
+    TidalLag,
+    /// KEDA's `kafka` trigger at its defaults (`pollingInterval` 30 s).
+    KedaLag,
+    /// KEDA's `kafka` trigger with `pollingInterval: 1`.
+    KedaLagFast,
 }
+
+/// The topic and group the lag kinds scale on.
+struct Lag {
+    topic: String,
+    group: String,
+    /// The stack's Kafka as KEDA's operator (a process on this host) reaches it.
+    bootstrap: String,
+}
+
+/// What a lag step aims at: `lagPerReplica` / `lagThreshold`, and the most replicas (the
+/// partition count: KEDA's Kafka scaler never goes past it by default).
+const LAG_PER_REPLICA: i64 = 10;
+const PARTITIONS: i32 = 4;
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Tidal => "tidal",
             Kind::Hpa => "hpa",
+            Kind::Keda => "keda",
+            Kind::TidalLag => "tidal-lag",
+            Kind::KedaLag => "keda-lag",
+            Kind::KedaLagFast => "keda-lag-1s",
         }
+    }
+
+    fn is_keda(self) -> bool {
+        matches!(self, Kind::Keda | Kind::KedaLag | Kind::KedaLagFast)
+    }
+
+    /// The lag kind's ScalingPolicy or ScaledObject.
+    fn lag_spec(self, window: u32, lag: &Lag) -> Value {
+        if self == Kind::TidalLag {
+            return json!({
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "minReplicas": 1, "maxReplicas": PARTITIONS,
+                "metrics": [{"name": "lag", "kafkaLag": {"cluster": "local", "group": lag.group,
+                             "topics": [lag.topic], "lagPerReplica": LAG_PER_REPLICA}}],
+                "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0},
+                             "scaleDown": {"stabilizationWindowSeconds": window}}
+            });
+        }
+        let mut so = json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": APP},
+            "spec": {
+                "scaleTargetRef": {"name": APP},
+                "minReplicaCount": 1, "maxReplicaCount": PARTITIONS,
+                "advanced": {"horizontalPodAutoscalerConfig": {
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": window}}}},
+                "triggers": [{"type": "kafka", "metadata": {
+                    "bootstrapServers": lag.bootstrap, "consumerGroup": lag.group,
+                    "topic": lag.topic, "lagThreshold": LAG_PER_REPLICA.to_string()}}]
+            }
+        });
+        if self == Kind::KedaLagFast {
+            so["spec"]["pollingInterval"] = json!(1);
+        }
+        so
     }
 
     /// The object that makes this autoscaler act on the workload, as its docs write it.
@@ -126,6 +207,19 @@ impl Kind {
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": window}}
                 }
             }),
+            Kind::TidalLag | Kind::KedaLag | Kind::KedaLagFast => Value::Null,
+            Kind::Keda => json!({
+                "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                "metadata": {"name": APP},
+                "spec": {
+                    "scaleTargetRef": {"name": APP},
+                    "minReplicaCount": 1, "maxReplicaCount": 2,
+                    "advanced": {"horizontalPodAutoscalerConfig": {
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": window}}}},
+                    "triggers": [{"type": "cpu", "metricType": "Utilization",
+                                  "metadata": {"value": TARGET_UTILIZATION.to_string()}}]
+                }
+            }),
         }
     }
 }
@@ -133,6 +227,7 @@ impl Kind {
 /// One autoscaler with its own copy of the workload.
 struct Peer {
     kind: Kind,
+    spec: Value,
     ns: String,
     pods: Api<Pod>,
     history: ReplicaHistory,
@@ -146,6 +241,7 @@ impl Peer {
         node: &RealNode,
         created: &Created,
         kind: Kind,
+        spec: Value,
     ) -> R<Self> {
         let ns = created
             .namespace(admin, &format!("bench-peers-{}", kind.name()), BENCH_LABEL)
@@ -158,6 +254,7 @@ impl Peer {
         let pods = Api::namespaced(admin.clone(), &ns);
         Ok(Self {
             kind,
+            spec,
             ns,
             pods,
             history,
@@ -166,10 +263,10 @@ impl Peer {
     }
 
     /// Creates the autoscaler's object and waits until it acts on the workload at 1 replica.
-    async fn attach(&self, admin: &kube::Client, window: u32) -> R<()> {
-        let spec = self.kind.spec(window);
+    async fn attach(&self, admin: &kube::Client) -> R<()> {
+        let spec = self.spec.clone();
         match self.kind {
-            Kind::Tidal => {
+            Kind::Tidal | Kind::TidalLag => {
                 let api: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &self.ns);
                 let mut p = policy(APP, spec)?;
                 p.metadata.labels = Some(BTreeMap::from([(
@@ -179,22 +276,33 @@ impl Peer {
                 api.create(&PostParams::default(), &p).await?;
                 wait_policy_active(&api, APP, SCALER_LABEL, Duration::from_secs(60)).await
             }
-            Kind::Hpa => {
+            _ => {
                 let api: Api<HorizontalPodAutoscaler> = Api::namespaced(admin.clone(), &self.ns);
-                api.create(&PostParams::default(), &serde_json::from_value(spec)?)
-                    .await?;
+                let hpa = if self.kind == Kind::Hpa {
+                    api.create(&PostParams::default(), &serde_json::from_value(spec)?)
+                        .await?;
+                    APP.to_string()
+                } else {
+                    scaled_objects(admin, &self.ns)
+                        .create(&PostParams::default(), &serde_json::from_value(spec)?)
+                        .await?;
+                    format!("keda-hpa-{APP}")
+                };
+                let api = &api;
+                let hpa = &hpa;
                 wait_for(
                     "the HPA reports a CPU utilization (ScalingActive, metrics-server read)",
                     Duration::from_secs(120),
                     || async {
-                        let h = serde_json::to_value(api.get(APP).await.ok()?.status).ok()?;
+                        let h = serde_json::to_value(api.get(hpa).await.ok()?.status).ok()?;
                         let active = h["conditions"]
                             .as_array()?
                             .iter()
                             .any(|c| c["type"] == "ScalingActive" && c["status"] == "True");
-                        let cpu =
-                            &h["currentMetrics"][0]["resource"]["current"]["averageUtilization"];
-                        (active && cpu.is_number()).then_some(())
+                        let m = &h["currentMetrics"][0];
+                        let read = m["resource"]["current"]["averageUtilization"].is_number()
+                            || m["external"]["current"]["averageValue"].is_string();
+                        (active && read).then_some(())
                     },
                 )
                 .await
@@ -224,7 +332,8 @@ impl Peer {
                     wait_exported(admin, node, &self.ns, &pod, BURN, Duration::from_secs(60))
                         .await?
                 }
-                Kind::Hpa => {
+                Kind::TidalLag | Kind::KedaLag | Kind::KedaLagFast => {}
+                Kind::Hpa | Kind::Keda => {
                     wait_for(
                         &format!("metrics-server has PodMetrics for {}/{pod}", self.ns),
                         Duration::from_secs(90),
@@ -241,7 +350,7 @@ impl Peer {
     /// What the autoscaler's object says at the end.
     async fn status(&self, admin: &kube::Client) -> Value {
         match self.kind {
-            Kind::Tidal => {
+            Kind::Tidal | Kind::TidalLag => {
                 let api: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &self.ns);
                 api.get(APP)
                     .await
@@ -249,15 +358,70 @@ impl Peer {
                     .and_then(|p| serde_json::to_value(p.status).ok())
                     .unwrap_or_default()
             }
-            Kind::Hpa => {
+            _ => {
                 let api: Api<HorizontalPodAutoscaler> = Api::namespaced(admin.clone(), &self.ns);
-                api.get(APP)
+                let name = if self.kind.is_keda() {
+                    format!("keda-hpa-{APP}")
+                } else {
+                    APP.to_string()
+                };
+                let hpa = api
+                    .get(&name)
                     .await
                     .ok()
                     .and_then(|p| serde_json::to_value(p.status).ok())
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                if self.kind == Kind::Hpa {
+                    return hpa;
+                }
+                let so = scaled_objects(admin, &self.ns)
+                    .get(APP)
+                    .await
+                    .ok()
+                    .map(|o| o.data["status"].clone())
+                    .unwrap_or_default();
+                json!({"hpa": hpa, "scaledObject": so})
             }
         }
+    }
+}
+
+/// Waits for every peer's Deployment to come back to 1 replica after its `since`.
+async fn back_to_one(
+    peers: &[Peer],
+    since: &[Duration],
+    timeout: Duration,
+    step: usize,
+) -> R<Vec<tidal_e2e::scaler::Change>> {
+    join_all(
+        peers
+            .iter()
+            .zip(since)
+            .map(|(p, t)| change_after(&p.history, *t, 1, timeout)),
+    )
+    .await
+    .into_iter()
+    .zip(peers)
+    .map(|(c, p)| c.map_err(|e| anyhow::anyhow!("step {step}: {} back to 1: {e}", p.kind.name())))
+    .collect()
+}
+
+/// Per peer under `out["peers"]`: its object's spec and status, and a summary of each of
+/// `fields` over `out["rows"][*][<peer>]`.
+async fn summarize(out: &mut Value, peers: &[Peer], admin: &kube::Client, fields: &[&str]) {
+    for p in peers {
+        let name = p.kind.name();
+        let mut v = json!({"spec": p.spec, "status": p.status(admin).await});
+        for k in fields {
+            let col: Vec<f64> = out["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r[name][k].as_f64())
+                .collect();
+            v[*k] = summary(&col);
+        }
+        out["peers"][name] = v;
     }
 }
 
@@ -273,14 +437,18 @@ async fn cpu(
     window: u32,
 ) -> R<Value> {
     let mut peers = Vec::new();
-    for kind in [Kind::Tidal, Kind::Hpa] {
-        peers.push(Peer::create(admin, node, created, kind).await?);
+    let mut kinds = vec![Kind::Tidal, Kind::Hpa];
+    if stack.var("TIDAL_KEDA_VERSION").is_ok() {
+        kinds.push(Kind::Keda);
+    }
+    for kind in kinds {
+        peers.push(Peer::create(admin, node, created, kind, kind.spec(window)).await?);
     }
     for p in &mut peers {
         p.idle_pod(admin, node).await?;
     }
     for p in &peers {
-        p.attach(admin, window).await?;
+        p.attach(admin).await?;
         progress(format!(
             "{}: {} acts on {APP} at 1 replica",
             p.ns,
@@ -338,18 +506,10 @@ async fn cpu(
             row[name] = json!({"up_seconds": up_s, "exec_on_seconds": on[i].1, "pod": pods[i]});
             line.push_str(&format!(" {name} {up_s:.2} s;"));
         }
-        let down = join_all(
-            peers
-                .iter()
-                .zip(&off)
-                .map(|(p, t)| change_after(&p.history, *t, 1, down_timeout)),
-        )
-        .await;
+        let down = back_to_one(&peers, &off, down_timeout, step).await?;
         for (i, p) in peers.iter().enumerate() {
             let name = p.kind.name();
-            let c = down[i]
-                .as_ref()
-                .map_err(|e| anyhow::anyhow!("step {step}: {name} back to 1: {e}"))?;
+            let c = &down[i];
             let during: Vec<i32> = p
                 .history
                 .changes()
@@ -371,25 +531,334 @@ async fn cpu(
         "kind": "cpu", "steps": steps, "scale_down_window_seconds": window,
         "run_seconds": started.elapsed().as_secs_f64(), "rows": rows,
     });
-    for p in &peers {
-        let name = p.kind.name();
-        let col = |k: &str| -> Vec<f64> {
-            out["rows"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r[name][k].as_f64())
-                .collect()
-        };
-        out["peers"][name] = json!({
-            "spec": p.kind.spec(window),
-            "up_seconds": summary(&col("up_seconds")),
-            "exec_on_seconds": summary(&col("exec_on_seconds")),
-            "down_seconds": summary(&col("down_seconds")),
-            "status": p.status(admin).await,
-        });
-    }
+    summarize(
+        &mut out,
+        &peers,
+        admin,
+        &["up_seconds", "exec_on_seconds", "down_seconds"],
+    )
+    .await;
     Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------
+// kafka: backlog step → scale write
+
+/// The first change of `spec.replicas` above `above` seen after `since`.
+async fn rise_after(
+    history: &ReplicaHistory,
+    since: Duration,
+    above: i32,
+    timeout: Duration,
+) -> R<tidal_e2e::scaler::Change> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(c) = history
+            .changes()
+            .into_iter()
+            .find(|c| c.at > since && c.replicas > above)
+        {
+            return Ok(c);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "spec.replicas did not rise above {above} within {timeout:?}; {}",
+            history.render()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// CPU seconds a stack component (a process this host runs, `$STATE/pids/<name>.pid`) used.
+fn component_cpu_seconds(stack: &Stack, name: &str) -> Option<f64> {
+    let dir = stack.var("TIDAL_STACK_DIR").ok()?;
+    let pid = std::fs::read_to_string(format!("{dir}/pids/{name}.pid")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+async fn kafka(
+    stack: &Stack,
+    admin: &kube::Client,
+    node: &RealNode,
+    created: &Created,
+    steps: usize,
+    window: u32,
+) -> R<Value> {
+    anyhow::ensure!(
+        stack.var("TIDAL_KEDA_VERSION").is_ok(),
+        "the stack runs without KEDA: nothing to compare Tidal's lag scaling with"
+    );
+    let bootstrap = stack.var("TIDAL_KAFKA_BOOTSTRAP")?.to_string();
+    let lag = Lag {
+        topic: unique("bench-peers-lag"),
+        group: unique("bench-peers-group"),
+        bootstrap: bootstrap.clone(),
+    };
+    create_topic(&bootstrap, &lag.topic, PARTITIONS).await?;
+    let mut end = vec![0i64; PARTITIONS as usize];
+    let commit_at = |end: &[i64]| {
+        let offsets: Vec<(&str, i32, i64)> = end
+            .iter()
+            .enumerate()
+            .map(|(p, o)| (lag.topic.as_str(), p as i32, *o))
+            .collect();
+        commit(&bootstrap, &lag.group, &offsets)
+    };
+    commit_at(&end)?;
+    let mut peers = Vec::new();
+    for kind in [Kind::TidalLag, Kind::KedaLag, Kind::KedaLagFast] {
+        let spec = kind.lag_spec(window, &lag);
+        peers.push(Peer::create(admin, node, created, kind, spec).await?);
+    }
+    for p in &mut peers {
+        p.idle_pod(admin, node).await?;
+    }
+    for p in &peers {
+        p.attach(admin).await?;
+        progress(format!(
+            "{}: {} acts on {APP} at 1 replica",
+            p.ns,
+            p.kind.name()
+        ));
+    }
+    // Every partition gets this many messages per step: the lag jumps from 0 to
+    // 3 × LAG_PER_REPLICA × PARTITIONS, which asks everyone for more than PARTITIONS replicas.
+    let per_partition = 3 * LAG_PER_REPLICA;
+    let down_timeout = Duration::from_secs(u64::from(window) + 240);
+    let keda_cpu0 = component_cpu_seconds(stack, "keda-operator");
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for step in 1..=steps {
+        for p in &mut peers {
+            p.idle_pod(admin, node).await?;
+        }
+        tokio::time::sleep(Duration::from_secs_f64(1.0 + 15.0 * jitter())).await;
+        let t0: Vec<Duration> = peers.iter().map(|p| p.history.started.elapsed()).collect();
+        let sent = Instant::now();
+        produce(
+            &bootstrap,
+            &lag.topic,
+            &vec![per_partition; PARTITIONS as usize],
+        )
+        .await?;
+        let produce_s = sent.elapsed().as_secs_f64();
+        for e in &mut end {
+            *e += per_partition;
+        }
+        let up = join_all(
+            peers
+                .iter()
+                .zip(&t0)
+                .map(|(p, t)| rise_after(&p.history, *t, 1, UP_TIMEOUT)),
+        )
+        .await;
+        // What each settles at for this lag: a sync of the HPA (15 s) after the last write.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let mut row = json!({"step": step, "lag": per_partition * i64::from(PARTITIONS),
+                             "produce_seconds": produce_s});
+        let mut line = format!("step {step:2}/{steps}:");
+        for (i, p) in peers.iter().enumerate() {
+            let name = p.kind.name();
+            let c = up[i]
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("step {step}: {name}: {e}"))?;
+            let up_s = c.at.saturating_sub(t0[i]).as_secs_f64();
+            let reached = p
+                .history
+                .changes()
+                .iter()
+                .filter(|x| x.at > t0[i])
+                .map(|x| x.replicas)
+                .max();
+            row[name] = json!({"up_seconds": up_s, "first_write_replicas": c.replicas,
+                               "reached_replicas": reached});
+            line.push_str(&format!(" {name} {up_s:.2} s (to {reached:?});"));
+        }
+        let t_off: Vec<Duration> = peers.iter().map(|p| p.history.started.elapsed()).collect();
+        commit_at(&end)?;
+        let down = back_to_one(&peers, &t_off, down_timeout, step).await?;
+        for (i, p) in peers.iter().enumerate() {
+            row[p.kind.name()]["down_seconds"] =
+                json!(down[i].at.saturating_sub(t_off[i]).as_secs_f64());
+        }
+        progress(format!("{line} (backlog -> first scale write)"));
+        rows.push(row);
+    }
+    let run_seconds = started.elapsed().as_secs_f64();
+    let keda_cpu = match (keda_cpu0, component_cpu_seconds(stack, "keda-operator")) {
+        (Some(a), Some(b)) => Some((b - a) / run_seconds),
+        _ => None,
+    };
+    let mut out = json!({
+        "kind": "kafka", "steps": steps, "scale_down_window_seconds": window,
+        "partitions": PARTITIONS, "lag_per_replica": LAG_PER_REPLICA,
+        "run_seconds": run_seconds, "rows": rows,
+        "keda_operator_cpu_cores": keda_cpu,
+    });
+    summarize(
+        &mut out,
+        &peers,
+        admin,
+        &["up_seconds", "down_seconds", "reached_replicas"],
+    )
+    .await;
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------
+// vertical: Tidal's `Recommend` mode and the VPA recommender on the same pod
+
+/// `target`, `lowerBound` and `upperBound` of container `app` in a list of container
+/// recommendations (Tidal's `status.recommendations` and the VPA's
+/// `status.recommendation.containerRecommendations` share the shape), in base units.
+fn bounds(list: &Value) -> Option<Value> {
+    let r = list
+        .as_array()?
+        .iter()
+        .find(|r| r["containerName"] == VERTICAL_CONTAINER)?;
+    let q = |v: &Value| v.as_str().and_then(|s| parse_quantity(s).ok());
+    let mut out = json!({});
+    for b in ["target", "lowerBound", "upperBound"] {
+        out[b] = json!({"cpu": q(&r[b]["cpu"]), "memory": q(&r[b]["memory"])});
+    }
+    out["target"]["cpu"].is_number().then_some(out)
+}
+
+const VERTICAL_CONTAINER: &str = "app";
+
+async fn vertical(
+    stack: &Stack,
+    admin: &kube::Client,
+    node: &RealNode,
+    created: &Created,
+    minutes: u64,
+) -> R<Value> {
+    stack
+        .var("TIDAL_VPA_VERSION")
+        .map_err(|_| anyhow::anyhow!("the stack runs without the VPA recommender"))?;
+    let ns = created
+        .namespace(admin, "bench-peers-vertical", BENCH_LABEL)
+        .await?;
+    // Busy up to its CPU limit until /tmp/go exists; then it reads 400 MiB into a pipe and
+    // the kernel kills it at its 96Mi limit (a real OOM kill); the restarted container
+    // starts busy again (its /tmp is new).
+    let script = "while [ ! -e /tmp/go ]; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done; \
+                  head -c 400m /dev/zero | tail";
+    let container = node.busybox(
+        VERTICAL_CONTAINER,
+        script,
+        Some(("100m", "96Mi")),
+        Some(("200m", "96Mi")),
+    );
+    let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+    deploys
+        .create(&PostParams::default(), &node.deployment(APP, 1, container))
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let pod = wait_for("the pod Ready", Duration::from_secs(120), || async {
+        ready_pods(&pods, APP).await.ok().filter(|p| p.len() == 1)
+    })
+    .await?
+    .remove(0);
+    let policies: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &ns);
+    let mut p = policy(
+        APP,
+        json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+            "minReplicas": 1, "maxReplicas": 1, "metrics": [],
+            "vertical": {"mode": "Recommend", "containerPolicies": [{"containerName": VERTICAL_CONTAINER}]}
+        }),
+    )?;
+    p.metadata.labels = Some(BTreeMap::from([(
+        SCALER_LABEL.0.to_string(),
+        SCALER_LABEL.1.to_string(),
+    )]));
+    let vpas = vertical_pod_autoscalers(admin, &ns);
+    let vpa: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+        "metadata": {"name": APP},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                 "updatePolicy": {"updateMode": "Off"}}
+    }))?;
+    // Both at the same moment, on the same history from here on.
+    let start = Instant::now();
+    policies.create(&PostParams::default(), &p).await?;
+    vpas.create(&PostParams::default(), &vpa).await?;
+    let total = Duration::from_secs(minutes * 60);
+    let oom_at = total / 2;
+    let (mut first_tidal, mut first_vpa, mut oom) = (None, None, None);
+    let mut snapshots = Vec::new();
+    let mut next_snapshot = Duration::from_secs(60);
+    while start.elapsed() < total {
+        let tidal = policies
+            .get(APP)
+            .await
+            .ok()
+            .and_then(|p| serde_json::to_value(p.status).ok())
+            .and_then(|s| bounds(&s["recommendations"]));
+        let vpa =
+            vpas.get(APP).await.ok().and_then(|v| {
+                bounds(&v.data["status"]["recommendation"]["containerRecommendations"])
+            });
+        let at = start.elapsed().as_secs_f64();
+        if first_tidal.is_none() && tidal.is_some() {
+            first_tidal = Some(at);
+            progress(format!("Tidal's first recommendation after {at:.1} s"));
+        }
+        if first_vpa.is_none() && vpa.is_some() {
+            first_vpa = Some(at);
+            progress(format!("the VPA's first recommendation after {at:.1} s"));
+        }
+        if oom.is_none() && start.elapsed() >= oom_at {
+            exec(stack, &ns, &pod, VERTICAL_CONTAINER, "touch /tmp/go").await?;
+            let killed = wait_for(
+                "the container OOM-killed and restarted",
+                Duration::from_secs(90),
+                || async {
+                    let p = pods.get(&pod).await.ok()?;
+                    let s = p.status?.container_statuses?.into_iter().next()?;
+                    let t = s.last_state?.terminated?;
+                    (s.restart_count >= 1 && t.reason.as_deref() == Some("OOMKilled")).then_some(())
+                },
+            )
+            .await;
+            killed.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let at = start.elapsed().as_secs_f64();
+            oom = Some(at);
+            progress(format!("OOMKilled (and restarted) at {at:.1} s"));
+        }
+        if start.elapsed() >= next_snapshot {
+            progress(format!(
+                "t={at:.0} s: Tidal {} | VPA {}",
+                tidal
+                    .as_ref()
+                    .map_or("none".into(), |t| t["target"].to_string()),
+                vpa.as_ref()
+                    .map_or("none".into(), |v| v["target"].to_string())
+            ));
+            snapshots.push(json!({"at_seconds": at, "tidal": tidal, "vpa": vpa}));
+            next_snapshot += Duration::from_secs(60);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let last = snapshots.last().cloned().unwrap_or_default();
+    let rel = |res: &str| -> Option<f64> {
+        let t = last["tidal"]["target"][res].as_f64()?;
+        let v = last["vpa"]["target"][res].as_f64()?;
+        Some((t - v).abs() / v)
+    };
+    Ok(json!({
+        "kind": "vertical", "minutes": minutes, "oom_at_seconds": oom,
+        "first_recommendation_seconds": {"tidal": first_tidal, "vpa": first_vpa},
+        "snapshots": snapshots,
+        "target_relative_difference": {"cpu": rel("cpu"), "memory": rel("memory")},
+        "request": {"cpu": "100m", "memory": "96Mi"}, "limit": {"cpu": "200m", "memory": "96Mi"},
+    }))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -633,6 +1102,7 @@ async fn conditions(stack: &Stack, admin: &kube::Client, node: &RealNode) -> R<V
     Ok(json!({
         "node": node.name, "node_info": info,
         "metrics_server": stack.var("TIDAL_METRICS_SERVER_VERSION").ok(),
+        "keda": stack.var("TIDAL_KEDA_VERSION").ok(),
         "request": {"cpu": REQUEST.0, "memory": REQUEST.1},
         "limit": {"cpu": LIMIT.0, "memory": LIMIT.1},
         "target_utilization": TARGET_UTILIZATION,
@@ -649,6 +1119,7 @@ async fn run(
     let steps: usize = opts.num("steps", 10, 1..=100)?;
     let window: u32 = opts.num("window", 0, 0..=300)?;
     let readings: usize = opts.num("readings", 6, 2..=40)?;
+    let minutes: u64 = opts.num("minutes", 6, 2..=60)?;
     let lock_seconds: u64 = opts.num("lock-seconds", 300, 1..=3600)?;
     stack.var("TIDAL_METRICS_SERVER_URL").map_err(|_| {
         anyhow::anyhow!("the stack runs without its peers (TIDAL_PEERS=0?): no metrics-server")
@@ -670,9 +1141,21 @@ async fn run(
         let result = match part.as_str() {
             "cpu" => {
                 progress(format!(
-                    "cpu: {steps} load steps, Tidal and the HPA side by side (scale-down window {window} s)"
+                    "cpu: {steps} load steps, Tidal and its peers side by side (scale-down window {window} s)"
                 ));
                 cpu(stack, admin, &node, created, steps, window).await
+            }
+            "vertical" => {
+                progress(format!(
+                    "vertical: {minutes} min of Tidal's Recommend mode and the VPA recommender on one pod, a real OOM kill half-way"
+                ));
+                vertical(stack, admin, &node, created, minutes).await
+            }
+            "kafka" => {
+                progress(format!(
+                    "kafka: {steps} backlog steps, Tidal and KEDA's Kafka scaler (default and 1 s polling)"
+                ));
+                kafka(stack, admin, &node, created, steps, window).await
             }
             _ => {
                 progress(format!(
@@ -704,10 +1187,10 @@ async fn main() -> R<()> {
     let work = opts.0.get("work").map(PathBuf::from).ok_or_else(|| {
         anyhow::anyhow!(
             "usage: peers_bench --work DIR [--steps 10] [--window 0] [--readings 6] \
-             [--lock-seconds 300] [--parts cpu,agreement]"
+             [--minutes 6] [--lock-seconds 300] [--parts cpu,kafka,vertical,agreement]"
         )
     })?;
-    let parts = opts.parts(&["cpu", "agreement"])?;
+    let parts = opts.parts(&["cpu", "kafka", "vertical", "agreement"])?;
     std::fs::create_dir_all(&work)?;
     let stack = Stack::load()?;
     let admin = stack.admin_client().await?;

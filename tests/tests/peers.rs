@@ -1,19 +1,21 @@
 //! The peers come up and answer (issue #15): metrics-server, registered through the API
 //! server's aggregation layer, serves the real node's and its pods' usage read from the
 //! kubelet, and the kube-controller-manager's own HPA controller scales a real Deployment on
-//! it. The side-by-side figures are `scripts/bench-peers.sh`'s, not a test's.
+//! it; KEDA's operator and metrics API server scale one on a consumer group's lag. The
+//! side-by-side figures are `scripts/bench-peers.sh`'s, not a test's.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
-use tidal_e2e::peers::{node_metrics, pod_metrics};
+use tidal_e2e::kafka::{commit, create_topic, produce};
+use tidal_e2e::peers::{node_metrics, pod_metrics, scaled_objects, vertical_pod_autoscalers};
 use tidal_e2e::realnode::{BURNER_SCRIPT, NodeLock, RealNode, wait_ready};
 use tidal_e2e::scaler::ReplicaHistory;
-use tidal_e2e::{Stack, in_namespace, wait_for};
+use tidal_e2e::{Stack, in_namespace, unique, wait_for};
 use tidal_scaler::api::convert::parse_quantity;
 
 type R = anyhow::Result<()>;
@@ -22,42 +24,73 @@ fn quantity(v: &Value) -> Option<f64> {
     parse_quantity(v.as_str()?).ok()
 }
 
-/// The stack's peers, or why not.
-fn peers(stack: &Stack) -> anyhow::Result<RealNode> {
-    stack.var("TIDAL_METRICS_SERVER_URL").map_err(|_| {
-        anyhow::anyhow!("the stack runs without its peers (TIDAL_PEERS=0 or TIDAL_REAL_NODE=0)")
-    })?;
+/// The stack's real node with its peers (and each `(variable, peer)` of `needs`), or why not.
+fn peers(stack: &Stack, needs: &[(&'static str, &str)]) -> anyhow::Result<RealNode> {
+    for (var, peer) in [("TIDAL_METRICS_SERVER_URL", "metrics-server")]
+        .iter()
+        .chain(needs)
+    {
+        stack.var(var).map_err(|_| {
+            anyhow::anyhow!(
+                "the stack runs without {peer} (TIDAL_PEERS=0 or TIDAL_REAL_NODE=0?): no {var}"
+            )
+        })?;
+    }
     Ok(RealNode::load(stack)?)
+}
+
+/// Runs `body` with the stack, its real node, an admin client and a fresh namespace named
+/// `prefix-…` (deleted after), holding the real node shared, when the stack runs the peers
+/// (and each of `needs`).
+async fn with_peers<F, Fut>(prefix: &str, needs: &[(&'static str, &str)], body: F) -> R
+where
+    F: FnOnce(Stack, RealNode, kube::Client, String) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    let stack = Stack::load()?;
+    let node = peers(&stack, needs)?;
+    let _lock = NodeLock::shared(&stack).await?;
+    let client = stack.admin_client().await?;
+    let c = client.clone();
+    in_namespace(&client, prefix, |ns| body(stack, node, c, ns)).await
+}
+
+/// A Deployment `web` of one idle pod (container `idle`) on the real node.
+async fn idle_web(node: &RealNode, c: &kube::Client, ns: &str) -> anyhow::Result<Api<Deployment>> {
+    let deploys: Api<Deployment> = Api::namespaced(c.clone(), ns);
+    let container = node.busybox("idle", "sleep 3600", Some(("10m", "8Mi")), None);
+    deploys
+        .create(
+            &PostParams::default(),
+            &node.deployment("web", 1, container),
+        )
+        .await?;
+    Ok(deploys)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_server_serves_the_real_node_and_its_pods() -> R {
-    let stack = Stack::load()?;
-    let node = peers(&stack)?;
-    let _lock = NodeLock::shared(&stack).await?;
-    let client = stack.admin_client().await?;
-    // Its first scrape comes one resolution (15 s) after its start.
-    let usage = wait_for(
-        &format!("metrics-server's NodeMetrics for {}", node.name),
-        Duration::from_secs(60),
-        || async {
-            let m = node_metrics(&client, &node.name).await.ok()?;
-            Some((
-                quantity(&m.data["usage"]["cpu"])?,
-                quantity(&m.data["usage"]["memory"])?,
-            ))
-        },
-    )
-    .await?;
-    anyhow::ensure!(
-        usage.0 > 0.0 && usage.1 > 0.0,
-        "node {} usage cpu {} cores, memory {} bytes",
-        node.name,
-        usage.0,
-        usage.1
-    );
-    let c = client.clone();
-    in_namespace(&client, "peers-ms", |ns| async move {
+    with_peers("peers-ms", &[], |_, node, c, ns| async move {
+        // Its first scrape comes one resolution (15 s) after its start.
+        let usage = wait_for(
+            &format!("metrics-server's NodeMetrics for {}", node.name),
+            Duration::from_secs(60),
+            || async {
+                let m = node_metrics(&c, &node.name).await.ok()?;
+                Some((
+                    quantity(&m.data["usage"]["cpu"])?,
+                    quantity(&m.data["usage"]["memory"])?,
+                ))
+            },
+        )
+        .await?;
+        anyhow::ensure!(
+            usage.0 > 0.0 && usage.1 > 0.0,
+            "node {} usage cpu {} cores, memory {} bytes",
+            node.name,
+            usage.0,
+            usage.1
+        );
         let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
         let container = node.busybox("sleeper", "sleep 3600", Some(("10m", "8Mi")), None);
         pods.create(
@@ -97,12 +130,7 @@ async fn metrics_server_serves_the_real_node_and_its_pods() -> R {
 /// reading metrics-server, scales the Deployment to 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hpa_scales_a_real_deployment_on_metrics_server() -> R {
-    let stack = Stack::load()?;
-    let node = peers(&stack)?;
-    let _lock = NodeLock::shared(&stack).await?;
-    let client = stack.admin_client().await?;
-    let c = client.clone();
-    in_namespace(&client, "peers-hpa", |ns| async move {
+    with_peers("peers-hpa", &[], |_, node, c, ns| async move {
         let deploys: Api<Deployment> = Api::namespaced(c.clone(), &ns);
         let script = format!("touch /tmp/load; {BURNER_SCRIPT}");
         let container = node.busybox(
@@ -140,6 +168,94 @@ async fn the_hpa_scales_a_real_deployment_on_metrics_server() -> R {
             status["lastScaleTime"].is_string(),
             "the Deployment went to 2 but the HPA's status has no lastScaleTime: {status}"
         );
+        Ok(())
+    })
+    .await
+}
+
+/// KEDA's operator and metrics API server: a ScaledObject with the `kafka` trigger on a
+/// consumer group with a backlog becomes an HPA on an external metric, which KEDA's metrics
+/// API server answers from the broker (through the operator's gRPC metrics service), and the
+/// HPA scales a real Deployment on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keda_scales_a_real_deployment_on_kafka_lag() -> R {
+    with_peers(
+        "peers-keda",
+        &[("TIDAL_KEDA_VERSION", "KEDA")],
+        |stack, node, c, ns| async move {
+            let bootstrap = stack.var("TIDAL_KAFKA_BOOTSTRAP")?.to_string();
+            let topic = unique("peers-keda");
+            let group = unique("peers-keda-group");
+            create_topic(&bootstrap, &topic, 2).await?;
+            commit(&bootstrap, &group, &[(&topic, 0, 0), (&topic, 1, 0)])?;
+            produce(&bootstrap, &topic, &[50, 50]).await?;
+            let history = ReplicaHistory::watch(idle_web(&node, &c, &ns).await?, "web");
+            let scaled = scaled_objects(&c, &ns);
+            let so: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                "metadata": {"name": "web"},
+                "spec": {
+                    "scaleTargetRef": {"name": "web"}, "minReplicaCount": 1, "maxReplicaCount": 2,
+                    "triggers": [{"type": "kafka", "metadata": {"bootstrapServers": bootstrap,
+                        "consumerGroup": group, "topic": topic, "lagThreshold": "10"}}]
+                }
+            }))?;
+            scaled.create(&PostParams::default(), &so).await?;
+            // Lag 100 at 10 per replica: the HPA KEDA makes wants 10, capped at 2.
+            let up = history.wait_for(2, Duration::from_secs(120)).await;
+            let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(c.clone(), &ns);
+            let status = match hpas.get_opt("keda-hpa-web").await? {
+                Some(h) => serde_json::to_value(h.status)?,
+                None => Value::Null,
+            };
+            up.map_err(|e| anyhow::anyhow!("{e}; KEDA's HPA keda-hpa-web: {status}"))?;
+            let lag = quantity(&status["currentMetrics"][0]["external"]["current"]["averageValue"]);
+            anyhow::ensure!(
+                lag.is_some_and(|l| l >= 10.0),
+                "KEDA's HPA read an external lag per replica of {lag:?}: {status}"
+            );
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The VPA's recommender: a VerticalPodAutoscaler (`updateMode: "Off"`, as Tidal's `Recommend`)
+/// on a real Deployment gets a recommendation for its container, read from metrics-server, at
+/// the recommender's first loop after the pod has usage (its loop runs every minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vpa_recommender_recommends_for_a_real_deployment() -> R {
+    let needs = [("TIDAL_VPA_VERSION", "the VPA recommender")];
+    with_peers("peers-vpa", &needs, |_, node, c, ns| async move {
+        idle_web(&node, &c, &ns).await?;
+        let vpas = vertical_pod_autoscalers(&c, &ns);
+        let vpa: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "updatePolicy": {"updateMode": "Off"}}
+        }))?;
+        vpas.create(&PostParams::default(), &vpa).await?;
+        let rec = wait_for(
+            "the VPA recommender's recommendation for container idle",
+            Duration::from_secs(200),
+            || async {
+                let v = vpas.get("web").await.ok()?;
+                v.data["status"]["recommendation"]["containerRecommendations"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["containerName"] == "idle")
+                    .cloned()
+            },
+        )
+        .await?;
+        for bound in ["target", "lowerBound", "upperBound"] {
+            anyhow::ensure!(
+                quantity(&rec[bound]["cpu"]).is_some_and(|v| v > 0.0)
+                    && quantity(&rec[bound]["memory"]).is_some_and(|v| v > 0.0),
+                "the VPA's {bound}: {rec}"
+            );
+        }
         Ok(())
     })
     .await
