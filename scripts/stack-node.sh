@@ -437,14 +437,15 @@ EOF
 # cluster's Prometheus does: the jobs of manifests/overlays/plain-prometheus/prometheus-scrape.yaml
 # (one place for the relabelling rules), given the stack's API server, CA and token, a 1 s
 # interval like the rest of the stack, and renamed kubernetes-<job> so they do not clash with
-# the file_sd jobs of the local test processes; a last rule puts the job label back to the
-# name the alert rules and dashboards select on.
+# the file_sd jobs of the local test processes; a first rule keeps the real node's pods only
+# (KWOK's have made-up addresses routed off this machine), a last one puts the job label back
+# to the name the alert rules and dashboards select on.
 prometheus_kubernetes_jobs() {
   node_enabled || return 0
   /usr/bin/python3 - "$REPO/manifests/overlays/plain-prometheus/prometheus-scrape.yaml" \
-    "https://127.0.0.1:$APISERVER_PORT" "$STATE/pki/ca.crt" "$ADMIN_TOKEN_FILE" <<'PY'
+    "https://127.0.0.1:$APISERVER_PORT" "$STATE/pki/ca.crt" "$ADMIN_TOKEN_FILE" "$NODE_NAME" <<'PY'
 import json, sys, yaml
-src, api, ca, token = sys.argv[1:]
+src, api, ca, token, node = sys.argv[1:]
 for job in yaml.safe_load(open(src))["scrape_configs"]:
     name = job["job_name"]
     job["job_name"] = "kubernetes-" + name
@@ -453,6 +454,10 @@ for job in yaml.safe_load(open(src))["scrape_configs"]:
     for sd in job["kubernetes_sd_configs"]:
         sd.update({"api_server": api, "tls_config": {"ca_file": ca},
                    "authorization": {"credentials_file": token}})
+    # Only the real node's pods: KWOK's pods (the manifests test's DaemonSet lands there too)
+    # carry made-up addresses that are routed off this machine.
+    job["relabel_configs"].insert(0, {"source_labels": ["__meta_kubernetes_pod_node_name"],
+                                      "action": "keep", "regex": node})
     job["relabel_configs"].append({"target_label": "job", "replacement": name})
     print("  - " + json.dumps(job))
 PY
