@@ -2,7 +2,7 @@
 # scripts/bench.sh — criterion benchmarks and side-by-side comparisons with peers.
 # Results (ratios from one run) go to bench/RESULTS.md: this script regenerates the
 # "Agent (issue #3)" section and keeps every other section; then scripts/bench-kafka.sh,
-# scripts/bench-scaler.sh and scripts/bench-node.sh regenerate theirs.
+# scripts/bench-scaler.sh, scripts/bench-node.sh and scripts/bench-peers.sh regenerate theirs.
 #
 # Agent (issue #3): a synthetic node of 1,000 containers on 100 pods (cgroup v2, systemd
 # driver; written to /dev/shm), sampled every 1 s by the release tidal-agent while it, the same
@@ -18,6 +18,8 @@
 #   TIDAL_BENCH_KAFKA       0 skips scripts/bench-kafka.sh (the Kafka lag section)
 #   TIDAL_BENCH_NODE        0 skips scripts/bench-node.sh (the real node section: Tidal
 #                           in-cluster, reaction and the agent pod's cost; ~5 min)
+#   TIDAL_BENCH_PEERS       0 skips scripts/bench-peers.sh (Tidal beside the HPA, KEDA and
+#                           the VPA on the real node; ~40 min; its TIDAL_BENCH_PEERS_* apply)
 #   TIDAL_BENCH_SCALER      0 skips scripts/bench-scaler.sh (the scaler section; ~15 min;
 #                           its own TIDAL_BENCH_SCALER_* variables apply)
 set -euo pipefail
@@ -375,18 +377,25 @@ if [[ ${TIDAL_BENCH_SCALER:-1} != 0 ]]; then
   if ((scaler_started_stack)); then "$REPO/scripts/stack.sh" down; fi
   ((scaler_rc == 0)) || fail "scripts/bench-scaler.sh failed (exit $scaler_rc)"
 fi
-if [[ ${TIDAL_BENCH_NODE:-1} != 0 ]]; then
-  step "the real node benchmark (scripts/bench-node.sh; TIDAL_BENCH_NODE=0 skips it)"
-  node_started_stack=0
+# on_real_node SCRIPT: runs a real-node benchmark script on the stack (started here, and
+# stopped after, when it was not up), with the Tidal image imported first (Tidal in-cluster).
+on_real_node() {
+  local started=0 rc=0
   if ! stack_running; then
     "$REPO/scripts/stack.sh" up
-    node_started_stack=1
+    started=1
   fi
-  # Tidal in-cluster needs its image in the node's containerd.
-  node_rc=0
-  { "$REPO/scripts/image.sh" && "$REPO/scripts/bench-node.sh"; } || node_rc=$?
-  if ((node_started_stack)); then "$REPO/scripts/stack.sh" down; fi
-  ((node_rc == 0)) || fail "scripts/bench-node.sh failed (exit $node_rc)"
+  { "$REPO/scripts/image.sh" && "$REPO/scripts/$1"; } || rc=$?
+  if ((started)); then "$REPO/scripts/stack.sh" down; fi
+  ((rc == 0)) || fail "scripts/$1 failed (exit $rc)"
+}
+if [[ ${TIDAL_BENCH_NODE:-1} != 0 ]]; then
+  step "the real node benchmark (scripts/bench-node.sh; TIDAL_BENCH_NODE=0 skips it)"
+  on_real_node bench-node.sh
+fi
+if [[ ${TIDAL_BENCH_PEERS:-1} != 0 ]]; then
+  step "the peers side by side (scripts/bench-peers.sh; TIDAL_BENCH_PEERS=0 skips it)"
+  on_real_node bench-peers.sh
 fi
 
 step "done"
