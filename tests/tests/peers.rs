@@ -202,17 +202,32 @@ async fn keda_scales_a_real_deployment_on_kafka_lag() -> R {
             }))?;
             scaled.create(&PostParams::default(), &so).await?;
             // Lag 100 at 10 per replica: the HPA KEDA makes wants 10, capped at 2.
-            let up = history.wait_for(2, Duration::from_secs(120)).await;
             let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(c.clone(), &ns);
-            let status = match hpas.get_opt("keda-hpa-web").await? {
-                Some(h) => serde_json::to_value(h.status)?,
-                None => Value::Null,
+            let hpa_status = || async {
+                match hpas.get_opt("keda-hpa-web").await {
+                    Ok(Some(h)) => serde_json::to_value(h.status).unwrap_or_default(),
+                    _ => Value::Null,
+                }
             };
-            up.map_err(|e| anyhow::anyhow!("{e}; KEDA's HPA keda-hpa-web: {status}"))?;
-            let lag = quantity(&status["currentMetrics"][0]["external"]["current"]["averageValue"]);
+            if let Err(e) = history.wait_for(2, Duration::from_secs(120)).await {
+                anyhow::bail!("{e}; KEDA's HPA keda-hpa-web: {}", hpa_status().await);
+            }
+            // The HPA writes the scale before its status: the external metric it read shows a
+            // moment later (seen: `{"desiredReplicas":0}` just after the scale write).
+            let lag = wait_for(
+                "KEDA's HPA keda-hpa-web reports the external lag it read",
+                Duration::from_secs(45),
+                || async {
+                    let s = hpa_status().await;
+                    quantity(&s["currentMetrics"][0]["external"]["current"]["averageValue"])
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             anyhow::ensure!(
-                lag.is_some_and(|l| l >= 10.0),
-                "KEDA's HPA read an external lag per replica of {lag:?}: {status}"
+                lag >= 10.0,
+                "KEDA's HPA read an external lag per replica of {lag}: {}",
+                hpa_status().await
             );
             Ok(())
         },
