@@ -17,4 +17,6 @@ pub mod run;
 pub mod server;
 pub mod simulate;
 pub mod sources;
+#[cfg(test)]
+mod test_rng;
 pub mod watchdog;

@@ -21,6 +21,9 @@ pub mod target;
 pub mod trim;
 pub mod vertical;
 
+#[cfg(test)]
+mod decide_tests;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -167,6 +170,50 @@ fn compile(
         formula,
         vertical,
     })
+}
+
+/// What one policy's decision rests on this cycle, as the controller sees it.
+struct Facts<'a> {
+    namespace: &'a str,
+    /// The target's pods (by its selector).
+    pods: &'a [&'a Arc<Pod>],
+    /// The scale subresource's `spec.replicas` and `status.replicas`.
+    spec_replicas: i32,
+    status_replicas: Option<i32>,
+    /// The engine history (remembered, or restored from the status checkpoint).
+    history: Option<&'a NextState>,
+    gathered: &'a Gathered,
+}
+
+/// The controller's whole path from one policy's facts to the engine's decision: the engine
+/// state, the observations of every metric from what the sources gathered, and the compiled
+/// formula. Pure (no I/O, `now` given), so the property test in `decide_tests` runs exactly
+/// what a cycle runs.
+fn decide(
+    spec: &crate::api::ScalingPolicySpec,
+    compiled: &Compiled,
+    facts: &Facts<'_>,
+    sample_window_seconds: f64,
+    now: f64,
+) -> (engine::State, engine::Decision) {
+    let history = facts.history;
+    let state = engine::State {
+        spec_replicas: facts.spec_replicas,
+        status_replicas: facts.status_replicas,
+        pods: facts.pods.iter().map(|p| target::engine_pod(p)).collect(),
+        recommendations: history.map(|h| h.recommendations.clone()),
+        scale_events: history.map(|h| h.scale_events.clone()).unwrap_or_default(),
+        last_active_unix_seconds: history.and_then(|h| h.last_active_unix_seconds),
+    };
+    let obs = observe::observations(
+        spec,
+        facts.namespace,
+        facts.pods,
+        facts.gathered,
+        sample_window_seconds,
+    );
+    let d = desired_with_formula(&compiled.spec, compiled.formula.as_ref(), &state, &obs, now);
+    (state, d)
 }
 
 /// What the controller remembers about one policy.
@@ -916,26 +963,22 @@ impl Controller {
                 .and_then(|s| s.checkpoint.as_ref())
                 .map(Checkpoint::to_engine),
         };
-        let state = engine::State {
+        let facts = Facts {
+            namespace: &ns,
+            pods: &pods,
             spec_replicas: target.observed.replicas,
             status_replicas: target.status_replicas,
-            pods: pods.iter().map(|p| target::engine_pod(p)).collect(),
-            recommendations: history.as_ref().map(|h| h.recommendations.clone()),
-            scale_events: history
-                .as_ref()
-                .map(|h| h.scale_events.clone())
-                .unwrap_or_default(),
-            last_active_unix_seconds: history.as_ref().and_then(|h| h.last_active_unix_seconds),
-        };
-        let obs = observe::observations(
-            &p.spec,
-            &ns,
-            &pods,
+            history: history.as_ref(),
             gathered,
-            self.settings.sample_window_seconds,
-        );
+        };
         let started = Instant::now();
-        let d = desired_with_formula(&compiled.spec, compiled.formula.as_ref(), &state, &obs, now);
+        let (state, d) = decide(
+            &p.spec,
+            &compiled,
+            &facts,
+            self.settings.sample_window_seconds,
+            now,
+        );
         metrics
             .decision_duration
             .observe(started.elapsed().as_secs_f64());

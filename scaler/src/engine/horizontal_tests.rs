@@ -12,6 +12,7 @@ use crate::engine::types::{
     Behavior, ConditionStatus, Container, ControllerSettings, MetricSource, Pod, PodPhase,
     PolicyType, ReadyCondition, ScalingPolicy, ScalingRules, SelectPolicy,
 };
+use crate::test_rng::Rng;
 
 const NOW: f64 = 1_700_000_000.0;
 const GO_ZERO: f64 = -62_135_596_800.0;
@@ -1532,24 +1533,6 @@ fn hpa_controller_cases_backoff_stabilization_tolerance() {
         cond(&d, ConditionType::AbleToScale),
         Some((true, "ReadyForNewScale"))
     );
-}
-
-/// A small deterministic generator (xorshift64*), so the property test needs no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 fn random_case(rng: &mut Rng) -> Input {
