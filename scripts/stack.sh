@@ -447,7 +447,7 @@ up_apiserver() {
     --service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
     --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC,Node \
     --token-auth-file "$STATE/pki/tokens.csv" --allow-privileged=true \
-    --enable-priority-and-fairness=false --profiling=false --v=1 $(apiserver_node_flags) $(apiserver_aggregation_flags)
+    --profiling=false --v=1 $(apiserver_node_flags) $(apiserver_aggregation_flags)
   wait_for kube-apiserver 120 curl -fsS --cacert "$STATE/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "https://127.0.0.1:$APISERVER_PORT/readyz"
 }

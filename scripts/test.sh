@@ -30,6 +30,9 @@ step "building the stack's components (scripts/stack.sh build; cached under $TID
 step "unit and fixture tests"
 timeout "${TIDAL_UNIT_TIMEOUT:-1200}" cargo test --workspace --exclude tidal-e2e --locked
 
+step "fuzzing: every target for ${TIDAL_FUZZ_SECONDS:-15}s (scripts/fuzz.sh; docs/fuzzing.md)"
+TIDAL_FUZZ_SECONDS=${TIDAL_FUZZ_SECONDS:-15} "$REPO/scripts/fuzz.sh"
+
 step "building binaries for the stack tests"
 cargo build --workspace --bins --locked
 

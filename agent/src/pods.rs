@@ -192,8 +192,8 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
     ];
     SUFFIXES.iter().find_map(|(suffix, mult)| {
         let num = q.strip_suffix(suffix)?;
-        let v = num.parse::<f64>().ok()?;
-        (v.is_finite()).then_some(v * mult)
+        let v = num.parse::<f64>().ok()? * mult;
+        v.is_finite().then_some(v)
     })
 }
 
@@ -319,6 +319,15 @@ mod tests {
         assert_eq!(parse_quantity("abc"), None);
         assert_eq!(parse_quantity(""), None);
         assert_eq!(parse_quantity("1Qi"), None);
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `quantity`): the suffix's multiplier overflowed a
+    /// finite mantissa to infinity, which the scaler's parser refuses ("is too large").
+    #[test]
+    fn a_quantity_that_overflows_with_its_suffix_is_none_not_infinite() {
+        assert_eq!(parse_quantity("1E300G"), None);
+        assert_eq!(parse_quantity("1e308Ki"), None);
+        assert_eq!(parse_quantity("1e300k"), Some(1e303));
     }
 
     #[test]

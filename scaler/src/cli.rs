@@ -170,6 +170,11 @@ pub struct RunArgs {
     /// the request before anything is allocated.
     #[arg(long, env = "TIDAL_SCALER_KAFKA_MAX_FRAME_BYTES", default_value_t = tidal_core::kafka::limits::DEFAULT_MAX_FRAME_BYTES)]
     pub kafka_max_frame_bytes: usize,
+    /// Bytes of Kafka response frames held at once over every cluster: a frame waits, within
+    /// its request's timeout, while others hold the budget, so clusters collected concurrently
+    /// cannot each cost a whole frame at once. Default: twice `--kafka-max-frame-bytes`.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_FRAME_BUDGET_BYTES")]
+    pub kafka_frame_budget_bytes: Option<usize>,
     /// Most brokers one Kafka Metadata response may advertise; more fails the round.
     #[arg(long, env = "TIDAL_SCALER_KAFKA_MAX_BROKERS", default_value_t = tidal_core::kafka::limits::DEFAULT_MAX_BROKERS)]
     pub kafka_max_brokers: usize,
@@ -375,6 +380,7 @@ mod tests {
         );
         assert_eq!(args.kafka_round_timeout_seconds, None);
         assert_eq!(args.kafka_max_frame_bytes, 16 << 20);
+        assert_eq!(args.kafka_frame_budget_bytes, None);
         assert_eq!(args.agent_max_body_bytes, 64 << 20);
         assert_eq!(args.prometheus_max_body_bytes, 16 << 20);
         assert_eq!(args.cycle_watchdog_seconds, None);

@@ -15,6 +15,13 @@
 //!   watcher gives up on a stream idle for that plus 5 s and watches again. A read timeout
 //!   shorter than 290 s would cut healthy watches every few minutes; 300 s never does, and
 //!   still ends a connection that hangs without the watcher noticing (the initial list).
+//!
+//! Neither client retries by itself: kube's default retry layer (`Config::default_retry`)
+//! repeats a request answered 429, 503 or 504 up to 15 times with a growing back-off, honouring
+//! `Retry-After`. For the scaler that would replay a scale write seconds or minutes after the
+//! decision, past the leadership check made before it and possibly past the lease itself, and
+//! would hold the cycle meanwhile. A refused request fails at once; the controller decides
+//! again at its next cycle, as the leader it is then (and the watcher backs off on its own).
 
 use std::time::Duration;
 
@@ -55,6 +62,7 @@ pub fn configure(base: kube::Config, t: Timeouts) -> (kube::Config, kube::Config
     requests.connect_timeout = Some(t.connect);
     requests.read_timeout = Some(t.read);
     requests.reset_reader_on_write = true;
+    requests.default_retry = false;
     let mut watches = requests.clone();
     watches.read_timeout = Some(WATCH_READ_TIMEOUT);
     (requests, watches)
@@ -95,6 +103,67 @@ mod tests {
             "a quiet healthy watch would be cut"
         );
         assert!(watches.reset_reader_on_write);
+    }
+
+    /// An API server that refuses every request with 429 and `Retry-After: 1` (what API
+    /// Priority and Fairness sends): the scale write is sent once and fails at once, so it
+    /// can never land later, after the leadership check that allowed it.
+    #[tokio::test]
+    async fn a_429_is_not_retried_so_a_write_cannot_land_after_its_leadership_check() {
+        use std::io::{Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", server.local_addr().expect("addr"));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            for stream in server.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 8192];
+                let _ = stream.read(&mut buf);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Too many requests, please try again later.","reason":"TooManyRequests","code":429}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let (requests, watches) = configure(
+            kube::Config::new(url.parse().expect("url")),
+            Timeouts {
+                connect: Duration::from_secs(1),
+                read: Duration::from_secs(5),
+            },
+        );
+        assert!(!requests.default_retry && !watches.default_retry);
+        let client = kube::Client::try_from(requests).expect("client");
+        let deploys: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(client, "shop");
+        let started = std::time::Instant::now();
+        let scale = serde_json::json!({"spec": {"replicas": 6}});
+        let got = tokio::time::timeout(
+            Duration::from_secs(20),
+            deploys.patch_scale(
+                "web",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&scale),
+            ),
+        )
+        .await
+        .expect("not retried for 20 s");
+        assert!(
+            matches!(&got, Err(kube::Error::Api(e)) if e.code == 429),
+            "{got:?}"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "the write was sent again");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "waited {:?}: the Retry-After was honoured",
+            started.elapsed()
+        );
     }
 
     /// An API server that accepts and never answers: a request fails after the read

@@ -142,6 +142,10 @@ fn kafka_options(args: &RunArgs) -> anyhow::Result<KafkaOptions> {
         max_groups: cap("--kafka-max-groups", args.kafka_max_groups, 1)?,
         max_partitions: cap("--kafka-max-partitions", args.kafka_max_partitions, 1)?,
     };
+    o.frame_budget_bytes = match args.kafka_frame_budget_bytes {
+        Some(b) => cap("--kafka-frame-budget-bytes", b, o.limits.max_frame_bytes)?,
+        None => o.limits.max_frame_bytes.saturating_mul(2),
+    };
     o.allow_raw_addresses = args.kafka_allow_raw_addresses;
     if o.allow_raw_addresses {
         tracing::warn!(

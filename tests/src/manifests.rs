@@ -358,3 +358,22 @@ impl ScalerRbac {
         Ok(())
     }
 }
+
+/// The memory limit (bytes) of the `scaler` container of the base's `tidal-scaler` Deployment,
+/// as rendered (`kubectl kustomize manifests/base`).
+pub fn scaler_memory_limit(stack: &Stack) -> anyhow::Result<u64> {
+    let objects = rendered_objects(stack, &render_base(stack)?)?;
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tidal-scaler")
+        .ok_or_else(|| anyhow::anyhow!("manifests/base renders no Deployment tidal-scaler"))?;
+    let limit = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "scaler"))
+        .and_then(|c| c["resources"]["limits"]["memory"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("the tidal-scaler Deployment has no memory limit"))?;
+    let bytes = tidal_scaler::api::parse_quantity(limit)
+        .map_err(|e| anyhow::anyhow!("memory limit {limit:?} {e}"))?;
+    anyhow::ensure!(bytes > 0.0, "memory limit {limit:?} is not positive");
+    Ok(bytes as u64)
+}

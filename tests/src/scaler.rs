@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::{ChildGuard, free_port, unique, workspace_bin};
 
@@ -168,7 +168,9 @@ impl ReplicaHistory {
         let sink = changes.clone();
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let task = tokio::spawn(async move {
-            let mut stream = watcher(deploys, config).boxed();
+            // Backed off: while the API server is gone (the control-plane faults), the
+            // watch retries calmly, then relists.
+            let mut stream = watcher(deploys, config).default_backoff().boxed();
             while let Some(event) = stream.next().await {
                 let d = match event {
                     Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => d,
@@ -197,6 +199,11 @@ impl ReplicaHistory {
     /// The changes so far (the first entry is the value when the watch started).
     pub fn changes(&self) -> Vec<Change> {
         self.changes.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The values of the changes so far, for comparing with an expected sequence.
+    pub fn values(&self) -> Vec<i32> {
+        self.changes().iter().map(|c| c.replicas).collect()
     }
 
     /// The current value, if the watch has listed the object.
@@ -272,4 +279,63 @@ pub fn policy(
         "metadata": {"name": name},
         "spec": spec
     }))?)
+}
+
+/// A ScalingPolicy's `status` as JSON (`Null` when it cannot be read or has none yet).
+pub async fn policy_status(
+    policies: &Api<tidal_scaler::api::ScalingPolicy>,
+    name: &str,
+) -> serde_json::Value {
+    policies
+        .get(name)
+        .await
+        .ok()
+        .and_then(|p| serde_json::to_value(p.status).ok())
+        .unwrap_or_default()
+}
+
+/// The `error` of the entry named `metric` in a status's `currentMetrics`, if it has one.
+pub fn metric_error<'a>(status: &'a serde_json::Value, metric: &str) -> Option<&'a str> {
+    status["currentMetrics"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == metric)?["error"]
+        .as_str()
+}
+
+/// Memory of a process from `/proc/<pid>/status`, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Memory {
+    /// `VmHWM`: the peak resident set size over the process's life.
+    pub peak: u64,
+    /// `VmRSS`: the resident set size now.
+    pub rss: u64,
+}
+
+impl Memory {
+    /// Reads `VmHWM` and `VmRSS` of `pid`.
+    pub fn of(pid: u32) -> anyhow::Result<Self> {
+        let path = format!("/proc/{pid}/status");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let kib = |key: &str| -> anyhow::Result<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .map(|k| k * 1024)
+                .ok_or_else(|| anyhow::anyhow!("{path}: no {key}"))
+        };
+        Ok(Self {
+            peak: kib("VmHWM:")?,
+            rss: kib("VmRSS:")?,
+        })
+    }
+}
+
+/// The condition of type `kind` in a status (`Null` if absent).
+pub fn condition(status: &serde_json::Value, kind: &str) -> serde_json::Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .cloned()
+        .unwrap_or_default()
 }

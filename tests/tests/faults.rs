@@ -22,6 +22,7 @@ use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner}
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd};
 use tidal_e2e::scaler::{Change, ReplicaHistory, Scaler, signal};
+use tidal_e2e::scaler::{condition, policy_status as status};
 use tidal_e2e::scaler::{deployment, policy};
 use tidal_e2e::{Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
@@ -31,23 +32,6 @@ type R = anyhow::Result<()>;
 const API_REQUESTS: &str = "tidal_scaler_api_requests_total";
 const SCALE_EVENTS: &str = "tidal_scaler_scale_events_total";
 const ERRORS: &str = "tidal_scaler_errors_total";
-
-async fn status(policies: &Api<ScalingPolicy>, name: &str) -> serde_json::Value {
-    policies
-        .get(name)
-        .await
-        .ok()
-        .and_then(|p| serde_json::to_value(p.status).ok())
-        .unwrap_or_default()
-}
-
-fn condition(status: &serde_json::Value, kind: &str) -> serde_json::Value {
-    status["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
-        .cloned()
-        .unwrap_or_default()
-}
 
 fn node(stack: &Stack, index: usize) -> anyhow::Result<String> {
     let nodes = stack.kwok_nodes()?;

@@ -25,6 +25,7 @@ use tidal_e2e::realnode::{
     BURNER_SCRIPT, NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready,
 };
 use tidal_e2e::scaler::{Change, ReplicaHistory, policy, samples};
+use tidal_e2e::scaler::{condition, policy_status as status};
 use tidal_e2e::{Stack, in_namespace, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
@@ -220,23 +221,6 @@ async fn leader(client: &kube::Client) -> anyhow::Result<(String, String)> {
     )
     .await
     .map_err(Into::into)
-}
-
-async fn status(policies: &Api<ScalingPolicy>, name: &str) -> serde_json::Value {
-    policies
-        .get(name)
-        .await
-        .ok()
-        .and_then(|p| serde_json::to_value(p.status).ok())
-        .unwrap_or_default()
-}
-
-fn condition(status: &serde_json::Value, kind: &str) -> serde_json::Value {
-    status["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// Waits until the policy's status says the scaler has data and acts: ScalingActive=True and

@@ -19,6 +19,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use serde_json::{Value, json};
 use tidal_e2e::realnode::{NodeLock, RealNode, read_u64, wait_ready};
+use tidal_e2e::scaler::policy_status as status;
 use tidal_e2e::{Stack, in_namespace, wait_for};
 use tidal_scaler::api::{ScalingPolicy, parse_quantity};
 use tidal_scaler::engine::vertical::{ModelConfig, Resources, VerticalConfig, VerticalState};
@@ -181,15 +182,6 @@ fn cgroup_dirs(node: &RealNode, pod: &Pod) -> anyhow::Result<(PathBuf, PathBuf)>
             })
     };
     Ok((dir("cpu")?, dir("memory")?))
-}
-
-async fn status(policies: &Api<ScalingPolicy>, name: &str) -> Value {
-    policies
-        .get(name)
-        .await
-        .ok()
-        .and_then(|p| serde_json::to_value(p.status).ok())
-        .unwrap_or_default()
 }
 
 /// `status.recommendations[app].<field>.<resource>`, in base units.

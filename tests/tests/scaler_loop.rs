@@ -22,6 +22,7 @@ use serde_json::json;
 use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
+use tidal_e2e::scaler::policy_status as status;
 use tidal_e2e::scaler::{deployment, policy};
 use tidal_e2e::{
     ChildGuard, Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for, workspace_bin,
@@ -142,15 +143,6 @@ async fn wait_replicas(
     .await
     .map_err(|e| anyhow::anyhow!("{e}; replicas now unknown; scaler log:\n{}", scaler.tail()))?;
     Ok(started.elapsed())
-}
-
-async fn status(policies: &Api<ScalingPolicy>, name: &str) -> serde_json::Value {
-    policies
-        .get(name)
-        .await
-        .ok()
-        .and_then(|p| serde_json::to_value(p.status).ok())
-        .unwrap_or_default()
 }
 
 fn condition<'a>(status: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {

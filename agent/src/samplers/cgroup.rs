@@ -618,7 +618,7 @@ impl Reader<'_> {
 /// allocating: the same lines [`Flat`] finds (a line starting with `<key> `; a repeated key
 /// yields its last value). Line ends are found with a vectorised `memchr`; a line is compared
 /// with a key only when their first bytes match.
-fn scan_flat<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> [Option<&'t str>; N] {
+pub fn scan_flat<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> [Option<&'t str>; N] {
     let bytes = text.as_bytes();
     let mut spans = [None; N];
     let mut start = 0;
@@ -822,7 +822,7 @@ fn read_stats_with(
 }
 
 /// `cpu.max`: `max <period>` (no limit) or `<quota> <period>`.
-fn parse_cpu_max(path: &Path, text: &str) -> Result<Option<f64>, CgroupError> {
+pub fn parse_cpu_max(path: &Path, text: &str) -> Result<Option<f64>, CgroupError> {
     let mut it = text.split_whitespace();
     let (Some(q), Some(p)) = (it.next(), it.next()) else {
         return Err(CgroupError::NotANumber {

@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use procfs::prelude::*;
-use procfs::{CpuPressure, CpuTime, IoPressure, KernelStats, LoadAverage, Meminfo, MemoryPressure};
+use procfs::{CpuTime, KernelStats, LoadAverage, Meminfo};
 use tidal_core::schema;
 
 use crate::buffer::Buffer;
 use crate::sampler::{SampleError, Sampler};
+use crate::samplers::cgroup;
 
 /// Why the node sampler could not read a file.
 #[derive(Debug, thiserror::Error)]
@@ -172,54 +173,62 @@ impl NodeSampler {
     }
 
     /// PSI is optional (kernels without CONFIG_PSI): a missing directory is not an error.
+    ///
+    /// The files are parsed with [`cgroup::parse_pressure`] (the same format), not `procfs`:
+    /// `procfs-core` 0.18 panics on a line that is only `some` or `full` (found by the `proc`
+    /// fuzz target).
     fn sample_pressure(&self, buf: &mut Buffer) {
         let dir = self.path("pressure");
         if !dir.is_dir() {
             return;
         }
-        let secs = |us: u64| us as f64 / 1e6;
-        match CpuPressure::from_file(dir.join("cpu")) {
-            Ok(p) => buf.counter(
-                schema::NODE_PRESSURE_CPU_WAITING,
-                "Total time in seconds that processes have waited for CPU time.",
-                vec![],
-                secs(p.some.total),
+        let series = [
+            ("cpu", schema::NODE_PRESSURE_CPU_WAITING, None),
+            (
+                "memory",
+                schema::NODE_PRESSURE_MEMORY_WAITING,
+                Some(schema::NODE_PRESSURE_MEMORY_STALLED),
             ),
-            Err(e) => buf.error_detail(pressure_reason(&e), e),
-        }
-        match MemoryPressure::from_file(dir.join("memory")) {
-            Ok(p) => {
-                buf.counter(
-                    schema::NODE_PRESSURE_MEMORY_WAITING,
-                    "Total time in seconds that processes have waited for memory.",
-                    vec![],
-                    secs(p.some.total),
+            (
+                "io",
+                schema::NODE_PRESSURE_IO_WAITING,
+                Some(schema::NODE_PRESSURE_IO_STALLED),
+            ),
+        ];
+        for (name, waiting, stalled) in series {
+            let path = dir.join(name);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    let reason = match e.kind() {
+                        std::io::ErrorKind::NotFound => "pressure_missing",
+                        std::io::ErrorKind::PermissionDenied => "permission_denied",
+                        _ => "io",
+                    };
+                    buf.error_detail(reason, format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let (some, full) = match cgroup::parse_pressure(&path, &text) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    buf.error_detail("pressure_parse", e);
+                    continue;
+                }
+            };
+            // As procfs required: `some` always, `full` for memory and io.
+            let (Some(some), Some(full)) = (some, if stalled.is_some() { full } else { some })
+            else {
+                buf.error_detail(
+                    "pressure_parse",
+                    format!("{}: missing line", path.display()),
                 );
-                buf.counter(
-                    schema::NODE_PRESSURE_MEMORY_STALLED,
-                    "Total time in seconds no process could make progress due to memory.",
-                    vec![],
-                    secs(p.full.total),
-                );
+                continue;
+            };
+            buf.counter(waiting, pressure_help(waiting), vec![], some);
+            if let Some(stalled) = stalled {
+                buf.counter(stalled, pressure_help(stalled), vec![], full);
             }
-            Err(e) => buf.error_detail(pressure_reason(&e), e),
-        }
-        match IoPressure::from_file(dir.join("io")) {
-            Ok(p) => {
-                buf.counter(
-                    schema::NODE_PRESSURE_IO_WAITING,
-                    "Total time in seconds that processes have waited due to IO.",
-                    vec![],
-                    secs(p.some.total),
-                );
-                buf.counter(
-                    schema::NODE_PRESSURE_IO_STALLED,
-                    "Total time in seconds no process could make progress due to IO.",
-                    vec![],
-                    secs(p.full.total),
-                );
-            }
-            Err(e) => buf.error_detail(pressure_reason(&e), e),
         }
     }
 
@@ -229,12 +238,21 @@ impl NodeSampler {
     }
 }
 
-fn pressure_reason(e: &procfs::ProcError) -> &'static str {
-    match e {
-        procfs::ProcError::NotFound(_) => "pressure_missing",
-        procfs::ProcError::PermissionDenied(_) => "permission_denied",
-        procfs::ProcError::Io(..) => "io",
-        _ => "pressure_parse",
+fn pressure_help(name: &str) -> &'static str {
+    match name {
+        schema::NODE_PRESSURE_CPU_WAITING => {
+            "Total time in seconds that processes have waited for CPU time."
+        }
+        schema::NODE_PRESSURE_MEMORY_WAITING => {
+            "Total time in seconds that processes have waited for memory."
+        }
+        schema::NODE_PRESSURE_MEMORY_STALLED => {
+            "Total time in seconds no process could make progress due to memory."
+        }
+        schema::NODE_PRESSURE_IO_WAITING => {
+            "Total time in seconds that processes have waited due to IO."
+        }
+        _ => "Total time in seconds no process could make progress due to IO.",
     }
 }
 
@@ -293,5 +311,39 @@ mod tests {
         let stat = b"cpu  1 2 3 4\ncpu0 1 1 1 1\ncpu2 1 1 1 1\nintr 5\n";
         assert_eq!(cpu_ids(stat), [0, 2]);
         assert!(cpu_ids(b"garbage").is_empty());
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `proc`): a pressure file whose line is only `some`
+    /// made `procfs` panic (slicing past the line) inside the sampler.
+    #[test]
+    fn a_malformed_pressure_file_is_a_sample_error_not_a_panic() {
+        let root = std::env::temp_dir().join(format!("tidal-node-psi-{}", std::process::id()));
+        let dir = root.join("pressure");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let line = |kind: &str, total: u64| {
+            format!("{kind} avg10=0.00 avg60=0.00 avg300=0.00 total={total}\n")
+        };
+        std::fs::write(dir.join("cpu"), "some\n").expect("write");
+        std::fs::write(
+            dir.join("memory"),
+            line("some", 1_500_000) + &line("full", 500_000),
+        )
+        .expect("write");
+        std::fs::write(dir.join("io"), line("some", 2_000_000)).expect("write");
+        let mut buf = Buffer::new(Instant::now());
+        NodeSampler::new(&root).sample_pressure(&mut buf);
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(buf.value(schema::NODE_PRESSURE_CPU_WAITING, &[]), None);
+        assert_eq!(
+            buf.value(schema::NODE_PRESSURE_MEMORY_WAITING, &[]),
+            Some(1.5)
+        );
+        assert_eq!(
+            buf.value(schema::NODE_PRESSURE_MEMORY_STALLED, &[]),
+            Some(0.5)
+        );
+        // io without its `full` line: an error, as procfs had it.
+        assert_eq!(buf.value(schema::NODE_PRESSURE_IO_WAITING, &[]), None);
+        assert_eq!(buf.errors(), ["pressure_parse", "pressure_parse"]);
     }
 }

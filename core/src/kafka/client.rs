@@ -37,6 +37,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use super::auth::Credentials;
 use super::conn::Connection;
 use super::error::{KafkaError, check, needs_metadata_refresh};
+use super::frame::FrameBudget;
 use super::lag::PartitionOffsets;
 use super::limits::{Cap, Limits};
 use super::tls::{Tls, TlsConfig};
@@ -60,6 +61,9 @@ pub struct ClientConfig {
     pub sasl: Option<Credentials>,
     /// TLS, if the listener needs it.
     pub tls: Option<TlsConfig>,
+    /// Bytes of response frames this client may hold at once together with every client
+    /// sharing the budget (a clone); `None`: only the per-frame cap.
+    pub frame_budget: Option<FrameBudget>,
 }
 
 impl ClientConfig {
@@ -75,6 +79,7 @@ impl ClientConfig {
             limits: Limits::default(),
             sasl: None,
             tls: None,
+            frame_budget: None,
         }
     }
 }
@@ -238,11 +243,12 @@ impl Client {
                     ),
                 });
             }
-            match Connection::connect(
+            match Connection::connect_within(
                 addr,
                 &self.cfg.client_id,
                 self.cfg.request_timeout,
                 self.cfg.limits.max_frame_bytes,
+                self.cfg.frame_budget.clone(),
                 self.cfg.sasl.as_ref(),
                 self.tls.as_ref(),
             )
@@ -833,6 +839,10 @@ pub fn decode_assignment(mut raw: Bytes) -> Vec<Tp> {
     }
     let version = i16::from_be_bytes([raw[0], raw[1]]);
     bytes::Buf::advance(&mut raw, 2);
+    // Before the decoder sizes an array by a count the member wrote (see `bounds`).
+    if super::bounds::check_assignment(&raw).is_err() {
+        return Vec::new();
+    }
     match ConsumerProtocolAssignment::decode(&mut raw, version.clamp(0, 3)) {
         Ok(a) => a
             .assigned_partitions
@@ -863,6 +873,14 @@ mod tests {
     fn garbage_assignment_is_empty_not_a_panic() {
         assert!(decode_assignment(Bytes::from_static(&[0, 1, 0xff])).is_empty());
         assert!(decode_assignment(Bytes::new()).is_empty());
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `kafka_decode`): a topic count of 0x53535353 made
+    /// the decoder reserve ~78 GB before reading a topic (`bounds`).
+    #[test]
+    fn an_assignment_count_over_the_body_is_empty_not_an_abort() {
+        let raw = Bytes::from_static(&[0, 3, 0x53, 0x53, 0x53, 0x53, 0x53, 0x53, 0x64]);
+        assert!(decode_assignment(raw).is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::auth::{Credentials, Mechanism, Scram, ScramError, new_nonce, plain_message};
 use super::error::KafkaError;
-use super::frame::{FrameError, read_frame};
+use super::frame::{FrameBudget, FrameError, FramePermit, read_frame_within};
 use super::tls::{Tls, handshake_failure};
 
 /// A byte stream to a broker: plain TCP or TLS.
@@ -37,6 +37,9 @@ pub struct Connection {
     client_id: StrBytes,
     /// Responses announcing more than this are refused ([`KafkaError::FrameTooLarge`]).
     max_frame_bytes: usize,
+    /// Shared with other connections: a response's bytes are reserved from it while it is
+    /// read and decoded.
+    budget: Option<FrameBudget>,
 }
 
 /// How a request failed between writing it and having its body.
@@ -53,6 +56,21 @@ impl Connection {
         client_id: &str,
         timeout: Duration,
         max_frame_bytes: usize,
+        sasl: Option<&Credentials>,
+        tls: Option<&Tls>,
+    ) -> Result<Self, KafkaError> {
+        Self::connect_within(addr, client_id, timeout, max_frame_bytes, None, sasl, tls).await
+    }
+
+    /// [`connect`](Self::connect), every response frame (ApiVersions and SASL included) also
+    /// reserved from `budget` while it is read and decoded (waiting for it counts against the
+    /// request's timeout).
+    pub async fn connect_within(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        max_frame_bytes: usize,
+        budget: Option<FrameBudget>,
         sasl: Option<&Credentials>,
         tls: Option<&Tls>,
     ) -> Result<Self, KafkaError> {
@@ -96,6 +114,7 @@ impl Connection {
             timeout,
             client_id: StrBytes::from_string(client_id.to_string()),
             max_frame_bytes,
+            budget,
         };
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("tidal"))
@@ -253,7 +272,8 @@ impl Connection {
             }
         })?;
         let timeout = self.timeout;
-        let body = tokio::time::timeout(timeout, self.roundtrip(&frame))
+        // `_permit` holds the frame's share of the budget until it is decoded.
+        let (body, _permit) = tokio::time::timeout(timeout, self.roundtrip(&frame))
             .await
             .map_err(|_| KafkaError::Timeout {
                 broker: self.addr.clone(),
@@ -295,12 +315,17 @@ impl Connection {
         })
     }
 
-    async fn roundtrip(&mut self, frame: &[u8]) -> Result<Bytes, WireError> {
+    async fn roundtrip(&mut self, frame: &[u8]) -> Result<(Bytes, FramePermit), WireError> {
         self.stream.write_all(frame).await.map_err(WireError::Io)?;
         let mut buf = Vec::new();
-        read_frame(&mut self.stream, self.max_frame_bytes, &mut buf)
-            .await
-            .map_err(WireError::Frame)
+        read_frame_within(
+            &mut self.stream,
+            self.max_frame_bytes,
+            &mut buf,
+            self.budget.as_ref(),
+        )
+        .await
+        .map_err(WireError::Frame)
     }
 }
 
@@ -356,6 +381,8 @@ pub fn decode_response<R: Request>(
             header.correlation_id
         ));
     }
+    // Before the decoder sizes any array by a count the peer chose (see `bounds`).
+    super::bounds::check(R::KEY, version, &body)?;
     R::Response::decode(&mut body, version).map_err(|e| e.to_string())
 }
 
@@ -403,6 +430,25 @@ mod tests {
             .expect_err("mismatch");
         assert!(err.contains("correlation"), "{err}");
         assert!(decode_response::<ApiVersionsRequest>(body.freeze(), 3, 5).is_ok());
+    }
+
+    /// The `kafka_decode` fuzz target's bug class (`bounds`): a 4-byte array count made the
+    /// decoder reserve `count * size_of::<element>()` (hundreds of GiB) before reading an
+    /// element; where the kernel refuses the reservation, the process aborts (`bounds`).
+    #[test]
+    fn an_array_count_over_the_body_is_an_error_not_an_abort() {
+        use kafka_protocol::messages::ListGroupsRequest;
+        // [correlation 1] Metadata v0: brokers = i32::MAX elements, and nothing after.
+        let body = Bytes::from_static(&[0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff]);
+        let err = decode_response::<MetadataRequest>(body, 0, 1).expect_err("refused");
+        assert_eq!(err, super::super::bounds::TOO_LONG);
+        // Flexible: [correlation 1][no header tags] ListGroups v4: throttle, error code, then
+        // a compact array of u32::MAX - 1 groups.
+        let body = Bytes::from_static(&[
+            0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ]);
+        let err = decode_response::<ListGroupsRequest>(body, 4, 1).expect_err("refused");
+        assert_eq!(err, super::super::bounds::TOO_LONG);
     }
 
     #[test]

@@ -5,9 +5,18 @@
 //! [`MAX_GROWTH_STEP`] and at most the bytes already received (but at least
 //! [`MIN_GROWTH_STEP`]), so a peer announcing 200 MiB and sending nothing, or sending slowly,
 //! costs at most what it sent plus one step.
+//!
+//! The cap bounds one frame; a [`FrameBudget`] shared by several clients bounds the frames of
+//! all of them together: a frame's announced length is reserved from the budget (waiting,
+//! within the request's timeout, while other frames hold it) before its body is read, and
+//! stays reserved until the caller has decoded it. Without it, N clusters answering frames at
+//! the cap at once cost N times the cap (the scaler collects up to 8 clusters concurrently).
+
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The first growth step (and the smallest).
 pub const MIN_GROWTH_STEP: usize = 64 << 10;
@@ -28,6 +37,57 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Bytes of response frames that every connection sharing it may hold at once (see the module
+/// documentation). Cloning shares the budget.
+#[derive(Clone, Debug)]
+pub struct FrameBudget {
+    semaphore: Arc<Semaphore>,
+    bytes: u32,
+}
+
+impl FrameBudget {
+    /// A budget of `bytes` (at least 1, at most `u32::MAX`).
+    pub fn new(bytes: usize) -> Self {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
+        Self {
+            semaphore: Arc::new(Semaphore::new(bytes as usize)),
+            bytes,
+        }
+    }
+
+    /// The whole budget, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes as usize
+    }
+
+    /// The bytes no frame holds now.
+    pub fn available(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+
+    /// Waits until `len` bytes are free and holds them. A frame larger than the whole budget
+    /// takes all of it, so every frame the cap allows is read eventually.
+    async fn reserve(&self, len: usize) -> FramePermit {
+        let n = u32::try_from(len).unwrap_or(u32::MAX).min(self.bytes);
+        if n == 0 {
+            return FramePermit(None);
+        }
+        // The semaphore is never closed.
+        FramePermit(self.semaphore.clone().acquire_many_owned(n).await.ok())
+    }
+}
+
+/// A frame's share of a [`FrameBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct FramePermit(Option<OwnedSemaphorePermit>);
+
+impl FramePermit {
+    /// The bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.num_permits())
+    }
+}
+
 /// Reads one frame (`[i32 length][body]`) from `r` into `buf` (cleared first) and returns the
 /// body. `buf` is the caller's so the growth policy is observable; on error or cancellation it
 /// holds what had arrived.
@@ -36,6 +96,19 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     max: usize,
     buf: &mut Vec<u8>,
 ) -> Result<Bytes, FrameError> {
+    read_frame_within(r, max, buf, None)
+        .await
+        .map(|(body, _)| body)
+}
+
+/// [`read_frame`], reserving the announced length from `budget` (waiting for it) before
+/// reading the body; the permit returned holds it until dropped (after decoding the body).
+pub async fn read_frame_within<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+    budget: Option<&FrameBudget>,
+) -> Result<(Bytes, FramePermit), FrameError> {
     buf.clear();
     let raw = r.read_i32().await?;
     let len = usize::try_from(raw).map_err(|_| FrameError::Invalid { len: raw })?;
@@ -45,6 +118,10 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
             max,
         });
     }
+    let permit = match budget {
+        Some(b) => b.reserve(len).await,
+        None => FramePermit(None),
+    };
     while buf.len() < len {
         let remaining = len - buf.len();
         if buf.capacity() == buf.len() {
@@ -63,7 +140,7 @@ pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
             )));
         }
     }
-    Ok(Bytes::from(std::mem::take(buf)))
+    Ok((Bytes::from(std::mem::take(buf)), permit))
 }
 
 #[cfg(test)]
@@ -198,5 +275,70 @@ mod tests {
             matches!(&err, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_shared_budget_holds_a_second_frame_until_the_first_is_decoded() {
+        let budget = FrameBudget::new(4096);
+        let mut first = send(3000, vec![7; 3000]);
+        let (mut buf1, mut buf2) = (Vec::new(), Vec::new());
+        let (body, permit) = read_frame_within(&mut first, MIB, &mut buf1, Some(&budget))
+            .await
+            .expect("first");
+        assert_eq!((body.len(), permit.bytes()), (3000, 3000));
+        assert_eq!(budget.available(), 1096);
+        // 3000 more do not fit while the first frame is held: its body is not read.
+        let mut second = send(3000, vec![8; 3000]);
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            read_frame_within(&mut second, MIB, &mut buf2, Some(&budget)),
+        )
+        .await;
+        assert!(waiting.is_err(), "the second frame waits for the budget");
+        assert_eq!(buf2.capacity(), 0, "nothing allocated while waiting");
+        drop(permit);
+        let mut second = send(3000, vec![8; 3000]);
+        let (body, permit) = tokio::time::timeout(
+            Duration::from_secs(2),
+            read_frame_within(&mut second, MIB, &mut buf2, Some(&budget)),
+        )
+        .await
+        .expect("read once the first is given back")
+        .expect("second");
+        assert_eq!((body.len(), permit.bytes()), (3000, 3000));
+        drop(permit);
+        assert_eq!(budget.available(), 4096);
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_the_budget_takes_all_of_it_and_is_read() {
+        let budget = FrameBudget::new(1000);
+        let mut rx = send(5000, vec![1; 5000]);
+        let mut buf = Vec::new();
+        let (body, permit) = tokio::time::timeout(
+            Duration::from_secs(2),
+            read_frame_within(&mut rx, MIB, &mut buf, Some(&budget)),
+        )
+        .await
+        .expect("not stuck")
+        .expect("read");
+        assert_eq!(
+            (body.len(), permit.bytes(), budget.available()),
+            (5000, 1000, 0)
+        );
+        drop(permit);
+        assert_eq!(budget.available(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_refused_frame_takes_nothing_from_the_budget() {
+        let budget = FrameBudget::new(MIB);
+        let mut rx = send(2 * MIB, Vec::new());
+        let mut buf = Vec::new();
+        let err = read_frame_within(&mut rx, MIB, &mut buf, Some(&budget))
+            .await
+            .expect_err("over the cap");
+        assert!(matches!(err, FrameError::TooLarge { .. }), "{err:?}");
+        assert_eq!(budget.available(), MIB);
     }
 }

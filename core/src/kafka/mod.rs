@@ -11,6 +11,7 @@
 //! - [`error`]: typed errors naming the broker, API and group.
 
 pub mod auth;
+pub mod bounds;
 pub mod client;
 pub mod conn;
 pub mod error;
@@ -20,8 +21,9 @@ pub mod lag;
 pub mod limits;
 pub mod tls;
 
-#[cfg(test)]
-mod fake;
+/// A scripted fake broker for tests (the `fake-broker` feature; never in a binary).
+#[cfg(any(test, feature = "fake-broker"))]
+pub mod fake;
 #[cfg(test)]
 mod hardening_tests;
 

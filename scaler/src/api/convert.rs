@@ -672,8 +672,16 @@ pub fn parse_quantity(s: &str) -> Result<f64, &'static str> {
                     !d.is_empty() && d.chars().all(|c| c.is_ascii_digit())
                 })
                 .ok_or(NOT)?;
-            let exp: i32 = exp.parse().map_err(|_| NOT)?;
-            10f64.powi(exp)
+            // The whole `<number>e<exp>` is parsed as one float (correctly rounded):
+            // `mantissa * 10^exp` underflowed to 0 or overflowed for large exponents
+            // (`…10e-311` was 0; found by the `quantity` fuzz target against the agent).
+            let _: i32 = exp.parse().map_err(|_| NOT)?;
+            let v: f64 = format!("{number}{suffix}").parse().map_err(|_| NOT)?;
+            return if v.is_finite() {
+                Ok(sign * v)
+            } else {
+                Err("is too large")
+            };
         }
     };
     let v = sign * mantissa * multiplier;

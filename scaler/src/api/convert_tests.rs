@@ -480,6 +480,19 @@ fn quantities_parse_like_upstream() {
     assert!(parse_quantity("1e400").is_err(), "overflow");
 }
 
+/// Found by fuzzing (`fuzz/`, target `quantity`, against the agent's parser): the mantissa was
+/// multiplied by `10^exp`, which underflowed to 0 (or overflowed) for large exponents.
+#[test]
+fn decimal_exponents_are_rounded_once_not_underflowed() {
+    let s = format!("{}10e-311", "5".repeat(46));
+    let want: f64 = s.parse().expect("a float");
+    assert!(want > 0.0);
+    assert_eq!(parse_quantity(&s), Ok(want));
+    assert_eq!(parse_quantity("0.001e310"), Ok(1e307));
+    assert_eq!(parse_quantity("-1000e-310"), Ok(-1e-307));
+    assert_eq!(parse_quantity("1.5e-2"), Ok(0.015));
+}
+
 #[test]
 fn quantities_accept_integers_on_the_wire() {
     let q: Quantity = serde_json::from_value(json!(3)).expect("int");

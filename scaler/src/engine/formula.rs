@@ -507,9 +507,57 @@ fn eval(n: &Node, inp: &Inputs<'_>, names: &[String]) -> Result<f64, FormulaErro
     })
 }
 
+/// The most operators a formula may have, counting every character of one (`+ - * / % < > =
+/// ! & | ? . ( [ {`), and the deepest nesting (unclosed `( [ {` plus the `?` before a point).
+///
+/// The `cel` parser, the lowering and the evaluation recurse once per operator of a chain
+/// (`a + b + c ...` nests to the left, and the parser's own depth limit does not count it),
+/// and a nesting level costs several times an operator. A ScalingPolicy whose formula repeated
+/// `+` some thousands of times overflowed the controller's stack and crashed the scaler (found
+/// by the `formula_chain` fuzz target). With these caps the largest formula compiles and
+/// evaluates in under 2 MiB of stack (tokio's worker stack) even in a debug build; real
+/// formulas use a few dozen operators and two or three levels.
+pub const MAX_FORMULA_OPERATORS: usize = 64;
+/// See [`MAX_FORMULA_OPERATORS`].
+pub const MAX_FORMULA_NESTING: usize = 24;
+
+/// Where `src` goes over [`MAX_FORMULA_OPERATORS`] or [`MAX_FORMULA_NESTING`], and which.
+fn over_caps(src: &str) -> Option<(usize, &'static str)> {
+    let (mut operators, mut open, mut conditionals) = (0usize, 0usize, 0usize);
+    for (i, c) in src.char_indices() {
+        if "+-*/%<>=!&|?.([{".contains(c) {
+            operators += 1;
+            if operators > MAX_FORMULA_OPERATORS {
+                return Some((i, "too many operators"));
+            }
+        }
+        match c {
+            '(' | '[' | '{' => open += 1,
+            ')' | ']' | '}' => open = open.saturating_sub(1),
+            '?' => conditionals += 1,
+            _ => continue,
+        }
+        if open + conditionals > MAX_FORMULA_NESTING {
+            return Some((i, "nested too deeply"));
+        }
+    }
+    None
+}
+
 impl Formula {
     /// Parse `src` with the `cel` crate and check it against the declared metric names.
     pub fn compile(src: &str, metric_names: &[&str]) -> Result<Self, FormulaError> {
+        if let Some((at, what)) = over_caps(src) {
+            let (line, column) = line_col(src, at);
+            return Err(FormulaError::Invalid {
+                message: format!(
+                    "{what} (at most {MAX_FORMULA_OPERATORS} operator characters and \
+                     {MAX_FORMULA_NESTING} levels of brackets and ?:)"
+                ),
+                line,
+                column,
+            });
+        }
         let program = cel::Program::compile(src).map_err(|errs| {
             let first = errs.errors.first();
             FormulaError::Parse {

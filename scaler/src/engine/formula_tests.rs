@@ -370,3 +370,87 @@ fn a_formula_compiled_for_other_names_does_not_panic() {
     let d = desired_with_formula(&i.spec, Some(&f), &i.state, &i.observations, NOW);
     assert_eq!(d.metric_replicas, Some(5));
 }
+
+/// Compiles and evaluates `src` on a thread with `stack` bytes of stack.
+fn on_stack(stack: usize, src: String) -> Result<Result<f64, FormulaError>, FormulaError> {
+    std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(move || {
+            Formula::compile(&src, &[]).map(|f| {
+                f.eval(&Inputs {
+                    metrics: &[],
+                    replicas: 2.0,
+                    ready_replicas: 2.0,
+                    partitions: None,
+                })
+            })
+        })
+        .expect("spawn")
+        .join()
+        .expect("no panic")
+}
+
+/// Found by fuzzing (`fuzz/`, target `formula_chain`): a formula repeating `+` ~57,000 times
+/// overflowed the stack in the `cel` parser (which recurses once per operator of a chain), on
+/// tokio's 2 MiB worker stack, and took the scaler down. Now it is refused before parsing.
+#[test]
+fn long_operator_chains_are_refused_not_a_stack_overflow() {
+    let chain = |terms: usize| {
+        std::iter::repeat_n("replicas", terms)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    for src in [
+        chain(57_000),
+        chain(MAX_FORMULA_OPERATORS + 2),
+        format!("{}replicas", "-".repeat(100_000)),
+        format!("{}replicas{}", "(".repeat(50_000), ")".repeat(50_000)),
+    ] {
+        let err = on_stack(2 << 20, src).expect_err("refused");
+        assert!(
+            matches!(&err, FormulaError::Invalid { message, .. }
+                if message.contains("too many operators") || message.contains("nested too deeply")),
+            "{err}"
+        );
+    }
+    let err = Formula::compile(&format!("{}1{}", "max(1, ".repeat(25), ")".repeat(25)), &[])
+        .expect_err("too deep");
+    assert!(
+        err.to_string().contains("nested too deeply (at most 64 operator characters and 24 levels of brackets and ?:) at 1:172"),
+        "{err}"
+    );
+}
+
+/// The largest formulas of each shape that the caps accept compile and evaluate. A debug
+/// build's frames are an order of magnitude larger than a release build's, so this runs on a
+/// 16 MiB stack; the `formula_chain` fuzz target runs them on 2 MiB in an optimized build.
+#[test]
+fn the_largest_accepted_formulas_compile_and_evaluate() {
+    let n = MAX_FORMULA_NESTING;
+    let chain = |terms: usize| {
+        std::iter::repeat_n("replicas", terms)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    for (src, want) in [
+        (chain(MAX_FORMULA_OPERATORS + 1), 2.0 * 65.0),
+        (
+            format!("{}replicas{}", "max(1, ".repeat(n), ")".repeat(n)),
+            2.0,
+        ),
+        (format!("{}replicas{}", "(".repeat(n), ")".repeat(n)), 2.0),
+        (format!("{}replicas", "-".repeat(64)), 2.0),
+        (format!("{}1", "replicas > 1 ? 1 : ".repeat(n)), 1.0),
+        (
+            format!(
+                "{}{}{}",
+                "max(1, ".repeat(n - 1),
+                chain(41),
+                ")".repeat(n - 1)
+            ),
+            82.0,
+        ),
+    ] {
+        assert_eq!(on_stack(16 << 20, src.clone()), Ok(Ok(want)), "{src}");
+    }
+}

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tidal_core::kafka::frame::FrameBudget;
 use tidal_core::kafka::{
     Client, ClientConfig, Limits, PartitionHistory, ResetPolicy, Round, Selection, partition_lag,
 };
@@ -100,6 +101,8 @@ pub struct KafkaOptions {
     pub round_timeout: Duration,
     /// Frame, broker, group and partition caps.
     pub limits: Limits,
+    /// Bytes of response frames held at once over every cluster (one budget for the source).
+    pub frame_budget_bytes: usize,
     /// Accept a `kafkaLag.cluster` that is not a configured name as a bootstrap list.
     pub allow_raw_addresses: bool,
 }
@@ -111,6 +114,7 @@ impl KafkaOptions {
             request_timeout,
             round_timeout: request_timeout.saturating_mul(2),
             limits: Limits::default(),
+            frame_budget_bytes: 2 * Limits::default().max_frame_bytes,
             allow_raw_addresses: false,
         }
     }
@@ -120,6 +124,8 @@ impl KafkaOptions {
 pub struct KafkaSource {
     named: HashMap<String, Vec<String>>,
     options: KafkaOptions,
+    /// Shared by every cluster's client.
+    frame_budget: FrameBudget,
     clusters: tokio::sync::Mutex<HashMap<String, ClusterState>>,
 }
 
@@ -148,6 +154,7 @@ impl KafkaSource {
         }
         Ok(Self {
             named: map,
+            frame_budget: FrameBudget::new(options.frame_budget_bytes),
             options,
             clusters: tokio::sync::Mutex::new(HashMap::new()),
         })
@@ -183,6 +190,7 @@ impl KafkaSource {
         cfg.request_timeout = self.options.request_timeout;
         cfg.round_timeout = self.options.round_timeout;
         cfg.limits = self.options.limits;
+        cfg.frame_budget = Some(self.frame_budget.clone());
         let client = Client::new(cfg).map_err(|e| kafka_error(cluster, "*", &e))?;
         Ok(ClusterState {
             client,

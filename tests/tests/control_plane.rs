@@ -1,0 +1,408 @@
+//! Faults of the control plane itself (issue #14, item 6; docs/reliability.md): the stack's
+//! real kube-apiserver, then its real etcd, killed with SIGKILL and brought back by
+//! `scripts/stack.sh up`, and a storm of 429s from the real API server (API Priority and
+//! Fairness, on as in every cluster), while a scaler of the test's own (the manifests' RBAC,
+//! a 3 s lease) holds a Kafka-lag workload at its right count.
+//!
+//! Zero wrong actuations: the count must not move during the outage nor after it, the scaler
+//! must not exit, and it must lead and act again once the control plane is back. These faults
+//! disturb the whole stack, so they live in a test binary of their own (cargo runs test
+//! binaries one at a time) and take a lock, so they never overlap each other.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use tidal_e2e::kafka::{commit, create_topic, produce};
+use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl, token_kubeconfig};
+use tidal_e2e::scaler::{ReplicaHistory, Scaler, deployment, policy, signal};
+use tidal_e2e::{Stack, in_namespace, repo_root, unique, wait_for};
+use tidal_scaler::api::ScalingPolicy;
+
+type R = anyhow::Result<()>;
+
+const SCALE_EVENTS: &str = "tidal_scaler_scale_events_total";
+
+/// One control-plane fault at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long the component stays dead: longer than the scaler's 3 s lease, shorter than the
+/// 10 s renew deadline of the stack's other controllers.
+const DOWN_FOR: Duration = Duration::from_secs(6);
+
+/// SIGKILLs the stack's `component` (its pid file under the stack's directory), waits
+/// `DOWN_FOR`, then runs `scripts/stack.sh up`, which starts what is not running and waits
+/// until it is ready. Returns how long `up` took.
+async fn kill_and_restart(stack: &Stack, component: &str) -> anyhow::Result<Duration> {
+    let dir = stack
+        .env_file
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no stack directory above {:?}", stack.env_file))?;
+    let pidfile = dir.join("pids").join(format!("{component}.pid"));
+    let pid: u32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
+    signal(pid, "KILL")?;
+    tokio::time::sleep(DOWN_FOR).await;
+    let started = Instant::now();
+    let dir = dir.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(repo_root().join("scripts/stack.sh"))
+            .arg("up")
+            .env("TIDAL_STACK_DIR", dir)
+            .output()
+    })
+    .await??;
+    anyhow::ensure!(
+        out.status.success(),
+        "scripts/stack.sh up after killing {component} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(started.elapsed())
+}
+
+/// Every component of the stack still runs (`scripts/stack.sh status`).
+fn stack_intact(stack: &Stack) -> R {
+    let dir = stack.env_file.parent().unwrap_or(Path::new("."));
+    let out = Command::new(repo_root().join("scripts/stack.sh"))
+        .arg("status")
+        .env("TIDAL_STACK_DIR", dir)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "a stack component stopped after the fault:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apiserver_killed_and_restarted_causes_no_wrong_actuation() -> R {
+    hold_through(Fault::Kill("kube-apiserver")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_killed_and_restarted_causes_no_wrong_actuation() -> R {
+    hold_through(Fault::Kill("etcd")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_on_the_scalers_account_causes_no_wrong_actuation() -> R {
+    hold_through(Fault::Storm).await
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// SIGKILL a stack component, bring it back with `scripts/stack.sh up`.
+    Kill(&'static str),
+    /// The real API server answers 429 to the scaler's account (API Priority and Fairness).
+    Storm,
+}
+
+/// A consumer at its right count (lag 30, 10 per replica: 3) through `fault`; then more lag,
+/// to show the scaler acts again.
+async fn hold_through(fault: Fault) -> R {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    let prefix = match fault {
+        Fault::Kill(c) => format!("cp-{}", &c[..4]),
+        Fault::Storm => "cp-storm".into(),
+    };
+    in_namespace(&admin, &prefix, |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = hold(&stack, &client, &ns, &node, &rbac.kubeconfig, fault).await;
+        // The namespace goes with in_namespace; the cluster-scoped RBAC is removed here.
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+/// How long the storm lasts: several 3 s leases.
+const STORM_FOR: Duration = Duration::from_secs(15);
+/// Clients in the storm, each sending one request after another.
+const STORM_CLIENTS: usize = 32;
+
+/// The requests of priority level `level` the API server refused (its own count,
+/// `apiserver_flowcontrol_rejected_requests_total`).
+fn rejected(stack: &Stack, level: &str) -> anyhow::Result<f64> {
+    let metrics = kubectl(stack, &["get", "--raw", "/metrics"], None)?;
+    let label = format!("priority_level=\"{level}\"");
+    Ok(metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_flowcontrol_rejected_requests_total{") && l.contains(&label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Puts the scaler's ServiceAccount `ns/tidal-scaler` and a flooding account `ns/storm` in a
+/// priority level of their own with the smallest share and no queue (`limitResponse:
+/// Reject`), then floods it: `STORM_CLIENTS` clients of `storm` list 300 ConfigMaps of 4 KiB
+/// one after another, each list holding every seat of the level while it runs, so the real
+/// API server answers 429 to most of the scaler's own requests. Returns the flood's requests
+/// and the API server's count of refused requests at that level. The flowcontrol objects are
+/// removed after, even on failure (the rest goes with the namespace).
+async fn storm(stack: &Stack, admin: &kube::Client, ns: &str) -> anyhow::Result<(u64, u64)> {
+    let name = unique("tidal-storm");
+    let account =
+        |n: &str| json!({"kind": "ServiceAccount", "serviceAccount": {"namespace": ns, "name": n}});
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "storm", "namespace": ns}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "storm", "namespace": ns},
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "storm", "namespace": ns},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "storm"},
+         "subjects": [{"kind": "ServiceAccount", "name": "storm", "namespace": ns}]},
+        {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+         "metadata": {"name": name},
+         "spec": {"type": "Limited", "limited": {"nominalConcurrencyShares": 1,
+                  "lendablePercent": 0, "limitResponse": {"type": "Reject"}}}},
+        {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+         "metadata": {"name": name},
+         "spec": {"priorityLevelConfiguration": {"name": name}, "matchingPrecedence": 100,
+                  "distinguisherMethod": {"type": "ByUser"},
+                  "rules": [{"subjects": [account("tidal-scaler"), account("storm")],
+                             "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                                "namespaces": ["*"], "clusterScope": true}],
+                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}}
+    ]})
+    .to_string();
+    let maps: Api<ConfigMap> = Api::namespaced(admin.clone(), ns);
+    let payload = "x".repeat(4096);
+    for batch in (0..300).collect::<Vec<_>>().chunks(20) {
+        let creates = batch.iter().map(|i| {
+            let cm: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": format!("ballast-{i}")}, "data": {"x": payload}
+            }))
+            .expect("a ConfigMap");
+            let maps = maps.clone();
+            async move { maps.create(&PostParams::default(), &cm).await }
+        });
+        for r in futures::future::join_all(creates).await {
+            r?;
+        }
+    }
+    kubectl(stack, &["apply", "-f", "-"], Some(&objects))?;
+    let flood = async {
+        let dir = std::env::temp_dir().join(unique("tidal-storm"));
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = token_kubeconfig(stack, admin, ns, "storm", &dir).await?;
+        // A client that does not retry (kube's does by default): every 429 ends the request,
+        // and the next one follows at once.
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?;
+        config.default_retry = false;
+        let maps: Api<ConfigMap> = Api::namespaced(kube::Client::try_from(config)?, ns);
+        let all = kube::api::ListParams::default();
+        let burst = || futures::future::join_all((0..STORM_CLIENTS).map(|_| maps.list(&all)));
+        // The level takes effect once the API server's flowcontrol controller has it (and the
+        // storm account's Role once the authorizer has it).
+        wait_for("the first 429", Duration::from_secs(30), || async {
+            burst().await;
+            (rejected(stack, &name).ok()? > 0.0).then_some(())
+        })
+        .await?;
+        let end = Instant::now() + STORM_FOR;
+        let clients = (0..STORM_CLIENTS).map(|_| async {
+            let mut sent = 0u64;
+            while Instant::now() < end {
+                sent += 1;
+                let _ = maps.list(&all).await;
+            }
+            sent
+        });
+        let sent: u64 = futures::future::join_all(clients).await.iter().sum();
+        let _ = std::fs::remove_dir_all(&dir);
+        anyhow::Ok((sent, rejected(stack, &name)? as u64))
+    }
+    .await;
+    let removed = kubectl(
+        stack,
+        &[
+            "delete",
+            "flowschema,prioritylevelconfiguration",
+            &name,
+            "--wait=true",
+        ],
+        None,
+    );
+    let counts = flood?;
+    removed?;
+    Ok(counts)
+}
+
+async fn hold(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    kubeconfig: &Path,
+    fault: Fault,
+) -> R {
+    let bootstrap = stack.kafka_bootstrap()?.to_string();
+    let (topic, group) = (unique("cp-t"), unique("cp-g"));
+    // Six partitions: KEDA's rule caps the count at the partition count.
+    create_topic(&bootstrap, &topic, 6).await?;
+    produce(&bootstrap, &topic, &[5; 6]).await?;
+    let zero: Vec<(&str, i32, i64)> = (0..6).map(|p| (topic.as_str(), p, 0)).collect();
+    commit(&bootstrap, &group, &zero)?;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    deploys
+        .create(
+            &PostParams::default(),
+            &deployment("consumer", node, 3, "10m")?,
+        )
+        .await?;
+    let history = ReplicaHistory::watch(deploys.clone(), "consumer");
+    let cluster = format!("stack={bootstrap}");
+    let scaler = Scaler::start(
+        kubeconfig,
+        ns,
+        "scaler-cp",
+        &[
+            "--kafka-cluster",
+            &cluster,
+            "--lease-name",
+            "tidal-scaler",
+            "--lease-duration-seconds",
+            "3",
+        ],
+    )?;
+    policies
+        .create(
+            &PostParams::default(),
+            &policy(
+                "consumer",
+                json!({
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "consumer"},
+                    "minReplicas": 1, "maxReplicas": 6,
+                    "metrics": [{"name": "lag", "kafkaLag": {"cluster": "stack", "group": group,
+                                 "topics": [topic], "lagPerReplica": 10}}],
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}
+                }),
+            )?,
+        )
+        .await?;
+    let log = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{e}; {}\nscaler log:\n{}", history.render(), scaler.tail())
+    };
+    let seen = std::sync::Mutex::new(String::new());
+    wait_for(
+        "the scaler leads and reads lag 30 (10 per replica)",
+        Duration::from_secs(60),
+        || async {
+            let v = scaler.family("tidal_scaler_metric_value").await.ok()?;
+            if let Ok(mut s) = seen.lock() {
+                *s = format!("{v:?}");
+            }
+            let lag = v
+                .iter()
+                .find(|(l, _)| l.contains("metric=\"lag\""))
+                .map(|(_, v)| *v)?;
+            (lag == 10.0 && scaler.leader().await == Some(1.0)).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| {
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        log(&format!("{e}; tidal_scaler_metric_value: {seen}"))
+    })?;
+    let scaled_before = scaler.sum(SCALE_EVENTS).await?;
+
+    let fault_at = history.started.elapsed();
+    let what = match fault {
+        Fault::Kill(component) => {
+            let up_took = kill_and_restart(stack, component).await?;
+            format!(
+                "{component} killed at t={:.1}s for {:.0}s; `stack.sh up` took {:.1}s",
+                fault_at.as_secs_f64(),
+                DOWN_FOR.as_secs_f64(),
+                up_took.as_secs_f64()
+            )
+        }
+        Fault::Storm => {
+            let (sent, refused) = storm(stack, client, ns).await?;
+            anyhow::ensure!(
+                refused >= 100,
+                "the storm was not one: the API server refused only {refused} requests of the \
+                 level (the flood completed {sent})"
+            );
+            let log = std::fs::read_to_string(&scaler.log)?;
+            anyhow::ensure!(
+                // kube's message for a 429 with the API server's Status (reason
+                // TooManyRequests).
+                log.contains("Too many requests"),
+                "the scaler's own requests were never refused with 429; scaler log:\n{}",
+                scaler.tail()
+            );
+            format!(
+                "429 storm from t={:.1}s for {:.0}s: the API server refused {refused} requests \
+                 at the level of the scaler's account (the flood completed {sent}), the \
+                 scaler's own among them",
+                fault_at.as_secs_f64(),
+                STORM_FOR.as_secs_f64()
+            )
+        }
+    };
+    let back = Instant::now();
+    // It leads again (its lease ran out while the API was gone) ...
+    wait_for(
+        "the scaler leads again",
+        Duration::from_secs(60),
+        || async { (scaler.leader().await == Some(1.0)).then_some(()) },
+    )
+    .await
+    .map_err(|e| log(&e))?;
+    let led_after = back.elapsed();
+    // ... and keeps deciding 3 for a while with everything relisted.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    anyhow::ensure!(
+        history.values() == [3],
+        "wrong actuation around {fault:?}: {}\nscaler log:\n{}",
+        history.render(),
+        scaler.tail()
+    );
+    let scaled_after = scaler.sum(SCALE_EVENTS).await?;
+    anyhow::ensure!(
+        scaled_after == scaled_before,
+        "the scaler counted scale writes around {fault:?} ({scaled_before} -> {scaled_after}); \
+         scaler log:\n{}",
+        scaler.tail()
+    );
+
+    // It acts again: twice the lag, twice the consumers.
+    let more = Instant::now();
+    produce(&bootstrap, &topic, &[5; 6]).await?;
+    let up = history
+        .wait_for(6, Duration::from_secs(45))
+        .await
+        .map_err(|e| log(&e))?;
+    anyhow::ensure!(history.values() == [3, 6], "{}", history.render());
+    stack_intact(stack)?;
+    eprintln!(
+        "{what}; the scaler led again {:.1}s after; held at 3; then lag 60 -> 6 in {:.1}s \
+         (at t={:.1}s); {}",
+        led_after.as_secs_f64(),
+        more.elapsed().as_secs_f64(),
+        up.at.as_secs_f64(),
+        history.render()
+    );
+    Ok(())
+}
