@@ -16,12 +16,13 @@
 //!   shorter than 290 s would cut healthy watches every few minutes; 300 s never does, and
 //!   still ends a connection that hangs without the watcher noticing (the initial list).
 //!
-//! Neither client retries by itself: kube's default retry layer (`Config::default_retry`)
+//! The requests client does not retry by itself: kube's default retry layer (`Config::default_retry`)
 //! repeats a request answered 429, 503 or 504 up to 15 times with a growing back-off, honouring
 //! `Retry-After`. For the scaler that would replay a scale write seconds or minutes after the
 //! decision, past the leadership check made before it and possibly past the lease itself, and
 //! would hold the cycle meanwhile. A refused request fails at once; the controller decides
-//! again at its next cycle, as the leader it is then (and the watcher backs off on its own).
+//! again at its next cycle, as the leader it is then. The watches client keeps the retries:
+//! it only reads, and the API server answers 429 while a new resource's watch cache starts.
 
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ pub fn configure(base: kube::Config, t: Timeouts) -> (kube::Config, kube::Config
     requests.default_retry = false;
     let mut watches = requests.clone();
     watches.read_timeout = Some(WATCH_READ_TIMEOUT);
+    // Watches only read: a retried list is harmless, and the API server answers 429 ("storage
+    // is (re)initializing") while a new resource's watch cache starts.
+    watches.default_retry = true;
     (requests, watches)
 }
 
@@ -138,7 +142,7 @@ mod tests {
                 read: Duration::from_secs(5),
             },
         );
-        assert!(!requests.default_retry && !watches.default_retry);
+        assert!(!requests.default_retry && watches.default_retry);
         let client = kube::Client::try_from(requests).expect("client");
         let deploys: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
             kube::Api::namespaced(client, "shop");
