@@ -69,6 +69,6 @@ step "the Tidal image for the real node's tests (scripts/image.sh; they install 
 
 step "tests against the real stack (tidal-e2e)"
 # Bounded: a hung test must fail the run, not hold CI until its 90-minute limit.
-timeout "${TIDAL_E2E_TIMEOUT:-1200}" cargo test -p tidal-e2e --locked -- --test-threads=2
+timeout "${TIDAL_E2E_TIMEOUT:-1800}" cargo test -p tidal-e2e --locked -- --test-threads=2
 
 step "all tests passed in $(($(date +%s) - _t0))s"
