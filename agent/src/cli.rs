@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+pub use tidal_core::process::LogFormat;
 
 /// What the agent covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,6 +73,11 @@ pub struct Cli {
     /// agent). Default: 3 intervals, at least 3 seconds.
     #[arg(long, env = "TIDAL_AGENT_STALE_AFTER_SECONDS")]
     pub stale_after_seconds: Option<f64>,
+
+    /// Shape of the log lines on stdout: text (human-readable) or json (one object per line,
+    /// for log shippers). `RUST_LOG` still sets the level.
+    #[arg(long, env = "TIDAL_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// A flag value that cannot be used, naming the flag.
@@ -134,6 +140,15 @@ mod tests {
             Cli::try_parse_from(["tidal-agent", "--stale-after-seconds", "1.5"]).expect("parses");
         let err = cli.validate().expect_err("below 2 intervals").to_string();
         assert!(err.contains("--stale-after-seconds"), "{err}");
+    }
+
+    #[test]
+    fn log_format_defaults_to_text_and_takes_json() {
+        let cli = Cli::try_parse_from(["tidal-agent"]).expect("parses");
+        assert_eq!(cli.log_format, LogFormat::Text);
+        let cli = Cli::try_parse_from(["tidal-agent", "--log-format", "json"]).expect("parses");
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["tidal-agent", "--log-format", "yaml"]).is_err());
     }
 
     #[test]

@@ -24,8 +24,8 @@ use tidal_core::lease::Election;
 // (A multi-thread runtime kept ~3 MiB more of per-thread malloc arenas for no gain.)
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tidal_core::process::init_tracing(tidal_core::process::LogTo::Stdout);
     let cli = Cli::parse();
+    tidal_core::process::init_tracing(tidal_core::process::LogTo::Stdout, cli.log_format);
     cli.validate()?;
     tracing::info!(
         build = %tidal_core::build::describe("tidal-agent"),

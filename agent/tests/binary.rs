@@ -109,6 +109,47 @@ fn binary_serves_fixture_series_without_the_api() {
     );
 }
 
+/// `--log-format json`: every line the agent writes to stdout (where text goes too) is one
+/// JSON object, the first being the "starting" line with its fields.
+#[test]
+fn json_log_format_writes_one_json_object_per_line_on_stdout() {
+    let proc = fixture_proc();
+    let cg = TempDir::new("bin-cgroup-json");
+    cg.write("cgroup.controllers", "cpu memory\n");
+    let log = TempDir::new("bin-log-json");
+    let log_path = log.path().join("log");
+    let (_agent, port) = spawn_agent(&proc, &cg, &log_path, &["--log-format", "json"]);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !matches!(get(port, "/readyz", "*/*"), Some((200, _))) {
+        assert!(Instant::now() < deadline, "agent never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let first = lines
+        .first()
+        .unwrap_or_else(|| panic!("no log line in {text:?}"));
+    assert_eq!(first["level"], "INFO", "{first}");
+    assert_eq!(first["fields"]["message"], "starting", "{first}");
+    assert_eq!(
+        first["fields"]["listen"],
+        format!("127.0.0.1:{port}"),
+        "{first}"
+    );
+    assert!(first["timestamp"].is_string(), "{first}");
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no Kubernetes API access"))),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "colour codes in {text:?}");
+}
+
 /// Starts the release-built `tidal-agent` on fixture roots, sampling every 0.2 s, with no API
 /// access; logs to `log_path`. Returns the process (killed on drop) and its port.
 fn spawn_agent(

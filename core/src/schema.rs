@@ -184,7 +184,7 @@ pub const SCALER_LEADER: &str = "tidal_scaler_leader";
 /// `tidal_scaler_policies{state}`: policies known, by state (`active`, `invalid`, `dry_run`).
 pub const SCALER_POLICIES: &str = "tidal_scaler_policies";
 /// `tidal_scaler_condition{namespace,policy,condition}`: 1 while the policy's status condition
-/// (`AbleToScale`, `ScalingActive`, `ScalingLimited`) is True, else 0.
+/// (`AbleToScale`, `ScalingActive`, `ScalingLimited`, `Ready`) is True, else 0.
 pub const SCALER_CONDITION: &str = "tidal_scaler_condition";
 /// `tidal_scaler_status_queue`: ScalingPolicy statuses waiting to be written (at most one per
 /// policy; refreshes are rate-limited, so a steady non-zero value with many policies is

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+pub use tidal_core::process::LogFormat;
 
 /// tidal-scaler: reads ScalingPolicies, evaluates formulas and scales workloads.
 #[derive(Debug, Parser)]
@@ -11,6 +12,16 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Shape of the log lines on stderr: text (human-readable) or json (one object per line,
+    /// for log shippers). `RUST_LOG` still sets the level. Before or after the subcommand.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_LOG_FORMAT",
+        value_enum,
+        global = true,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,6 +375,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn log_format_is_global_and_defaults_to_text() {
+        let cli = Cli::try_parse_from(["tidal-scaler", "crdgen"]).expect("parses");
+        assert_eq!(cli.log_format, LogFormat::Text);
+        for args in [
+            &["tidal-scaler", "--log-format", "json", "run"][..],
+            &["tidal-scaler", "run", "--log-format", "json"],
+            &["tidal-scaler", "decide", "--log-format=json"],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            assert_eq!(cli.log_format, LogFormat::Json, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["tidal-scaler", "--log-format", "yaml", "crdgen"]).is_err());
+        let log_format = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_id() == "log_format")
+            .and_then(|a| a.get_env().map(|e| e.to_owned()));
+        assert_eq!(
+            log_format.as_deref(),
+            Some(std::ffi::OsStr::new("TIDAL_SCALER_LOG_FORMAT"))
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use clap::Parser;
 use tidal_scaler::{cli, engine};
 
 fn main() -> anyhow::Result<()> {
-    tidal_core::process::init_tracing(tidal_core::process::LogTo::Stderr);
     let cli = cli::Cli::parse();
+    tidal_core::process::init_tracing(tidal_core::process::LogTo::Stderr, cli.log_format);
     match cli.command {
         cli::Command::Decide(args) => decide(&args),
         cli::Command::Run(args) => run(*args),

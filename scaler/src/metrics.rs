@@ -227,11 +227,11 @@ impl Metrics {
             self.metric_value.remove(&l);
             self.metric_target.remove(&l);
         }
-        for condition in ["AbleToScale", "ScalingActive", "ScalingLimited"] {
+        for condition in crate::api::ConditionType::ALL {
             self.conditions.remove(&ConditionLabels {
                 namespace: namespace.to_string(),
                 policy: policy.to_string(),
-                condition,
+                condition: condition.as_str(),
             });
         }
         for direction in ["up", "down"] {

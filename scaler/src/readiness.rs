@@ -60,6 +60,13 @@ impl NeededApi {
         purpose: "Deployment targets",
         granted_by: "ClusterRole tidal-scaler",
     };
+    pub const HPAS: Self = Self {
+        plural: "horizontalpodautoscalers",
+        group: "autoscaling",
+        version: "v2",
+        purpose: "other autoscalers of the targets",
+        granted_by: "ClusterRole tidal-scaler",
+    };
     pub const STATEFULSETS: Self = Self {
         plural: "statefulsets",
         group: "apps",

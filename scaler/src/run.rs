@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::api::Api;
@@ -244,6 +245,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         readiness.clone(),
         trim::statefulset,
     );
+    let (hpas, hpas_fut) = cache(
+        api_for::<HorizontalPodAutoscaler>(&watch_client, ns),
+        watcher::Config::default(),
+        NeededApi::HPAS,
+        scope.clone(),
+        readiness.clone(),
+        trim::hpa,
+    );
+    tokio::spawn(hpas_fut);
     tokio::spawn(policies_fut);
     tokio::spawn(pods_fut);
     tokio::spawn(deployments_fut);
@@ -330,6 +340,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         pods,
         deployments,
         statefulsets,
+        hpas,
     };
     {
         let (p, c) = (policies.clone(), caches.clone());
@@ -339,9 +350,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 p.wait_until_ready(),
                 c.pods.wait_until_ready(),
                 c.deployments.wait_until_ready(),
-                c.statefulsets.wait_until_ready()
+                c.statefulsets.wait_until_ready(),
+                c.hpas.wait_until_ready()
             );
-            if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() && synced.3.is_ok() {
+            if synced.0.is_ok()
+                && synced.1.is_ok()
+                && synced.2.is_ok()
+                && synced.3.is_ok()
+                && synced.4.is_ok()
+            {
                 tracing::info!(policies = p.state().len(), "caches synced");
                 readiness.mark_synced();
             }

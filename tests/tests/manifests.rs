@@ -895,6 +895,11 @@ async fn check_scaler_rights(
             &["get", "update", "patch"],
             "",
         ),
+        (
+            ("autoscaling", "horizontalpodautoscalers", ""),
+            &["get", "list", "watch"],
+            "",
+        ),
         (("", "events", ""), &["create", "patch"], ""),
         (("events.k8s.io", "events", ""), &["create", "patch"], ""),
         (("coordination.k8s.io", "leases", ""), &["create"], ""),
@@ -936,6 +941,11 @@ async fn check_scaler_rights(
             "",
         ),
         (("apps", "daemonsets", ""), &["get", "patch"], ""),
+        (
+            ("autoscaling", "horizontalpodautoscalers", ""),
+            &["create", "update", "patch", "delete"],
+            "",
+        ),
         (("apps", "replicasets", "scale"), &["patch"], ""),
         (("", "events", ""), &["delete", "update"], ""),
         (

@@ -523,8 +523,12 @@ async fn agent_deleted(stack: &Stack, node: &RealNode, client: &kube::Client, ns
             secs(deleted_at),
             history.render()
         );
+        // Up to 3 before the deletion (in one or more steps), then nothing.
+        let changes = history.changes();
         anyhow::ensure!(
-            values(&history.changes()) == [1, 3],
+            changes[0].replicas == 1
+                && rises_to(&changes[1..], Duration::ZERO, level)
+                && changes.iter().all(|c| c.at < deleted_at),
             "wrong actuation: {}",
             history.render()
         );
@@ -573,7 +577,8 @@ async fn agent_deleted(stack: &Stack, node: &RealNode, client: &kube::Client, ns
         .map(|c| c.replicas)
         .collect();
     anyhow::ensure!(
-        values(&changes[..changes.len() - after.len()]) == [1, 3]
+        changes[0].replicas == 1
+            && rises_to(&changes[1..changes.len() - after.len()], Duration::ZERO, 3)
             && after.windows(2).all(|w| w[1] < w[0])
             && down.at > load_off,
         "wrong actuation after the new agent: {}",

@@ -36,28 +36,51 @@ use super::status::ScalingPolicyStatus;
     derive = "PartialEq",
     doc = "ScalingPolicy scales a workload with a scale subresource on resource, Kafka lag and Prometheus metrics, and can right-size its containers.",
     printcolumn(
-        name = "Target",
+        name = "Reference",
         type_ = "string",
-        description = "The scaled workload",
-        json_path = ".spec.targetRef.name"
+        description = "The scaled workload (Kind/name)",
+        json_path = ".status.reference"
+    ),
+    printcolumn(
+        name = "Targets",
+        type_ = "string",
+        description = "Each metric's current value and target",
+        json_path = ".status.targets"
     ),
     printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicas"),
     printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicas"),
     printcolumn(
-        name = "Current",
+        name = "Replicas",
         type_ = "integer",
         json_path = ".status.currentReplicas"
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"ScalingActive\")].status"
+    ),
+    printcolumn(
+        name = "Paused",
+        type_ = "string",
+        json_path = ".metadata.annotations.tidal\\.dev/paused"
+    ),
+    printcolumn(
         name = "Desired",
         type_ = "integer",
-        json_path = ".status.desiredReplicas"
+        json_path = ".status.desiredReplicas",
+        priority = 1
     ),
     printcolumn(
         name = "Metric",
         type_ = "string",
         description = "The metric that chose the last decision",
-        json_path = ".status.lastDecision.dominantMetric"
+        json_path = ".status.lastDecision.dominantMetric",
+        priority = 1
     ),
     printcolumn(
         name = "Age",

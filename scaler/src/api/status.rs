@@ -21,10 +21,18 @@ pub struct ScalingPolicyStatus {
     /// The `metadata.generation` this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `AbleToScale`, `ScalingActive` and `ScalingLimited`, with the HPA's reasons.
+    /// `AbleToScale`, `ScalingActive` and `ScalingLimited`, with the HPA's reasons, and
+    /// `Ready` (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<ScalingCondition>,
+    /// The target as `Kind/name`, as the HPA's REFERENCE column shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Each metric's current value and target, as the HPA's TARGETS column shows them:
+    /// `lag: 30/10, cpu: 45%/80%` (`<unknown>` for a value the last decision lacked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<String>,
     /// The target's replica count (`scale.spec.replicas`) when last observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_replicas: Option<i32>,
@@ -165,6 +173,7 @@ impl ScalingPolicyStatus {
                 },
             })
             .collect();
+        self.targets = Some(targets(&self.current_metrics, spec));
         self.set_conditions(&d.conditions, now);
         self.last_decision = Some(LastDecision {
             time: Some(now.clone()),
@@ -175,23 +184,105 @@ impl ScalingPolicyStatus {
     /// Replace the conditions with the engine's, keeping `lastTransitionTime` of a condition
     /// whose status did not change and setting it to `now` for one that did (or is new), as
     /// `meta.SetStatusCondition` does. The time is an argument: nothing here reads a clock.
+    /// `Ready` follows from the others (see [`ready`]).
     pub fn set_conditions(&mut self, conditions: &[engine::Condition], now: &Time) {
-        let next = conditions
+        let mut next: Vec<ScalingCondition> = conditions
             .iter()
-            .map(|c| {
-                let mut new = ScalingCondition::from_engine(c);
-                new.last_transition_time = match self.conditions.iter().find(|o| o.kind == new.kind)
-                {
-                    Some(old) if old.status == new.status => old
-                        .last_transition_time
-                        .clone()
-                        .or_else(|| Some(now.clone())),
-                    _ => Some(now.clone()),
-                };
-                new
-            })
+            .map(|c| self.transitioned(ScalingCondition::from_engine(c), now))
             .collect();
+        next.push(self.transitioned(ready(&next), now));
         self.conditions = next;
+    }
+
+    /// Derives `Ready` again from the other conditions, after one was changed in place; its
+    /// `lastTransitionTime` is `since`'s `Ready`'s when the status is the same (`since` is the
+    /// status this one replaces).
+    pub fn refresh_ready(&mut self, since: &ScalingPolicyStatus, now: &Time) {
+        let r = since.transitioned(ready(&self.conditions), now);
+        self.conditions.retain(|c| c.kind != ConditionType::Ready);
+        self.conditions.push(r);
+    }
+
+    /// `new` with the `lastTransitionTime` of the current condition of its type when its
+    /// status did not change, else `now`.
+    fn transitioned(&self, mut new: ScalingCondition, now: &Time) -> ScalingCondition {
+        new.last_transition_time = match self.conditions.iter().find(|o| o.kind == new.kind) {
+            Some(old) if old.status == new.status => old
+                .last_transition_time
+                .clone()
+                .or_else(|| Some(now.clone())),
+            _ => Some(now.clone()),
+        };
+        new
+    }
+}
+
+/// How many metrics the TARGETS column lists before `+ N more...` (as kubectl prints an HPA's).
+const TARGETS_SHOWN: usize = 3;
+
+/// The TARGETS column: `name: value/target` per metric, `%` for utilization.
+pub fn targets(metrics: &[MetricStatus], spec: &engine::Spec) -> String {
+    let show = |q: &Option<Quantity>| q.as_ref().map_or("<unknown>", |q| q.0.as_str()).to_string();
+    let mut parts: Vec<String> = metrics
+        .iter()
+        .take(TARGETS_SHOWN)
+        .map(|m| {
+            let percent = spec.metrics.iter().any(|s| {
+                s.name == m.name
+                    && s.source != engine::MetricSource::KafkaLag
+                    && s.target.kind == engine::TargetType::Utilization
+            });
+            let unit = if percent { "%" } else { "" };
+            format!(
+                "{}: {}{unit}/{}{unit}",
+                m.name,
+                show(&m.value),
+                show(&m.target)
+            )
+        })
+        .collect();
+    if metrics.len() > TARGETS_SHOWN {
+        parts.push(format!("+ {} more...", metrics.len() - TARGETS_SHOWN));
+    }
+    parts.join(", ")
+}
+
+/// `ScalingActive` reasons under which the policy is still healthy: the target was scaled to
+/// zero by someone else (as the HPA says), or the policy is paused on purpose.
+const HEALTHY_INACTIVE: [&str; 2] = ["ScalingDisabled", "ScalingPaused"];
+
+/// The kstatus-style `Ready` condition: False with the reason and message of the first of
+/// `AbleToScale` or `ScalingActive` that says the policy cannot do its work, else True.
+pub fn ready(conditions: &[ScalingCondition]) -> ScalingCondition {
+    let failing = conditions.iter().find(|c| {
+        c.status == ConditionStatus::False
+            && match c.kind {
+                ConditionType::AbleToScale => true,
+                ConditionType::ScalingActive => !c
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| HEALTHY_INACTIVE.contains(&r)),
+                _ => false,
+            }
+    });
+    let paused = conditions.iter().find(|c| {
+        c.kind == ConditionType::ScalingActive && c.reason.as_deref() == Some("ScalingPaused")
+    });
+    let (status, reason, message) = match (failing, paused) {
+        (Some(c), _) => (ConditionStatus::False, c.reason.clone(), c.message.clone()),
+        (None, Some(c)) => (ConditionStatus::True, c.reason.clone(), c.message.clone()),
+        (None, None) => (
+            ConditionStatus::True,
+            Some("Reconciled".into()),
+            Some("the scaler evaluated the policy at its current generation".into()),
+        ),
+    };
+    ScalingCondition {
+        kind: ConditionType::Ready,
+        status,
+        reason,
+        message,
+        last_transition_time: None,
     }
 }
 
@@ -199,7 +290,9 @@ impl ScalingPolicyStatus {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScalingCondition {
-    /// `AbleToScale`, `ScalingActive` or `ScalingLimited`.
+    /// `AbleToScale`, `ScalingActive` or `ScalingLimited` (as the HPA), or `Ready` (kstatus:
+    /// False when the policy cannot do its work, with the reason of the condition that says
+    /// why).
     #[serde(rename = "type")]
     pub kind: ConditionType,
     /// `True`, `False` or `Unknown`.
@@ -242,6 +335,27 @@ pub enum ConditionType {
     AbleToScale,
     ScalingActive,
     ScalingLimited,
+    Ready,
+}
+
+impl ConditionType {
+    /// Every type, in the order the status lists them.
+    pub const ALL: [Self; 4] = [
+        Self::AbleToScale,
+        Self::ScalingActive,
+        Self::ScalingLimited,
+        Self::Ready,
+    ];
+
+    /// Its name, as in the status and the `condition` label of `tidal_scaler_condition`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AbleToScale => "AbleToScale",
+            Self::ScalingActive => "ScalingActive",
+            Self::ScalingLimited => "ScalingLimited",
+            Self::Ready => "Ready",
+        }
+    }
 }
 
 impl From<engine::ConditionType> for ConditionType {

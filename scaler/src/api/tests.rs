@@ -49,10 +49,17 @@ fn printer_columns() {
     assert_eq!(
         got,
         [
-            ("Target", ".spec.targetRef.name"),
+            ("Reference", ".status.reference"),
+            ("Targets", ".status.targets"),
             ("Min", ".spec.minReplicas"),
             ("Max", ".spec.maxReplicas"),
-            ("Current", ".status.currentReplicas"),
+            ("Replicas", ".status.currentReplicas"),
+            ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+            (
+                "Active",
+                ".status.conditions[?(@.type==\"ScalingActive\")].status"
+            ),
+            ("Paused", ".metadata.annotations.tidal\\.dev/paused"),
             ("Desired", ".status.desiredReplicas"),
             ("Metric", ".status.lastDecision.dominantMetric"),
             ("Age", ".metadata.creationTimestamp"),
@@ -217,7 +224,7 @@ fn schema_carries_the_validations() {
     let status = &s["properties"]["status"]["properties"];
     assert_eq!(
         status["conditions"]["items"]["properties"]["type"]["enum"],
-        json!(["AbleToScale", "ScalingActive", "ScalingLimited"])
+        json!(["AbleToScale", "ScalingActive", "ScalingLimited", "Ready"])
     );
     assert_eq!(
         status["lastScaleTime"]["format"], "date-time",
@@ -424,7 +431,11 @@ fn status_round_trips_and_summarizes_a_decision() {
     assert_eq!(m.value.as_ref().map(|q| q.0.as_str()), Some("243334m"));
     assert_eq!(m.target.as_ref().map(|q| q.0.as_str()), Some("100"));
     assert_eq!(m.proposed_replicas, Some(8));
-    assert_eq!(st.conditions.len(), 3);
+    assert_eq!(st.targets.as_deref(), Some("kafka_lag: 243334m/100"));
+    // The engine's three, then Ready.
+    assert_eq!(st.conditions.len(), 4);
+    assert_eq!(st.conditions[3].kind, ConditionType::Ready);
+    assert_eq!(st.conditions[3].status, ConditionStatus::True);
     let last = st.last_decision.as_ref().expect("last decision");
     assert_eq!(last.time, Some(now));
     assert_eq!(last.dominant_metric.as_deref(), Some("kafka_lag"));
@@ -458,7 +469,7 @@ fn conditions_keep_their_transition_time_while_the_status_holds() {
         ],
         &t0,
     );
-    assert_eq!(st.conditions.len(), 2);
+    assert_eq!(st.conditions.len(), 3, "AbleToScale, ScalingActive, Ready");
     assert!(
         st.conditions
             .iter()
@@ -474,13 +485,14 @@ fn conditions_keep_their_transition_time_while_the_status_holds() {
         ],
         &t1,
     );
-    let at = |k: ConditionType| {
+    let at_in = |st: &ScalingPolicyStatus, k: ConditionType| {
         st.conditions
             .iter()
             .find(|c| c.kind == k)
             .expect("condition")
             .clone()
     };
+    let at = |k: ConditionType| at_in(&st, k);
     let able = at(ConditionType::AbleToScale);
     assert_eq!(
         able.last_transition_time,
@@ -497,9 +509,130 @@ fn conditions_keep_their_transition_time_while_the_status_holds() {
     );
     assert_eq!(
         at(ConditionType::ScalingLimited).last_transition_time,
-        Some(t1),
+        Some(t1.clone()),
         "new condition"
     );
+    // Ready follows ScalingActive: False, with its reason, since t1.
+    let ready = at(ConditionType::Ready);
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert_eq!(ready.reason.as_deref(), Some("FailedGetExternalMetric"));
+    assert_eq!(ready.last_transition_time, Some(t1.clone()));
+
+    // A hold on purpose (a pause): Ready is True again, with its reason.
+    let t2 = t("2026-11-23T18:02:00Z");
+    let paused = [
+        cond(E::AbleToScale, true, "SucceededRescale"),
+        cond(E::ScalingActive, false, "ScalingPaused"),
+        cond(E::ScalingLimited, true, "ScaleUpLimit"),
+    ];
+    st.set_conditions(&paused, &t2);
+    assert_eq!(st.conditions.len(), 4);
+    let ready = at_in(&st, ConditionType::Ready);
+    assert_eq!(ready.status, ConditionStatus::True);
+    assert_eq!(ready.reason.as_deref(), Some("ScalingPaused"));
+    assert_eq!(ready.last_transition_time, Some(t2.clone()));
+    assert_eq!(
+        at_in(&st, ConditionType::AbleToScale).last_transition_time,
+        Some(t0)
+    );
+    // Held again at the next cycle: every time stays.
+    let t3 = t("2026-11-23T18:03:00Z");
+    let before = st.conditions.clone();
+    st.set_conditions(&paused, &t3);
+    assert_eq!(st.conditions, before);
+}
+
+#[test]
+fn ready_is_false_exactly_when_the_policy_cannot_do_its_work() {
+    use crate::engine::types::ConditionType as E;
+    let cond = |kind, status: bool, reason: &str| crate::engine::types::Condition {
+        kind,
+        status,
+        reason: reason.to_owned(),
+        message: format!("because {reason}"),
+    };
+    let now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
+        serde_json::from_value(json!("2026-11-23T18:00:00Z")).expect("a time");
+    for (able, active, limited, expected) in [
+        (
+            (true, "ReadyForNewScale"),
+            (true, "ValidMetricFound"),
+            (false, "DesiredWithinRange"),
+            (true, "Reconciled"),
+        ),
+        // Rate-limited or at a bound is still healthy.
+        (
+            (true, "ScaleUpStabilized"),
+            (true, "ValidMetricFound"),
+            (true, "TooManyReplicas"),
+            (true, "Reconciled"),
+        ),
+        (
+            (false, "FailedGetScale"),
+            (false, "FailedGetScale"),
+            (false, "DesiredWithinRange"),
+            (false, "FailedGetScale"),
+        ),
+        (
+            (false, "FailedUpdateScale"),
+            (true, "ValidMetricFound"),
+            (false, "DesiredWithinRange"),
+            (false, "FailedUpdateScale"),
+        ),
+        (
+            (true, "SucceededGetScale"),
+            (false, "InvalidFormula"),
+            (false, "DesiredWithinRange"),
+            (false, "InvalidFormula"),
+        ),
+        (
+            (true, "SucceededGetScale"),
+            (false, "ConflictingAutoscaler"),
+            (false, "DesiredWithinRange"),
+            (false, "ConflictingAutoscaler"),
+        ),
+        // Scaled to zero by someone else (the HPA's ScalingDisabled), or paused: healthy.
+        (
+            (true, "SucceededGetScale"),
+            (false, "ScalingDisabled"),
+            (false, "DesiredWithinRange"),
+            (true, "Reconciled"),
+        ),
+        (
+            (true, "SucceededGetScale"),
+            (false, "ScalingPaused"),
+            (false, "DesiredWithinRange"),
+            (true, "ScalingPaused"),
+        ),
+    ] {
+        let mut st = ScalingPolicyStatus::default();
+        st.set_conditions(
+            &[
+                cond(E::AbleToScale, able.0, able.1),
+                cond(E::ScalingActive, active.0, active.1),
+                cond(E::ScalingLimited, limited.0, limited.1),
+            ],
+            &now,
+        );
+        let r = st.conditions.last().expect("Ready");
+        assert_eq!(r.kind, ConditionType::Ready);
+        let status = if expected.0 {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        };
+        assert_eq!(
+            (r.status, r.reason.as_deref()),
+            (status, Some(expected.1)),
+            "{able:?} {active:?}"
+        );
+        if !expected.0 {
+            assert_eq!(
+                r.message.as_deref(),
+                Some(format!("because {}", expected.1).as_str())
+            );
+        }
+    }
 }
 
 #[test]
@@ -605,4 +738,45 @@ fn every_integer_field_of_the_crd_has_a_maximum_and_a_minimum() {
         })
         .expect("periodSeconds");
     assert_eq!((period.minimum, period.maximum), (Some(1.0), Some(1800.0)));
+}
+
+#[test]
+fn targets_read_like_the_hpa_column() {
+    use crate::api::status::targets;
+    let spec: crate::api::ScalingPolicySpec = serde_json::from_value(json!({
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "maxReplicas": 10,
+        "metrics": [
+            {"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 80}},
+            {"name": "lag", "kafkaLag": {"cluster": "c", "group": "g", "lagPerReplica": 10}},
+            {"name": "q", "prometheus": {"query": "vector(1)", "targetValue": "2"}},
+            {"name": "memory", "resource": {"name": "memory", "targetAverageValue": "100Mi"}}
+        ]
+    }))
+    .expect("spec");
+    let spec = crate::engine::types::Spec::try_from(&spec).expect("converts");
+    let m = |name: &str, value: Option<&str>, target: &str| MetricStatus {
+        name: name.into(),
+        value: value.map(|v| k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.into())),
+        target: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+            target.into(),
+        )),
+        proposed_replicas: None,
+        error: None,
+    };
+    let all = [
+        m("cpu", Some("45"), "80"),
+        m("lag", Some("30"), "10"),
+        m("q", None, "2"),
+        m("memory", Some("50Mi"), "100Mi"),
+    ];
+    assert_eq!(
+        targets(&all[..3], &spec),
+        "cpu: 45%/80%, lag: 30/10, q: <unknown>/2"
+    );
+    assert_eq!(
+        targets(&all, &spec),
+        "cpu: 45%/80%, lag: 30/10, q: <unknown>/2, + 1 more..."
+    );
+    assert_eq!(targets(&[], &spec), "");
 }

@@ -170,6 +170,7 @@ async fn a_cpu_policy_is_decided_on_time_while_prometheus_is_slow() {
         pods: store(vec![pod("web-1", "web"), pod("api-1", "api")]),
         deployments: store(vec![deployment("web"), deployment("api")]),
         statefulsets: store::<StatefulSet>(vec![]),
+        hpas: store::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(vec![]),
     };
     let policies = store(vec![
         policy(

@@ -13,6 +13,7 @@
 //!
 //! [`observe`] maps gathered data to engine observations; [`target`] reads the workload.
 
+pub mod gate;
 pub mod observe;
 pub mod pod_index;
 pub mod round;
@@ -23,6 +24,8 @@ pub mod vertical;
 
 #[cfg(test)]
 mod decide_tests;
+#[cfg(test)]
+mod gate_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -35,7 +38,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::discovery::ApiResource;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::actuators::events::rescale_note;
@@ -53,6 +56,7 @@ use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::{PromSample, PrometheusSource};
 use crate::sources::{PodKey, PodUsage, SourceError};
+use gate::Gate;
 use observe::Gathered;
 use pod_index::PodIndex;
 use status_queue::{Priority, StatusQueue};
@@ -292,14 +296,18 @@ fn vertical_write_failed(
             c.message = Some(message);
             c.last_transition_time = Some(since);
         }
-        None => status.conditions.push(ScalingCondition {
-            kind: ConditionType::AbleToScale,
-            status: ConditionStatus::False,
-            reason: Some(failure.reason.into()),
-            message: Some(message),
-            last_transition_time: Some(since),
-        }),
+        None => status.conditions.insert(
+            0,
+            ScalingCondition {
+                kind: ConditionType::AbleToScale,
+                status: ConditionStatus::False,
+                reason: Some(failure.reason.into()),
+                message: Some(message),
+                last_transition_time: Some(since),
+            },
+        ),
     }
+    status.refresh_ready(old, now);
 }
 
 /// One cycle's summary (for logs, tests and the benchmark).
@@ -383,7 +391,10 @@ fn uses_prometheus(p: &ScalingPolicy, agents: bool) -> bool {
 /// changes); starting from it would carry a superseded value over, and the newer status,
 /// differing significantly, would replace the queued one (a scale's `lastScaleTime` lost).
 fn base_status(queued: Option<&ScalingPolicyStatus>, p: &ScalingPolicy) -> ScalingPolicyStatus {
-    queued.or(p.status.as_ref()).cloned().unwrap_or_default()
+    let mut status = queued.or(p.status.as_ref()).cloned().unwrap_or_default();
+    let t = &p.spec.target_ref;
+    status.reference = Some(format!("{}/{}", t.kind, t.name));
+    status
 }
 
 /// The status of a cycle whose scale write was [`ActuateError::Superseded`]: it claims no
@@ -881,6 +892,16 @@ impl Controller {
         for p in ready {
             let key = (p.namespace().unwrap_or_default(), p.name_any());
             self.waiting.remove(&key);
+            // The policy as it is now, not as it was when the round started: its annotations
+            // (a pause, a take-over withdrawn) change without a new generation. Gone or
+            // changed since: nothing to evaluate with this round's data.
+            let Some(p) = self
+                .policies
+                .get(&ObjectRef::new(&key.1).within(&key.0))
+                .filter(|f| f.uid() == p.uid() && f.metadata.generation == p.metadata.generation)
+            else {
+                continue;
+            };
             let current = self.states.get(&key).is_some_and(|st| {
                 st.uid == p.uid().unwrap_or_default()
                     && st.generation == p.metadata.generation.unwrap_or(0)
@@ -934,6 +955,16 @@ impl Controller {
                 return;
             }
         };
+        let gate = {
+            let hpas = self.caches.hpas.state();
+            gate::gate(p, hpas.iter().map(|h| &**h))
+        };
+        if let Gate::Invalid(message) = &gate {
+            metrics.error("invalid_spec");
+            self.hold(p, "InvalidAnnotation", message, now, report)
+                .await;
+            return;
+        }
         let client = self.writer.client().clone();
         let count = |verb| metrics.request(verb);
         let target = match target::resolve(
@@ -972,7 +1003,7 @@ impl Controller {
             gathered,
         };
         let started = Instant::now();
-        let (state, d) = decide(
+        let (state, mut d) = decide(
             &p.spec,
             &compiled,
             &facts,
@@ -987,39 +1018,59 @@ impl Controller {
             self.states.get(&key).and_then(|st| st.written.as_deref()),
             p,
         );
+        // A gate that holds on purpose says so in ScalingActive (and so in Ready), set with
+        // the engine's conditions so their transition times compare with the last status.
+        let mut warning: Option<(&'static str, String)> = None;
+        if let Some((reason, message)) = gate.holding(&p.spec.target_ref) {
+            if matches!(gate, Gate::Conflict(_)) {
+                warning = Some((reason, message.clone()));
+            }
+            d.conditions
+                .retain(|c| c.kind != engine::ConditionType::ScalingActive);
+            d.conditions.push(engine::Condition {
+                kind: engine::ConditionType::ScalingActive,
+                status: false,
+                reason: reason.into(),
+                message,
+            });
+            d.conditions.sort_by_key(|c| c.kind);
+        }
         let mut status = old.clone();
         status.record_decision(&d, &compiled.spec, &now_t);
         status.observed_generation = p.metadata.generation;
         let mut next = d.next.clone();
-        let mut warning: Option<(&'static str, String)> = None;
         // The target was scaled this cycle: the checkpoint (with this scale event) is written
         // with priority, so a new leader cannot miss it.
         let mut scaled = false;
-        if d.rescale {
-            if p.spec.dry_run {
-                next.scale_events = state.scale_events.clone();
-                if let Some(ld) = status.last_decision.as_mut() {
-                    ld.reasons.push(format!(
-                        "dryRun: would scale {} -> {} (not applied)",
-                        d.current_replicas, d.desired_replicas
-                    ));
-                }
-                tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, "dry run: not scaling");
-            } else {
-                match self
-                    .writer
-                    .scale(&target.scale, &target.observed, d.desired_replicas)
-                    .await
-                {
+        // What the gate lets this cycle write: the decision, a paused count, or nothing.
+        let write_to = match &gate {
+            g if g.writes() => d.rescale.then_some(d.desired_replicas),
+            Gate::Paused { replicas: Some(n) } => (target.observed.replicas != *n).then_some(*n),
+            _ => None,
+        };
+        let paused_write = matches!(gate, Gate::Paused { .. }) && write_to.is_some();
+        if d.rescale && !gate.writes() {
+            // Not the decision's write: the engine's history must not count it.
+            next.scale_events = state.scale_events.clone();
+            if let Some(ld) = status.last_decision.as_mut() {
+                ld.reasons.push(format!(
+                    "{}: would scale {} -> {} (not applied)",
+                    gate.label(),
+                    d.current_replicas,
+                    d.desired_replicas
+                ));
+            }
+            tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
+        }
+        if let Some(to) = write_to {
+            let from = target.observed.replicas;
+            {
+                match self.writer.scale(&target.scale, &target.observed, to).await {
                     Ok(ScaleOutcome::Applied { attempts }) => {
                         report.scaled += 1;
                         scaled = true;
                         status.last_scale_time = Some(now_t.clone());
-                        let direction = if d.desired_replicas > d.current_replicas {
-                            "up"
-                        } else {
-                            "down"
-                        };
+                        let direction = if to > from { "up" } else { "down" };
                         metrics
                             .scale_events
                             .get_or_create(&ScaleLabels {
@@ -1028,8 +1079,12 @@ impl Controller {
                                 direction,
                             })
                             .inc();
-                        let reason = d.rescale_reason.clone().unwrap_or_default();
-                        tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, attempts, %reason, "scaled");
+                        let reason = if paused_write {
+                            format!("paused at {to} replicas ({})", gate::PAUSED_REPLICAS)
+                        } else {
+                            d.rescale_reason.clone().unwrap_or_default()
+                        };
+                        tracing::info!(policy = %format!("{ns}/{name}"), from, to, attempts, %reason, "scaled");
                         if let Err(e) = self
                             .writer
                             .event(
@@ -1038,8 +1093,8 @@ impl Controller {
                                 "SuccessfulRescale",
                                 // The recorder aggregates Events by action and reason, keeping
                                 // the first note: one action per size keeps each note true.
-                                &format!("ScaleTo{}", d.desired_replicas),
-                                rescale_note(d.desired_replicas, &reason),
+                                &format!("ScaleTo{to}"),
+                                rescale_note(to, &reason),
                             )
                             .await
                         {
@@ -1054,7 +1109,7 @@ impl Controller {
                         // decide again at the next tick from the new count.
                         metrics.error(e.label());
                         next.scale_events = state.scale_events.clone();
-                        superseded(&mut status, d.current_replicas, &e);
+                        superseded(&mut status, from, &e);
                         if let Some(st) = self.states.get_mut(&key) {
                             st.next_due = Instant::now();
                         }
@@ -1088,13 +1143,29 @@ impl Controller {
                 }
             }
         }
+        if let Gate::TakenOver(other) = &gate
+            && let Some(ld) = status.last_decision.as_mut()
+        {
+            ld.reasons.push(format!(
+                "took over {other} ({}: {})",
+                gate::TAKE_OVER,
+                other.key()
+            ));
+        }
         let next = compact(&next);
         status.checkpoint = Some(Checkpoint::from_engine(&next));
         if let Some((mode, config)) = &compiled.vertical {
+            // Held (paused, another autoscaler, dry run): recommend, change no request.
+            let mode = match mode {
+                VerticalMode::InPlace | VerticalMode::Template if !gate.writes() => {
+                    VerticalMode::Recommend
+                }
+                m => *m,
+            };
             let vertical = self
                 .vertical(
                     p,
-                    *mode,
+                    mode,
                     config,
                     &compiled.spec,
                     &target,
@@ -1434,11 +1505,7 @@ impl Controller {
         let key = (ns.clone(), name.clone());
         let refresh = self.settings.status_refresh;
         for c in &status.conditions {
-            let condition = match c.kind {
-                ConditionType::AbleToScale => "AbleToScale",
-                ConditionType::ScalingActive => "ScalingActive",
-                ConditionType::ScalingLimited => "ScalingLimited",
-            };
+            let condition = c.kind.as_str();
             self.writer
                 .metrics()
                 .conditions
@@ -1631,6 +1698,64 @@ mod tests {
 
     /// A superseded write claims no scale: the desired count is the other writer's, the
     /// reason says why, and `lastScaleTime` is kept.
+    #[test]
+    fn a_failed_vertical_write_turns_ready_false() {
+        let cond = |kind, reason: &str| engine::Condition {
+            kind,
+            status: true,
+            reason: reason.into(),
+            message: String::new(),
+        };
+        let mut status = ScalingPolicyStatus::default();
+        status.set_conditions(
+            &[
+                cond(engine::ConditionType::AbleToScale, "ReadyForNewScale"),
+                cond(engine::ConditionType::ScalingActive, "ValidMetricFound"),
+            ],
+            &time_of(100.0),
+        );
+        let old = status.clone();
+        let failure = VerticalWriteFailure {
+            reason: "FailedResize",
+            message: "patch pods/resize forbidden".into(),
+        };
+        vertical_write_failed(&mut status, &old, &failure, &time_of(200.0));
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.kind == ConditionType::Ready)
+            .expect("Ready");
+        assert_eq!(ready.status, crate::api::ConditionStatus::False);
+        assert_eq!(ready.reason.as_deref(), Some("FailedResize"));
+        assert_eq!(ready.last_transition_time, Some(time_of(200.0)));
+        assert_eq!(
+            status
+                .conditions
+                .iter()
+                .filter(|c| c.kind == ConditionType::Ready)
+                .count(),
+            1
+        );
+        // The next cycle fails the same way: Ready keeps its transition time.
+        let old = status.clone();
+        let mut next = old.clone();
+        next.set_conditions(
+            &[
+                cond(engine::ConditionType::AbleToScale, "ReadyForNewScale"),
+                cond(engine::ConditionType::ScalingActive, "ValidMetricFound"),
+            ],
+            &time_of(300.0),
+        );
+        vertical_write_failed(&mut next, &old, &failure, &time_of(300.0));
+        let ready = next
+            .conditions
+            .iter()
+            .find(|c| c.kind == ConditionType::Ready)
+            .expect("Ready");
+        assert_eq!(ready.status, crate::api::ConditionStatus::False);
+        assert_eq!(ready.last_transition_time, Some(time_of(200.0)));
+    }
+
     #[test]
     fn a_superseded_write_holds_without_claiming_a_scale() {
         let mut status = ScalingPolicyStatus {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::ResourceExt;
@@ -110,6 +111,8 @@ pub struct Caches {
     pub pods: Store<Pod>,
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
+    /// Other autoscalers, to hold rather than fight them (see `gate`).
+    pub hpas: Store<HorizontalPodAutoscaler>,
 }
 
 fn selector_of(

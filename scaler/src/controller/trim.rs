@@ -8,6 +8,7 @@
 //! answer on a trimmed object) and drops the rest as the object enters the cache.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodCondition,
     PodSpec, PodStatus, PodTemplateSpec,
@@ -130,10 +131,34 @@ pub fn statefulset(s: &mut StatefulSet) {
     }
 }
 
-/// A ScalingPolicy: everything but managed fields and annotations.
+/// A ScalingPolicy: everything but managed fields and the annotations the controller does not
+/// read (it reads only [`super::gate::ANNOTATIONS`]).
 pub fn policy(p: &mut ScalingPolicy) {
     p.metadata.managed_fields = None;
-    p.metadata.annotations = None;
+    if let Some(a) = p.metadata.annotations.as_mut() {
+        a.retain(|k, _| super::gate::ANNOTATIONS.contains(&k.as_str()));
+    }
+    if p.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.is_empty())
+    {
+        p.metadata.annotations = None;
+    }
+}
+
+/// An HPA: its name, namespace, owner references (a KEDA ScaledObject's) and
+/// `spec.scaleTargetRef`; the gate reads nothing else.
+pub fn hpa(h: &mut HorizontalPodAutoscaler) {
+    let owners = h.metadata.owner_references.take();
+    meta(&mut h.metadata);
+    h.metadata.owner_references = owners;
+    h.metadata.labels = None;
+    h.status = None;
+    if let Some(s) = h.spec.as_mut() {
+        s.metrics = None;
+        s.behavior = None;
+    }
 }
 
 #[cfg(test)]
@@ -311,5 +336,81 @@ mod tests {
                 .image
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_trimmed_policy_keeps_only_the_annotations_the_gate_reads() {
+        let mut p: ScalingPolicy = serde_json::from_value(json!({
+            "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
+            "metadata": {"name": "p", "namespace": "shop", "annotations": {
+                "tidal.dev/paused": "true",
+                "tidal.dev/paused-replicas": "2",
+                "tidal.dev/take-over": "HorizontalPodAutoscaler/web",
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"
+            }, "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "maxReplicas": 3}
+        }))
+        .expect("policy");
+        let full = p.clone();
+        policy(&mut p);
+        let kept: Vec<&str> = p
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "tidal.dev/paused",
+                "tidal.dev/paused-replicas",
+                "tidal.dev/take-over"
+            ]
+        );
+        assert!(p.metadata.managed_fields.is_none());
+        let none: [HorizontalPodAutoscaler; 0] = [];
+        assert_eq!(
+            crate::controller::gate::gate(&p, &none),
+            crate::controller::gate::gate(&full, &none)
+        );
+        // Without any of them, no annotations at all.
+        let mut bare = full.clone();
+        bare.metadata.annotations =
+            Some([("a".to_string(), "b".to_string())].into_iter().collect());
+        policy(&mut bare);
+        assert!(bare.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn a_trimmed_hpa_gives_the_gate_the_same_answer() {
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "metadata": {"name": "keda-hpa-orders", "namespace": "shop",
+                         "labels": {"app": "x"}, "annotations": {"a": "b"},
+                         "ownerReferences": [{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                                              "name": "orders", "uid": "u"}]},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "maxReplicas": 4,
+                     "metrics": [{"type": "External", "external": {"metric": {"name": "m"},
+                                  "target": {"type": "AverageValue", "averageValue": "1"}}}]},
+            "status": {"currentReplicas": 2, "desiredReplicas": 2}
+        }))
+        .expect("hpa");
+        let mut small = hpa.clone();
+        self::hpa(&mut small);
+        assert!(small.status.is_none() && small.metadata.annotations.is_none());
+        let p: ScalingPolicy = serde_json::from_value(json!({
+            "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
+            "metadata": {"name": "p", "namespace": "shop"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "maxReplicas": 3}
+        }))
+        .expect("policy");
+        let full = crate::controller::gate::gate(&p, [&hpa]);
+        assert!(
+            matches!(&full, crate::controller::gate::Gate::Conflict(o) if o.key() == "ScaledObject/orders")
+        );
+        assert_eq!(crate::controller::gate::gate(&p, [&small]), full);
     }
 }

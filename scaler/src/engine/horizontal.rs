@@ -1140,7 +1140,7 @@ fn run(
             true,
             "ValidMetricFound",
             format!(
-                "the HPA was able to successfully calculate a replica count from {chosen_label}"
+                "the policy was able to successfully calculate a replica count from {chosen_label}"
             ),
         ));
         // With `spec.formula` applied, `chosen_metric` is "spec.formula".

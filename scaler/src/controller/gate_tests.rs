@@ -1,0 +1,228 @@
+//! The gate's table: annotations, dry runs and other autoscalers of the same workload.
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use serde_json::json;
+
+use super::gate::{Gate, Other, gate};
+use crate::api::ScalingPolicy;
+
+fn policy(annotations: &[(&str, &str)], dry_run: bool) -> ScalingPolicy {
+    let annotations: serde_json::Map<String, serde_json::Value> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "tidal.dev/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": "p", "namespace": "team", "annotations": annotations},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "maxReplicas": 10,
+            "dryRun": dry_run
+        }
+    }))
+    .expect("policy")
+}
+
+fn hpa(
+    namespace: &str,
+    name: &str,
+    target: serde_json::Value,
+    keda: Option<&str>,
+) -> HorizontalPodAutoscaler {
+    let mut h = json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"scaleTargetRef": target, "maxReplicas": 5}
+    });
+    if let Some(so) = keda {
+        h["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": so,
+            "uid": "u-1", "controller": true
+        }]);
+    }
+    serde_json::from_value(h).expect("hpa")
+}
+
+fn web() -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"})
+}
+
+fn hpa_web() -> Other {
+    Other {
+        kind: "HorizontalPodAutoscaler",
+        namespace: "team".into(),
+        name: "web".into(),
+        via: None,
+    }
+}
+
+#[test]
+fn no_other_autoscaler_and_no_annotation_writes() {
+    let unrelated = [
+        hpa("other-ns", "web", web(), None),
+        hpa(
+            "team",
+            "api",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}),
+            None,
+        ),
+        hpa(
+            "team",
+            "web-sts",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web"}),
+            None,
+        ),
+        hpa(
+            "team",
+            "web-x",
+            json!({"apiVersion": "example.com/v1", "kind": "Deployment", "name": "web"}),
+            None,
+        ),
+    ];
+    assert_eq!(gate(&policy(&[], false), &unrelated), Gate::Write);
+}
+
+#[test]
+fn an_hpa_of_the_same_workload_is_a_conflict() {
+    let hpas = [hpa("team", "web", web(), None)];
+    assert_eq!(gate(&policy(&[], false), &hpas), Gate::Conflict(hpa_web()));
+    // Another version of the same group, or none at all, is the same workload.
+    for target in [
+        json!({"apiVersion": "apps/v1beta2", "kind": "Deployment", "name": "web"}),
+        json!({"kind": "Deployment", "name": "web"}),
+    ] {
+        let hpas = [hpa("team", "web", target.clone(), None)];
+        assert_eq!(
+            gate(&policy(&[], false), &hpas),
+            Gate::Conflict(hpa_web()),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn a_keda_hpa_is_reported_as_its_scaled_object() {
+    let hpas = [hpa("team", "keda-hpa-orders", web(), Some("orders"))];
+    let Gate::Conflict(other) = gate(&policy(&[], false), &hpas) else {
+        panic!("expected a conflict");
+    };
+    assert_eq!(other.key(), "ScaledObject/orders");
+    assert_eq!(
+        other.to_string(),
+        "KEDA ScaledObject team/orders (through its HorizontalPodAutoscaler keda-hpa-orders)"
+    );
+}
+
+#[test]
+fn take_over_names_the_other_autoscaler() {
+    let hpas = [hpa("team", "web", web(), None)];
+    let over = |v: &str| gate(&policy(&[("tidal.dev/take-over", v)], false), &hpas);
+    assert_eq!(
+        over("HorizontalPodAutoscaler/web"),
+        Gate::TakenOver(hpa_web())
+    );
+    assert_eq!(
+        over("ScaledObject/x, HorizontalPodAutoscaler/web"),
+        Gate::TakenOver(hpa_web())
+    );
+    // Another name does not take this one over.
+    assert_eq!(
+        over("HorizontalPodAutoscaler/api"),
+        Gate::Conflict(hpa_web())
+    );
+    // Two others: both must be named.
+    let two = [
+        hpa("team", "web", web(), None),
+        hpa("team", "keda-hpa-orders", web(), Some("orders")),
+    ];
+    let g = gate(
+        &policy(
+            &[("tidal.dev/take-over", "HorizontalPodAutoscaler/web")],
+            false,
+        ),
+        &two,
+    );
+    assert!(
+        matches!(&g, Gate::Conflict(o) if o.key() == "ScaledObject/orders"),
+        "{g:?}"
+    );
+}
+
+#[test]
+fn a_dry_run_never_conflicts() {
+    let hpas = [hpa("team", "web", web(), None)];
+    assert_eq!(gate(&policy(&[], true), &hpas), Gate::DryRun);
+}
+
+#[test]
+fn pause_annotations() {
+    let none: [HorizontalPodAutoscaler; 0] = [];
+    let g = |a: &[(&str, &str)]| gate(&policy(a, false), &none);
+    assert_eq!(
+        g(&[("tidal.dev/paused", "true")]),
+        Gate::Paused { replicas: None }
+    );
+    assert_eq!(g(&[("tidal.dev/paused", "false")]), Gate::Write);
+    assert_eq!(
+        g(&[("tidal.dev/paused-replicas", "3")]),
+        Gate::Paused { replicas: Some(3) }
+    );
+    assert_eq!(
+        g(&[
+            ("tidal.dev/paused", "true"),
+            ("tidal.dev/paused-replicas", "0")
+        ]),
+        Gate::Paused { replicas: Some(0) }
+    );
+    // Pausing at a count is a write: another autoscaler still blocks it; a plain pause
+    // writes nothing, so it does not.
+    let hpas = [hpa("team", "web", web(), None)];
+    assert_eq!(
+        gate(&policy(&[("tidal.dev/paused-replicas", "3")], false), &hpas),
+        Gate::Conflict(hpa_web())
+    );
+    assert_eq!(
+        gate(&policy(&[("tidal.dev/paused", "true")], false), &hpas),
+        Gate::Paused { replicas: None }
+    );
+}
+
+#[test]
+fn malformed_annotations_name_the_policy_and_the_annotation() {
+    let none: [HorizontalPodAutoscaler; 0] = [];
+    for (key, value, expected) in [
+        ("tidal.dev/paused", "yes", "expected \"true\" or \"false\""),
+        ("tidal.dev/paused-replicas", "-1", "an integer, 0 or more"),
+        (
+            "tidal.dev/paused-replicas",
+            "three",
+            "an integer, 0 or more",
+        ),
+        (
+            "tidal.dev/take-over",
+            "web",
+            "HorizontalPodAutoscaler/<name>",
+        ),
+        (
+            "tidal.dev/take-over",
+            "Deployment/web",
+            "HorizontalPodAutoscaler/<name>",
+        ),
+        (
+            "tidal.dev/take-over",
+            "HorizontalPodAutoscaler/",
+            "HorizontalPodAutoscaler/<name>",
+        ),
+    ] {
+        let Gate::Invalid(message) = gate(&policy(&[(key, value)], false), &none) else {
+            panic!("{key}={value}: expected Invalid");
+        };
+        assert!(
+            message.starts_with(&format!(
+                "ScalingPolicy team/p: metadata.annotations[{key}]: "
+            )) && message.contains(expected)
+                && message.contains(&format!("{value:?}")),
+            "{message}"
+        );
+    }
+}
