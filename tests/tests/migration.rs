@@ -14,13 +14,18 @@
 //! 4. a malformed `tidal.dev/paused`: held, `Ready=False` `InvalidAnnotation` naming it;
 //! 5. annotations removed and the HPA deleted: back to the policy's own decision (5 -> 3).
 //!
+//! A second test does the same with a real KEDA ScaledObject (the stack's KEDA operator makes
+//! its HPA): the policy holds naming the ScaledObject, and acts once it is deleted.
+//!
 //! Needs the binaries (`cargo build --bins`, as scripts/test.sh does).
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
 use serde_json::json;
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
 use tidal_e2e::scaler::{ReplicaHistory, Scaler, condition, deployment, policy, policy_status};
@@ -253,6 +258,116 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
     ready(&policies, "True", "Reconciled", &scaler).await?;
     anyhow::ensure!(
         history.values() == [2, 3, 5, 3],
+        "replica history: {}",
+        history.render()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_holds_beside_a_keda_scaled_object_and_acts_once_it_is_gone() -> R {
+    let stack = Stack::load()?;
+    stack.var("TIDAL_KEDA_VERSION").map_err(|_| {
+        anyhow::anyhow!("the stack runs without KEDA (TIDAL_PEERS=0 or TIDAL_REAL_NODE=0?)")
+    })?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "migrate-keda", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = beside_keda(&stack, &client, &ns, &node, &rbac).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+async fn beside_keda(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    rbac: &ScalerRbac,
+) -> R {
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    let scaled: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "keda.sh",
+            "v1alpha1",
+            "ScaledObject",
+        )),
+    );
+    deploys
+        .create(&PostParams::default(), &deployment("web", node, 2, "100m")?)
+        .await?;
+    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    history.wait_for(2, STEP).await?;
+    // A CPU trigger: KEDA hands it to the HPA it makes, which has no usage for KWOK pods, so
+    // neither KEDA nor its HPA writes here.
+    let so: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "orders"},
+        "spec": {
+            "scaleTargetRef": {"name": "web"}, "minReplicaCount": 1, "maxReplicaCount": 6,
+            "triggers": [{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "50"}}]
+        }
+    }))?;
+    scaled.create(&PostParams::default(), &so).await?;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+    wait_for("KEDA's HPA keda-hpa-orders", STEP, || async {
+        hpas.get_opt("keda-hpa-orders").await.ok()?.map(|_| ())
+    })
+    .await?;
+    let spec = json!({
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "minReplicas": 1, "maxReplicas": 6,
+        "metrics": [{"name": "three", "prometheus": {"query": "vector(3)", "targetPerReplica": "1"}}]
+    });
+    policies
+        .create(&PostParams::default(), &policy("p", spec)?)
+        .await?;
+    let scaler = Scaler::start(
+        &rbac.kubeconfig,
+        ns,
+        "scaler-keda",
+        &[
+            "--prometheus-url",
+            stack.prometheus_url()?,
+            "--prometheus-interval-seconds",
+            "1",
+        ],
+    )?;
+    let s = ready(&policies, "False", "ConflictingAutoscaler", &scaler).await?;
+    let message = condition(&s, "Ready")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(
+        message.starts_with(&format!(
+            "KEDA ScaledObject {ns}/orders (through its HorizontalPodAutoscaler keda-hpa-orders) also scales Deployment web: holding"
+        )) && message.contains("tidal.dev/take-over: ScaledObject/orders"),
+        "Ready's message: {message}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    anyhow::ensure!(
+        history.values() == [2],
+        "the policy wrote beside KEDA: {}",
+        history.render()
+    );
+    // KEDA removes its HPA with the ScaledObject: the policy acts.
+    scaled.delete("orders", &DeleteParams::default()).await?;
+    history.wait_for(3, STEP).await?;
+    ready(&policies, "True", "Reconciled", &scaler).await?;
+    anyhow::ensure!(
+        history.values() == [2, 3],
         "replica history: {}",
         history.render()
     );
