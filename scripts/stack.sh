@@ -17,6 +17,8 @@
 #   a real node: kubelet + containerd + runc (scripts/stack-node.sh; TIDAL_REAL_NODE=0: none),
 #   the peers: metrics-server, for the controller-manager's HPA, KEDA's operator and adapter,
 #   and the VPA's recommender (scripts/stack-peers.sh; TIDAL_PEERS=0: none).
+#   Helm (built only, for the chart's tests: charts/tidal, tests/tests/helm.rs), and
+#   tools/dashcheck (the dashboards against the Grafana Foundation SDK's types).
 #
 # Built parts are cached under ${TIDAL_CACHE:-~/.cache/tidal}, keyed by version, so only the
 # first `up` on a machine is slow. Run state (pids, logs, data, kubeconfig, env file) lives in
@@ -31,6 +33,8 @@ KAFKA_VERSION=${TIDAL_KAFKA_VERSION:-4.1.1}
 # Prometheus is built from the Go module proxy (module versions v0.3MM.P are releases 3.MM.P):
 # Debian's package is built without kubernetes_sd_configs, which the in-cluster install needs.
 PROM_MODULE_VERSION=${TIDAL_PROMETHEUS_MODULE_VERSION:-v0.316.0}
+# Helm, for the chart's tests (charts/tidal; tests/tests/helm.rs): built from the Go module proxy.
+HELM_VERSION=${TIDAL_HELM_VERSION:-v4.3.2}
 KWOK_NODES=${TIDAL_KWOK_NODE_COUNT:-2}
 
 # A block of ports in the 27xxx range, which no common service uses. Override the base
@@ -57,6 +61,9 @@ KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 # The recipe revision is part of the key, so a changed dependency list refetches.
 KAFKA_DIR=$CACHE/kafka-$KAFKA_VERSION-r2
 PROM_DIR=$CACHE/prometheus-$PROM_MODULE_VERSION
+HELM_DIR=$CACHE/helm-$HELM_VERSION
+# tools/dashcheck (the dashboards against the Grafana Foundation SDK's types), keyed by its source.
+DASHCHECK_DIR=$CACHE/dashcheck-$(cat "$REPO"/tools/dashcheck/{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
@@ -243,6 +250,30 @@ _build_prometheus() {
     "github.com/prometheus/prometheus/cmd/promtool@$PROM_MODULE_VERSION"
 }
 
+build_helm() {
+  [[ -x $HELM_DIR/helm ]] && return 0
+  run_logged "helm-$HELM_VERSION" _build_helm
+}
+_build_helm() {
+  set -euo pipefail
+  local work=$CACHE/src/helm-$HELM_VERSION
+  mkdir -p "$work" "$HELM_DIR" && cd "$work"
+  GOBIN=$HELM_DIR go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+}
+
+build_dashcheck() {
+  [[ -x $DASHCHECK_DIR/dashcheck ]] && return 0
+  run_logged dashcheck _build_dashcheck
+}
+_build_dashcheck() {
+  set -euo pipefail
+  mkdir -p "$DASHCHECK_DIR" && cd "$REPO/tools/dashcheck"
+  go build -trimpath -ldflags "-s -w" -o "$DASHCHECK_DIR/dashcheck.tmp" .
+  mv "$DASHCHECK_DIR/dashcheck.tmp" "$DASHCHECK_DIR/dashcheck"
+}
+
 build_all() {
   mkdir -p "$CACHE"
   say "cache: $CACHE"
@@ -254,6 +285,8 @@ build_all() {
   build_k8s
   build_node
   build_peers
+  build_helm
+  build_dashcheck
   say "all components built"
 }
 
@@ -418,6 +451,8 @@ export TIDAL_PROMETHEUS_TARGETS_DIR=$STATE/prometheus/targets
 export TIDAL_PROMTOOL_K8S=$PROM_DIR/promtool
 export TIDAL_KWOK_NODES="$(seq -f 'kwok-node-%g' 0 $((KWOK_NODES - 1)) | tr '\n' ' ' | sed 's/ $//')"
 export TIDAL_KUBECTL=$K8S_DIR/kubectl
+export TIDAL_HELM=$HELM_DIR/helm
+export TIDAL_DASHCHECK=$DASHCHECK_DIR/dashcheck
 export PATH=$K8S_DIR:\$PATH
 EOF
   node_env >>"$STATE/env"
