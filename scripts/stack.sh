@@ -11,8 +11,9 @@
 # Components (on 127.0.0.1, or on the real node's bridge address):
 #   etcd, kube-apiserver (RBAC + token auth), kube-controller-manager, kube-scheduler,
 #   kubectl (same build), KWOK with fake nodes, Apache Kafka (KRaft, PLAINTEXT + a SASL
-#   listener with PLAIN and SCRAM-SHA-256/512, user tidal / tidal-secret, and an SSL listener
-#   whose certificate the stack CA signs),
+#   listener with PLAIN and SCRAM-SHA-256/512, user tidal / tidal-secret, an SSL listener
+#   whose certificate the stack CA signs, and an SSL listener that requires a client
+#   certificate of the stack CA: pki/client.crt),
 #   Prometheus (built from the Go module proxy),
 #   a real node: kubelet + containerd + runc (scripts/stack-node.sh; TIDAL_REAL_NODE=0: none),
 #   the peers: metrics-server, for the controller-manager's HPA, KEDA's operator and adapter,
@@ -50,6 +51,8 @@ KAFKA_PORT=$((PORT_BASE + 92))
 KAFKA_SASL_PORT=$((PORT_BASE + 94))
 KAFKA_CONTROLLER_PORT=$((PORT_BASE + 93))
 KAFKA_SSL_PORT=$((PORT_BASE + 95))
+# SSL with a required client certificate (mutual TLS).
+KAFKA_MTLS_PORT=$((PORT_BASE + 97))
 PROM_PORT=$((PORT_BASE + 90))
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -407,6 +410,20 @@ gen_kafka_cert() {
   )
 }
 
+# A client certificate signed by the stack CA (CN=tidal, clientAuth), for Kafka's mutual-TLS
+# listener and for a Prometheus that asks for one.
+gen_client_cert() {
+  local pki=$STATE/pki
+  [[ -f $pki/client.crt ]] && return 0
+  (
+    cd "$pki"
+    openssl req -newkey rsa:2048 -nodes -keyout client.key.rsa -out client.csr -subj "/CN=tidal" 2>/dev/null
+    openssl pkcs8 -topk8 -nocrypt -in client.key.rsa -out client.key
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile client.ext -out client.crt 2>/dev/null
+  )
+}
+
 write_kubeconfig() {
   local out=$1 user=$2 token=$3
   cat >"$out" <<EOF
@@ -442,6 +459,13 @@ export TIDAL_CA_FILE=$STATE/pki/ca.crt
 export TIDAL_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 export TIDAL_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT
 export TIDAL_KAFKA_SSL_BOOTSTRAP=127.0.0.1:$KAFKA_SSL_PORT
+export TIDAL_KAFKA_MTLS_BOOTSTRAP=127.0.0.1:$KAFKA_MTLS_PORT
+# A client certificate of the stack CA, and a server certificate for 127.0.0.1 (Kafka's; tests
+# reuse it for servers of their own, such as a Prometheus that requires TLS).
+export TIDAL_CLIENT_CERT_FILE=$STATE/pki/client.crt
+export TIDAL_CLIENT_KEY_FILE=$STATE/pki/client.key
+export TIDAL_SERVER_CERT_FILE=$STATE/pki/kafka.crt
+export TIDAL_SERVER_KEY_FILE=$STATE/pki/kafka.key
 export TIDAL_KAFKA_SASL_USER=tidal
 export TIDAL_KAFKA_SASL_PASSWORD=tidal-secret
 export TIDAL_KAFKA_HOME=$KAFKA_DIR
@@ -449,6 +473,7 @@ export TIDAL_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
 export TIDAL_PROMETHEUS_TARGETS_DIR=$STATE/prometheus/targets
 # promtool of the stack's Prometheus (built with Kubernetes SD, unlike Debian's).
 export TIDAL_PROMTOOL_K8S=$PROM_DIR/promtool
+export TIDAL_PROMETHEUS_BIN=$PROM_DIR/prometheus
 export TIDAL_KWOK_NODES="$(seq -f 'kwok-node-%g' 0 $((KWOK_NODES - 1)) | tr '\n' ' ' | sed 's/ $//')"
 export TIDAL_KUBECTL=$K8S_DIR/kubectl
 export TIDAL_HELM=$HELM_DIR/helm
@@ -545,8 +570,9 @@ EOF
 }
 
 up_kafka() {
-  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT" "$KAFKA_POD_PORT"
+  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT" "$KAFKA_MTLS_PORT" "$KAFKA_POD_PORT"
   gen_kafka_cert
+  gen_client_cert
   local dir=$STATE/kafka kafka_pod_listener=""
   # Pods on the real node reach the broker on the node IP (a listener of its own).
   node_enabled && kafka_pod_listener=",POD://$NODE_IP:$KAFKA_POD_PORT"
@@ -555,14 +581,19 @@ up_kafka() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT$kafka_pod_listener
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT$kafka_pod_listener
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT$kafka_pod_listener
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT$kafka_pod_listener
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,POD:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,POD:PLAINTEXT
 listener.name.ssl.ssl.keystore.type=PEM
 listener.name.ssl.ssl.keystore.location=$STATE/pki/kafka-keystore.pem
 listener.name.ssl.ssl.client.auth=none
+listener.name.mtls.ssl.keystore.type=PEM
+listener.name.mtls.ssl.keystore.location=$STATE/pki/kafka-keystore.pem
+listener.name.mtls.ssl.truststore.type=PEM
+listener.name.mtls.ssl.truststore.location=$STATE/pki/ca.crt
+listener.name.mtls.ssl.client.auth=required
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tidal="tidal-secret";
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -660,7 +691,7 @@ cmd_up() {
   gen_front_proxy_pki
   gen_keda_pki
   up_bridge
-  say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-ssl=$KAFKA_SSL_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
+  say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-ssl=$KAFKA_SSL_PORT kafka-mtls=$KAFKA_MTLS_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
   up_etcd
   up_apiserver
   up_kcm

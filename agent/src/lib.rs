@@ -2,7 +2,6 @@
 //!
 //! - [`samplers`]: one file per [`sampler::Sampler`]: [`samplers::node`] (`/proc`) and
 //!   [`samplers::cgroup`] (pod and container cgroups, v1/v2/hybrid).
-//! - [`kafka_config`]: the `--kafka-config` file of the [`samplers::kafka_lag`] sampler.
 //! - [`pods`]: this node's pods from the API (watch), for labels, requests and limits.
 //! - [`snapshot`]: the sampling loop and the snapshot it swaps atomically.
 //! - [`server`]: `/metrics` (OpenMetrics or text 0.0.4), `/healthz`, `/readyz`.
@@ -15,7 +14,6 @@
 pub mod buffer;
 pub mod cli;
 pub mod fdcache;
-pub mod kafka_config;
 pub mod pods;
 pub mod rate;
 pub mod sampler;

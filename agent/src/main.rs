@@ -10,7 +10,6 @@ use anyhow::Context;
 use clap::Parser;
 use tidal_agent::cli::{Cli, Mode};
 use tidal_agent::fdcache::FdBudget;
-use tidal_agent::kafka_config::KafkaConfig;
 use tidal_agent::pods::{self, PodIndex};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
@@ -18,6 +17,7 @@ use tidal_agent::samplers::kafka_lag::{Attribution, KafkaLagSampler};
 use tidal_agent::samplers::node::NodeSampler;
 use tidal_agent::server;
 use tidal_agent::snapshot::{Runner, Shared};
+use tidal_core::kafka::config::KafkaConfig;
 use tidal_core::lease::Election;
 
 // One thread serves HTTP, the pod watch and the Kafka tasks; sampling has its own thread.
@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
 
     if let Some(path) = &cli.kafka_config {
         // A config that does not parse is fatal at start: better than running without lag.
-        let cfg = KafkaConfig::load(path).context("--kafka-config")?;
+        let cfg = KafkaConfig::load(path, "tidal-agent").context("--kafka-config")?;
         tracing::info!(clusters = cfg.clusters.len(), interval = ?cfg.interval, "kafka_lag sampler on");
         let attribution = if cli.attribute_to_node {
             Some(start_attribution(&cli, pods.clone()).await?)

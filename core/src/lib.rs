@@ -5,6 +5,7 @@
 //! - [`build`]: version and build information, exported as `*_build_info`.
 //! - [`kafka`]: the batched Kafka lag client (ApiVersions, Metadata, ListGroups,
 //!   FindCoordinator, DescribeGroups, OffsetFetch, ListOffsets) and the lag arithmetic.
+//! - [`tls`]: client TLS (CA, client certificate) for Kafka and Prometheus.
 //! - [`lease`]: the Lease-based election (coordination.k8s.io/v1): the agents' Kafka
 //!   attribution leader and the scaler's active replica.
 
@@ -15,3 +16,4 @@ pub mod kafka;
 pub mod lease;
 pub mod process;
 pub mod schema;
+pub mod tls;

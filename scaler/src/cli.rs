@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// queries' metrics are invalid (`too_large`).
     #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_MAX_BODY_BYTES", default_value_t = crate::sources::body::DEFAULT_PROMETHEUS_MAX_BODY_BYTES)]
     pub prometheus_max_body_bytes: usize,
+    /// How to authenticate to Prometheus (bearer token, basic auth, TLS).
+    #[command(flatten)]
+    pub prometheus_auth: PrometheusAuthArgs,
     /// Fast path: base URLs of tidal-agents to scrape directly (`http://host:port`), comma
     /// separated. Alternative to `--agent-selector`.
     #[arg(long, env = "TIDAL_SCALER_AGENT_URLS", value_delimiter = ',')]
@@ -161,6 +164,12 @@ pub struct RunArgs {
     /// `kafkaLag.cluster` must be one of these names (see `--kafka-allow-raw-addresses`).
     #[arg(long, env = "TIDAL_SCALER_KAFKA_CLUSTERS", value_delimiter = ',')]
     pub kafka_cluster: Vec<String>,
+    /// Kafka clusters with SASL (PLAIN, SCRAM-SHA-256/512) and TLS (CA, client certificate):
+    /// the agent's `--kafka-config` JSON format (docs/kafka.md). The scaler reads each
+    /// cluster's name, bootstrap, sasl, tls, timeouts and caps and ignores the agent's
+    /// sampling fields, so one file (one Secret) serves both. Its names join `--kafka-cluster`'s.
+    #[arg(long, env = "TIDAL_SCALER_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
     /// Also accept a `kafkaLag.cluster` that is not a `--kafka-cluster` name as a bootstrap list
     /// (`host:port,host:port`). Off: anyone who may create a ScalingPolicy could otherwise make
     /// the scaler connect to any address.
@@ -351,6 +360,33 @@ impl SimulateArgs {
             sync_offset_seconds: self.sync_offset_seconds,
         }
     }
+}
+
+/// Credentials and TLS of the Prometheus source. Secrets are read from files (mounted from a
+/// Secret), again before every query, so a rotated token is used without a restart; they are
+/// never logged nor written into a status.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PrometheusAuthArgs {
+    /// File holding a bearer token (`Authorization: Bearer <token>`), e.g. a service account
+    /// token in front of kube-rbac-proxy or a managed Prometheus.
+    #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_BEARER_TOKEN_FILE")]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// Basic-auth user name (with `--prometheus-basic-auth-password-file`).
+    #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_BASIC_AUTH_USERNAME")]
+    pub prometheus_basic_auth_username: Option<String>,
+    /// File holding the basic-auth password.
+    #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE")]
+    pub prometheus_basic_auth_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed Prometheus's certificate (an `https://` URL); default:
+    /// the system trust store.
+    #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_CA_FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `--prometheus-key-file`).
+    #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_CERT_FILE")]
+    pub prometheus_cert_file: Option<PathBuf>,
+    /// PEM private key of `--prometheus-cert-file`.
+    #[arg(long, env = "TIDAL_SCALER_PROMETHEUS_KEY_FILE")]
+    pub prometheus_key_file: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -21,16 +21,19 @@ use tidal_core::lease::{self, Leadership};
 
 use crate::actuators::Writer;
 use crate::api::ScalingPolicy;
-use crate::cli::RunArgs;
+use crate::cli::{PrometheusAuthArgs, RunArgs};
 use crate::controller::target::Caches;
 use crate::controller::{Controller, Settings, Sources, trim};
 use crate::metrics::Metrics;
 use crate::readiness::{self, NeededApi, Problem, Readiness, RetryBackoff};
 use crate::sources::agents::{AgentSource, Discovery};
+use crate::sources::http::{BasicAuth, PrometheusAuth};
 use crate::sources::kafka::{KafkaOptions, KafkaSource};
 use crate::sources::prometheus::PrometheusSource;
 use crate::watchdog::Watchdog;
 use tidal_core::kafka::Limits;
+use tidal_core::kafka::config::KafkaConfig;
+use tidal_core::tls::TlsFiles;
 
 fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
@@ -154,6 +157,36 @@ fn kafka_options(args: &RunArgs) -> anyhow::Result<KafkaOptions> {
         );
     }
     Ok(o)
+}
+
+/// The Prometheus source's credentials and TLS from the `--prometheus-*` flags.
+fn prometheus_auth(a: &PrometheusAuthArgs) -> anyhow::Result<PrometheusAuth> {
+    let basic = match (
+        &a.prometheus_basic_auth_username,
+        &a.prometheus_basic_auth_password_file,
+    ) {
+        (Some(username), Some(password_file)) => Some(BasicAuth {
+            username: username.clone(),
+            password_file: password_file.clone(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!(
+            "--prometheus-basic-auth-username needs --prometheus-basic-auth-password-file"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--prometheus-basic-auth-password-file needs --prometheus-basic-auth-username"
+        ),
+    };
+    Ok(PrometheusAuth {
+        bearer_token_file: a.prometheus_bearer_token_file.clone(),
+        basic,
+        tls: TlsFiles {
+            ca_file: a.prometheus_ca_file.clone(),
+            cert_file: a.prometheus_cert_file.clone(),
+            key_file: a.prometheus_key_file.clone(),
+            server_name: None,
+        },
+    })
 }
 
 /// Runs the controller until SIGTERM/Ctrl-C.
@@ -293,12 +326,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let prometheus = match &args.prometheus_url {
         Some(url) => Some(
-            PrometheusSource::new(
+            PrometheusSource::with_auth(
                 url,
                 secs(
                     "--prometheus-timeout-seconds",
                     args.prometheus_timeout_seconds,
                 )?,
+                prometheus_auth(&args.prometheus_auth)?,
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_max_body_bytes(body_cap(
@@ -308,9 +342,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let kafka_file = match &args.kafka_config {
+        Some(path) => Some(
+            KafkaConfig::load(path, crate::sources::kafka::CLIENT_ID)
+                .map_err(|e| anyhow::anyhow!("--kafka-config {e}"))?,
+        ),
+        None => None,
+    };
     let kafka = Arc::new(
-        KafkaSource::new(&args.kafka_cluster, kafka_options(&args)?)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        KafkaSource::new(
+            &args.kafka_cluster,
+            kafka_file.as_ref(),
+            kafka_options(&args)?,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     tracing::info!(
         identity = %id,

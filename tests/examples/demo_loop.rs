@@ -99,7 +99,7 @@ impl Outcome {
 
 /// The sum of every sample of `metric` whose line contains all of `want`.
 async fn scrape_sum(url: &str, metric: &str, want: &[String]) -> Option<f64> {
-    let body = reqwest::get(url).await.ok()?.text().await.ok()?;
+    let body = tidal_e2e::http_get(url).await.ok()?.text().await.ok()?;
     let mut found = false;
     let mut sum = 0.0;
     for l in body.lines() {

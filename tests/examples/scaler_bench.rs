@@ -304,7 +304,7 @@ impl Scaler {
             child,
             log,
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
+            http: tidal_e2e::http_builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
         };

@@ -262,6 +262,23 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// An HTTP client with Tidal's TLS (reqwest here has no crypto provider of its own).
+pub fn http() -> reqwest::Client {
+    http_builder()
+        .build()
+        .expect("an HTTP client with Tidal's TLS")
+}
+
+/// A client builder with Tidal's TLS.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    tidal_scaler::sources::http::client_builder()
+}
+
+/// `GET url` with [`http`].
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
+
 /// A workspace binary (built by `cargo build --bins`, as scripts/test.sh does first).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -200,7 +200,7 @@ pub async fn wait_ready(pods: &Api<Pod>, name: &str, timeout: Duration) -> anyho
 
 /// GETs `url` and returns the body (a metrics page, say).
 pub async fn get_text(url: &str) -> anyhow::Result<String> {
-    let resp = reqwest::Client::builder()
+    let resp = crate::http_builder()
         .timeout(Duration::from_secs(5))
         .build()?
         .get(url)

@@ -15,7 +15,51 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::{ChildGuard, free_port, unique, workspace_bin};
+use crate::manifests::{ScalerRbac, ensure_crd};
+use crate::{ChildGuard, Stack, free_port, in_namespace, unique, workspace_bin};
+
+/// What a test that runs `tidal-scaler` on KWOK pods needs: the stack, an admin client, a
+/// fresh namespace with the scaler's RBAC (its kubeconfig), and the first KWOK node.
+pub struct ScalerEnv {
+    pub stack: Stack,
+    pub admin: kube::Client,
+    pub ns: String,
+    pub node: String,
+    pub kubeconfig: PathBuf,
+}
+
+/// Runs `body` in a fresh namespace (`<prefix>-<random>`) with the scaler's RBAC installed,
+/// and removes both afterwards, whether `body` succeeded or not.
+pub async fn in_scaler_namespace<T, F, Fut>(prefix: &str, body: F) -> anyhow::Result<T>
+where
+    F: FnOnce(ScalerEnv) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, prefix, |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let env = ScalerEnv {
+            stack: stack.clone(),
+            admin: client,
+            ns,
+            node,
+            kubeconfig: rbac.kubeconfig.clone(),
+        };
+        let result = body(env).await;
+        // The namespace goes with in_namespace; the cluster-scoped RBAC is removed here.
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
 
 /// A running `tidal-scaler run` (killed on drop), its log, and its metrics URL.
 pub struct Scaler {
@@ -64,6 +108,11 @@ impl Scaler {
         self.child.0.id()
     }
 
+    /// The whole log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last 40 lines of the log.
     pub fn tail(&self) -> String {
         tail(&self.log, 40)
@@ -72,7 +121,7 @@ impl Scaler {
     /// The metrics text, or `None` if the process does not answer within 2 s (a frozen
     /// process does not).
     pub async fn scrape(&self) -> Option<String> {
-        let client = reqwest::Client::builder()
+        let client = crate::http_builder()
             .timeout(Duration::from_secs(2))
             .build()
             .ok()?;

@@ -58,7 +58,7 @@ fn find(body: &str, metric: &str, want: &[(&str, &str)]) -> Option<f64> {
 }
 
 async fn scrape(url: &str) -> Option<String> {
-    reqwest::get(url).await.ok()?.text().await.ok()
+    tidal_e2e::http_get(url).await.ok()?.text().await.ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

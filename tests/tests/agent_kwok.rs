@@ -118,7 +118,7 @@ async fn labels_and_usage(stack: Stack, client: kube::Client, node: String, ns: 
 
     let port = free_port()?;
     let _agent = spawn_node_agent(&stack, &node, &format!("127.0.0.1:{port}"), "0.5")?;
-    let http = reqwest::Client::new();
+    let http = tidal_e2e::http();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let l = |k: &str, v: &str| format!("{k}=\"{v}\"");
     let burst_app = vec![

@@ -106,7 +106,7 @@ enum CheckError {
 // ---------------------------------------------------------------- Prometheus
 
 async fn query(url: &str, q: &str) -> anyhow::Result<Value> {
-    let resp: Value = reqwest::Client::new()
+    let resp: Value = tidal_e2e::http()
         .get(format!("{url}/api/v1/query"))
         .query(&[("query", q)])
         .timeout(Duration::from_secs(5))
@@ -119,7 +119,7 @@ async fn query(url: &str, q: &str) -> anyhow::Result<Value> {
 }
 
 async fn query_range(url: &str, q: &str, start: f64, end: f64) -> anyhow::Result<Value> {
-    let resp: Value = reqwest::Client::new()
+    let resp: Value = tidal_e2e::http()
         .get(format!("{url}/api/v1/query_range"))
         .query(&[
             ("query", q.to_string()),
@@ -527,7 +527,7 @@ impl Scaler {
 
     /// `tidal_scaler_leader` as this scaler serves it.
     async fn leader(&self) -> Option<f64> {
-        let body = reqwest::get(format!("http://{}/metrics", self.addr))
+        let body = tidal_e2e::http_get(format!("http://{}/metrics", self.addr))
             .await
             .ok()?
             .text()

@@ -565,7 +565,7 @@ async fn helm_install_upgrade_and_uninstall_on_the_real_node() -> R {
             "http://{}:9464/metrics",
             pod_ip(&agent).ok_or_else(|| anyhow::anyhow!("the agent pod has no IP"))?
         );
-        let http = reqwest::Client::builder()
+        let http = tidal_e2e::http_builder()
             .timeout(Duration::from_secs(5))
             .build()?;
         wait_for(

@@ -293,7 +293,7 @@ fn tls_config(stack: &Stack, ca: Option<std::path::PathBuf>, bootstrap: &str) ->
     let mut cfg = ClientConfig::new("stack-tls", &[bootstrap]);
     cfg.tls = Some(TlsConfig {
         ca_file: ca,
-        server_name: None,
+        ..TlsConfig::default()
     });
     cfg.request_timeout = Duration::from_secs(3);
     cfg

@@ -360,7 +360,7 @@ async fn install_and_check(stack: &Stack, admin: &kube::Client, yaml: &str) -> R
         "agent synced its pods and holds the Lease",
         Duration::from_secs(60),
         || async {
-            let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let body = tidal_e2e::http_get(&url).await.ok()?.text().await.ok()?;
             (body.contains("tidal_agent_pod_metadata_synced 1")
                 && body.contains("tidal_agent_kafka_attribution_leader{cluster=\"stack\"} 1"))
             .then_some(())

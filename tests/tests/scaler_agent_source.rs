@@ -290,7 +290,7 @@ async fn hung_agent(root: &Path) -> R {
         stale.pods
     );
     // Its /healthz fails too (the kubelet would restart it).
-    let health = reqwest::get(format!("{url}/healthz")).await?;
+    let health = tidal_e2e::http_get(format!("{url}/healthz")).await?;
     anyhow::ensure!(health.status().as_u16() == 503, "{}", health.status());
     // Release the blocked open.
     use std::os::unix::fs::OpenOptionsExt;

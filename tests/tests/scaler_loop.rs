@@ -77,7 +77,12 @@ impl Scaler {
 
     /// The value of an unlabelled (or first matching) sample of `metric`.
     async fn metric(&self, metric: &str) -> Option<f64> {
-        let body = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        let body = tidal_e2e::http_get(&self.metrics)
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         body.lines()
             .find(|l| l.starts_with(metric) && !l.starts_with('#'))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -85,7 +90,15 @@ impl Scaler {
 
     /// Sum of every sample of `metric`.
     async fn sum(&self, metric: &str) -> f64 {
-        let Some(body) = async { reqwest::get(&self.metrics).await.ok()?.text().await.ok() }.await
+        let Some(body) = async {
+            tidal_e2e::http_get(&self.metrics)
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        }
+        .await
         else {
             return 0.0;
         };

@@ -175,7 +175,9 @@ impl Scaler {
 
     /// `/readyz`: (status, body), or None while it does not answer.
     async fn readyz(&self) -> Option<(u16, String)> {
-        let resp = reqwest::get(format!("{}/readyz", self.url)).await.ok()?;
+        let resp = tidal_e2e::http_get(format!("{}/readyz", self.url))
+            .await
+            .ok()?;
         let status = resp.status().as_u16();
         Some((status, resp.text().await.ok()?))
     }

@@ -242,7 +242,7 @@ async fn kafka_produce_and_consume_with_a_committed_group() -> R {
 }
 
 async fn prom_query(url: &str, query: &str) -> anyhow::Result<serde_json::Value> {
-    let resp = reqwest::Client::new()
+    let resp = tidal_e2e::http()
         .get(format!("{url}/api/v1/query"))
         .query(&[("query", query)])
         .timeout(Duration::from_secs(5))

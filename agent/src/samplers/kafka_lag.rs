@@ -31,9 +31,9 @@ use tidal_core::lease::Leadership;
 use tidal_core::schema;
 
 use crate::buffer::{Buffer, Labels};
-use crate::kafka_config::{ClusterConfig, Granularity, KafkaConfig};
 use crate::pods::PodIndex;
 use crate::sampler::{SampleError, Sampler};
+use tidal_core::kafka::config::{ClusterConfig, Granularity, KafkaConfig};
 
 /// Why the sampler could not export a cluster's lag.
 #[derive(Debug, thiserror::Error)]
@@ -546,7 +546,7 @@ mod tests {
         let text = format!(
             r#"{{"clusters": [{{"name": "c", "bootstrap": ["h:1"], "granularity": "{granularity}"}}]}}"#
         );
-        KafkaConfig::parse(Path::new("t.json"), &text)
+        KafkaConfig::parse(Path::new("t.json"), &text, "tidal-agent")
             .expect("valid")
             .clusters
             .remove(0)

@@ -4,6 +4,7 @@
 //! - [`conn`]: one broker connection with ApiVersions negotiation, framing and timeouts.
 //! - [`frame`]: reading a size-prefixed frame against a cap, growing only as bytes arrive.
 //! - [`limits`]: per-round caps (frame bytes, advertised brokers, groups, partitions).
+//! - [`config`]: the `--kafka-config` file shared by the agent and the scaler.
 //! - [`client`]: the batched collection round (O(brokers + coordinators) requests).
 //! - [`lag`]: pure lag arithmetic (reset policies, sums).
 //! - [`history`]: per-partition history: Burrow-style status, time lag, rates, time to drain.
@@ -13,6 +14,7 @@
 pub mod auth;
 pub mod bounds;
 pub mod client;
+pub mod config;
 pub mod conn;
 pub mod error;
 pub mod frame;

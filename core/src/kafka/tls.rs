@@ -1,27 +1,19 @@
-//! TLS for broker connections, with rustls (ring provider, as kube-rs uses).
+//! TLS for broker connections: the connector built from the shared client settings
+//! ([`crate::tls::TlsFiles`], CA, client certificate and key), plus the name to verify.
 //!
-//! The server certificate is verified against a CA file (PEM) when one is given, else against
-//! the system trust store. The name checked is the broker's host from its advertised address,
-//! or `server_name` when the certificate is issued for another name.
+//! The name checked is the broker's host from its advertised address, or `server_name` when
+//! the certificate is issued for another name.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::error::KafkaError;
+use crate::tls::{TlsFieldNames, TlsFiles};
 
-/// TLS settings of a cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// PEM file with the CA certificate(s) to trust; None: the system trust store.
-    pub ca_file: Option<PathBuf>,
-    /// Name to verify instead of the broker's host.
-    pub server_name: Option<String>,
-}
+/// TLS settings of a cluster (the config file's `tls` object).
+pub type TlsConfig = TlsFiles;
 
 /// A ready-to-use TLS connector plus the name override.
 #[derive(Clone)]
@@ -31,39 +23,14 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// Builds the connector once per client. Errors name the cluster and the file.
+    /// Builds the connector once per client. Errors name the cluster, the field and the file.
     pub fn new(cluster: &str, cfg: &TlsConfig) -> Result<Self, KafkaError> {
-        let bad = |detail: String| KafkaError::Tls {
-            cluster: cluster.to_string(),
-            detail,
-        };
-        let mut roots = RootCertStore::empty();
-        match &cfg.ca_file {
-            Some(path) => {
-                for cert in load_pem(path).map_err(&bad)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| bad(format!("tls.ca_file {}: {e}", path.display())))?;
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    let _ = roots.add(cert);
-                }
-                if roots.is_empty() {
-                    return Err(bad(
-                        "no tls.ca_file given and the system trust store is empty".into(),
-                    ));
-                }
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = cfg
+            .client_config(TlsFieldNames::FILE)
+            .map_err(|detail| KafkaError::Tls {
+                cluster: cluster.to_string(),
+                detail,
+            })?;
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
             server_name: cfg.server_name.clone(),
@@ -115,20 +82,6 @@ pub fn handshake_failure(e: &std::io::Error) -> String {
     }
 }
 
-fn load_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "tls.ca_file {}: no certificate in the file",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +90,7 @@ mod tests {
     fn a_missing_or_empty_ca_file_names_the_field_and_path() {
         let cfg = TlsConfig {
             ca_file: Some("/nonexistent/ca.pem".into()),
-            server_name: None,
+            ..TlsConfig::default()
         };
         let err = Tls::new("prod", &cfg)
             .err()
@@ -155,7 +108,7 @@ mod tests {
             "prod",
             &TlsConfig {
                 ca_file: Some(empty.clone()),
-                server_name: None,
+                ..TlsConfig::default()
             },
         )
         .err()

@@ -191,7 +191,7 @@ async fn a_cpu_policy_is_decided_on_time_while_prometheus_is_slow() {
         ),
         prometheus: Some(PrometheusSource::new(&prom_url, budget).expect("prometheus")),
         kafka: Arc::new(
-            KafkaSource::new(&[], KafkaOptions::new(Duration::from_secs(1))).expect("kafka"),
+            KafkaSource::new(&[], None, KafkaOptions::new(Duration::from_secs(1))).expect("kafka"),
         ),
     };
     let settings = Settings {

@@ -117,7 +117,7 @@ impl AgentSource {
     ///
     /// Fails only if the HTTP client cannot be built (a broken system configuration).
     pub fn new(discovery: Discovery, timeout: Duration) -> Result<Self, SourceError> {
-        let http = reqwest::Client::builder()
+        let http = super::http::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()

@@ -187,7 +187,9 @@ pub(crate) mod tests {
     }
 
     async fn get(url: &str, cap: usize) -> Result<String, SourceError> {
-        let resp = reqwest::Client::new()
+        let resp = crate::sources::http::client_builder()
+            .build()
+            .expect("client")
             .get(url)
             .send()
             .await

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tidal_core::kafka::config::KafkaConfig;
 use tidal_core::kafka::frame::FrameBudget;
 use tidal_core::kafka::{
     Client, ClientConfig, Limits, PartitionHistory, ResetPolicy, Round, Selection, partition_lag,
@@ -118,39 +119,70 @@ impl KafkaOptions {
             allow_raw_addresses: false,
         }
     }
+
+    /// A plain cluster's client settings (a `--kafka-cluster` entry or a raw address).
+    fn client_config(&self, cluster: &str, bootstrap: &[&str]) -> ClientConfig {
+        let mut cfg = ClientConfig::new(cluster, bootstrap);
+        cfg.client_id = CLIENT_ID.to_string();
+        cfg.request_timeout = self.request_timeout;
+        cfg.round_timeout = self.round_timeout;
+        cfg.limits = self.limits;
+        cfg
+    }
 }
 
 /// Lag for the controller; owns one client per cluster.
 pub struct KafkaSource {
-    named: HashMap<String, Vec<String>>,
+    /// The configured clusters by name: `--kafka-cluster` entries (plain, with the
+    /// `--kafka-*` timeouts and caps) and the `--kafka-config` file's (SASL, TLS and their own
+    /// timeouts and caps).
+    named: HashMap<String, ClientConfig>,
     options: KafkaOptions,
     /// Shared by every cluster's client.
     frame_budget: FrameBudget,
     clusters: tokio::sync::Mutex<HashMap<String, ClusterState>>,
 }
 
+/// The Kafka client id the scaler sends.
+pub const CLIENT_ID: &str = "tidal-scaler";
+
 impl KafkaSource {
-    /// `named` are the `--kafka-cluster name=host:port[;host:port]` entries.
-    pub fn new(named: &[String], options: KafkaOptions) -> Result<Self, SourceError> {
+    /// `named` are the `--kafka-cluster name=host:port[;host:port]` entries and `file` the
+    /// `--kafka-config` file's clusters; a name given twice is refused.
+    pub fn new(
+        named: &[String],
+        file: Option<&KafkaConfig>,
+        options: KafkaOptions,
+    ) -> Result<Self, SourceError> {
         let mut map = HashMap::new();
         for entry in named {
-            let Some((name, servers)) = entry.split_once('=') else {
-                return Err(SourceError::NotConfigured(format!(
+            let malformed = || {
+                SourceError::NotConfigured(format!(
                     "--kafka-cluster {entry:?}: expected name=host:port[;host:port]"
-                )));
+                ))
             };
-            let servers: Vec<String> = servers
+            let (name, servers) = entry.split_once('=').ok_or_else(malformed)?;
+            let servers: Vec<&str> = servers
                 .split(';')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
                 .collect();
-            if name.trim().is_empty() || servers.is_empty() {
+            let name = name.trim();
+            if name.is_empty() || servers.is_empty() {
+                return Err(malformed());
+            }
+            map.insert(name.to_string(), options.client_config(name, &servers));
+        }
+        for c in file.map(|f| f.clusters.as_slice()).unwrap_or_default() {
+            let name = &c.client.cluster;
+            if map.contains_key(name) {
                 return Err(SourceError::NotConfigured(format!(
-                    "--kafka-cluster {entry:?}: expected name=host:port[;host:port]"
+                    "Kafka cluster {name:?} is named both by --kafka-cluster and by --kafka-config"
                 )));
             }
-            map.insert(name.trim().to_string(), servers);
+            let mut client = c.client.clone();
+            client.client_id = CLIENT_ID.to_string();
+            map.insert(name.clone(), client);
         }
         Ok(Self {
             named: map,
@@ -160,11 +192,11 @@ impl KafkaSource {
         })
     }
 
-    /// The bootstrap list of a `kafkaLag.cluster`: a configured name, or (only with
-    /// `allow_raw_addresses`) the value itself read as `host:port,host:port`.
-    fn bootstrap(&self, cluster: &str) -> Result<Vec<String>, SourceError> {
-        if let Some(s) = self.named.get(cluster) {
-            return Ok(s.clone());
+    /// The client settings of a `kafkaLag.cluster`: a configured name, or (only with
+    /// `allow_raw_addresses`) the value itself read as a plain `host:port,host:port` list.
+    fn config(&self, cluster: &str) -> Result<ClientConfig, SourceError> {
+        if let Some(c) = self.named.get(cluster) {
+            return Ok(c.clone());
         }
         if !self.options.allow_raw_addresses {
             let mut configured: Vec<String> = self.named.keys().cloned().collect();
@@ -174,22 +206,16 @@ impl KafkaSource {
                 configured,
             });
         }
-        Ok(cluster
+        let bootstrap: Vec<&str> = cluster
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect())
+            .collect();
+        Ok(self.options.client_config(cluster, &bootstrap))
     }
 
     fn client(&self, cluster: &str) -> Result<ClusterState, SourceError> {
-        let bootstrap = self.bootstrap(cluster)?;
-        let refs: Vec<&str> = bootstrap.iter().map(String::as_str).collect();
-        let mut cfg = ClientConfig::new(cluster, &refs);
-        cfg.client_id = "tidal-scaler".to_string();
-        cfg.request_timeout = self.options.request_timeout;
-        cfg.round_timeout = self.options.round_timeout;
-        cfg.limits = self.options.limits;
+        let mut cfg = self.config(cluster)?;
         cfg.frame_budget = Some(self.frame_budget.clone());
         let client = Client::new(cfg).map_err(|e| kafka_error(cluster, "*", &e))?;
         Ok(ClusterState {
@@ -547,13 +573,50 @@ mod tests {
 
     #[test]
     fn named_clusters_parse_and_bad_entries_name_the_flag() {
-        let s = KafkaSource::new(&["main=a:1;b:2".into()], opts(true)).expect("ok");
-        assert_eq!(s.bootstrap("main").expect("named"), vec!["a:1", "b:2"]);
-        assert_eq!(s.bootstrap("x:1,y:2").expect("raw"), vec!["x:1", "y:2"]);
-        let e = KafkaSource::new(&["nonsense".into()], opts(false))
+        let s = KafkaSource::new(&["main=a:1;b:2".into()], None, opts(true)).expect("ok");
+        let main = s.config("main").expect("named");
+        assert_eq!(main.bootstrap, vec!["a:1", "b:2"]);
+        assert_eq!(
+            (main.client_id.as_str(), main.request_timeout),
+            (CLIENT_ID, Duration::from_secs(1))
+        );
+        assert_eq!(
+            s.config("x:1,y:2").expect("raw").bootstrap,
+            vec!["x:1", "y:2"]
+        );
+        let e = KafkaSource::new(&["nonsense".into()], None, opts(false))
             .err()
             .expect("error");
         assert!(e.to_string().contains("--kafka-cluster"), "{e}");
+    }
+
+    #[test]
+    fn config_file_clusters_keep_their_auth_and_settings() {
+        let file = KafkaConfig::parse(
+            std::path::Path::new("kafka.json"),
+            r#"{"clusters": [{"name": "secure", "bootstrap": ["k:9093"],
+                "sasl": {"mechanism": "SCRAM-SHA-512", "username": "u", "password": "p"},
+                "request_timeout_seconds": 2, "max_groups": 7,
+                "groups": "^ignored-by-the-scaler"}]}"#,
+            "tidal-agent",
+        )
+        .expect("valid");
+        let s = KafkaSource::new(&["plain=a:1".into()], Some(&file), opts(false)).expect("ok");
+        let secure = s.config("secure").expect("configured");
+        assert_eq!(secure.bootstrap, vec!["k:9093"]);
+        assert_eq!(secure.client_id, CLIENT_ID);
+        assert_eq!(secure.request_timeout, Duration::from_secs(2));
+        assert_eq!(secure.limits.max_groups, 7);
+        let sasl = secure.sasl.expect("sasl kept");
+        assert_eq!((sasl.username.as_str(), sasl.password.as_str()), ("u", "p"));
+        assert!(s.config("plain").expect("flag").sasl.is_none());
+        let e = s.config("other").expect_err("not configured").to_string();
+        assert!(e.contains("plain, secure"), "{e}");
+        let twice = KafkaSource::new(&["secure=a:1".into()], Some(&file), opts(false))
+            .err()
+            .expect("named twice")
+            .to_string();
+        assert!(twice.contains("\"secure\" is named both"), "{twice}");
     }
 
     fn lag_query(cluster: &str, group: &str) -> LagQuery {
@@ -573,7 +636,7 @@ mod tests {
             .await
             .expect("bind");
         let raw = listener.local_addr().expect("addr").to_string();
-        let s = KafkaSource::new(&["main=127.0.0.1:1".into()], opts(false)).expect("ok");
+        let s = KafkaSource::new(&["main=127.0.0.1:1".into()], None, opts(false)).expect("ok");
         let out = s.collect(&[lag_query(&raw, "g")], 1.0).await;
         let e = out[0].as_ref().expect_err("refused");
         assert!(
@@ -600,7 +663,7 @@ mod tests {
             .await
             .expect("bind");
         let raw = listener.local_addr().expect("addr").to_string();
-        let s = KafkaSource::new(&[], opts(true)).expect("ok");
+        let s = KafkaSource::new(&[], None, opts(true)).expect("ok");
         let queries = [lag_query(&raw, "g")];
         let (out, accepted) = tokio::join!(
             s.collect(&queries, 1.0),
@@ -637,7 +700,7 @@ mod tests {
         let mut o = opts(false);
         o.request_timeout = Duration::from_secs(5);
         o.round_timeout = Duration::from_millis(800);
-        let s = KafkaSource::new(&named, o).expect("ok");
+        let s = KafkaSource::new(&named, None, o).expect("ok");
         let queries: Vec<LagQuery> = (0..4).map(|i| lag_query(&format!("c{i}"), "g")).collect();
         let t0 = std::time::Instant::now();
         let out = s.collect(&queries, 1.0).await;

@@ -7,6 +7,7 @@
 //! - [`prometheus`]: the Prometheus HTTP API, one instant query per distinct PromQL per cycle.
 //! - [`kafka`]: consumer-group lag straight from the brokers (tidal-core's client).
 //! - [`body`]: response bodies read under a size cap.
+//! - [`http`]: the HTTP client with Tidal's TLS, and the Prometheus credentials.
 //!
 //! Rules every source follows (`docs/design.md`, "Core seams"): a value carries the time it
 //! was measured; a missing, stale or non-finite value is an error or absent, never a zero.
@@ -14,6 +15,7 @@
 pub mod agents;
 pub mod body;
 pub mod exposition;
+pub mod http;
 pub mod kafka;
 pub mod prometheus;
 

@@ -11,6 +11,9 @@
 //! Prometheus's own errors (`{"status":"error","errorType":…,"error":…}`) become
 //! [`SourceError::Http`] carrying its message and the query; connection failures and timeouts
 //! are [`SourceError::Unreachable`].
+//!
+//! The server may require a bearer token or basic auth, and TLS with a client certificate
+//! ([`PrometheusAuth`]); a 401 or 403 is [`SourceError::Http`] with its status.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -21,6 +24,7 @@ use serde::Deserialize;
 use super::SourceError;
 use super::agents::{error_chain, snippet};
 use super::body::{self, BodyCap, DEFAULT_PROMETHEUS_MAX_BODY_BYTES};
+use super::http::{PROMETHEUS_TLS_FLAGS, PrometheusAuth, client_builder_with};
 
 /// The backend name in errors.
 const BACKEND: &str = "prometheus";
@@ -45,6 +49,8 @@ pub struct PrometheusSource {
     /// `<base>/api/v1/query`.
     query_url: String,
     http: reqwest::Client,
+    /// Credentials, read from their files before each query.
+    auth: PrometheusAuth,
     /// Every [`query_all`](Self::query_all) finishes within this (each query's own timeout).
     budget: Duration,
     max_body: BodyCap,
@@ -52,17 +58,28 @@ pub struct PrometheusSource {
 
 impl PrometheusSource {
     /// A source for the Prometheus at `base_url` (e.g. `http://prometheus:9090`, a path prefix
-    /// is kept: `http://host/prometheus`). Each query must finish within `timeout`.
-    ///
-    /// An invalid URL (unparsable, not `http`, no host) is [`SourceError::NotConfigured`]
-    /// naming the `--prometheus-url` flag. This build speaks plain HTTP only.
+    /// is kept: `http://host/prometheus`), with no credentials. Each query must finish within
+    /// `timeout`.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, SourceError> {
+        Self::with_auth(base_url, timeout, PrometheusAuth::default())
+    }
+
+    /// A source that authenticates with `auth` (bearer token or basic auth, and TLS with a CA
+    /// and a client certificate for an `https://` URL).
+    ///
+    /// An invalid URL (unparsable, not `http` or `https`, no host, credentials in it) or
+    /// invalid `auth` is [`SourceError::NotConfigured`] naming the flag.
+    pub fn with_auth(
+        base_url: &str,
+        timeout: Duration,
+        auth: PrometheusAuth,
+    ) -> Result<Self, SourceError> {
         let invalid =
             |why: &str| SourceError::NotConfigured(format!("--prometheus-url {base_url:?}: {why}"));
         let url = reqwest::Url::parse(base_url.trim()).map_err(|e| invalid(&e.to_string()))?;
-        if url.scheme() != "http" {
+        if url.scheme() != "http" && url.scheme() != "https" {
             return Err(invalid(&format!(
-                "scheme {:?} is not supported (use http://host:port)",
+                "scheme {:?} is not supported (use http:// or https://)",
                 url.scheme()
             )));
         }
@@ -72,8 +89,26 @@ impl PrometheusSource {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("must not have a query or fragment"));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            // The URL is logged and written into statuses: credentials go in files.
+            return Err(SourceError::NotConfigured(
+                "--prometheus-url: must not carry credentials (user:password@); use \
+                 --prometheus-basic-auth-username and --prometheus-basic-auth-password-file"
+                    .into(),
+            ));
+        }
+        auth.check().map_err(SourceError::NotConfigured)?;
+        if auth.has_tls_settings() && url.scheme() != "https" {
+            return Err(invalid(
+                "TLS settings (--prometheus-ca-file, --prometheus-cert-file) need an https:// URL",
+            ));
+        }
+        let tls = auth
+            .tls
+            .client_config(PROMETHEUS_TLS_FLAGS)
+            .map_err(SourceError::NotConfigured)?;
         let query_url = format!("{}/api/v1/query", url.as_str().trim_end_matches('/'));
-        let http = reqwest::Client::builder()
+        let http = client_builder_with(tls)
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
@@ -83,9 +118,16 @@ impl PrometheusSource {
                     error_chain(&e)
                 ))
             })?;
+        if auth.has_credentials() && url.scheme() == "http" {
+            tracing::warn!(
+                url = %url,
+                "Prometheus credentials are sent over plain HTTP: use an https:// URL"
+            );
+        }
         Ok(Self {
             query_url,
             http,
+            auth,
             budget: timeout,
             max_body: BodyCap {
                 bytes: DEFAULT_PROMETHEUS_MAX_BODY_BYTES,
@@ -114,9 +156,12 @@ impl PrometheusSource {
             url: url.clone(),
             detail: format!("query {promql:?}: {}", error_chain(&e.without_url())),
         };
-        let resp = self
-            .http
-            .post(url)
+        let req = self
+            .auth
+            .apply(self.http.post(url))
+            .await
+            .map_err(SourceError::NotConfigured)?;
+        let resp = req
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -458,18 +503,34 @@ mod tests {
         for bad in [
             "",
             "prometheus:9090",
-            "https://p:9090",
             "http://",
+            "http://tidal:s3cret@p:9090",
             "ftp://p",
             "http://p:9090/?x=1",
         ] {
             match PrometheusSource::new(bad, Duration::from_secs(1)) {
                 Err(SourceError::NotConfigured(msg)) => {
-                    assert!(msg.contains("--prometheus-url"), "{bad}: {msg}")
+                    assert!(msg.contains("--prometheus-url"), "{bad}: {msg}");
+                    assert!(!msg.contains("s3cret"), "{bad}: {msg}");
                 }
                 other => panic!("{bad}: {other:?}"),
             }
         }
+        let tls_on_http = PrometheusAuth {
+            tls: tidal_core::tls::TlsFiles {
+                ca_file: Some("/etc/hostname".into()),
+                ..Default::default()
+            },
+            ..PrometheusAuth::default()
+        };
+        match PrometheusSource::with_auth("http://p:9090", Duration::from_secs(1), tls_on_http) {
+            Err(SourceError::NotConfigured(msg)) => {
+                assert!(msg.contains("need an https:// URL"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let tls = PrometheusSource::new("https://p:9090", Duration::from_secs(1)).expect("valid");
+        assert_eq!(tls.query_url(), "https://p:9090/api/v1/query");
         let ok = PrometheusSource::new("http://p:9090/", Duration::from_secs(1)).expect("valid");
         assert_eq!(ok.query_url(), "http://p:9090/api/v1/query");
         let prefixed =

@@ -1,4 +1,9 @@
-//! Configuration of the `kafka_lag` sampler (`--kafka-config FILE`, JSON).
+//! The Kafka configuration file (`--kafka-config FILE`, JSON), one format for both binaries:
+//! the agent's `kafka_lag` sampler reads every field; the scaler reads the connection fields
+//! (`name`, `bootstrap`, `sasl`, `tls`, the timeouts and caps) and ignores the sampler's
+//! (`interval_seconds`, `groups`, `topics`, `granularity`, `offset_reset_policy`), since a
+//! ScalingPolicy names its own group and topics. So one file, mounted from one Secret, serves
+//! both.
 //!
 //! ```json
 //! {
@@ -7,7 +12,7 @@
 //!     "name": "main",
 //!     "bootstrap": ["kafka-0.kafka:9092"],
 //!     "sasl": {"mechanism": "SCRAM-SHA-512", "username": "tidal", "password_file": "/etc/tidal/kafka/password"},
-//!     "tls": {"ca_file": "/etc/tidal/kafka/ca.pem"},
+//!     "tls": {"ca_file": "/etc/tidal/kafka/ca.pem", "cert_file": "/etc/tidal/kafka/tls.crt", "key_file": "/etc/tidal/kafka/tls.key"},
 //!     "groups": "^orders-",
 //!     "topics": "^orders\\.",
 //!     "granularity": "partition",
@@ -31,9 +36,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::{ClientConfig, Credentials, Limits, Mechanism, ResetPolicy, TlsConfig};
+use crate::tls::TlsFieldNames;
 use regex::Regex;
 use serde::Deserialize;
-use tidal_core::kafka::{ClientConfig, Credentials, Limits, Mechanism, ResetPolicy, TlsConfig};
 
 /// A config that cannot be used, naming the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +126,10 @@ struct RawTls {
     #[serde(default)]
     ca_file: Option<PathBuf>,
     #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
     server_name: Option<String>,
 }
 
@@ -152,17 +162,17 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Reads and validates `path`; every cluster's client sends `client_id`.
+    pub fn load(path: &Path, client_id: &str) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(path, &text)
+        Self::parse(path, &text, client_id)
     }
 
     /// Validates the JSON text of a config (`path` only names it in errors).
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+    pub fn parse(path: &Path, text: &str, client_id: &str) -> Result<Self, ConfigError> {
         // serde_path_to_error names the field of any type error (`clusters[0].granularity`).
         let mut de = serde_json::Deserializer::from_str(text);
         let raw: RawFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -281,18 +291,22 @@ impl KafkaConfig {
             client.bootstrap = c.bootstrap;
             client.sasl = sasl;
             if let Some(t) = c.tls {
-                if let Some(ca) = &t.ca_file
-                    && !ca.is_file()
-                {
-                    return Err(bad(
-                        f("tls.ca_file"),
-                        format!("{} is not a readable file", ca.display()),
-                    ));
-                }
-                client.tls = Some(TlsConfig {
+                let tls = TlsConfig {
                     ca_file: t.ca_file,
+                    cert_file: t.cert_file,
+                    key_file: t.key_file,
                     server_name: t.server_name,
-                });
+                };
+                tls.check(TlsFieldNames::FILE).map_err(|problem| {
+                    // "tls.ca_file: ..." -> field clusters[i].tls.ca_file
+                    let (field, problem) = problem
+                        .split_once(": ")
+                        .map_or((String::from("tls"), problem.clone()), |(f, p)| {
+                            (f.to_string(), p.to_string())
+                        });
+                    bad(f(&field), problem)
+                })?;
+                client.tls = Some(tls);
             }
             client.request_timeout = Duration::from_secs_f64(c.request_timeout_seconds);
             let round = c
@@ -324,7 +338,7 @@ impl KafkaConfig {
                 max_groups: limit("max_groups", c.max_groups, d.max_groups, 1)?,
                 max_partitions: limit("max_partitions", c.max_partitions, d.max_partitions, 1)?,
             };
-            client.client_id = "tidal-agent".into();
+            client.client_id = client_id.to_string();
             clusters.push(ClusterConfig {
                 client,
                 groups,
@@ -345,7 +359,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<KafkaConfig, String> {
-        KafkaConfig::parse(Path::new("kafka.json"), text).map_err(|e| e.to_string())
+        KafkaConfig::parse(Path::new("kafka.json"), text, "tidal-test").map_err(|e| e.to_string())
     }
 
     #[test]
@@ -456,7 +470,11 @@ mod tests {
             ),
             (
                 r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"ca": "x"}}]}"#,
-                "clusters[0].tls.ca: unknown field `ca`, expected `ca_file` or `server_name`",
+                "clusters[0].tls.ca: unknown field `ca`, expected one of `ca_file`, `cert_file`, `key_file`, `server_name`",
+            ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"cert_file": "/etc/hostname"}}]}"#,
+                "clusters[0].tls.cert_file: a client certificate needs tls.key_file",
             ),
         ];
         for (text, want) in cases {
