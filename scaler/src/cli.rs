@@ -165,7 +165,7 @@ pub struct RunArgs {
     #[arg(long, env = "TIDAL_SCALER_KAFKA_CLUSTERS", value_delimiter = ',')]
     pub kafka_cluster: Vec<String>,
     /// Kafka clusters with SASL (PLAIN, SCRAM-SHA-256/512) and TLS (CA, client certificate):
-    /// the agent's `--kafka-config` JSON format (docs/kafka.md). The scaler reads each
+    /// the agent's `--kafka-config` JSON format (docs/secured-sources.md). The scaler reads each
     /// cluster's name, bootstrap, sasl, tls, timeouts and caps and ignores the agent's
     /// sampling fields, so one file (one Secret) serves both. Its names join `--kafka-cluster`'s.
     #[arg(long, env = "TIDAL_SCALER_KAFKA_CONFIG")]

@@ -18,9 +18,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use tidal_e2e::kafka::{commit, create_topic, produce};
-use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
-use tidal_e2e::scaler::{ReplicaHistory, Scaler, deployment, policy};
-use tidal_e2e::{Stack, in_namespace, repo_root, unique, wait_for};
+use tidal_e2e::manifests::kubectl;
+use tidal_e2e::scaler::{ReplicaHistory, Scaler, deployment, in_scaler_namespace, policy};
+use tidal_e2e::{Stack, repo_root, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
 type R = anyhow::Result<()>;
@@ -124,25 +124,20 @@ enum Fault {
 /// to show the scaler acts again.
 async fn hold_through(fault: Fault) -> R {
     let _serial = SERIAL.lock().await;
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
-    let client = admin.clone();
     let prefix = match fault {
         Fault::Kill(c) => format!("cp-{}", &c[..4]),
         Fault::Storm => "cp-storm".into(),
     };
-    in_namespace(&admin, &prefix, |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = hold(&stack, &client, &ns, &node, &rbac.kubeconfig, fault).await;
-        // The namespace goes with in_namespace; the cluster-scoped RBAC is removed here.
-        rbac.remove(&stack)?;
-        result
+    in_scaler_namespace(&prefix, |env| async move {
+        hold(
+            &env.stack,
+            &env.admin,
+            &env.ns,
+            &env.node,
+            &env.kubeconfig,
+            fault,
+        )
+        .await
     })
     .await
 }

@@ -422,14 +422,158 @@ async fn the_charts_values_reach_the_objects_and_bad_ones_fail_naming_the_value(
         ("scaler.replica=2", "replica"),
         ("prometheusRule.enabled=yes", "/prometheusRule/enabled"),
     ] {
-        let chart = chart_dir().display().to_string();
-        let out = helm_output(&stack, &["template", "t", &chart, "--set", set])?;
-        let err = String::from_utf8_lossy(&out.stderr);
+        fails_naming(&stack, &[set], says)?;
+    }
+    Ok(())
+}
+
+/// `helm template` with `sets` fails, and its error contains `says`.
+fn fails_naming(stack: &Stack, sets: &[&str], says: &str) -> R {
+    let chart = chart_dir().display().to_string();
+    let mut args = vec!["template", "t", chart.as_str()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = helm_output(stack, &args)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        !out.status.success() && err.contains(says),
+        "--set {sets:?}: expected a failure naming {says}, got {}: {err}",
+        out.status
+    );
+    Ok(())
+}
+
+/// The scaler's secured sources: the Kafka config (the agent's format) in a ConfigMap with its
+/// Secret, and Prometheus credentials from a Secret, reach the scaler as `--kafka-config` and
+/// the `--prometheus-*` file flags; incomplete auth values fail naming the value.
+#[tokio::test]
+async fn the_scalers_secured_sources_come_from_secrets() -> R {
+    let stack = Stack::load()?;
+    let rendered = objects(&template(
+        &stack,
+        &[
+            "scaler.prometheusUrl=https://prometheus.monitoring:9090",
+            "scaler.prometheusAuth.secretName=prom-client",
+            "scaler.prometheusAuth.basicAuth.username=tidal",
+            "scaler.prometheusAuth.basicAuth.passwordKey=password",
+            "scaler.prometheusAuth.tls.caKey=ca.crt",
+            "scaler.prometheusAuth.tls.certKey=tls.crt",
+            "scaler.prometheusAuth.tls.keyKey=tls.key",
+            "scaler.kafka.config.clusters[0].name=managed",
+            "scaler.kafka.config.clusters[0].bootstrap={broker:9096}",
+            "scaler.kafka.config.clusters[0].sasl.mechanism=SCRAM-SHA-512",
+            "scaler.kafka.config.clusters[0].sasl.username=tidal",
+            "scaler.kafka.config.clusters[0].sasl.password_file=/etc/tidal/kafka/password",
+            "scaler.kafka.secretName=kafka-client",
+        ],
+    )?)?;
+    let scaler = get(&rendered, "Deployment", "tidal-scaler")?;
+    let pod = &scaler["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    for (name, want) in [
+        (
+            "TIDAL_SCALER_KAFKA_CONFIG",
+            "/etc/tidal/kafka-config/kafka.json",
+        ),
+        ("TIDAL_SCALER_PROMETHEUS_BASIC_AUTH_USERNAME", "tidal"),
+        (
+            "TIDAL_SCALER_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE",
+            "/etc/tidal/prometheus/password",
+        ),
+        (
+            "TIDAL_SCALER_PROMETHEUS_CA_FILE",
+            "/etc/tidal/prometheus/ca.crt",
+        ),
+        (
+            "TIDAL_SCALER_PROMETHEUS_CERT_FILE",
+            "/etc/tidal/prometheus/tls.crt",
+        ),
+        (
+            "TIDAL_SCALER_PROMETHEUS_KEY_FILE",
+            "/etc/tidal/prometheus/tls.key",
+        ),
+    ] {
         anyhow::ensure!(
-            !out.status.success() && err.contains(says),
-            "--set {set}: expected a failure naming {says}, got {}: {err}",
-            out.status
+            env_of(c, name) == Some(&json!(want)),
+            "{name}: {:?}",
+            env_of(c, name)
         );
+    }
+    anyhow::ensure!(
+        env_of(c, "TIDAL_SCALER_PROMETHEUS_BEARER_TOKEN_FILE").is_none(),
+        "no bearer token file"
+    );
+    let volumes = pod["volumes"].to_string();
+    for want in [
+        "\"secretName\":\"prom-client\"",
+        "\"secretName\":\"kafka-client\"",
+        "\"name\":\"tidal-scaler-kafka\"",
+    ] {
+        anyhow::ensure!(
+            volumes.contains(want),
+            "scaler volumes lack {want}: {volumes}"
+        );
+    }
+    let mounts = c["volumeMounts"].to_string();
+    for want in [
+        "/etc/tidal/prometheus",
+        "/etc/tidal/kafka-config",
+        "\"/etc/tidal/kafka\"",
+    ] {
+        anyhow::ensure!(mounts.contains(want), "scaler mounts lack {want}: {mounts}");
+    }
+    // The ConfigMap holds the config the binary reads: parse it as the scaler does.
+    let config = get(&rendered, "ConfigMap", "tidal-scaler-kafka")?;
+    let text = config["data"]["kafka.json"].as_str().unwrap_or("null");
+    let dir = std::env::temp_dir().join(tidal_e2e::unique("tidal-helm-kafka"));
+    std::fs::create_dir_all(&dir)?;
+    let text = text.replace(
+        "/etc/tidal/kafka/password",
+        &dir.join("password").display().to_string(),
+    );
+    std::fs::write(dir.join("password"), "x")?;
+    let parsed = tidal_core::kafka::config::KafkaConfig::parse(Path::new("kafka.json"), &text, "t");
+    let _ = std::fs::remove_dir_all(&dir);
+    let parsed = parsed?;
+    let sasl = parsed.clusters[0].client.sasl.as_ref();
+    anyhow::ensure!(
+        sasl.is_some_and(|s| s.username == "tidal"),
+        "parsed: {parsed:?}"
+    );
+
+    for (sets, says) in [
+        (
+            vec!["scaler.prometheusAuth.basicAuth.username=tidal"],
+            "scaler.prometheusAuth.secretName: required",
+        ),
+        (
+            vec![
+                "scaler.prometheusAuth.secretName=s",
+                "scaler.prometheusAuth.basicAuth.username=tidal",
+            ],
+            "scaler.prometheusAuth.basicAuth.passwordKey: required",
+        ),
+        (
+            vec![
+                "scaler.prometheusAuth.secretName=s",
+                "scaler.prometheusAuth.bearerTokenKey=token",
+                "scaler.prometheusAuth.basicAuth.username=tidal",
+                "scaler.prometheusAuth.basicAuth.passwordKey=p",
+            ],
+            "set bearerTokenKey or basicAuth, not both",
+        ),
+        (
+            vec![
+                "scaler.prometheusAuth.secretName=s",
+                "scaler.prometheusAuth.tls.certKey=tls.crt",
+            ],
+            "certKey and keyKey go together",
+        ),
+        (vec!["scaler.prometheusAuth.token=x"], "token"),
+        (vec!["scaler.kafka.secret=x"], "secret"),
+    ] {
+        fails_naming(&stack, &sets, says)?;
     }
     Ok(())
 }

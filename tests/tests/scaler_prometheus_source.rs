@@ -115,3 +115,60 @@ async fn query_all_runs_each_distinct_query_once() -> R {
     assert!(matches!(&results["sum("], Err(SourceError::Http { .. })));
     Ok(())
 }
+
+/// A bearer token and a CA file against a real server that checks bearer tokens over TLS: the
+/// stack's API server (no Prometheus API lives there, so an accepted token meets a 404 and a
+/// wrong one a 401). A Prometheus's own `web.config.file` has no bearer tokens; they are
+/// checked by the proxies in front of it, which check them as the API server does.
+#[tokio::test]
+async fn a_bearer_token_from_a_file_is_sent_and_checked_by_a_real_server() -> R {
+    use tidal_scaler::sources::http::PrometheusAuth;
+    let stack = Stack::load()?;
+    let ca = stack.var("TIDAL_CA_FILE")?;
+    let auth = |token_file: &str| PrometheusAuth {
+        bearer_token_file: Some(token_file.into()),
+        basic: None,
+        tls: tidal_core::tls::TlsFiles {
+            ca_file: Some(ca.into()),
+            ..Default::default()
+        },
+    };
+    let apiserver = stack.var("TIDAL_APISERVER")?;
+    let status_of = |source: PrometheusSource| async move {
+        match source.query("vector(1)").await {
+            Err(SourceError::Http { status, .. }) => Ok(status),
+            other => Err(anyhow::anyhow!("expected an HTTP error, got {other:?}")),
+        }
+    };
+    let admin = auth(stack.var("TIDAL_ADMIN_TOKEN_FILE")?);
+    let accepted = PrometheusSource::with_auth(apiserver, Duration::from_secs(5), admin.clone())?;
+    assert_eq!(status_of(accepted).await?, 404, "the token is accepted");
+    let wrong = std::env::temp_dir().join(tidal_e2e::unique("tidal-wrong-token"));
+    std::fs::write(&wrong, "not-a-token-5d1e\n")?;
+    let refused = PrometheusSource::with_auth(
+        apiserver,
+        Duration::from_secs(5),
+        auth(&wrong.display().to_string()),
+    )?;
+    let err = refused.query("vector(1)").await.expect_err("refused");
+    let _ = std::fs::remove_file(&wrong);
+    let msg = err.to_string();
+    assert!(msg.contains("HTTP 401"), "{msg}");
+    assert!(!msg.contains("not-a-token-5d1e"), "{msg}");
+    // Without the CA the server's certificate is not trusted: no token leaves the process.
+    let untrusted = PrometheusSource::with_auth(
+        apiserver,
+        Duration::from_secs(5),
+        PrometheusAuth {
+            tls: Default::default(),
+            ..admin
+        },
+    )?;
+    match untrusted.query("vector(1)").await {
+        Err(e @ SourceError::Unreachable { .. }) => {
+            assert!(e.to_string().contains("certificate"), "{e}")
+        }
+        other => anyhow::bail!("expected an untrusted certificate, got {other:?}"),
+    }
+    Ok(())
+}
