@@ -35,6 +35,10 @@ pub enum Command {
     Simulate(Box<SimulateArgs>),
     /// Print the ScalingPolicy CRD as YAML (manifests/crd is generated from this).
     Crdgen,
+    /// Turn HorizontalPodAutoscalers (autoscaling/v2) and KEDA ScaledObjects (YAML, as
+    /// `kubectl get -o yaml` prints them) into ScalingPolicies, with a comment for every field
+    /// that has no exact equivalent (docs/migration.md).
+    Import(ImportArgs),
     /// Draw a CSV (`t,<series>,...`) as an SVG line chart (`<name>@right` columns use a second
     /// y axis).
     Plot(PlotArgs),
@@ -232,6 +236,27 @@ pub struct OfflineArgs {
     /// JSON input file ("-" for standard input).
     #[arg(long, env = "TIDAL_SCALER_INPUT", default_value = "-")]
     pub input: PathBuf,
+}
+
+/// `tidal-scaler import` (`crate::import`).
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// YAML file of HPAs and ScaledObjects, several documents or a `List` ("-" for standard
+    /// input).
+    #[arg(
+        long,
+        short = 'f',
+        env = "TIDAL_SCALER_IMPORT_FILE",
+        default_value = "-"
+    )]
+    pub file: PathBuf,
+    /// The `kafkaLag.cluster` to write for KEDA kafka triggers: a `--kafka-cluster` or
+    /// `--kafka-config` name of the scaler (default `kafka`, with a note).
+    #[arg(long, env = "TIDAL_SCALER_IMPORT_KAFKA_CLUSTER")]
+    pub kafka_cluster: Option<String>,
+    /// Fail (exit 1, nothing printed) when any field has no exact equivalent.
+    #[arg(long, env = "TIDAL_SCALER_IMPORT_STRICT")]
+    pub strict: bool,
 }
 
 /// `tidal-scaler plot`: a CSV table drawn as an SVG line chart (`crate::plot`).

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod import;
 pub mod kube_client;
 pub mod metrics;
 pub mod plot;

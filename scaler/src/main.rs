@@ -2,7 +2,8 @@
 //!
 //! Subcommands: `run` (the controller), `decide` (the pure engine, offline, on JSON),
 //! `simulate` (a load trace replayed through a workload model and the engine, against the HPA
-//! and KEDA), `plot` (a CSV as an SVG chart) and `crdgen` (prints the CRD).
+//! and KEDA), `plot` (a CSV as an SVG chart), `import` (HPAs and ScaledObjects to policies)
+//! and `crdgen` (prints the CRD).
 
 use std::io::Read;
 
@@ -19,7 +20,56 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Simulate(args) => simulate(&args),
         cli::Command::Crdgen => crdgen(),
         cli::Command::Plot(args) => plot(&args),
+        cli::Command::Import(args) => import(&args),
     }
+}
+
+/// The text of an input file, or of standard input for "-", and how to name it in errors.
+fn read_input(path: &std::path::Path) -> anyhow::Result<(String, String)> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        Ok((s, "standard input".to_owned()))
+    } else {
+        let s =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok((s, path.display().to_string()))
+    }
+}
+
+/// `import`: HPAs and ScaledObjects in, ScalingPolicies out (YAML, one document each, after
+/// comments naming every field without an exact equivalent; the same notes on stderr).
+fn import(args: &cli::ImportArgs) -> anyhow::Result<()> {
+    use tidal_scaler::import;
+    let (text, source) = read_input(&args.file)?;
+    let options = import::ImportOptions {
+        kafka_cluster: args.kafka_cluster.clone(),
+    };
+    let imported =
+        import::import_all(&text, &options).with_context(|| format!("importing {source}"))?;
+    anyhow::ensure!(
+        !imported.is_empty(),
+        "{source}: no HorizontalPodAutoscaler or ScaledObject"
+    );
+    let mut out = String::new();
+    for (i, one) in imported.iter().enumerate() {
+        for n in &one.notes {
+            eprintln!("{}: {n}", one.source);
+        }
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&import::render(one).context("encoding the policy")?);
+    }
+    let inexact: usize = imported.iter().map(|i| i.notes.len()).sum();
+    anyhow::ensure!(
+        !(args.strict && inexact > 0),
+        "--strict: {inexact} field(s) without an exact equivalent (listed above)"
+    );
+    std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes())
+        .context("writing the policies to standard output")
 }
 
 /// `run`: the controller, on a multi-threaded runtime.
@@ -41,21 +91,7 @@ fn crdgen() -> anyhow::Result<()> {
 
 /// `decide`: read one [`engine::Input`] as JSON, print the [`engine::Decision`] as JSON.
 fn decide(args: &cli::OfflineArgs) -> anyhow::Result<()> {
-    let text = if args.input.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        s
-    } else {
-        std::fs::read_to_string(&args.input)
-            .with_context(|| format!("reading {}", args.input.display()))?
-    };
-    let source = if args.input.as_os_str() == "-" {
-        "standard input".to_owned()
-    } else {
-        args.input.display().to_string()
-    };
+    let (text, source) = read_input(&args.input)?;
     let input: engine::Input =
         serde_json::from_str(&text).with_context(|| format!("parsing {source} as decide input"))?;
     let decision = engine::decide(&input).context("invalid input")?;
@@ -66,22 +102,7 @@ fn decide(args: &cli::OfflineArgs) -> anyhow::Result<()> {
 
 /// `plot`: read a CSV table, write it as an SVG line chart.
 fn plot(args: &cli::PlotArgs) -> anyhow::Result<()> {
-    let stdin = args.input.as_os_str() == "-";
-    let text = if stdin {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        s
-    } else {
-        std::fs::read_to_string(&args.input)
-            .with_context(|| format!("reading {}", args.input.display()))?
-    };
-    let source = if stdin {
-        "standard input".to_owned()
-    } else {
-        args.input.display().to_string()
-    };
+    let (text, source) = read_input(&args.input)?;
     let series = tidal_scaler::plot::read_csv(&text)
         .with_context(|| format!("reading {source} as a CSV table"))?;
     let title = args.title.clone().unwrap_or_else(|| {
