@@ -47,11 +47,14 @@ fn import(args: &cli::ImportArgs) -> anyhow::Result<()> {
     let options = import::ImportOptions {
         kafka_cluster: args.kafka_cluster.clone(),
     };
-    let imported =
-        import::import_all(&text, &options).with_context(|| format!("importing {source}"))?;
+    let run = import::import_all(&text, &options).with_context(|| format!("importing {source}"))?;
+    for skipped in &run.skipped {
+        eprintln!("skipped: {skipped}");
+    }
+    let imported = run.imported;
     anyhow::ensure!(
         !imported.is_empty(),
-        "{source}: no HorizontalPodAutoscaler or ScaledObject"
+        "{source}: no HorizontalPodAutoscaler or ScaledObject to import"
     );
     let mut out = String::new();
     for (i, one) in imported.iter().enumerate() {

@@ -570,6 +570,33 @@ async fn the_scalers_secured_sources_come_from_secrets() -> R {
             ],
             "certKey and keyKey go together",
         ),
+        (
+            vec![
+                "scaler.prometheusAuth.secretName=s",
+                "scaler.prometheusAuth.basicAuth.passwordKey=p",
+            ],
+            "scaler.prometheusAuth.basicAuth.username: required",
+        ),
+        (
+            vec!["scaler.prometheusAuth.tls.keyKey=k"],
+            "scaler.prometheusAuth.secretName: required",
+        ),
+        (
+            vec![
+                "scaler.kafka.config.clusters[0].name=m",
+                "scaler.kafka.config.clusters[0].bootstrap={k:9092}",
+                "scaler.kafka.config.clusters[0].sasl.password=hunter2",
+            ],
+            "scaler.kafka.config.clusters[0].sasl.password: would sit in a ConfigMap",
+        ),
+        (
+            vec![
+                "agent.kafka.config.clusters[0].name=m",
+                "agent.kafka.config.clusters[0].bootstrap={k:9092}",
+                "agent.kafka.config.clusters[0].sasl.password=hunter2",
+            ],
+            "agent.kafka.config.clusters[0].sasl.password: would sit in a ConfigMap",
+        ),
         (vec!["scaler.prometheusAuth.token=x"], "token"),
         (vec!["scaler.kafka.secret=x"], "secret"),
     ] {

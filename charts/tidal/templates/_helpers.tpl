@@ -35,3 +35,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- end -}}
 {{- join "," $out -}}
 {{- end -}}
+
+{{/*
+A Kafka config (agent.kafka.config, scaler.kafka.config) goes into a ConfigMap, which more
+people may read than Secrets: an inline sasl.password is refused. Args: the value's name, the
+config.
+*/}}
+{{- define "tidal.noInlinePassword" -}}
+{{- $name := index . 0 }}
+{{- $config := index . 1 }}
+{{- range $i, $c := ($config.clusters | default list) }}
+{{- if and $c.sasl $c.sasl.password }}
+{{- fail (printf "%s.clusters[%d].sasl.password: would sit in a ConfigMap; put the password in the mounted Secret and name its file in sasl.password_file" $name $i) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -133,7 +133,7 @@ struct RawTls {
     server_name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSasl {
     mechanism: String,
@@ -142,6 +142,17 @@ struct RawSasl {
     password: Option<String>,
     #[serde(default)]
     password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RawSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
 }
 
 /// One validated cluster.
@@ -184,10 +195,16 @@ impl KafkaConfig {
                     source,
                 }
             } else {
+                // serde quotes the value it refused: never for a credential.
+                let problem = if field.contains(".sasl.") {
+                    "invalid value (expected a string; the value is not shown)".to_string()
+                } else {
+                    source.to_string()
+                };
                 ConfigError::Invalid {
                     path: path.to_path_buf(),
                     field,
-                    problem: source.to_string(),
+                    problem,
                 }
             }
         })?;
@@ -268,11 +285,23 @@ impl KafkaConfig {
                     })?;
                     let password = match (s.password, s.password_file) {
                         (Some(p), None) => p,
-                        (None, Some(file)) => std::fs::read_to_string(&file)
-                            .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
-                            .map_err(|e| {
-                                bad(f("sasl.password_file"), format!("{}: {e}", file.display()))
-                            })?,
+                        (None, Some(file)) => {
+                            let p = std::fs::read_to_string(&file)
+                                .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+                                .map_err(|e| {
+                                    bad(
+                                        f("sasl.password_file"),
+                                        format!("{}: {}", file.display(), e.kind()),
+                                    )
+                                })?;
+                            if p.is_empty() {
+                                return Err(bad(
+                                    f("sasl.password_file"),
+                                    format!("{}: the file is empty", file.display()),
+                                ));
+                            }
+                            p
+                        }
                         _ => {
                             return Err(bad(
                                 f("sasl"),
@@ -297,7 +326,9 @@ impl KafkaConfig {
                     key_file: t.key_file,
                     server_name: t.server_name,
                 };
-                tls.check(TlsFieldNames::FILE).map_err(|problem| {
+                // Built now (files read, key matched to certificate), so a bad PEM fails at
+                // start, naming the field, not at the first connection.
+                tls.client_config(TlsFieldNames::FILE).map_err(|problem| {
                     // "tls.ca_file: ..." -> field clusters[i].tls.ca_file
                     let (field, problem) = problem
                         .split_once(": ")
@@ -476,9 +507,18 @@ mod tests {
                 r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"cert_file": "/etc/hostname"}}]}"#,
                 "clusters[0].tls.cert_file: a client certificate needs tls.key_file",
             ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "tls": {"ca_file": "/etc/hostname"}}]}"#,
+                "clusters[0].tls.ca_file: /etc/hostname: no certificate in the file",
+            ),
+            (
+                r#"{"clusters": [{"name": "m", "bootstrap": ["h:1"], "sasl": {"mechanism": "PLAIN", "username": "u", "password": 12345678}}]}"#,
+                "clusters[0].sasl.password: invalid value (expected a string; the value is not shown)",
+            ),
         ];
         for (text, want) in cases {
             let err = parse(text).expect_err(text);
+            assert!(!err.contains("12345678"), "a password in an error: {err}");
             assert!(err.contains(want), "{text}\n  -> {err}\n  wanted {want}");
             assert!(err.starts_with("kafka.json"), "names the file: {err}");
         }

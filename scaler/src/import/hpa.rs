@@ -20,10 +20,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 
 use super::source::{Field, Refusal};
-use super::{Imported, Note, NoteKind, metric_name, policy_like};
+use super::{Imported, Note, NoteKind, behavior, metric_name, policy_like};
 use crate::api::{
-    Behavior, MetricSpec, PrometheusMetric, ResourceMetric, ResourceName, ScalingPolicySpec,
-    TargetRef,
+    MetricSpec, PrometheusMetric, ResourceMetric, ResourceName, ScalingPolicySpec, TargetRef,
 };
 
 /// The HPA's fields `import` reads; any other `spec` field gets a note.
@@ -67,13 +66,7 @@ pub(super) fn import(doc: &Value) -> Result<Imported, Refusal> {
     } else if metrics.is_empty() {
         return Err(spec.get("metrics").refuse("no metric has an equivalent"));
     }
-    let behavior = match spec.get("behavior").value {
-        Value::Null => None,
-        b => Some(
-            serde_json::from_value::<Behavior>(b.clone())
-                .map_err(|e| spec.get("behavior").refuse(e.to_string()))?,
-        ),
-    };
+    let behavior = behavior(&spec.get("behavior"))?;
     for key in spec.keys() {
         if !KNOWN.contains(&key) {
             notes.push(Note {
@@ -183,6 +176,13 @@ fn metric(
             {
                 return Err(target.get("averageUtilization").refuse("is required"));
             }
+            if taken.contains(&spec.name) {
+                // A policy's resource metric is named after its resource, once.
+                return Err(body.get("name").refuse(format!(
+                    "a second {} metric: a ScalingPolicy has one per resource",
+                    spec.name
+                )));
+            }
             taken.push(spec.name.clone());
             Ok(Some(spec))
         }
@@ -207,7 +207,11 @@ fn metric(
             let selector = metric.get("selector");
             if let Some(match_labels) = selector.value["matchLabels"].as_object() {
                 for (k, v) in match_labels {
-                    labels.push(format!("{k}=\"{}\"", v.as_str().unwrap_or_default()));
+                    labels.push(format!(
+                        "{}=\"{}\"",
+                        label_name(k),
+                        v.as_str().unwrap_or_default()
+                    ));
                 }
             }
             if selector.get("matchExpressions").is_set() {
@@ -217,13 +221,17 @@ fn metric(
                     message: "not carried into the query: add the matchers by hand".into(),
                 });
             }
+            // A custom metric's name may hold `-`; a Prometheus series name may not.
+            let series = label_name(&metric_name_text);
             let query = if labels.is_empty() {
-                metric_name_text.clone()
+                series
             } else {
-                format!("{metric_name_text}{{{}}}", labels.join(","))
+                format!("{series}{{{}}}", labels.join(","))
             };
+            // One series per pod for Pods (prometheus-adapter sums by pod too); one total
+            // otherwise.
             let query = if kind == "Pods" {
-                query
+                format!("sum by (pod) ({query})")
             } else {
                 format!("sum({query})")
             };
@@ -274,4 +282,12 @@ fn metric(
             .get("type")
             .refuse(format!("{other:?} is not an autoscaling/v2 metric type"))),
     }
+}
+
+/// A Kubernetes label key as a Prometheus label name (`app.kubernetes.io/name` ->
+/// `app_kubernetes_io_name`, as kube-state-metrics and prometheus-adapter write them).
+fn label_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }

@@ -23,9 +23,9 @@ use serde_json::Value;
 
 use super::hpa::resource;
 use super::source::{Field, Refusal};
-use super::{ImportOptions, Imported, Note, NoteKind, metric_name, note, policy_like};
+use super::{ImportOptions, Imported, Note, NoteKind, behavior, metric_name, note, policy_like};
 use crate::api::{
-    Behavior, KafkaLagMetric, MetricSpec, OffsetResetPolicy, PrometheusMetric, ResourceName,
+    KafkaLagMetric, MetricSpec, OffsetResetPolicy, PrometheusMetric, ResourceName,
     ScalingPolicySpec, TargetRef,
 };
 
@@ -38,6 +38,85 @@ const DEFAULT_POLLING: i32 = 30;
 
 /// The Kafka cluster name written when `--kafka-cluster` is not given.
 const DEFAULT_CLUSTER: &str = "kafka";
+
+/// The fields `import` reads (or notes by name); any other gets a "not read" note, so
+/// `--strict` never passes a lossy conversion.
+const SPEC_KEYS: &[&str] = &[
+    "scaleTargetRef",
+    "pollingInterval",
+    "cooldownPeriod",
+    "idleReplicaCount",
+    "minReplicaCount",
+    "maxReplicaCount",
+    "fallback",
+    "advanced",
+    "triggers",
+];
+const ADVANCED_KEYS: &[&str] = &[
+    "restoreToOriginalReplicaCount",
+    "horizontalPodAutoscalerConfig",
+    "scalingModifiers",
+];
+const HPA_CONFIG_KEYS: &[&str] = &["name", "behavior"];
+const TRIGGER_KEYS: &[&str] = &[
+    "type",
+    "name",
+    "metadata",
+    "metricType",
+    "authenticationRef",
+];
+const KAFKA_KEYS: &[&str] = &[
+    "bootstrapServers",
+    "consumerGroup",
+    "topic",
+    "lagThreshold",
+    "activationLagThreshold",
+    "offsetResetPolicy",
+    "allowIdleConsumers",
+    "limitToPartitionsWithLag",
+    "excludePersistentLag",
+    "scaleToZeroOnInvalidOffset",
+    "partitionLimitation",
+    "sasl",
+    "tls",
+    "version",
+];
+const RESOURCE_KEYS: &[&str] = &["value", "type", "containerName"];
+const PROMETHEUS_KEYS: &[&str] = &[
+    "serverAddress",
+    "query",
+    "threshold",
+    "activationThreshold",
+    "ignoreNullValues",
+    "customHeaders",
+    "unsafeSsl",
+    "namespace",
+    "metricName",
+];
+
+/// A note for every key of `f` that `known` does not list.
+fn unread(notes: &mut Vec<Note>, f: &Field, known: &[&str]) {
+    for key in f.keys() {
+        if !known.contains(&key) {
+            note(
+                notes,
+                &f.get(key),
+                NoteKind::NoEquivalent,
+                "not read by import".into(),
+            );
+        }
+    }
+}
+
+/// KEDA reads its pause annotations with Go's `strconv.ParseBool`; Tidal's gate takes `true`
+/// or `false`.
+fn keda_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
 
 pub(super) fn import(doc: &Value, options: &ImportOptions) -> Result<Imported, Refusal> {
     let root = Field::root(doc);
@@ -98,13 +177,14 @@ pub(super) fn import(doc: &Value, options: &ImportOptions) -> Result<Imported, R
         &hpa_config.get("name"),
         "Tidal makes no HPA, so there is none to name",
     );
-    let behavior = match hpa_config.get("behavior").value {
-        Value::Null => None,
-        b => Some(
-            serde_json::from_value::<Behavior>(b.clone())
-                .map_err(|e| hpa_config.get("behavior").refuse(e.to_string()))?,
-        ),
-    };
+    let behavior = behavior(&hpa_config.get("behavior"))?;
+    for (f, known) in [
+        (&spec, SPEC_KEYS),
+        (&advanced, ADVANCED_KEYS),
+        (&hpa_config, HPA_CONFIG_KEYS),
+    ] {
+        unread(&mut notes, f, known);
+    }
 
     let mut taken = Vec::new();
     let mut metrics = Vec::new();
@@ -119,6 +199,17 @@ pub(super) fn import(doc: &Value, options: &ImportOptions) -> Result<Imported, R
             .refuse("no trigger has an equivalent (kafka, cpu, memory, prometheus)"));
     }
     let mut min_replicas = spec.get("minReplicaCount").int32()?.unwrap_or(DEFAULT_MIN);
+    if metrics.iter().any(|m| m.prometheus.is_some()) && min_replicas == 0 {
+        notes.push(Note {
+            field: spec.get("cooldownPeriod").path,
+            kind: NoteKind::NoEquivalent,
+            message: format!(
+                "{cooldown} s before scaling to zero: Tidal's cooldown is kafkaLag's only; a \
+                 prometheus metric goes to zero under behavior.scaleDown (its stabilization \
+                 window) alone"
+            ),
+        });
+    }
     let max_replicas = spec.get("maxReplicaCount").int32()?.unwrap_or(DEFAULT_MAX);
     let wakes = metrics
         .iter()
@@ -149,22 +240,28 @@ pub(super) fn import(doc: &Value, options: &ImportOptions) -> Result<Imported, R
     );
     let annotations = root.get("metadata").get("annotations");
     let mut carried = BTreeMap::new();
-    for (keda, tidal) in [
-        ("autoscaling.keda.sh/paused", "tidal.dev/paused"),
-        (
-            "autoscaling.keda.sh/paused-replicas",
-            "tidal.dev/paused-replicas",
-        ),
-    ] {
-        if let Some(v) = annotations.value[keda].as_str() {
-            carried.insert(tidal.to_string(), v.to_string());
-        }
+    let paused = annotations.get("autoscaling.keda.sh/paused");
+    if let Some(v) = paused.value.as_str() {
+        let on = keda_bool(v.trim()).unwrap_or_else(|| {
+            note(
+                &mut notes,
+                &paused,
+                NoteKind::Review,
+                format!("{v:?} is not a boolean, which KEDA reads as paused: written as true"),
+            );
+            true
+        });
+        carried.insert("tidal.dev/paused".to_string(), on.to_string());
     }
-    if annotations.value["autoscaling.keda.sh/paused-replicas"].is_string()
-        && annotations.value["autoscaling.keda.sh/paused"].is_null()
-    {
+    if let Some(v) = annotations.value["autoscaling.keda.sh/paused-replicas"].as_str() {
+        carried.insert(
+            "tidal.dev/paused-replicas".to_string(),
+            v.trim().to_string(),
+        );
         // KEDA pins with paused-replicas alone; Tidal pins when paused is true.
-        carried.insert("tidal.dev/paused".into(), "true".into());
+        carried
+            .entry("tidal.dev/paused".to_string())
+            .or_insert_with(|| "true".to_string());
     }
     if !carried.is_empty() {
         policy
@@ -193,8 +290,10 @@ fn trigger(
     let md = t.get("metadata");
     let wanted = t.get("name").text();
     let auth = t.get("authenticationRef");
+    unread(notes, t, TRIGGER_KEYS);
     match kind.as_str() {
         "kafka" => {
+            unread(notes, &md, KAFKA_KEYS);
             let servers = md.get("bootstrapServers").required_text()?;
             let group = md.get("consumerGroup").required_text()?;
             let topics = md
@@ -211,7 +310,7 @@ fn trigger(
                         kind: NoteKind::Review,
                         message: format!(
                             "written as cluster {DEFAULT_CLUSTER:?}: run the scaler with \
-                             --kafka-cluster {DEFAULT_CLUSTER}={} (or a --kafka-config cluster of \
+                             --kafka-cluster '{DEFAULT_CLUSTER}={}' (or a --kafka-config cluster of \
                              that name), or import with --kafka-cluster <name>",
                             servers.replace(',', ";")
                         ),
@@ -282,8 +381,11 @@ fn trigger(
                     allow_idle_consumers: md.get("allowIdleConsumers").flag()?,
                     limit_to_partitions_with_lag: md.get("limitToPartitionsWithLag").flag()?,
                     exclude_persistent_lag,
-                    // KEDA compares a partition's offset with its previous poll.
-                    persistent_lag_window_seconds: polling.unwrap_or(DEFAULT_POLLING).max(1),
+                    // KEDA compares a partition's offset with its previous poll (the CRD
+                    // allows up to an hour).
+                    persistent_lag_window_seconds: polling
+                        .unwrap_or(DEFAULT_POLLING)
+                        .clamp(1, 3600),
                     cooldown_seconds: cooldown,
                     predictive: None,
                 }),
@@ -291,6 +393,7 @@ fn trigger(
             }))
         }
         "cpu" | "memory" => {
+            unread(notes, &md, RESOURCE_KEYS);
             let name = if kind == "cpu" {
                 ResourceName::Cpu
             } else {
@@ -326,6 +429,7 @@ fn trigger(
             Ok(Some(spec))
         }
         "prometheus" => {
+            unread(notes, &md, PROMETHEUS_KEYS);
             let query = md.get("query").required_text()?;
             let threshold = Quantity(md.get("threshold").required_text()?);
             let metric_type = t
@@ -360,12 +464,16 @@ fn trigger(
                 NoteKind::NoEquivalent,
                 "a prometheus metric wakes from zero above 0".into(),
             );
-            note(
-                notes,
-                &md.get("ignoreNullValues"),
-                NoteKind::NoEquivalent,
-                "an empty result is no data, on which Tidal holds (never read as 0)".into(),
-            );
+            if md.get("ignoreNullValues").text().as_deref() != Some("false") {
+                // KEDA's default (true) reads an empty result as 0.
+                notes.push(Note {
+                    field: md.get("ignoreNullValues").path,
+                    kind: NoteKind::NoEquivalent,
+                    message: "KEDA reads an empty result as 0 (its default); Tidal holds on it, \
+                              as KEDA does with ignoreNullValues: false"
+                        .into(),
+                });
+            }
             for key in ["customHeaders", "unsafeSsl", "namespace"] {
                 note(
                     notes,

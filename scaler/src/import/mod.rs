@@ -116,10 +116,33 @@ pub fn import(doc: &Value, options: &ImportOptions) -> Result<Imported, ImportEr
     Ok(imported)
 }
 
+/// What [`import_all`] made of a YAML stream.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRun {
+    pub imported: Vec<Imported>,
+    /// Objects left out on purpose, and why (the HPAs KEDA makes for its ScaledObjects).
+    pub skipped: Vec<String>,
+}
+
+/// The ScaledObject that owns an HPA (KEDA makes one per ScaledObject), if any.
+fn keda_owner(doc: &Value) -> Option<&str> {
+    doc["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|o| {
+            o["kind"] == "ScaledObject"
+                && o["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("keda.sh/"))
+        })?["name"]
+        .as_str()
+}
+
 /// Imports every object of a YAML stream (documents, and the items of `kind: List`, as
-/// `kubectl get -o yaml` prints them). Empty documents are skipped.
-pub fn import_all(yaml: &str, options: &ImportOptions) -> Result<Vec<Imported>, ImportError> {
-    let mut out = Vec::new();
+/// `kubectl get -o yaml` prints them). Empty documents are skipped, and so are the HPAs KEDA
+/// makes (their ScaledObject is what to import).
+pub fn import_all(yaml: &str, options: &ImportOptions) -> Result<ImportRun, ImportError> {
+    let mut docs = Vec::new();
     for (i, doc) in serde_norway::Deserializer::from_str(yaml).enumerate() {
         let value: Value =
             serde::Deserialize::deserialize(doc).map_err(|e: serde_norway::Error| ImportError {
@@ -131,14 +154,52 @@ pub fn import_all(yaml: &str, options: &ImportOptions) -> Result<Vec<Imported>, 
             continue;
         }
         if value["kind"] == "List" {
-            for item in value["items"].as_array().into_iter().flatten() {
-                out.push(import(item, options)?);
-            }
+            docs.extend(value["items"].as_array().into_iter().flatten().cloned());
         } else {
-            out.push(import(&value, options)?);
+            docs.push(value);
         }
     }
-    Ok(out)
+    let mut run = ImportRun::default();
+    for doc in &docs {
+        if doc["kind"] == "HorizontalPodAutoscaler"
+            && let Some(owner) = keda_owner(doc)
+        {
+            run.skipped.push(format!(
+                "HorizontalPodAutoscaler {}: made by KEDA for ScaledObject {owner}; import the \
+                 ScaledObject instead",
+                doc["metadata"]["name"].as_str().unwrap_or_default()
+            ));
+            continue;
+        }
+        run.imported.push(import(doc, options)?);
+    }
+    Ok(run)
+}
+
+/// `behavior` (the HPA's, or KEDA's `horizontalPodAutoscalerConfig.behavior`), field for
+/// field. A served HPA writes `tolerance` as a quantity (`50m`); Tidal's is a number.
+fn behavior(f: &source::Field) -> Result<Option<crate::api::Behavior>, source::Refusal> {
+    if !f.is_set() {
+        return Ok(None);
+    }
+    let mut value = f.value.clone();
+    for rules in ["scaleUp", "scaleDown"] {
+        let tolerance = &mut value[rules]["tolerance"];
+        if let Some(q) = tolerance.as_str() {
+            let v = crate::api::parse_quantity(q).map_err(|why| {
+                f.get(rules)
+                    .get("tolerance")
+                    .refuse(format!("{q:?}: {why}"))
+            })?;
+            *tolerance = serde_json::json!(v);
+        }
+    }
+    serde_path_to_error::deserialize(value)
+        .map(Some)
+        .map_err(|e| {
+            let at = e.path().to_string();
+            (format!("{}.{at}", f.path), e.into_inner().to_string())
+        })
 }
 
 /// The policy as YAML, after comment lines naming its source and every note.

@@ -8,7 +8,7 @@ use crate::api::{OffsetResetPolicy, ResourceName};
 use crate::engine;
 
 fn one(yaml: &str, options: &ImportOptions) -> Imported {
-    let mut all = import_all(yaml, options).expect("imports");
+    let mut all = import_all(yaml, options).expect("imports").imported;
     assert_eq!(all.len(), 1);
     all.remove(0)
 }
@@ -162,7 +162,10 @@ fn adapter_metrics_become_queries_to_review() {
     assert_eq!(m.len(), 4);
     let q = |k: usize| m[k].prometheus.as_ref().expect("prometheus");
     assert_eq!(m[1].name, "packets_per_second");
-    assert_eq!(q(1).query, r#"packets-per-second{namespace="shop"}"#);
+    assert_eq!(
+        q(1).query,
+        r#"sum by (pod) (packets_per_second{namespace="shop"})"#
+    );
     assert_eq!(
         q(1).target_average_value.as_ref().map(|v| v.0.as_str()),
         Some("1k")
@@ -170,7 +173,7 @@ fn adapter_metrics_become_queries_to_review() {
     assert_eq!(m[2].name, "requests_per_second");
     assert_eq!(
         q(2).query,
-        r#"sum(requests-per-second{namespace="shop",ingress="main-route"})"#
+        r#"sum(requests_per_second{namespace="shop",ingress="main-route"})"#
     );
     assert_eq!(
         q(2).target_value.as_ref().map(|v| v.0.as_str()),
@@ -306,7 +309,7 @@ fn the_keda_kafka_example_becomes_kafka_lag_and_decides_as_keda() {
     assert!(
         i.notes[1]
             .message
-            .contains("--kafka-cluster kafka=localhost:9092"),
+            .contains("--kafka-cluster 'kafka=localhost:9092'"),
         "{}",
         i.notes[1]
     );
@@ -453,6 +456,10 @@ fn keda_triggers_fallback_and_advanced_say_what_maps_and_what_does_not() {
                 "spec.triggers[2].metadata.activationThreshold".to_string(),
                 NoteKind::NoEquivalent
             ),
+            (
+                "spec.triggers[2].metadata.ignoreNullValues".to_string(),
+                NoteKind::NoEquivalent
+            ),
             ("spec.triggers[3].type".to_string(), NoteKind::NoEquivalent),
         ]
     );
@@ -466,8 +473,85 @@ fn keda_triggers_fallback_and_advanced_say_what_maps_and_what_does_not() {
 }
 
 #[test]
+fn served_details_carry_over_or_are_named() {
+    // A served HPA writes tolerance as a quantity (k8s.io/api autoscaling/v2 HPAScalingRules).
+    let hpa = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: t}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: t}
+  maxReplicas: 4
+  behavior:
+    scaleUp: {tolerance: 50m}
+  unknownField: 1
+"#;
+    let i = one(hpa, &ImportOptions::default());
+    let up = i
+        .policy
+        .spec
+        .behavior
+        .as_ref()
+        .and_then(|b| b.scale_up.as_ref())
+        .expect("scaleUp");
+    assert_eq!(up.tolerance, Some(0.05));
+    assert_eq!(
+        fields(&i),
+        vec![("spec.unknownField".to_string(), NoteKind::NoEquivalent)]
+    );
+    // KEDA's pause annotations, read as KEDA reads them; unknown fields named.
+    let so = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: s
+  annotations: {autoscaling.keda.sh/paused: "True"}
+spec:
+  scaleTargetRef: {name: w}
+  minReplicaCount: 0
+  initialCooldownPeriod: 60
+  triggers:
+  - type: prometheus
+    useCachedMetrics: true
+    metadata: {query: "vector(1)", threshold: "1", ignoreNullValues: "false", queryParameters: "a=b"}
+"#;
+    let i = one(so, &ImportOptions::default());
+    let annotations = i.policy.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("tidal.dev/paused").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        fields(&i),
+        vec![
+            (
+                "spec.initialCooldownPeriod".to_string(),
+                NoteKind::NoEquivalent
+            ),
+            (
+                "spec.triggers[0].useCachedMetrics".to_string(),
+                NoteKind::NoEquivalent
+            ),
+            (
+                "spec.triggers[0].metadata.queryParameters".to_string(),
+                NoteKind::NoEquivalent
+            ),
+            ("spec.cooldownPeriod".to_string(), NoteKind::NoEquivalent),
+        ]
+    );
+}
+
+#[test]
 fn what_cannot_be_imported_is_refused_naming_the_field() {
     let cases = [
+        (
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: a}\nspec: {scaleTargetRef: {kind: Deployment, name: w}, maxReplicas: 3, metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}, {type: ContainerResource, containerResource: {name: cpu, container: app, target: {type: Utilization, averageUtilization: 60}}}]}",
+            "HorizontalPodAutoscaler a: spec.metrics[1].containerResource.name: a second cpu metric",
+        ),
+        (
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: a}\nspec: {scaleTargetRef: {kind: Deployment, name: w}, maxReplicas: 3, behavior: {scaleUp: {selectPolicy: Sometimes}}}",
+            "HorizontalPodAutoscaler a: spec.behavior.scaleUp.selectPolicy: unknown variant",
+        ),
         (
             "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: a}\nspec: {}",
             "HorizontalPodAutoscaler a: apiVersion: \"autoscaling/v1\": only autoscaling/v2",
@@ -512,11 +596,43 @@ fn a_list_and_several_documents_are_all_imported() {
     assert_eq!(
         import_all(&list, &ImportOptions::default())
             .expect("list")
+            .imported
             .len(),
         1
     );
+    // The HPA KEDA makes for a ScaledObject is left out, saying why.
+    let keda_hpa = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: keda-hpa-orders
+  ownerReferences:
+  - {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: orders, uid: x}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: orders}
+  maxReplicas: 6
+  metrics:
+  - type: External
+    external:
+      metric: {name: s0-kafka-orders}
+      target: {type: AverageValue, averageValue: "10"}
+"#;
+    let run = import_all(
+        &format!("{keda_hpa}---\n{KEDA_KAFKA}"),
+        &ImportOptions::default(),
+    )
+    .expect("run");
+    assert_eq!(run.imported.len(), 1);
+    assert_eq!(
+        run.skipped,
+        [
+            "HorizontalPodAutoscaler keda-hpa-orders: made by KEDA for ScaledObject orders; import the ScaledObject instead"
+        ]
+    );
     let stream = format!("{WALKTHROUGH}---\n{KEDA_KAFKA}---\n");
-    let all = import_all(&stream, &ImportOptions::default()).expect("stream");
+    let all = import_all(&stream, &ImportOptions::default())
+        .expect("stream")
+        .imported;
     let sources: Vec<&str> = all.iter().map(|i| i.source.as_str()).collect();
     assert_eq!(
         sources,

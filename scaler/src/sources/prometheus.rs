@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::SourceError;
 use super::agents::{error_chain, snippet};
 use super::body::{self, BodyCap, DEFAULT_PROMETHEUS_MAX_BODY_BYTES};
-use super::http::{PROMETHEUS_TLS_FLAGS, PrometheusAuth, client_builder_with};
+use super::http::{PROMETHEUS_TLS_FLAGS, PrometheusAuth, client_builder, client_builder_with};
 
 /// The backend name in errors.
 const BACKEND: &str = "prometheus";
@@ -74,9 +74,23 @@ impl PrometheusSource {
         timeout: Duration,
         auth: PrometheusAuth,
     ) -> Result<Self, SourceError> {
+        // The URL is logged and written into statuses: credentials in it are refused, and an
+        // error shows the URL only when it holds none.
+        let parsed = reqwest::Url::parse(base_url.trim());
+        let has_credentials = match &parsed {
+            Ok(u) => !u.username().is_empty() || u.password().is_some(),
+            Err(_) => base_url.contains('@'),
+        };
+        if has_credentials {
+            return Err(SourceError::NotConfigured(
+                "--prometheus-url: must not carry credentials (user:password@); use \
+                 --prometheus-basic-auth-username and --prometheus-basic-auth-password-file"
+                    .into(),
+            ));
+        }
         let invalid =
             |why: &str| SourceError::NotConfigured(format!("--prometheus-url {base_url:?}: {why}"));
-        let url = reqwest::Url::parse(base_url.trim()).map_err(|e| invalid(&e.to_string()))?;
+        let url = parsed.map_err(|e| invalid(&e.to_string()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(invalid(&format!(
                 "scheme {:?} is not supported (use http:// or https://)",
@@ -89,26 +103,24 @@ impl PrometheusSource {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("must not have a query or fragment"));
         }
-        if !url.username().is_empty() || url.password().is_some() {
-            // The URL is logged and written into statuses: credentials go in files.
-            return Err(SourceError::NotConfigured(
-                "--prometheus-url: must not carry credentials (user:password@); use \
-                 --prometheus-basic-auth-username and --prometheus-basic-auth-password-file"
-                    .into(),
-            ));
-        }
         auth.check().map_err(SourceError::NotConfigured)?;
         if auth.has_tls_settings() && url.scheme() != "https" {
             return Err(invalid(
                 "TLS settings (--prometheus-ca-file, --prometheus-cert-file) need an https:// URL",
             ));
         }
-        let tls = auth
-            .tls
-            .client_config(PROMETHEUS_TLS_FLAGS)
-            .map_err(SourceError::NotConfigured)?;
+        // Only an https:// URL needs (and may fail on) a trust store.
+        let builder = if url.scheme() == "https" {
+            client_builder_with(
+                auth.tls
+                    .client_config(PROMETHEUS_TLS_FLAGS)
+                    .map_err(SourceError::NotConfigured)?,
+            )
+        } else {
+            client_builder()
+        };
         let query_url = format!("{}/api/v1/query", url.as_str().trim_end_matches('/'));
-        let http = client_builder_with(tls)
+        let http = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
@@ -505,6 +517,9 @@ mod tests {
             "prometheus:9090",
             "http://",
             "http://tidal:s3cret@p:9090",
+            "ftp://u:s3cret@p",
+            "http://u:s3cret@p/?x=1",
+            "https://u:s3cret@",
             "ftp://p",
             "http://p:9090/?x=1",
         ] {
