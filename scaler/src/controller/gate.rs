@@ -10,7 +10,9 @@
 //! over by name. A dry run writes nothing, so it never conflicts: it is the way to watch
 //! Tidal's decisions beside the HPA before a migration (docs/migration.md).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::ResourceExt;
@@ -179,6 +181,44 @@ fn invalid(p: &ScalingPolicy, key: &str, value: &str, expected: &str) -> Gate {
         p.namespace().unwrap_or_default(),
         p.name_any()
     ))
+}
+
+/// The HPAs of one cycle by what they scale (`namespace`, `kind`, `name`), built once per
+/// cycle like the pod index, so a policy's gate looks at the few HPAs of its own target and
+/// does not copy the whole cache.
+#[derive(Default)]
+pub struct HpaIndex(HashMap<(String, String, String), Vec<Arc<HorizontalPodAutoscaler>>>);
+
+impl HpaIndex {
+    pub fn build(hpas: Vec<Arc<HorizontalPodAutoscaler>>) -> Self {
+        let mut index: HashMap<_, Vec<_>> = HashMap::new();
+        for h in hpas {
+            let Some(r) = h.spec.as_ref().map(|s| &s.scale_target_ref) else {
+                continue;
+            };
+            let key = (
+                h.namespace().unwrap_or_default(),
+                r.kind.clone(),
+                r.name.clone(),
+            );
+            index.entry(key).or_default().push(h);
+        }
+        Self(index)
+    }
+
+    /// The HPAs of `namespace` whose `scaleTargetRef` has this kind and name (any group:
+    /// [`gate`] compares it).
+    pub fn targeting(
+        &self,
+        namespace: &str,
+        t: &TargetRef,
+    ) -> impl Iterator<Item = &HorizontalPodAutoscaler> {
+        self.0
+            .get(&(namespace.to_string(), t.kind.clone(), t.name.clone()))
+            .into_iter()
+            .flatten()
+            .map(|h| &**h)
+    }
 }
 
 /// The gate for `p`, given every HPA the scaler sees (any namespace; only those of `p`'s

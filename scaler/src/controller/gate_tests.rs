@@ -226,3 +226,47 @@ fn malformed_annotations_name_the_policy_and_the_annotation() {
         );
     }
 }
+
+#[test]
+fn the_cycle_index_gives_the_gate_the_same_hpas_as_the_whole_cache() {
+    use std::sync::Arc;
+
+    use super::gate::HpaIndex;
+
+    let all = vec![
+        hpa("team", "web", web(), None),
+        hpa("team", "keda-hpa-orders", web(), Some("orders")),
+        hpa("other", "web", web(), None),
+        hpa(
+            "team",
+            "sts",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web"}),
+            None,
+        ),
+        hpa(
+            "team",
+            "api",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}),
+            None,
+        ),
+    ];
+    let index = HpaIndex::build(all.iter().cloned().map(Arc::new).collect());
+    for annotations in [
+        vec![],
+        vec![("tidal.dev/take-over", "HorizontalPodAutoscaler/web")],
+        vec![(
+            "tidal.dev/take-over",
+            "HorizontalPodAutoscaler/web,ScaledObject/orders",
+        )],
+    ] {
+        let p = policy(&annotations, false);
+        let whole = gate(&p, all.iter());
+        let indexed = gate(&p, index.targeting("team", &p.spec.target_ref));
+        assert_eq!(whole, indexed, "{annotations:?}");
+    }
+    let seen: Vec<String> = index
+        .targeting("team", &policy(&[], false).spec.target_ref)
+        .map(|h| h.metadata.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(seen, ["web", "keda-hpa-orders"]);
+}

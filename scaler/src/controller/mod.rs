@@ -59,6 +59,13 @@ use crate::sources::{PodKey, PodUsage, SourceError};
 use gate::Gate;
 use observe::Gathered;
 use pod_index::PodIndex;
+
+/// The watch caches' pods and HPAs, indexed once per cycle (or per finished round) for every
+/// policy evaluated then.
+struct Snapshot {
+    pods: PodIndex,
+    hpas: gate::HpaIndex,
+}
 use status_queue::{Priority, StatusQueue};
 use target::Caches;
 
@@ -684,9 +691,10 @@ impl Controller {
             })
             .partition(|(_, n)| n.none());
         let (gathered, plan) = self.gather(&fast, &waiting, now).await;
-        let pods = PodIndex::build(self.caches.pods.state());
+        let snapshot = self.snapshot();
         for (p, _) in fast {
-            self.evaluate(&p, &gathered, &pods, now, &mut report).await;
+            self.evaluate(&p, &gathered, &snapshot, now, &mut report)
+                .await;
         }
         if !waiting.is_empty() {
             self.start_round(gathered, plan, waiting, now);
@@ -888,7 +896,7 @@ impl Controller {
         let Some(r) = self.rounds.remove(&id) else {
             return report;
         };
-        let pods = PodIndex::build(self.caches.pods.state());
+        let snapshot = self.snapshot();
         for p in ready {
             let key = (p.namespace().unwrap_or_default(), p.name_any());
             self.waiting.remove(&key);
@@ -908,7 +916,7 @@ impl Controller {
             });
             if current && self.writer.is_leader() {
                 report.due += 1;
-                self.evaluate(&p, &r.gathered, &pods, r.now, &mut report)
+                self.evaluate(&p, &r.gathered, &snapshot, r.now, &mut report)
                     .await;
             }
         }
@@ -918,11 +926,20 @@ impl Controller {
         report
     }
 
+    /// The pods and HPAs of the watch caches, indexed once for the policies evaluated
+    /// together.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            pods: PodIndex::build(self.caches.pods.state()),
+            hpas: gate::HpaIndex::build(self.caches.hpas.state()),
+        }
+    }
+
     async fn evaluate(
         &mut self,
         p: &ScalingPolicy,
         gathered: &Gathered,
-        index: &PodIndex,
+        snapshot: &Snapshot,
         now: f64,
         report: &mut CycleReport,
     ) {
@@ -955,10 +972,7 @@ impl Controller {
                 return;
             }
         };
-        let gate = {
-            let hpas = self.caches.hpas.state();
-            gate::gate(p, hpas.iter().map(|h| &**h))
-        };
+        let gate = gate::gate(p, snapshot.hpas.targeting(&ns, &p.spec.target_ref));
         if let Gate::Invalid(message) = &gate {
             metrics.error("invalid_spec");
             self.hold(p, "InvalidAnnotation", message, now, report)
@@ -985,7 +999,7 @@ impl Controller {
                 return;
             }
         };
-        let pods = index.matching(&ns, &target.selector);
+        let pods = snapshot.pods.matching(&ns, &target.selector);
         let history = match self.states.get(&key).and_then(|st| st.history.clone()) {
             Some(h) => Some(h),
             None => p
