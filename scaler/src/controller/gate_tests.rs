@@ -233,7 +233,7 @@ fn the_cycle_index_gives_the_gate_the_same_hpas_as_the_whole_cache() {
 
     use super::gate::HpaIndex;
 
-    let all = vec![
+    let all = [
         hpa("team", "web", web(), None),
         hpa("team", "keda-hpa-orders", web(), Some("orders")),
         hpa("other", "web", web(), None),
