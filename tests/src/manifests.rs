@@ -95,6 +95,38 @@ pub fn rendered_objects(stack: &Stack, yaml: &str) -> anyhow::Result<Vec<Value>>
     Ok(objects)
 }
 
+/// `(kind, namespace, name)` of an object.
+pub type Key = (String, String, String);
+
+/// The key of `object`.
+pub fn key(object: &Value) -> Key {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        s(&object["kind"]),
+        s(&object["metadata"]["namespace"]),
+        s(&object["metadata"]["name"]),
+    )
+}
+
+/// The documents of a multi-document YAML stream (kustomize's or Helm's rendering), keyed by
+/// kind, namespace and name; an object rendered twice is an error.
+pub fn documents(yaml: &str) -> anyhow::Result<std::collections::BTreeMap<Key, Value>> {
+    use serde::Deserialize as _;
+    let mut out = std::collections::BTreeMap::new();
+    for doc in serde_norway::Deserializer::from_str(yaml) {
+        let value = Value::deserialize(doc)?;
+        if value.is_null() {
+            continue;
+        }
+        let k = key(&value);
+        anyhow::ensure!(
+            out.insert(k.clone(), value).is_none(),
+            "rendered twice: {k:?}"
+        );
+    }
+    Ok(out)
+}
+
 /// `kubectl kustomize manifests/overlays/<name>`.
 pub fn render_overlay(stack: &Stack, name: &str) -> anyhow::Result<String> {
     let dir = repo_root().join("manifests/overlays").join(name);

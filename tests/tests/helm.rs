@@ -21,9 +21,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use tidal_e2e::manifests::{ensure_crd, kubectl, render_base, render_overlay};
+use tidal_e2e::manifests::{Key, documents, ensure_crd, kubectl, render_base, render_overlay};
 use tidal_e2e::realnode::{NODE_LABEL, NODE_TAINT, RealNode, pod_ip};
 use tidal_e2e::scaler::{ReplicaHistory, deployment, policy, samples};
 use tidal_e2e::{Stack, in_namespace, repo_root, wait_for};
@@ -73,19 +72,12 @@ fn template(stack: &Stack, sets: &[&str]) -> anyhow::Result<String> {
     helm(stack, &args)
 }
 
-/// `(kind, namespace, name)`.
-type Key = (String, String, String);
-
 /// The documents of a YAML stream by key. Helm's own labels (release, chart, version,
 /// manager) are removed from every object's metadata: they are what a Helm install adds.
 fn objects(yaml: &str) -> anyhow::Result<BTreeMap<Key, Value>> {
-    let mut out = BTreeMap::new();
-    for doc in serde_norway::Deserializer::from_str(yaml) {
-        let mut value = Value::deserialize(doc)?;
-        if value.is_null() {
-            continue;
-        }
-        normalize(&mut value);
+    let mut out = documents(yaml)?;
+    for value in out.values_mut() {
+        normalize(value);
         if let Some(labels) = value["metadata"]["labels"].as_object_mut() {
             for helm_label in [
                 "helm.sh/chart",
@@ -103,16 +95,6 @@ fn objects(yaml: &str) -> anyhow::Result<BTreeMap<Key, Value>> {
                 meta.remove("labels");
             }
         }
-        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        let key = (
-            s(&value["kind"]),
-            s(&value["metadata"]["namespace"]),
-            s(&value["metadata"]["name"]),
-        );
-        anyhow::ensure!(
-            out.insert(key.clone(), value).is_none(),
-            "rendered twice: {key:?}"
-        );
     }
     Ok(out)
 }

@@ -29,11 +29,10 @@ use kube::api::{
     WatchParams,
 };
 use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
-use serde::Deserialize;
 use tidal_core::lease::Election;
 use tidal_e2e::manifests::{
-    ScalerRbac, can, ensure_crd, kubectl, kubectl_with_warnings, render_base, render_overlay,
-    rendered_objects, token_kubeconfig,
+    Key, ScalerRbac, can, documents, ensure_crd, kubectl, kubectl_with_warnings, render_base,
+    render_overlay, rendered_objects, token_kubeconfig,
 };
 use tidal_e2e::{
     ChildGuard, Stack, client_for_kubeconfig, free_port, in_namespace, repo_root, unique, wait_for,
@@ -1042,34 +1041,6 @@ async fn resize_for_real(
 // ---------------------------------------------------------------- overlays (issue #7)
 
 /// `(kind, namespace, name)` of a rendered object.
-type Key = (String, String, String);
-
-fn key(object: &serde_json::Value) -> Key {
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    (
-        s(&object["kind"]),
-        s(&object["metadata"]["namespace"]),
-        s(&object["metadata"]["name"]),
-    )
-}
-
-/// The documents of a multi-document YAML stream, keyed by kind, namespace and name.
-fn documents(yaml: &str) -> anyhow::Result<BTreeMap<Key, serde_json::Value>> {
-    let mut out = BTreeMap::new();
-    for doc in serde_norway::Deserializer::from_str(yaml) {
-        let value = serde_json::Value::deserialize(doc)?;
-        if value.is_null() {
-            continue;
-        }
-        anyhow::ensure!(
-            out.insert(key(&value), value.clone()).is_none(),
-            "rendered twice: {:?}",
-            key(&value)
-        );
-    }
-    Ok(out)
-}
-
 fn overlay_dir(name: &str) -> PathBuf {
     repo_root().join("manifests/overlays").join(name)
 }
