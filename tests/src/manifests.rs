@@ -63,7 +63,15 @@ pub fn render_base(stack: &Stack) -> anyhow::Result<String> {
 /// by concurrent tests: never delete it.
 pub fn ensure_crd(stack: &Stack) -> anyhow::Result<()> {
     let crd = repo_root().join("manifests/crd/scalingpolicy.yaml");
-    kubectl(stack, &["apply", "-f", &crd.display().to_string()], None)?;
+    let path = crd.display().to_string();
+    // Two tests applying it at once on a fresh stack: one creates it, the other's create
+    // fails with AlreadyExists; applying again then updates it.
+    if let Err(first) = kubectl(stack, &["apply", "-f", &path], None) {
+        if !first.to_string().contains("AlreadyExists") {
+            return Err(first);
+        }
+        kubectl(stack, &["apply", "-f", &path], None)?;
+    }
     kubectl(
         stack,
         &[
