@@ -242,7 +242,7 @@ if cost:
       "and serving the leading scaler's scrape every second and Prometheus's. CPU from the cgroups "
       "the kubelet made for it (`cpuacct.usage`, ns) and from the `sampler` thread's "
       "`/proc/<pid>/task/<tid>/schedstat`; memory read every 5 s. What it sampled comes from its "
-      "own `/metrics` (the `container_cpu_usage_seconds_total` series), scraped just before and "
+      "own `/metrics` (the `tidal_agent_container_cpu_usage_seconds_total` series), scraped just before and "
       "just after the window: the kubelet's pods on the node (with pod metadata from the API "
       "server) and the cgroups other test sessions make under this host's `/kubepods` (no pod "
       "metadata). A node this small is cheap to sample: the cost grows with the containers "

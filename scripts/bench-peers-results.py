@@ -308,7 +308,7 @@ def render(entries):
           f"{agree['readings']} moments {agree['interval_seconds']} s apart, each source read one "
           "after another: the container's own cgroup (`cpuacct.usage`; `memory.usage_in_bytes` − "
           "`total_inactive_file`), Tidal's agent (`tidal_agent_container_cpu_usage_cores`, "
-          "`container_memory_working_set_bytes`), the kubelet's cAdvisor (`/metrics/cadvisor` "
+          "`tidal_agent_container_memory_working_set_bytes`), the kubelet's cAdvisor (`/metrics/cadvisor` "
           "through the API server; CPU as the rate between two readings of its counter, over "
           "its own timestamps) and metrics-server (`PodMetrics`). CPU is compared with the "
           "cgroup's rate between the same two readings; memory with the cgroup at the reading. "

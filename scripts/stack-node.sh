@@ -462,5 +462,14 @@ for job in yaml.safe_load(open(src))["scrape_configs"]:
                                       "action": "keep", "regex": node})
     job["relabel_configs"].append({"target_label": "job", "replacement": name})
     print("  - " + json.dumps(job))
+# The kubelet's cAdvisor, as kube-prometheus-stack scrapes it (job "kubelet"), through the API
+# server's node proxy: the series whose names the agent must not collide with
+# (tests/tests/series_collision.rs).
+print("  - " + json.dumps({
+    "job_name": "kubelet", "scheme": "https", "scrape_interval": "5s", "scrape_timeout": "4s",
+    "metrics_path": "/api/v1/nodes/%s/proxy/metrics/cadvisor" % node,
+    "tls_config": {"ca_file": ca}, "authorization": {"credentials_file": token},
+    "static_configs": [{"targets": [api.removeprefix("https://")],
+                        "labels": {"node": node, "metrics_path": "/metrics/cadvisor"}}]}))
 PY
 }

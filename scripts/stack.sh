@@ -653,6 +653,9 @@ global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+# Tidal's recording rules, which the dashboards' heavy panels read (tests/tests/dashboards.rs).
+rule_files:
+  - $REPO/manifests/rules/tidal-recording.rules.yaml
 scrape_configs:
   - job_name: prometheus
     static_configs: [{targets: ["127.0.0.1:$PROM_PORT"]}]

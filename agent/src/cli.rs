@@ -78,6 +78,14 @@ pub struct Cli {
     /// for log shippers). `RUST_LOG` still sets the level.
     #[arg(long, env = "TIDAL_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Export the container and node series under the kubelet/cAdvisor and node_exporter
+    /// names (`container_cpu_usage_seconds_total`, `node_load1`, ...) instead of Tidal's
+    /// (`tidal_agent_container_cpu_usage_seconds_total`, ...). Only where nothing else exports
+    /// them: beside the kubelet's cAdvisor or node_exporter, every query without a `job`
+    /// filter would count them twice. Tidal's dashboards and rules read Tidal's names.
+    #[arg(long, env = "TIDAL_AGENT_COMPATIBLE_METRIC_NAMES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub compatible_metric_names: bool,
 }
 
 /// A flag value that cannot be used, naming the flag.

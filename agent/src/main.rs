@@ -80,7 +80,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shared = Shared::new(cli.stale_after());
-    let runner = Runner::new(samplers, pods, shared.clone());
+    let runner =
+        Runner::new(samplers, pods, shared.clone()).compatible_names(cli.compatible_metric_names);
     let interval = Duration::from_secs_f64(cli.interval_seconds);
     std::thread::Builder::new()
         .name("sampler".into())

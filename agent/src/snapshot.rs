@@ -351,6 +351,9 @@ pub struct Runner {
     failing: HashSet<&'static str>,
     pods: Option<PodIndex>,
     shared: Shared,
+    /// Publish the container and node series under their kubelet/cAdvisor and node_exporter
+    /// names (`--compatible-metric-names`).
+    compatible: bool,
 }
 
 impl Runner {
@@ -362,7 +365,15 @@ impl Runner {
             failing: HashSet::new(),
             pods,
             shared,
+            compatible: false,
         }
+    }
+
+    /// Publishes the series that have a kubelet/cAdvisor or node_exporter equivalent under
+    /// that name ([`schema::compatible_name`]) when `on`.
+    pub fn compatible_names(mut self, on: bool) -> Self {
+        self.compatible = on;
+        self
     }
 
     fn count_error(
@@ -395,6 +406,11 @@ impl Runner {
             durations.push((name, start.elapsed().as_secs_f64()));
             let (fams, errs) = buf.into_parts();
             for (k, mut fam) in fams {
+                let k = if self.compatible {
+                    schema::compatible_name(k)
+                } else {
+                    k
+                };
                 families
                     .entry(k)
                     .and_modify(|f| f.samples.append(&mut fam.samples))
@@ -565,15 +581,29 @@ mod tests {
         r.run_once(Instant::now());
         assert!(shared.ready());
         let body = encode(&shared);
+        // Tidal's names by default: nothing a kubelet or node_exporter exports.
+        let has = |body: &str, line: &str| body.lines().any(|l| l == line);
         assert!(
-            body.contains("# TYPE container_cpu_usage_seconds counter\n"),
+            has(
+                &body,
+                "# TYPE tidal_agent_container_cpu_usage_seconds counter"
+            ),
             "{body}"
         );
         assert!(
-            body.contains("container_cpu_usage_seconds_total{pod=\"p\"} 1.5\n"),
+            has(
+                &body,
+                "tidal_agent_container_cpu_usage_seconds_total{pod=\"p\"} 1.5"
+            ),
             "{body}"
         );
-        assert!(body.contains("node_load1 0.25\n"), "{body}");
+        assert!(has(&body, "tidal_agent_node_load1 0.25"), "{body}");
+        assert!(
+            !body
+                .lines()
+                .any(|l| l.starts_with("container_") || l.starts_with("node_")),
+            "{body}"
+        );
         assert!(
             body.contains("tidal_agent_sampler_success{sampler=\"fake\"} 1.0\n"),
             "{body}"
@@ -600,6 +630,33 @@ mod tests {
             body.contains(
                 "tidal_agent_sample_errors_total{sampler=\"fake\",reason=\"vanished\"} 2.0\n"
             ),
+            "{body}"
+        );
+    }
+
+    /// `--compatible-metric-names`: the same series under the kubelet/cAdvisor and
+    /// node_exporter names, and the agent's own series unchanged.
+    #[test]
+    fn compatible_names_are_the_upstream_ones() {
+        let shared = Shared::default();
+        let mut r =
+            Runner::new(vec![Box::new(Fake(0))], None, shared.clone()).compatible_names(true);
+        r.run_once(Instant::now());
+        let body = encode(&shared);
+        let has = |line: &str| body.lines().any(|l| l == line);
+        assert!(has("# TYPE container_cpu_usage_seconds counter"), "{body}");
+        assert!(
+            has("container_cpu_usage_seconds_total{pod=\"p\"} 1.5"),
+            "{body}"
+        );
+        assert!(has("node_load1 0.25"), "{body}");
+        assert!(
+            !body.contains("tidal_agent_container_cpu_usage_seconds"),
+            "{body}"
+        );
+        assert!(!body.contains("tidal_agent_node_load1"), "{body}");
+        assert!(
+            has("tidal_agent_sampler_success{sampler=\"fake\"} 1.0"),
             "{body}"
         );
     }

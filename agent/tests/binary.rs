@@ -70,7 +70,7 @@ fn binary_serves_fixture_series_without_the_api() {
         "{body}"
     );
     let want = format!(
-        "container_memory_working_set_bytes{{namespace=\"\",pod=\"\",container=\"{CID}\",pod_uid=\"{UID}\",qos_class=\"BestEffort\"}} 6144.0"
+        "tidal_agent_container_memory_working_set_bytes{{namespace=\"\",pod=\"\",container=\"{CID}\",pod_uid=\"{UID}\",qos_class=\"BestEffort\"}} 6144.0"
     );
     assert!(body.contains(&want), "missing {want} in\n{body}");
     assert!(
@@ -106,6 +106,50 @@ fn binary_serves_fixture_series_without_the_api() {
         log_text.matches("no Kubernetes API access").count(),
         1,
         "{log_text}"
+    );
+}
+
+/// `--compatible-metric-names`: the container and node series under the kubelet/cAdvisor and node_exporter names, none
+/// under Tidal's; the agent's own series unchanged.
+#[test]
+fn compatible_metric_names_export_the_upstream_names() {
+    let proc = fixture_proc();
+    let cg = TempDir::new("bin-cgroup-compat");
+    cg.write("cgroup.controllers", "cpu memory\n");
+    let ctr = format!("kubepods/besteffort/pod{UID}/{CID}");
+    cg.write(format!("{ctr}/cpu.stat"), "usage_usec 2000000\n");
+    cg.write(format!("{ctr}/memory.current"), "8192\n");
+    cg.write(
+        format!("{ctr}/memory.stat"),
+        "anon 4096\nfile 4096\ninactive_file 2048\n",
+    );
+    let log = TempDir::new("bin-log-compat");
+    let log_path = log.path().join("log");
+    let (_agent, port) = spawn_agent(&proc, &cg, &log_path, &["--compatible-metric-names"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        assert!(Instant::now() < deadline, "agent never became ready");
+        if let Some((200, _)) = get(port, "/readyz", "*/*") {
+            let (_, body) = get(port, "/metrics", "text/plain").expect("scrape");
+            if body.contains(CID) {
+                break body;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let want = format!(
+        "\ncontainer_memory_working_set_bytes{{namespace=\"\",pod=\"\",container=\"{CID}\",pod_uid=\"{UID}\",qos_class=\"BestEffort\"}} 6144.0\n"
+    );
+    assert!(body.contains(&want), "missing {want} in\n{body}");
+    assert!(body.contains("\nnode_load1 "), "{body}");
+    assert!(
+        !body.contains("tidal_agent_container_memory_working_set_bytes")
+            && !body.contains("tidal_agent_node_load1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("tidal_agent_node_memory_utilization_ratio 0.75"),
+        "{body}"
     );
 }
 

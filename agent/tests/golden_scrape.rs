@@ -96,11 +96,11 @@ async fn golden_scrape_passes_promtool() {
     let (ctype, text) = scrape(&shared, "text/plain;version=0.0.4").await;
     assert_eq!(ctype, TEXT_004);
     for want in [
-        "container_cpu_usage_seconds_total{namespace=\"ns\",pod=\"web\",container=\"app\",pod_uid=\"11111111-2222-3333-4444-555555555555\",qos_class=\"Guaranteed\"} 1.25\n",
+        "tidal_agent_container_cpu_usage_seconds_total{namespace=\"ns\",pod=\"web\",container=\"app\",pod_uid=\"11111111-2222-3333-4444-555555555555\",qos_class=\"Guaranteed\"} 1.25\n",
         "tidal_agent_container_cpu_usage_cores{namespace=\"ns\",pod=\"web\",container=\"app\",pod_uid=\"11111111-2222-3333-4444-555555555555\",qos_class=\"Guaranteed\"} 0.25\n",
         "tidal_agent_container_cpu_request_utilization_ratio{namespace=\"ns\",pod=\"web\",container=\"app\",pod_uid=\"11111111-2222-3333-4444-555555555555\",qos_class=\"Guaranteed\"} 0.5\n",
-        "container_memory_working_set_bytes{namespace=\"ns\",pod=\"web\",container=\"app\",pod_uid=\"11111111-2222-3333-4444-555555555555\",qos_class=\"Guaranteed\"} 3072.0\n",
-        "# TYPE container_cpu_usage_seconds_total counter\n",
+        "tidal_agent_container_memory_working_set_bytes{namespace=\"ns\",pod=\"web\",container=\"app\",pod_uid=\"11111111-2222-3333-4444-555555555555\",qos_class=\"Guaranteed\"} 3072.0\n",
+        "# TYPE tidal_agent_container_cpu_usage_seconds_total counter\n",
         "tidal_agent_sampler_success{sampler=\"node\"} 1.0\n",
         "tidal_agent_sampler_success{sampler=\"cgroup\"} 1.0\n",
         "tidal_agent_pod_metadata_synced 0.0\n",
@@ -133,7 +133,7 @@ async fn golden_scrape_passes_promtool() {
     assert_eq!(ctype, OPENMETRICS);
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert!(
-        om.contains("# TYPE container_cpu_usage_seconds counter\n"),
+        om.contains("# TYPE tidal_agent_container_cpu_usage_seconds counter\n"),
         "{om}"
     );
 }

@@ -5,6 +5,7 @@
 set -eu
 cd "$(dirname "$0")"
 cp ../../manifests/crd/scalingpolicy.yaml crds/scalingpolicy.yaml
-cp ../../manifests/rules/tidal-agent.rules.yaml ../../manifests/rules/tidal-scaler.rules.yaml files/rules/
+cp ../../manifests/rules/tidal-agent.rules.yaml ../../manifests/rules/tidal-scaler.rules.yaml \
+  ../../manifests/rules/tidal-recording.rules.yaml files/rules/
 rm -f files/dashboards/*.json
 cp ../../dashboards/*.json files/dashboards/

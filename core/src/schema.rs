@@ -3,8 +3,11 @@
 //! The agent and the scaler register their metrics with these names, and the dashboard and
 //! alert-rule tests read them from here, so a rename cannot silently break a query.
 //! Conventions (see `docs/design.md`): prefixes `tidal_agent_` / `tidal_scaler_`, counters end
-//! in `_total`, base units only (`_seconds`, `_bytes`, ratios 0–1). Container series keep the
-//! kubelet/cAdvisor names so existing queries carry over.
+//! in `_total`, base units only (`_seconds`, `_bytes`, ratios 0–1). The agent's container and
+//! node series have the kubelet/cAdvisor and node_exporter semantics under Tidal's own names
+//! (`tidal_agent_` and the upstream name), so a Prometheus that also scrapes the kubelet and
+//! node_exporter counts nothing twice; `tidal-agent --compatible-metric-names` exports the
+//! upstream names instead ([`COMPATIBLE_NAMES`]).
 
 /// Prefix of every agent self-metric.
 pub const AGENT_PREFIX: &str = "tidal_agent_";
@@ -16,26 +19,28 @@ pub const AGENT_BUILD_INFO: &str = "tidal_agent_build_info";
 /// `tidal_scaler_build_info{version}`: always 1.
 pub const SCALER_BUILD_INFO: &str = "tidal_scaler_build_info";
 
-// ---- Agent: node series (node_exporter names where the rules allow them) ----
+// ---- Agent: node series (node_exporter semantics; `--compatible-metric-names`: its names) ----
 
-/// `node_cpu_seconds_total{cpu, mode}`: seconds each CPU spent in each mode (node_exporter name).
-pub const NODE_CPU_SECONDS_TOTAL: &str = "node_cpu_seconds_total";
-/// `node_load1`: 1-minute load average (node_exporter name).
-pub const NODE_LOAD1: &str = "node_load1";
-/// `node_load5`: 5-minute load average (node_exporter name).
-pub const NODE_LOAD5: &str = "node_load5";
-/// `node_load15`: 15-minute load average (node_exporter name).
-pub const NODE_LOAD15: &str = "node_load15";
-/// `node_pressure_cpu_waiting_seconds_total`: PSI cpu "some" stall time (node_exporter name).
-pub const NODE_PRESSURE_CPU_WAITING: &str = "node_pressure_cpu_waiting_seconds_total";
-/// `node_pressure_memory_waiting_seconds_total`: PSI memory "some" stall time.
-pub const NODE_PRESSURE_MEMORY_WAITING: &str = "node_pressure_memory_waiting_seconds_total";
-/// `node_pressure_memory_stalled_seconds_total`: PSI memory "full" stall time.
-pub const NODE_PRESSURE_MEMORY_STALLED: &str = "node_pressure_memory_stalled_seconds_total";
-/// `node_pressure_io_waiting_seconds_total`: PSI io "some" stall time.
-pub const NODE_PRESSURE_IO_WAITING: &str = "node_pressure_io_waiting_seconds_total";
-/// `node_pressure_io_stalled_seconds_total`: PSI io "full" stall time.
-pub const NODE_PRESSURE_IO_STALLED: &str = "node_pressure_io_stalled_seconds_total";
+/// `node_cpu_seconds_total{cpu, mode}`: seconds each CPU spent in each mode (node_exporter semantics).
+pub const NODE_CPU_SECONDS_TOTAL: &str = "tidal_agent_node_cpu_seconds_total";
+/// `tidal_agent_node_load1`: 1-minute load average (node_exporter semantics).
+pub const NODE_LOAD1: &str = "tidal_agent_node_load1";
+/// `tidal_agent_node_load5`: 5-minute load average (node_exporter semantics).
+pub const NODE_LOAD5: &str = "tidal_agent_node_load5";
+/// `tidal_agent_node_load15`: 15-minute load average (node_exporter semantics).
+pub const NODE_LOAD15: &str = "tidal_agent_node_load15";
+/// `tidal_agent_node_pressure_cpu_waiting_seconds_total`: PSI cpu "some" stall time (node_exporter semantics).
+pub const NODE_PRESSURE_CPU_WAITING: &str = "tidal_agent_node_pressure_cpu_waiting_seconds_total";
+/// `tidal_agent_node_pressure_memory_waiting_seconds_total`: PSI memory "some" stall time.
+pub const NODE_PRESSURE_MEMORY_WAITING: &str =
+    "tidal_agent_node_pressure_memory_waiting_seconds_total";
+/// `tidal_agent_node_pressure_memory_stalled_seconds_total`: PSI memory "full" stall time.
+pub const NODE_PRESSURE_MEMORY_STALLED: &str =
+    "tidal_agent_node_pressure_memory_stalled_seconds_total";
+/// `tidal_agent_node_pressure_io_waiting_seconds_total`: PSI io "some" stall time.
+pub const NODE_PRESSURE_IO_WAITING: &str = "tidal_agent_node_pressure_io_waiting_seconds_total";
+/// `tidal_agent_node_pressure_io_stalled_seconds_total`: PSI io "full" stall time.
+pub const NODE_PRESSURE_IO_STALLED: &str = "tidal_agent_node_pressure_io_stalled_seconds_total";
 /// `tidal_agent_node_memory_total_bytes`: MemTotal.
 pub const AGENT_NODE_MEMORY_TOTAL: &str = "tidal_agent_node_memory_total_bytes";
 /// `tidal_agent_node_memory_available_bytes`: MemAvailable.
@@ -47,38 +52,43 @@ pub const AGENT_NODE_CPU_UTILIZATION: &str = "tidal_agent_node_cpu_utilization_r
 /// `tidal_agent_node_memory_utilization_ratio`: used / total memory.
 pub const AGENT_NODE_MEMORY_UTILIZATION: &str = "tidal_agent_node_memory_utilization_ratio";
 
-// ---- Agent: container series (kubelet/cAdvisor names and semantics) ----
+// ---- Agent: container series (kubelet/cAdvisor semantics; `--compatible-metric-names`: its names) ----
 
-/// `container_cpu_usage_seconds_total`: cumulative CPU time (kubelet `/metrics/resource`).
-pub const CONTAINER_CPU_USAGE_SECONDS_TOTAL: &str = "container_cpu_usage_seconds_total";
-/// `container_memory_working_set_bytes`: usage - inactive_file, floored at 0 (kubelet).
-pub const CONTAINER_MEMORY_WORKING_SET_BYTES: &str = "container_memory_working_set_bytes";
-/// `container_memory_rss`: anonymous memory, bytes (cAdvisor name, no unit suffix upstream).
-pub const CONTAINER_MEMORY_RSS: &str = "container_memory_rss";
-/// `container_memory_cache`: page cache, bytes (cAdvisor name, no unit suffix upstream).
-pub const CONTAINER_MEMORY_CACHE: &str = "container_memory_cache";
-/// `container_cpu_cfs_periods_total`: elapsed CFS enforcement periods (cAdvisor).
-pub const CONTAINER_CPU_CFS_PERIODS_TOTAL: &str = "container_cpu_cfs_periods_total";
-/// `container_cpu_cfs_throttled_periods_total`: throttled CFS periods (cAdvisor).
+/// `tidal_agent_container_cpu_usage_seconds_total`: cumulative CPU time (kubelet `/metrics/resource`).
+pub const CONTAINER_CPU_USAGE_SECONDS_TOTAL: &str = "tidal_agent_container_cpu_usage_seconds_total";
+/// `tidal_agent_container_memory_working_set_bytes`: usage - inactive_file, floored at 0 (kubelet).
+pub const CONTAINER_MEMORY_WORKING_SET_BYTES: &str =
+    "tidal_agent_container_memory_working_set_bytes";
+/// `tidal_agent_container_memory_rss_bytes`: anonymous memory, bytes (cAdvisor semantics).
+pub const CONTAINER_MEMORY_RSS: &str = "tidal_agent_container_memory_rss_bytes";
+/// `tidal_agent_container_memory_cache_bytes`: page cache, bytes (cAdvisor semantics).
+pub const CONTAINER_MEMORY_CACHE: &str = "tidal_agent_container_memory_cache_bytes";
+/// `tidal_agent_container_cpu_cfs_periods_total`: elapsed CFS enforcement periods (cAdvisor).
+pub const CONTAINER_CPU_CFS_PERIODS_TOTAL: &str = "tidal_agent_container_cpu_cfs_periods_total";
+/// `tidal_agent_container_cpu_cfs_throttled_periods_total`: throttled CFS periods (cAdvisor).
 pub const CONTAINER_CPU_CFS_THROTTLED_PERIODS_TOTAL: &str =
-    "container_cpu_cfs_throttled_periods_total";
-/// `container_cpu_cfs_throttled_seconds_total`: total throttled time (cAdvisor).
+    "tidal_agent_container_cpu_cfs_throttled_periods_total";
+/// `tidal_agent_container_cpu_cfs_throttled_seconds_total`: total throttled time (cAdvisor).
 pub const CONTAINER_CPU_CFS_THROTTLED_SECONDS_TOTAL: &str =
-    "container_cpu_cfs_throttled_seconds_total";
-/// `container_pressure_cpu_waiting_seconds_total`: PSI cpu "some" (cAdvisor name).
-pub const CONTAINER_PRESSURE_CPU_WAITING: &str = "container_pressure_cpu_waiting_seconds_total";
-/// `container_pressure_cpu_stalled_seconds_total`: PSI cpu "full" (cAdvisor name).
-pub const CONTAINER_PRESSURE_CPU_STALLED: &str = "container_pressure_cpu_stalled_seconds_total";
-/// `container_pressure_memory_waiting_seconds_total`: PSI memory "some" (cAdvisor name).
+    "tidal_agent_container_cpu_cfs_throttled_seconds_total";
+/// `tidal_agent_container_pressure_cpu_waiting_seconds_total`: PSI cpu "some" (cAdvisor semantics).
+pub const CONTAINER_PRESSURE_CPU_WAITING: &str =
+    "tidal_agent_container_pressure_cpu_waiting_seconds_total";
+/// `tidal_agent_container_pressure_cpu_stalled_seconds_total`: PSI cpu "full" (cAdvisor semantics).
+pub const CONTAINER_PRESSURE_CPU_STALLED: &str =
+    "tidal_agent_container_pressure_cpu_stalled_seconds_total";
+/// `tidal_agent_container_pressure_memory_waiting_seconds_total`: PSI memory "some" (cAdvisor semantics).
 pub const CONTAINER_PRESSURE_MEMORY_WAITING: &str =
-    "container_pressure_memory_waiting_seconds_total";
-/// `container_pressure_memory_stalled_seconds_total`: PSI memory "full" (cAdvisor name).
+    "tidal_agent_container_pressure_memory_waiting_seconds_total";
+/// `tidal_agent_container_pressure_memory_stalled_seconds_total`: PSI memory "full" (cAdvisor semantics).
 pub const CONTAINER_PRESSURE_MEMORY_STALLED: &str =
-    "container_pressure_memory_stalled_seconds_total";
-/// `container_pressure_io_waiting_seconds_total`: PSI io "some" (cAdvisor name).
-pub const CONTAINER_PRESSURE_IO_WAITING: &str = "container_pressure_io_waiting_seconds_total";
-/// `container_pressure_io_stalled_seconds_total`: PSI io "full" (cAdvisor name).
-pub const CONTAINER_PRESSURE_IO_STALLED: &str = "container_pressure_io_stalled_seconds_total";
+    "tidal_agent_container_pressure_memory_stalled_seconds_total";
+/// `tidal_agent_container_pressure_io_waiting_seconds_total`: PSI io "some" (cAdvisor semantics).
+pub const CONTAINER_PRESSURE_IO_WAITING: &str =
+    "tidal_agent_container_pressure_io_waiting_seconds_total";
+/// `tidal_agent_container_pressure_io_stalled_seconds_total`: PSI io "full" (cAdvisor semantics).
+pub const CONTAINER_PRESSURE_IO_STALLED: &str =
+    "tidal_agent_container_pressure_io_stalled_seconds_total";
 
 /// `tidal_agent_container_cpu_usage_cores`: CPU rate between the last two samples.
 pub const AGENT_CONTAINER_CPU_USAGE_CORES: &str = "tidal_agent_container_cpu_usage_cores";
@@ -190,6 +200,107 @@ pub const SCALER_CONDITION: &str = "tidal_scaler_condition";
 /// policy; refreshes are rate-limited, so a steady non-zero value with many policies is
 /// expected, a growing one is not).
 pub const SCALER_STATUS_QUEUE: &str = "tidal_scaler_status_queue";
+/// `tidal_scaler_policy_decisions_total{namespace,policy,outcome}`: evaluations of a policy by
+/// outcome (`scaled_up`, `scaled_down`, `unchanged`, `not_applied`, `failed`, `held`); past
+/// `--max-policy-series` policies, counted under `policy="_overflow"`.
+pub const SCALER_POLICY_DECISIONS_TOTAL: &str = "tidal_scaler_policy_decisions_total";
+/// `tidal_scaler_policy_errors_total{namespace,policy,reason}`: failed evaluations of a
+/// policy by condition reason (a fixed list, else `Other`); bounded like the decisions.
+pub const SCALER_POLICY_ERRORS_TOTAL: &str = "tidal_scaler_policy_errors_total";
+
+/// Each agent series that has a kubelet/cAdvisor or node_exporter equivalent, with that
+/// equivalent's name: what `tidal-agent --compatible-metric-names` exports instead of Tidal's.
+/// Same semantics and labels either way; only the name changes.
+pub const COMPATIBLE_NAMES: &[(&str, &str)] = &[
+    (NODE_CPU_SECONDS_TOTAL, "node_cpu_seconds_total"),
+    (NODE_LOAD1, "node_load1"),
+    (NODE_LOAD5, "node_load5"),
+    (NODE_LOAD15, "node_load15"),
+    (
+        NODE_PRESSURE_CPU_WAITING,
+        "node_pressure_cpu_waiting_seconds_total",
+    ),
+    (
+        NODE_PRESSURE_MEMORY_WAITING,
+        "node_pressure_memory_waiting_seconds_total",
+    ),
+    (
+        NODE_PRESSURE_MEMORY_STALLED,
+        "node_pressure_memory_stalled_seconds_total",
+    ),
+    (
+        NODE_PRESSURE_IO_WAITING,
+        "node_pressure_io_waiting_seconds_total",
+    ),
+    (
+        NODE_PRESSURE_IO_STALLED,
+        "node_pressure_io_stalled_seconds_total",
+    ),
+    (
+        CONTAINER_CPU_USAGE_SECONDS_TOTAL,
+        "container_cpu_usage_seconds_total",
+    ),
+    (
+        CONTAINER_MEMORY_WORKING_SET_BYTES,
+        "container_memory_working_set_bytes",
+    ),
+    (CONTAINER_MEMORY_RSS, "container_memory_rss"),
+    (CONTAINER_MEMORY_CACHE, "container_memory_cache"),
+    (
+        CONTAINER_CPU_CFS_PERIODS_TOTAL,
+        "container_cpu_cfs_periods_total",
+    ),
+    (
+        CONTAINER_CPU_CFS_THROTTLED_PERIODS_TOTAL,
+        "container_cpu_cfs_throttled_periods_total",
+    ),
+    (
+        CONTAINER_CPU_CFS_THROTTLED_SECONDS_TOTAL,
+        "container_cpu_cfs_throttled_seconds_total",
+    ),
+    (
+        CONTAINER_PRESSURE_CPU_WAITING,
+        "container_pressure_cpu_waiting_seconds_total",
+    ),
+    (
+        CONTAINER_PRESSURE_CPU_STALLED,
+        "container_pressure_cpu_stalled_seconds_total",
+    ),
+    (
+        CONTAINER_PRESSURE_MEMORY_WAITING,
+        "container_pressure_memory_waiting_seconds_total",
+    ),
+    (
+        CONTAINER_PRESSURE_MEMORY_STALLED,
+        "container_pressure_memory_stalled_seconds_total",
+    ),
+    (
+        CONTAINER_PRESSURE_IO_WAITING,
+        "container_pressure_io_waiting_seconds_total",
+    ),
+    (
+        CONTAINER_PRESSURE_IO_STALLED,
+        "container_pressure_io_stalled_seconds_total",
+    ),
+];
+
+/// The kubelet/cAdvisor or node_exporter name of `name` ([`COMPATIBLE_NAMES`]), or `name`
+/// itself when it has none.
+pub fn compatible_name(name: &'static str) -> &'static str {
+    COMPATIBLE_NAMES
+        .iter()
+        .find(|(tidal, _)| *tidal == name)
+        .map_or(name, |(_, upstream)| *upstream)
+}
+
+/// Tidal's name of a kubelet/cAdvisor or node_exporter `name` the agent exports under
+/// `--compatible-metric-names`, if it is one.
+pub fn tidal_name(name: &str) -> Option<&'static str> {
+    COMPATIBLE_NAMES
+        .iter()
+        .find(|(_, upstream)| *upstream == name)
+        .map(|(tidal, _)| *tidal)
+}
 
 /// Every name in the schema, for tests that check naming rules.
 pub const ALL: &[&str] = &[
@@ -263,16 +374,14 @@ pub const ALL: &[&str] = &[
     SCALER_POLICIES,
     SCALER_CONDITION,
     SCALER_STATUS_QUEUE,
+    SCALER_POLICY_DECISIONS_TOTAL,
+    SCALER_POLICY_ERRORS_TOTAL,
 ];
 
 /// Checks a metric name against the project's naming rules. Returns the broken rule.
 pub fn check_name(name: &str) -> Result<(), &'static str> {
-    if !(name.starts_with(AGENT_PREFIX)
-        || name.starts_with(SCALER_PREFIX)
-        || name.starts_with("container_")
-        || name.starts_with("node_"))
-    {
-        return Err("name must start with tidal_agent_, tidal_scaler_, container_ or node_");
+    if !(name.starts_with(AGENT_PREFIX) || name.starts_with(SCALER_PREFIX)) {
+        return Err("name must start with tidal_agent_ or tidal_scaler_");
     }
     if !name
         .bytes()
@@ -303,6 +412,30 @@ mod tests {
         for name in ALL {
             assert!(seen.insert(*name), "{name} is listed twice");
         }
+    }
+
+    /// No default name is one the kubelet, cAdvisor or node_exporter export, and every
+    /// compatible name is one of theirs, mapped both ways.
+    #[test]
+    fn default_names_collide_with_nothing_and_compatible_names_map_back() {
+        for (tidal, upstream) in COMPATIBLE_NAMES {
+            assert!(ALL.contains(tidal), "{tidal} is not in ALL");
+            assert!(tidal.starts_with(AGENT_PREFIX), "{tidal}");
+            assert!(
+                upstream.starts_with("container_") || upstream.starts_with("node_"),
+                "{upstream}"
+            );
+            assert_eq!(compatible_name(tidal), *upstream);
+            assert_eq!(tidal_name(upstream), Some(*tidal));
+        }
+        for name in ALL {
+            assert!(
+                !(name.starts_with("container_") || name.starts_with("node_")),
+                "{name} collides with a cAdvisor or node_exporter name"
+            );
+        }
+        assert_eq!(compatible_name(AGENT_BUILD_INFO), AGENT_BUILD_INFO);
+        assert_eq!(tidal_name("tidal_agent_build_info"), None);
     }
 
     #[test]

@@ -229,6 +229,12 @@ pub struct RunArgs {
         default_value_t = 50.0
     )]
     pub status_refresh_per_second: f64,
+    /// Policies with per-policy decision and error counters of their own
+    /// (`tidal_scaler_policy_decisions_total`, `tidal_scaler_policy_errors_total`); the
+    /// policies past it share `policy="_overflow"`, so those two families never have more
+    /// than (N + 1) x 20 series. A deleted policy frees its place.
+    #[arg(long, env = "TIDAL_SCALER_MAX_POLICY_SERIES", default_value_t = crate::metrics::DEFAULT_MAX_POLICY_SERIES)]
+    pub max_policy_series: usize,
 }
 
 #[derive(Debug, Args)]

@@ -214,7 +214,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(s) => secs("--cycle-watchdog-seconds", s)?,
         None => crate::watchdog::default_limit(fast),
     });
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_policy_series_limit(args.max_policy_series);
     let id = identity(&args);
 
     let leadership = if args.leader_elect {

@@ -19,7 +19,7 @@
 //!    interval), its container's and its `sampler` thread's share (`/proc/<pid>/task/*/
 //!    schedstat`), its memory (the container cgroup's `memory.stat` `total_rss`, the pod's,
 //!    `memory.usage_in_bytes`, and the process's `VmRSS`/`VmHWM`), sampled every 5 s, and the
-//!    containers it was sampling (its `container_cpu_usage_seconds_total` series, scraped just
+//!    containers it was sampling (its `tidal_agent_container_cpu_usage_seconds_total` series, scraped just
 //!    before and just after the window).
 //! 2. `reaction`: `--steps` load steps. Each step starts at 1 idle replica (the agent exports
 //!    the pod), waits 1.0–2.0 s (a random phase against the agent's and the scaler's 1 s
@@ -226,7 +226,7 @@ async fn scaler_counts(
 
 /// What the agent's `/metrics` says about what it samples.
 fn sampled(body: &str) -> Value {
-    let series = samples(body, "container_cpu_usage_seconds_total");
+    let series = samples(body, tidal_core::schema::CONTAINER_CPU_USAGE_SECONDS_TOTAL);
     let (mut containers, mut pods, mut named_containers, mut named_pods) = (0, 0, 0, 0);
     let mut uids = BTreeSet::new();
     let mut names = Vec::new();

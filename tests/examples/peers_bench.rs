@@ -43,7 +43,7 @@
 //!    its `/dev/shm`) and one idle, under no autoscaler. At `--readings` moments 15 s apart:
 //!    the container's own cgroup (`cpuacct.usage`, and `memory.usage_in_bytes -
 //!    total_inactive_file`, the working set), Tidal's agent (`tidal_agent_container_cpu_usage_cores`,
-//!    `container_memory_working_set_bytes`), the kubelet's cAdvisor (`/metrics/cadvisor`
+//!    `tidal_agent_container_memory_working_set_bytes`), the kubelet's cAdvisor (`/metrics/cadvisor`
 //!    through the API server) and metrics-server (`metrics.k8s.io` `PodMetrics`), read one
 //!    after another, and the age of each source's newest sample at the moment it was read.
 //!
@@ -91,7 +91,9 @@ const TARGET_UTILIZATION: i32 = 50;
 /// needs up to a sync period (15 s) after metrics-server has a new window (15 s resolution,
 /// the kubelet's cAdvisor housekeeping before it).
 const UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// cAdvisor's working-set series; the agent's is [`AGENT_WORKING_SET`].
 const WORKING_SET: &str = "container_memory_working_set_bytes";
+const AGENT_WORKING_SET: &str = tidal_core::schema::CONTAINER_MEMORY_WORKING_SET_BYTES;
 const CADVISOR_CPU: &str = "container_cpu_usage_seconds_total";
 /// Between two agreement readings: metrics-server's resolution.
 const READING_INTERVAL: Duration = Duration::from_secs(15);
@@ -945,7 +947,7 @@ async fn read_all(
             cgroup_cpu_ns,
             cgroup_working_set: (usage - inactive).max(0.0),
             agent_cpu: series_for(&body, AGENT_CPU, ns, &name),
-            agent_working_set: series_for(&body, WORKING_SET, ns, &name),
+            agent_working_set: series_for(&body, AGENT_WORKING_SET, ns, &name),
             agent_age: age,
             cadvisor_cpu_seconds: cad.and_then(|s| Some((s.value, s.at?))),
             cadvisor_working_set: cad_ws.iter().find(mine).map(|s| s.value),

@@ -18,6 +18,15 @@ use serde_json::Value;
 
 use crate::{Stack, client_for_kubeconfig, repo_root, unique, wait_for};
 
+/// The rule files of `manifests/rules`, in the order the PrometheusRule (the
+/// prometheus-operator overlay's and the Helm chart's) carries their groups: the alerts of the
+/// agent and of the scaler, then the recording rules the dashboards read.
+pub const RULE_FILES: &[&str] = &[
+    "tidal-agent.rules.yaml",
+    "tidal-scaler.rules.yaml",
+    "tidal-recording.rules.yaml",
+];
+
 /// Runs the stack's kubectl as admin with `stdin`; fails with kubectl's stderr; returns stdout.
 pub fn kubectl(stack: &Stack, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
     kubectl_with_warnings(stack, args, stdin).map(|(stdout, _)| stdout)

@@ -135,14 +135,24 @@ async fn labels_and_usage(stack: Stack, client: kube::Client, node: String, ns: 
             let (http, url, want) = (http.clone(), url.clone(), burst_app.clone());
             async move {
                 let body = http.get(&url).send().await.ok()?.text().await.ok()?;
-                find(&body, "container_memory_working_set_bytes", &want).map(|_| body)
+                find(
+                    &body,
+                    "tidal_agent_container_memory_working_set_bytes",
+                    &want,
+                )
+                .map(|_| body)
             }
         },
     )
     .await?;
 
     assert!(
-        find(&body, "container_cpu_usage_seconds_total", &burst_app).is_some(),
+        find(
+            &body,
+            "tidal_agent_container_cpu_usage_seconds_total",
+            &burst_app
+        )
+        .is_some(),
         "{body}"
     );
     assert_eq!(
@@ -168,7 +178,12 @@ async fn labels_and_usage(stack: Stack, client: kube::Client, node: String, ns: 
         l("qos_class", "Guaranteed"),
     ];
     assert!(
-        find(&body, "container_memory_working_set_bytes", &guar_app).is_some(),
+        find(
+            &body,
+            "tidal_agent_container_memory_working_set_bytes",
+            &guar_app
+        )
+        .is_some(),
         "{body}"
     );
     assert_eq!(
@@ -182,7 +197,12 @@ async fn labels_and_usage(stack: Stack, client: kube::Client, node: String, ns: 
         l("qos_class", "Guaranteed"),
     ];
     assert!(
-        find(&body, "container_cpu_usage_seconds_total", &guar_pod).is_some(),
+        find(
+            &body,
+            "tidal_agent_container_cpu_usage_seconds_total",
+            &guar_pod
+        )
+        .is_some(),
         "{body}"
     );
     let orphan = vec![
@@ -192,7 +212,12 @@ async fn labels_and_usage(stack: Stack, client: kube::Client, node: String, ns: 
         l("qos_class", "BestEffort"),
     ];
     assert!(
-        find(&body, "container_memory_working_set_bytes", &orphan).is_some(),
+        find(
+            &body,
+            "tidal_agent_container_memory_working_set_bytes",
+            &orphan
+        )
+        .is_some(),
         "{body}"
     );
     assert!(body.contains("tidal_agent_pod_metadata_synced 1"), "{body}");
@@ -207,7 +232,13 @@ async fn labels_and_usage(stack: Stack, client: kube::Client, node: String, ns: 
     // load, so the loop's own accounting is the reference, not "1 core".)
     let proc_cpu = proc_cpu_seconds;
     let scrape = || async { http.get(&url).send().await?.text().await };
-    let counter = |body: &str| find(body, "container_cpu_usage_seconds_total", &burst_app);
+    let counter = |body: &str| {
+        find(
+            body,
+            "tidal_agent_container_cpu_usage_seconds_total",
+            &burst_app,
+        )
+    };
     let (body_a, proc_a) = (scrape().await?, proc_cpu(burner.0.id())?);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (body_b, proc_b) = (scrape().await?, proc_cpu(burner.0.id())?);

@@ -13,7 +13,9 @@
 //! expression must evaluate, and the scaler's alerts must say what the live data says (a
 //! leader, cycles, the unreachable broker's input errors). `promtool check rules` and
 //! `promtool test rules` run on the rule files, and every alert must have a firing and a
-//! not-firing unit test. Finally the workload-scaling dashboard's own desired-vs-current and
+//! not-firing unit test. The recording rules (`tidal-recording.rules.yaml`, which the stack's
+//! Prometheus loads) are promtool-tested too, each read by a panel whose data comes from it.
+//! Finally the workload-scaling dashboard's own desired-vs-current and
 //! value-vs-target queries, over the test's run (`query_range`), are written to
 //! `scaling.csv` and drawn by `tidal-scaler plot` as `scaling.svg`, in `target/e2e-pictures/`
 //! (in `docs/img/` with `TIDAL_UPDATE_PICTURES=1`, which refreshes the README's picture).
@@ -329,6 +331,81 @@ fn tidal_series(expr: &str) -> BTreeSet<String> {
     out
 }
 
+/// What in `expr` could read another job's series beside Tidal's (issue #16, "series that
+/// collide"): a `tidal_agent_*` or `tidal_scaler_*` series selected without its job
+/// (`job="tidal-agent"`, `job="tidal-scaler"`), or a kubelet/cAdvisor or node_exporter name
+/// read at all. Recorded names (`level:metric:operations`) carry no job: their rules select it.
+fn foreign_reads(expr: &str) -> Vec<String> {
+    let b = expr.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !word(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && word(b[i]) {
+            i += 1;
+        }
+        let token = &expr[start..i];
+        let in_recorded_name = (start > 0 && b[start - 1] == b':') || b.get(i) == Some(&b':');
+        let in_string = expr[..start].matches('"').count() % 2 == 1;
+        if in_recorded_name || in_string {
+            continue;
+        }
+        if schema::tidal_name(token).is_some() {
+            out.push(format!(
+                "{token} is a kubelet/cAdvisor or node_exporter name: read Tidal's {}",
+                schema::tidal_name(token).unwrap_or_default()
+            ));
+            continue;
+        }
+        let job = if token.starts_with(schema::AGENT_PREFIX) {
+            "tidal-agent"
+        } else if token.starts_with(schema::SCALER_PREFIX) {
+            "tidal-scaler"
+        } else {
+            continue;
+        };
+        let selector = expr[i..]
+            .strip_prefix('{')
+            .and_then(|rest| rest.split_once('}'))
+            .map(|(inner, _)| inner);
+        if !selector.is_some_and(|inner| inner.contains(&format!("job=\"{job}\""))) {
+            out.push(format!("{token} is read without job=\"{job}\""));
+        }
+    }
+    out
+}
+
+#[test]
+fn foreign_reads_are_found() {
+    assert!(foreign_reads(
+        "sum by (namespace) (rate(tidal_agent_container_cpu_usage_seconds_total{job=\"tidal-agent\", namespace=~\"$ns\"}[1m])) / namespace_pod:tidal_agent_container_cpu_request_cores:sum{namespace=\"a\"}"
+    )
+    .is_empty());
+    assert!(
+        foreign_reads("label_values(tidal_scaler_build_info{job=\"tidal-scaler\"}, instance)")
+            .is_empty()
+    );
+    assert_eq!(
+        foreign_reads(
+            "sum(tidal_agent_container_cpu_usage_cores{namespace=\"a\"}) + tidal_scaler_leader"
+        )
+        .len(),
+        2
+    );
+    let found =
+        foreign_reads("sum(rate(container_cpu_usage_seconds_total{job=\"tidal-agent\"}[1m]))");
+    assert!(
+        found.len() == 1 && found[0].contains("tidal_agent_container_cpu_usage_seconds_total"),
+        "{found:?}"
+    );
+    assert_eq!(foreign_reads("node_load1 > 2").len(), 1);
+}
+
 // ---------------------------------------------------------------- rule files
 
 #[derive(Deserialize)]
@@ -362,6 +439,100 @@ struct RuleTests {
 struct RuleTestGroup {
     #[serde(default)]
     alert_rule_test: Vec<AlertTest>,
+    #[serde(default)]
+    promql_expr_test: Vec<ExprTest>,
+}
+
+#[derive(Deserialize)]
+struct ExprTest {
+    expr: String,
+    #[serde(default)]
+    exp_samples: Vec<Value>,
+}
+
+/// The recording rules' file and its promtool tests.
+const RECORDING: &str = "tidal-recording";
+
+#[derive(Deserialize)]
+struct RecordingFile {
+    groups: Vec<RecordingGroup>,
+}
+
+#[derive(Deserialize)]
+struct RecordingGroup {
+    rules: Vec<Recording>,
+}
+
+#[derive(Deserialize)]
+struct Recording {
+    record: String,
+    expr: String,
+}
+
+/// promtool on the recording rules and their tests; then, per rule: a `level:metric:ops`
+/// name, Tidal's agent job selected wherever a series is read (so a cAdvisor or node_exporter
+/// series of the same name is never counted), series names from the schema, a promtool case
+/// with an expected value, and a dashboard panel that reads it. Returns the recorded names.
+fn check_recording_rules(dashboards: &[Dashboard]) -> anyhow::Result<BTreeSet<String>> {
+    let dir = repo_root().join("manifests/rules");
+    let (rules_file, tests_file) = (
+        format!("{RECORDING}.rules.yaml"),
+        format!("{RECORDING}.tests.yaml"),
+    );
+    promtool(&["check", "rules", &rules_file], &dir)?;
+    promtool(&["test", "rules", &tests_file], &dir)?;
+    let rules: RecordingFile = read_yaml(&dir.join(&rules_file))?;
+    let tests: RuleTests = read_yaml(&dir.join(&tests_file))?;
+    let cases: Vec<&ExprTest> = tests
+        .tests
+        .iter()
+        .flat_map(|g| &g.promql_expr_test)
+        .collect();
+    let exprs: Vec<&str> = dashboards
+        .iter()
+        .flat_map(|d| d.panels.iter().flat_map(|p| &p.exprs))
+        .map(String::as_str)
+        .collect();
+    let mut names = BTreeSet::new();
+    for rule in rules.groups.iter().flat_map(|g| &g.rules) {
+        let bad = |what: String| CheckError::Shape {
+            file: rules_file.clone(),
+            what: format!("{}: {what}\n  expr: {}", rule.record, rule.expr),
+        };
+        if rule.record.split(':').count() != 3 {
+            return Err(bad("the name is not level:metric:operations".into()).into());
+        }
+        if let Some(why) = foreign_reads(&rule.expr).into_iter().next() {
+            return Err(bad(why).into());
+        }
+        for series in tidal_series(&rule.expr) {
+            if !schema::ALL.contains(&series.as_str()) {
+                return Err(CheckError::UnknownSeries {
+                    file: rules_file.clone(),
+                    name: series,
+                }
+                .into());
+            }
+        }
+        if !cases
+            .iter()
+            .any(|c| c.expr == rule.record && !c.exp_samples.is_empty())
+        {
+            return Err(bad(format!("no promql_expr_test case in {tests_file}")).into());
+        }
+        let read = |e: &&str| {
+            e.match_indices(&rule.record).any(|(at, _)| {
+                let next = e[at + rule.record.len()..].chars().next();
+                !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            })
+        };
+        if !exprs.iter().any(read) {
+            return Err(bad("no dashboard panel reads it".into()).into());
+        }
+        names.insert(rule.record.clone());
+    }
+    anyhow::ensure!(!names.is_empty(), "{rules_file}: no recording rule");
+    Ok(names)
 }
 
 #[derive(Deserialize)]
@@ -458,6 +629,9 @@ fn check_rule_files() -> anyhow::Result<Vec<(String, Rule)>> {
                         }
                         .into());
                     }
+                }
+                if let Some(why) = foreign_reads(&rule.expr).into_iter().next() {
+                    return Err(bad(why).into());
                 }
                 let mine = || cases.iter().filter(|c| c.alertname == rule.alert);
                 for (case, found) in [
@@ -580,6 +754,10 @@ fn policy(name: &str, spec: Value) -> anyhow::Result<tidal_scaler::api::ScalingP
 async fn every_dashboard_and_alert_expression_works_on_real_data() -> R {
     let rules = check_rule_files()?;
     let dashboards = load_dashboards()?;
+    // The panels on recorded series get their data from the stack's Prometheus, which loads
+    // this file (scripts/stack.sh): the panel check below fails if it does not.
+    let recorded = check_recording_rules(&dashboards)?;
+    eprintln!("{} recording rules, each read by a panel", recorded.len());
     let stack = Stack::load()?;
     ensure_crd(&stack)?;
     let client = stack.admin_client().await?;
@@ -635,6 +813,13 @@ fn load_dashboards() -> anyhow::Result<Vec<Dashboard>> {
                     .into());
                 }
                 used.insert(series);
+            }
+            if let Some(why) = foreign_reads(expr).into_iter().next() {
+                return Err(CheckError::Shape {
+                    file: d.file.clone(),
+                    what: format!("{why}\n  expr: {expr}"),
+                }
+                .into());
             }
         }
     }

@@ -185,7 +185,7 @@ fn copies_are_current() -> R {
         root.join("manifests/crd/scalingpolicy.yaml"),
         chart.join("crds/scalingpolicy.yaml"),
     )];
-    for rules in ["tidal-agent.rules.yaml", "tidal-scaler.rules.yaml"] {
+    for rules in tidal_e2e::manifests::RULE_FILES {
         pairs.push((
             root.join("manifests/rules").join(rules),
             chart.join("files/rules").join(rules),

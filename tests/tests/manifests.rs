@@ -31,8 +31,8 @@ use kube::api::{
 use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
 use tidal_core::lease::Election;
 use tidal_e2e::manifests::{
-    Key, ScalerRbac, can, documents, ensure_crd, kubectl, kubectl_with_warnings, render_base,
-    render_overlay, rendered_objects, token_kubeconfig,
+    Key, RULE_FILES, ScalerRbac, can, documents, ensure_crd, kubectl, kubectl_with_warnings,
+    render_base, render_overlay, rendered_objects, token_kubeconfig,
 };
 use tidal_e2e::{
     ChildGuard, Stack, client_for_kubeconfig, free_port, in_namespace, repo_root, unique, wait_for,
@@ -1058,8 +1058,6 @@ fn rule_jobs() -> anyhow::Result<BTreeSet<String>> {
     }
     Ok(jobs)
 }
-
-const RULE_FILES: &[&str] = &["tidal-agent.rules.yaml", "tidal-scaler.rules.yaml"];
 
 /// The workloads scraped, each with its pod template path: `(kind, name)`.
 const SCRAPED: &[(&str, &str)] = &[("DaemonSet", "tidal-agent"), ("Deployment", "tidal-scaler")];

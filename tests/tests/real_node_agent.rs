@@ -34,8 +34,11 @@ use tidal_e2e::{Stack, in_namespace, wait_for};
 
 type R = anyhow::Result<()>;
 
-const CPU: &str = "container_cpu_usage_seconds_total";
-const WORKING_SET: &str = "container_memory_working_set_bytes";
+/// The agent's series (Tidal's names: the kubelet's cAdvisor exports the upstream ones).
+const CPU: &str = tidal_core::schema::CONTAINER_CPU_USAGE_SECONDS_TOTAL;
+const WORKING_SET: &str = tidal_core::schema::CONTAINER_MEMORY_WORKING_SET_BYTES;
+/// cAdvisor's name for the same CPU counter.
+const CADVISOR_CPU: &str = "container_cpu_usage_seconds_total";
 const USAGE_CORES: &str = "tidal_agent_container_cpu_usage_cores";
 /// The agreement the tests ask of every pair of measurements.
 const TOLERANCE_PCT: f64 = 5.0;
@@ -513,7 +516,7 @@ async fn sandbox(stack: Stack, node: RealNode, client: kube::Client, ns: String)
         "a cAdvisor housekeeping pass of the pod after the window opened",
         Duration::from_secs(60),
         || async {
-            let ours: Vec<CadvisorSample> = cadvisor(&stack, &node, CPU)
+            let ours: Vec<CadvisorSample> = cadvisor(&stack, &node, CADVISOR_CPU)
                 .ok()?
                 .into_iter()
                 .filter(|s| label(&s.labels, "namespace") == ns && label(&s.labels, "pod") == name)

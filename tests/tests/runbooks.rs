@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tidal_core::schema;
 use tidal_e2e::repo_root;
 
-const RULE_FILES: &[&str] = &["tidal-agent.rules.yaml", "tidal-scaler.rules.yaml"];
+use tidal_e2e::manifests::RULE_FILES;
 const RUNBOOKS: &str = "docs/runbooks.md";
 const PROMETHEUS_RULE: &str = "manifests/overlays/prometheus-operator/prometheusrule.yaml";
 

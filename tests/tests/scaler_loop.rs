@@ -305,6 +305,13 @@ async fn cpu_loop(
         );
         let ups = scaler.sum("tidal_scaler_scale_events_total").await;
         anyhow::ensure!(ups >= 2.0, "scale events counted: {ups}");
+        for outcome in ["scaled_up", "scaled_down", "unchanged"] {
+            let series = format!(
+                "tidal_scaler_policy_decisions_total{{namespace=\"{ns}\",policy=\"web\",outcome=\"{outcome}\"}}"
+            );
+            let n = scaler.metric(&series).await.unwrap_or(0.0);
+            anyhow::ensure!(n >= 1.0, "{series} = {n}");
+        }
         Ok(())
     }
     .await;
@@ -483,6 +490,37 @@ async fn lag_loop(
     }
     let errors = scaler.sum("tidal_scaler_errors_total").await;
     anyhow::ensure!(errors > 0.0, "errors were counted");
+    // Per policy: each hold counted under its policy and condition reason, and the dry run's
+    // decided change as not applied.
+    for (name, series) in [
+        (
+            "bad",
+            format!(
+                "tidal_scaler_policy_errors_total{{namespace=\"{ns}\",policy=\"bad\",reason=\"InvalidFormula\"}}"
+            ),
+        ),
+        (
+            "bad",
+            format!(
+                "tidal_scaler_policy_decisions_total{{namespace=\"{ns}\",policy=\"bad\",outcome=\"held\"}}"
+            ),
+        ),
+        (
+            "zero",
+            format!(
+                "tidal_scaler_policy_errors_total{{namespace=\"{ns}\",policy=\"zero\",reason=\"FailedGetExternalMetric\"}}"
+            ),
+        ),
+        (
+            "dry",
+            format!(
+                "tidal_scaler_policy_decisions_total{{namespace=\"{ns}\",policy=\"dry\",outcome=\"not_applied\"}}"
+            ),
+        ),
+    ] {
+        let n = scaler.metric(&series).await.unwrap_or(0.0);
+        anyhow::ensure!(n >= 1.0, "{name}: {series} = {n}");
+    }
     anyhow::ensure!(scaler.metric("tidal_scaler_leader").await == Some(1.0));
     drop(scaler.child);
     Ok(())

@@ -317,6 +317,13 @@ fn check_metric(i: usize, m: &MetricSpec) -> Result<(), SpecError> {
                 "must be at least 0",
             ));
         }
+        if !(1..=3600).contains(&k.persistent_lag_window_seconds) {
+            return Err(range(
+                at(".kafkaLag.persistentLagWindowSeconds"),
+                k.persistent_lag_window_seconds,
+                "must be between 1 and 3600",
+            ));
+        }
         if !(0..=86400).contains(&k.cooldown_seconds) {
             return Err(range(
                 at(".kafkaLag.cooldownSeconds"),

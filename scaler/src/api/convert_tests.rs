@@ -321,6 +321,18 @@ fn source_settings() {
         err(v).field(),
         "spec.metrics[2].kafkaLag.activationLagThreshold"
     );
+    // The CRD's schema bounds it on the API server; `decide`, `simulate` and `import` read
+    // specs the API server never saw.
+    for bad in [0, -5, 3601] {
+        let mut v = full();
+        v["metrics"][2]["kafkaLag"]["persistentLagWindowSeconds"] = json!(bad);
+        assert_eq!(
+            err(v).to_string(),
+            format!(
+                "spec.metrics[2].kafkaLag.persistentLagWindowSeconds: {bad} must be between 1 and 3600"
+            )
+        );
+    }
     let mut v = full();
     v["metrics"][3]["prometheus"]["query"] = json!("  ");
     assert_eq!(

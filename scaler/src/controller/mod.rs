@@ -51,7 +51,9 @@ use crate::api::{
 use crate::engine::types::{self as engine, NextState};
 use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
-use crate::metrics::{ConditionLabels, MetricLabels, PolicyLabels, ScaleLabels, StateLabels};
+use crate::metrics::{
+    ConditionLabels, MetricLabels, Outcome, PolicyLabels, ScaleLabels, StateLabels,
+};
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::{PromSample, PrometheusSource};
@@ -1063,6 +1065,12 @@ impl Controller {
             _ => None,
         };
         let paused_write = matches!(gate, Gate::Paused { .. }) && write_to.is_some();
+        // What this evaluation came to, counted per policy below.
+        let mut outcome = if d.rescale && !gate.writes() {
+            Outcome::NotApplied
+        } else {
+            Outcome::Unchanged
+        };
         if d.rescale && !gate.writes() {
             // Not the decision's write: the engine's history must not count it.
             next.scale_events = state.scale_events.clone();
@@ -1085,6 +1093,11 @@ impl Controller {
                         scaled = true;
                         status.last_scale_time = Some(now_t.clone());
                         let direction = if to > from { "up" } else { "down" };
+                        outcome = if to > from {
+                            Outcome::ScaledUp
+                        } else {
+                            Outcome::ScaledDown
+                        };
                         metrics
                             .scale_events
                             .get_or_create(&ScaleLabels {
@@ -1116,12 +1129,13 @@ impl Controller {
                             tracing::warn!(error = %e, "event not recorded");
                         }
                     }
-                    Ok(ScaleOutcome::Unchanged) => {}
+                    Ok(ScaleOutcome::Unchanged) => outcome = Outcome::Unchanged,
                     Err(e @ ActuateError::Superseded { .. }) => {
                         // Someone else scaled the target since the decision read it: hold
                         // this cycle (no scale event, no lastScaleTime, no warning) and
                         // decide again at the next tick from the new count.
                         metrics.error(e.label());
+                        outcome = Outcome::NotApplied;
                         next.scale_events = state.scale_events.clone();
                         superseded(&mut status, from, &e);
                         if let Some(st) = self.states.get_mut(&key) {
@@ -1133,12 +1147,15 @@ impl Controller {
                         // The Lease lapsed before (or between) the attempts: nothing was
                         // written, and a follower neither warns nor claims anything.
                         metrics.error(e.label());
+                        outcome = Outcome::NotApplied;
                         next.scale_events = state.scale_events.clone();
                         tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: leadership lost");
                     }
                     Err(e) => {
                         report.failures += 1;
                         metrics.error(e.label());
+                        outcome = Outcome::Failed;
+                        metrics.policy_error(&ns, &name, "FailedRescale");
                         next.scale_events = state.scale_events.clone();
                         warning = Some(("FailedRescale", e.to_string()));
                         let mut conds = d.conditions.clone();
@@ -1196,6 +1213,7 @@ impl Controller {
                     }
                     if let Some(f) = failed {
                         report.failures += 1;
+                        metrics.policy_error(&ns, &name, f.reason);
                         vertical_write_failed(&mut status, &old, &f, &now_t);
                     }
                 }
@@ -1206,6 +1224,16 @@ impl Controller {
             }
         }
 
+        // One count per reason per evaluation, however many metrics failed with it.
+        let failed_metrics: BTreeSet<&str> = d
+            .proposals
+            .iter()
+            .filter_map(|p| p.invalid_reason.as_deref())
+            .collect();
+        for reason in failed_metrics {
+            metrics.policy_error(&ns, &name, reason);
+        }
+        metrics.decision(&ns, &name, outcome);
         metrics
             .current_replicas
             .get_or_create(&labels)
@@ -1449,6 +1477,9 @@ impl Controller {
         report.failures += 1;
         let now_t = time_of(now);
         let key = (p.namespace().unwrap_or_default(), p.name_any());
+        let metrics = self.writer.metrics();
+        metrics.decision(&key.0, &key.1, Outcome::Held);
+        metrics.policy_error(&key.0, &key.1, reason);
         let mut status = base_status(
             self.states.get(&key).and_then(|st| st.written.as_deref()),
             p,

@@ -25,11 +25,17 @@ use crate::sources::prometheus::PromSample;
 use crate::sources::{ContainerUsage, PodKey, PodUsage, SourceError};
 
 /// The series a `resource` metric reads through Prometheus when no agents are configured:
-/// the agents' per-container series, one query per resource for every target at once.
+/// the agents' per-container series, one query per resource for every target at once. Only
+/// Tidal's names, which nothing else exports: the kubelet's cAdvisor series of the working set
+/// would otherwise be read beside the agent's. Agents run with `--compatible-metric-names`
+/// are read under cAdvisor's name from their own job only (`or` keeps the first where both).
 pub fn resource_query(r: ResourceName) -> &'static str {
     match r {
         ResourceName::Cpu => "tidal_agent_container_cpu_usage_cores{container!=\"\"}",
-        ResourceName::Memory => "container_memory_working_set_bytes{container!=\"\"}",
+        ResourceName::Memory => {
+            "tidal_agent_container_memory_working_set_bytes{container!=\"\"} or \
+             container_memory_working_set_bytes{job=\"tidal-agent\", container!=\"\"}"
+        }
     }
 }
 

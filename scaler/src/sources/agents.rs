@@ -25,7 +25,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tidal_core::schema::{
-    AGENT_CONTAINER_CPU_USAGE_CORES, AGENT_SNAPSHOT_AGE_SECONDS, CONTAINER_MEMORY_WORKING_SET_BYTES,
+    AGENT_CONTAINER_CPU_USAGE_CORES, AGENT_SNAPSHOT_AGE_SECONDS,
+    CONTAINER_MEMORY_WORKING_SET_BYTES, compatible_name,
 };
 
 use super::body::{self, BodyCap, DEFAULT_AGENT_MAX_BODY_BYTES};
@@ -271,8 +272,13 @@ pub fn ingest(
     now_unix_seconds: f64,
     pods: &mut HashMap<PodKey, PodUsage>,
 ) -> Result<usize, ExpositionError> {
+    // An agent run with --compatible-metric-names writes the working set under cAdvisor's
+    // name: the same series.
+    let working_set_compatible = compatible_name(CONTAINER_MEMORY_WORKING_SET_BYTES);
     let samples = exposition::parse(body, |name| {
-        name == AGENT_CONTAINER_CPU_USAGE_CORES || name == CONTAINER_MEMORY_WORKING_SET_BYTES
+        name == AGENT_CONTAINER_CPU_USAGE_CORES
+            || name == CONTAINER_MEMORY_WORKING_SET_BYTES
+            || name == working_set_compatible
     })?;
     let mut used = 0;
     for s in &samples {
@@ -397,17 +403,17 @@ mod tests {
     const BODY: &str = r#"# HELP tidal_agent_build_info Build information of tidal-agent; always 1.
 # TYPE tidal_agent_build_info gauge
 tidal_agent_build_info{version="0.1.0"} 1
-# HELP container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.
-# TYPE container_cpu_usage_seconds_total counter
-container_cpu_usage_seconds_total{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 1234.5
-# HELP container_memory_working_set_bytes Current working set in bytes (usage - inactive_file).
-# TYPE container_memory_working_set_bytes gauge
-container_memory_working_set_bytes{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 52428800
-container_memory_working_set_bytes{namespace="shop",pod="web-1",container="sidecar",pod_uid="u1",qos_class="Burstable"} 1048576
-container_memory_working_set_bytes{namespace="shop",pod="web-1",container="",pod_uid="u1",qos_class="Burstable"} 60000000
-container_memory_working_set_bytes{namespace="",pod="",container="",pod_uid="00000000-0000-4000-8000-0000000000aa",qos_class="BestEffort"} 4096
-container_memory_working_set_bytes{namespace="",pod="",container="abc123",pod_uid="u9",qos_class="BestEffort"} 4096
-container_memory_working_set_bytes{namespace="shop",pod="web-2",container="app",pod_uid="u2",qos_class="Guaranteed"} 1e8
+# HELP tidal_agent_container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.
+# TYPE tidal_agent_container_cpu_usage_seconds_total counter
+tidal_agent_container_cpu_usage_seconds_total{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 1234.5
+# HELP tidal_agent_container_memory_working_set_bytes Current working set in bytes (usage - inactive_file).
+# TYPE tidal_agent_container_memory_working_set_bytes gauge
+tidal_agent_container_memory_working_set_bytes{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 52428800
+tidal_agent_container_memory_working_set_bytes{namespace="shop",pod="web-1",container="sidecar",pod_uid="u1",qos_class="Burstable"} 1048576
+tidal_agent_container_memory_working_set_bytes{namespace="shop",pod="web-1",container="",pod_uid="u1",qos_class="Burstable"} 60000000
+tidal_agent_container_memory_working_set_bytes{namespace="",pod="",container="",pod_uid="00000000-0000-4000-8000-0000000000aa",qos_class="BestEffort"} 4096
+tidal_agent_container_memory_working_set_bytes{namespace="",pod="",container="abc123",pod_uid="u9",qos_class="BestEffort"} 4096
+tidal_agent_container_memory_working_set_bytes{namespace="shop",pod="web-2",container="app",pod_uid="u2",qos_class="Guaranteed"} 1e8
 # HELP tidal_agent_container_cpu_usage_cores CPU usage rate between the last two samples, in cores.
 # TYPE tidal_agent_container_cpu_usage_cores gauge
 tidal_agent_container_cpu_usage_cores{namespace="shop",pod="web-1",container="app",pod_uid="u1",qos_class="Burstable"} 0.5
@@ -463,7 +469,7 @@ tidal_agent_container_cpu_usage_cores{namespace="other",pod="inf",container="app
             pods.keys()
                 .all(|(ns, pod)| !ns.is_empty() && !pod.is_empty())
         );
-        let body = "container_memory_working_set_bytes{pod=\"p\",container=\"c\"} 1\n";
+        let body = "tidal_agent_container_memory_working_set_bytes{pod=\"p\",container=\"c\"} 1\n";
         let mut pods = HashMap::new();
         assert_eq!(ingest(body, 1.0, &mut pods), Ok(0));
         assert!(pods.is_empty());
@@ -471,13 +477,23 @@ tidal_agent_container_cpu_usage_cores{namespace="other",pod="inf",container="app
 
     #[test]
     fn cpu_missing_until_the_agent_has_two_samples() {
-        let body =
-            "container_memory_working_set_bytes{namespace=\"a\",pod=\"p\",container=\"c\"} 10\n";
+        let body = "tidal_agent_container_memory_working_set_bytes{namespace=\"a\",pod=\"p\",container=\"c\"} 10\n";
         let mut pods = HashMap::new();
         ingest(body, 1.0, &mut pods).expect("parses");
         let p = &pods[&key("a", "p")];
         assert_eq!(p.value("cpu", None), None);
         assert_eq!(p.value("memory", Some("c")), Some(10.0));
+    }
+
+    /// An agent run with `--compatible-metric-names` writes cAdvisor's name for the working
+    /// set: read the same; any other `container_*` series (a cAdvisor page) is not usage.
+    #[test]
+    fn a_compatible_agent_s_working_set_is_read_too() {
+        let body = "container_memory_working_set_bytes{namespace=\"a\",pod=\"p\",container=\"c\"} 10\n\
+                    container_memory_usage_bytes{namespace=\"a\",pod=\"p\",container=\"c\"} 99\n";
+        let mut pods = HashMap::new();
+        assert_eq!(ingest(body, 1.0, &mut pods), Ok(1));
+        assert_eq!(pods[&key("a", "p")].value("memory", Some("c")), Some(10.0));
     }
 
     #[test]

@@ -353,13 +353,13 @@ mod tests {
     const AGENT: &str = r#"# HELP tidal_agent_build_info Build information of tidal-agent; always 1.
 # TYPE tidal_agent_build_info gauge
 tidal_agent_build_info{version="0.1.0"} 1
-# HELP container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.
-# TYPE container_cpu_usage_seconds_total counter
-container_cpu_usage_seconds_total{namespace="shop",pod="web-7d9f",container="app",pod_uid="0b6c8a1e-1111-4c2e-9a55-2d1f3e4a5b6c",qos_class="Burstable"} 1234.5678
-container_cpu_usage_seconds_total{namespace="shop",pod="web-7d9f",container="",pod_uid="0b6c8a1e-1111-4c2e-9a55-2d1f3e4a5b6c",qos_class="Burstable"} 1240.25
-# HELP container_memory_working_set_bytes Current working set in bytes (usage - inactive_file).
-# TYPE container_memory_working_set_bytes gauge
-container_memory_working_set_bytes{namespace="shop",pod="web-7d9f",container="app",pod_uid="0b6c8a1e-1111-4c2e-9a55-2d1f3e4a5b6c",qos_class="Burstable"} 5.4525952e7
+# HELP tidal_agent_container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.
+# TYPE tidal_agent_container_cpu_usage_seconds_total counter
+tidal_agent_container_cpu_usage_seconds_total{namespace="shop",pod="web-7d9f",container="app",pod_uid="0b6c8a1e-1111-4c2e-9a55-2d1f3e4a5b6c",qos_class="Burstable"} 1234.5678
+tidal_agent_container_cpu_usage_seconds_total{namespace="shop",pod="web-7d9f",container="",pod_uid="0b6c8a1e-1111-4c2e-9a55-2d1f3e4a5b6c",qos_class="Burstable"} 1240.25
+# HELP tidal_agent_container_memory_working_set_bytes Current working set in bytes (usage - inactive_file).
+# TYPE tidal_agent_container_memory_working_set_bytes gauge
+tidal_agent_container_memory_working_set_bytes{namespace="shop",pod="web-7d9f",container="app",pod_uid="0b6c8a1e-1111-4c2e-9a55-2d1f3e4a5b6c",qos_class="Burstable"} 5.4525952e7
 
 # HELP tidal_agent_container_cpu_usage_cores CPU usage rate between the last two samples, in cores.
 # TYPE tidal_agent_container_cpu_usage_cores gauge
@@ -375,7 +375,7 @@ node_load15 NaN 1700000000000
         let all = parse(AGENT, |_| true).expect("parses");
         assert_eq!(all.len(), 9);
         let cpu = &all[1];
-        assert_eq!(cpu.name, "container_cpu_usage_seconds_total");
+        assert_eq!(cpu.name, "tidal_agent_container_cpu_usage_seconds_total");
         assert_eq!(cpu.label("namespace"), Some("shop"));
         assert_eq!(cpu.label("container"), Some("app"));
         assert_eq!(cpu.label("missing"), None);
