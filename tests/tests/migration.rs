@@ -12,7 +12,9 @@
 //! 3. `tidal.dev/paused-replicas: 5` with `tidal.dev/paused: "true"`: pinned at 5, `Ready=True`
 //!    `ScalingPaused`, PAUSED `true` in `kubectl get`;
 //! 4. a malformed `tidal.dev/paused`: held, `Ready=False` `InvalidAnnotation` naming it;
-//! 5. annotations removed and the HPA deleted: back to the policy's own decision (5 -> 3).
+//! 5. annotations removed and the HPA deleted: back to the policy's own decision (5 -> 3);
+//! 6. a second policy of the same workload holds (`ConflictingAutoscaler` naming the first)
+//!    until the first is deleted, then acts (3 -> 4).
 //!
 //! A second test does the same with a real KEDA ScaledObject (the stack's KEDA operator makes
 //! its HPA): the policy holds naming the ScaledObject, and acts once it is deleted.
@@ -258,6 +260,45 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
     ready(&policies, "True", "Reconciled", &scaler).await?;
     anyhow::ensure!(
         history.values() == [2, 3, 5, 3],
+        "replica history: {}",
+        history.render()
+    );
+
+    // 6. A second policy of the same workload (its own decision would be 4): it holds naming
+    //    the first, which keeps writing; once the first is deleted, the second acts.
+    let spec4 = json!({
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "minReplicas": 1, "maxReplicas": 6,
+        "metrics": [{"name": "four", "prometheus": {"query": "vector(4)", "targetPerReplica": "1"}}],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}
+    });
+    policies
+        .create(&PostParams::default(), &policy("p2", spec4)?)
+        .await?;
+    let held = wait_for("p2: Ready=False ConflictingAutoscaler", STEP, || async {
+        let s = policy_status(&policies, "p2").await;
+        let r = condition(&s, "Ready");
+        (r["status"] == "False" && r["reason"] == "ConflictingAutoscaler").then_some(s)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nscaler log:\n{}", scaler.tail()))?;
+    let message = condition(&held, "Ready")["message"].to_string();
+    anyhow::ensure!(
+        message.contains(&format!(
+            "ScalingPolicy {ns}/p also scales Deployment web and was there first: holding"
+        )),
+        "p2's Ready message: {message}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    anyhow::ensure!(
+        history.values() == [2, 3, 5, 3],
+        "the second policy wrote beside the first: {}",
+        history.render()
+    );
+    policies.delete("p", &DeleteParams::default()).await?;
+    history.wait_for(4, STEP).await?;
+    anyhow::ensure!(
+        history.values() == [2, 3, 5, 3, 4],
         "replica history: {}",
         history.render()
     );

@@ -9,6 +9,11 @@
 //! False, reason `ConflictingAutoscaler`) until the other is removed or the policy takes it
 //! over by name. A dry run writes nothing, so it never conflicts: it is the way to watch
 //! Tidal's decisions beside the HPA before a migration (docs/migration.md).
+//!
+//! Two ScalingPolicies of one workload conflict the same way: the first (the older by
+//! `creationTimestamp`, then by name) writes, the later one holds with
+//! `ConflictingAutoscaler` naming it ([`gate_among`]). Dry runs write nothing and count for
+//! neither side.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,7 +38,7 @@ pub const ANNOTATIONS: [&str; 3] = [PAUSED, PAUSED_REPLICAS, TAKE_OVER];
 /// Another autoscaler of the same workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Other {
-    /// `HorizontalPodAutoscaler` or `ScaledObject`.
+    /// `HorizontalPodAutoscaler`, `ScaledObject` or `ScalingPolicy`.
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
@@ -102,6 +107,14 @@ impl Gate {
     /// (`Ready` follows from it: False for a conflict, True for a pause).
     pub fn holding(&self, target: &TargetRef) -> Option<(&'static str, String)> {
         match self {
+            Self::Conflict(other) if other.kind == POLICY => Some((
+                "ConflictingAutoscaler",
+                format!(
+                    "{other} also scales {} {} and was there first: holding, nothing written; \
+                     delete one of the two policies, or set spec.dryRun on this one",
+                    target.kind, target.name
+                ),
+            )),
             Self::Conflict(other) => Some((
                 "ConflictingAutoscaler",
                 format!(
@@ -218,6 +231,96 @@ impl HpaIndex {
             .into_iter()
             .flatten()
             .map(|h| &**h)
+    }
+}
+
+/// The kind of [`Other`] for another ScalingPolicy.
+pub const POLICY: &str = "ScalingPolicy";
+
+/// The ScalingPolicies of one cycle by what they scale (`namespace`, `kind`, `name`), built
+/// once per cycle beside [`HpaIndex`].
+#[derive(Default)]
+pub struct PolicyIndex(HashMap<(String, String, String), Vec<Arc<ScalingPolicy>>>);
+
+impl PolicyIndex {
+    pub fn build(policies: Vec<Arc<ScalingPolicy>>) -> Self {
+        let mut index: HashMap<_, Vec<_>> = HashMap::new();
+        for p in policies {
+            let t = &p.spec.target_ref;
+            let key = (
+                p.namespace().unwrap_or_default(),
+                t.kind.clone(),
+                t.name.clone(),
+            );
+            index.entry(key).or_default().push(p);
+        }
+        Self(index)
+    }
+
+    /// The policies of `namespace` whose `targetRef` has this kind and name (`p` among them).
+    pub fn targeting(
+        &self,
+        namespace: &str,
+        t: &TargetRef,
+    ) -> impl Iterator<Item = &ScalingPolicy> {
+        self.0
+            .get(&(namespace.to_string(), t.kind.clone(), t.name.clone()))
+            .into_iter()
+            .flatten()
+            .map(|p| &**p)
+    }
+}
+
+/// The order in which policies of one workload came: creation time, then name.
+fn arrival(
+    p: &ScalingPolicy,
+) -> (
+    Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    String,
+) {
+    (p.metadata.creation_timestamp.as_ref(), p.name_any())
+}
+
+/// The first policy, other than `p` and not a dry run, that scales `p`'s target and came
+/// before it.
+fn first_policy<'a>(
+    p: &ScalingPolicy,
+    policies: impl IntoIterator<Item = &'a ScalingPolicy>,
+) -> Option<Other> {
+    let namespace = p.namespace().unwrap_or_default();
+    let t = &p.spec.target_ref;
+    policies
+        .into_iter()
+        .filter(|o| {
+            !o.spec.dry_run
+                && o.name_any() != p.name_any()
+                && o.namespace().as_deref() == Some(namespace.as_str())
+                && o.spec.target_ref.kind == t.kind
+                && o.spec.target_ref.name == t.name
+                && group_of(&o.spec.target_ref.api_version) == group_of(&t.api_version)
+                && arrival(o) < arrival(p)
+        })
+        .min_by(|a, b| arrival(a).cmp(&arrival(b)))
+        .map(|o| Other {
+            kind: POLICY,
+            namespace: namespace.clone(),
+            name: o.name_any(),
+            via: None,
+        })
+}
+
+/// [`gate`], and then: a policy that would write holds when another ScalingPolicy of the
+/// same workload came first (two writers of one replica count undo each other's changes).
+pub fn gate_among<'a, 'b>(
+    p: &ScalingPolicy,
+    hpas: impl IntoIterator<Item = &'a HorizontalPodAutoscaler>,
+    policies: impl IntoIterator<Item = &'b ScalingPolicy>,
+) -> Gate {
+    let g = gate(p, hpas);
+    let would_write = g.writes() || matches!(g, Gate::Paused { replicas: Some(_) });
+    match first_policy(p, policies) {
+        Some(other) if would_write => Gate::Conflict(other),
+        _ => g,
     }
 }
 

@@ -270,3 +270,90 @@ fn the_cycle_index_gives_the_gate_the_same_hpas_as_the_whole_cache() {
         .collect();
     assert_eq!(seen, ["web", "keda-hpa-orders"]);
 }
+
+/// A policy named `name` on `team/web` (or `target`), created at `created`.
+fn rival(name: &str, created: &str, target: serde_json::Value, dry_run: bool) -> ScalingPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "tidal.dev/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": name, "namespace": "team", "creationTimestamp": created},
+        "spec": {"targetRef": target, "maxReplicas": 10, "dryRun": dry_run}
+    }))
+    .expect("policy")
+}
+
+/// Two policies of one workload: the first one writes, the later one holds naming it; a dry
+/// run, another workload or another group is no rival; the earlier one's name breaks a tie.
+#[test]
+fn a_second_policy_of_the_same_workload_holds_naming_the_first() {
+    use super::gate::{POLICY, gate_among};
+    let first = rival("first", "2026-01-01T00:00:00Z", web(), false);
+    let second = rival("second", "2026-01-02T00:00:00Z", web(), false);
+    let both = [first.clone(), second.clone()];
+    let no_hpas: Vec<HorizontalPodAutoscaler> = Vec::new();
+    assert_eq!(gate_among(&first, &no_hpas, &both), Gate::Write);
+    let g = gate_among(&second, &no_hpas, &both);
+    assert_eq!(
+        g,
+        Gate::Conflict(Other {
+            kind: POLICY,
+            namespace: "team".into(),
+            name: "first".into(),
+            via: None,
+        })
+    );
+    let (reason, message) = g.holding(&second.spec.target_ref).expect("holds");
+    assert_eq!(reason, "ConflictingAutoscaler");
+    assert!(
+        message
+            .starts_with("ScalingPolicy team/first also scales Deployment web and was there first"),
+        "{message}"
+    );
+    // A pinned count is a write too; a plain pause and a dry run write nothing.
+    let mut pinned = second.clone();
+    pinned.metadata.annotations = Some([("tidal.dev/paused-replicas".into(), "3".into())].into());
+    assert!(matches!(
+        gate_among(&pinned, &no_hpas, &both),
+        Gate::Conflict(_)
+    ));
+    let mut paused = second.clone();
+    paused.metadata.annotations = Some([("tidal.dev/paused".into(), "true".into())].into());
+    assert_eq!(
+        gate_among(&paused, &no_hpas, &both),
+        Gate::Paused { replicas: None }
+    );
+    let dry_second = rival("second", "2026-01-02T00:00:00Z", web(), true);
+    assert_eq!(gate_among(&dry_second, &no_hpas, &both), Gate::DryRun);
+    // A dry run that came first is no rival.
+    let dry_first = rival("first", "2026-01-01T00:00:00Z", web(), true);
+    assert_eq!(
+        gate_among(&second, &no_hpas, &[dry_first, second.clone()]),
+        Gate::Write
+    );
+    // Another workload, another group: no rival.
+    let other_target = rival(
+        "first",
+        "2026-01-01T00:00:00Z",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}),
+        false,
+    );
+    let other_group = rival(
+        "first",
+        "2026-01-01T00:00:00Z",
+        json!({"apiVersion": "example.com/v1", "kind": "Deployment", "name": "web"}),
+        false,
+    );
+    assert_eq!(
+        gate_among(&second, &no_hpas, &[other_target, other_group]),
+        Gate::Write
+    );
+    // Created in the same second: the name decides, the same way for both.
+    let a = rival("a", "2026-01-01T00:00:00Z", web(), false);
+    let b = rival("b", "2026-01-01T00:00:00Z", web(), false);
+    let ab = [a.clone(), b.clone()];
+    assert_eq!(gate_among(&a, &no_hpas, &ab), Gate::Write);
+    assert!(matches!(gate_among(&b, &no_hpas, &ab), Gate::Conflict(o) if o.name == "a"));
+    // An HPA conflict is reported before a policy one: it is the older kind of writer.
+    let hpas = [hpa("team", "web", web(), None)];
+    assert_eq!(gate_among(&second, &hpas, &both), Gate::Conflict(hpa_web()));
+}

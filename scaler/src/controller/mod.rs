@@ -67,6 +67,7 @@ use pod_index::PodIndex;
 struct Snapshot {
     pods: PodIndex,
     hpas: gate::HpaIndex,
+    policies: gate::PolicyIndex,
 }
 use status_queue::{Priority, StatusQueue};
 use target::Caches;
@@ -934,6 +935,7 @@ impl Controller {
         Snapshot {
             pods: PodIndex::build(self.caches.pods.state()),
             hpas: gate::HpaIndex::build(self.caches.hpas.state()),
+            policies: gate::PolicyIndex::build(self.policies.state()),
         }
     }
 
@@ -974,7 +976,11 @@ impl Controller {
                 return;
             }
         };
-        let gate = gate::gate(p, snapshot.hpas.targeting(&ns, &p.spec.target_ref));
+        let gate = gate::gate_among(
+            p,
+            snapshot.hpas.targeting(&ns, &p.spec.target_ref),
+            snapshot.policies.targeting(&ns, &p.spec.target_ref),
+        );
         if let Gate::Invalid(message) = &gate {
             metrics.error("invalid_spec");
             self.hold(p, "InvalidAnnotation", message, now, report)
