@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(get("/healthz", None, &shared).status(), StatusCode::OK);
         let mut b = crate::buffer::Buffer::new(std::time::Instant::now());
         b.counter(
-            "container_cpu_usage_seconds_total",
+            "tidal_agent_container_cpu_usage_seconds_total",
             "CPU.",
             vec![("pod", "p".into())],
             3.0,
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(om.headers()[header::CONTENT_TYPE], OPENMETRICS);
         let text = body(om).await;
         assert!(
-            text.contains("container_cpu_usage_seconds_total{pod=\"p\"} 3.0\n"),
+            text.contains("tidal_agent_container_cpu_usage_seconds_total{pod=\"p\"} 3.0\n"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(plain.headers()[header::CONTENT_TYPE], TEXT_004);
         let text = body(plain).await;
         assert!(
-            text.contains("# TYPE container_cpu_usage_seconds_total counter\n"),
+            text.contains("# TYPE tidal_agent_container_cpu_usage_seconds_total counter\n"),
             "{text}"
         );
         assert!(!text.contains("# EOF"), "{text}");

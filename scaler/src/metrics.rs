@@ -4,7 +4,7 @@
 //! evaluation's outcome and each failure's condition reason, for at most
 //! [`DEFAULT_MAX_POLICY_SERIES`] policies (`--max-policy-series`); the rest share one
 //! `policy="_overflow"` series, so the scaler's own cardinality stays bounded whatever the
-//! number of policies (docs/runbooks.md, "Cardinality").
+//! number of policies (docs/controller.md, "Per-policy decisions and errors").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;

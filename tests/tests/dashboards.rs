@@ -318,7 +318,9 @@ fn tidal_series(expr: &str) -> BTreeSet<String> {
         let end = expr[start..]
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .map_or(expr.len(), |e| start + e);
-        if boundary {
+        // A part of a recorded name (`level:metric:operations`) is not a series read.
+        let recorded = (start > 0 && bytes[start - 1] == b':') || bytes.get(end) == Some(&b':');
+        if boundary && !recorded {
             let name = &expr[start..end];
             let base = ["_bucket", "_count", "_sum"]
                 .iter()
@@ -404,6 +406,17 @@ fn foreign_reads_are_found() {
         "{found:?}"
     );
     assert_eq!(foreign_reads("node_load1 > 2").len(), 1);
+    // A recorded name is not a read of the series in its middle.
+    assert!(
+        tidal_series(
+            "namespace_pod:tidal_agent_container_cpu_cfs_throttled_periods:ratio_rate1m{a=\"b\"}"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        tidal_series("rate(tidal_scaler_cycle_duration_seconds_bucket{job=\"tidal-scaler\"}[1m])"),
+        BTreeSet::from(["tidal_scaler_cycle_duration_seconds".to_string()])
+    );
 }
 
 // ---------------------------------------------------------------- rule files

@@ -3,11 +3,13 @@
 //! Every path is under `--proc-root`, read through the `procfs` crate's `from_file`
 //! constructors (never its `current()` helpers, which hard-code `/proc`).
 //!
-//! Series (names in `tidal_core::schema`):
-//! - `node_cpu_seconds_total{cpu, mode}`: node_exporter semantics (ticks / `USER_HZ`).
-//! - `node_load1`, `node_load5`, `node_load15`.
+//! Series (names in `tidal_core::schema`; node_exporter's names, without the `tidal_agent_`
+//! prefix, under `--compatible-metric-names`):
+//! - `tidal_agent_node_cpu_seconds_total{cpu, mode}`: node_exporter semantics (ticks / `USER_HZ`).
+//! - `tidal_agent_node_load1`, `_load5`, `_load15`.
 //! - `tidal_agent_node_memory_{total,available,used}_bytes`: `used = MemTotal - MemAvailable`.
-//! - `node_pressure_{cpu,memory,io}_{waiting,stalled}_seconds_total` where `/proc/pressure` exists.
+//! - `tidal_agent_node_pressure_{cpu,memory,io}_{waiting,stalled}_seconds_total` where
+//!   `/proc/pressure` exists.
 //! - `tidal_agent_node_cpu_utilization_ratio`: `Δbusy / Δtotal` of the aggregate `cpu` line
 //!   between two samples, where `busy = total - idle - iowait` (the `used / total` formula).
 //! - `tidal_agent_node_memory_utilization_ratio`: `used / total`.

@@ -1219,7 +1219,6 @@ impl Controller {
                     }
                     if let Some(f) = failed {
                         report.failures += 1;
-                        metrics.policy_error(&ns, &name, f.reason);
                         vertical_write_failed(&mut status, &old, &f, &now_t);
                     }
                 }
@@ -1455,6 +1454,10 @@ impl Controller {
                 st.vertical_applied_at = Some(Instant::now());
             }
             st.vertical_failed = failed.clone();
+        }
+        // Counted once per failed round (between rounds the status repeats it).
+        if let Some(f) = &failed {
+            metrics.policy_error(&ns, &p.name_any(), f.reason);
         }
         Ok((status_recs, checkpoint, failed))
     }
