@@ -39,31 +39,12 @@ fn get(port: u16, path: &str, accept: &str) -> Option<(u16, String)> {
 #[test]
 fn binary_serves_fixture_series_without_the_api() {
     let proc = fixture_proc();
-    let cg = TempDir::new("bin-cgroup");
-    cg.write("cgroup.controllers", "cpu memory\n");
-    let ctr = format!("kubepods/besteffort/pod{UID}/{CID}");
-    cg.write(format!("{ctr}/cpu.stat"), "usage_usec 2000000\n");
-    cg.write(format!("{ctr}/memory.current"), "8192\n");
-    cg.write(
-        format!("{ctr}/memory.stat"),
-        "anon 4096\nfile 4096\ninactive_file 2048\n",
-    );
     // The pod cgroup lacks its files: counted as an error, the container is still exported.
-
+    let cg = container_cgroup("bin-cgroup");
     let log = TempDir::new("bin-log");
     let log_path = log.path().join("log");
     let (_agent, port) = spawn_agent(&proc, &cg, &log_path, &[]);
-
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let body = loop {
-        assert!(Instant::now() < deadline, "agent never became ready");
-        if let Some((200, _)) = get(port, "/readyz", "*/*") {
-            let (status, body) = get(port, "/metrics", "text/plain").expect("scrape");
-            assert_eq!(status, 200);
-            break body;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let body = scrape_when_ready(port);
     assert!(
         body.contains("Content-Type: text/plain; version=0.0.4")
             || body.contains("content-type: text/plain; version=0.0.4"),
@@ -109,34 +90,16 @@ fn binary_serves_fixture_series_without_the_api() {
     );
 }
 
-/// `--compatible-metric-names`: the container and node series under the kubelet/cAdvisor and node_exporter names, none
-/// under Tidal's; the agent's own series unchanged.
+/// `--compatible-metric-names`: the container and node series under the kubelet/cAdvisor and
+/// node_exporter names, none under Tidal's; the agent's own series unchanged.
 #[test]
 fn compatible_metric_names_export_the_upstream_names() {
     let proc = fixture_proc();
-    let cg = TempDir::new("bin-cgroup-compat");
-    cg.write("cgroup.controllers", "cpu memory\n");
-    let ctr = format!("kubepods/besteffort/pod{UID}/{CID}");
-    cg.write(format!("{ctr}/cpu.stat"), "usage_usec 2000000\n");
-    cg.write(format!("{ctr}/memory.current"), "8192\n");
-    cg.write(
-        format!("{ctr}/memory.stat"),
-        "anon 4096\nfile 4096\ninactive_file 2048\n",
-    );
+    let cg = container_cgroup("bin-cgroup-compat");
     let log = TempDir::new("bin-log-compat");
     let log_path = log.path().join("log");
     let (_agent, port) = spawn_agent(&proc, &cg, &log_path, &["--compatible-metric-names"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let body = loop {
-        assert!(Instant::now() < deadline, "agent never became ready");
-        if let Some((200, _)) = get(port, "/readyz", "*/*") {
-            let (_, body) = get(port, "/metrics", "text/plain").expect("scrape");
-            if body.contains(CID) {
-                break body;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let body = scrape_when_ready(port);
     let want = format!(
         "\ncontainer_memory_working_set_bytes{{namespace=\"\",pod=\"\",container=\"{CID}\",pod_uid=\"{UID}\",qos_class=\"BestEffort\"}} 6144.0\n"
     );
@@ -196,6 +159,34 @@ fn json_log_format_writes_one_json_object_per_line_on_stdout() {
 
 /// Starts the release-built `tidal-agent` on fixture roots, sampling every 0.2 s, with no API
 /// access; logs to `log_path`. Returns the process (killed on drop) and its port.
+/// A cgroup v2 root with one BestEffort container (2 s of CPU, a working set of 6144 bytes).
+fn container_cgroup(name: &str) -> TempDir {
+    let cg = TempDir::new(name);
+    cg.write("cgroup.controllers", "cpu memory\n");
+    let ctr = format!("kubepods/besteffort/pod{UID}/{CID}");
+    cg.write(format!("{ctr}/cpu.stat"), "usage_usec 2000000\n");
+    cg.write(format!("{ctr}/memory.current"), "8192\n");
+    cg.write(
+        format!("{ctr}/memory.stat"),
+        "anon 4096\nfile 4096\ninactive_file 2048\n",
+    );
+    cg
+}
+
+/// The first `/metrics` (text format) once `/readyz` says the first snapshot is out.
+fn scrape_when_ready(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "agent never became ready");
+        if let Some((200, _)) = get(port, "/readyz", "*/*") {
+            let (status, body) = get(port, "/metrics", "text/plain").expect("scrape");
+            assert_eq!(status, 200);
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn spawn_agent(
     proc: &TempDir,
     cg: &TempDir,

@@ -279,6 +279,22 @@ pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Re
     http().get(url).send().await
 }
 
+/// A Prometheus instant query at `url` (the server's root): the answer's `data`
+/// (`resultType` and `result`); fails on an HTTP error or a status other than `success`.
+pub async fn prometheus_query(url: &str, query: &str) -> anyhow::Result<serde_json::Value> {
+    let resp: serde_json::Value = http()
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", query)])
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    anyhow::ensure!(resp["status"] == "success", "query failed: {query}\n{resp}");
+    Ok(resp["data"].clone())
+}
+
 /// A workspace binary (built by `cargo build --bins`, as scripts/test.sh does first).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -108,16 +108,7 @@ enum CheckError {
 // ---------------------------------------------------------------- Prometheus
 
 async fn query(url: &str, q: &str) -> anyhow::Result<Value> {
-    let resp: Value = tidal_e2e::http()
-        .get(format!("{url}/api/v1/query"))
-        .query(&[("query", q)])
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await?
-        .json()
-        .await?;
-    anyhow::ensure!(resp["status"] == "success", "query failed: {q}\n{resp}");
-    Ok(resp["data"].clone())
+    tidal_e2e::prometheus_query(url, q).await
 }
 
 async fn query_range(url: &str, q: &str, start: f64, end: f64) -> anyhow::Result<Value> {
@@ -382,6 +373,26 @@ fn foreign_reads(expr: &str) -> Vec<String> {
     out
 }
 
+/// The Tidal series `expr` reads, each of `tidal_core::schema` and none read from another
+/// job ([`foreign_reads`]); `bad` makes the error of a foreign read, naming the place.
+fn checked_series(
+    file: &str,
+    expr: &str,
+    bad: impl Fn(String) -> CheckError,
+) -> Result<BTreeSet<String>, CheckError> {
+    if let Some(why) = foreign_reads(expr).into_iter().next() {
+        return Err(bad(why));
+    }
+    let series = tidal_series(expr);
+    if let Some(name) = series.iter().find(|s| !schema::ALL.contains(&s.as_str())) {
+        return Err(CheckError::UnknownSeries {
+            file: file.to_string(),
+            name: name.clone(),
+        });
+    }
+    Ok(series)
+}
+
 #[test]
 fn foreign_reads_are_found() {
     assert!(foreign_reads(
@@ -515,18 +526,7 @@ fn check_recording_rules(dashboards: &[Dashboard]) -> anyhow::Result<BTreeSet<St
         if rule.record.split(':').count() != 3 {
             return Err(bad("the name is not level:metric:operations".into()).into());
         }
-        if let Some(why) = foreign_reads(&rule.expr).into_iter().next() {
-            return Err(bad(why).into());
-        }
-        for series in tidal_series(&rule.expr) {
-            if !schema::ALL.contains(&series.as_str()) {
-                return Err(CheckError::UnknownSeries {
-                    file: rules_file.clone(),
-                    name: series,
-                }
-                .into());
-            }
-        }
+        checked_series(&rules_file, &rule.expr, bad)?;
         if !cases
             .iter()
             .any(|c| c.expr == rule.record && !c.exp_samples.is_empty())
@@ -634,18 +634,7 @@ fn check_rule_files() -> anyhow::Result<Vec<(String, Rule)>> {
                 ) {
                     return Err(bad("severity must be warning or critical".into()).into());
                 }
-                for series in tidal_series(&rule.expr) {
-                    if !schema::ALL.contains(&series.as_str()) {
-                        return Err(CheckError::UnknownSeries {
-                            file: rules_file.clone(),
-                            name: series,
-                        }
-                        .into());
-                    }
-                }
-                if let Some(why) = foreign_reads(&rule.expr).into_iter().next() {
-                    return Err(bad(why).into());
-                }
+                checked_series(&rules_file, &rule.expr, bad)?;
                 let mine = || cases.iter().filter(|c| c.alertname == rule.alert);
                 for (case, found) in [
                     ("fires", mine().any(|c| !c.exp_alerts.is_empty())),
@@ -817,23 +806,10 @@ fn load_dashboards() -> anyhow::Result<Vec<Dashboard>> {
             .map(String::as_str)
             .chain(queries)
         {
-            for series in tidal_series(expr) {
-                if !schema::ALL.contains(&series.as_str()) {
-                    return Err(CheckError::UnknownSeries {
-                        file: d.file.clone(),
-                        name: series,
-                    }
-                    .into());
-                }
-                used.insert(series);
-            }
-            if let Some(why) = foreign_reads(expr).into_iter().next() {
-                return Err(CheckError::Shape {
-                    file: d.file.clone(),
-                    what: format!("{why}\n  expr: {expr}"),
-                }
-                .into());
-            }
+            used.extend(checked_series(&d.file, expr, |why| CheckError::Shape {
+                file: d.file.clone(),
+                what: format!("{why}\n  expr: {expr}"),
+            })?);
         }
     }
     for name in schema::ALL

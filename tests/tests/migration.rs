@@ -21,6 +21,7 @@
 //!
 //! Needs the binaries (`cargo build --bins`, as scripts/test.sh does).
 
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -29,9 +30,11 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::json;
-use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
-use tidal_e2e::scaler::{ReplicaHistory, Scaler, condition, deployment, policy, policy_status};
-use tidal_e2e::{Stack, in_namespace, wait_for};
+use tidal_e2e::manifests::kubectl;
+use tidal_e2e::scaler::{
+    ReplicaHistory, Scaler, condition, deployment, in_scaler_namespace, policy, policy_status,
+};
+use tidal_e2e::{Stack, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
 type R = anyhow::Result<()>;
@@ -40,42 +43,36 @@ const STEP: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_holds_beside_an_hpa_until_it_takes_over_and_obeys_its_annotations() -> R {
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
-    let client = admin.clone();
-    in_namespace(&admin, "migrate", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = walk(&stack, &client, &ns, &node, &rbac).await;
-        rbac.remove(&stack)?;
-        result
+    in_scaler_namespace("migrate", |env| async move {
+        walk(&env.stack, &env.admin, &env.ns, &env.node, &env.kubeconfig).await
     })
     .await
 }
 
-/// Waits until the policy's `Ready` condition has `status` and `reason`; returns the status.
+/// Waits until policy `name`'s `Ready` condition has `status` and `reason`; returns the
+/// status.
 async fn ready(
     policies: &Api<ScalingPolicy>,
+    name: &str,
     status: &str,
     reason: &str,
     scaler: &Scaler,
 ) -> anyhow::Result<serde_json::Value> {
-    let waited = wait_for(&format!("Ready={status} reason {reason}"), STEP, || async {
-        let s = policy_status(policies, "p").await;
-        let r = condition(&s, "Ready");
-        (r["status"] == status && r["reason"] == reason).then_some(s)
-    })
+    let waited = wait_for(
+        &format!("{name}: Ready={status} reason {reason}"),
+        STEP,
+        || async {
+            let s = policy_status(policies, name).await;
+            let r = condition(&s, "Ready");
+            (r["status"] == status && r["reason"] == reason).then_some(s)
+        },
+    )
     .await;
     match waited {
         Ok(s) => Ok(s),
         Err(e) => Err(anyhow::anyhow!(
             "{e}\nstatus: {}\nscaler log:\n{}",
-            policy_status(policies, "p").await,
+            policy_status(policies, name).await,
             scaler.tail()
         )),
     }
@@ -92,7 +89,7 @@ async fn annotate(policies: &Api<ScalingPolicy>, annotations: serde_json::Value)
     Ok(())
 }
 
-async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: &ScalerRbac) -> R {
+async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, kubeconfig: &Path) -> R {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
     let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
@@ -127,7 +124,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
         .create(&PostParams::default(), &policy("p", spec)?)
         .await?;
     let scaler = Scaler::start(
-        &rbac.kubeconfig,
+        kubeconfig,
         ns,
         "scaler-migrate",
         &[
@@ -139,7 +136,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
     )?;
 
     // 1. Held beside the HPA.
-    let s = ready(&policies, "False", "ConflictingAutoscaler", &scaler).await?;
+    let s = ready(&policies, "p", "False", "ConflictingAutoscaler", &scaler).await?;
     let message = condition(&s, "Ready")["message"]
         .as_str()
         .unwrap_or_default()
@@ -187,7 +184,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
     )
     .await?;
     history.wait_for(3, STEP).await?;
-    let s = ready(&policies, "True", "Reconciled", &scaler).await?;
+    let s = ready(&policies, "p", "True", "Reconciled", &scaler).await?;
     anyhow::ensure!(
         s["lastDecision"]["reasons"]
             .to_string()
@@ -203,7 +200,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
     )
     .await?;
     history.wait_for(5, STEP).await?;
-    let s = ready(&policies, "True", "ScalingPaused", &scaler).await?;
+    let s = ready(&policies, "p", "True", "ScalingPaused", &scaler).await?;
     // The status of the cycle after the write reports the pinned count.
     wait_for("status.currentReplicas 5", STEP, || async {
         (policy_status(&policies, "p").await["currentReplicas"] == 5).then_some(())
@@ -236,7 +233,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
         json!({"tidal.dev/paused": "yes", "tidal.dev/paused-replicas": null}),
     )
     .await?;
-    let s = ready(&policies, "False", "InvalidAnnotation", &scaler).await?;
+    let s = ready(&policies, "p", "False", "InvalidAnnotation", &scaler).await?;
     let message = condition(&s, "Ready")["message"]
         .as_str()
         .unwrap_or_default()
@@ -257,7 +254,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
     )
     .await?;
     history.wait_for(3, STEP).await?;
-    ready(&policies, "True", "Reconciled", &scaler).await?;
+    ready(&policies, "p", "True", "Reconciled", &scaler).await?;
     anyhow::ensure!(
         history.values() == [2, 3, 5, 3],
         "replica history: {}",
@@ -275,13 +272,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
     policies
         .create(&PostParams::default(), &policy("p2", spec4)?)
         .await?;
-    let held = wait_for("p2: Ready=False ConflictingAutoscaler", STEP, || async {
-        let s = policy_status(&policies, "p2").await;
-        let r = condition(&s, "Ready");
-        (r["status"] == "False" && r["reason"] == "ConflictingAutoscaler").then_some(s)
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\nscaler log:\n{}", scaler.tail()))?;
+    let held = ready(&policies, "p2", "False", "ConflictingAutoscaler", &scaler).await?;
     let message = condition(&held, "Ready")["message"].to_string();
     anyhow::ensure!(
         message.contains(&format!(
@@ -307,23 +298,11 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, rbac: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_holds_beside_a_keda_scaled_object_and_acts_once_it_is_gone() -> R {
-    let stack = Stack::load()?;
-    stack.var("TIDAL_KEDA_VERSION").map_err(|_| {
+    Stack::load()?.var("TIDAL_KEDA_VERSION").map_err(|_| {
         anyhow::anyhow!("the stack runs without KEDA (TIDAL_PEERS=0 or TIDAL_REAL_NODE=0?)")
     })?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
-    let client = admin.clone();
-    in_namespace(&admin, "migrate-keda", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = beside_keda(&stack, &client, &ns, &node, &rbac).await;
-        rbac.remove(&stack)?;
-        result
+    in_scaler_namespace("migrate-keda", |env| async move {
+        beside_keda(&env.stack, &env.admin, &env.ns, &env.node, &env.kubeconfig).await
     })
     .await
 }
@@ -333,7 +312,7 @@ async fn beside_keda(
     client: &kube::Client,
     ns: &str,
     node: &str,
-    rbac: &ScalerRbac,
+    kubeconfig: &Path,
 ) -> R {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
@@ -376,7 +355,7 @@ async fn beside_keda(
         .create(&PostParams::default(), &policy("p", spec)?)
         .await?;
     let scaler = Scaler::start(
-        &rbac.kubeconfig,
+        kubeconfig,
         ns,
         "scaler-keda",
         &[
@@ -386,7 +365,7 @@ async fn beside_keda(
             "1",
         ],
     )?;
-    let s = ready(&policies, "False", "ConflictingAutoscaler", &scaler).await?;
+    let s = ready(&policies, "p", "False", "ConflictingAutoscaler", &scaler).await?;
     let message = condition(&s, "Ready")["message"]
         .as_str()
         .unwrap_or_default()
@@ -406,7 +385,7 @@ async fn beside_keda(
     // KEDA removes its HPA with the ScaledObject: the policy acts.
     scaled.delete("orders", &DeleteParams::default()).await?;
     history.wait_for(3, STEP).await?;
-    ready(&policies, "True", "Reconciled", &scaler).await?;
+    ready(&policies, "p", "True", "Reconciled", &scaler).await?;
     anyhow::ensure!(
         history.values() == [2, 3],
         "replica history: {}",

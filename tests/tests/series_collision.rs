@@ -19,16 +19,8 @@ type R = anyhow::Result<()>;
 
 /// An instant query's samples: `(labels, value)`.
 async fn query(prometheus: &str, q: &str) -> anyhow::Result<Vec<(Value, f64)>> {
-    let resp: Value = tidal_e2e::http()
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", q)])
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await?
-        .json()
-        .await?;
-    anyhow::ensure!(resp["status"] == "success", "{q}: {resp}");
-    Ok(resp["data"]["result"]
+    let data = tidal_e2e::prometheus_query(prometheus, q).await?;
+    Ok(data["result"]
         .as_array()
         .into_iter()
         .flatten()

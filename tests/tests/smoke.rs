@@ -242,17 +242,7 @@ async fn kafka_produce_and_consume_with_a_committed_group() -> R {
 }
 
 async fn prom_query(url: &str, query: &str) -> anyhow::Result<serde_json::Value> {
-    let resp = tidal_e2e::http()
-        .get(format!("{url}/api/v1/query"))
-        .query(&[("query", query)])
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await?
-        .error_for_status()?
-        .json::<serde_json::Value>()
-        .await?;
-    anyhow::ensure!(resp["status"] == "success", "query {query} failed: {resp}");
-    Ok(resp["data"]["result"].clone())
+    Ok(tidal_e2e::prometheus_query(url, query).await?["result"].clone())
 }
 
 /// The value of the first sample of an instant query, once the query returns one.

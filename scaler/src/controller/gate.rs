@@ -196,80 +196,74 @@ fn invalid(p: &ScalingPolicy, key: &str, value: &str, expected: &str) -> Gate {
     ))
 }
 
-/// The HPAs of one cycle by what they scale (`namespace`, `kind`, `name`), built once per
-/// cycle like the pod index, so a policy's gate looks at the few HPAs of its own target and
-/// does not copy the whole cache.
-#[derive(Default)]
-pub struct HpaIndex(HashMap<(String, String, String), Vec<Arc<HorizontalPodAutoscaler>>>);
+/// Objects of one cycle by what they scale (`namespace`, `kind`, `name`), built once per
+/// cycle like the pod index, so a policy's gate looks at the few of its own target and does
+/// not copy the whole cache: the HPAs ([`HpaIndex`]) and the policies ([`PolicyIndex`]).
+pub struct TargetIndex<T>(HashMap<(String, String, String), Vec<Arc<T>>>);
 
-impl HpaIndex {
-    pub fn build(hpas: Vec<Arc<HorizontalPodAutoscaler>>) -> Self {
+impl<T> Default for TargetIndex<T> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<T: ResourceExt> TargetIndex<T> {
+    /// Indexes `items` by the `(kind, name)` that `target` reads (none: left out).
+    fn build_by(items: Vec<Arc<T>>, target: impl Fn(&T) -> Option<(&str, &str)>) -> Self {
         let mut index: HashMap<_, Vec<_>> = HashMap::new();
-        for h in hpas {
-            let Some(r) = h.spec.as_ref().map(|s| &s.scale_target_ref) else {
+        for item in items {
+            let Some((kind, name)) = target(&item) else {
                 continue;
             };
             let key = (
-                h.namespace().unwrap_or_default(),
-                r.kind.clone(),
-                r.name.clone(),
+                item.namespace().unwrap_or_default(),
+                kind.to_string(),
+                name.to_string(),
             );
-            index.entry(key).or_default().push(h);
+            index.entry(key).or_default().push(item);
         }
         Self(index)
     }
 
-    /// The HPAs of `namespace` whose `scaleTargetRef` has this kind and name (any group:
-    /// [`gate`] compares it).
-    pub fn targeting(
-        &self,
-        namespace: &str,
-        t: &TargetRef,
-    ) -> impl Iterator<Item = &HorizontalPodAutoscaler> {
+    /// The objects of `namespace` whose target has this kind and name (any group: [`gate`]
+    /// and [`gate_among`] compare it).
+    pub fn targeting(&self, namespace: &str, t: &TargetRef) -> impl Iterator<Item = &T> {
         self.0
             .get(&(namespace.to_string(), t.kind.clone(), t.name.clone()))
             .into_iter()
             .flatten()
-            .map(|h| &**h)
+            .map(|o| &**o)
+    }
+}
+
+/// The HPAs by `spec.scaleTargetRef`.
+pub type HpaIndex = TargetIndex<HorizontalPodAutoscaler>;
+
+impl HpaIndex {
+    pub fn build(hpas: Vec<Arc<HorizontalPodAutoscaler>>) -> Self {
+        Self::build_by(hpas, |h| {
+            let r = &h.spec.as_ref()?.scale_target_ref;
+            Some((r.kind.as_str(), r.name.as_str()))
+        })
+    }
+}
+
+/// The ScalingPolicies by `spec.targetRef` (a policy finds itself there too).
+pub type PolicyIndex = TargetIndex<ScalingPolicy>;
+
+impl PolicyIndex {
+    pub fn build(policies: Vec<Arc<ScalingPolicy>>) -> Self {
+        Self::build_by(policies, |p| {
+            Some((
+                p.spec.target_ref.kind.as_str(),
+                p.spec.target_ref.name.as_str(),
+            ))
+        })
     }
 }
 
 /// The kind of [`Other`] for another ScalingPolicy.
 pub const POLICY: &str = "ScalingPolicy";
-
-/// The ScalingPolicies of one cycle by what they scale (`namespace`, `kind`, `name`), built
-/// once per cycle beside [`HpaIndex`].
-#[derive(Default)]
-pub struct PolicyIndex(HashMap<(String, String, String), Vec<Arc<ScalingPolicy>>>);
-
-impl PolicyIndex {
-    pub fn build(policies: Vec<Arc<ScalingPolicy>>) -> Self {
-        let mut index: HashMap<_, Vec<_>> = HashMap::new();
-        for p in policies {
-            let t = &p.spec.target_ref;
-            let key = (
-                p.namespace().unwrap_or_default(),
-                t.kind.clone(),
-                t.name.clone(),
-            );
-            index.entry(key).or_default().push(p);
-        }
-        Self(index)
-    }
-
-    /// The policies of `namespace` whose `targetRef` has this kind and name (`p` among them).
-    pub fn targeting(
-        &self,
-        namespace: &str,
-        t: &TargetRef,
-    ) -> impl Iterator<Item = &ScalingPolicy> {
-        self.0
-            .get(&(namespace.to_string(), t.kind.clone(), t.name.clone()))
-            .into_iter()
-            .flatten()
-            .map(|p| &**p)
-    }
-}
 
 /// The order in which policies of one workload came: creation time, then name.
 fn arrival(

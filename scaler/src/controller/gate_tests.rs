@@ -292,6 +292,26 @@ fn a_second_policy_of_the_same_workload_holds_naming_the_first() {
     let both = [first.clone(), second.clone()];
     let no_hpas: Vec<HorizontalPodAutoscaler> = Vec::new();
     assert_eq!(gate_among(&first, &no_hpas, &both), Gate::Write);
+    // Through the cycle's index, as the controller asks: the same answer.
+    let index = super::gate::PolicyIndex::build(vec![
+        std::sync::Arc::new(first.clone()),
+        std::sync::Arc::new(second.clone()),
+        std::sync::Arc::new(rival(
+            "api",
+            "2025-01-01T00:00:00Z",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}),
+            false,
+        )),
+    ]);
+    assert_eq!(
+        gate_among(
+            &second,
+            &no_hpas,
+            index.targeting("team", &second.spec.target_ref)
+        ),
+        gate_among(&second, &no_hpas, &both)
+    );
+    assert_eq!(index.targeting("team", &second.spec.target_ref).count(), 2);
     let g = gate_among(&second, &no_hpas, &both);
     assert_eq!(
         g,
