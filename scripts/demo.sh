@@ -65,7 +65,7 @@ note "NetworkPolicies) + scrape annotations + this machine's image, API server, 
 reinstall=0
 kc -n tidal-system get daemonset tidal-agent >/dev/null 2>&1 && reinstall=1
 kc apply -k "$REPO/manifests/overlays/local" | sed 's/^/    /'
-kc wait --for=condition=Established crd/scalingpolicies.tidal.dev --timeout=60s >/dev/null
+kc wait --for=condition=Established crd/scalingpolicies.tidal.dev crd/scalingpolicycheckpoints.tidal.dev --timeout=60s >/dev/null
 if ((reinstall)); then
   # Same tag, new image: restart so the pods run what was just built.
   kc -n tidal-system rollout restart daemonset/tidal-agent deployment/tidal-scaler | sed 's/^/    /'

@@ -16,6 +16,7 @@ NODE_LABEL=tidal.dev/node=real
 KUBELET_PORT=$((PORT_BASE + 250))
 KUBELET_HEALTHZ_PORT=$((PORT_BASE + 248))
 KAFKA_POD_PORT=$((PORT_BASE + 96))
+KAFKA_POD_SASL_PORT=$((PORT_BASE + 98))
 # The kubelet's cgroup root: kind's convention, so the kubelet's `kubepods` never meets the
 # `kubepods` trees that the KWOK tests create under the hierarchy roots.
 NODE_CGROUP_ROOT=kubelet
@@ -431,6 +432,7 @@ export TIDAL_NODE_CTR=$NODE_ROOTFS/usr/bin/ctr
 export TIDAL_POD_APISERVER=https://$NODE_IP:$APISERVER_PORT
 export TIDAL_POD_PROMETHEUS_URL=http://$NODE_IP:$PROM_PORT
 export TIDAL_POD_KAFKA_BOOTSTRAP=$NODE_IP:$KAFKA_POD_PORT
+export TIDAL_POD_KAFKA_SASL_BOOTSTRAP=$NODE_IP:$KAFKA_POD_SASL_PORT
 export TIDAL_BUSYBOX_IMAGE=$BUSYBOX_IMAGE
 EOF
 }

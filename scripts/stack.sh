@@ -404,7 +404,10 @@ gen_kafka_cert() {
     cd "$pki"
     openssl req -newkey rsa:2048 -nodes -keyout kafka.key.rsa -out kafka.csr -subj "/CN=kafka" 2>/dev/null
     openssl pkcs8 -topk8 -nocrypt -in kafka.key.rsa -out kafka.key
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >kafka.ext
+    # The node IP too: a server of the tests that pods reach (a secured Prometheus) uses it.
+    local san=IP:127.0.0.1,DNS:localhost
+    node_enabled && san+=",IP:$NODE_IP"
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$san" >kafka.ext
     openssl x509 -req -in kafka.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile kafka.ext -out kafka.crt 2>/dev/null
     cat kafka.key kafka.crt ca.crt >kafka-keystore.pem
   )
@@ -570,12 +573,13 @@ EOF
 }
 
 up_kafka() {
-  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT" "$KAFKA_MTLS_PORT" "$KAFKA_POD_PORT"
+  ports_free kafka "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT" "$KAFKA_MTLS_PORT" "$KAFKA_POD_PORT" "$KAFKA_POD_SASL_PORT"
   gen_kafka_cert
   gen_client_cert
   local dir=$STATE/kafka kafka_pod_listener=""
-  # Pods on the real node reach the broker on the node IP (a listener of its own).
-  node_enabled && kafka_pod_listener=",POD://$NODE_IP:$KAFKA_POD_PORT"
+  # Pods on the real node reach the broker on the node IP (listeners of their own: plain, and
+  # SASL with the same users as the local SASL listener).
+  node_enabled && kafka_pod_listener=",POD://$NODE_IP:$KAFKA_POD_PORT,POD_SASL://$NODE_IP:$KAFKA_POD_SASL_PORT"
   mkdir -p "$dir"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
@@ -585,7 +589,7 @@ listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SA
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT$kafka_pod_listener
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,POD:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,POD:PLAINTEXT,POD_SASL:SASL_PLAINTEXT
 listener.name.ssl.ssl.keystore.type=PEM
 listener.name.ssl.ssl.keystore.location=$STATE/pki/kafka-keystore.pem
 listener.name.ssl.ssl.client.auth=none
@@ -598,6 +602,9 @@ sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tidal="tidal-secret";
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.pod_sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_tidal="tidal-secret";
+listener.name.pod_sasl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.pod_sasl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1

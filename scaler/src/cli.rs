@@ -220,6 +220,14 @@ pub struct RunArgs {
         default_value_t = 60.0
     )]
     pub vertical_apply_interval_seconds: f64,
+    /// Vertical: write each policy's ScalingPolicyCheckpoint (its histograms) at most this
+    /// often; a new leader loses at most this much of the vertical history.
+    #[arg(
+        long,
+        env = "TIDAL_SCALER_VERTICAL_CHECKPOINT_INTERVAL_SECONDS",
+        default_value_t = 60.0
+    )]
+    pub vertical_checkpoint_interval_seconds: f64,
     /// Status writes that only refresh metric values and the checkpoint, per second at most
     /// (changes of a status are written at once). With N policies each status is refreshed
     /// every max(15 s, N / this); the cycle never waits for status writes.

@@ -446,6 +446,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 "--vertical-apply-interval-seconds",
                 args.vertical_apply_interval_seconds,
             )?,
+            vertical_checkpoint_interval: secs(
+                "--vertical-checkpoint-interval-seconds",
+                args.vertical_checkpoint_interval_seconds,
+            )?,
             status_refresh_per_second: {
                 let r = args.status_refresh_per_second;
                 anyhow::ensure!(

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tidal_scaler::api::{self, ScalingPolicy};
 
@@ -43,11 +44,16 @@ fn committed_crd_is_up_to_date() {
             api::CRD_PATH
         );
     }
-    // And it is the CRD itself, readable as YAML.
-    let parsed: Value = serde_norway::from_str(&committed).expect("the CRD is YAML");
+    // And it is the two CRDs themselves, readable as YAML.
+    let parsed: Vec<Value> = serde_norway::Deserializer::from_str(&committed)
+        .map(|d| Value::deserialize(d).expect("the CRD file is YAML"))
+        .collect();
     assert_eq!(
         parsed,
-        serde_json::to_value(api::crd()).expect("CRD as JSON")
+        [
+            serde_json::to_value(api::crd()).expect("CRD as JSON"),
+            serde_json::to_value(api::checkpoint_crd()).expect("CRD as JSON"),
+        ]
     );
 }
 

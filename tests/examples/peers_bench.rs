@@ -34,7 +34,7 @@
 //!    the end offsets (lag 0) and all come back to 1. Also the KEDA operator's CPU over the
 //!    part (both of its ScaledObjects).
 //! 3. `vertical`: one pod (100m/96Mi requested, 200m/96Mi limit) busy up to its CPU limit,
-//!    under Tidal's `Recommend` mode and a VerticalPodAutoscaler (`updateMode: "Off"`, the VPA
+//!    under Tidal's `Off` mode and a VerticalPodAutoscaler (`updateMode: "Off"`, the VPA
 //!    recommender's defaults) created at the same moment; `--minutes` of observation, with a
 //!    real OOM kill half-way (the container reads 400 MiB into a pipe). The time to each one's
 //!    first recommendation, and both recommendations (target, lower and upper bound) every
@@ -713,7 +713,7 @@ async fn kafka(
 }
 
 // ------------------------------------------------------------------------------------------
-// vertical: Tidal's `Recommend` mode and the VPA recommender on the same pod
+// vertical: Tidal's `Off` mode and the VPA recommender on the same pod
 
 /// `target`, `lowerBound` and `upperBound` of container `app` in a list of container
 /// recommendations (Tidal's `status.recommendations` and the VPA's
@@ -773,7 +773,7 @@ async fn vertical(
         json!({
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
             "minReplicas": 1, "maxReplicas": 1, "metrics": [],
-            "vertical": {"mode": "Recommend", "containerPolicies": [{"containerName": VERTICAL_CONTAINER}]}
+            "vertical": {"mode": "Off", "containerPolicies": [{"containerName": VERTICAL_CONTAINER}]}
         }),
     )?;
     p.metadata.labels = Some(BTreeMap::from([(
@@ -1149,7 +1149,7 @@ async fn run(
             }
             "vertical" => {
                 progress(format!(
-                    "vertical: {minutes} min of Tidal's Recommend mode and the VPA recommender on one pod, a real OOM kill half-way"
+                    "vertical: {minutes} min of Tidal's Off mode (recommendations only) and the VPA recommender on one pod, a real OOM kill half-way"
                 ));
                 vertical(stack, admin, &node, created, minutes).await
             }

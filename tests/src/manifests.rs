@@ -68,8 +68,8 @@ pub fn render_base(stack: &Stack) -> anyhow::Result<String> {
     kubectl(stack, &["kustomize", &base.display().to_string()], None)
 }
 
-/// Applies the ScalingPolicy CRD and waits until it is served. It is cluster-wide and shared
-/// by concurrent tests: never delete it.
+/// Applies the ScalingPolicy and ScalingPolicyCheckpoint CRDs (one file) and waits until both
+/// are served. They are cluster-wide and shared by concurrent tests: never delete them.
 pub fn ensure_crd(stack: &Stack) -> anyhow::Result<()> {
     let crd = repo_root().join("manifests/crd/scalingpolicy.yaml");
     let path = crd.display().to_string();
@@ -87,6 +87,7 @@ pub fn ensure_crd(stack: &Stack) -> anyhow::Result<()> {
             "wait",
             "--for=condition=Established",
             "crd/scalingpolicies.tidal.dev",
+            "crd/scalingpolicycheckpoints.tidal.dev",
             "--timeout=30s",
         ],
         None,

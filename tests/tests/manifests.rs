@@ -881,6 +881,11 @@ async fn check_scaler_rights(
             &["get", "update", "patch"],
             "",
         ),
+        (
+            ("tidal.dev", "scalingpolicycheckpoints", ""),
+            &["get", "create", "patch"],
+            "",
+        ),
         (("", "pods", ""), &["get", "list", "watch"], ""),
         (("apps", "deployments", ""), &["get", "list", "watch"], ""),
         (("apps", "statefulsets", ""), &["get", "list", "watch"], ""),
@@ -912,6 +917,11 @@ async fn check_scaler_rights(
         (
             ("tidal.dev", "scalingpolicies", ""),
             &["create", "update", "patch", "delete"],
+            "",
+        ),
+        (
+            ("tidal.dev", "scalingpolicycheckpoints", ""),
+            &["list", "watch", "update", "delete"],
             "",
         ),
         (

@@ -242,7 +242,7 @@ async fn keda_scales_a_real_deployment_on_kafka_lag() -> R {
     .await
 }
 
-/// The VPA's recommender: a VerticalPodAutoscaler (`updateMode: "Off"`, as Tidal's `Recommend`)
+/// The VPA's recommender: a VerticalPodAutoscaler (`updateMode: "Off"`, as Tidal's `Off`)
 /// on a real Deployment gets a recommendation for its container, read from metrics-server, at
 /// the recommender's first loop after the pod has usage (its loop runs every minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

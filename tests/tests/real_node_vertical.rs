@@ -409,7 +409,7 @@ async fn in_place_resize_reaches_the_real_containers_cgroup_without_a_restart() 
 /// A real OOM kill: a container with a 160Mi memory request and limit that, when told to
 /// (a file made with `kubectl exec`), reads 400 MiB into busybox `tail` (which keeps the one
 /// endless line). The kernel kills it: `lastState.terminated.reason` is `OOMKilled` (137) and
-/// `restartCount` goes up. The in-cluster scaler (Recommend mode) records it as the VPA does:
+/// `restartCount` goes up. The in-cluster scaler (mode `Off`: recommendations only) records it as the VPA does:
 /// `used = max(request at the OOM, the interval's usage peak)` = 160Mi (the working set cannot
 /// pass the limit, which is the request), `needed = max(used + 100Mi, used * 1.2)` = 260Mi, so
 /// the memory target rises from the pod minimum (250Mi) to the 260Mi peak's histogram bucket
@@ -427,7 +427,7 @@ async fn a_real_oom_kill_raises_the_memory_recommendation_by_the_vpa_rule() -> R
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), &ns);
         let request = 160.0 * MIB;
-        let vertical = json!({"mode": "Recommend", "containerPolicies": [{"containerName": "app"}]});
+        let vertical = json!({"mode": "Off", "containerPolicies": [{"containerName": "app"}]});
         policies
             .create(&PostParams::default(), &policy("hog", "hog", vertical.clone())?)
             .await?;

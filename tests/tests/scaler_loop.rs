@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::DynamicObject;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
@@ -28,7 +29,7 @@ use tidal_e2e::{
     ChildGuard, Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for, workspace_bin,
 };
 use tidal_scaler::actuators::replicas::{ObservedScale, ScaleOutcome, ScaleTarget, put_scale};
-use tidal_scaler::api::ScalingPolicy;
+use tidal_scaler::api::{ScalingPolicy, ScalingPolicyCheckpoint};
 
 type R = anyhow::Result<()>;
 
@@ -863,7 +864,9 @@ async fn vertical_template_mode_sizes_the_request_from_real_usage() -> R {
 /// The same Template-mode policy with the base's RBAC only (no vertical-template overlay):
 /// the recommendation is still computed, the template is not patched (403), and the status
 /// says so: `AbleToScale=False`, reason `FailedUpdateRequests`, naming the object, the verb
-/// and the overlay that grants it; the error is counted as `forbidden`.
+/// and the overlay that grants it; the error is counted as `forbidden`. The RBAC here also
+/// lacks the ScalingPolicyCheckpoint rule (a scaler upgraded before its ClusterRole): the
+/// histograms then stay in the policy's status, where a new leader finds them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vertical_template_mode_without_its_overlay_reports_the_missing_right() -> R {
     let stack = Stack::load()?;
@@ -877,6 +880,19 @@ async fn vertical_template_mode_without_its_overlay_reports_the_missing_right() 
     let client = admin.clone();
     in_namespace(&admin, "loop-vpa-403", |ns| async move {
         let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let roles: Api<ClusterRole> = Api::all(client.clone());
+        let mut role = roles.get(&rbac.cluster_name).await?;
+        for rules in role.rules.iter_mut() {
+            rules.retain(|r| {
+                !r.resources
+                    .iter()
+                    .flatten()
+                    .any(|x| x == "scalingpolicycheckpoints")
+            });
+        }
+        roles
+            .replace(&rbac.cluster_name, &PostParams::default(), &role)
+            .await?;
         let result = vertical_loop(&stack, &client, &ns, &node, &rbac.kubeconfig, false).await;
         rbac.remove(&stack)?;
         result
@@ -924,20 +940,19 @@ async fn vertical_loop(
         )?;
         let agent_port = free_port()?;
         let _agent = spawn_node_agent(stack, node, &format!("127.0.0.1:{agent_port}"), "0.5")?;
-        let scaler = Scaler::start(
-            kubeconfig,
-            ns,
-            "scaler-vpa",
-            &[
-                "--leader-elect=false",
-                "--agent-url",
-                &format!("http://127.0.0.1:{agent_port}"),
-                "--vertical-min-samples",
-                "5",
-                "--vertical-apply-interval-seconds",
-                "5",
-            ],
-        )?;
+        let agent_url = format!("http://127.0.0.1:{agent_port}");
+        let args = [
+            "--leader-elect=false",
+            "--agent-url",
+            &agent_url,
+            "--vertical-min-samples",
+            "5",
+            "--vertical-apply-interval-seconds",
+            "5",
+            "--vertical-checkpoint-interval-seconds",
+            "2",
+        ];
+        let scaler = Scaler::start(kubeconfig, ns, "scaler-vpa", &args)?;
         policies
             .create(
                 &PostParams::default(),
@@ -977,9 +992,33 @@ async fn vertical_loop(
                 && s["recommendations"][0]["target"]["cpu"].is_string(),
             "{s}"
         );
+        // The histograms are in the policy's ScalingPolicyCheckpoint, not in its status.
         anyhow::ensure!(
-            s["checkpoint"]["vertical"]["containers"]["app"].is_object(),
-            "the histograms are checkpointed: {s}"
+            s["checkpoint"]["vertical"].is_null() && s["checkpoint"]["recommendations"].is_array(),
+            "the status holds the horizontal history only: {s}"
+        );
+        let uid = policies.get("web").await?.metadata.uid.unwrap_or_default();
+        let samples = stored_samples(client, ns, &uid).await?;
+        anyhow::ensure!(samples >= 5, "checkpointed samples: {samples}");
+        // A new scaler carries on from it: its first checkpoint counts on from the stored
+        // samples (a fresh history would start again near zero).
+        drop(scaler);
+        let before = stored_samples(client, ns, &uid).await?;
+        let scaler = Scaler::start(kubeconfig, ns, "scaler-vpa-2", &args)?;
+        let after = wait_for(
+            "the restarted scaler's checkpoint",
+            Duration::from_secs(60),
+            || async {
+                let n = stored_samples(client, ns, &uid).await.ok()?;
+                (n != before).then_some(n)
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+        eprintln!("vertical checkpoint: {before} samples stored, {after} after the restart");
+        anyhow::ensure!(
+            after > before,
+            "restored from the ScalingPolicyCheckpoint: {before} samples before, {after} after"
         );
         let events: Api<Event> = Api::namespaced(client.clone(), ns);
         wait_for("an UpdatedTemplateRequests Event", Duration::from_secs(10), || async {
@@ -997,6 +1036,34 @@ async fn vertical_loop(
     .await;
     provisioner.abort();
     result
+}
+
+/// The CPU samples in the ScalingPolicyCheckpoint of the policy `web` (container `app`),
+/// checking it is owned by the policy of `uid`.
+async fn stored_samples(client: &kube::Client, ns: &str, uid: &str) -> anyhow::Result<u64> {
+    let c = Api::<ScalingPolicyCheckpoint>::namespaced(client.clone(), ns)
+        .get("web")
+        .await?;
+    anyhow::ensure!(
+        c.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "ScalingPolicy" && o.uid == uid && o.controller == Some(true)),
+        "the checkpoint is owned by its policy: {:?}",
+        c.metadata.owner_references
+    );
+    c.spec
+        .vertical
+        .containers
+        .get("app")
+        .map(|a| a.total_samples)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no container app in {:?}",
+                c.spec.vertical.containers.keys()
+            )
+        })
 }
 
 /// Without the vertical-template overlay: the condition names the overlay, nothing is
@@ -1042,6 +1109,23 @@ where
     anyhow::ensure!(
         refused["recommendations"][0]["containerName"] == "app",
         "the recommendation is still computed: {refused}"
+    );
+    wait_for(
+        "the histograms kept in the status (no right to the ScalingPolicyCheckpoint)",
+        Duration::from_secs(30),
+        || async {
+            let s = status(policies, "web").await;
+            s["checkpoint"]["vertical"]["containers"]["app"]
+                .is_object()
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
+    anyhow::ensure!(
+        scaler.tail().contains("vertical checkpoint not written"),
+        "the scaler says why: {}",
+        scaler.tail()
     );
     anyhow::ensure!(
         condition(&refused, "ScalingActive").is_some_and(|c| c["status"] == "True"),

@@ -9,12 +9,14 @@
 //!   nobody else changed `spec.replicas` ([`ActuateError::Superseded`] otherwise), and
 //!   leadership is checked again before every attempt.
 //! - [`status`]: the ScalingPolicy status (server-side apply on the status subresource).
+//! - [`checkpoint`]: the policy's ScalingPolicyCheckpoint (its vertical histograms).
 //! - [`resources`]: container requests, in place (pod `resize`) or in the pod template.
 //! - [`events`]: Kubernetes Events on the policy, as the HPA emits them.
 //!
 //! Dry-run policies never reach [`Writer::scale`]; the controller records their decision in
 //! the status only.
 
+pub mod checkpoint;
 pub mod events;
 pub mod replicas;
 pub mod resources;

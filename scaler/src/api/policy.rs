@@ -424,8 +424,10 @@ pub struct HpaScalingPolicy {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerticalSpec {
-    /// `Off` (nothing), `Recommend` (status only), `InPlace` (resize running pods), or
-    /// `Template` (patch the workload's pod template, which rolls the pods).
+    /// `Off` (recommendations in the status, nothing applied: the VPA's `Off`), `InPlace`
+    /// (resize running pods), or `Template` (patch the workload's pod template, which rolls
+    /// the pods). `Recommend` is a deprecated name of `Off`. Without `vertical`, nothing is
+    /// recommended.
     #[serde(default)]
     pub mode: VerticalMode,
     /// Per-container bounds; containers not listed are right-sized without bounds. The name
@@ -440,14 +442,40 @@ pub struct VerticalSpec {
     pub estimator: Estimator,
 }
 
-/// `vertical.mode`.
+/// `vertical.mode`. The one name Tidal shares with the VPA's `updateMode`, `Off`, means
+/// what it means there (`docs/vertical.md`, "Modes").
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
 pub enum VerticalMode {
+    /// Recommendations in the status, none applied (the VPA's `Off`).
     #[default]
     Off,
+    /// Deprecated: the name `Off` had before it took the VPA's meaning. The same as `Off`.
     Recommend,
+    /// Running pods resized in place (`pods/resize`), no restart.
     InPlace,
+    /// The workload's pod template patched (the workload rolls its pods).
     Template,
+}
+
+impl VerticalMode {
+    /// The mode a deprecated name stands for (`Recommend` is `Off`).
+    pub fn effective(self) -> Self {
+        match self {
+            Self::Recommend => Self::Off,
+            m => m,
+        }
+    }
+
+    /// Why this name is deprecated, for the policy's status; `None` for a current name.
+    pub fn deprecation(self) -> Option<&'static str> {
+        match self {
+            Self::Recommend => Some(
+                "spec.vertical.mode Recommend is deprecated: use \"Off\", which now means the \
+                 same (recommendations, nothing applied), as the VPA's Off does",
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// `vertical.estimator`.

@@ -37,6 +37,7 @@ use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
 use kube::discovery::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -45,6 +46,8 @@ use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
 use crate::api::ConditionType;
+use crate::api::ScalingPolicyCheckpoint;
+use crate::api::checkpoint::{self, Restore};
 use crate::api::{
     Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode,
 };
@@ -54,6 +57,7 @@ use crate::engine::{Formula, desired_with_formula};
 use crate::metrics::{
     ConditionLabels, MetricLabels, Outcome, PolicyLabels, ScaleLabels, StateLabels,
 };
+use crate::readiness::CRD_INSTALL;
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::{PromSample, PrometheusSource};
@@ -95,6 +99,9 @@ pub struct Settings {
     /// Vertical `InPlace`/`Template`: at most one round of request changes per policy this
     /// often.
     pub vertical_apply_interval: Duration,
+    /// A policy's ScalingPolicyCheckpoint (its vertical histograms) is written at most this
+    /// often: a new leader loses at most this much of the vertical history.
+    pub vertical_checkpoint_interval: Duration,
 }
 
 impl Default for Settings {
@@ -108,6 +115,7 @@ impl Default for Settings {
             status_refresh_per_second: 50.0,
             vertical_min_samples: 60,
             vertical_apply_interval: Duration::from_secs(60),
+            vertical_checkpoint_interval: Duration::from_secs(60),
         }
     }
 }
@@ -153,7 +161,7 @@ fn usage_via_prometheus(
 struct Compiled {
     spec: engine::Spec,
     formula: Option<Formula>,
-    /// With `spec.vertical` in a mode other than `Off`.
+    /// With `spec.vertical`: its mode (a deprecated name replaced by its meaning).
     vertical: Option<(VerticalMode, VerticalConfig)>,
 }
 
@@ -163,8 +171,8 @@ fn compile(
 ) -> Result<Compiled, SpecError> {
     let spec = p.spec.to_engine(settings.clone())?;
     let vertical = match &p.spec.vertical {
-        Some(v) if v.mode != VerticalMode::Off => Some((
-            v.mode,
+        Some(v) => Some((
+            v.mode.effective(),
             VerticalConfig::try_from(v).map_err(|e| SpecError::Invalid {
                 field: "spec.vertical".into(),
                 problem: e.to_string(),
@@ -245,9 +253,14 @@ struct PolicyState {
     /// The last warning Event's message, so a repeated failure emits one Event.
     warned: Option<String>,
     metric_names: Vec<String>,
-    /// The vertical recommender's history (with `spec.vertical`); loaded from the status
-    /// checkpoint on first use.
+    /// The vertical recommender's history (with `spec.vertical`); restored on first use from
+    /// the policy's ScalingPolicyCheckpoint (or, from older versions, its status).
     vertical: Option<VerticalState>,
+    /// When the ScalingPolicyCheckpoint was last written (or tried); `None`: write it now.
+    checkpoint_written_at: Option<Instant>,
+    /// The last ScalingPolicyCheckpoint write failed (CRD missing, RBAC): the histograms stay
+    /// in `status.checkpoint.vertical` meanwhile, so a new leader still finds them.
+    checkpoint_in_status: bool,
     /// The last round of request changes that wrote or failed (rounds are at most one per
     /// `vertical_apply_interval`, so a refused write is retried that often, not every cycle).
     vertical_applied_at: Option<Instant>,
@@ -638,6 +651,8 @@ impl Controller {
                             warned: None,
                             metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
                             vertical: None,
+                            checkpoint_written_at: None,
+                            checkpoint_in_status: false,
                             vertical_applied_at: None,
                             vertical_failed: None,
                             oom_seen: HashMap::new(),
@@ -720,12 +735,7 @@ impl Controller {
             .flat_map(|p| p.spec.metrics.iter())
             .filter_map(|m| m.resource.as_ref().map(|r| r.name))
             .collect();
-        if due().any(|p| {
-            p.spec
-                .vertical
-                .as_ref()
-                .is_some_and(|v| v.mode != VerticalMode::Off)
-        }) {
+        if due().any(|p| p.spec.vertical.is_some()) {
             // The vertical recommender learns from the same per-container usage.
             resources.insert(ResourceName::Cpu);
             resources.insert(ResourceName::Memory);
@@ -1189,40 +1199,63 @@ impl Controller {
                 other.key()
             ));
         }
+        if let Some(note) = p.spec.vertical.as_ref().and_then(|v| v.mode.deprecation())
+            && let Some(ld) = status.last_decision.as_mut()
+        {
+            ld.reasons.push(note.to_string());
+        }
         let next = compact(&next);
         status.checkpoint = Some(Checkpoint::from_engine(&next));
         if let Some((mode, config)) = &compiled.vertical {
             // Held (paused, another autoscaler, dry run): recommend, change no request.
             let mode = match mode {
                 VerticalMode::InPlace | VerticalMode::Template if !gate.writes() => {
-                    VerticalMode::Recommend
+                    VerticalMode::Off
                 }
                 m => *m,
             };
-            let vertical = self
-                .vertical(
-                    p,
-                    mode,
-                    config,
-                    &compiled.spec,
-                    &target,
-                    &pods,
-                    gathered,
-                    now,
-                )
-                .await;
+            let vertical = match self.stored_checkpoint(p).await {
+                Ok(stored) => self
+                    .vertical(
+                        p,
+                        mode,
+                        config,
+                        &compiled.spec,
+                        &target,
+                        &pods,
+                        gathered,
+                        stored.as_ref(),
+                        now,
+                    )
+                    .await
+                    .map_err(Some),
+                Err(e) => {
+                    // Without the stored history, a fresh one would overwrite it: this
+                    // cycle keeps what the status had, and the read is tried again next cycle.
+                    metrics.error(e.label());
+                    tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical checkpoint not read: recommending again next cycle");
+                    status.recommendations = old.recommendations.clone();
+                    if let (Some(c), Some(o)) =
+                        (status.checkpoint.as_mut(), old.checkpoint.as_ref())
+                    {
+                        c.vertical = o.vertical.clone();
+                    }
+                    Err(None)
+                }
+            };
             match vertical {
-                Ok((recs, checkpoint, failed)) => {
+                Ok((recs, in_status, failed)) => {
                     status.recommendations = recs;
                     if let Some(c) = status.checkpoint.as_mut() {
-                        c.vertical = Some(checkpoint);
+                        c.vertical = in_status;
                     }
                     if let Some(f) = failed {
                         report.failures += 1;
                         vertical_write_failed(&mut status, &old, &f, &now_t);
                     }
                 }
-                Err(e) => {
+                Err(None) => {}
+                Err(Some(e)) => {
                     metrics.error(e.label());
                     tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical recommendation failed");
                 }
@@ -1278,9 +1311,48 @@ impl Controller {
         self.write_status(p, status, scaled);
     }
 
-    /// `spec.vertical`: learn from this cycle's usage, recommend, and (InPlace, Template)
-    /// change the requests that lie outside the recommendation's bounds. Returns the status
-    /// recommendations and the checkpoint.
+    /// The policy's ScalingPolicyCheckpoint, read only when its vertical history is not in
+    /// memory yet (`Ok(None)`: none stored or readable, or already restored). An error is a
+    /// read that may succeed later (the API server unreachable): the caller waits for it
+    /// rather than start a fresh history that would overwrite the stored one.
+    async fn stored_checkpoint(
+        &self,
+        p: &ScalingPolicy,
+    ) -> Result<Option<ScalingPolicyCheckpoint>, ActuateError> {
+        let ns = p.namespace().unwrap_or_default();
+        let key = (ns.clone(), p.name_any());
+        if self.states.get(&key).is_none_or(|st| st.vertical.is_some()) {
+            return Ok(None);
+        }
+        let api: Api<ScalingPolicyCheckpoint> = Api::namespaced(self.writer.client().clone(), &ns);
+        self.writer.metrics().request("get_checkpoint");
+        match api.get_opt(&p.name_any()).await {
+            Ok(c) => Ok(c),
+            Err(e) => match ActuateError::from_kube(
+                "get",
+                &format!(
+                    "scalingpolicycheckpoints/{} in namespace {ns}",
+                    p.name_any()
+                ),
+                e,
+            ) {
+                // No right to it, or no CRD: this scaler cannot have stored one either, so
+                // the history is where it then keeps it, the status (its writes say why).
+                e @ (ActuateError::Forbidden { .. } | ActuateError::NotFound { .. }) => {
+                    self.writer.metrics().error(e.label());
+                    tracing::debug!(error = %e, "no ScalingPolicyCheckpoint readable: restoring from the status");
+                    Ok(None)
+                }
+                e => Err(e),
+            },
+        }
+    }
+
+    /// `spec.vertical`: learn from this cycle's usage, recommend, write the
+    /// ScalingPolicyCheckpoint when due, and (InPlace, Template) change the requests that lie
+    /// outside the recommendation's bounds. Returns the status recommendations, the histograms
+    /// to keep in the status (only while the checkpoint object cannot be written) and the
+    /// failed write.
     #[allow(clippy::too_many_arguments)]
     async fn vertical(
         &mut self,
@@ -1291,11 +1363,12 @@ impl Controller {
         target: &target::Target,
         pods: &[&Arc<Pod>],
         gathered: &Gathered,
+        stored: Option<&ScalingPolicyCheckpoint>,
         now: f64,
     ) -> Result<
         (
             Vec<crate::api::ContainerRecommendation>,
-            crate::engine::vertical::VerticalCheckpoint,
+            Option<crate::engine::vertical::VerticalCheckpoint>,
             Option<VerticalWriteFailure>,
         ),
         crate::engine::vertical::VerticalError,
@@ -1310,12 +1383,17 @@ impl Controller {
             });
         };
         if st.vertical.is_none() {
-            let restored = p
-                .status
-                .as_ref()
-                .and_then(|s| s.checkpoint.as_ref())
-                .and_then(|c| c.vertical.as_ref())
-                .map(|c| VerticalState::from_checkpoint(ModelConfig::default(), c));
+            let (restored, from_object) = match checkpoint::restore_from(p, stored) {
+                Restore::Object(c) => (Some(c), true),
+                Restore::Status(c) => (Some(c), false),
+                Restore::Fresh => (None, false),
+            };
+            let restored =
+                restored.map(|c| VerticalState::from_checkpoint(ModelConfig::default(), c));
+            // Restored from its own object: nothing new to write yet. From the status (an
+            // older version's place) or afresh: the object is written at once.
+            st.checkpoint_written_at = from_object.then(Instant::now);
+            st.checkpoint_in_status = false;
             st.oom_seen.clear();
             st.oom_floor = restored.as_ref().is_some_and(Result::is_ok).then_some(now);
             st.vertical = Some(match restored {
@@ -1360,6 +1438,27 @@ impl Controller {
         }
         let recs = vertical::recommend(state, config, spec, now)?;
         let checkpoint = state.checkpoint();
+        if st
+            .checkpoint_written_at
+            .is_none_or(|t| t.elapsed() >= self.settings.vertical_checkpoint_interval)
+        {
+            st.checkpoint_written_at = Some(Instant::now());
+            let stamp = time_of(now).0.to_string();
+            match self.writer.checkpoint(p, &checkpoint, stamp).await {
+                Ok(()) => st.checkpoint_in_status = false,
+                Err(e) => {
+                    metrics.error(e.label());
+                    tracing::warn!(
+                        policy = %format!("{ns}/{}", p.name_any()),
+                        error = %e,
+                        "vertical checkpoint not written: kept in the policy's status meanwhile \
+                         (is the ScalingPolicyCheckpoint CRD of {CRD_INSTALL} installed?)"
+                    );
+                    st.checkpoint_in_status = !matches!(e, ActuateError::NotLeader { .. });
+                }
+            }
+        }
+        let checkpoint = st.checkpoint_in_status.then_some(checkpoint);
         let status_recs = recs.iter().map(|r| r.to_status()).collect();
         let due = st
             .vertical_applied_at
@@ -1614,6 +1713,51 @@ mod isolation_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `vertical.mode` as compiled: `Off` recommends (the VPA's `Off`), `Recommend` is its
+    /// deprecated name, the writing modes stay; no `vertical` compiles to nothing.
+    #[test]
+    fn vertical_modes_compile_to_their_meaning() {
+        let settings = engine::ControllerSettings::default();
+        let of = |vertical: Option<&str>| {
+            let mut spec = serde_json::json!({
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "w"},
+                "maxReplicas": 3,
+                "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 80}}]
+            });
+            if let Some(m) = vertical {
+                spec["vertical"] = serde_json::json!({"mode": m});
+            }
+            let p: ScalingPolicy = serde_json::from_value(serde_json::json!({
+                "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
+                "metadata": {"name": "p", "namespace": "ns"}, "spec": spec
+            }))
+            .expect("policy");
+            let mode = p.spec.vertical.as_ref().map(|v| v.mode);
+            let compiled = compile(&p, &settings).expect("compiles");
+            (
+                compiled.vertical.map(|(m, _)| m),
+                mode.and_then(VerticalMode::deprecation),
+            )
+        };
+        let cases = [
+            (None, None, false),
+            (Some("Off"), Some(VerticalMode::Off), false),
+            (Some("Recommend"), Some(VerticalMode::Off), true),
+            (Some("InPlace"), Some(VerticalMode::InPlace), false),
+            (Some("Template"), Some(VerticalMode::Template), false),
+        ];
+        for (mode, want, deprecated) in cases {
+            let (got, note) = of(mode);
+            assert_eq!(got, want, "{mode:?}");
+            assert_eq!(note.is_some(), deprecated, "{mode:?}: {note:?}");
+        }
+        assert!(
+            of(Some("Recommend"))
+                .1
+                .is_some_and(|n| n.contains("use \"Off\""))
+        );
+    }
 
     fn rec(replicas: i32, at: f64) -> engine::Recommendation {
         engine::Recommendation {

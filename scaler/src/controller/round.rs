@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::api::{ScalingPolicy, VerticalMode};
+use crate::api::ScalingPolicy;
 use crate::sources::SourceError;
 use crate::sources::kafka::{LagQuery, LagReading};
 use crate::sources::prometheus::PromSample;
@@ -29,11 +29,7 @@ impl Needs {
     /// What `p` waits for. `agents` / `prometheus`: whether those sources are configured (an
     /// unconfigured one is an immediate error, nothing to wait for).
     pub fn of(p: &ScalingPolicy, agents: bool, prometheus: bool) -> Self {
-        let vertical = p
-            .spec
-            .vertical
-            .as_ref()
-            .is_some_and(|v| v.mode != VerticalMode::Off);
+        let vertical = p.spec.vertical.is_some();
         let usage = vertical || p.spec.metrics.iter().any(|m| m.resource.is_some());
         Self {
             prometheus: prometheus
@@ -114,7 +110,7 @@ mod tests {
             "metrics": metrics
         });
         if vertical {
-            spec["vertical"] = serde_json::json!({"mode": "Recommend"});
+            spec["vertical"] = serde_json::json!({"mode": "Off"});
         }
         Arc::new(
             serde_json::from_value(serde_json::json!({
