@@ -84,3 +84,23 @@ pub fn commit(bootstrap: &str, group: &str, offsets: &[(&str, i32, i64)]) -> any
     c.commit(&tpl, CommitMode::Sync)?;
     Ok(())
 }
+
+/// A topic `topic` of `counts.len()` partitions with `counts[p]` messages in partition `p`,
+/// and `groups` committed at offset 0 of every partition: each group lags `counts`, in all
+/// their sum.
+pub async fn lagging_groups(
+    bootstrap: &str,
+    topic: &str,
+    counts: &[i64],
+    groups: &[&str],
+) -> anyhow::Result<()> {
+    create_topic(bootstrap, topic, i32::try_from(counts.len())?).await?;
+    produce(bootstrap, topic, counts).await?;
+    let zero: Vec<(&str, i32, i64)> = (0..counts.len())
+        .map(|p| Ok((topic, i32::try_from(p)?, 0)))
+        .collect::<anyhow::Result<_>>()?;
+    for group in groups {
+        commit(bootstrap, group, &zero)?;
+    }
+    Ok(())
+}

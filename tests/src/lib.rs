@@ -14,11 +14,13 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub mod bench;
 pub mod cgroups;
+pub mod helm;
 pub mod kafka;
 pub mod manifests;
 pub mod peers;
 pub mod realnode;
 pub mod scaler;
+pub mod secured_prometheus;
 
 /// Why the stack could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,14 @@ impl Stack {
             .split_whitespace()
             .map(str::to_string)
             .collect())
+    }
+
+    /// The first KWOK fake node.
+    pub fn first_kwok_node(&self) -> anyhow::Result<String> {
+        self.kwok_nodes()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{}: no KWOK node", self.env_file.display()))
     }
 
     /// Registers a scrape target with the stack's Prometheus (file_sd); removed on drop.
@@ -345,9 +355,24 @@ pub fn spawn_node_agent(
 
 /// A free loopback port (bind to :0 and release).
 pub fn free_port() -> std::io::Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")?
+    free_port_on("127.0.0.1")
+}
+
+/// A free port on `host` (an address of this machine: bind to :0 and release).
+pub fn free_port_on(host: &str) -> std::io::Result<u16> {
+    std::net::TcpListener::bind((host, 0))?
         .local_addr()
         .map(|a| a.port())
+}
+
+/// Fails, showing the text, if any of `texts` (logs, statuses) holds any of `secrets`.
+pub fn ensure_no_secret(texts: &[String], secrets: &[&str]) -> anyhow::Result<()> {
+    for text in texts {
+        for secret in secrets {
+            anyhow::ensure!(!text.contains(secret), "a secret was written out: {text}");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

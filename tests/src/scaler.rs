@@ -38,11 +38,7 @@ where
     let stack = Stack::load()?;
     let admin = stack.admin_client().await?;
     ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let node = stack.first_kwok_node()?;
     let client = admin.clone();
     in_namespace(&admin, prefix, |ns| async move {
         let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
@@ -328,6 +324,32 @@ pub fn policy(
         "metadata": {"name": name},
         "spec": spec
     }))?)
+}
+
+/// The label a scaler's `--policy-selector` picks its policies by, in the tests that run more
+/// than one scaler (`<label>=<scaler>`).
+pub const SCALER_LABEL: &str = "tidal.dev/scaler";
+
+/// [`policy`], labelled [`SCALER_LABEL`]`=<scaler>`.
+pub fn labelled_policy(
+    name: &str,
+    scaler: &str,
+    spec: serde_json::Value,
+) -> anyhow::Result<tidal_scaler::api::ScalingPolicy> {
+    let mut p = policy(name, spec)?;
+    p.metadata.labels = Some([(SCALER_LABEL.to_string(), scaler.to_string())].into());
+    Ok(p)
+}
+
+/// The spec of a policy scaling Deployment `target` between 1 and 8 on one `metric`, scaling
+/// down without a stabilization window.
+pub fn one_metric_spec(target: &str, metric: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "minReplicas": 1, "maxReplicas": 8,
+        "metrics": [metric],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}
+    })
 }
 
 /// A ScalingPolicy's `status` as JSON (`Null` when it cannot be read or has none yet).

@@ -13,8 +13,7 @@
 //! The install test needs the image (`scripts/image.sh`, which scripts/test.sh runs).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -22,38 +21,16 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use tidal_e2e::helm::{
+    Release, allow_privileged, chart_dir, helm, helm_output, real_node_values, release_selector,
+};
 use tidal_e2e::manifests::{Key, documents, ensure_crd, kubectl, render_base, render_overlay};
-use tidal_e2e::realnode::{NODE_LABEL, NODE_TAINT, RealNode, pod_ip};
-use tidal_e2e::scaler::{ReplicaHistory, deployment, policy, samples};
+use tidal_e2e::realnode::{RealNode, pod_ip};
+use tidal_e2e::scaler::{ReplicaHistory, deployment, labelled_policy, one_metric_spec, samples};
 use tidal_e2e::{Stack, in_namespace, repo_root, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
 type R = anyhow::Result<()>;
-
-fn chart_dir() -> PathBuf {
-    repo_root().join("charts/tidal")
-}
-
-/// Runs the stack's helm; fails with its stderr; returns stdout.
-fn helm(stack: &Stack, args: &[&str]) -> anyhow::Result<String> {
-    let out = helm_output(stack, args)?;
-    anyhow::ensure!(
-        out.status.success(),
-        "helm {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn helm_output(stack: &Stack, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(stack.var("TIDAL_HELM")?)
-        .arg("--kubeconfig")
-        .arg(stack.var("TIDAL_KUBECONFIG")?)
-        .args(args)
-        .output()?)
-}
 
 /// `helm template tidal charts/tidal -n tidal-system --include-crds` with `sets`.
 fn template(stack: &Stack, sets: &[&str]) -> anyhow::Result<String> {
@@ -587,108 +564,19 @@ async fn the_scalers_secured_sources_come_from_secrets() -> R {
     Ok(())
 }
 
-/// Values for a release on the stack's real node: the local image, the node's selector and
-/// taint, the API server, Prometheus and Kafka at the node IP (no kube-proxy), and only the
-/// policies labelled for this release.
-fn real_node_values(stack: &Stack, selector: &str) -> anyhow::Result<Value> {
-    let api = stack.var("TIDAL_POD_APISERVER")?;
-    let (host, port) = api
-        .trim_start_matches("https://")
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow::anyhow!("TIDAL_POD_APISERVER {api}: no port"))?;
-    let in_cluster = json!([
-        {"name": "KUBERNETES_SERVICE_HOST", "value": host},
-        {"name": "KUBERNETES_SERVICE_PORT", "value": port},
-    ]);
-    Ok(json!({
-        "image": {"repository": "tidal.local/tidal", "tag": "dev", "pullPolicy": "Never"},
-        "agent": {
-            "nodeSelector": {NODE_LABEL.0: NODE_LABEL.1},
-            "extraEnv": in_cluster,
-            // The stack's Kafka: the agent's lag sampler runs from the chart's ConfigMap.
-            "kafka": {"config": {"interval_seconds": 2, "clusters": [
-                {"name": "local", "bootstrap": [stack.var("TIDAL_POD_KAFKA_BOOTSTRAP")?]}
-            ]}},
-        },
-        "scaler": {
-            "nodeSelector": {NODE_LABEL.0: NODE_LABEL.1},
-            "tolerations": [{"key": NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-            "extraEnv": in_cluster,
-            "prometheusUrl": stack.var("TIDAL_POD_PROMETHEUS_URL")?,
-            "kafkaClusters": {"local": [stack.var("TIDAL_POD_KAFKA_BOOTSTRAP")?]},
-            "policySelector": selector,
-        },
-    }))
-}
-
-/// Uninstalls the release if the test stops early.
-struct Release<'a> {
-    stack: &'a Stack,
-    name: String,
-    ns: String,
-    installed: bool,
-}
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        if self.installed {
-            let _ = helm_output(
-                self.stack,
-                &["uninstall", &self.name, "--namespace", &self.ns, "--wait"],
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_upgrade_and_uninstall_on_the_real_node() -> R {
     let stack = Stack::load()?;
     RealNode::load(&stack)?; // fails clearly on a stack without its real node
     let admin = stack.admin_client().await?;
     ensure_crd(&stack)?;
-    let kwok = stack
-        .kwok_nodes()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let kwok = stack.first_kwok_node()?;
     let client = admin.clone();
     in_namespace(&client, "helm", |ns| async move {
-        // What the chart's NOTES ask for: the agent's hostPath mounts need this level.
-        kubectl(
-            &stack,
-            &[
-                "label",
-                "namespace",
-                &ns,
-                "pod-security.kubernetes.io/enforce=privileged",
-            ],
-            None,
-        )?;
-        let selector = format!("tidal.dev/scaler={ns}");
-        let values_file = std::env::temp_dir().join(format!("{ns}-values.json"));
-        std::fs::write(
-            &values_file,
-            serde_json::to_vec(&real_node_values(&stack, &selector)?)?,
-        )?;
-        let values = values_file.display().to_string();
-        let chart = chart_dir().display().to_string();
-        let mut release = Release {
-            stack: &stack,
-            name: "tidal".into(),
-            ns: ns.clone(),
-            installed: true,
-        };
+        allow_privileged(&stack, &ns)?;
         let started = std::time::Instant::now();
-        // Cluster-scoped names of their own: the in-cluster install (tidal-system) holds the
-        // defaults.
-        let out = helm(
-            &stack,
-            &[
-                "install", "tidal", &chart, "--namespace", &ns, "--values", &values, "--set",
-                &format!("fullnameOverride={ns}"), "--wait", "--timeout", "180s",
-            ],
-        )?;
-        anyhow::ensure!(out.contains("STATUS: deployed"), "helm install: {out}");
+        let mut release =
+            Release::install(&stack, &ns, &real_node_values(&stack, &release_selector(&ns))?)?;
         eprintln!("helm install: deployed and Ready in {:.1}s", started.elapsed().as_secs_f64());
         let daemonsets: Api<DaemonSet> = Api::namespaced(admin.clone(), &ns);
         let ds = daemonsets.get("tidal-agent").await?;
@@ -739,28 +627,20 @@ async fn helm_install_upgrade_and_uninstall_on_the_real_node() -> R {
             .await?;
         let history = ReplicaHistory::watch(deploys.clone(), "web");
         let policies: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &ns);
-        let mut p = policy(
+        let p = labelled_policy(
             "web",
-            json!({
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "minReplicas": 1, "maxReplicas": 10,
-                "metrics": [{"name": "backlog", "prometheus": {"query": "vector(6)", "targetPerReplica": "2"}}],
-                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}
-            }),
+            &ns,
+            one_metric_spec(
+                "web",
+                json!({"name": "backlog", "prometheus": {"query": "vector(6)", "targetPerReplica": "2"}}),
+            ),
         )?;
-        p.metadata.labels = Some([("tidal.dev/scaler".to_string(), ns.clone())].into());
         policies.create(&PostParams::default(), &p).await?;
         history.wait_for(3, Duration::from_secs(90)).await?;
 
         // Upgrade: one replica, JSON logs; the upgraded scaler acts on a changed policy.
         let started = std::time::Instant::now();
-        let out = helm(
-            &stack,
-            &[
-                "upgrade", "tidal", &chart, "--namespace", &ns, "--reuse-values", "--set",
-                "scaler.replicas=1", "--set", "logFormat=json", "--wait", "--timeout", "180s",
-            ],
-        )?;
+        let out = release.upgrade(&["scaler.replicas=1", "logFormat=json"])?;
         anyhow::ensure!(out.contains("has been upgraded"), "helm upgrade: {out}");
         let scaler = wait_for(
             "the upgraded scaler Deployment rolled out (1 replica)",
@@ -791,8 +671,7 @@ async fn helm_install_upgrade_and_uninstall_on_the_real_node() -> R {
         anyhow::ensure!(history.values() == [1, 3, 5], "{}", history.render());
 
         // Uninstall: the release's objects go, cluster-scoped ones too; the CRD stays.
-        helm(&stack, &["uninstall", "tidal", "--namespace", &ns, "--wait"])?;
-        release.installed = false;
+        release.uninstall()?;
         let roles: Api<ClusterRole> = Api::all(admin.clone());
         for name in [format!("{ns}-agent"), format!("{ns}-scaler")] {
             anyhow::ensure!(roles.get_opt(&name).await?.is_none(), "ClusterRole {name} left behind");
@@ -803,7 +682,6 @@ async fn helm_install_upgrade_and_uninstall_on_the_real_node() -> R {
         );
         kubectl(&stack, &["get", "crd", "scalingpolicies.tidal.dev"], None)?;
         eprintln!("helm: install, policy 1 -> 3, upgrade, policy 3 -> 5, uninstall; {}", history.render());
-        let _ = std::fs::remove_file(&values_file);
         Ok(())
     })
     .await

@@ -9,148 +9,24 @@
 //!   that status nor either scaler's log holds a password.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
-use tidal_core::tls::TlsFiles;
-use tidal_e2e::kafka::{commit, create_topic, produce};
+use tidal_e2e::kafka::lagging_groups;
 use tidal_e2e::scaler::{
-    ReplicaHistory, Scaler, ScalerEnv, condition, deployment, in_scaler_namespace, metric_error,
-    policy, policy_status,
+    ReplicaHistory, SCALER_LABEL, Scaler, ScalerEnv, condition, deployment, in_scaler_namespace,
+    labelled_policy, metric_error, one_metric_spec, policy_status,
 };
-use tidal_e2e::{ChildGuard, Stack, free_port, unique, wait_for};
+use tidal_e2e::secured_prometheus::{PASSWORD, USERNAME, client_tls, start};
+use tidal_e2e::{Stack, ensure_no_secret, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
-use tidal_scaler::sources::http::{PROMETHEUS_TLS_FLAGS, client_builder_with};
 
 type R = anyhow::Result<()>;
 
-const PASSWORD: &str = "prom-Secret-7f3a";
 const WRONG: &str = "not-the-Password-91c";
-
-/// A Prometheus that answers only over TLS, to a client certificate of the stack CA that
-/// also sends basic auth `tidal` / [`PASSWORD`]. Killed and removed on drop.
-struct SecuredPrometheus {
-    _child: ChildGuard,
-    url: String,
-    dir: PathBuf,
-}
-
-impl Drop for SecuredPrometheus {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn client_tls(stack: &Stack) -> anyhow::Result<TlsFiles> {
-    Ok(TlsFiles {
-        ca_file: Some(stack.var("TIDAL_CA_FILE")?.into()),
-        cert_file: Some(stack.var("TIDAL_CLIENT_CERT_FILE")?.into()),
-        key_file: Some(stack.var("TIDAL_CLIENT_KEY_FILE")?.into()),
-        server_name: None,
-    })
-}
-
-async fn start_prometheus(stack: &Stack) -> anyhow::Result<SecuredPrometheus> {
-    let dir = std::env::temp_dir().join(unique("tidal-secured-prom"));
-    std::fs::create_dir_all(&dir)?;
-    let hash = bcrypt::hash(PASSWORD, 5)?;
-    std::fs::write(
-        dir.join("web.yml"),
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\nbasic_auth_users:\n  tidal: {hash}\n",
-            stack.var("TIDAL_SERVER_CERT_FILE")?,
-            stack.var("TIDAL_SERVER_KEY_FILE")?,
-            stack.var("TIDAL_CA_FILE")?,
-        ),
-    )?;
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        "global:\n  scrape_interval: 15s\n",
-    )?;
-    let port = free_port()?;
-    let log = std::fs::File::create(dir.join("prometheus.log"))?;
-    let child = ChildGuard::spawn(
-        Command::new(stack.var("TIDAL_PROMETHEUS_BIN")?)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--web.config.file={}",
-                dir.join("web.yml").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .stdout(log.try_clone()?)
-            .stderr(log),
-    )?;
-    let url = format!("https://127.0.0.1:{port}");
-    let http = client_builder_with(
-        client_tls(stack)?
-            .client_config(PROMETHEUS_TLS_FLAGS)
-            .map_err(anyhow::Error::msg)?,
-    )
-    .timeout(Duration::from_secs(2))
-    .build()?;
-    let ready = format!("{url}/-/ready");
-    wait_for(
-        "the secured Prometheus is ready",
-        Duration::from_secs(60),
-        || async {
-            let resp = http
-                .get(&ready)
-                .basic_auth("tidal", Some(PASSWORD))
-                .send()
-                .await
-                .ok()?;
-            resp.status().is_success().then_some(())
-        },
-    )
-    .await
-    .map_err(|e| {
-        let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-        anyhow::anyhow!("{e}\nprometheus log:\n{log}")
-    })?;
-    // The server refuses what it should: no password (401), no client certificate.
-    let anonymous = http
-        .get(format!("{url}/api/v1/query?query=vector(1)"))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        anonymous.status() == 401,
-        "without basic auth: {}",
-        anonymous.status()
-    );
-    let no_cert = client_builder_with(
-        TlsFiles {
-            ca_file: Some(stack.var("TIDAL_CA_FILE")?.into()),
-            ..TlsFiles::default()
-        }
-        .client_config(PROMETHEUS_TLS_FLAGS)
-        .map_err(anyhow::Error::msg)?,
-    )
-    .build()?
-    .get(&ready)
-    .basic_auth("tidal", Some(PASSWORD))
-    .send()
-    .await;
-    anyhow::ensure!(
-        no_cert.is_err(),
-        "without a client certificate: {no_cert:?}"
-    );
-    Ok(SecuredPrometheus {
-        _child: child,
-        url,
-        dir,
-    })
-}
 
 /// The Kafka config file both binaries read: a SCRAM cluster and a mutual-TLS cluster.
 fn kafka_config(stack: &Stack, dir: &Path) -> anyhow::Result<PathBuf> {
@@ -177,15 +53,6 @@ fn kafka_config(stack: &Stack, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn spec(target: &str, metric: serde_json::Value) -> serde_json::Value {
-    json!({
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-        "minReplicas": 1, "maxReplicas": 8,
-        "metrics": [metric],
-        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_and_mtls_kafka_and_an_authenticated_prometheus_drive_a_real_scaler() -> R {
     in_scaler_namespace("secured", run).await
@@ -199,20 +66,21 @@ async fn run(env: ScalerEnv) -> R {
         node,
         kubeconfig,
     } = env;
-    let prom = start_prometheus(&stack).await?;
+    let prom = start(&stack, "127.0.0.1").await?;
     let dir = prom.dir.clone();
     let kafka_file = kafka_config(&stack, &dir)?;
 
     // Lag made over PLAINTEXT, read by the scaler over SCRAM and over mutual TLS: 4
     // partitions of 10 messages, committed at 0 by two groups.
-    let plaintext = stack.kafka_bootstrap()?.to_string();
     let topic = unique("sec-t");
-    create_topic(&plaintext, &topic, 4).await?;
-    produce(&plaintext, &topic, &[10; 4]).await?;
-    let zero: Vec<(&str, i32, i64)> = (0..4).map(|p| (topic.as_str(), p, 0)).collect();
     let (scram_group, mtls_group) = (unique("sec-scram"), unique("sec-mtls"));
-    commit(&plaintext, &scram_group, &zero)?;
-    commit(&plaintext, &mtls_group, &zero)?;
+    lagging_groups(
+        stack.kafka_bootstrap()?,
+        &topic,
+        &[10; 4],
+        &[&scram_group, &mtls_group],
+    )
+    .await?;
 
     let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
     let policies: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &ns);
@@ -241,7 +109,7 @@ async fn run(env: ScalerEnv) -> R {
     let prom_args = |selector: &'static str, password: &Path| {
         vec![
             "--policy-selector".to_string(),
-            format!("tidal.dev/scaler={selector}"),
+            format!("{SCALER_LABEL}={selector}"),
             "--lease-duration-seconds".into(),
             "3".into(),
             "--prometheus-url".into(),
@@ -255,7 +123,7 @@ async fn run(env: ScalerEnv) -> R {
             "--prometheus-key-file".into(),
             key.clone(),
             "--prometheus-basic-auth-username".into(),
-            "tidal".into(),
+            USERNAME.into(),
             "--prometheus-basic-auth-password-file".into(),
             password.display().to_string(),
             "--kafka-config".into(),
@@ -267,9 +135,7 @@ async fn run(env: ScalerEnv) -> R {
     let good = Scaler::start(&kubeconfig, &ns, "scaler-good", &as_refs(&good_args))?;
 
     let labeled = |name: &str, scaler: &str, metric: serde_json::Value| {
-        let mut p = policy(name, spec(name, metric))?;
-        p.metadata.labels = Some([("tidal.dev/scaler".to_string(), scaler.to_string())].into());
-        anyhow::Ok(p)
+        labelled_policy(name, scaler, one_metric_spec(name, metric))
     };
     let lag = |cluster: &str, group: &str, per: u32| {
         json!({"name": "lag", "kafkaLag": {"cluster": cluster, "group": group,
@@ -354,12 +220,7 @@ async fn run(env: ScalerEnv) -> R {
     for name in ["scram", "mtls", "prom", "denied"] {
         texts.push(policy_status(&policies, name).await.to_string());
     }
-    for text in &texts {
-        for secret in [PASSWORD, WRONG, kafka_password] {
-            anyhow::ensure!(!text.contains(secret), "a secret was written out: {text}");
-        }
-    }
-    Ok(())
+    ensure_no_secret(&texts, &[PASSWORD, WRONG, kafka_password])
 }
 
 fn as_refs(v: &[String]) -> Vec<&str> {
