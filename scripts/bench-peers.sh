@@ -12,7 +12,7 @@
 #   kafka      as many consumer-group backlog steps, Tidal and KEDA's Kafka scaler (at its
 #              default pollingInterval and at 1 s) on the same group: backlog → scale write,
 #              the replicas each reaches, and the KEDA operator's CPU;
-#   vertical   TIDAL_BENCH_PEERS_MINUTES of one busy pod under Tidal's Recommend mode and the
+#   vertical   TIDAL_BENCH_PEERS_MINUTES of one busy pod under Tidal's Off mode (recommend) and the
 #              VPA recommender, created at the same moment, with a real OOM kill half-way:
 #              time to each one's first recommendation, and both every minute;
 #   agreement  TIDAL_BENCH_PEERS_READINGS readings, 15 s apart, of the same containers by their

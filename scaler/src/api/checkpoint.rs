@@ -61,7 +61,10 @@ pub enum Restore<'a> {
 
 /// The history to restore `policy` from: its ScalingPolicyCheckpoint if that is the policy's
 /// own (owned by this policy's UID: a policy deleted and created again under the same name
-/// does not inherit the old one's history), or else what its status holds.
+/// does not inherit the old one's history), or else what its status holds. When both hold
+/// one, the one with the later last sample wins (the status copy is newer after object
+/// writes failed for a while; the object is, for the moments between its write and the next
+/// status write that drops the copy); a tie goes to the object.
 pub fn restore_from<'a>(
     policy: &'a ScalingPolicy,
     object: Option<&'a ScalingPolicyCheckpoint>,
@@ -73,18 +76,25 @@ pub fn restore_from<'a>(
                 .iter()
                 .any(|o| o.kind == "ScalingPolicy" && Some(&o.uid) == uid.as_ref())
     };
-    if let Some(c) = object.filter(|c| owned(c)) {
-        return Restore::Object(&c.spec.vertical);
-    }
-    match policy
+    let in_status = policy
         .status
         .as_ref()
         .and_then(|s| s.checkpoint.as_ref())
-        .and_then(|c| c.vertical.as_ref())
-    {
-        Some(v) => Restore::Status(v),
-        None => Restore::Fresh,
+        .and_then(|c| c.vertical.as_ref());
+    match (object.filter(|c| owned(c)), in_status) {
+        (Some(o), Some(s)) if last_sample(s) > last_sample(&o.spec.vertical) => Restore::Status(s),
+        (Some(o), _) => Restore::Object(&o.spec.vertical),
+        (None, Some(s)) => Restore::Status(s),
+        (None, None) => Restore::Fresh,
     }
+}
+
+/// The latest sample any container's histograms hold (Unix seconds; `-inf` for none).
+fn last_sample(v: &VerticalCheckpoint) -> f64 {
+    v.containers
+        .values()
+        .filter_map(|c| c.last_sample_unix_seconds)
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 #[cfg(test)]
@@ -117,10 +127,20 @@ mod tests {
         p
     }
 
+    /// A checkpoint told apart by `version`, with no sample.
     fn vertical(version: u32) -> VerticalCheckpoint {
+        sampled(version, None)
+    }
+
+    /// A checkpoint whose one container's last sample is at `last` (Unix seconds).
+    fn sampled(version: u32, last: Option<f64>) -> VerticalCheckpoint {
+        let container = crate::engine::vertical::ContainerCheckpoint {
+            last_sample_unix_seconds: last,
+            ..Default::default()
+        };
         VerticalCheckpoint {
             version,
-            ..VerticalCheckpoint::default()
+            containers: [("app".to_string(), container)].into(),
         }
     }
 
@@ -150,12 +170,17 @@ mod tests {
     fn the_policys_own_object_then_its_status_then_nothing() {
         let own = object("u1", vertical(1));
         let foreign = object("u0", vertical(7));
-        let cases: [(
-            &str,
+        let older = object("u1", sampled(3, Some(100.0)));
+        let newer_in_status = sampled(4, Some(160.0));
+        let older_in_status = sampled(5, Some(40.0));
+        type Case<'a> = (
+            &'a str,
             ScalingPolicy,
-            Option<&ScalingPolicyCheckpoint>,
-            Restore,
-        ); 5] = [
+            Option<&'a ScalingPolicyCheckpoint>,
+            Restore<'a>,
+        );
+        let v2 = vertical(2);
+        let cases: [Case; 8] = [
             (
                 "own object",
                 policy("u1", Some(vertical(2))),
@@ -175,13 +200,28 @@ mod tests {
                 Restore::Fresh,
             ),
             (
+                "another policy's object, a status copy",
+                policy("u1", Some(vertical(2))),
+                Some(&foreign),
+                Restore::Status(&v2),
+            ),
+            (
                 "legacy status only",
                 policy("u1", Some(vertical(2))),
                 None,
-                Restore::Status(&VerticalCheckpoint {
-                    version: 2,
-                    ..VerticalCheckpoint::default()
-                }),
+                Restore::Status(&v2),
+            ),
+            (
+                "the status copy is newer (object writes failed)",
+                policy("u1", Some(newer_in_status.clone())),
+                Some(&older),
+                Restore::Status(&newer_in_status),
+            ),
+            (
+                "the object is newer",
+                policy("u1", Some(older_in_status)),
+                Some(&older),
+                Restore::Object(&older.spec.vertical),
             ),
             ("nothing", policy("u1", None), None, Restore::Fresh),
         ];

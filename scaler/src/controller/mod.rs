@@ -42,6 +42,7 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use crate::actuators::checkpoint::CheckpointWrite;
 use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
@@ -261,6 +262,10 @@ struct PolicyState {
     /// The last ScalingPolicyCheckpoint write failed (CRD missing, RBAC): the histograms stay
     /// in `status.checkpoint.vertical` meanwhile, so a new leader still finds them.
     checkpoint_in_status: bool,
+    /// The object exists (restored from it, or written since): written by server-side apply.
+    /// Otherwise the first write is a create, which fails rather than overwrite an object the
+    /// read did not see.
+    checkpoint_stored: bool,
     /// The last round of request changes that wrote or failed (rounds are at most one per
     /// `vertical_apply_interval`, so a refused write is retried that often, not every cycle).
     vertical_applied_at: Option<Instant>,
@@ -273,6 +278,24 @@ struct PolicyState {
     /// With a history restored from the status checkpoint, the OOMs that ended before it was
     /// loaded may be in it already (the previous leader's): they are not recorded twice.
     oom_floor: Option<f64>,
+}
+
+/// A policy's ScalingPolicyCheckpoint as read before its vertical history is restored.
+#[derive(Debug, Default)]
+struct Stored {
+    /// The object, if one exists in a format this version reads.
+    object: Option<ScalingPolicyCheckpoint>,
+    /// Whether one exists (also one this version cannot read, which is then replaced).
+    exists: bool,
+}
+
+/// A fixed share in `[0, 1)` of the checkpoint interval for a policy, to spread the
+/// checkpoint writes of policies restored in the same cycle.
+fn spread_share(namespace: &str, name: &str) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (namespace, name).hash(&mut h);
+    (h.finish() % 1000) as f64 / 1000.0
 }
 
 /// A vertical write (`InPlace` resize, `Template` patch) that failed: the condition's reason
@@ -633,32 +656,40 @@ impl Controller {
                 Some(st) if st.uid == uid && st.generation == generation => st,
                 _ => {
                     let compiled = compile(&p, &self.settings.engine).map(Arc::new);
-                    let history = self
-                        .states
-                        .get(&key)
-                        .filter(|old| old.uid == uid)
-                        .and_then(|old| old.history.clone());
-                    self.states.insert(
-                        key.clone(),
-                        Box::new(PolicyState {
-                            uid,
-                            generation,
-                            compiled,
-                            history,
-                            next_due: now_i,
-                            written: None,
-                            written_at: None,
-                            warned: None,
-                            metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
-                            vertical: None,
-                            checkpoint_written_at: None,
-                            checkpoint_in_status: false,
-                            vertical_applied_at: None,
-                            vertical_failed: None,
-                            oom_seen: HashMap::new(),
-                            oom_floor: None,
-                        }),
-                    );
+                    let mut st = Box::new(PolicyState {
+                        uid: uid.clone(),
+                        generation,
+                        compiled,
+                        history: None,
+                        next_due: now_i,
+                        written: None,
+                        written_at: None,
+                        warned: None,
+                        metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
+                        vertical: None,
+                        checkpoint_written_at: None,
+                        checkpoint_in_status: false,
+                        checkpoint_stored: false,
+                        vertical_applied_at: None,
+                        vertical_failed: None,
+                        oom_seen: HashMap::new(),
+                        oom_floor: None,
+                    });
+                    // A new generation of the same policy keeps what it has learned: the
+                    // engine history, and the vertical histograms with their checkpoint's
+                    // bookkeeping and the OOMs already recorded (reloading them from a
+                    // checkpoint up to an interval old would lose the newest samples).
+                    if let Some(old) = self.states.remove(&key).filter(|old| old.uid == uid) {
+                        let old = *old;
+                        st.history = old.history;
+                        st.vertical = old.vertical;
+                        st.checkpoint_written_at = old.checkpoint_written_at;
+                        st.checkpoint_in_status = old.checkpoint_in_status;
+                        st.checkpoint_stored = old.checkpoint_stored;
+                        st.oom_seen = old.oom_seen;
+                        st.oom_floor = old.oom_floor;
+                    }
+                    self.states.insert(key.clone(), st);
                     match self.states.get_mut(&key) {
                         Some(st) => st,
                         None => continue,
@@ -1224,7 +1255,7 @@ impl Controller {
                         &target,
                         &pods,
                         gathered,
-                        stored.as_ref(),
+                        &stored,
                         now,
                     )
                     .await
@@ -1256,6 +1287,12 @@ impl Controller {
                 }
                 Err(None) => {}
                 Err(Some(e)) => {
+                    // The status keeps the copy of the histograms it had (if any).
+                    if let (Some(c), Some(o)) =
+                        (status.checkpoint.as_mut(), old.checkpoint.as_ref())
+                    {
+                        c.vertical = o.vertical.clone();
+                    }
                     metrics.error(e.label());
                     tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical recommendation failed");
                 }
@@ -1312,36 +1349,44 @@ impl Controller {
     }
 
     /// The policy's ScalingPolicyCheckpoint, read only when its vertical history is not in
-    /// memory yet (`Ok(None)`: none stored or readable, or already restored). An error is a
-    /// read that may succeed later (the API server unreachable): the caller waits for it
-    /// rather than start a fresh history that would overwrite the stored one.
-    async fn stored_checkpoint(
-        &self,
-        p: &ScalingPolicy,
-    ) -> Result<Option<ScalingPolicyCheckpoint>, ActuateError> {
+    /// memory yet. An error is a read that may succeed later (the API server unreachable): the
+    /// caller waits for it rather than start a fresh history that would replace the stored
+    /// one.
+    async fn stored_checkpoint(&self, p: &ScalingPolicy) -> Result<Stored, ActuateError> {
         let ns = p.namespace().unwrap_or_default();
-        let key = (ns.clone(), p.name_any());
-        if self.states.get(&key).is_none_or(|st| st.vertical.is_some()) {
-            return Ok(None);
+        let name = p.name_any();
+        if self
+            .states
+            .get(&(ns.clone(), name.clone()))
+            .is_none_or(|st| st.vertical.is_some())
+        {
+            return Ok(Stored::default());
         }
         let api: Api<ScalingPolicyCheckpoint> = Api::namespaced(self.writer.client().clone(), &ns);
+        let object = format!("scalingpolicycheckpoints/{name} in namespace {ns}");
         self.writer.metrics().request("get_checkpoint");
-        match api.get_opt(&p.name_any()).await {
-            Ok(c) => Ok(c),
-            Err(e) => match ActuateError::from_kube(
-                "get",
-                &format!(
-                    "scalingpolicycheckpoints/{} in namespace {ns}",
-                    p.name_any()
-                ),
-                e,
-            ) {
+        match api.get_opt(&name).await {
+            Ok(c) => Ok(Stored {
+                exists: c.is_some(),
+                object: c,
+            }),
+            // One that is not Tidal's format (edited by hand, or a newer version's): the
+            // history comes from the status or starts afresh, and replaces it.
+            Err(kube::Error::SerdeError(e)) => {
+                self.writer.metrics().error("checkpoint");
+                tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "{object}: not a checkpoint this version reads: replacing it");
+                Ok(Stored {
+                    object: None,
+                    exists: true,
+                })
+            }
+            Err(e) => match ActuateError::from_kube("get", &object, e) {
                 // No right to it, or no CRD: this scaler cannot have stored one either, so
                 // the history is where it then keeps it, the status (its writes say why).
                 e @ (ActuateError::Forbidden { .. } | ActuateError::NotFound { .. }) => {
                     self.writer.metrics().error(e.label());
                     tracing::debug!(error = %e, "no ScalingPolicyCheckpoint readable: restoring from the status");
-                    Ok(None)
+                    Ok(Stored::default())
                 }
                 e => Err(e),
             },
@@ -1363,7 +1408,7 @@ impl Controller {
         target: &target::Target,
         pods: &[&Arc<Pod>],
         gathered: &Gathered,
-        stored: Option<&ScalingPolicyCheckpoint>,
+        stored: &Stored,
         now: f64,
     ) -> Result<
         (
@@ -1383,17 +1428,31 @@ impl Controller {
             });
         };
         if st.vertical.is_none() {
-            let (restored, from_object) = match checkpoint::restore_from(p, stored) {
+            let (restored, from_object) = match checkpoint::restore_from(p, stored.object.as_ref())
+            {
                 Restore::Object(c) => (Some(c), true),
                 Restore::Status(c) => (Some(c), false),
                 Restore::Fresh => (None, false),
             };
             let restored =
                 restored.map(|c| VerticalState::from_checkpoint(ModelConfig::default(), c));
-            // Restored from its own object: nothing new to write yet. From the status (an
-            // older version's place) or afresh: the object is written at once.
-            st.checkpoint_written_at = from_object.then(Instant::now);
-            st.checkpoint_in_status = false;
+            // Restored from its own object: nothing new to write until a spread share of the
+            // interval (policies restored together, at a takeover, do not all write in the
+            // same cycle after). From the status (an older version's place, or newer than the
+            // object) or afresh: the object is written at once.
+            let interval = self.settings.vertical_checkpoint_interval;
+            st.checkpoint_written_at = if from_object {
+                let spread = interval.mul_f64(spread_share(&ns, &p.name_any()));
+                Some(
+                    Instant::now()
+                        .checked_sub(spread)
+                        .unwrap_or_else(Instant::now),
+                )
+            } else {
+                None
+            };
+            st.checkpoint_stored = stored.exists;
+            st.checkpoint_in_status = !from_object && restored.is_some();
             st.oom_seen.clear();
             st.oom_floor = restored.as_ref().is_some_and(Result::is_ok).then_some(now);
             st.vertical = Some(match restored {
@@ -1444,8 +1503,27 @@ impl Controller {
         {
             st.checkpoint_written_at = Some(Instant::now());
             let stamp = time_of(now).0.to_string();
-            match self.writer.checkpoint(p, &checkpoint, stamp).await {
-                Ok(()) => st.checkpoint_in_status = false,
+            let how = if st.checkpoint_stored {
+                CheckpointWrite::Replace
+            } else {
+                CheckpointWrite::Create
+            };
+            match self.writer.checkpoint(p, &checkpoint, stamp, how).await {
+                Ok(()) => {
+                    st.checkpoint_in_status = false;
+                    st.checkpoint_stored = true;
+                }
+                Err(ActuateError::Conflict { .. }) if how == CheckpointWrite::Create => {
+                    // One exists that the read did not see: read it again next cycle rather
+                    // than replace it (the status keeps this cycle's copy meanwhile).
+                    tracing::warn!(
+                        policy = %format!("{ns}/{}", p.name_any()),
+                        "a ScalingPolicyCheckpoint appeared since it was read: restoring again"
+                    );
+                    metrics.error("conflict");
+                    st.checkpoint_in_status = true;
+                    st.vertical = None;
+                }
                 Err(e) => {
                     metrics.error(e.label());
                     tracing::warn!(
