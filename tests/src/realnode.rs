@@ -380,6 +380,31 @@ impl RealNode {
             ..Default::default()
         }
     }
+
+    /// Creates [`RealNode::deployment`] `name` of one pod running `container` in `ns`.
+    pub async fn create_deployment(
+        &self,
+        client: &kube::Client,
+        ns: &str,
+        name: &str,
+        container: Container,
+    ) -> anyhow::Result<Api<k8s_openapi::api::apps::v1::Deployment>> {
+        let deploys = Api::namespaced(client.clone(), ns);
+        deploys
+            .create(
+                &kube::api::PostParams::default(),
+                &self.deployment(name, 1, container),
+            )
+            .await?;
+        Ok(deploys)
+    }
+
+    /// A busybox container running [`BURNER_SCRIPT`] with its load on from the start: busy up
+    /// to its CPU limit. `requests` and `limits` as for [`RealNode::busybox`].
+    pub fn busy(&self, name: &str, requests: (&str, &str), limits: (&str, &str)) -> Container {
+        let script = format!("touch /tmp/load; {BURNER_SCRIPT}");
+        self.busybox(name, &script, Some(requests), Some(limits))
+    }
 }
 
 /// The labels of a Prometheus sample (`{k="v",...}`), unescaping `\"` and `\\`.

@@ -12,60 +12,19 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use tidal_e2e::kafka::{commit, create_topic, produce};
-use tidal_e2e::peers::{node_metrics, pod_metrics, scaled_objects, vertical_pod_autoscalers};
-use tidal_e2e::realnode::{BURNER_SCRIPT, NodeLock, RealNode, wait_ready};
+use tidal_e2e::peers::{
+    node_metrics, pod_metrics, quantity, scaled_objects, vertical_pod_autoscalers, with_peers,
+};
+use tidal_e2e::realnode::{RealNode, wait_ready};
 use tidal_e2e::scaler::ReplicaHistory;
-use tidal_e2e::{Stack, in_namespace, unique, wait_for};
-use tidal_scaler::api::convert::parse_quantity;
+use tidal_e2e::{unique, wait_for};
 
 type R = anyhow::Result<()>;
 
-fn quantity(v: &Value) -> Option<f64> {
-    parse_quantity(v.as_str()?).ok()
-}
-
-/// The stack's real node with its peers (and each `(variable, peer)` of `needs`), or why not.
-fn peers(stack: &Stack, needs: &[(&'static str, &str)]) -> anyhow::Result<RealNode> {
-    for (var, peer) in [("TIDAL_METRICS_SERVER_URL", "metrics-server")]
-        .iter()
-        .chain(needs)
-    {
-        stack.var(var).map_err(|_| {
-            anyhow::anyhow!(
-                "the stack runs without {peer} (TIDAL_PEERS=0 or TIDAL_REAL_NODE=0?): no {var}"
-            )
-        })?;
-    }
-    Ok(RealNode::load(stack)?)
-}
-
-/// Runs `body` with the stack, its real node, an admin client and a fresh namespace named
-/// `prefix-…` (deleted after), holding the real node shared, when the stack runs the peers
-/// (and each of `needs`).
-async fn with_peers<F, Fut>(prefix: &str, needs: &[(&'static str, &str)], body: F) -> R
-where
-    F: FnOnce(Stack, RealNode, kube::Client, String) -> Fut,
-    Fut: std::future::Future<Output = R>,
-{
-    let stack = Stack::load()?;
-    let node = peers(&stack, needs)?;
-    let _lock = NodeLock::shared(&stack).await?;
-    let client = stack.admin_client().await?;
-    let c = client.clone();
-    in_namespace(&client, prefix, |ns| body(stack, node, c, ns)).await
-}
-
 /// A Deployment `web` of one idle pod (container `idle`) on the real node.
 async fn idle_web(node: &RealNode, c: &kube::Client, ns: &str) -> anyhow::Result<Api<Deployment>> {
-    let deploys: Api<Deployment> = Api::namespaced(c.clone(), ns);
     let container = node.busybox("idle", "sleep 3600", Some(("10m", "8Mi")), None);
-    deploys
-        .create(
-            &PostParams::default(),
-            &node.deployment("web", 1, container),
-        )
-        .await?;
-    Ok(deploys)
+    node.create_deployment(c, ns, "web", container).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,20 +90,8 @@ async fn metrics_server_serves_the_real_node_and_its_pods() -> R {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hpa_scales_a_real_deployment_on_metrics_server() -> R {
     with_peers("peers-hpa", &[], |_, node, c, ns| async move {
-        let deploys: Api<Deployment> = Api::namespaced(c.clone(), &ns);
-        let script = format!("touch /tmp/load; {BURNER_SCRIPT}");
-        let container = node.busybox(
-            "burn",
-            &script,
-            Some(("100m", "16Mi")),
-            Some(("400m", "64Mi")),
-        );
-        deploys
-            .create(
-                &PostParams::default(),
-                &node.deployment("web", 1, container),
-            )
-            .await?;
+        let container = node.busy("burn", ("100m", "16Mi"), ("400m", "64Mi"));
+        let deploys = node.create_deployment(&c, &ns, "web", container).await?;
         let history = ReplicaHistory::watch(deploys.clone(), "web");
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(c.clone(), &ns);
         let hpa = json!({
