@@ -6,6 +6,8 @@
 //!   with a typed error naming the field, and the quantity parser.
 //! - [`checkpoint`]: the ScalingPolicyCheckpoint resource, where the vertical histograms are
 //!   kept, and where a policy's history is restored from.
+//! - [`vertical`]: `spec.vertical` into the recommender's config, and a recommendation into
+//!   the status (on this side, so the engine uses no Kubernetes type).
 //! - [`yaml`]: the YAML writer for the generated CRD (quotes `Off` for kubectl's YAML 1.1).
 //!
 //! `manifests/crd/scalingpolicy.yaml` (both CRDs, one file, so that one `kubectl apply -f`
@@ -17,6 +19,7 @@ pub mod checkpoint;
 pub mod convert;
 pub mod policy;
 pub mod status;
+pub mod vertical;
 pub mod yaml;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{

@@ -29,7 +29,6 @@ pub mod aggregate;
 pub mod amount;
 pub mod capping;
 pub mod config;
-pub mod convert;
 pub mod coordination;
 pub mod decaying;
 pub mod estimator;

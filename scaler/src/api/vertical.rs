@@ -1,14 +1,15 @@
 //! Between the ScalingPolicy CRD and the vertical recommender: `spec.vertical` into a
 //! [`VerticalConfig`] (quantities parsed, an error naming the field), and a
-//! [`ContainerRecommendation`] into a `status.recommendations[]` entry.
+//! [`ContainerRecommendation`] into a `status.recommendations[]` entry. It lives on the API
+//! side so that the engine (`crate::engine`) uses no Kubernetes type (issue #13).
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::amount::{Resource, Resources};
-use super::config::{ContainerPolicy, EstimatorKind, VerticalConfig};
-use super::state::ContainerRecommendation;
-use super::{VerticalError, invalid};
 use crate::api::{self, ResourceBounds, ResourceName, parse_quantity, quantity_from_f64};
+use crate::engine::vertical::config::{ContainerPolicy, EstimatorKind, VerticalConfig};
+use crate::engine::vertical::{
+    ContainerRecommendation, Resource, Resources, VerticalError, invalid,
+};
 
 impl TryFrom<&api::VerticalSpec> for VerticalConfig {
     type Error = VerticalError;
@@ -91,5 +92,5 @@ impl ContainerRecommendation {
 }
 
 #[cfg(test)]
-#[path = "convert_tests.rs"]
+#[path = "vertical_tests.rs"]
 mod tests;
