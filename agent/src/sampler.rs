@@ -1,11 +1,10 @@
 //! The [`Sampler`] seam: `name()` plus `sample(&mut Buffer)`.
 //!
 //! A sampler that fails lowers only its own `tidal_agent_sampler_success{sampler}` gauge; it
-//! never fails the scrape. Each sampler module has its own `thiserror` enum; [`SampleError`]
-//! wraps them, and [`SampleError::reason`] maps every variant to a fixed label.
+//! never fails the scrape. Each sampler module has its own `thiserror` enum and converts it
+//! into a [`SampleError`], which keeps the enum's fixed label ([`SampleError::reason`]).
 
 use crate::buffer::Buffer;
-use crate::samplers::{cgroup::CgroupError, kafka_lag::KafkaLagError, node::NodeError};
 
 /// A source of series, run once per interval.
 pub trait Sampler: Send {
@@ -15,24 +14,29 @@ pub trait Sampler: Send {
     fn sample(&mut self, buf: &mut Buffer) -> Result<(), SampleError>;
 }
 
-/// Why a whole sampler run failed.
+/// Why a whole sampler run failed: a sampler's own error with its fixed `reason` label. Each
+/// sampler module converts its error into this one (`From`), so this seam names no sampler.
 #[derive(Debug, thiserror::Error)]
-pub enum SampleError {
-    #[error(transparent)]
-    Node(#[from] NodeError),
-    #[error(transparent)]
-    Cgroup(#[from] CgroupError),
-    #[error(transparent)]
-    KafkaLag(#[from] KafkaLagError),
+#[error("{inner}")]
+pub struct SampleError {
+    reason: &'static str,
+    inner: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl SampleError {
+    /// Wraps a sampler's error `inner`, whose fixed label is `reason`.
+    pub fn new(
+        reason: &'static str,
+        inner: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            reason,
+            inner: Box::new(inner),
+        }
+    }
+
     /// The fixed `reason` label of this error.
     pub fn reason(&self) -> &'static str {
-        match self {
-            SampleError::Node(e) => e.reason(),
-            SampleError::Cgroup(e) => e.reason(),
-            SampleError::KafkaLag(e) => e.reason(),
-        }
+        self.reason
     }
 }

@@ -1717,6 +1717,12 @@ impl Sampler for CgroupSampler {
     }
 }
 
+impl From<CgroupError> for SampleError {
+    fn from(e: CgroupError) -> Self {
+        SampleError::new(e.reason(), e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,7 +164,7 @@ impl Sampler for KafkaLagSampler {
             }
         }
         match first_err {
-            Some(e) => Err(SampleError::KafkaLag(e)),
+            Some(e) => Err(e.into()),
             None => Ok(()),
         }
     }
@@ -535,6 +535,12 @@ const HELP_REQUESTS: &str = "Kafka requests sent by the last collection round";
 const HELP_DURATION: &str = "Duration of the last collection round";
 const HELP_LEADER: &str = "1 if this agent holds the Lease and exports unowned partitions";
 const HELP_SUCCESS: &str = "1 if the last collection round read every group";
+
+impl From<KafkaLagError> for SampleError {
+    fn from(e: KafkaLagError) -> Self {
+        SampleError::new(e.reason(), e)
+    }
+}
 
 #[cfg(test)]
 mod tests {

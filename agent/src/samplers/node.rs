@@ -304,6 +304,12 @@ impl Sampler for NodeSampler {
     }
 }
 
+impl From<NodeError> for SampleError {
+    fn from(e: NodeError) -> Self {
+        SampleError::new(e.reason(), e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

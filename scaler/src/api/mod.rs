@@ -4,6 +4,7 @@
 //! - [`status`]: the `status` types (HPA-style conditions, current metrics, last decision).
 //! - [`convert`]: the conversion of a spec into the engine's [`Spec`](crate::engine::Spec),
 //!   with a typed error naming the field, and the quantity parser.
+//! - [`bounds`]: `ResourceBounds`, the CPU and memory quantities of the spec and the status.
 //! - [`checkpoint`]: the ScalingPolicyCheckpoint resource, where the vertical histograms are
 //!   kept, and where a policy's history is restored from.
 //! - [`vertical`]: `spec.vertical` into the recommender's config, and a recommendation into
@@ -15,6 +16,7 @@
 //! written by [`yaml`]); a test fails when the file is stale. `docs/crd.md`
 //! describes the fields.
 
+pub mod bounds;
 pub mod checkpoint;
 pub mod convert;
 pub mod policy;

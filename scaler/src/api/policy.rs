@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::types::{PolicyType, SelectPolicy};
 
+pub use super::bounds::ResourceBounds;
 use super::schema;
 use super::status::ScalingPolicyStatus;
 
@@ -505,18 +506,4 @@ pub struct ContainerPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub controlled_resources: Option<Vec<ResourceName>>,
-}
-
-/// CPU and memory quantities.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResourceBounds {
-    /// CPU, e.g. `250m` or `2`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::quantity")]
-    pub cpu: Option<Quantity>,
-    /// Memory, e.g. `256Mi`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "schema::quantity")]
-    pub memory: Option<Quantity>,
 }

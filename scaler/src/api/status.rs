@@ -466,16 +466,16 @@ pub struct ContainerRecommendation {
     pub container_name: String,
     /// The recommended requests, within the container policy's bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<super::policy::ResourceBounds>,
+    pub target: Option<super::bounds::ResourceBounds>,
     /// The lowest requests that are still safe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lower_bound: Option<super::policy::ResourceBounds>,
+    pub lower_bound: Option<super::bounds::ResourceBounds>,
     /// Above this the requests are wasteful.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upper_bound: Option<super::policy::ResourceBounds>,
+    pub upper_bound: Option<super::bounds::ResourceBounds>,
     /// The recommendation before the bounds were applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uncapped_target: Option<super::policy::ResourceBounds>,
+    pub uncapped_target: Option<super::bounds::ResourceBounds>,
 }
 
 /// Why the last decision was taken.

@@ -21,10 +21,8 @@
 //!
 //! Pure: no I/O, no clock reads; `now` and the last active time are inputs.
 
-use serde::{Deserialize, Serialize};
-
 use super::replica_calc::{self, to_milli};
-use super::types::{KafkaLag, Predictive, Tolerances};
+use super::types::{KafkaLag, LagOutcome, Predictive, Tolerances};
 
 /// The lag of one consumer group at one time, aggregated over its observations.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -56,29 +54,6 @@ impl LagInput {
             ..Self::default()
         }
     }
-}
-
-/// How the lag proposal was reached, reported in `Proposal.lag`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LagOutcome {
-    /// The proposed replica count.
-    pub replicas: i32,
-    /// Total lag above `activation_lag_threshold` (persistent lag included).
-    pub active: bool,
-    /// Lag used for sizing (persistent lag excluded when configured).
-    pub lag: f64,
-    /// The replica cap (partitions, or partitions with lag), unless idle consumers are allowed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cap: Option<i32>,
-    /// The HPA path's count before the cap (what KEDA's tolerance and integer cap would give
-    /// is in the tests as `keda_desired`).
-    pub uncapped: i32,
-    /// The predictive option sized this proposal.
-    pub predictive: bool,
-    /// Inactive for at least the cooldown: the proposal is 0.
-    pub scale_to_zero: bool,
-    /// The average HPA reports for the metric: `ceil(capped lag / status replicas)`.
-    pub average_value: f64,
 }
 
 /// Whether the group is active: total lag above the activation threshold (KEDA

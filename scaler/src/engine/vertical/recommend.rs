@@ -4,13 +4,41 @@
 //! resources, the pod minimum, `FilterControlledResources`, the uncapped target, then
 //! `ApplyVPAPolicy`.
 
+use serde::{Deserialize, Serialize};
+
 use super::aggregate::AggregateState;
-use super::amount::{Amounts, Resource};
+use super::amount::{Amounts, Resource, Resources};
 use super::capping::{apply_policy, container_policy, controlled_resources, filter_controlled};
 use super::config::VerticalConfig;
 use super::coordination::{HorizontalTarget, coordinate};
 use super::estimator::{Estimators, at_least, confidence, scale_by_confidence};
-use super::state::ContainerRecommendation;
+
+/// The recommended requests of one container, in base units. Resources that are not
+/// controlled are `None`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecommendation {
+    /// The container name.
+    pub container: String,
+    /// The requests to set, within the container policy's bounds.
+    pub target: Resources,
+    /// Requests below this are too small (the updater's resize threshold).
+    pub lower_bound: Resources,
+    /// Requests above this are wasteful.
+    pub upper_bound: Resources,
+    /// The target before `min_allowed`/`max_allowed`.
+    pub uncapped_target: Resources,
+    /// Resources sized for a horizontal utilization target (see
+    /// [`super::coordination`]); the others come from the estimator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coordinated: Vec<Resource>,
+    /// Upstream's capping annotations for the target (`cpu capped to minAllowed`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<String>,
+    /// Days of history at one sample a minute (`getConfidence`).
+    pub confidence: f64,
+    /// CPU samples aggregated (`TotalSamplesCount`).
+    pub total_samples: u64,
+}
 
 /// One container: estimate, coordinate, minimum, filter, cap.
 pub(crate) fn recommend_container(

@@ -25,6 +25,7 @@ use super::config::{ModelConfig, VerticalConfig, field_name};
 use super::coordination::HorizontalTarget;
 use super::estimator::{Estimators, container_minimum};
 use super::instance::{InstanceState, OomRejected};
+pub use super::recommend::ContainerRecommendation;
 use super::recommend::recommend_container;
 use super::{VerticalError, finite, invalid, non_negative};
 
@@ -62,33 +63,6 @@ pub enum OomOutcome {
     Recorded { memory_bytes: f64 },
     /// Older than the previous memory interval: dropped (upstream: "too old").
     TooOld,
-}
-
-/// The recommended requests of one container, in base units. Resources that are not
-/// controlled are `None`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerRecommendation {
-    /// The container name.
-    pub container: String,
-    /// The requests to set, within the container policy's bounds.
-    pub target: Resources,
-    /// Requests below this are too small (the updater's resize threshold).
-    pub lower_bound: Resources,
-    /// Requests above this are wasteful.
-    pub upper_bound: Resources,
-    /// The target before `min_allowed`/`max_allowed`.
-    pub uncapped_target: Resources,
-    /// Resources sized for a horizontal utilization target (see
-    /// [`super::coordination`]); the others come from the estimator.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub coordinated: Vec<Resource>,
-    /// Upstream's capping annotations for the target (`cpu capped to minAllowed`, ...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub capped: Vec<String>,
-    /// Days of history at one sample a minute (`getConfidence`).
-    pub confidence: f64,
-    /// CPU samples aggregated (`TotalSamplesCount`).
-    pub total_samples: u64,
 }
 
 /// A [`VerticalState`] as stored in the ScalingPolicy status.
