@@ -307,15 +307,26 @@ impl RealNode {
             )
             .await?;
             let kubectl = stack.var("TIDAL_KUBECTL")?;
-            let out = std::process::Command::new(kubectl)
-                .args([
-                    "--kubeconfig",
-                    stack.var("TIDAL_KUBECONFIG")?,
-                    "apply",
-                    "-k",
-                ])
-                .arg(crate::repo_root().join("manifests/overlays/local"))
-                .output()?;
+            let apply = || {
+                std::process::Command::new(kubectl)
+                    .args([
+                        "--kubeconfig",
+                        stack.var("TIDAL_KUBECONFIG")?,
+                        "apply",
+                        "-k",
+                    ])
+                    .arg(crate::repo_root().join("manifests/overlays/local"))
+                    .output()
+                    .map_err(anyhow::Error::from)
+            };
+            let mut out = apply()?;
+            // Two tests installing at once: the other's create of an object can win, and
+            // this one's fails with AlreadyExists; applying again updates what exists.
+            if !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("AlreadyExists")
+            {
+                out = apply()?;
+            }
             anyhow::ensure!(
                 out.status.success(),
                 "kubectl apply -k manifests/overlays/local: {}",
