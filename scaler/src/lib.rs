@@ -8,7 +8,8 @@ pub mod actuators;
 pub mod api;
 pub mod cli;
 pub mod controller;
-pub mod engine;
+/// The pure engine, its own crate (`tidal-engine`, no Kubernetes dependency).
+pub use tidal_engine as engine;
 pub mod import;
 pub mod kube_client;
 pub mod metrics;
@@ -18,6 +19,4 @@ pub mod run;
 pub mod server;
 pub mod simulate;
 pub mod sources;
-#[cfg(test)]
-mod test_rng;
 pub mod watchdog;

@@ -70,10 +70,10 @@ fn bounds(field: &str, b: Option<&ResourceBounds>) -> Result<Resources, Vertical
     })
 }
 
-impl ContainerRecommendation {
-    /// The `status.recommendations[]` entry: quantities rounded up to a milli-unit (CPU as
-    /// `250m`, memory in bytes).
-    pub fn to_status(&self) -> api::ContainerRecommendation {
+/// The `status.recommendations[]` entry of an engine recommendation: quantities rounded up
+/// to a milli-unit (CPU as `250m`, memory in bytes).
+impl From<&ContainerRecommendation> for api::ContainerRecommendation {
+    fn from(r: &ContainerRecommendation) -> Self {
         let q = |r: &Resources| {
             let b = ResourceBounds {
                 cpu: r.cpu_cores.and_then(quantity_from_f64),
@@ -82,11 +82,11 @@ impl ContainerRecommendation {
             (b.cpu.is_some() || b.memory.is_some()).then_some(b)
         };
         api::ContainerRecommendation {
-            container_name: self.container.clone(),
-            target: q(&self.target),
-            lower_bound: q(&self.lower_bound),
-            upper_bound: q(&self.upper_bound),
-            uncapped_target: q(&self.uncapped_target),
+            container_name: r.container.clone(),
+            target: q(&r.target),
+            lower_bound: q(&r.lower_bound),
+            upper_bound: q(&r.upper_bound),
+            uncapped_target: q(&r.uncapped_target),
         }
     }
 }

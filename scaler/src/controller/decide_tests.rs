@@ -20,7 +20,7 @@ use crate::engine::types::{self as engine, NextState, Recommendation, ScaleEvent
 use crate::sources::kafka::LagReading;
 use crate::sources::prometheus::PromSample;
 use crate::sources::{ContainerUsage, PodUsage, SourceError};
-use crate::test_rng::Rng;
+use tidal_engine::test_rng::Rng;
 
 const NOW: f64 = 1_800_000_000.0;
 const NS: &str = "ns";

@@ -1537,7 +1537,10 @@ impl Controller {
             }
         }
         let checkpoint = st.checkpoint_in_status.then_some(checkpoint);
-        let status_recs = recs.iter().map(|r| r.to_status()).collect();
+        let status_recs = recs
+            .iter()
+            .map(crate::api::ContainerRecommendation::from)
+            .collect();
         let due = st
             .vertical_applied_at
             .is_none_or(|t| t.elapsed() >= self.settings.vertical_apply_interval);

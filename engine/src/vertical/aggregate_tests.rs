@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::engine::vertical::amount::Resources;
-use crate::engine::vertical::state::{CHECKPOINT_VERSION, VerticalCheckpoint, VerticalState};
+use crate::vertical::amount::Resources;
+use crate::vertical::state::{CHECKPOINT_VERSION, VerticalCheckpoint, VerticalState};
 
 /// `testTimestamp` of container_test.go.
 const T: f64 = 1_492_536_905.0;

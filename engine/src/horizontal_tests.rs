@@ -7,12 +7,12 @@
 //! window.
 
 use super::*;
-use crate::engine::replica_calc::to_milli;
-use crate::engine::types::{
+use crate::replica_calc::to_milli;
+use crate::test_rng::Rng;
+use crate::types::{
     Behavior, ConditionStatus, Container, ControllerSettings, MetricSource, Pod, PodPhase,
     PolicyType, ReadyCondition, ScalingPolicy, ScalingRules, SelectPolicy,
 };
-use crate::test_rng::Rng;
 
 const NOW: f64 = 1_700_000_000.0;
 const GO_ZERO: f64 = -62_135_596_800.0;

@@ -7,7 +7,7 @@
 //! initialization period and a 10s initial readiness delay (`defaultTesting*`).
 
 use super::*;
-use crate::engine::types::{Container, ReadyCondition};
+use crate::types::{Container, ReadyCondition};
 
 const NOW: f64 = 1_700_000_000.0;
 /// Go's zero `time.Time` (0001-01-01T00:00:00Z) in Unix seconds.

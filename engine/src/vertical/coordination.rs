@@ -38,8 +38,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::amount::Resource;
-use crate::engine::horizontal::tolerances;
-use crate::engine::types::{MetricSource, Spec, TargetType};
+use crate::horizontal::tolerances;
+use crate::types::{MetricSource, Spec, TargetType};
 
 /// A horizontal utilization target on a resource (from `spec.metrics`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@
 
 use super::amount::{MAX_RESOURCE_AMOUNT, PartialAmounts, Resource, Resources};
 use super::config::ContainerPolicy;
-use crate::engine::replica_calc::to_milli;
+use crate::replica_calc::to_milli;
 
 /// `DefaultContainerResourcePolicy`: the policy name matching every container.
 pub const DEFAULT_CONTAINER_POLICY: &str = "*";

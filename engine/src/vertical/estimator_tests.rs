@@ -6,10 +6,10 @@
 #![allow(clippy::approx_constant)]
 
 use super::*;
-use crate::engine::vertical::capping::{controlled_resources, filter_controlled};
-use crate::engine::vertical::config::{ContainerPolicy, ModelConfig};
-use crate::engine::vertical::histogram_options::HistogramOptions;
-use crate::engine::vertical::instance::Aggregator;
+use crate::vertical::capping::{controlled_resources, filter_controlled};
+use crate::vertical::config::{ContainerPolicy, ModelConfig};
+use crate::vertical::histogram_options::HistogramOptions;
+use crate::vertical::instance::Aggregator;
 
 /// `anyTime = time.Unix(0, 0)`.
 const ANY_TIME: f64 = 0.0;

@@ -2,8 +2,8 @@
 //! into `horizontal::desired`. Expected numbers are worked out in the comments.
 
 use super::*;
-use crate::engine::horizontal::{decide, desired, desired_with_formula};
-use crate::engine::types::{Input, LimitStage};
+use crate::horizontal::{decide, desired, desired_with_formula};
+use crate::types::{Input, LimitStage};
 
 const NOW: f64 = 1_700_000_000.0;
 

@@ -3,8 +3,8 @@
 //! expected number is worked out by hand in the comment beside it.
 
 use super::*;
-use crate::engine::horizontal::{decide, desired};
-use crate::engine::types::{Input, Predictive};
+use crate::horizontal::{decide, desired};
+use crate::types::{Input, Predictive};
 
 const NOW: f64 = 1_700_000_000.0;
 
@@ -542,7 +542,7 @@ fn lag_input_json(
     case(v)
 }
 
-fn run(i: &Input) -> crate::engine::types::Decision {
+fn run(i: &Input) -> crate::types::Decision {
     decide(i).expect("valid")
 }
 
@@ -603,7 +603,7 @@ fn end_to_end_scale_to_zero_after_cooldown_only_when_lag_is_known() {
     assert!(
         d.limits
             .iter()
-            .any(|l| l.stage == crate::engine::types::LimitStage::StaleMetrics)
+            .any(|l| l.stage == crate::types::LimitStage::StaleMetrics)
     );
     // No lag observation at all: invalid metric, nothing changes.
     let i = lag_input_json(

@@ -2,8 +2,8 @@
 //! recommendations end to end, the checkpoint (round trip, size, bad input) and pruning.
 
 use super::*;
-use crate::engine::vertical::histogram_options::HistogramOptions;
-use crate::engine::vertical::{ContainerPolicy, EstimatorKind};
+use crate::vertical::histogram_options::HistogramOptions;
+use crate::vertical::{ContainerPolicy, EstimatorKind};
 
 const NOW: f64 = 1_700_000_000.0;
 const DAY: f64 = 86_400.0;

@@ -7,7 +7,7 @@
 #![allow(clippy::approx_constant)]
 
 use super::*;
-use crate::engine::vertical::amount::cores_from_cpu_amount;
+use crate::vertical::amount::cores_from_cpu_amount;
 
 /// `testTimestamp`: 2017-04-18 17:35:05 UTC.
 const T: f64 = 1_492_536_905.0;

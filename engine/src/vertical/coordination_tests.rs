@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::engine::desired;
-use crate::engine::types::{
+use crate::desired;
+use crate::types::{
     Behavior, ConditionStatus, Container, Decision, MetricSpec, MetricTarget, Observation, Pod,
     PodPhase, ReadyCondition, ScalingRules, State,
 };
-use crate::engine::vertical::amount::Resources;
-use crate::engine::vertical::config::{ContainerPolicy, ModelConfig, VerticalConfig};
-use crate::engine::vertical::state::{ContainerRecommendation, VerticalState};
+use crate::vertical::amount::Resources;
+use crate::vertical::config::{ContainerPolicy, ModelConfig, VerticalConfig};
+use crate::vertical::state::{ContainerRecommendation, VerticalState};
 
 const NOW: f64 = 1_700_000_000.0;
 const DAY: f64 = 86_400.0;

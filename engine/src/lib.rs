@@ -1,4 +1,6 @@
-//! The pure engine: no I/O, no clock reads; time is an input.
+//! `tidal-engine`, the pure engine: no I/O, no clock reads; time is an input. It is its own
+//! crate with no Kubernetes, HTTP or async dependency, so the build enforces that purity
+//! (the scaler re-exports it as `tidal_scaler::engine`).
 //!
 //! - [`types`]: the serde types going in and out.
 //! - [`replica_calc`]: the HPA replica calculator (`replica_calculator.go`).
@@ -18,6 +20,11 @@ pub mod lag;
 pub mod replica_calc;
 pub mod types;
 pub mod vertical;
+
+/// A small deterministic generator for property tests (here and in the scaler's controller
+/// tests); not part of the engine's API.
+#[doc(hidden)]
+pub mod test_rng;
 
 pub use formula::{CompiledFormula, Formula, FormulaError};
 pub use horizontal::{InputError, decide, desired, desired_with_formula, validate};

@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tidal_scaler::engine::formula::{Formula, Inputs, MetricValues};
-use tidal_scaler::engine::horizontal::desired_with_formula;
-use tidal_scaler::engine::types::{
+use tidal_engine::formula::{Formula, Inputs, MetricValues};
+use tidal_engine::horizontal::desired_with_formula;
+use tidal_engine::types::{
     Behavior, ConditionStatus, Container, ControllerSettings, KafkaDetail, KafkaLag, MetricSource,
     MetricSpec, MetricTarget, Observation, Pod, PodPhase, ReadyCondition, Recommendation,
     ScaleEvent, Spec, State, TargetType,
 };
-use tidal_scaler::engine::vertical::{
+use tidal_engine::vertical::{
     HorizontalTarget, ModelConfig, Resource, Resources, VerticalConfig, VerticalState,
 };
 
@@ -134,23 +134,14 @@ fn input() -> (Spec, State, Vec<Observation>) {
 fn bench(c: &mut Criterion) {
     let (spec, state, obs) = input();
     c.bench_function("horizontal::desired 100 pods 3 metrics", |b| {
-        b.iter(|| {
-            tidal_scaler::engine::desired(black_box(&spec), black_box(&state), black_box(&obs), NOW)
-        })
+        b.iter(|| tidal_engine::desired(black_box(&spec), black_box(&state), black_box(&obs), NOW))
     });
     for keep in ["cpu", "rps", "lag"] {
         let mut s1 = spec.clone();
         s1.metrics.retain(|m| m.name == keep);
         let o1: Vec<_> = obs.iter().filter(|o| o.metric == keep).cloned().collect();
         c.bench_function(&format!("horizontal::desired 100 pods {keep} only"), |b| {
-            b.iter(|| {
-                tidal_scaler::engine::desired(
-                    black_box(&s1),
-                    black_box(&state),
-                    black_box(&o1),
-                    NOW,
-                )
-            })
+            b.iter(|| tidal_engine::desired(black_box(&s1), black_box(&state), black_box(&o1), NOW))
         });
     }
 }
@@ -315,7 +306,7 @@ fn bench_fleet(c: &mut Criterion) {
             b.iter(|| {
                 let mut scaled = 0usize;
                 for (spec, _, state, obs) in &fleet {
-                    let d = tidal_scaler::engine::desired(
+                    let d = tidal_engine::desired(
                         black_box(spec),
                         black_box(state),
                         black_box(obs),
@@ -352,7 +343,7 @@ fn bench_vertical(c: &mut Criterion) {
     }
     let cfg = VerticalConfig::default();
     let mv = VerticalConfig {
-        estimator: tidal_scaler::engine::vertical::EstimatorKind::MeanVariance,
+        estimator: tidal_engine::vertical::EstimatorKind::MeanVariance,
         ..VerticalConfig::default()
     };
     let hpa = [HorizontalTarget {

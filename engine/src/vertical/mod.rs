@@ -112,7 +112,7 @@ pub(crate) fn non_negative(field: impl Fn() -> String, v: f64) -> Result<f64, Ve
 }
 
 /// An [`VerticalError::Invalid`].
-pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> VerticalError {
+pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> VerticalError {
     VerticalError::Invalid {
         field: field.into(),
         problem: problem.into(),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::engine::vertical::histogram_options::{EPSILON, HistogramOptions};
+use crate::vertical::histogram_options::{EPSILON, HistogramOptions};
 
 /// `valueEpsilon`, `weightEpsilon` of histogram_test.go.
 const VALUE_EPSILON: f64 = 1e-15;
