@@ -15,6 +15,7 @@
 
 pub mod gate;
 pub mod observe;
+mod plan;
 pub mod pod_index;
 pub mod round;
 pub mod status_queue;
@@ -43,7 +44,6 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::actuators::checkpoint::CheckpointWrite;
-use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
 use crate::api::ConditionType;
@@ -55,9 +55,7 @@ use crate::api::{
 use crate::engine::types::{self as engine, NextState};
 use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
-use crate::metrics::{
-    ConditionLabels, MetricLabels, Outcome, PolicyLabels, ScaleLabels, StateLabels,
-};
+use crate::metrics::{ConditionLabels, Outcome, PolicyLabels, StateLabels};
 use crate::readiness::CRD_INSTALL;
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
@@ -1065,178 +1063,71 @@ impl Controller {
             history: history.as_ref(),
             gathered,
         };
-        let started = Instant::now();
-        let (state, mut d) = decide(
-            &p.spec,
-            &compiled,
-            &facts,
-            self.settings.sample_window_seconds,
-            now,
-        );
-        metrics
-            .decision_duration
-            .observe(started.elapsed().as_secs_f64());
-
         let old = base_status(
             self.states.get(&key).and_then(|st| st.written.as_deref()),
             p,
         );
-        // A gate that holds on purpose says so in ScalingActive (and so in Ready), set with
-        // the engine's conditions so their transition times compare with the last status.
-        let mut warning: Option<(&'static str, String)> = None;
-        if let Some((reason, message)) = gate.holding(&p.spec.target_ref) {
-            if matches!(gate, Gate::Conflict(_)) {
-                warning = Some((reason, message.clone()));
-            }
-            d.conditions
-                .retain(|c| c.kind != engine::ConditionType::ScalingActive);
-            d.conditions.push(engine::Condition {
-                kind: engine::ConditionType::ScalingActive,
-                status: false,
-                reason: reason.into(),
-                message,
-            });
-            d.conditions.sort_by_key(|c| c.kind);
+        let started = Instant::now();
+        let planned = plan::plan(&plan::PlanInput {
+            policy: p,
+            compiled: &compiled,
+            gate: &gate,
+            facts,
+            old: &old,
+            sample_window_seconds: self.settings.sample_window_seconds,
+            now,
+        });
+        metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        let policy_name = format!("{ns}/{name}");
+        if planned.outcome == Outcome::NotApplied {
+            let d = &planned.decision;
+            tracing::info!(policy = %policy_name, from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
         }
-        let mut status = old.clone();
-        status.record_decision(&d, &compiled.spec, &now_t);
-        status.observed_generation = p.metadata.generation;
-        let mut next = d.next.clone();
-        // The target was scaled this cycle: the checkpoint (with this scale event) is written
-        // with priority, so a new leader cannot miss it.
-        let mut scaled = false;
-        // What the gate lets this cycle write: the decision, a paused count, or nothing.
-        let write_to = match &gate {
-            g if g.writes() => d.rescale.then_some(d.desired_replicas),
-            Gate::Paused { replicas: Some(n) } => (target.observed.replicas != *n).then_some(*n),
-            _ => None,
-        };
-        let paused_write = matches!(gate, Gate::Paused { .. }) && write_to.is_some();
-        // What this evaluation came to, counted per policy below.
-        let mut outcome = if d.rescale && !gate.writes() {
-            Outcome::NotApplied
-        } else {
-            Outcome::Unchanged
-        };
-        if d.rescale && !gate.writes() {
-            // Not the decision's write: the engine's history must not count it.
-            next.scale_events = state.scale_events.clone();
-            if let Some(ld) = status.last_decision.as_mut() {
-                ld.reasons.push(format!(
-                    "{}: would scale {} -> {} (not applied)",
-                    gate.label(),
-                    d.current_replicas,
-                    d.desired_replicas
-                ));
-            }
-            tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
-        }
-        if let Some(to) = write_to {
-            let from = target.observed.replicas;
-            {
-                match self.writer.scale(&target.scale, &target.observed, to).await {
+        let applied = match &planned.scale {
+            Some(intent) => {
+                let applied =
+                    plan::apply(intent, &target.scale, &target.observed, p, &self.writer).await;
+                let (from, to) = (intent.from, intent.to);
+                match &applied.scale {
                     Ok(ScaleOutcome::Applied { attempts }) => {
                         report.scaled += 1;
-                        scaled = true;
-                        status.last_scale_time = Some(now_t.clone());
-                        let direction = if to > from { "up" } else { "down" };
-                        outcome = if to > from {
-                            Outcome::ScaledUp
-                        } else {
-                            Outcome::ScaledDown
-                        };
-                        metrics
-                            .scale_events
-                            .get_or_create(&ScaleLabels {
-                                namespace: ns.clone(),
-                                policy: name.clone(),
-                                direction,
-                            })
-                            .inc();
-                        let reason = if paused_write {
-                            format!("paused at {to} replicas ({})", gate::PAUSED_REPLICAS)
-                        } else {
-                            d.rescale_reason.clone().unwrap_or_default()
-                        };
-                        tracing::info!(policy = %format!("{ns}/{name}"), from, to, attempts, %reason, "scaled");
-                        if let Err(e) = self
-                            .writer
-                            .event(
-                                &p.object_ref(&()),
-                                false,
-                                "SuccessfulRescale",
-                                // The recorder aggregates Events by action and reason, keeping
-                                // the first note: one action per size keeps each note true.
-                                &format!("ScaleTo{to}"),
-                                rescale_note(to, &reason),
-                            )
-                            .await
-                        {
-                            metrics.error(e.label());
-                            tracing::warn!(error = %e, "event not recorded");
-                        }
+                        tracing::info!(policy = %policy_name, from, to, attempts, reason = %intent.reason, "scaled");
                     }
-                    Ok(ScaleOutcome::Unchanged) => outcome = Outcome::Unchanged,
-                    Err(e @ ActuateError::Superseded { .. }) => {
-                        // Someone else scaled the target since the decision read it: hold
-                        // this cycle (no scale event, no lastScaleTime, no warning) and
-                        // decide again at the next tick from the new count.
-                        metrics.error(e.label());
-                        outcome = Outcome::NotApplied;
-                        next.scale_events = state.scale_events.clone();
-                        superseded(&mut status, from, &e);
-                        if let Some(st) = self.states.get_mut(&key) {
-                            st.next_due = Instant::now();
-                        }
-                        tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: superseded by another writer");
-                    }
-                    Err(e @ ActuateError::NotLeader { .. }) => {
-                        // The Lease lapsed before (or between) the attempts: nothing was
-                        // written, and a follower neither warns nor claims anything.
-                        metrics.error(e.label());
-                        outcome = Outcome::NotApplied;
-                        next.scale_events = state.scale_events.clone();
-                        tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: leadership lost");
-                    }
+                    Ok(ScaleOutcome::Unchanged) => {}
                     Err(e) => {
-                        report.failures += 1;
                         metrics.error(e.label());
-                        outcome = Outcome::Failed;
-                        metrics.policy_error(&ns, &name, "FailedRescale");
-                        next.scale_events = state.scale_events.clone();
-                        warning = Some(("FailedRescale", e.to_string()));
-                        let mut conds = d.conditions.clone();
-                        for c in &mut conds {
-                            if c.kind == engine::ConditionType::AbleToScale {
-                                c.status = false;
-                                c.reason = "FailedUpdateScale".into();
-                                c.message = format!(
-                                    "the scaler was unable to update the target scale: {e}"
-                                );
+                        match e {
+                            ActuateError::Superseded { .. } => {
+                                tracing::info!(policy = %policy_name, error = %e, "holding: superseded by another writer")
                             }
+                            ActuateError::NotLeader { .. } => {
+                                tracing::info!(policy = %policy_name, error = %e, "holding: leadership lost")
+                            }
+                            _ => report.failures += 1,
                         }
-                        status.conditions = old.conditions.clone();
-                        status.set_conditions(&conds, &now_t);
                     }
                 }
+                if let Some(e) = &applied.event {
+                    metrics.error(e.label());
+                    tracing::warn!(error = %e, "event not recorded");
+                }
+                Some(applied.scale)
             }
-        }
-        if let Gate::TakenOver(other) = &gate
-            && let Some(ld) = status.last_decision.as_mut()
+            None => None,
+        };
+        let mut settled = plan::settle(planned, applied.as_ref(), &gate, p, &old, &now_t);
+        if settled.decide_again
+            && let Some(st) = self.states.get_mut(&key)
         {
-            ld.reasons.push(format!(
-                "took over {other} ({}: {})",
-                gate::TAKE_OVER,
-                other.key()
-            ));
+            st.next_due = Instant::now();
         }
-        if let Some(note) = p.spec.vertical.as_ref().and_then(|v| v.mode.deprecation())
-            && let Some(ld) = status.last_decision.as_mut()
-        {
-            ld.reasons.push(note.to_string());
-        }
-        let next = compact(&next);
-        status.checkpoint = Some(Checkpoint::from_engine(&next));
+        let (mut status, next, scaled) = (
+            std::mem::take(&mut settled.status),
+            std::mem::take(&mut settled.next),
+            settled.scaled,
+        );
         if let Some((mode, config)) = &compiled.vertical {
             // Held (paused, another autoscaler, dry run): recommend, change no request.
             let mode = match mode {
@@ -1299,48 +1190,12 @@ impl Controller {
             }
         }
 
-        // One count per reason per evaluation, however many metrics failed with it.
-        let failed_metrics: BTreeSet<&str> = d
-            .proposals
-            .iter()
-            .filter_map(|p| p.invalid_reason.as_deref())
-            .collect();
-        for reason in failed_metrics {
-            metrics.policy_error(&ns, &name, reason);
-        }
-        metrics.decision(&ns, &name, outcome);
-        metrics
-            .current_replicas
-            .get_or_create(&labels)
-            .set(i64::from(d.current_replicas));
-        metrics
-            .desired_replicas
-            .get_or_create(&labels)
-            .set(i64::from(d.desired_replicas));
-        for (prop, m) in d.proposals.iter().zip(&compiled.spec.metrics) {
-            let ml = MetricLabels {
-                namespace: ns.clone(),
-                policy: name.clone(),
-                metric: prop.metric.clone(),
-            };
-            let (value, target) = metric_value_and_target(prop, m);
-            match value {
-                Some(v) => {
-                    metrics.metric_value.get_or_create(&ml).set(v);
-                }
-                None => {
-                    metrics.metric_value.remove(&ml);
-                }
-            }
-            if let Some(t) = target {
-                metrics.metric_target.get_or_create(&ml).set(t);
-            }
-        }
+        plan::publish(&metrics, &labels, &settled, &compiled.spec);
 
         if let Some(st) = self.states.get_mut(&key) {
             st.history = Some(next);
         }
-        if let Some((reason, msg)) = warning {
+        if let Some((reason, msg)) = settled.warning {
             self.warn_once(p, reason, msg).await;
         } else if let Some(st) = self.states.get_mut(&key) {
             st.warned = None;
@@ -1762,29 +1617,6 @@ impl Controller {
             scaled,
             refresh,
         );
-    }
-}
-
-/// The value and target of a proposal in one unit: utilization as a ratio of the request
-/// (0.8 for 80%), everything else in base units.
-fn metric_value_and_target(
-    p: &engine::Proposal,
-    m: &engine::MetricSpec,
-) -> (Option<f64>, Option<f64>) {
-    let cur = p.current.as_ref();
-    match m.target.kind {
-        engine::TargetType::Utilization => (
-            cur.and_then(|c| c.average_utilization)
-                .map(|u| f64::from(u) / 100.0),
-            m.target.average_utilization.map(|u| f64::from(u) / 100.0),
-        ),
-        engine::TargetType::AverageValue => (
-            cur.and_then(|c| c.average_value.or(c.value)),
-            m.target
-                .average_value
-                .or_else(|| m.kafka_lag.as_ref().map(|k| k.lag_per_replica)),
-        ),
-        engine::TargetType::Value => (cur.and_then(|c| c.value), m.target.value),
     }
 }
 
