@@ -17,6 +17,7 @@ pub mod gate;
 pub mod observe;
 mod plan;
 pub mod pod_index;
+mod requests;
 pub mod round;
 pub mod status_queue;
 pub mod target;
@@ -25,6 +26,8 @@ pub mod vertical;
 
 #[cfg(test)]
 mod decide_tests;
+#[cfg(test)]
+mod fake;
 #[cfg(test)]
 mod gate_tests;
 
@@ -64,6 +67,7 @@ use crate::sources::{PodKey, PodUsage, SourceError};
 use gate::Gate;
 use observe::Gathered;
 use pod_index::PodIndex;
+use requests::{AfterCheckpoint, VerticalWriteFailure};
 
 /// The watch caches' pods and HPAs, indexed once per cycle (or per finished round) for every
 /// policy evaluated then.
@@ -294,15 +298,6 @@ fn spread_share(namespace: &str, name: &str) -> f64 {
     let mut h = std::hash::DefaultHasher::new();
     (namespace, name).hash(&mut h);
     (h.finish() % 1000) as f64 / 1000.0
-}
-
-/// A vertical write (`InPlace` resize, `Template` patch) that failed: the condition's reason
-/// and message (the [`ActuateError`], which names the object, the verb and, for a 403, the
-/// overlay that grants the right).
-#[derive(Debug, Clone, PartialEq)]
-struct VerticalWriteFailure {
-    reason: &'static str,
-    message: String,
 }
 
 /// Sets `AbleToScale=False` for a failed vertical write. The CRD's condition types are the
@@ -1363,12 +1358,13 @@ impl Controller {
             } else {
                 CheckpointWrite::Create
             };
-            match self.writer.checkpoint(p, &checkpoint, stamp, how).await {
-                Ok(()) => {
+            let written = self.writer.checkpoint(p, &checkpoint, stamp, how).await;
+            match requests::after_checkpoint(how, &written) {
+                AfterCheckpoint::Stored => {
                     st.checkpoint_in_status = false;
                     st.checkpoint_stored = true;
                 }
-                Err(ActuateError::Conflict { .. }) if how == CheckpointWrite::Create => {
+                AfterCheckpoint::Reread => {
                     // One exists that the read did not see: read it again next cycle rather
                     // than replace it (the status keeps this cycle's copy meanwhile).
                     tracing::warn!(
@@ -1379,15 +1375,17 @@ impl Controller {
                     st.checkpoint_in_status = true;
                     st.vertical = None;
                 }
-                Err(e) => {
-                    metrics.error(e.label());
-                    tracing::warn!(
-                        policy = %format!("{ns}/{}", p.name_any()),
-                        error = %e,
-                        "vertical checkpoint not written: kept in the policy's status meanwhile \
-                         (is the ScalingPolicyCheckpoint CRD of {CRD_INSTALL} installed?)"
-                    );
-                    st.checkpoint_in_status = !matches!(e, ActuateError::NotLeader { .. });
+                after @ (AfterCheckpoint::InStatus | AfterCheckpoint::NotLeader) => {
+                    if let Err(e) = &written {
+                        metrics.error(e.label());
+                        tracing::warn!(
+                            policy = %format!("{ns}/{}", p.name_any()),
+                            error = %e,
+                            "vertical checkpoint not written: kept in the policy's status meanwhile \
+                             (is the ScalingPolicyCheckpoint CRD of {CRD_INSTALL} installed?)"
+                        );
+                    }
+                    st.checkpoint_in_status = after == AfterCheckpoint::InStatus;
                 }
             }
         }
@@ -1407,83 +1405,23 @@ impl Controller {
             // Between rounds, the last round's failure still stands.
             return Ok((status_recs, checkpoint, st.vertical_failed.clone()));
         }
-        let min = self.settings.vertical_min_samples;
-        let mut applied = false;
-        let mut failed: Option<VerticalWriteFailure> = None;
-        match mode {
-            VerticalMode::Template => {
-                if let Some(w) = &target.workload
-                    && let Some(t) = w.template()
-                {
-                    let current = vertical::template_requests(t);
-                    let changes = vertical::changes(&current, &recs, min);
-                    if !changes.is_empty() {
-                        let note = vertical::describe(&current, &changes);
-                        match self
-                            .writer
-                            .patch_template(w.kind(), &ns, &target.scale.name, &changes)
-                            .await
-                        {
-                            Ok(()) => {
-                                applied = true;
-                                tracing::info!(policy = %format!("{ns}/{}", p.name_any()), %note, "template requests changed");
-                                self.event(p, false, "UpdatedTemplateRequests", note).await;
-                            }
-                            Err(e) => {
-                                metrics.error(e.label());
-                                self.event(p, true, "FailedUpdateRequests", e.to_string())
-                                    .await;
-                                failed = Some(VerticalWriteFailure {
-                                    reason: "FailedUpdateRequests",
-                                    message: e.to_string(),
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-            VerticalMode::InPlace => {
-                for pod in pods {
-                    if pod.metadata.deletion_timestamp.is_some() {
-                        continue;
-                    }
-                    let current: BTreeMap<String, crate::engine::vertical::Resources> = pod
-                        .spec
-                        .iter()
-                        .flat_map(|s| s.containers.iter())
-                        .map(|c| (c.name.clone(), vertical::requests_of(c)))
-                        .collect();
-                    let changes = vertical::changes(&current, &recs, min);
-                    if changes.is_empty() {
-                        continue;
-                    }
-                    let note = format!(
-                        "{}: {}",
-                        pod.name_any(),
-                        vertical::describe(&current, &changes)
-                    );
-                    match self.writer.resize_pod(&ns, &pod.name_any(), &changes).await {
-                        Ok(()) => {
-                            applied = true;
-                            tracing::info!(policy = %format!("{ns}/{}", p.name_any()), %note, "resized in place");
-                            self.event(p, false, "ResizedInPlace", note).await;
-                        }
-                        Err(e) => {
-                            metrics.error(e.label());
-                            let message = format!("{}: {e}", pod.name_any());
-                            self.event(p, true, "FailedResize", message.clone()).await;
-                            // The first refused pod speaks for the others (same verb, same
-                            // cause, usually).
-                            failed.get_or_insert(VerticalWriteFailure {
-                                reason: "FailedResize",
-                                message,
-                            });
-                        }
-                    }
-                }
-            }
-            VerticalMode::Off | VerticalMode::Recommend => {}
+        let writes = vertical::request_writes(
+            mode,
+            target.workload.as_ref(),
+            &target.scale.name,
+            pods,
+            &recs,
+            self.settings.vertical_min_samples,
+        );
+        let done = requests::apply_requests(&writes, &ns, p, &self.writer).await;
+        for e in &done.write_errors {
+            metrics.error(e.label());
         }
+        for e in &done.event_errors {
+            metrics.error(e.label());
+            tracing::warn!(error = %e, "event not recorded");
+        }
+        let (applied, failed) = (done.applied, done.failed);
         if let Some(st) = self.states.get_mut(&key) {
             if applied || failed.is_some() {
                 st.vertical_applied_at = Some(Instant::now());
@@ -1495,18 +1433,6 @@ impl Controller {
             metrics.policy_error(&ns, &p.name_any(), f.reason);
         }
         Ok((status_recs, checkpoint, failed))
-    }
-
-    /// Publish an Event on the policy; a failure is counted and logged, never fatal.
-    async fn event(&self, p: &ScalingPolicy, warning: bool, reason: &str, note: String) {
-        if let Err(e) = self
-            .writer
-            .event(&p.object_ref(&()), warning, reason, "Scale", note)
-            .await
-        {
-            self.writer.metrics().error(e.label());
-            tracing::warn!(error = %e, "event not recorded");
-        }
     }
 
     /// Nothing can be decided: keep the replicas, say why in the conditions and one Event.

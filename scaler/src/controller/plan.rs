@@ -21,6 +21,7 @@ use super::gate::{self, Gate};
 use super::{Compiled, Facts, compact, decide, superseded};
 use crate::actuators::events::rescale_note;
 use crate::actuators::replicas::{ObservedScale, ScaleOutcome, ScaleTarget};
+use crate::actuators::resources::{ContainerRequests, TemplateKind};
 use crate::actuators::{ActuateError, Writer};
 use crate::api::{Checkpoint, ScalingPolicy, ScalingPolicyStatus};
 use crate::engine::types::{self as engine, NextState, ScaleEvent};
@@ -46,6 +47,23 @@ pub(super) trait Actuate {
         action: &str,
         note: String,
     ) -> Result<(), ActuateError>;
+
+    /// Resize one running pod in place (`pods/<name>/resize`).
+    async fn resize_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        changes: &[ContainerRequests],
+    ) -> Result<(), ActuateError>;
+
+    /// Patch the requests of a workload's pod template.
+    async fn patch_template(
+        &self,
+        kind: TemplateKind,
+        namespace: &str,
+        name: &str,
+        changes: &[ContainerRequests],
+    ) -> Result<(), ActuateError>;
 }
 
 impl Actuate for Writer {
@@ -67,6 +85,25 @@ impl Actuate for Writer {
         note: String,
     ) -> Result<(), ActuateError> {
         Writer::event(self, regarding, warning, reason, action, note).await
+    }
+
+    async fn resize_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        changes: &[ContainerRequests],
+    ) -> Result<(), ActuateError> {
+        Writer::resize_pod(self, namespace, pod, changes).await
+    }
+
+    async fn patch_template(
+        &self,
+        kind: TemplateKind,
+        namespace: &str,
+        name: &str,
+        changes: &[ContainerRequests],
+    ) -> Result<(), ActuateError> {
+        Writer::patch_template(self, kind, namespace, name, changes).await
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`apply`] runs against a recording fake of [`Actuate`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,6 +14,7 @@ use serde_json::json;
 use super::*;
 use crate::actuators::Grant;
 use crate::api::{ConditionStatus, ConditionType};
+use crate::controller::fake::Recorder;
 use crate::controller::gate::Other;
 use crate::controller::observe::Gathered;
 use crate::controller::{compile, time_of};
@@ -390,58 +391,6 @@ fn a_deprecated_vertical_mode_is_named_in_the_reasons() {
     );
 }
 
-/// The writes [`apply`] asked for, in order, with scripted answers.
-struct Recorder {
-    scale: Result<ScaleOutcome, ActuateError>,
-    event: Result<(), ActuateError>,
-    calls: Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    fn new(scale: Result<ScaleOutcome, ActuateError>, event: Result<(), ActuateError>) -> Self {
-        Self {
-            scale,
-            event,
-            calls: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().expect("calls").clone()
-    }
-}
-
-impl Actuate for Recorder {
-    async fn scale(
-        &self,
-        target: &ScaleTarget,
-        observed: &ObservedScale,
-        to: i32,
-    ) -> Result<ScaleOutcome, ActuateError> {
-        self.calls.lock().expect("calls").push(format!(
-            "scale {} from {} to {to}",
-            target.describe(),
-            observed.replicas
-        ));
-        self.scale.clone()
-    }
-
-    async fn event(
-        &self,
-        regarding: &ObjectReference,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) -> Result<(), ActuateError> {
-        self.calls.lock().expect("calls").push(format!(
-            "event {} {warning} {reason} {action}: {note}",
-            regarding.name.as_deref().unwrap_or_default()
-        ));
-        self.event.clone()
-    }
-}
-
 fn web() -> (ScaleTarget, ObservedScale) {
     (
         ScaleTarget {
@@ -515,4 +464,3 @@ async fn a_failed_event_does_not_undo_the_scale() {
     assert!(s.scaled && !s.failed);
     assert_eq!(s.warning, None);
 }
-

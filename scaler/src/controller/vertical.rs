@@ -12,8 +12,10 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use kube::ResourceExt;
 
-use crate::actuators::resources::ContainerRequests;
+use crate::actuators::resources::{ContainerRequests, TemplateKind};
+use crate::api::VerticalMode;
 use crate::api::parse_quantity;
+use crate::controller::target::Workload;
 use crate::engine::types as engine;
 use crate::engine::vertical::{
     ContainerRecommendation, Resource, Resources, VerticalConfig, VerticalError, VerticalState,
@@ -221,6 +223,74 @@ pub fn changes(
             change_for(&rec.container, now, rec, min_samples)
         })
         .collect()
+}
+
+/// One write of container requests that a round of `InPlace` or `Template` makes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestWrite {
+    /// Patch the workload's pod template (`Template`).
+    Template {
+        kind: TemplateKind,
+        name: String,
+        changes: Vec<ContainerRequests>,
+        /// The Event's note (`app: cpu 100m -> 250m`).
+        note: String,
+    },
+    /// Resize one running pod (`InPlace`).
+    Resize {
+        pod: String,
+        changes: Vec<ContainerRequests>,
+        /// The Event's note, with the pod's name first.
+        note: String,
+    },
+}
+
+/// The writes of one round (pure): `Template` patches the workload's template when one of its
+/// containers' requests lies outside the bounds; `InPlace` resizes each such pod that is not
+/// terminating; any other mode writes nothing.
+pub fn request_writes(
+    mode: VerticalMode,
+    workload: Option<&Workload>,
+    target_name: &str,
+    pods: &[&Arc<Pod>],
+    recs: &[ContainerRecommendation],
+    min_samples: u64,
+) -> Vec<RequestWrite> {
+    match mode {
+        VerticalMode::Template => workload
+            .and_then(|w| Some((w.kind(), w.template()?)))
+            .and_then(|(kind, t)| {
+                let current = template_requests(t);
+                let changes = changes(&current, recs, min_samples);
+                (!changes.is_empty()).then(|| RequestWrite::Template {
+                    kind,
+                    name: target_name.to_string(),
+                    note: describe(&current, &changes),
+                    changes,
+                })
+            })
+            .into_iter()
+            .collect(),
+        VerticalMode::InPlace => pods
+            .iter()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+            .filter_map(|pod| {
+                let current: BTreeMap<String, Resources> = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.containers.iter())
+                    .map(|c| (c.name.clone(), requests_of(c)))
+                    .collect();
+                let changes = changes(&current, recs, min_samples);
+                (!changes.is_empty()).then(|| RequestWrite::Resize {
+                    pod: pod.name_any(),
+                    note: format!("{}: {}", pod.name_any(), describe(&current, &changes)),
+                    changes,
+                })
+            })
+            .collect(),
+        VerticalMode::Off | VerticalMode::Recommend => Vec::new(),
+    }
 }
 
 /// One line per change, for the Event (`app: cpu 100m -> 250m`).
