@@ -30,6 +30,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Decide once, offline: read a policy, state and observations as JSON, print the decision.
     Decide(OfflineArgs),
+    /// Recommend container requests once, offline: read a policy's `spec.vertical`, usage
+    /// samples and OOM kills as JSON, print the vertical recommendation as JSON.
+    Recommend(RecommendArgs),
     /// Replay a load trace (CSV) through a workload model and the engine, for Tidal and,
     /// with `--compare`, for the HPA and KEDA; report SLO violations and replica-seconds.
     Simulate(Box<SimulateArgs>),
@@ -250,6 +253,18 @@ pub struct OfflineArgs {
     /// JSON input file ("-" for standard input).
     #[arg(long, env = "TIDAL_SCALER_INPUT", default_value = "-")]
     pub input: PathBuf,
+}
+
+/// `tidal-scaler recommend` (`crate::recommend`, `docs/decide.md`).
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    /// JSON input file ("-" for standard input).
+    #[arg(long, env = "TIDAL_SCALER_INPUT", default_value = "-")]
+    pub input: PathBuf,
+    /// Also write the history (a vertical checkpoint) to this file, to pass back as the
+    /// `checkpoint` of a later input.
+    #[arg(long, env = "TIDAL_SCALER_CHECKPOINT_OUTPUT")]
+    pub checkpoint_output: Option<PathBuf>,
 }
 
 /// `tidal-scaler import` (`crate::import`).

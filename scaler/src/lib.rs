@@ -2,7 +2,8 @@
 //! (used by `decide`, `simulate`, the controller and the tests), the [`sources`] of metric
 //! data, the [`actuators`] (the only writers to the API server), the [`controller`] loop, its
 //! self-[`metrics`] and HTTP [`server`], the offline replay of load traces in [`simulate`], the
-//! SVG charts of [`plot`], and the command-line definition in [`cli`].
+//! SVG charts of [`plot`], the offline vertical recommender of [`recommend`], and the
+//! command-line definition in [`cli`].
 
 pub mod actuators;
 pub mod api;
@@ -15,6 +16,7 @@ pub mod kube_client;
 pub mod metrics;
 pub mod plot;
 pub mod readiness;
+pub mod recommend;
 pub mod run;
 pub mod server;
 pub mod simulate;

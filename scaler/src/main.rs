@@ -1,6 +1,7 @@
 //! `tidal-scaler`: the central controller (see `docs/design.md`).
 //!
 //! Subcommands: `run` (the controller), `decide` (the pure engine, offline, on JSON),
+//! `recommend` (the vertical recommender, offline, on JSON),
 //! `simulate` (a load trace replayed through a workload model and the engine, against the HPA
 //! and KEDA), `plot` (a CSV as an SVG chart), `import` (HPAs and ScaledObjects to policies)
 //! and `crdgen` (prints the CRD).
@@ -16,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     tidal_core::process::init_tracing(tidal_core::process::LogTo::Stderr, cli.log_format);
     match cli.command {
         cli::Command::Decide(args) => decide(&args),
+        cli::Command::Recommend(args) => recommend(&args),
         cli::Command::Run(args) => run(*args),
         cli::Command::Simulate(args) => simulate(&args),
         cli::Command::Crdgen => crdgen(),
@@ -99,6 +101,25 @@ fn decide(args: &cli::OfflineArgs) -> anyhow::Result<()> {
         serde_json::from_str(&text).with_context(|| format!("parsing {source} as decide input"))?;
     let decision = engine::decide(&input).context("invalid input")?;
     let out = serde_json::to_string_pretty(&decision).context("encoding the decision")?;
+    println!("{out}");
+    Ok(())
+}
+
+/// `recommend`: read one [`tidal_scaler::recommend::Input`] as JSON, print the
+/// recommendation as JSON (and write the history with `--checkpoint-output`).
+fn recommend(args: &cli::RecommendArgs) -> anyhow::Result<()> {
+    use tidal_scaler::recommend;
+    let (text, source) = read_input(&args.input)?;
+    let input =
+        recommend::parse(&text).with_context(|| format!("parsing {source} as recommend input"))?;
+    let outcome = recommend::run(&input).context("invalid input")?;
+    if let Some(path) = &args.checkpoint_output {
+        let cp =
+            serde_json::to_string_pretty(&outcome.checkpoint).context("encoding the checkpoint")?;
+        std::fs::write(path, cp + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    let out =
+        serde_json::to_string_pretty(&outcome.output).context("encoding the recommendation")?;
     println!("{out}");
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `tidal-scaler decide` on the example in `docs/decide.md` prints the documented output, and
-//! rejects invalid input naming the field.
+//! `tidal-scaler decide` and `tidal-scaler recommend` on the examples in `docs/decide.md` print
+//! the documented output, and reject invalid input naming the field.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -23,9 +23,15 @@ fn json_after(doc: &str, heading: &str) -> serde_json::Value {
 }
 
 fn run(stdin: &str) -> std::process::Output {
+    run_command(&["decide", "--input", "-"], stdin)
+}
+
+/// The binary with `args`, `stdin` written to it.
+fn run_command(args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidal-scaler"))
-        .args(["decide", "--input", "-"])
+        .args(args)
         .env_remove("TIDAL_SCALER_INPUT")
+        .env_remove("TIDAL_SCALER_CHECKPOINT_OUTPUT")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -84,4 +90,71 @@ fn simulate_without_flags_names_the_required_ones() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--trace"), "{stderr}");
+}
+
+/// `recommend` on its example input file (`scaler/tests/fixtures/recommend.json`, the input shown
+/// in `docs/decide.md`) prints the documented output and writes the history it was asked for.
+#[test]
+fn recommend_example_file_produces_documented_output() {
+    let doc = doc();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/recommend.json");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("the fixture is readable"))
+            .expect("the fixture is JSON");
+    assert_eq!(
+        file,
+        json_after(&doc, "### Recommend example input"),
+        "docs/decide.md shows the fixture"
+    );
+    let history = std::env::temp_dir().join(format!("tidal-recommend-{}.json", std::process::id()));
+    let history_arg = history.to_str().expect("a UTF-8 temporary path");
+    let out = run_command(
+        &[
+            "recommend",
+            "--input",
+            fixture,
+            "--checkpoint-output",
+            history_arg,
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "recommend failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(got, json_after(&doc, "### Recommend example output"));
+    assert_eq!(got["recommendations"][0]["target"]["memory"], "671088640");
+    assert_eq!(got["ooms"][0]["recordedMemoryBytes"], 644245094.0);
+    let written = std::fs::read_to_string(&history).expect("the checkpoint is written");
+    std::fs::remove_file(&history).expect("the checkpoint is removed");
+    let checkpoint: serde_json::Value = serde_json::from_str(&written).expect("it is JSON");
+    assert_eq!(checkpoint["containers"]["app"]["total_samples"], 6);
+}
+
+#[test]
+fn recommend_invalid_input_names_the_field() {
+    let mut input = json_after(&doc(), "### Recommend example input");
+    input["samples"][3]["memoryBytes"] = serde_json::json!(-1);
+    let out = run_command(&["recommend", "--input", "-"], &input.to_string());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("samples[3].memoryBytes: -1 must not be negative"),
+        "stderr: {stderr}"
+    );
+
+    let mut input = json_after(&doc(), "### Recommend example input");
+    input["vertical"]["containerPolicies"][1]["controlledResources"] = serde_json::json!(["gpu"]);
+    let out = run_command(&["recommend"], &input.to_string());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "vertical.containerPolicies[1].controlledResources[0]: unknown variant `gpu`"
+        ),
+        "stderr: {stderr}"
+    );
 }

@@ -28,8 +28,8 @@ pub trait Aggregator {
 /// Why an OOM was not recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OomRejected {
-    /// Older than the start of the previous interval (`OOM event will be discarded - it is
-    /// too old`).
+    /// More than an aggregation interval before the last memory sample (`OOM event will be
+    /// discarded - it is too old`).
     TooOld,
     /// The artificial sample was invalid (a negative amount).
     Invalid,
@@ -118,7 +118,13 @@ impl InstanceState {
         model: &ModelConfig,
     ) -> Result<i64, OomRejected> {
         let interval = model.memory_aggregation_interval_seconds;
-        if self.window_end.is_some_and(|end| at < end - interval) {
+        // Measured from the last memory sample, not from the interval's end, which can lie a
+        // whole interval ahead of it: an OOM seconds before a sample that opened a new
+        // interval is fresh (kubernetes/autoscaler#8548, fixed in VPA 1.8).
+        if self
+            .last_memory_sample
+            .is_some_and(|last| at < last - interval)
+        {
             return Err(OomRejected::TooOld);
         }
         // Omitting the OOM peak keeps repeated OOMs from running away.

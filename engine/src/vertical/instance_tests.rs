@@ -206,6 +206,31 @@ fn record_oom_in_new_window() {
     assert_eq!(c.window_end(), Some(T + 3.0 * INTERVAL));
 }
 
+/// container_test.go `TestRecordOOMFreshOOMNearWindowBoundaryIsNotDiscarded`
+/// (kubernetes/autoscaler#8548): a sample on the next interval's boundary moves the interval's
+/// end a whole interval past it; an OOM one second before that sample is still recorded,
+/// against the new peak: 2000Mi * 1.2.
+#[test]
+fn record_oom_fresh_oom_near_window_boundary_is_not_discarded() {
+    let (mut c, mut r) = (InstanceState::default(), Recorder::default());
+    assert!(c.add_memory_sample(&mut r, 100 * MB, T, false, INTERVAL));
+    assert!(c.add_memory_sample(&mut r, 2000 * MB, T + INTERVAL, false, INTERVAL));
+    let end = T + 2.0 * INTERVAL;
+    assert_eq!(
+        c.record_oom(&mut r, T + INTERVAL - 1.0, 1000 * MB, &model()),
+        Ok(2400 * MB)
+    );
+    assert_eq!(
+        r.calls,
+        vec![
+            add(100 * MB, T + INTERVAL),
+            add(2000 * MB, end),
+            sub(2000 * MB, end),
+            add(2400 * MB, end)
+        ]
+    );
+}
+
 /// container.go `addMemorySample`: a memory sample earlier than the previous one is dropped,
 /// one at the same time is kept; an OOM is processed even when earlier than the last sample.
 #[test]

@@ -61,7 +61,8 @@ pub struct Observed {
 pub enum OomOutcome {
     /// Recorded as a memory sample of this many bytes.
     Recorded { memory_bytes: f64 },
-    /// Older than the previous memory interval: dropped (upstream: "too old").
+    /// More than a memory aggregation interval before the pod's last memory sample: dropped
+    /// (upstream: "too old").
     TooOld,
 }
 
