@@ -99,7 +99,7 @@ def render(entries):
         "the same workload and the same load at the same moments, so the machine's noise "
         "cancels in the ratios; absolute times are noisy (2 shared cores).")
     w("")
-    w("The peers, as the stack runs them (`scripts/stack-peers.sh`, docs/peers.md):")
+    w("The peers, as the stack runs them (`scripts/stack/peers.sh`, docs/peers.md):")
     w(f"- **the HPA**: the kube-controller-manager's own controller ({info.get('kubelet', '?')}), "
       "its defaults (15 s sync period, 10 % tolerance, 5 min CPU initialization period, "
       "scale-up policies 100 % or 4 pods per 15 s), reading `metrics.k8s.io`;")

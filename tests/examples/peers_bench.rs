@@ -6,7 +6,7 @@
 //!
 //! Everything runs on the stack's real node, holding it exclusively (`NodeLock`): Tidal
 //! in-cluster (manifests/overlays/local, applied when missing) and the peers the stack runs
-//! (scripts/stack-peers.sh): metrics-server v0.8.0, the kube-controller-manager's own HPA
+//! (scripts/stack/peers.sh): metrics-server v0.8.0, the kube-controller-manager's own HPA
 //! controller (15 s sync period, its defaults) and KEDA's operator.
 //!
 //! 1. `cpu`: one namespace per autoscaler, each with the same Deployment of real busybox pods

@@ -1,4 +1,4 @@
-//! The peers the stack runs beside Tidal (scripts/stack-peers.sh, issue #15): metrics-server's
+//! The peers the stack runs beside Tidal (scripts/stack/peers.sh, issue #15): metrics-server's
 //! `metrics.k8s.io` API, read through the API server's aggregation layer as the HPA reads it,
 //! and the objects KEDA and the VPA act on.
 

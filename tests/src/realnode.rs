@@ -1,4 +1,4 @@
-//! The stack's real node (scripts/stack-node.sh): pods that a real kubelet starts with
+//! The stack's real node (scripts/stack/node.sh): pods that a real kubelet starts with
 //! containerd and runc, the cgroups the kubelet makes for them, and Tidal installed in-cluster
 //! from manifests/overlays/local.
 //!

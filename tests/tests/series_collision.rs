@@ -1,6 +1,6 @@
 //! Series that collide (issue #16). The stack's Prometheus scrapes the real node's kubelet
 //! cAdvisor as a kube-prometheus-stack does (job `kubelet`, `/metrics/cadvisor`, through the
-//! API server's node proxy: scripts/stack-node.sh) beside the in-cluster agent of
+//! API server's node proxy: scripts/stack/node.sh) beside the in-cluster agent of
 //! manifests/overlays/local (job `tidal-agent`). By default the agent exports none of the names
 //! cAdvisor and node_exporter export, so a query without a `job` filter counts each container
 //! once; the agent's series of the same meaning, under Tidal's names, agree with cAdvisor's.

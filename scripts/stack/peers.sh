@@ -4,7 +4,7 @@
 # stack, default 15 s sync period), KEDA (its operator and its external metrics API server) and
 # the VPA's recommender.
 # Built from the Go module proxy at pinned versions and cached.
-# Sourced by scripts/stack.sh after scripts/stack-node.sh (needs the real node: metrics-server
+# Sourced by scripts/stack.sh after scripts/stack/node.sh (needs the real node: metrics-server
 # reads the kubelet). What each peer runs with, and what differs from its docs: docs/peers.md.
 
 METRICS_SERVER_VERSION=v0.8.0
