@@ -1,4 +1,4 @@
-//! The samplers, one file each: [`node`] (from `/proc`), [`cgroup`] (pods and containers) and
+//! The samplers, one module each: [`node`] (from `/proc`), [`cgroup`] (pods and containers) and
 //! [`kafka_lag`] (consumer lag of the clusters in `--kafka-config`).
 
 pub mod cgroup;
