@@ -10,8 +10,9 @@ use super::*;
 use crate::replica_calc::to_milli;
 use crate::test_rng::Rng;
 use crate::types::{
-    Behavior, ConditionStatus, Container, ControllerSettings, MetricSource, Pod, PodPhase,
-    PolicyType, ReadyCondition, ScalingPolicy, ScalingRules, SelectPolicy,
+    Behavior, ConditionStatus, ConditionType, Container, ControllerSettings, LimitStage,
+    MetricSource, MetricSpec, MetricTarget, Pod, PodPhase, PolicyType, ReadyCondition,
+    Recommendation, ScaleEvent, ScalingPolicy, ScalingRules, SelectPolicy, TargetType,
 };
 
 const NOW: f64 = 1_700_000_000.0;
