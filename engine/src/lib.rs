@@ -7,6 +7,8 @@
 //! - [`behavior`]: stabilization windows and rate policies (`horizontal.go`).
 //! - [`horizontal`]: one decision over all metrics (`horizontal::desired`).
 //! - [`lag`]: Kafka consumer-lag proposals (KEDA's Kafka scaler semantics, capped exactly).
+//! - [`limits`]: the bounds of settings checked in more than one place (the HPA's
+//!   autoscaling/v2 limits, Tidal's `kafkaLag` ones), each with its one message.
 //! - [`formula`]: `spec.formula`, a CEL expression over the metrics.
 //! - [`vertical`]: container requests from usage history (the VPA recommender), with the
 //!   horizontal/vertical coordination rule.
@@ -17,6 +19,7 @@ pub mod behavior;
 pub mod formula;
 pub mod horizontal;
 pub mod lag;
+pub mod limits;
 pub mod replica_calc;
 pub mod types;
 pub mod vertical;

@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::formula::{Formula, FormulaError};
+use crate::limits::{
+    LOOKAHEAD_SECONDS, POLICY_PERIOD_SECONDS, POLICY_VALUE, STABILIZATION_WINDOW_SECONDS,
+};
 use crate::replica_calc::to_milli;
 use crate::types::{Input, MetricSource, MetricSpec, TargetType};
 
@@ -165,8 +168,8 @@ fn validate_kafka_lag(i: usize, m: &MetricSpec) -> Result<(), InputError> {
         finite(|| f(name), p.lookahead_seconds, "setting")?;
         range(
             || f(name),
-            (0.0..=3600.0).contains(&p.lookahead_seconds),
-            "must be between 0 and 3600",
+            LOOKAHEAD_SECONDS.contains_f64(p.lookahead_seconds),
+            LOOKAHEAD_SECONDS.message,
         )?;
     }
     Ok(())
@@ -247,8 +250,8 @@ pub fn validate(input: &Input) -> Result<(), InputError> {
             if let Some(w) = rules.stabilization_window_seconds {
                 range(
                     || f("stabilization_window_seconds"),
-                    (0..=3600).contains(&w),
-                    "must be 0..=3600",
+                    STABILIZATION_WINDOW_SECONDS.contains(w),
+                    STABILIZATION_WINDOW_SECONDS.message,
                 )?;
             }
             if let Some(t) = rules.tolerance {
@@ -258,13 +261,13 @@ pub fn validate(input: &Input) -> Result<(), InputError> {
             for (j, p) in rules.policies.iter().flatten().enumerate() {
                 range(
                     || f(&format!("policies[{j}].value")),
-                    p.value > 0,
-                    "must be greater than 0",
+                    POLICY_VALUE.contains(p.value),
+                    POLICY_VALUE.message,
                 )?;
                 range(
                     || f(&format!("policies[{j}].period_seconds")),
-                    (1..=1800).contains(&p.period_seconds),
-                    "must be 1..=1800",
+                    POLICY_PERIOD_SECONDS.contains(p.period_seconds),
+                    POLICY_PERIOD_SECONDS.message,
                 )?;
             }
         }

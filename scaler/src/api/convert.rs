@@ -24,6 +24,10 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use crate::engine::limits::{
+    COOLDOWN_SECONDS, LOOKAHEAD_SECONDS, PERSISTENT_LAG_WINDOW_SECONDS, POLICY_PERIOD_SECONDS,
+    POLICY_VALUE, STABILIZATION_WINDOW_SECONDS, TARGET_DRAIN_SECONDS,
+};
 use crate::engine::types as engine;
 
 use super::policy::{
@@ -317,36 +321,36 @@ fn check_metric(i: usize, m: &MetricSpec) -> Result<(), SpecError> {
                 "must be at least 0",
             ));
         }
-        if !(1..=3600).contains(&k.persistent_lag_window_seconds) {
+        if !PERSISTENT_LAG_WINDOW_SECONDS.contains(k.persistent_lag_window_seconds) {
             return Err(range(
                 at(".kafkaLag.persistentLagWindowSeconds"),
                 k.persistent_lag_window_seconds,
-                "must be between 1 and 3600",
+                PERSISTENT_LAG_WINDOW_SECONDS.message,
             ));
         }
-        if !(0..=86400).contains(&k.cooldown_seconds) {
+        if !COOLDOWN_SECONDS.contains(k.cooldown_seconds) {
             return Err(range(
                 at(".kafkaLag.cooldownSeconds"),
                 k.cooldown_seconds,
-                "must be between 0 and 86400",
+                COOLDOWN_SECONDS.message,
             ));
         }
         if let Some(p) = &k.predictive
-            && !(1..=86400).contains(&p.target_drain_seconds)
+            && !TARGET_DRAIN_SECONDS.contains(p.target_drain_seconds)
         {
             return Err(range(
                 at(".kafkaLag.predictive.targetDrainSeconds"),
                 p.target_drain_seconds,
-                "must be between 1 and 86400",
+                TARGET_DRAIN_SECONDS.message,
             ));
         }
         if let Some(p) = &k.predictive
-            && !(0..=3600).contains(&p.lookahead_seconds)
+            && !LOOKAHEAD_SECONDS.contains(p.lookahead_seconds)
         {
             return Err(range(
                 at(".kafkaLag.predictive.lookaheadSeconds"),
                 p.lookahead_seconds,
-                "must be between 0 and 3600",
+                LOOKAHEAD_SECONDS.message,
             ));
         }
     }
@@ -493,12 +497,12 @@ fn check_behavior(b: &Behavior) -> Result<(), SpecError> {
         let Some(rules) = rules else { continue };
         let at = |rest: &str| format!("spec.behavior.{dir}.{rest}");
         if let Some(w) = rules.stabilization_window_seconds
-            && !(0..=3600).contains(&w)
+            && !STABILIZATION_WINDOW_SECONDS.contains(w)
         {
             return Err(range(
                 at("stabilizationWindowSeconds"),
                 w,
-                "must be between 0 and 3600",
+                STABILIZATION_WINDOW_SECONDS.message,
             ));
         }
         if let Some(t) = rules.tolerance
@@ -511,18 +515,18 @@ fn check_behavior(b: &Behavior) -> Result<(), SpecError> {
             ));
         }
         for (i, p) in rules.policies.iter().flatten().enumerate() {
-            if p.value < 1 {
+            if !POLICY_VALUE.contains(p.value) {
                 return Err(range(
                     at(&format!("policies[{i}].value")),
                     p.value,
-                    "must be at least 1",
+                    POLICY_VALUE.message,
                 ));
             }
-            if !(1..=1800).contains(&p.period_seconds) {
+            if !POLICY_PERIOD_SECONDS.contains(p.period_seconds) {
                 return Err(range(
                     at(&format!("policies[{i}].periodSeconds")),
                     p.period_seconds,
-                    "must be between 1 and 1800",
+                    POLICY_PERIOD_SECONDS.message,
                 ));
             }
         }

@@ -15,6 +15,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::limits::{
+    COOLDOWN_SECONDS, LOOKAHEAD_SECONDS, PERSISTENT_LAG_WINDOW_SECONDS, POLICY_PERIOD_SECONDS,
+    POLICY_VALUE, STABILIZATION_WINDOW_SECONDS, TARGET_DRAIN_SECONDS,
+};
 use crate::engine::types::{PolicyType, SelectPolicy};
 
 pub use super::bounds::ResourceBounds;
@@ -280,12 +284,12 @@ pub struct KafkaLagMetric {
     /// offset has not moved for this long. Make it at least the consumers' commit interval
     /// (KEDA compares with its previous poll, 30 s by default).
     #[serde(default = "default_persistent_lag_window_seconds")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = PERSISTENT_LAG_WINDOW_SECONDS.min, max = PERSISTENT_LAG_WINDOW_SECONDS.max))]
     pub persistent_lag_window_seconds: i32,
     /// With `minReplicas: 0`: scale to zero only after the lag was at or below
     /// `activationLagThreshold` for this long (KEDA's `cooldownPeriod`).
     #[serde(default = "default_cooldown_seconds")]
-    #[schemars(range(min = 0, max = 86400))]
+    #[schemars(range(min = COOLDOWN_SECONDS.min, max = COOLDOWN_SECONDS.max))]
     pub cooldown_seconds: i32,
     /// Size from the produce and consume rates to drain the backlog in a target time, in one
     /// step, instead of `lag / lagPerReplica`.
@@ -308,7 +312,7 @@ fn default_cooldown_seconds() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveLag {
     /// Drain the current backlog within this many seconds.
-    #[schemars(range(min = 1, max = 86400))]
+    #[schemars(range(min = TARGET_DRAIN_SECONDS.min, max = TARGET_DRAIN_SECONDS.max))]
     pub target_drain_seconds: i32,
     /// Skip the `behavior` rate policies (not stabilization or min/max) when this metric is
     /// chosen, so the target steps straight to the count (one consumer-group rebalance).
@@ -318,7 +322,7 @@ pub struct PredictiveLag {
     /// consume rate): set it to the time a new consumer takes to start consuming (pod
     /// start-up plus the group rebalance). 0 (the default) turns the projection off.
     #[serde(default, skip_serializing_if = "is_zero")]
-    #[schemars(range(min = 0, max = 3600))]
+    #[schemars(range(min = LOOKAHEAD_SECONDS.min, max = LOOKAHEAD_SECONDS.max))]
     pub lookahead_seconds: i32,
 }
 
@@ -389,7 +393,7 @@ pub struct Behavior {
 pub struct ScalingRules {
     /// Seconds of past recommendations to consider (0 to 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 3600))]
+    #[schemars(range(min = STABILIZATION_WINDOW_SECONDS.min, max = STABILIZATION_WINDOW_SECONDS.max))]
     pub stabilization_window_seconds: Option<i32>,
     /// Rate limits; which one applies is chosen by `selectPolicy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -414,10 +418,10 @@ pub struct HpaScalingPolicy {
     #[serde(rename = "type")]
     pub kind: PolicyType,
     /// Pods or percent allowed per period; more than 0.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = POLICY_VALUE.min))]
     pub value: i32,
     /// The period, 1 to 1800 seconds.
-    #[schemars(range(min = 1, max = 1800))]
+    #[schemars(range(min = POLICY_PERIOD_SECONDS.min, max = POLICY_PERIOD_SECONDS.max))]
     pub period_seconds: i32,
 }
 

@@ -750,6 +750,23 @@ fn every_integer_field_of_the_crd_has_a_maximum_and_a_minimum() {
     assert_eq!((period.minimum, period.maximum), (Some(1.0), Some(1800.0)));
 }
 
+/// The schema takes its bounds from `engine::limits`; the field descriptions (doc comments,
+/// which cannot name a constant) spell the same numbers.
+#[test]
+fn schema_descriptions_spell_the_engine_limits() {
+    use crate::engine::limits::{POLICY_PERIOD_SECONDS as P, STABILIZATION_WINDOW_SECONDS as W};
+    let yaml = super::crd_yaml().expect("yaml");
+    for text in [
+        format!(
+            "Seconds of past recommendations to consider ({} to {}).",
+            W.min, W.max
+        ),
+        format!("The period, {} to {} seconds.", P.min, P.max),
+    ] {
+        assert!(yaml.contains(&text), "{text}");
+    }
+}
+
 #[test]
 fn targets_read_like_the_hpa_column() {
     use crate::api::status::targets;

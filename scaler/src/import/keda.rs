@@ -28,6 +28,7 @@ use crate::api::{
     KafkaLagMetric, MetricSpec, OffsetResetPolicy, PrometheusMetric, ResourceName,
     ScalingPolicySpec, TargetRef,
 };
+use crate::engine::limits::PERSISTENT_LAG_WINDOW_SECONDS;
 
 /// KEDA's defaults.
 const DEFAULT_MIN: i32 = 0;
@@ -383,9 +384,10 @@ fn trigger(
                     exclude_persistent_lag,
                     // KEDA compares a partition's offset with its previous poll (the CRD
                     // allows up to an hour).
-                    persistent_lag_window_seconds: polling
-                        .unwrap_or(DEFAULT_POLLING)
-                        .clamp(1, 3600),
+                    persistent_lag_window_seconds: polling.unwrap_or(DEFAULT_POLLING).clamp(
+                        PERSISTENT_LAG_WINDOW_SECONDS.min,
+                        PERSISTENT_LAG_WINDOW_SECONDS.max,
+                    ),
                     cooldown_seconds: cooldown,
                     predictive: None,
                 }),
