@@ -4,8 +4,8 @@
 //! A bound is checked where a value can first go wrong: the CRD schema (the API server
 //! refuses the object), the conversion from a ScalingPolicy to the engine's [`Spec`]
 //! (`tidal_scaler::api::convert`, the reason in `status`) and the engine's own validation
-//! ([`crate::horizontal::validate`], for inputs that do not come through the CRD: `decide`,
-//! the simulator). All three take the bound from here, so they cannot drift apart, and a value
+//! ([`validate()`](crate::horizontal::validate()), for inputs that do not come through the
+//! CRD: `decide`, the simulator). All three take the bound from here, so they cannot drift apart, and a value
 //! outside it reads the same wherever it is caught.
 //!
 //! [`Spec`]: crate::types::Spec

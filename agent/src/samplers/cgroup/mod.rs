@@ -35,12 +35,12 @@
 //! open and are re-read with `pread`, and directories are listed again only after an inotify
 //! event on them ([`crate::fdcache`]; `docs/agent.md`, "How the cgroup pass stays cheap").
 //!
-//! **Layout.** [`hierarchy`]: v1/v2/hybrid detection and the per-hierarchy paths of a cgroup;
-//! [`discover`]: pod and container cgroups (directory names, the kubepods tree, the agent's own
-//! cgroup); [`parse`]: the interface files' formats and numbers; [`read`]: reading one cgroup's
-//! files (held open, re-read with `pread`); [`series`]: the series table and what one cgroup
-//! emits; [`sampler`]: [`CgroupSampler`], which keeps the cgroups from round to round; [`error`]:
-//! [`CgroupError`].
+//! **Layout.** `hierarchy.rs`: v1/v2/hybrid detection and the per-hierarchy paths of a cgroup;
+//! `discover.rs`: pod and container cgroups (directory names, the kubepods tree, the agent's
+//! own cgroup); `parse.rs`: the interface files' formats and numbers; `read.rs`: reading one
+//! cgroup's files (held open, re-read with `pread`); `series.rs`: the series table and what one
+//! cgroup emits; `sampler.rs`: [`CgroupSampler`], which keeps the cgroups from round to round;
+//! `error.rs`: [`CgroupError`].
 
 mod discover;
 mod error;
