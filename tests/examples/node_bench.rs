@@ -48,11 +48,12 @@ use tidal_e2e::bench::{
     Created, Opts, change_after, delta, emit, exec, failed, interrupted, jitter, label, progress,
     ready_pods, summary, wait_exported, wait_policy_active,
 };
+use tidal_e2e::builders::policy;
 use tidal_e2e::realnode::{
     BURNER_SCRIPT, NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready, read_stat,
     read_u64,
 };
-use tidal_e2e::scaler::{ReplicaHistory, policy, samples};
+use tidal_e2e::scaler::{ReplicaHistory, samples};
 use tidal_e2e::{Stack, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 

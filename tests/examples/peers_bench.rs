@@ -67,10 +67,11 @@ use tidal_e2e::bench::{
     AGENT_CPU, Created, Opts, agent_metrics, change_after, emit, exec, failed, interrupted, jitter,
     label, progress, ready_pods, summary, wait_exported, wait_policy_active,
 };
+use tidal_e2e::builders::policy;
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::peers::{pod_metrics, scaled_objects, vertical_pod_autoscalers};
 use tidal_e2e::realnode::{BURNER_SCRIPT, NodeLock, RealNode, cadvisor, read_stat, read_u64};
-use tidal_e2e::scaler::{ReplicaHistory, policy, samples};
+use tidal_e2e::scaler::{ReplicaHistory, samples};
 use tidal_e2e::{Stack, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 use tidal_scaler::api::convert::parse_quantity;

@@ -48,6 +48,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
+use tidal_e2e::builders::{KwokDeployment, Placement, policy};
 use tidal_e2e::cgroups::{
     CgroupGuard, container_id, hierarchies, mkdirs, proc_cpu_seconds, set_container_id,
     spawn_burner,
@@ -194,26 +195,6 @@ async fn rbac(stack: &Stack, admin: &kube::Client, created: &Shared, ns: &str) -
     Ok(())
 }
 
-/// A Deployment of KWOK pods (`nodeName` set: no scheduling) with one container `app`.
-fn deployment(name: &str, node: &str, cpu: &str) -> R<Deployment> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeName": node,
-                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1",
-                                    "resources": {"requests": {"cpu": cpu, "memory": "16Mi"}}}]
-                }
-            }
-        }
-    }))?)
-}
-
 /// Where the scale benchmark's pods go.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pods {
@@ -238,7 +219,9 @@ impl Pods {
 
 /// A Deployment of the scale benchmark (1 replica, 10m CPU), its pod placed per `pods`.
 fn scale_deployment(name: &str, pods: Pods, node: &str) -> R<Deployment> {
-    let mut d = deployment(name, node, "10m")?;
+    let mut d = KwokDeployment::new(name, Placement::Node(node))
+        .requests("10m", "16Mi")
+        .build()?;
     if let Some(spec) = d.spec.as_mut() {
         // No Progressing=False rewrite of every Deployment in the middle of a run.
         spec.progress_deadline_seconds = Some(86_400);
@@ -250,15 +233,6 @@ fn scale_deployment(name: &str, pods: Pods, node: &str) -> R<Deployment> {
         }
     }
     Ok(d)
-}
-
-fn policy(name: &str, spec: Value) -> R<ScalingPolicy> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "tidal.dev/v1alpha1",
-        "kind": "ScalingPolicy",
-        "metadata": {"name": name},
-        "spec": spec
-    }))?)
 }
 
 /// A running release `tidal-scaler run` with the RBAC's token, logging to a file.
@@ -637,7 +611,12 @@ async fn reaction(ctx: &Ctx, opts: &Opts) -> R<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.admin.clone(), &ns);
     let policies: Api<ScalingPolicy> = Api::namespaced(ctx.admin.clone(), &ns);
     deploys
-        .create(&PostParams::default(), &deployment("web", &node, "100m")?)
+        .create(
+            &PostParams::default(),
+            &KwokDeployment::new("web", Placement::Node(&node))
+                .requests("100m", "16Mi")
+                .build()?,
+        )
         .await?;
 
     let guard = Arc::new(Mutex::new(CgroupGuard(Vec::new())));

@@ -6,9 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+use crate::builders::SCALER_LABEL;
 use crate::manifests::kubectl;
 use crate::realnode::{NODE_LABEL, NODE_TAINT};
-use crate::scaler::SCALER_LABEL;
 use crate::{Stack, repo_root};
 
 /// The chart's directory.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub mod bench;
+pub mod builders;
 pub mod cgroups;
 pub mod helm;
 pub mod kafka;

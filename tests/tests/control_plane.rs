@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams, VersionMatch};
 use serde_json::json;
+use tidal_e2e::builders::{deployment, policy};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::kubectl;
-use tidal_e2e::scaler::{ReplicaHistory, Scaler, deployment, in_scaler_namespace, policy};
+use tidal_e2e::scaler::{ReplicaHistory, Scaler, in_scaler_namespace};
 use tidal_e2e::{Stack, repo_root, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 

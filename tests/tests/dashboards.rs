@@ -39,6 +39,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidal_core::schema;
+use tidal_e2e::builders::{KwokDeployment, Placement, policy};
 use tidal_e2e::cgroups::{CgroupGuard, hierarchies, mkdirs, set_container_id};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd};
@@ -721,35 +722,6 @@ impl Drop for Scaler {
     }
 }
 
-/// A Deployment of KWOK pods (`nodeName` set, so no scheduling wait).
-fn deployment(name: &str, node: &str) -> anyhow::Result<Deployment> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeName": node,
-                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [{"name": "app", "image": "registry.invalid/tidal/fake:1",
-                                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]
-                }
-            }
-        }
-    }))?)
-}
-
-fn policy(name: &str, spec: Value) -> anyhow::Result<tidal_scaler::api::ScalingPolicy> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "tidal.dev/v1alpha1",
-        "kind": "ScalingPolicy",
-        "metadata": {"name": name},
-        "spec": spec
-    }))?)
-}
-
 // ---------------------------------------------------------------- the test
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1018,7 +990,12 @@ impl Fixture<'_> {
         // "stuck" is a configured cluster whose broker address nothing listens on.
         for (name, cluster) in [("consumer", "stack"), ("stuck", "stuck")] {
             deploys
-                .create(&PostParams::default(), &deployment(name, self.node)?)
+                .create(
+                    &PostParams::default(),
+                    &KwokDeployment::new(name, Placement::Node(self.node))
+                        .requests("10m", "16Mi")
+                        .build()?,
+                )
                 .await?;
             let spec = json!({
                 "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},

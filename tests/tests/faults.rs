@@ -18,12 +18,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use tidal_e2e::builders::{deployment, policy};
 use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd};
 use tidal_e2e::scaler::{Change, ReplicaHistory, Scaler, signal};
 use tidal_e2e::scaler::{condition, policy_status as status};
-use tidal_e2e::scaler::{deployment, policy};
 use tidal_e2e::{Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 

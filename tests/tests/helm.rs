@@ -21,12 +21,13 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use tidal_e2e::builders::{deployment, labelled_policy, one_metric_spec};
 use tidal_e2e::helm::{
     Release, allow_privileged, chart_dir, helm, helm_output, real_node_values, release_selector,
 };
 use tidal_e2e::manifests::{Key, documents, ensure_crd, kubectl, render_base, render_overlay};
 use tidal_e2e::realnode::{RealNode, pod_ip};
-use tidal_e2e::scaler::{ReplicaHistory, deployment, labelled_policy, one_metric_spec, samples};
+use tidal_e2e::scaler::{ReplicaHistory, samples};
 use tidal_e2e::{Stack, in_namespace, repo_root, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 

@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use tidal_e2e::builders::{deployment, labelled_policy, one_metric_spec};
 use tidal_e2e::helm::{Release, allow_privileged, real_node_values, release_selector};
 use tidal_e2e::kafka::lagging_groups;
 use tidal_e2e::manifests::{ensure_crd, kubectl};
 use tidal_e2e::realnode::{NodeLock, RealNode};
-use tidal_e2e::scaler::{
-    ReplicaHistory, deployment, labelled_policy, one_metric_spec, policy_status,
-};
+use tidal_e2e::scaler::{ReplicaHistory, policy_status};
 use tidal_e2e::secured_prometheus::{PASSWORD, USERNAME, start};
 use tidal_e2e::{Stack, ensure_no_secret, in_namespace, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;

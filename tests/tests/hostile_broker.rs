@@ -30,10 +30,9 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use tidal_core::kafka::fake::{Action, Fake, Req, api_versions, metadata};
 use tidal_core::kafka::limits::DEFAULT_MAX_FRAME_BYTES;
+use tidal_e2e::builders::{deployment, policy};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd, scaler_memory_limit};
-use tidal_e2e::scaler::{
-    Memory, ReplicaHistory, Scaler, condition, deployment, metric_error, policy, policy_status,
-};
+use tidal_e2e::scaler::{Memory, ReplicaHistory, Scaler, condition, metric_error, policy_status};
 use tidal_e2e::{Stack, in_namespace};
 use tidal_scaler::api::ScalingPolicy;
 

@@ -27,11 +27,12 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
+use tidal_e2e::builders::deployment;
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::kubectl;
 use tidal_e2e::peers::{PodCpu, pod_metrics, with_peers};
 use tidal_e2e::realnode::wait_ready;
-use tidal_e2e::scaler::{ReplicaHistory, Scaler, ScalerEnv, deployment, in_scaler_namespace};
+use tidal_e2e::scaler::{ReplicaHistory, Scaler, ScalerEnv, in_scaler_namespace};
 use tidal_e2e::{Stack, unique, wait_for, workspace_bin};
 use tidal_scaler::api::ScalingPolicy;
 use tidal_scaler::api::convert::parse_quantity;

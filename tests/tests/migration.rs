@@ -30,10 +30,9 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::json;
+use tidal_e2e::builders::{deployment, policy};
 use tidal_e2e::manifests::kubectl;
-use tidal_e2e::scaler::{
-    ReplicaHistory, Scaler, condition, deployment, in_scaler_namespace, policy, policy_status,
-};
+use tidal_e2e::scaler::{ReplicaHistory, Scaler, condition, in_scaler_namespace, policy_status};
 use tidal_e2e::{Stack, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 

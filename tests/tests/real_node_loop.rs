@@ -20,11 +20,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
+use tidal_e2e::builders::policy;
 use tidal_e2e::manifests::kubectl;
 use tidal_e2e::realnode::{
     BURNER_SCRIPT, NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready,
 };
-use tidal_e2e::scaler::{Change, ReplicaHistory, policy, samples};
+use tidal_e2e::scaler::{Change, ReplicaHistory, samples};
 use tidal_e2e::scaler::{condition, policy_status as status};
 use tidal_e2e::{Stack, in_namespace, wait_for};
 use tidal_scaler::api::ScalingPolicy;

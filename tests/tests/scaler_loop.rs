@@ -20,11 +20,11 @@ use kube::api::DynamicObject;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::json;
+use tidal_e2e::builders::{deployment, policy};
 use tidal_e2e::cgroups::{CgroupGuard, hierarchies, provision_pods, spawn_burner};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl};
 use tidal_e2e::scaler::policy_status as status;
-use tidal_e2e::scaler::{deployment, policy};
 use tidal_e2e::{
     ChildGuard, Stack, free_port, in_namespace, spawn_node_agent, unique, wait_for, workspace_bin,
 };

@@ -15,10 +15,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
+use tidal_e2e::builders::{SCALER_LABEL, deployment, labelled_policy, one_metric_spec};
 use tidal_e2e::kafka::lagging_groups;
 use tidal_e2e::scaler::{
-    ReplicaHistory, SCALER_LABEL, Scaler, ScalerEnv, condition, deployment, in_scaler_namespace,
-    labelled_policy, metric_error, one_metric_spec, policy_status,
+    ReplicaHistory, Scaler, ScalerEnv, condition, in_scaler_namespace, metric_error, policy_status,
 };
 use tidal_e2e::secured_prometheus::{PASSWORD, USERNAME, client_tls, start};
 use tidal_e2e::{Stack, ensure_no_secret, unique, wait_for};

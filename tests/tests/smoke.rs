@@ -15,31 +15,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
+use tidal_e2e::builders::{KwokDeployment, Placement};
 use tidal_e2e::{ChildGuard, Stack, free_port, in_namespace, unique, wait_for, workspace_bin};
 
 type R = anyhow::Result<()>;
-
-fn deployment(name: &str, replicas: i32) -> anyhow::Result<Deployment> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeSelector": {"type": "kwok"},
-                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [{
-                        "name": "app",
-                        "image": "registry.invalid/tidal/fake:1",
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}
-                    }]
-                }
-            }
-        }
-    }))?)
-}
 
 /// Running pods of the app that sit on a KWOK node.
 async fn running_on_kwok(pods: &Api<Pod>, app: &str, nodes: &[String]) -> usize {
@@ -82,7 +61,14 @@ async fn scale_follows(client: kube::Client, ns: String, nodes: Vec<String>) -> 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
     deploys
-        .create(&PostParams::default(), &deployment("web", 2)?)
+        .create(
+            &PostParams::default(),
+            &KwokDeployment::new("web", Placement::AnyKwokNode)
+                .replicas(2)
+                .requests("100m", "64Mi")
+                .labelled()
+                .build()?,
+        )
         .await?;
     let n = wait_for(
         "2 running pods on KWOK nodes",
