@@ -19,12 +19,17 @@
 //! value-vs-target queries, over the test's run (`query_range`), are written to
 //! `scaling.csv` and drawn by `tidal-scaler plot` as `scaling.svg`, in `target/e2e-pictures/`
 //! (in `docs/img/` with `TIDAL_UPDATE_PICTURES=1`, which refreshes the README's picture).
+//!
+//! One test per dashboard (its shape and series, then its variables and panels on the data),
+//! one for the alert and recording rules, one for the shipped set of dashboards and one for
+//! the picture, so that a failure names what failed. The scenario that makes the data is set
+//! up once per test binary and shared by them (see "the shared scenario" below).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -60,7 +65,7 @@ const DASHBOARDS: &[&str] = &[
 /// The rule files, each with its `promtool test rules` file (`<name>.tests.yaml`).
 const RULE_FILES: &[&str] = &["tidal-agent", "tidal-scaler"];
 
-/// How long all panel expressions together may take to return data.
+/// How long all panel expressions of a dashboard together may take to return data.
 const PANEL_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A dashboard or rule check that failed; each names the file, the panel or alert, and the
@@ -722,23 +727,367 @@ impl Drop for Scaler {
     }
 }
 
-// ---------------------------------------------------------------- the test
+// ---------------------------------------------------------------- the shared scenario
+//
+// The scenario (real agent, two scalers, Kafka groups, Prometheus scraping them) is set up
+// once per test binary, on a thread of its own with its own runtime, the first time a test
+// asks for it ([`scenario`]); the tests only query Prometheus. Each test that uses it is a
+// [`Participant`]: the last one to finish stops the scenario and waits for its teardown
+// (namespace, RBAC, scrape targets, child processes), and fails if the teardown does. Which
+// tests are the participants of this run is asked of the test binary itself (`--list` with
+// this run's filters), so a filtered run tears down too.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_dashboard_and_alert_expression_works_on_real_data() -> R {
-    let rules = check_rule_files()?;
-    let dashboards = load_dashboards()?;
-    // The panels on recorded series get their data from the stack's Prometheus, which loads
-    // this file (scripts/stack.sh): the panel check below fails if it does not.
-    let recorded = check_recording_rules(&dashboards)?;
-    eprintln!("{} recording rules, each read by a panel", recorded.len());
+/// The tests that use the shared scenario (each a [`Participant`]).
+const SCENARIO_TESTS: &[&str] = &[
+    "alert_and_recording_rules_work_on_real_data",
+    "cluster_overview_dashboard_works_on_real_data",
+    "kafka_lag_dashboard_works_on_real_data",
+    "tidal_self_dashboard_works_on_real_data",
+    "workload_scaling_dashboard_works_on_real_data",
+    "workload_scaling_picture_is_drawn_from_real_data",
+];
+
+/// How long the picture waits for the other tests of the scenario to finish querying it.
+const PICTURE_WAIT: Duration = Duration::from_secs(900);
+
+/// What the tests query: the running scenario's names and addresses.
+struct Ready {
+    url: String,
+    ns: String,
+    agent: String,
+    agent_group: String,
+    /// The leading and the following scaler's addresses.
+    scalers: (String, String),
+    scaler_a_log: PathBuf,
+    /// When the scalers started (Unix seconds), where the picture begins.
+    started: f64,
+    /// Set to stop new backlog, so that the picture ends on the settled state.
+    calm: Arc<AtomicBool>,
+}
+
+impl Ready {
+    /// The values the tests give the dashboards' variables.
+    fn values(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("__rate_interval", "30s".to_string()),
+            ("namespace", self.ns.clone()),
+            ("node", self.agent.clone()),
+            ("instance", self.agent.clone()),
+            ("cluster", "stack".to_string()),
+            ("group", self.agent_group.clone()),
+            ("scaler", format!("{}|{}", self.scalers.0, self.scalers.1)),
+            ("policy", "consumer|stuck".to_string()),
+            ("workload", "web".to_string()),
+        ])
+    }
+
+    /// The last lines of scaler-a's log.
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.scaler_a_log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+/// The scenario's side of the hand-over: where it says it is ready, and the signal to stop.
+struct Hold {
+    ready: std::sync::mpsc::Sender<Ready>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// The scenario as the tests see it: ready (or why not), and how to stop it.
+struct Scenario {
+    ready: Result<Ready, String>,
+    /// The stop signal and the scenario's thread (which returns the teardown's outcome);
+    /// taken by the last participant.
+    running: Mutex<Option<(tokio::sync::oneshot::Sender<()>, Teardown)>>,
+}
+
+type Teardown = std::thread::JoinHandle<Result<(), String>>;
+
+static SCENARIO: OnceLock<Scenario> = OnceLock::new();
+
+/// The shared scenario, started by the first test that asks (the others wait for it).
+fn scenario() -> anyhow::Result<&'static Ready> {
+    SCENARIO
+        .get_or_init(start_scenario)
+        .ready
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("the shared scenario did not start: {e}"))
+}
+
+fn start_scenario() -> Scenario {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let hold = Hold {
+        ready: ready_tx,
+        stop: stop_rx,
+    };
+    let spawned = std::thread::Builder::new()
+        .name("dashboards-scenario".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(run_scenario(hold))
+                .map_err(|e| format!("{e:#}"))
+        });
+    let thread = match spawned {
+        Ok(t) => t,
+        Err(e) => {
+            return Scenario {
+                ready: Err(format!("spawning its thread: {e}")),
+                running: Mutex::new(None),
+            };
+        }
+    };
+    match ready_rx.recv() {
+        Ok(ready) => Scenario {
+            ready: Ok(ready),
+            running: Mutex::new(Some((stop_tx, thread))),
+        },
+        // It ended before it was ready: its error says why.
+        Err(_) => Scenario {
+            ready: Err(match thread.join() {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => "it ended without data".into(),
+                Err(_) => "its thread panicked".into(),
+            }),
+            running: Mutex::new(None),
+        },
+    }
+}
+
+async fn run_scenario(hold: Hold) -> R {
     let stack = Stack::load()?;
     ensure_crd(&stack)?;
     let client = stack.admin_client().await?;
     in_namespace(&client, "dash", |ns| {
-        with_data(stack, client.clone(), ns, dashboards, rules)
+        with_data(stack, client.clone(), ns, hold)
     })
     .await
+}
+
+/// How many participants have not finished yet, and a signal on each that does.
+static REMAINING: OnceLock<(Mutex<usize>, Condvar)> = OnceLock::new();
+
+fn remaining() -> &'static (Mutex<usize>, Condvar) {
+    REMAINING.get_or_init(|| (Mutex::new(participants()), Condvar::new()))
+}
+
+/// How many of [`SCENARIO_TESTS`] this run runs: this test binary's own `--list` with this
+/// run's arguments (its filters, `--skip`, `--exact`, `--ignored`); all of them if that
+/// cannot be read.
+fn participants() -> usize {
+    let listed = std::env::current_exe().and_then(|exe| {
+        Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .arg("--list")
+            .output()
+    });
+    let names: BTreeSet<String> = match listed {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(str::to_string)
+            .collect(),
+        _ => BTreeSet::new(),
+    };
+    match SCENARIO_TESTS
+        .iter()
+        .filter(|t| names.contains(**t))
+        .count()
+    {
+        0 => {
+            eprintln!(
+                "could not list this run's tests: the scenario stops after all of {SCENARIO_TESTS:?}"
+            );
+            SCENARIO_TESTS.len()
+        }
+        n => n,
+    }
+}
+
+/// A test of the shared scenario: the last to finish ([`Participant::finish`], or dropped
+/// on a panic) stops the scenario and waits for its teardown.
+struct Participant {
+    finished: bool,
+}
+
+impl Participant {
+    fn join() -> Self {
+        remaining();
+        Self { finished: false }
+    }
+
+    /// The test's outcome, and the teardown's when this test is the last.
+    fn finish(mut self, result: R) -> R {
+        self.finished = true;
+        match (result, leave()) {
+            (result, Ok(())) => result,
+            (Ok(()), Err(torn)) => Err(torn),
+            (Err(e), Err(torn)) => Err(anyhow::anyhow!("{e:#}\n\nand then {torn:#}")),
+        }
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Err(e) = leave()
+        {
+            eprintln!("{e:#}");
+        }
+    }
+}
+
+/// One participant fewer; the last stops the scenario and returns its teardown's outcome.
+fn leave() -> R {
+    let (count, changed) = remaining();
+    let last = {
+        let mut left = count.lock().unwrap_or_else(|e| e.into_inner());
+        *left = left.saturating_sub(1);
+        changed.notify_all();
+        *left == 0
+    };
+    let running = SCENARIO.get().and_then(|s| {
+        s.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_if(|_| last)
+    });
+    let Some((stop, thread)) = running else {
+        return Ok(());
+    };
+    let _ = stop.send(());
+    match thread.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!(
+            "the shared scenario's teardown failed: {e}"
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "the shared scenario's thread panicked in its teardown"
+        )),
+    }
+}
+
+/// Waits until this test is the only participant left (every other one has finished).
+fn wait_for_the_others(timeout: Duration) -> R {
+    let (count, changed) = remaining();
+    let left = count.lock().unwrap_or_else(|e| e.into_inner());
+    let (left, waited) = changed
+        .wait_timeout_while(left, timeout, |left| *left > 1)
+        .unwrap_or_else(|e| e.into_inner());
+    anyhow::ensure!(
+        !waited.timed_out(),
+        "{} other test(s) of the scenario still running after {}s",
+        *left - 1,
+        timeout.as_secs()
+    );
+    Ok(())
+}
+
+/// Runs `check` on this test's own runtime against the ready scenario; an error carries the
+/// tail of scaler-a's log.
+fn with_scenario<F: Future<Output = R>>(check: impl FnOnce(&'static Ready) -> F) -> R {
+    let ready = scenario()?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(check(ready))
+        .map_err(|e| anyhow::anyhow!("{e}\nscaler-a log:\n{}", ready.tail()))
+}
+
+/// One dashboard: its shape and series (no stack needed), then every variable and panel
+/// expression on the scenario's data.
+fn dashboard_works_on_real_data(file: &str) -> R {
+    let me = Participant::join();
+    let result = (|| {
+        let dashboard = load_dashboard(&repo_root().join("dashboards").join(file))?;
+        dashboard_series(&dashboard)?;
+        with_scenario(|ready| async move {
+            let values = ready.values();
+            let boards = std::slice::from_ref(&dashboard);
+            check_variables(&ready.url, boards, &values).await?;
+            let checked = check_panels(&ready.url, boards, &values).await?;
+            eprintln!("{file}: {checked} expressions returned finite data");
+            Ok(())
+        })
+    })();
+    me.finish(result)
+}
+
+// ---------------------------------------------------------------- the tests
+
+#[test]
+fn cluster_overview_dashboard_works_on_real_data() -> R {
+    dashboard_works_on_real_data("cluster-overview.json")
+}
+
+#[test]
+fn kafka_lag_dashboard_works_on_real_data() -> R {
+    dashboard_works_on_real_data("kafka-lag.json")
+}
+
+#[test]
+fn tidal_self_dashboard_works_on_real_data() -> R {
+    dashboard_works_on_real_data("tidal-self.json")
+}
+
+#[test]
+fn workload_scaling_dashboard_works_on_real_data() -> R {
+    dashboard_works_on_real_data("workload-scaling.json")
+}
+
+/// The shipped set: the four dashboards, in the ConfigMap, every series they read in the
+/// schema and every scaler series on some panel (no stack needed).
+#[test]
+fn the_shipped_dashboards_are_the_four_and_show_every_scaler_series() -> R {
+    let dashboards = load_dashboards()?;
+    anyhow::ensure!(dashboards.len() == DASHBOARDS.len());
+    Ok(())
+}
+
+/// promtool on the alert and recording rules and their tests (no stack needed), then every
+/// alert expression on the scenario's data.
+#[test]
+fn alert_and_recording_rules_work_on_real_data() -> R {
+    let me = Participant::join();
+    let result = (|| {
+        let rules = check_rule_files()?;
+        let dashboards = load_dashboards()?;
+        // The panels on recorded series get their data from the stack's Prometheus, which
+        // loads this file (scripts/stack.sh): the panel checks fail if it does not.
+        let recorded = check_recording_rules(&dashboards)?;
+        eprintln!("{} recording rules, each read by a panel", recorded.len());
+        with_scenario(|ready| async move {
+            let (leader, follower) = &ready.scalers;
+            check_alerts(&ready.url, &rules, (leader, follower)).await
+        })
+    })();
+    me.finish(result)
+}
+
+/// The picture, once every other test of the scenario has queried it: no new backlog, so
+/// it ends on the settled state.
+#[test]
+fn workload_scaling_picture_is_drawn_from_real_data() -> R {
+    let me = Participant::join();
+    let result = (|| {
+        let board = load_dashboard(&repo_root().join("dashboards/workload-scaling.json"))?;
+        dashboard_series(&board)?;
+        // Started (or its failure known) before the wait, whichever test came first.
+        scenario()?;
+        wait_for_the_others(PICTURE_WAIT)?;
+        with_scenario(|ready| async move {
+            ready.calm.store(true, Ordering::Relaxed);
+            picture(ready, &board).await
+        })
+    })();
+    me.finish(result)
 }
 
 /// The four dashboards, in the ConfigMap of `dashboards/kustomization.yaml`, each series they
@@ -770,19 +1119,7 @@ fn load_dashboards() -> anyhow::Result<Vec<Dashboard>> {
         .collect::<anyhow::Result<_>>()?;
     let mut used = BTreeSet::new();
     for d in &dashboards {
-        let queries = d.variables.iter().filter_map(|v| v.query.as_deref());
-        for expr in d
-            .panels
-            .iter()
-            .flat_map(|p| &p.exprs)
-            .map(String::as_str)
-            .chain(queries)
-        {
-            used.extend(checked_series(&d.file, expr, |why| CheckError::Shape {
-                file: d.file.clone(),
-                what: format!("{why}\n  expr: {expr}"),
-            })?);
-        }
+        used.extend(dashboard_series(d)?);
     }
     for name in schema::ALL
         .iter()
@@ -796,13 +1133,29 @@ fn load_dashboards() -> anyhow::Result<Vec<Dashboard>> {
     Ok(dashboards)
 }
 
-async fn with_data(
-    stack: Stack,
-    client: kube::Client,
-    ns: String,
-    dashboards: Vec<Dashboard>,
-    rules: Vec<(String, Rule)>,
-) -> R {
+/// The Tidal series a dashboard's panels and variable queries read, each checked by
+/// [`checked_series`].
+fn dashboard_series(d: &Dashboard) -> anyhow::Result<BTreeSet<String>> {
+    let mut used = BTreeSet::new();
+    let queries = d.variables.iter().filter_map(|v| v.query.as_deref());
+    for expr in d
+        .panels
+        .iter()
+        .flat_map(|p| &p.exprs)
+        .map(String::as_str)
+        .chain(queries)
+    {
+        used.extend(checked_series(&d.file, expr, |why| CheckError::Shape {
+            file: d.file.clone(),
+            what: format!("{why}\n  expr: {expr}"),
+        })?);
+    }
+    Ok(used)
+}
+
+/// The shared scenario, in namespace `ns`: everything that produces the data, held until
+/// the last test has queried it (`hold`).
+async fn with_data(stack: Stack, client: kube::Client, ns: String, hold: Hold) -> R {
     let node = stack
         .kwok_nodes()?
         .into_iter()
@@ -949,7 +1302,7 @@ async fn with_data(
         agent: &addr,
         agent_group: &group,
     };
-    let result = fixture.with_scalers(&dashboards, &rules).await;
+    let result = fixture.with_scalers(hold).await;
     let removed = rbac.remove(&stack);
     stop.store(true, Ordering::Relaxed);
     let loaded = load.await;
@@ -973,7 +1326,7 @@ struct Fixture<'a> {
 }
 
 impl Fixture<'_> {
-    async fn with_scalers(&self, dashboards: &[Dashboard], rules: &[(String, Rule)]) -> R {
+    async fn with_scalers(&self, hold: Hold) -> R {
         let (stack, ns) = (self.stack, self.ns);
         let bootstrap = stack.kafka_bootstrap()?.to_string();
         let (topic, group) = (unique("dash-sc-t"), unique("dash-sc-g"));
@@ -1074,7 +1427,7 @@ impl Fixture<'_> {
             })
         };
         let result = self
-            .check(dashboards, rules, (&a, &b), started, &calm)
+            .serve((&a, &b), started, calm, hold)
             .await
             .map_err(|e| anyhow::anyhow!("{e}\nscaler-a log:\n{}", a.tail()));
         if cycler.is_finished() {
@@ -1085,13 +1438,15 @@ impl Fixture<'_> {
         result
     }
 
-    async fn check(
+    /// Waits until Prometheus has seen three full up-and-down rounds, then hands the
+    /// scenario to the tests ([`Hold::ready`]) and keeps it running until the last of them
+    /// has finished ([`Hold::stop`]).
+    async fn serve(
         &self,
-        dashboards: &[Dashboard],
-        rules: &[(String, Rule)],
         (a, b): (&Scaler, &Scaler),
         started: f64,
-        calm: &AtomicBool,
+        calm: Arc<AtomicBool>,
+        hold: Hold,
     ) -> R {
         let url = self.stack.prometheus_url()?.to_string();
         let ns = self.ns;
@@ -1111,161 +1466,152 @@ impl Fixture<'_> {
             },
         )
         .await?;
-
-        let values: BTreeMap<&str, String> = BTreeMap::from([
-            ("__rate_interval", "30s".to_string()),
-            ("namespace", ns.to_string()),
-            ("node", self.agent.to_string()),
-            ("instance", self.agent.to_string()),
-            ("cluster", "stack".to_string()),
-            ("group", self.agent_group.to_string()),
-            ("scaler", format!("{}|{}", a.addr, b.addr)),
-            ("policy", "consumer|stuck".to_string()),
-            ("workload", "web".to_string()),
-        ]);
-        check_variables(&url, dashboards, &values).await?;
-        let checked = check_panels(&url, dashboards, &values).await?;
-        eprintln!("{checked} dashboard expressions returned finite data");
-        check_alerts(&url, rules, (&a.addr, &b.addr)).await?;
-        // No new backlog: the picture ends on the settled state.
-        calm.store(true, Ordering::Relaxed);
-        self.picture(&url, dashboards, started).await
+        let Hold { ready, stop } = hold;
+        let _ = ready.send(Ready {
+            url,
+            ns: ns.to_string(),
+            agent: self.agent.to_string(),
+            agent_group: self.agent_group.to_string(),
+            scalers: (a.addr.clone(), b.addr.clone()),
+            scaler_a_log: a.log.clone(),
+            started,
+            calm,
+        });
+        // Every sender gone (the tests' process ending) counts as the signal too.
+        let _ = stop.await;
+        Ok(())
     }
+}
 
-    /// The workload-scaling dashboard's desired-vs-current and value-vs-target queries for
-    /// the consumer, over the run: docs/img/scaling.csv, drawn as docs/img/scaling.svg.
-    async fn picture(&self, url: &str, dashboards: &[Dashboard], started: f64) -> R {
-        let values: BTreeMap<&str, String> = BTreeMap::from([
-            ("namespace", self.ns.to_string()),
-            ("policy", "consumer".to_string()),
-        ]);
-        let board = dashboards
+/// The workload-scaling dashboard's desired-vs-current and value-vs-target queries for the
+/// consumer, over the run: docs/img/scaling.csv, drawn as docs/img/scaling.svg.
+async fn picture(scenario: &Ready, board: &Dashboard) -> R {
+    let (url, started) = (scenario.url.as_str(), scenario.started);
+    let values: BTreeMap<&str, String> = BTreeMap::from([
+        ("namespace", scenario.ns.to_string()),
+        ("policy", "consumer".to_string()),
+    ]);
+    let exprs = |title: &str| -> anyhow::Result<Vec<String>> {
+        let panel = board
+            .panels
             .iter()
-            .find(|d| d.file == "workload-scaling.json")
-            .ok_or_else(|| anyhow::anyhow!("no workload-scaling dashboard"))?;
-        let exprs = |title: &str| -> anyhow::Result<Vec<String>> {
-            let panel = board
-                .panels
-                .iter()
-                .find(|p| p.title == title)
-                .ok_or_else(|| anyhow::anyhow!("workload-scaling.json: no panel \"{title}\""))?;
-            panel
-                .exprs
-                .iter()
-                .map(|e| {
-                    substitute(e, &values)
-                        .map_err(|v| anyhow::anyhow!("\"{title}\": ${v} left in {e}"))
-                })
-                .collect()
-        };
-        let replicas = exprs("Desired vs current replicas")?;
-        let metric = exprs("Metric value vs target")?;
-        // Settled at one replica, and a few seconds of it (bounded) on the right of the chart.
-        for expr in &replicas {
-            wait_for(
-                "the consumer back at 1 replica in Prometheus",
-                Duration::from_secs(30),
-                || async {
-                    let (_, v) = finite_samples(&query(url, expr).await.ok()?)
-                        .ok()?
-                        .into_iter()
-                        .next()?;
-                    (v == 1.0).then_some(())
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}\n  expr: {expr}"))?;
-        }
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let columns = [
-            ("desired replicas", &replicas[0]),
-            ("current replicas", &replicas[1]),
-            ("lag per replica@right", &metric[0]),
-            ("target lag per replica@right", &metric[1]),
-        ];
-        let end = now_unix();
-        let mut table: BTreeMap<i64, Vec<Option<f64>>> = BTreeMap::new();
-        for (i, (name, expr)) in columns.iter().enumerate() {
-            let data = query_range(url, expr, started, end).await?;
-            let series = data["result"].as_array().cloned().unwrap_or_default();
-            anyhow::ensure!(
-                series.len() == 1,
-                "picture: {name}: {} series, expected 1\n  expr: {expr}",
-                series.len()
-            );
-            for point in series[0]["values"].as_array().into_iter().flatten() {
-                let (Some(t), Some(v)) = (
-                    point[0].as_f64(),
-                    point[1].as_str().and_then(|v| v.parse::<f64>().ok()),
-                ) else {
-                    continue;
-                };
-                let row = table
-                    .entry((t - started).round() as i64)
-                    .or_insert_with(|| vec![None; columns.len()]);
-                row[i] = v.is_finite().then_some(v);
-            }
-        }
-        let column = |i: usize| table.values().filter_map(move |r| r[i]);
-        let (lo, hi) = column(0).fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+            .find(|p| p.title == title)
+            .ok_or_else(|| anyhow::anyhow!("workload-scaling.json: no panel \"{title}\""))?;
+        panel
+            .exprs
+            .iter()
+            .map(|e| {
+                substitute(e, &values).map_err(|v| anyhow::anyhow!("\"{title}\": ${v} left in {e}"))
+            })
+            .collect()
+    };
+    let replicas = exprs("Desired vs current replicas")?;
+    let metric = exprs("Metric value vs target")?;
+    // Settled at one replica, and a few seconds of it (bounded) on the right of the chart.
+    for expr in &replicas {
+        wait_for(
+            "the consumer back at 1 replica in Prometheus",
+            Duration::from_secs(30),
+            || async {
+                let (_, v) = finite_samples(&query(url, expr).await.ok()?)
+                    .ok()?
+                    .into_iter()
+                    .next()?;
+                (v == 1.0).then_some(())
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n  expr: {expr}"))?;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let columns = [
+        ("desired replicas", &replicas[0]),
+        ("current replicas", &replicas[1]),
+        ("lag per replica@right", &metric[0]),
+        ("target lag per replica@right", &metric[1]),
+    ];
+    let end = now_unix();
+    let mut table: BTreeMap<i64, Vec<Option<f64>>> = BTreeMap::new();
+    for (i, (name, expr)) in columns.iter().enumerate() {
+        let data = query_range(url, expr, started, end).await?;
+        let series = data["result"].as_array().cloned().unwrap_or_default();
         anyhow::ensure!(
-            lo == 1.0 && hi == 3.0,
-            "picture: desired replicas ranged {lo}..{hi}, expected 1..3 (up to the partition count and back)"
+            series.len() == 1,
+            "picture: {name}: {} series, expected 1\n  expr: {expr}",
+            series.len()
         );
-        let mut csv = format!(
-            "# tests/tests/dashboards.rs: the workload-scaling dashboard's queries for a kafkaLag\n\
+        for point in series[0]["values"].as_array().into_iter().flatten() {
+            let (Some(t), Some(v)) = (
+                point[0].as_f64(),
+                point[1].as_str().and_then(|v| v.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            let row = table
+                .entry((t - started).round() as i64)
+                .or_insert_with(|| vec![None; columns.len()]);
+            row[i] = v.is_finite().then_some(v);
+        }
+    }
+    let column = |i: usize| table.values().filter_map(move |r| r[i]);
+    let (lo, hi) = column(0).fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+    anyhow::ensure!(
+        lo == 1.0 && hi == 3.0,
+        "picture: desired replicas ranged {lo}..{hi}, expected 1..3 (up to the partition count and back)"
+    );
+    let mut csv = format!(
+        "# tests/tests/dashboards.rs: the workload-scaling dashboard's queries for a kafkaLag\n\
              # policy (10 messages per replica, 3 partitions) while a backlog of 120 comes and goes.\n\
              # Lag per replica as the HPA sees it: capped at partitions x target, over replicas.\n\
              t,{}\n",
-            columns.map(|(n, _)| n).join(",")
-        );
-        for (t, row) in &table {
-            let cells: Vec<String> = row
-                .iter()
-                .map(|v| v.map(|v| format!("{v}")).unwrap_or_default())
-                .collect();
-            csv.push_str(&format!("{t},{}\n", cells.join(",")));
-        }
-        // The committed picture (docs/img) is refreshed only on request, so a test run leaves
-        // the working tree clean; otherwise it goes to target/e2e-pictures.
-        let dir = if std::env::var_os("TIDAL_UPDATE_PICTURES").is_some() {
-            repo_root().join("docs/img")
-        } else {
-            repo_root().join("target/e2e-pictures")
-        };
-        std::fs::create_dir_all(&dir)?;
-        let (csv_path, svg_path) = (dir.join("scaling.csv"), dir.join("scaling.svg"));
-        std::fs::write(&csv_path, csv)?;
-        let bin = workspace_bin("tidal-scaler");
-        let out = Command::new(&bin)
-            .arg("plot")
-            .arg("--input")
-            .arg(&csv_path)
-            .arg("--output")
-            .arg(&svg_path)
-            .args([
-                "--title",
-                "ScalingPolicy on Kafka lag: desired vs current replicas (Prometheus)",
-                "--y-label",
-                "replicas",
-                "--y2-label",
-                "messages per replica",
-            ])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "tidal-scaler plot: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let svg = std::fs::read_to_string(&svg_path)?;
-        anyhow::ensure!(
-            svg.contains("<svg") && svg.contains("desired replicas"),
-            "{}: not the chart",
-            svg_path.display()
-        );
-        eprintln!("wrote {} and {}", csv_path.display(), svg_path.display());
-        Ok(())
+        columns.map(|(n, _)| n).join(",")
+    );
+    for (t, row) in &table {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|v| v.map(|v| format!("{v}")).unwrap_or_default())
+            .collect();
+        csv.push_str(&format!("{t},{}\n", cells.join(",")));
     }
+    // The committed picture (docs/img) is refreshed only on request, so a test run leaves
+    // the working tree clean; otherwise it goes to target/e2e-pictures.
+    let dir = if std::env::var_os("TIDAL_UPDATE_PICTURES").is_some() {
+        repo_root().join("docs/img")
+    } else {
+        repo_root().join("target/e2e-pictures")
+    };
+    std::fs::create_dir_all(&dir)?;
+    let (csv_path, svg_path) = (dir.join("scaling.csv"), dir.join("scaling.svg"));
+    std::fs::write(&csv_path, csv)?;
+    let bin = workspace_bin("tidal-scaler");
+    let out = Command::new(&bin)
+        .arg("plot")
+        .arg("--input")
+        .arg(&csv_path)
+        .arg("--output")
+        .arg(&svg_path)
+        .args([
+            "--title",
+            "ScalingPolicy on Kafka lag: desired vs current replicas (Prometheus)",
+            "--y-label",
+            "replicas",
+            "--y2-label",
+            "messages per replica",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tidal-scaler plot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg_path)?;
+    anyhow::ensure!(
+        svg.contains("<svg") && svg.contains("desired replicas"),
+        "{}: not the chart",
+        svg_path.display()
+    );
+    eprintln!("wrote {} and {}", csv_path.display(), svg_path.display());
+    Ok(())
 }
 
 /// Every query variable's `label_values(selector, label)`, run as `count by (label)
