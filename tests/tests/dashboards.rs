@@ -918,9 +918,19 @@ struct Participant {
 }
 
 impl Participant {
-    fn join() -> Self {
+    /// This test, which must be one of [`SCENARIO_TESTS`] (libtest names each test's thread
+    /// after the test), or the count would end the scenario under a running test.
+    fn join() -> anyhow::Result<Self> {
+        let me = std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string();
+        anyhow::ensure!(
+            SCENARIO_TESTS.contains(&me.as_str()),
+            "test {me:?} uses the shared scenario but is not in SCENARIO_TESTS"
+        );
         remaining();
-        Self { finished: false }
+        Ok(Self { finished: false })
     }
 
     /// The test's outcome, and the teardown's when this test is the last.
@@ -1004,7 +1014,7 @@ fn with_scenario<F: Future<Output = R>>(check: impl FnOnce(&'static Ready) -> F)
 /// One dashboard: its shape and series (no stack needed), then every variable and panel
 /// expression on the scenario's data.
 fn dashboard_works_on_real_data(file: &str) -> R {
-    let me = Participant::join();
+    let me = Participant::join()?;
     let result = (|| {
         let dashboard = load_dashboard(&repo_root().join("dashboards").join(file))?;
         dashboard_series(&dashboard)?;
@@ -1055,7 +1065,7 @@ fn the_shipped_dashboards_are_the_four_and_show_every_scaler_series() -> R {
 /// alert expression on the scenario's data.
 #[test]
 fn alert_and_recording_rules_work_on_real_data() -> R {
-    let me = Participant::join();
+    let me = Participant::join()?;
     let result = (|| {
         let rules = check_rule_files()?;
         let dashboards = load_dashboards()?;
@@ -1075,7 +1085,7 @@ fn alert_and_recording_rules_work_on_real_data() -> R {
 /// it ends on the settled state.
 #[test]
 fn workload_scaling_picture_is_drawn_from_real_data() -> R {
-    let me = Participant::join();
+    let me = Participant::join()?;
     let result = (|| {
         let board = load_dashboard(&repo_root().join("dashboards/workload-scaling.json"))?;
         dashboard_series(&board)?;
