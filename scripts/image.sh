@@ -62,6 +62,9 @@ if ((IMPORT)); then
       fail "containerd on the stack's node could not import $OUT"
     grep -qx "$NAME" <<<"$("$TIDAL_NODE_CTR" --address "$TIDAL_NODE_CONTAINERD_SOCK" --namespace k8s.io images ls -q)" ||
       fail "$NAME is not in the node's containerd after the import"
+    # Pinned, so the kubelet's image GC never removes it (no registry to pull it back from).
+    "$TIDAL_NODE_CTR" --address "$TIDAL_NODE_CONTAINERD_SOCK" --namespace k8s.io images label "$NAME" io.cri-containerd.pinned=pinned >/dev/null ||
+      fail "could not pin $NAME in the node's containerd"
     note "imported; pods use it with imagePullPolicy: Never (manifests/overlays/local)"
   else
     note "the stack's real node is not running: not imported (scripts/stack.sh up, then run this again)"

@@ -251,6 +251,10 @@ import_image() {
     die "containerd could not import $1"
   }
   grep -qx "$2" <<<"$(ctr_ images ls -q)" || die "image $2 not in containerd after importing $1"
+  # Pinned: the kubelet's image GC and its eviction manager (which deletes unused images when
+  # the disk runs low) never remove it; there is no registry to pull it back from.
+  ctr_ images label "$2" io.cri-containerd.pinned=pinned >/dev/null ||
+    die "could not pin image $2 in containerd"
 }
 
 up_kubelet() {
