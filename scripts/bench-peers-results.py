@@ -229,7 +229,7 @@ def render(entries):
           "cAdvisor refreshes container stats every 10–15 s, metrics-server scrapes every 15 s "
           "and serves a rate over its last two scrapes, and the HPA syncs every 15 s; a step "
           "waits for each in turn. KEDA's `cpu` trigger is that same HPA (KEDA only writes it). Tidal's agent reads the cgroup every second and the scaler "
-          "evaluates fast-path policies every second from the agents' `/metrics`.")
+          "evaluates fast-path policies every second from the agents' usage documents (`/v1/usage`).")
         w("")
     if kafka:
         w(f"**Kafka backlog step.** A topic of {kafka['partitions']} partitions and one consumer "

@@ -1,9 +1,11 @@
-//! The HTTP server: `/metrics` (OpenMetrics or text 0.0.4, negotiated), `/healthz`, `/readyz`.
+//! The HTTP server: `/metrics` (OpenMetrics or text 0.0.4, negotiated), `/v1/usage` (the
+//! compact usage document the scaler reads, [`tidal_core::usage`]), `/healthz`, `/readyz`.
 //!
 //! A scrape never does I/O: it only encodes the snapshot the sampling loop last published
 //! (see [`crate::snapshot`]), followed by a per-scrape tail with the snapshot's age
 //! (`tidal_agent_snapshot_age_seconds`), sent as a second chunk so the cached megabytes are
-//! never copied. `/readyz` answers 200 only once the first complete pass has been published,
+//! never copied. `/v1/usage` is the same snapshot's per-container CPU rate and working set,
+//! with the same age, in a few percent of the bytes. `/readyz` answers 200 only once the first complete pass has been published,
 //! 503 before. `/healthz` fails (503) when the sampler has not completed a round for longer
 //! than its bound (`--stale-after-seconds`): a hung sampler must not serve old data as if
 //! it were current, and the kubelet's liveness probe then restarts the agent.
@@ -111,6 +113,21 @@ pub fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Chunks> {
             if let Ok(v) = header::HeaderValue::from_str(ctype) {
                 resp.headers_mut().insert(header::CONTENT_TYPE, v);
             }
+            resp
+        }
+        // The compact usage document for the scaler, from the same snapshot: the cached `ns`
+        // object between a per-request head (age, sample time) and the closing brace. The
+        // head is made first: should a round publish in between, the age errs older.
+        tidal_core::usage::USAGE_PATH => {
+            let mut resp = Response::new(Chunks::new([
+                shared.usage_head(),
+                shared.usage_body(),
+                Bytes::from_static(tidal_core::usage::USAGE_TAIL.as_bytes()),
+            ]));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(tidal_core::usage::USAGE_CONTENT_TYPE),
+            );
             resp
         }
         _ => respond(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
@@ -303,6 +320,102 @@ mod tests {
         // A new round resets it.
         shared.store(crate::snapshot::Snapshot::default());
         assert!(age_in(&body(get("/metrics", None, &shared)).await) < 1.0);
+    }
+
+    #[tokio::test]
+    async fn usage_serves_the_snapshots_per_container_usage_and_age() {
+        use tidal_core::schema::{
+            AGENT_CONTAINER_CPU_USAGE_CORES, CONTAINER_MEMORY_WORKING_SET_BYTES,
+        };
+        use tidal_core::usage::{ContainerValues, USAGE_CONTENT_TYPE, USAGE_PATH, UsageDocument};
+        let shared = Shared::default();
+        let labels = |ns: &str, pod: &str, c: &str| {
+            vec![
+                ("namespace", ns.to_string()),
+                ("pod", pod.to_string()),
+                ("container", c.to_string()),
+                ("pod_uid", "u1".to_string()),
+            ]
+        };
+        let mut b = crate::buffer::Buffer::new(std::time::Instant::now());
+        for (name, (ns, pod, c), v) in [
+            (
+                AGENT_CONTAINER_CPU_USAGE_CORES,
+                ("shop", "web-1", "app"),
+                0.5,
+            ),
+            (AGENT_CONTAINER_CPU_USAGE_CORES, ("shop", "web-1", ""), 0.7),
+            (AGENT_CONTAINER_CPU_USAGE_CORES, ("", "", "x"), 0.1),
+            (
+                CONTAINER_MEMORY_WORKING_SET_BYTES,
+                ("shop", "web-1", "app"),
+                5e7,
+            ),
+            (
+                CONTAINER_MEMORY_WORKING_SET_BYTES,
+                ("shop", "web-1", "new"),
+                1e6,
+            ),
+            (
+                "tidal_agent_container_memory_rss_bytes",
+                ("shop", "web-1", "app"),
+                9.0,
+            ),
+        ] {
+            b.gauge(name, "h", labels(ns, pod, c), v);
+        }
+        let round = std::time::Instant::now() - std::time::Duration::from_millis(1500);
+        shared.store_at(
+            crate::snapshot::Snapshot {
+                families: b.into_parts().0,
+            },
+            round,
+        );
+        let resp = get(USAGE_PATH, None, &shared);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], USAGE_CONTENT_TYPE);
+        let text = body(resp).await;
+        assert!(!text.contains(' ') && !text.contains('\n'), "{text}");
+        let doc: UsageDocument = serde_json::from_str(&text).expect("a usage document");
+        let age = doc.age_seconds.expect("an age");
+        assert!((1.5..5.0).contains(&age), "{text}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
+        let sampled = doc.sampled_unix_seconds.expect("a sample time");
+        assert!((now - sampled - age).abs() < 1.0, "{text}");
+        // Only the non-empty namespace/pod/container series the scaler reads.
+        assert_eq!(doc.namespaces.len(), 1, "{text}");
+        let pod = &doc.namespaces["shop"]["web-1"];
+        assert_eq!(pod.len(), 2, "{text}");
+        assert_eq!(
+            pod["app"],
+            ContainerValues {
+                cpu_cores: Some(Some(0.5)),
+                working_set_bytes: Some(Some(5e7)),
+            }
+        );
+        assert_eq!(
+            pod["new"],
+            ContainerValues {
+                cpu_cores: None,
+                working_set_bytes: Some(Some(1e6)),
+            }
+        );
+        // The cached part is shared by later requests of the same snapshot; the age is not.
+        assert_eq!(shared.usage_body().as_ptr(), shared.usage_body().as_ptr());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again: UsageDocument =
+            serde_json::from_str(&body(get(USAGE_PATH, None, &shared)).await).expect("parses");
+        assert!(again.age_seconds.expect("an age") > age);
+        assert_eq!(again.namespaces, doc.namespaces);
+        // A new snapshot, a new document.
+        shared.store(crate::snapshot::Snapshot::default());
+        let empty: UsageDocument =
+            serde_json::from_str(&body(get(USAGE_PATH, None, &shared)).await).expect("parses");
+        assert!(empty.namespaces.is_empty());
+        assert!(empty.age_seconds.expect("an age") < 1.0);
     }
 
     #[tokio::test]

@@ -58,6 +58,8 @@ struct Bodies {
     generation: u64,
     openmetrics: Option<Bytes>,
     text_004: Option<Bytes>,
+    /// The `ns` part of the usage document ([`encode_usage`]).
+    usage: Option<Bytes>,
 }
 
 impl Default for Shared {
@@ -138,11 +140,9 @@ impl Shared {
         Bytes::from(out)
     }
 
-    /// The cached part of the `/metrics` body of the current snapshot in OpenMetrics
-    /// (`openmetrics`) or text 0.0.4: build info plus the snapshot, without `# EOF` (a
-    /// response appends [`Shared::tail`]). Encoded once per snapshot and format; later
-    /// scrapes get the same bytes.
-    pub fn body(&self, openmetrics: bool) -> Bytes {
+    /// The current snapshot and the bodies encoded from it so far (emptied when a new snapshot
+    /// was published since), locked.
+    fn current_bodies(&self) -> (Arc<Snapshot>, std::sync::MutexGuard<'_, Bodies>) {
         let (generation, snap) = self.load_generation();
         let mut bodies = match self.bodies.lock() {
             Ok(b) => b,
@@ -154,6 +154,15 @@ impl Shared {
                 ..Bodies::default()
             };
         }
+        (snap, bodies)
+    }
+
+    /// The cached part of the `/metrics` body of the current snapshot in OpenMetrics
+    /// (`openmetrics`) or text 0.0.4: build info plus the snapshot, without `# EOF` (a
+    /// response appends [`Shared::tail`]). Encoded once per snapshot and format; later
+    /// scrapes get the same bytes.
+    pub fn body(&self, openmetrics: bool) -> Bytes {
+        let (snap, mut bodies) = self.current_bodies();
         let slot = if openmetrics {
             &mut bodies.openmetrics
         } else {
@@ -169,6 +178,28 @@ impl Shared {
         let body = Bytes::from(out);
         *slot = Some(body.clone());
         body
+    }
+
+    /// The cached part of the usage document (`/v1/usage`, [`tidal_core::usage`]) of the
+    /// current snapshot: its `ns` object, encoded once per snapshot. A response wraps it in
+    /// [`Shared::usage_head`] and [`tidal_core::usage::USAGE_TAIL`].
+    pub fn usage_body(&self) -> Bytes {
+        let (snap, mut bodies) = self.current_bodies();
+        bodies
+            .usage
+            .get_or_insert_with(|| Bytes::from(encode_usage(&snap)))
+            .clone()
+    }
+
+    /// The part of the usage document written per request: the snapshot's age (the value of
+    /// `tidal_agent_snapshot_age_seconds`) and its sample time on the wall clock.
+    pub fn usage_head(&self) -> Bytes {
+        let age = self.age();
+        let sampled = std::time::SystemTime::now()
+            .checked_sub(age)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(f64::NAN, |d| d.as_secs_f64());
+        Bytes::from(tidal_core::usage::usage_head(age.as_secs_f64(), sampled))
     }
 
     /// True once the first complete pass has been published.
@@ -342,6 +373,55 @@ fn encode_families(snap: &Snapshot, out: &mut String, openmetrics: bool) {
             out.push('\n');
         }
     }
+}
+
+/// The `ns` object of the usage document ([`tidal_core::usage`]) for `snap`: every series of
+/// the per-container CPU rate and working set (under either name of the working set) with
+/// non-empty `namespace`, `pod` and `container` labels, values as they are. Families are read
+/// in the snapshot's (name) order and samples in theirs, a later series of the same container
+/// replacing an earlier one: what a reader of the `/metrics` text of the same snapshot gets.
+pub fn encode_usage(snap: &Snapshot) -> String {
+    use tidal_core::usage::{ContainerValues, Namespaces};
+    let working_set_compatible =
+        schema::compatible_name(schema::CONTAINER_MEMORY_WORKING_SET_BYTES);
+    let mut ns = Namespaces::new();
+    for (name, fam) in &snap.families {
+        let cpu = *name == schema::AGENT_CONTAINER_CPU_USAGE_CORES;
+        if !cpu
+            && *name != schema::CONTAINER_MEMORY_WORKING_SET_BYTES
+            && *name != working_set_compatible
+        {
+            continue;
+        }
+        for (labels, v) in &fam.samples {
+            let label = |k: &str| {
+                labels
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.as_str())
+                    .filter(|v| !v.is_empty())
+            };
+            let (Some(namespace), Some(pod), Some(container)) =
+                (label("namespace"), label("pod"), label("container"))
+            else {
+                continue;
+            };
+            let values: &mut ContainerValues = ns
+                .entry(namespace.to_string())
+                .or_default()
+                .entry(pod.to_string())
+                .or_default()
+                .entry(container.to_string())
+                .or_default();
+            let value = Some(Some(*v));
+            if cpu {
+                values.cpu_cores = value;
+            } else {
+                values.working_set_bytes = value;
+            }
+        }
+    }
+    serde_json::to_string(&ns).unwrap_or_else(|_| "{}".to_string())
 }
 
 /// Runs the samplers and publishes snapshots.

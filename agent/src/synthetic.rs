@@ -1,4 +1,5 @@
-//! Synthetic kubelet cgroup trees, for benchmarks (`agent/benches/agent.rs`, `scripts/bench.sh`).
+//! Synthetic kubelet cgroup trees, for benchmarks (`agent/benches/agent.rs`,
+//! `scaler/benches/fast_path.rs`, `scripts/bench.sh`).
 //!
 //! [`write_tree`] lays out `pods × containers_per_pod` container cgroups the way a node looks:
 //! - [`Layout::V2`]: systemd driver, containerd naming
@@ -14,7 +15,12 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::buffer::Buffer;
 use crate::pods::{ContainerMeta, PodIndex, PodMeta};
+use crate::sampler::Sampler;
+use crate::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
+use crate::samplers::node::NodeSampler;
+use crate::snapshot::{Runner, Shared};
 
 /// Which cgroup version (and kubelet driver) to lay out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,6 +259,82 @@ fn v1_cgroup(root: &Path, rel: &Path, v: &Values, quota: &str, limit: &str) -> i
             f - i
         ),
     )
+}
+
+/// A temp dir for a tree, removed on drop (also when a benchmark panics): under
+/// `$TIDAL_BENCH_DIR`, else `/dev/shm` (tmpfs, in memory like cgroupfs, and quick to fill),
+/// else the system temp dir.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, not yet created, directory whose name has `name`, the process id and the time.
+    pub fn new(name: &str) -> Self {
+        let base = std::env::var_os("TIDAL_BENCH_DIR")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+            .unwrap_or_else(std::env::temp_dir);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Self(base.join(format!("tidal-bench-{name}-{}-{nanos}", std::process::id())))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A cgroup sampler over a fresh tree of the issue's size ([`TreeSpec::issue3`]) written
+/// under `dir`, already run once (so the rate state is warm, as in steady state). Panics on
+/// any error: for benchmarks.
+pub fn warm_cgroup_sampler(layout: Layout, dir: &TempDir) -> CgroupSampler {
+    let started = std::time::Instant::now();
+    let metas = match write_tree(dir.path(), &TreeSpec::issue3(layout)) {
+        Ok(m) => m,
+        Err(e) => panic!(
+            "writing the synthetic tree under {}: {e}",
+            dir.path().display()
+        ),
+    };
+    eprintln!(
+        "synthetic {layout:?} tree of 100 pods x 10 containers written in {:.1?}",
+        started.elapsed()
+    );
+    let h = match Hierarchy::detect(dir.path()) {
+        Ok(h) => h,
+        Err(e) => panic!("{e}"),
+    };
+    let mut s = CgroupSampler::new(h, Scope::Node, pod_index(metas));
+    let mut buf = Buffer::new(std::time::Instant::now());
+    if let Err(e) = s.sample(&mut buf) {
+        panic!("{e}");
+    }
+    assert!(buf.errors().is_empty(), "{:?}", buf.errors());
+    s
+}
+
+/// What an agent with the node sampler (over the real `/proc`) and `cgroup` publishes in
+/// steady state: two rounds 20 ms apart, so the rate series exist too.
+pub fn steady_snapshot(cgroup: CgroupSampler) -> Shared {
+    let shared = Shared::default();
+    let mut runner = Runner::new(
+        vec![Box::new(NodeSampler::new("/proc")), Box::new(cgroup)],
+        None,
+        shared.clone(),
+    );
+    runner.run_once(std::time::Instant::now());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    runner.run_once(std::time::Instant::now());
+    shared
 }
 
 /// Writes the tree under `root` (which should be empty) and returns the pods' metadata, as

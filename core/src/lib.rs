@@ -2,6 +2,7 @@
 //!
 //! - [`schema`]: every metric name Tidal exports, defined once.
 //! - [`exposition`]: `/metrics` content negotiation and the text 0.0.4 rewrite.
+//! - [`usage`]: the compact usage document the agent serves the scaler (`/v1/usage`).
 //! - [`build`]: version and build information, exported as `*_build_info`.
 //! - [`kafka`]: the batched Kafka lag client (ApiVersions, Metadata, ListGroups,
 //!   FindCoordinator, DescribeGroups, OffsetFetch, ListOffsets) and the lag arithmetic.
@@ -17,3 +18,4 @@ pub mod lease;
 pub mod process;
 pub mod schema;
 pub mod tls;
+pub mod usage;

@@ -1,12 +1,20 @@
-//! The fast path: scrape every `tidal-agent`'s `/metrics` directly and read per-container CPU
-//! and memory, without waiting for Prometheus.
+//! The fast path: scrape every `tidal-agent` directly and read per-container CPU and memory,
+//! without waiting for Prometheus.
+//!
+//! Each agent is asked for its compact usage document ([`tidal_core::usage`], `/v1/usage`):
+//! the same snapshot as its `/metrics`, but only the two series per container read here, a few
+//! percent of the bytes, read without the exposition parser. An agent that does not serve it
+//! (404 from an agent older than this scaler, or an answer that is not JSON) is scraped at its
+//! `/metrics` as before, fully parsed ([`exposition`]); that is remembered per agent (logged
+//! once), and asked again after [`LEGACY_RECHECK`] in case it was upgraded in place. Both
+//! give the same [`PodUsage`] and the same errors: an agent is named by its `/metrics` URL.
 //!
 //! The agents are found by [`Discovery`]: a static list of base URLs, or the pods matching a
 //! label selector (Running, with a pod IP). All agents are scraped concurrently, each with its
 //! own timeout; one agent failing costs only its own pods (the failure is reported in
 //! [`AgentScrape::errors`], naming its URL), never the others'.
 //!
-//! From each scrape the source reads two series per container (names from
+//! From each scrape (either format) the source reads two series per container (names from
 //! [`tidal_core::schema`]), labelled `namespace`, `pod`, `container` (plus `pod_uid`,
 //! `qos_class`):
 //!
@@ -19,7 +27,8 @@
 //! a missing series (the agent exports the CPU rate only from its second sample on).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -28,6 +37,7 @@ use tidal_core::schema::{
     AGENT_CONTAINER_CPU_USAGE_CORES, AGENT_SNAPSHOT_AGE_SECONDS,
     CONTAINER_MEMORY_WORKING_SET_BYTES, compatible_name,
 };
+use tidal_core::usage::{ContainerValues, USAGE_CONTENT_TYPE, USAGE_PATH, UsageDocument};
 
 use super::body::{self, BodyCap, DEFAULT_AGENT_MAX_BODY_BYTES};
 use super::exposition::{self, ExpositionError};
@@ -43,6 +53,10 @@ const MAX_IN_FLIGHT: usize = 64;
 /// OpenMetrics text an agent may send instead).
 const ACCEPT: &str =
     "text/plain;version=0.0.4;q=1.0,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+
+/// An agent found not to serve the usage document is asked again after this long (an agent
+/// upgraded in place at a fixed URL); until then it is scraped at `/metrics` only.
+pub const LEGACY_RECHECK: Duration = Duration::from_secs(600);
 
 /// How the agents are found.
 #[derive(Clone)]
@@ -104,6 +118,15 @@ pub struct AgentSource {
     http: reqwest::Client,
     max_age_seconds: f64,
     max_body: BodyCap,
+    /// The agents (by `/metrics` URL) that did not serve the usage document, and when that
+    /// was last seen; shared by clones.
+    legacy: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+/// What one agent answered: its usage document, or (an older agent) its `/metrics` text.
+enum Scraped {
+    Usage(String),
+    Metrics(String),
 }
 
 /// The flag of the agent scrape's body cap.
@@ -136,6 +159,7 @@ impl AgentSource {
                 bytes: DEFAULT_AGENT_MAX_BODY_BYTES,
                 flag: MAX_BODY_FLAG,
             },
+            legacy: Arc::default(),
         })
     }
 
@@ -202,28 +226,35 @@ impl AgentSource {
             }
         };
         out.agents = urls.len();
+        self.forget_legacy_except(&urls);
         let mut bodies = futures::stream::iter(urls)
             .map(|url| async move {
-                let body = self.fetch(&url).await;
+                let body = self.scrape_one(&url).await;
                 (url, body)
             })
             .buffer_unordered(MAX_IN_FLIGHT);
         while let Some((url, body)) = bodies.next().await {
-            let result = body.and_then(|body| {
-                let age = fresh_age(&body, self.max_age_seconds).map_err(|detail| {
-                    SourceError::Stale {
-                        backend: BACKEND,
-                        url: url.clone(),
-                        detail,
-                    }
-                })?;
-                ingest(&body, now_unix_seconds - age, &mut out.pods).map_err(|e| {
-                    SourceError::Malformed {
-                        backend: BACKEND,
-                        url: url.clone(),
-                        detail: e.to_string(),
-                    }
-                })
+            let stale = |detail| SourceError::Stale {
+                backend: BACKEND,
+                url: url.clone(),
+                detail,
+            };
+            let malformed = |detail| SourceError::Malformed {
+                backend: BACKEND,
+                url: url.clone(),
+                detail,
+            };
+            let result = body.and_then(|body| match body {
+                Scraped::Metrics(body) => {
+                    let age = fresh_age(&body, self.max_age_seconds).map_err(stale)?;
+                    ingest(&body, now_unix_seconds - age, &mut out.pods)
+                        .map_err(|e| malformed(e.to_string()))
+                }
+                Scraped::Usage(body) => {
+                    let doc = parse_usage(&body).map_err(malformed)?;
+                    let age = judge_age(usage_age(&doc), self.max_age_seconds).map_err(stale)?;
+                    Ok(ingest_usage(doc, now_unix_seconds - age, &mut out.pods))
+                }
             });
             match result {
                 Ok(_) => out.agents_ok += 1,
@@ -231,6 +262,96 @@ impl AgentSource {
             }
         }
         out
+    }
+
+    /// One agent's usage: its usage document, unless it is known not to serve one (or turns
+    /// out not to), then its `/metrics`.
+    async fn scrape_one(&self, url: &str) -> Result<Scraped, SourceError> {
+        if !self.is_legacy(url) {
+            match self.fetch_usage(url).await? {
+                Some(body) => return Ok(Scraped::Usage(body)),
+                None => self.mark_legacy(url),
+            }
+        }
+        self.fetch(url).await.map(Scraped::Metrics)
+    }
+
+    fn legacy(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.legacy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Known not to serve the usage document, and not yet due to be asked again.
+    fn is_legacy(&self, url: &str) -> bool {
+        self.legacy()
+            .get(url)
+            .is_some_and(|seen| seen.elapsed() < LEGACY_RECHECK)
+    }
+
+    /// Remembers that the agent at `url` does not serve the usage document; logged the first
+    /// time only.
+    fn mark_legacy(&self, url: &str) {
+        if self
+            .legacy()
+            .insert(url.to_string(), Instant::now())
+            .is_none()
+        {
+            tracing::info!(
+                agent = url,
+                "this tidal-agent serves no usage document at {USAGE_PATH} (an older agent?): \
+                 reading its full /metrics instead"
+            );
+        }
+    }
+
+    /// Keeps the memory of agents that are still there (pod IPs come and go).
+    fn forget_legacy_except(&self, urls: &[String]) {
+        let mut legacy = self.legacy();
+        if !legacy.is_empty() {
+            let found: std::collections::HashSet<&str> = urls.iter().map(String::as_str).collect();
+            legacy.retain(|u, _| found.contains(u.as_str()));
+        }
+    }
+
+    /// One GET of the usage document of the agent at `url` (its `/metrics` URL, which names
+    /// it in errors). `None` when the agent does not serve it: 404, or a success that is not
+    /// JSON (a server that answers every path with its exposition).
+    async fn fetch_usage(&self, url: &str) -> Result<Option<String>, SourceError> {
+        let usage = usage_url(url);
+        let context = format!("GET {USAGE_PATH}: ");
+        let resp = self
+            .http
+            .get(&usage)
+            .header(reqwest::header::ACCEPT, USAGE_CONTENT_TYPE)
+            .send()
+            .await
+            .map_err(|e| SourceError::Unreachable {
+                backend: BACKEND,
+                url: url.to_string(),
+                detail: format!("{context}{}", error_chain(&e.without_url())),
+            })?;
+        let status = resp.status();
+        let json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case(USAGE_CONTENT_TYPE))
+            });
+        if status == reqwest::StatusCode::NOT_FOUND || (status.is_success() && !json) {
+            return Ok(None);
+        }
+        let body = body::read_text(resp, self.max_body, BACKEND, url, &context).await?;
+        if !status.is_success() {
+            return Err(SourceError::Http {
+                backend: BACKEND,
+                url: url.to_string(),
+                status: status.as_u16(),
+                detail: format!("{context}{}", snippet(&body)),
+            });
+        }
+        Ok(Some(body))
     }
 
     /// One GET of `url`, returning the body.
@@ -321,7 +442,12 @@ pub fn snapshot_age(body: &str) -> Option<f64> {
 
 /// The age of `body`'s data if it is within `max_age_seconds`; otherwise why not.
 fn fresh_age(body: &str, max_age_seconds: f64) -> Result<f64, String> {
-    match snapshot_age(body) {
+    judge_age(snapshot_age(body), max_age_seconds)
+}
+
+/// `age` if it is known and within `max_age_seconds`; otherwise why not.
+fn judge_age(age: Option<f64>, max_age_seconds: f64) -> Result<f64, String> {
+    match age {
         None => Err(format!(
             "the scrape has no valid {AGENT_SNAPSHOT_AGE_SECONDS} (an agent older than this \
              scaler?), so its data's age is unknown"
@@ -332,6 +458,73 @@ fn fresh_age(body: &str, max_age_seconds: f64) -> Result<f64, String> {
         )),
         Some(age) => Ok(age),
     }
+}
+
+/// One agent's usage document ([`tidal_core::usage`]), or why it is not one.
+pub fn parse_usage(body: &str) -> Result<UsageDocument, String> {
+    serde_json::from_str(body).map_err(|e| format!("usage document ({USAGE_PATH}): {e}"))
+}
+
+/// The document's snapshot age, under the rule [`snapshot_age`] applies to `/metrics`.
+pub fn usage_age(doc: &UsageDocument) -> Option<f64> {
+    doc.age_seconds.filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// [`ingest`] for a usage document: the same per-container values into `pods`, stamping
+/// every pod it touches with `now_unix_seconds`; returns how many values (series) it used.
+///
+/// The same rules: entries without a namespace, pod or container are skipped; a value that is
+/// negative, not finite or `null` leaves that container's value absent (`None`), never 0; a
+/// value the document does not have (an absent key) leaves what `pods` holds (another agent's).
+/// A later value of a container replaces an earlier one, as in the text (the agent writes each
+/// container once, with the last value the text would have).
+pub fn ingest_usage(
+    doc: UsageDocument,
+    now_unix_seconds: f64,
+    pods: &mut HashMap<PodKey, PodUsage>,
+) -> usize {
+    let mut used = 0;
+    for (namespace, in_namespace) in doc.namespaces {
+        if namespace.is_empty() {
+            continue;
+        }
+        for (pod, containers) in in_namespace {
+            if pod.is_empty() {
+                continue;
+            }
+            let has = |(container, values): &(&String, &ContainerValues)| {
+                !container.is_empty()
+                    && (values.cpu_cores.is_some() || values.working_set_bytes.is_some())
+            };
+            if !containers.iter().any(|c| has(&c)) {
+                continue;
+            }
+            let usage = pods.entry((namespace.clone(), pod)).or_default();
+            usage.timestamp_unix_seconds = now_unix_seconds;
+            for (container, values) in containers {
+                if !has(&(&container, &values)) {
+                    continue;
+                }
+                let c = usage.containers.entry(container).or_default();
+                let valid = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
+                if let Some(cpu) = values.cpu_cores {
+                    c.cpu_cores = valid(cpu);
+                    used += 1;
+                }
+                if let Some(ws) = values.working_set_bytes {
+                    c.memory_working_set_bytes = valid(ws);
+                    used += 1;
+                }
+            }
+        }
+    }
+    used
+}
+
+/// The usage document's URL of the agent whose `/metrics` URL is `metrics`.
+fn usage_url(metrics: &str) -> String {
+    let base = metrics.strip_suffix("/metrics").unwrap_or(metrics);
+    format!("{}{USAGE_PATH}", base.trim_end_matches('/'))
 }
 
 /// `base` + `/metrics`, unless `base` already names the path.
@@ -714,5 +907,338 @@ tidal_agent_container_cpu_usage_cores{namespace="other",pod="inf",container="app
             other => panic!("{other:?}"),
         }
         task.abort();
+    }
+
+    /// One agent snapshot with every case the reader distinguishes: a container without a CPU
+    /// rate yet, pod-level and unmatched cgroups (empty labels), a negative value, the same
+    /// container twice (a pod recreated under its name while the old cgroup lingers), and the
+    /// working set under its `--compatible-metric-names` name.
+    fn agent_snapshot(compatible: bool) -> tidal_agent::snapshot::Snapshot {
+        use tidal_core::schema::{AGENT_CONTAINER_CPU_REQUEST_CORES, CONTAINER_MEMORY_RSS};
+        let labels = |ns: &str, pod: &str, c: &str, uid: &str| {
+            vec![
+                ("namespace", ns.to_string()),
+                ("pod", pod.to_string()),
+                ("container", c.to_string()),
+                ("pod_uid", uid.to_string()),
+                ("qos_class", "Burstable".to_string()),
+            ]
+        };
+        let ws = if compatible {
+            compatible_name(CONTAINER_MEMORY_WORKING_SET_BYTES)
+        } else {
+            CONTAINER_MEMORY_WORKING_SET_BYTES
+        };
+        let mut b = tidal_agent::buffer::Buffer::new(Instant::now());
+        for (ns, pod, c, uid, cpu, mem) in [
+            (
+                "shop",
+                "web-1",
+                "app",
+                "u1",
+                Some(0.123_456_789_012_345_68),
+                52_428_800.0,
+            ),
+            ("shop", "web-1", "sidecar", "u1", Some(1e-9), 1_048_576.0),
+            ("shop", "web-1", "", "u1", Some(0.8), 60_000_000.0),
+            ("shop", "web-2", "app", "u2", None, 1e8),
+            ("shop", "web-3", "app", "u3", Some(-0.1), 3.0),
+            ("shop", "db-0", "db", "old", Some(2.5), 7e9),
+            ("shop", "db-0", "db", "new", Some(0.25), 6e9),
+            ("", "", "", "u9", Some(1.0), 4096.0),
+            ("", "", "abc", "u8", Some(1.0), 4096.0),
+            ("other", "x\"y", "c\\d", "u7", Some(3.0), 1.5e-3),
+        ] {
+            if let Some(cpu) = cpu {
+                b.gauge(
+                    AGENT_CONTAINER_CPU_USAGE_CORES,
+                    "Rate.",
+                    labels(ns, pod, c, uid),
+                    cpu,
+                );
+            }
+            b.gauge(ws, "WS.", labels(ns, pod, c, uid), mem);
+            b.gauge(CONTAINER_MEMORY_RSS, "RSS.", labels(ns, pod, c, uid), 1.0);
+            b.gauge(
+                AGENT_CONTAINER_CPU_REQUEST_CORES,
+                "Req.",
+                labels(ns, pod, c, uid),
+                1.0,
+            );
+        }
+        tidal_agent::snapshot::Snapshot {
+            families: b.into_parts().0,
+        }
+    }
+
+    /// The agent's `/metrics` body (either format) and usage document of one snapshot, as its
+    /// server writes them.
+    fn both_bodies(snap: tidal_agent::snapshot::Snapshot, openmetrics: bool) -> (String, String) {
+        let shared = tidal_agent::snapshot::Shared::default();
+        shared.store_at(snap, Instant::now() - Duration::from_millis(250));
+        let metrics = [shared.body(openmetrics), shared.tail(openmetrics)].concat();
+        let usage = [
+            shared.usage_head(),
+            shared.usage_body(),
+            tidal_core::usage::USAGE_TAIL.as_bytes().to_vec().into(),
+        ]
+        .concat();
+        (
+            String::from_utf8(metrics).expect("utf8"),
+            String::from_utf8(usage).expect("utf8"),
+        )
+    }
+
+    /// What another agent reported before: values the next body may or may not replace.
+    fn earlier() -> HashMap<PodKey, PodUsage> {
+        let mut pods = HashMap::new();
+        ingest(
+            "tidal_agent_container_cpu_usage_cores{namespace=\"shop\",pod=\"web-2\",container=\"app\"} 9\n\
+             tidal_agent_container_cpu_usage_cores{namespace=\"shop\",pod=\"gone\",container=\"app\"} 9\n",
+            1.0,
+            &mut pods,
+        )
+        .expect("parses");
+        pods
+    }
+
+    #[test]
+    fn the_usage_document_reads_exactly_as_the_metrics_text_of_the_same_snapshot() {
+        for compatible in [false, true] {
+            for openmetrics in [false, true] {
+                let (metrics, usage) = both_bodies(agent_snapshot(compatible), openmetrics);
+                assert!(usage.len() * 4 < metrics.len(), "{usage}");
+                let mut from_text = earlier();
+                let age = fresh_age(&metrics, 3.0).expect("fresh");
+                ingest(&metrics, 100.0 - age, &mut from_text).expect("parses");
+                let mut from_doc = earlier();
+                let doc = parse_usage(&usage).expect("parses");
+                let doc_age = judge_age(usage_age(&doc), 3.0).expect("fresh");
+                // The same snapshot's age, read a moment apart.
+                assert!((0.25..0.25 + 1.0).contains(&doc_age), "{doc_age}");
+                assert!((doc_age - age).abs() < 1.0, "{doc_age} vs {age}");
+                ingest_usage(doc, 100.0 - age, &mut from_doc);
+                assert_eq!(from_doc, from_text, "compatible {compatible}, {usage}");
+                // The cases themselves.
+                let c = |pod: &str, c: &str| from_doc[&key("shop", pod)].containers[c];
+                assert_eq!(c("web-1", "app").cpu_cores, Some(0.123_456_789_012_345_68));
+                assert_eq!(c("web-1", "sidecar").cpu_cores, Some(1e-9));
+                assert_eq!(from_doc[&key("shop", "web-1")].containers.len(), 2);
+                assert_eq!(c("web-2", "app").cpu_cores, Some(9.0), "kept: no rate yet");
+                assert_eq!(c("web-3", "app").cpu_cores, None, "negative");
+                assert_eq!(c("db-0", "db").cpu_cores, Some(0.25), "the later series");
+                assert_eq!(from_doc[&key("shop", "gone")].timestamp_unix_seconds, 1.0);
+                assert_eq!(
+                    from_doc[&key("other", "x\"y")].containers["c\\d"].memory_working_set_bytes,
+                    Some(1.5e-3)
+                );
+                assert_eq!(from_doc.len(), 6);
+            }
+        }
+    }
+
+    #[test]
+    fn a_usage_document_without_a_valid_age_is_stale_and_a_broken_one_malformed() {
+        for bad in [
+            "{\"ns\":{}}",
+            "{\"a\":null,\"ns\":{}}",
+            "{\"a\":-1,\"ns\":{}}",
+        ] {
+            let doc = parse_usage(bad).expect("parses");
+            let e = judge_age(usage_age(&doc), 3.0).expect_err("no age");
+            assert!(e.contains("unknown"), "{e}");
+        }
+        let doc = parse_usage("{\"a\":7.5,\"ns\":{}}").expect("parses");
+        let e = judge_age(usage_age(&doc), 3.0).expect_err("old");
+        assert!(e.contains("7.5s old (bound 3.0s)"), "{e}");
+        for bad in [
+            "",
+            "{",
+            "{\"a\":1,\"ns\":{\"x\":[]}}",
+            "{\"a\":1,\"ns\":{\"x\":{\"p\":{\"c\":{\"c\":\"1,5\"}}}}}",
+        ] {
+            let e = parse_usage(bad).expect_err(bad);
+            assert!(e.starts_with("usage document (/v1/usage): "), "{e}");
+        }
+        // Empty names and entries without values touch nothing.
+        let doc = parse_usage(
+            "{\"a\":0,\"ns\":{\"\":{\"p\":{\"c\":{\"c\":1}}},\"n\":{\"\":{\"c\":{\"c\":1}},\"p\":{\"\":{\"c\":1},\"c\":{}}}}}",
+        )
+        .expect("parses");
+        let mut pods = HashMap::new();
+        assert_eq!(ingest_usage(doc, 1.0, &mut pods), 0);
+        assert!(pods.is_empty(), "{pods:?}");
+    }
+
+    #[test]
+    fn usage_urls() {
+        assert_eq!(
+            usage_url("http://10.0.0.7:9464/metrics"),
+            "http://10.0.0.7:9464/v1/usage"
+        );
+        assert_eq!(
+            usage_url("http://[fd00::7]:9464/metrics"),
+            "http://[fd00::7]:9464/v1/usage"
+        );
+        assert_eq!(
+            usage_url("https://p/agents/n1/metrics"),
+            "https://p/agents/n1/v1/usage"
+        );
+    }
+
+    /// A server answering `GET <path>` from `routes` (404 otherwise), counting the requests
+    /// per path.
+    async fn serve_routes(
+        routes: Vec<(&'static str, &'static str, String)>,
+    ) -> (
+        String,
+        Arc<Mutex<HashMap<String, usize>>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let counted = hits.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut req = vec![0u8; 8192];
+                let n = s.read(&mut req).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&req[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                *counted
+                    .lock()
+                    .expect("lock")
+                    .entry(path.clone())
+                    .or_default() += 1;
+                let (status, ctype, body) = routes.iter().find(|(p, _, _)| *p == path).map_or(
+                    ("404 Not Found", "text/plain", "not found\n".to_string()),
+                    |(_, c, b)| ("200 OK", *c, b.clone()),
+                );
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        (url, hits, task)
+    }
+
+    #[tokio::test]
+    async fn an_agent_serving_the_usage_document_is_read_from_it_and_stamped_alike() {
+        let (metrics, usage) = both_bodies(agent_snapshot(false), false);
+        let (url, hits, task) = serve_routes(vec![
+            ("/metrics", "text/plain; version=0.0.4", metrics.clone()),
+            ("/v1/usage", "application/json", usage.clone()),
+        ])
+        .await;
+        let src = AgentSource::new(Discovery::Static(vec![url.clone()]), Duration::from_secs(2))
+            .expect("client");
+        let got = src.scrape(100.0).await;
+        assert_eq!((got.agents, got.agents_ok), (1, 1), "{:?}", got.errors);
+        assert_eq!(hits.lock().expect("lock").get("/metrics"), None);
+        let mut want = HashMap::new();
+        let age = usage_age(&parse_usage(&usage).expect("parses")).expect("age");
+        ingest(&metrics, 100.0 - age, &mut want).expect("parses");
+        assert_eq!(got.pods, want);
+        task.abort();
+
+        // The same document 10 s old: stale; not JSON where JSON was promised: malformed.
+        // Either names the agent as before, and none of its pods are used.
+        let old = usage.replacen("{\"a\":", "{\"a\":10,\"x\":", 1);
+        for (doc, label, says) in [
+            (old, "stale", "10.0s old (bound 3.0s)"),
+            ("{\"a\":0,".to_string(), "malformed", "usage document"),
+        ] {
+            let (url, _, task) = serve_routes(vec![("/v1/usage", "application/json", doc)]).await;
+            let src =
+                AgentSource::new(Discovery::Static(vec![url.clone()]), Duration::from_secs(2))
+                    .expect("client");
+            let got = src.scrape(100.0).await;
+            assert!(got.pods.is_empty());
+            match &got.errors[..] {
+                [
+                    e @ (SourceError::Stale { url: u, .. } | SourceError::Malformed { url: u, .. }),
+                ] => {
+                    assert_eq!(u, &format!("{url}/metrics"));
+                    assert_eq!(e.label(), label);
+                    assert!(e.to_string().contains(says), "{e}");
+                }
+                other => panic!("{other:?}"),
+            }
+            task.abort();
+        }
+    }
+
+    /// An agent older than this scaler answers 404 at `/v1/usage`: it is read from its
+    /// `/metrics` in the same round, and is not asked for the document again.
+    #[tokio::test]
+    async fn an_older_agent_s_404_falls_back_to_metrics_and_is_remembered() {
+        let (metrics, _) = both_bodies(agent_snapshot(false), true);
+        let (url, hits, task) = serve_routes(vec![(
+            "/metrics",
+            "application/openmetrics-text; version=1.0.0",
+            metrics.clone(),
+        )])
+        .await;
+        let src = AgentSource::new(Discovery::Static(vec![url.clone()]), Duration::from_secs(2))
+            .expect("client");
+        let mut want = HashMap::new();
+        let age = snapshot_age(&metrics).expect("age");
+        ingest(&metrics, 100.0 - age, &mut want).expect("parses");
+        for round in 1..=3 {
+            let got = src.scrape(100.0).await;
+            assert_eq!((got.agents, got.agents_ok), (1, 1), "{:?}", got.errors);
+            assert_eq!(got.pods, want);
+            let hits = hits.lock().expect("lock").clone();
+            assert_eq!(hits.get("/v1/usage"), Some(&1), "round {round}: {hits:?}");
+            assert_eq!(hits.get("/metrics"), Some(&round), "{hits:?}");
+        }
+        // Remembered per agent: a clone shares it, another agent does not.
+        assert!(src.clone().is_legacy(&format!("{url}/metrics")));
+        assert!(!src.is_legacy("http://127.0.0.1:1/metrics"));
+        // An agent no longer found is forgotten.
+        src.forget_legacy_except(&[]);
+        assert!(!src.is_legacy(&format!("{url}/metrics")));
+        task.abort();
+    }
+
+    /// The real agent server, scraped by this source: the document path, and the same pods
+    /// as its `/metrics` of the same snapshot.
+    #[tokio::test]
+    async fn the_real_agent_server_is_read_through_its_usage_document() {
+        let shared = tidal_agent::snapshot::Shared::default();
+        shared.store(agent_snapshot(false));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(tidal_agent::server::serve(
+            listener,
+            shared.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let src = AgentSource::new(Discovery::Static(vec![url.clone()]), Duration::from_secs(2))
+            .expect("client");
+        let got = src.scrape(100.0).await;
+        assert_eq!((got.agents, got.agents_ok), (1, 1), "{:?}", got.errors);
+        assert!(!src.is_legacy(&format!("{url}/metrics")));
+        let metrics =
+            String::from_utf8([shared.body(false), shared.tail(false)].concat()).expect("utf8");
+        let mut want = HashMap::new();
+        ingest(&metrics, 0.0, &mut want).expect("parses");
+        assert_eq!(got.pods.len(), want.len());
+        for (k, u) in &got.pods {
+            assert_eq!(u.containers, want[k].containers, "{k:?}");
+            assert!((99.0..=100.0).contains(&u.timestamp_unix_seconds), "{u:?}");
+        }
+        let _ = stop.send(());
+        let _ = server.await;
     }
 }
