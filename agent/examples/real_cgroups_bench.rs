@@ -353,6 +353,10 @@ fn main() -> anyhow::Result<()> {
              | CPU per 1 s round, `sampler` thread | < 20 ms ({verdict}) | {sampler_ms:.1} ms |\n\
              | CPU per 1 s round, whole agent (sampling, serving the scrapes) | | {process_ms:.1} ms |\n\
              | cgroup pass, wall (`tidal_agent_sampler_duration_seconds{{sampler=\"cgroup\"}}`), median | | {pass_ms:.1} ms |\n\n\
+             Not included: the pod metadata watch (no `NODE_NAME`: the agent labels by pod \
+             uid), Kafka lag, and OpenMetrics (the scrape asks for text 0.0.4). The cgroup \
+             pass reads, per cgroup and round, `cpuacct.usage`, `cpu.stat`, \
+             `memory.usage_in_bytes` and `memory.stat`; limits every 10th round.\n\n\
              Command: `cargo build --release -p tidal-agent --example real_cgroups_bench && \
              target/release/examples/real_cgroups_bench --seconds {} --results bench/RESULTS.md` \
              (as root; it removes the cgroups it made).\n\n",
