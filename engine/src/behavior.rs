@@ -10,7 +10,7 @@
 //! `time.Now()`; here both come in as arguments.
 
 use super::types::{
-    PolicyType, Recommendation, ScaleEvent, ScalingPolicy, ScalingRules, SelectPolicy,
+    PolicyType, RatePolicy, Recommendation, ScaleEvent, ScalingRules, SelectPolicy,
 };
 
 /// Condition reasons and messages, as upstream spells them.
@@ -53,7 +53,7 @@ pub mod reason {
 pub struct ResolvedRules {
     pub stabilization_window_seconds: i32,
     pub select_policy: SelectPolicy,
-    pub policies: Vec<ScalingPolicy>,
+    pub policies: Vec<RatePolicy>,
     pub tolerance: Option<f64>,
 }
 
@@ -94,12 +94,12 @@ pub fn scale_up_rules(rules: Option<&ScalingRules>) -> ResolvedRules {
             stabilization_window_seconds: 0,
             select_policy: SelectPolicy::Max,
             policies: vec![
-                ScalingPolicy {
+                RatePolicy {
                     kind: PolicyType::Pods,
                     value: 4,
                     period_seconds: 15,
                 },
-                ScalingPolicy {
+                RatePolicy {
                     kind: PolicyType::Percent,
                     value: 100,
                     period_seconds: 15,
@@ -121,7 +121,7 @@ pub fn scale_down_rules(
         ResolvedRules {
             stabilization_window_seconds: default_window_seconds,
             select_policy: SelectPolicy::Max,
-            policies: vec![ScalingPolicy {
+            policies: vec![RatePolicy {
                 kind: PolicyType::Percent,
                 value: 100,
                 period_seconds: 15,
@@ -155,7 +155,7 @@ pub fn replicas_change_per_period(
         })
 }
 
-fn period_start(current: i32, policy: &ScalingPolicy, events: &[ScaleEvent], now: f64) -> i32 {
+fn period_start(current: i32, policy: &RatePolicy, events: &[ScaleEvent], now: f64) -> i32 {
     let added = replicas_change_per_period(policy.period_seconds, events, true, now);
     let removed = replicas_change_per_period(policy.period_seconds, events, false, now);
     current.saturating_sub(added).saturating_add(removed)

@@ -16,14 +16,14 @@ fn rules(
 ) -> ScalingRules {
     let mut policies = Vec::new();
     if pods != 0 {
-        policies.push(ScalingPolicy {
+        policies.push(RatePolicy {
             kind: PolicyType::Pods,
             value: pods,
             period_seconds: pods_period,
         });
     }
     if percent != 0 {
-        policies.push(ScalingPolicy {
+        policies.push(RatePolicy {
             kind: PolicyType::Percent,
             value: percent,
             period_seconds: percent_period,
@@ -861,12 +861,12 @@ fn min_rules() -> ResolvedRules {
         stabilization_window_seconds: 300,
         select_policy: SelectPolicy::Min,
         policies: vec![
-            ScalingPolicy {
+            RatePolicy {
                 kind: PolicyType::Pods,
                 value: 2,
                 period_seconds: 60,
             },
-            ScalingPolicy {
+            RatePolicy {
                 kind: PolicyType::Percent,
                 value: 50,
                 period_seconds: 60,

@@ -243,7 +243,7 @@ pub struct ScalingRules {
     #[serde(default)]
     pub select_policy: Option<SelectPolicy>,
     #[serde(default)]
-    pub policies: Option<Vec<ScalingPolicy>>,
+    pub policies: Option<Vec<RatePolicy>>,
     /// Per-direction tolerance (KEP-4951), overrides `controller.tolerance`.
     #[serde(default)]
     pub tolerance: Option<f64>,
@@ -257,10 +257,11 @@ pub enum SelectPolicy {
     Disabled,
 }
 
-/// `HPAScalingPolicy`.
+/// A rate rule of a scaling direction (`HPAScalingPolicy`): at most `value` pods or percent
+/// per `period_seconds`. Named `RatePolicy` here, apart from the ScalingPolicy CRD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ScalingPolicy {
+pub struct RatePolicy {
     #[serde(rename = "type")]
     pub kind: PolicyType,
     pub value: i32,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tidal_agent::samplers::cgroup::{
-    Flat, Hierarchy, Rels, parse_container_dir, parse_cpu_max, parse_pod_dir, parse_pressure,
+    Flat, Hierarchy, CgroupPaths, parse_container_dir, parse_cpu_max, parse_pod_dir, parse_pressure,
     read_stats, scan_flat, self_cgroup,
 };
 
@@ -80,7 +80,7 @@ fn v2(c: &Case) {
     }
     write(&root.join("self"), "cgroup", &c.self_cgroup);
     let h = Hierarchy::detect(&root).expect("v2");
-    if let Ok(s) = read_stats(&h, &Rels::same(Path::new("pod"))) {
+    if let Ok(s) = read_stats(&h, &CgroupPaths::same(Path::new("pod"))) {
         for v in [
             s.cpu_usage_seconds,
             s.memory_usage_bytes,

@@ -37,7 +37,7 @@ pub(super) struct Ctx<'a> {
 
 /// What a proposal knows besides the [`Proposal`]: the formula variables and lag details.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Extra {
+pub(super) struct ProposalDetail {
     pub(super) vars: Option<MetricValues>,
     pub(super) partitions: Option<i64>,
     /// A predictive `kafka_lag` proposal that opts out of the rate policies.
@@ -107,7 +107,7 @@ pub(super) fn propose(
     m: &MetricSpec,
     obs: &[&Observation],
     ctx: &Ctx<'_>,
-    extra: &mut Extra,
+    extra: &mut ProposalDetail,
 ) -> Proposal {
     let mut p = Proposal {
         metric: m.name.clone(),

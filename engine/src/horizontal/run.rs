@@ -9,7 +9,7 @@ use crate::types::{
     NextState, Observation, Recommendation, ScaleEvent, Spec, State, TargetType,
 };
 
-use super::propose::{Ctx, Extra, is_ready, propose};
+use super::propose::{Ctx, ProposalDetail, is_ready, propose};
 use super::tolerances;
 
 fn default_metric() -> MetricSpec {
@@ -182,12 +182,12 @@ pub(super) fn run(
         let mut chosen: Option<usize> = None;
         let mut invalid = 0usize;
         let mut first_invalid: Option<usize> = None;
-        let mut extras: Vec<Extra> = Vec::with_capacity(metrics.len());
+        let mut extras: Vec<ProposalDetail> = Vec::with_capacity(metrics.len());
         let mut stale = false;
         for (i, m) in metrics.iter().enumerate() {
             let obs: Vec<&Observation> =
                 observations.iter().filter(|o| o.metric == m.name).collect();
-            let mut extra = Extra::default();
+            let mut extra = ProposalDetail::default();
             let p = propose(m, &obs, &ctx, &mut extra);
             if p.replicas.is_some() {
                 stale |= p.stale;

@@ -11,8 +11,8 @@ use crate::replica_calc::to_milli;
 use crate::test_rng::Rng;
 use crate::types::{
     Behavior, ConditionStatus, ConditionType, Container, ControllerSettings, LimitStage,
-    MetricSource, MetricSpec, MetricTarget, Pod, PodPhase, PolicyType, ReadyCondition,
-    Recommendation, ScaleEvent, ScalingPolicy, ScalingRules, SelectPolicy, TargetType,
+    MetricSource, MetricSpec, MetricTarget, Pod, PodPhase, PolicyType, RatePolicy, ReadyCondition,
+    Recommendation, ScaleEvent, ScalingRules, SelectPolicy, TargetType,
 };
 
 const NOW: f64 = 1_700_000_000.0;
@@ -669,7 +669,7 @@ fn per_direction_tolerance_overrides_the_controller_default() {
         }),
         scale_down: Some(ScalingRules {
             select_policy: Some(SelectPolicy::Max),
-            policies: Some(vec![ScalingPolicy {
+            policies: Some(vec![RatePolicy {
                 kind: PolicyType::Pods,
                 value: 1,
                 period_seconds: 60,
@@ -871,7 +871,7 @@ fn hpa_controller_cases() {
                         scale_up: Some(ScalingRules {
                             stabilization_window_seconds: Some(30),
                             select_policy: Some(SelectPolicy::Max),
-                            policies: Some(vec![ScalingPolicy {
+                            policies: Some(vec![RatePolicy {
                                 kind: PolicyType::Percent,
                                 value: 100,
                                 period_seconds: 15,
@@ -1132,7 +1132,7 @@ fn up_rules(percent: i32, period: i32) -> Behavior {
         scale_up: Some(ScalingRules {
             stabilization_window_seconds: Some(0),
             select_policy: Some(SelectPolicy::Max),
-            policies: Some(vec![ScalingPolicy {
+            policies: Some(vec![RatePolicy {
                 kind: PolicyType::Percent,
                 value: percent,
                 period_seconds: period,
@@ -1657,7 +1657,7 @@ fn random_case(rng: &mut Rng) -> Input {
                 [SelectPolicy::Max, SelectPolicy::Min, SelectPolicy::Disabled]
                     [rng.below(3) as usize],
             ),
-            policies: Some(vec![ScalingPolicy {
+            policies: Some(vec![RatePolicy {
                 kind: PolicyType::Percent,
                 value: 1 + rng.below(300) as i32,
                 period_seconds: 15 + rng.below(60) as i32,
@@ -1665,7 +1665,7 @@ fn random_case(rng: &mut Rng) -> Input {
             tolerance: rng.chance(30).then(|| rng.below(30) as f64 / 100.0),
         }),
         scale_down: rng.chance(50).then(|| ScalingRules {
-            policies: Some(vec![ScalingPolicy {
+            policies: Some(vec![RatePolicy {
                 kind: PolicyType::Pods,
                 value: 1 + rng.below(5) as i32,
                 period_seconds: 15 + rng.below(60) as i32,

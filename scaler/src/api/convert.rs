@@ -579,7 +579,7 @@ impl From<&ScalingRules> for engine::ScalingRules {
             select_policy: r.select_policy,
             policies: r.policies.as_ref().map(|ps| {
                 ps.iter()
-                    .map(|p| engine::ScalingPolicy {
+                    .map(|p| engine::RatePolicy {
                         kind: p.kind,
                         value: p.value,
                         period_seconds: p.period_seconds,

@@ -415,7 +415,7 @@ fn behavior_converts_field_by_field() {
     assert_eq!(d.select_policy, Some(SelectPolicy::Disabled));
     assert_eq!(
         d.policies,
-        Some(vec![engine::ScalingPolicy {
+        Some(vec![engine::RatePolicy {
             kind: PolicyType::Pods,
             value: 2,
             period_seconds: 15

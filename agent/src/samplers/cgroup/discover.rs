@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::read::read;
-use super::{CgroupError, Hierarchy, Rels};
+use super::{CgroupError, CgroupPaths, Hierarchy};
 
 /// Kubernetes QoS class, from the cgroup path (the API's `status.qosClass` wins when known).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn discover(root: &Path, errors: &mut Vec<CgroupError>) -> Vec<PodCgroup> {
 }
 
 /// Reads `/proc/self/cgroup` and returns the paths of this process's cgroup per controller.
-pub fn self_cgroup(proc_root: &Path, h: &Hierarchy) -> Result<Rels, CgroupError> {
+pub fn self_cgroup(proc_root: &Path, h: &Hierarchy) -> Result<CgroupPaths, CgroupError> {
     let path = proc_root.join("self").join("cgroup");
     let text = read(&path)?;
     // Lines are `id:controllers:path`; v2 is `0::path`.
@@ -186,8 +186,8 @@ pub fn self_cgroup(proc_root: &Path, h: &Hierarchy) -> Result<Rels, CgroupError>
     let main =
         find(h.self_cgroup_controller()).ok_or(CgroupError::SelfCgroup { path: path.clone() })?;
     Ok(match h {
-        Hierarchy::V2 { .. } => Rels::same(&main),
-        Hierarchy::V1 { .. } => Rels {
+        Hierarchy::V2 { .. } => CgroupPaths::same(&main),
+        Hierarchy::V1 { .. } => CgroupPaths {
             cpu: find("cpu").unwrap_or_else(|| main.clone()),
             cpuacct: find("cpuacct").unwrap_or_else(|| main.clone()),
             memory: find("memory").unwrap_or_else(|| main.clone()),

@@ -123,14 +123,14 @@ impl Hierarchy {
 /// Paths of one cgroup in each hierarchy (equal for discovered pods; may differ per
 /// controller for the agent's own cgroup on v1).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rels {
+pub struct CgroupPaths {
     pub cpu: PathBuf,
     pub cpuacct: PathBuf,
     pub memory: PathBuf,
     pub unified: PathBuf,
 }
 
-impl Rels {
+impl CgroupPaths {
     /// The same relative path in every hierarchy.
     pub fn same(rel: &Path) -> Self {
         Self {
@@ -143,7 +143,7 @@ impl Rels {
 }
 
 /// The directories holding a cgroup's interface files, one per hierarchy in use.
-pub(super) fn cg_dirs(h: &Hierarchy, rels: &Rels) -> Vec<PathBuf> {
+pub(super) fn cg_dirs(h: &Hierarchy, rels: &CgroupPaths) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = match h {
         Hierarchy::V2 { root } => vec![root.join(&rels.unified)],
         Hierarchy::V1 {

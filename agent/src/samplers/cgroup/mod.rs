@@ -55,7 +55,7 @@ pub use discover::{
     self_cgroup,
 };
 pub use error::CgroupError;
-pub use hierarchy::{Hierarchy, Mode, Rels};
+pub use hierarchy::{CgroupPaths, Hierarchy, Mode};
 pub use parse::{Flat, parse_cpu_max, parse_pressure, scan_flat};
 pub use read::{Stats, read_stats};
 pub use sampler::{CgroupSampler, DEFAULT_MAX_OPEN_FILES, SLOW_EVERY_ROUNDS, Scope};

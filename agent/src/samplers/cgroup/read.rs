@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::fdcache::{CachedFile, FdBudget};
 
 use super::parse::{flat_get, flat_opt, num, parse_cpu_max, parse_pressure, scan_flat};
-use super::{CgroupError, Hierarchy, Rels};
+use super::{CgroupError, CgroupPaths, Hierarchy};
 
 /// Bytes read at once: every cgroup interface file the sampler reads fits.
 const READ_CAPACITY: usize = 4096;
@@ -146,7 +146,7 @@ fn read_psi(
 }
 
 /// Reads the stats of one cgroup (every file), opening and closing each.
-pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
+pub fn read_stats(h: &Hierarchy, rels: &CgroupPaths) -> Result<Stats, CgroupError> {
     let mut files = Files::default();
     let mut buf = Vec::new();
     let mut r = Reader {
@@ -161,7 +161,7 @@ pub fn read_stats(h: &Hierarchy, rels: &Rels) -> Result<Stats, CgroupError> {
 /// files are skipped.
 pub(super) fn read_stats_with(
     h: &Hierarchy,
-    rels: &Rels,
+    rels: &CgroupPaths,
     full: bool,
     files: &mut Files,
     r: &mut Reader<'_>,

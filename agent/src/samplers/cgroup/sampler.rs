@@ -15,8 +15,8 @@ use super::hierarchy::cg_dirs;
 use super::read::{Files, Reader, read_stats_with};
 use super::series::{Out, SERIES, emit, is_sandbox_or_unreported};
 use super::{
-    CgroupError, Hierarchy, KUBEPODS_ROOTS, PodCgroup, Qos, Rels, Stats, parse_container_dir,
-    parse_pod_dir, self_cgroup,
+    CgroupError, CgroupPaths, Hierarchy, KUBEPODS_ROOTS, PodCgroup, Qos, Stats,
+    parse_container_dir, parse_pod_dir, self_cgroup,
 };
 
 /// How often (in rounds) a cgroup's slow-moving files — limits and pressure — are re-read.
@@ -27,13 +27,13 @@ pub const SLOW_EVERY_ROUNDS: u64 = 10;
 
 /// The slow-moving part of [`Stats`], cached between full reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Slow {
+struct SlowStats {
     cpu_limit_cores: Option<f64>,
     memory_limit_bytes: Option<f64>,
     pressure: [Option<f64>; 6],
 }
 
-impl Slow {
+impl SlowStats {
     fn of(s: &Stats) -> Self {
         Self {
             cpu_limit_cores: s.cpu_limit_cores,
@@ -60,7 +60,7 @@ pub enum Scope {
 /// One cgroup to read in a pass, with its identity.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Target {
-    pub(super) rels: Rels,
+    pub(super) rels: CgroupPaths,
     pub(super) uid: String,
     pub(super) qos: Option<Qos>,
     /// `None` for the pod-level cgroup.
@@ -76,7 +76,7 @@ pub const DEFAULT_MAX_OPEN_FILES: usize = 8192;
 /// One cgroup the sampler reads, kept from round to round: its identity, its held interface
 /// files, its CPU counter's last value, its cached slow values and its label set.
 #[derive(Debug)]
-pub(super) struct Cg {
+pub(super) struct TrackedCgroup {
     pub(super) target: Target,
     /// The directory's name and inode number as last listed (sidecar: empty and 0).
     name: String,
@@ -88,13 +88,13 @@ pub(super) struct Cg {
     /// Offset among the rounds of its slow reads, and the values of the last one
     /// (`None`: read every file next round).
     offset: u64,
-    slow: Option<Slow>,
+    slow: Option<SlowStats>,
     pub(super) rate: Rate,
     /// The pod metadata the labels were built from, and the labels.
     pub(super) labels: Option<(Option<Arc<PodMeta>>, Labels)>,
 }
 
-impl Cg {
+impl TrackedCgroup {
     fn new(target: Target, name: String, ino: u64) -> Self {
         Self {
             target,
@@ -115,14 +115,14 @@ impl Cg {
 struct PodDir {
     ino: u64,
     dir: CachedDir,
-    cgs: Vec<Cg>,
+    cgs: Vec<TrackedCgroup>,
     /// The round it was last listed in; pods not seen in a round are forgotten.
     round: u64,
 }
 
 /// Samples pod and container cgroups.
 ///
-/// The cgroups found are kept from round to round ([`Cg`]), with their interface files held
+/// The cgroups found are kept from round to round ([`TrackedCgroup`]), with their interface files held
 /// open and their directories re-listed through held descriptors ([`crate::fdcache`]), so a
 /// round costs one `pread` per file read and one `getdents64` per directory. Every round still
 /// lists every directory and reads every container's counters.
@@ -142,7 +142,7 @@ pub struct CgroupSampler {
     /// Node scope: the pod directories, by path relative to the walked root.
     pod_dirs: HashMap<PathBuf, PodDir>,
     /// Sidecar scope: the agent's own cgroups.
-    own: Vec<Cg>,
+    own: Vec<TrackedCgroup>,
     buf: Vec<u8>,
     dir_buf: DirBuf,
     out: Out,
@@ -376,14 +376,14 @@ impl CgroupSampler {
                 containers,
             };
             Ok(std::iter::once(Target {
-                rels: Rels::same(&pod.rel),
+                rels: CgroupPaths::same(&pod.rel),
                 uid: pod.uid.clone(),
                 qos: Some(pod.qos),
                 container_id: None,
                 path_label: None,
             })
             .chain(pod.containers.iter().map(|c| Target {
-                rels: Rels::same(&c.rel),
+                rels: CgroupPaths::same(&c.rel),
                 uid: pod.uid.clone(),
                 qos: Some(pod.qos),
                 container_id: Some(c.id.clone()),
@@ -407,7 +407,7 @@ impl CgroupSampler {
         for t in targets {
             let cg = match old.iter().position(|c| c.target == t) {
                 Some(i) => old.swap_remove(i),
-                None => Cg::new(t, String::new(), 0),
+                None => TrackedCgroup::new(t, String::new(), 0),
             };
             self.own.push(cg);
         }
@@ -453,9 +453,9 @@ impl PodDir {
         let mut cgs = Vec::with_capacity(self.dir.entries().len() + 1);
         let own = match old.first() {
             Some(c) if c.target.container_id.is_none() => old.remove(0),
-            _ => Cg::new(
+            _ => TrackedCgroup::new(
                 Target {
-                    rels: Rels::same(rel),
+                    rels: CgroupPaths::same(rel),
                     uid: uid.to_string(),
                     qos: Some(qos),
                     container_id: None,
@@ -482,9 +482,9 @@ impl PodDir {
                     }
                     cgs.push(c);
                 }
-                None => cgs.push(Cg::new(
+                None => cgs.push(TrackedCgroup::new(
                     Target {
-                        rels: Rels::same(&rel.join(&e.name)),
+                        rels: CgroupPaths::same(&rel.join(&e.name)),
                         uid: uid.to_string(),
                         qos: Some(qos),
                         container_id: Some(id),
@@ -514,7 +514,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Reads `cg` (every file on its slow rounds, else the counters and memory) and emits its
     /// series, or records why it could not be read.
-    fn sample(&mut self, cg: &mut Cg, meta: Option<&Arc<PodMeta>>, buf: &mut Buffer) {
+    fn sample(&mut self, cg: &mut TrackedCgroup, meta: Option<&Arc<PodMeta>>, buf: &mut Buffer) {
         if is_sandbox_or_unreported(&cg.target, meta.map(Arc::as_ref)) {
             return;
         }
@@ -532,7 +532,7 @@ impl Ctx<'_> {
         match read_stats_with(self.hierarchy, &cg.target.rels, full, &mut cg.files, &mut r) {
             Ok(mut stats) => {
                 match (full, &cg.slow) {
-                    (true, _) => cg.slow = Some(Slow::of(&stats)),
+                    (true, _) => cg.slow = Some(SlowStats::of(&stats)),
                     (false, Some(slow)) => slow.apply(&mut stats),
                     (false, None) => {}
                 }
@@ -552,7 +552,7 @@ impl Ctx<'_> {
     /// Outside cgroupfs: watches the directories of `cg`'s files (before any is opened) and
     /// drops its held files after an event on one of them. True if its held files must still
     /// be checked before each read (a directory could not be watched).
-    fn watch_files(&mut self, cg: &mut Cg) -> bool {
+    fn watch_files(&mut self, cg: &mut TrackedCgroup) -> bool {
         match &cg.watches {
             None => {
                 let mut wds = Vec::new();

@@ -10,7 +10,7 @@ use crate::buffer::{Kind, Labels};
 use crate::pods::{ContainerMeta, PodMeta};
 
 use super::read::Stats;
-use super::sampler::{Cg, Target};
+use super::sampler::{Target, TrackedCgroup};
 
 // The series the sampler emits: their index in [`SERIES`] and in [`Out`].
 const CPU: usize = 0;
@@ -196,7 +196,7 @@ fn labels_of(t: &Target, meta: Option<&PodMeta>) -> Labels {
 /// Appends the series of one cgroup to `out`.
 pub(super) fn emit(
     out: &mut Out,
-    cg: &mut Cg,
+    cg: &mut TrackedCgroup,
     s: &Stats,
     meta: Option<&Arc<PodMeta>>,
     at: Instant,
@@ -287,7 +287,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::samplers::cgroup::{Qos, Rels};
+    use crate::samplers::cgroup::{CgroupPaths, Qos};
 
     fn meta_with(uid: &str, containers: &[(&str, &str)]) -> PodMeta {
         PodMeta {
@@ -310,7 +310,7 @@ mod tests {
     fn sandbox_and_unreported_containers_get_no_series() {
         let (uid, app, pause) = ("u-1", "a".repeat(64), "b".repeat(64));
         let target = |id: Option<&str>| Target {
-            rels: Rels::same(Path::new("kubepods/podu-1")),
+            rels: CgroupPaths::same(Path::new("kubepods/podu-1")),
             uid: uid.into(),
             qos: Some(Qos::Burstable),
             container_id: id.map(str::to_string),
