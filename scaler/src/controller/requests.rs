@@ -38,7 +38,8 @@ pub(super) struct RequestsApplied {
 
 /// Writes a round's request changes in order, each followed by its Event on the policy
 /// (`UpdatedTemplateRequests`/`ResizedInPlace`, or the warning
-/// `FailedUpdateRequests`/`FailedResize`).
+/// `FailedUpdateRequests`/`FailedResize`). A write refused because this replica is no longer
+/// the leader ends the round quietly: counted, not a failure, no Event.
 pub(super) async fn apply_requests(
     writes: &[RequestWrite],
     namespace: &str,
@@ -71,6 +72,12 @@ pub(super) async fn apply_requests(
                 Some(pod),
             ),
         };
+        if let Err(e @ ActuateError::NotLeader { .. }) = result {
+            // The Lease lapsed: nothing more is written this round (no Event either), and it
+            // is no failure of the policy, as for a scale write.
+            out.write_errors.push(e);
+            break;
+        }
         let (warning, reason, message) = match result {
             Ok(()) => {
                 out.applied = true;

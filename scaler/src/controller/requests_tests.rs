@@ -196,6 +196,37 @@ async fn a_round_writes_in_order_and_the_first_refusal_speaks_for_it() {
 }
 
 #[tokio::test]
+async fn a_lost_lease_ends_the_round_quietly() {
+    let (a, b) = (pod("web-a", "100m", false), pod("web-b", "50m", false));
+    let writes = request_writes(
+        VerticalMode::InPlace,
+        None,
+        "web",
+        &[&a, &b],
+        &[rec(60)],
+        60,
+    );
+    assert_eq!(writes.len(), 2);
+    let lost = ActuateError::NotLeader {
+        what: "pods/web-a/resize in namespace shop".into(),
+    };
+    let fake = Recorder::new(Ok(ScaleOutcome::Unchanged), Ok(()))
+        .answering_requests(vec![Err(lost.clone()), Ok(())]);
+    let done = apply_requests(&writes, "shop", &policy(), &fake).await;
+    assert!(!done.applied);
+    assert_eq!(
+        done.failed, None,
+        "a lost Lease is no failure of the policy"
+    );
+    assert_eq!(done.write_errors, [lost]);
+    assert_eq!(
+        fake.calls(),
+        ["resize shop/web-a: app cpu=0.25".to_string()],
+        "no Event, and no write after it"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_template_patch_fails_the_round_and_events_are_never_fatal() {
     let w = deployment("100m");
     let writes = request_writes(VerticalMode::Template, Some(&w), "web", &[], &[rec(60)], 60);

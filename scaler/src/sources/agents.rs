@@ -297,8 +297,8 @@ impl AgentSource {
         {
             tracing::info!(
                 agent = url,
-                "this tidal-agent serves no usage document at {USAGE_PATH} (an older agent?): \
-                 reading its full /metrics instead"
+                "no usage document from this tidal-agent at {USAGE_PATH} (an older agent, or a \
+                 proxy that lets only /metrics through): reading its full /metrics instead"
             );
         }
     }
@@ -313,8 +313,8 @@ impl AgentSource {
     }
 
     /// One GET of the usage document of the agent at `url` (its `/metrics` URL, which names
-    /// it in errors). `None` when the agent does not serve it: 404, or a success that is not
-    /// JSON (a server that answers every path with its exposition).
+    /// it in errors). `None` when the agent does not serve it, or something in front of it
+    /// does not let it through (see [`reads_metrics_instead`]).
     async fn fetch_usage(&self, url: &str) -> Result<Option<String>, SourceError> {
         let usage = usage_url(url);
         let context = format!("GET {USAGE_PATH}: ");
@@ -339,7 +339,7 @@ impl AgentSource {
                     .next()
                     .is_some_and(|t| t.trim().eq_ignore_ascii_case(USAGE_CONTENT_TYPE))
             });
-        if status == reqwest::StatusCode::NOT_FOUND || (status.is_success() && !json) {
+        if reads_metrics_instead(status, json) {
             return Ok(None);
         }
         let body = body::read_text(resp, self.max_body, BACKEND, url, &context).await?;
@@ -519,6 +519,21 @@ pub fn ingest_usage(
         }
     }
     used
+}
+
+/// Whether an answer at the usage document's path means "read this agent's `/metrics`
+/// instead" (remembered for the agent): a 404 (an agent older than the document), a success
+/// that is not JSON (a server that answers every path with its exposition), or a refusal of
+/// the path itself by the agent or something in front of it (any other 4xx but 408 and 429,
+/// or a 501: a path-filtering auth proxy or gateway that lets only `/metrics` through). A
+/// 408, a 429 or a 5xx is the agent's trouble of the moment, and an error like any other.
+fn reads_metrics_instead(status: reqwest::StatusCode, json: bool) -> bool {
+    use reqwest::StatusCode as S;
+    (status.is_success() && !json)
+        || status == S::NOT_IMPLEMENTED
+        || (status.is_client_error()
+            && status != S::REQUEST_TIMEOUT
+            && status != S::TOO_MANY_REQUESTS)
 }
 
 /// The usage document's URL of the agent whose `/metrics` URL is `metrics`.
@@ -1068,6 +1083,34 @@ tidal_agent_container_cpu_usage_cores{namespace="other",pod="inf",container="app
         let mut pods = HashMap::new();
         assert_eq!(ingest_usage(doc, 1.0, &mut pods), 0);
         assert!(pods.is_empty(), "{pods:?}");
+    }
+
+    #[test]
+    fn which_answers_at_the_usage_path_read_metrics_instead() {
+        use reqwest::StatusCode as S;
+        // (status, JSON content type, read /metrics instead)
+        let table = [
+            (S::OK, true, false),
+            (S::OK, false, true),
+            (S::NOT_FOUND, false, true),
+            (S::UNAUTHORIZED, false, true),
+            (S::FORBIDDEN, false, true),
+            (S::METHOD_NOT_ALLOWED, false, true),
+            (S::BAD_REQUEST, false, true),
+            (S::NOT_IMPLEMENTED, false, true),
+            (S::REQUEST_TIMEOUT, false, false),
+            (S::TOO_MANY_REQUESTS, false, false),
+            (S::INTERNAL_SERVER_ERROR, false, false),
+            (S::SERVICE_UNAVAILABLE, false, false),
+            (S::BAD_GATEWAY, false, false),
+        ];
+        for (status, json, want) in table {
+            assert_eq!(
+                reads_metrics_instead(status, json),
+                want,
+                "{status} json={json}"
+            );
+        }
     }
 
     #[test]
