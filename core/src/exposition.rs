@@ -1,6 +1,6 @@
 //! Prometheus exposition helpers shared by the agent's and the scaler's `/metrics`: content
-//! negotiation and the OpenMetrics → text 0.0.4 rewrite (prometheus-client encodes
-//! OpenMetrics only).
+//! negotiation, the OpenMetrics → text 0.0.4 rewrite (prometheus-client encodes
+//! OpenMetrics only), and the one reader of a sample value's text ([`parse_sample_value`]).
 
 /// OpenMetrics 1.0 content type.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -64,4 +64,16 @@ pub fn to_text_004(openmetrics: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A sample value's text, as Prometheus writes it (the exposition, the HTTP API's value
+/// strings, the agent's usage document): its spellings of the non-finite values first, then
+/// any float Rust's correctly rounded parser reads (`1e3`, `-0.5`, `inf`, ...).
+pub fn parse_sample_value(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
 }

@@ -33,6 +33,8 @@
 use std::collections::BTreeMap;
 
 use serde::de::{self, Visitor};
+
+use crate::exposition::parse_sample_value;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where the agent serves the document.
@@ -78,17 +80,6 @@ pub fn value_text(v: f64) -> String {
     }
 }
 
-/// A value's text as the scaler reads the exposition: its spellings of the non-finite values,
-/// then any float Rust parses.
-pub fn parse_value_text(s: &str) -> Option<f64> {
-    match s {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        _ => s.parse().ok(),
-    }
-}
-
 fn write_value<S: Serializer>(v: Option<f64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.serialize_str(&value_text(v)),
@@ -104,7 +95,7 @@ fn write_number<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error>
     write_value(*v, s)
 }
 
-/// Reads a value: a string ([`parse_value_text`]), a JSON number, or `null` (`None`).
+/// Reads a value: a string ([`parse_sample_value`]), a JSON number, or `null` (`None`).
 struct ValueVisitor;
 
 impl<'de> Visitor<'de> for ValueVisitor {
@@ -115,7 +106,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        parse_value_text(v)
+        parse_sample_value(v)
             .map(Some)
             .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
     }
@@ -260,7 +251,7 @@ mod tests {
                 1 => (x >> 11) as f64 / (1u64 << 53) as f64 * 64.0,
                 _ => (x >> 20) as f64,
             };
-            let back = parse_value_text(&value_text(v)).expect("parses");
+            let back = parse_sample_value(&value_text(v)).expect("parses");
             assert!(
                 back.to_bits() == v.to_bits() || (v.is_nan() && back.is_nan()),
                 "{v:e}"

@@ -1075,10 +1075,9 @@ impl Controller {
         metrics
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
-        let policy_name = format!("{ns}/{name}");
         if planned.outcome == Outcome::NotApplied {
             let d = &planned.decision;
-            tracing::info!(policy = %policy_name, from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
+            tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
         }
         let applied = match &planned.scale {
             Some(intent) => {
@@ -1088,17 +1087,17 @@ impl Controller {
                 match &applied.scale {
                     Ok(ScaleOutcome::Applied { attempts }) => {
                         report.scaled += 1;
-                        tracing::info!(policy = %policy_name, from, to, attempts, reason = %intent.reason, "scaled");
+                        tracing::info!(policy = %format!("{ns}/{name}"), from, to, attempts, reason = %intent.reason, "scaled");
                     }
                     Ok(ScaleOutcome::Unchanged) => {}
                     Err(e) => {
                         metrics.error(e.label());
                         match e {
                             ActuateError::Superseded { .. } => {
-                                tracing::info!(policy = %policy_name, error = %e, "holding: superseded by another writer")
+                                tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: superseded by another writer")
                             }
                             ActuateError::NotLeader { .. } => {
-                                tracing::info!(policy = %policy_name, error = %e, "holding: leadership lost")
+                                tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: leadership lost")
                             }
                             _ => report.failures += 1,
                         }

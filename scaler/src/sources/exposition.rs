@@ -221,10 +221,11 @@ fn parse_line<'a>(
     let value_text = fields.next().ok_or_else(|| Problem::MissingValue {
         name: name.to_string(),
     })?;
-    let value = parse_value(value_text).ok_or_else(|| Problem::Value {
-        name: name.to_string(),
-        value: excerpt(value_text),
-    })?;
+    let value =
+        tidal_core::exposition::parse_sample_value(value_text).ok_or_else(|| Problem::Value {
+            name: name.to_string(),
+            value: excerpt(value_text),
+        })?;
     let timestamp_ms = match fields.next() {
         None => None,
         Some(t) => Some(t.parse::<i64>().map_err(|_| Problem::Timestamp {
@@ -332,17 +333,6 @@ fn parse_quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
         }
     }
     None
-}
-
-/// A sample value: the spellings Prometheus writes first, then any float Rust parses
-/// (`1e3`, `-0.5`, `inf`, …).
-fn parse_value(s: &str) -> Option<f64> {
-    match s {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        _ => s.parse().ok(),
-    }
 }
 
 #[cfg(test)]

@@ -320,7 +320,8 @@ pub fn parse_response(
         .data
         .ok_or_else(|| malformed("status success without data".to_string()))?;
     let value = |v: &str| -> Result<f64, SourceError> {
-        parse_float(v).ok_or_else(|| malformed(format!("sample value {v:?} is not a number")))
+        tidal_core::exposition::parse_sample_value(v)
+            .ok_or_else(|| malformed(format!("sample value {v:?} is not a number")))
     };
     let (total, samples) = match data.result_type.as_str() {
         "vector" => {
@@ -371,16 +372,6 @@ pub fn parse_response(
         });
     }
     Ok(finite)
-}
-
-/// A Prometheus value string: `NaN`, `+Inf`, `-Inf` or a decimal float.
-fn parse_float(s: &str) -> Option<f64> {
-    match s {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        _ => s.parse().ok(),
-    }
 }
 
 #[cfg(test)]
