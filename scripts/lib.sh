@@ -5,7 +5,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export TIDAL_CACHE=${TIDAL_CACHE:-$HOME/.cache/tidal}
 _t0=$(date +%s)
 
-step() { printf '\n==> [%4ss] %s\n' "$(($(date +%s) - _t0))" "$*" >&2; }
+# Each step says how much disk is left where target/ lives: a full disk fails a build with
+# "No space left on device" deep in a linker error, and this line shows it coming.
+free_disk() { df -Ph "$REPO" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+step() { printf '\n==> [%4ss] %s (disk: %s free)\n' "$(($(date +%s) - _t0))" "$*" "$(free_disk)" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
 fail() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
