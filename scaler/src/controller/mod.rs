@@ -1350,7 +1350,7 @@ impl Controller {
             .checkpoint_written_at
             .is_none_or(|t| t.elapsed() >= self.settings.vertical_checkpoint_interval)
         {
-            st.checkpoint_written_at = Some(Instant::now());
+            let attempted_before = st.checkpoint_written_at.replace(Instant::now());
             let stamp = time_of(now).0.to_string();
             let how = if st.checkpoint_stored {
                 CheckpointWrite::Replace
@@ -1358,7 +1358,11 @@ impl Controller {
                 CheckpointWrite::Create
             };
             let written = self.writer.checkpoint(p, &checkpoint, stamp, how).await;
-            match requests::after_checkpoint(how, &written) {
+            let after = requests::after_checkpoint(how, &written);
+            if !after.restarts_interval() {
+                st.checkpoint_written_at = attempted_before;
+            }
+            match after {
                 AfterCheckpoint::Stored => {
                     st.checkpoint_in_status = false;
                     st.checkpoint_stored = true;

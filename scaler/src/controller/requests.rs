@@ -125,6 +125,16 @@ pub(super) enum AfterCheckpoint {
     NotLeader,
 }
 
+impl AfterCheckpoint {
+    /// Whether the write attempt restarts the checkpoint interval. A write refused because the
+    /// Lease lapsed does not: a replica that leads again writes its checkpoint on its next
+    /// cycle, not a whole interval later. Every other result does (a missing CRD is not retried
+    /// every cycle).
+    pub(super) fn restarts_interval(self) -> bool {
+        self != Self::NotLeader
+    }
+}
+
 /// See [`AfterCheckpoint`]. Pure.
 pub(super) fn after_checkpoint(
     how: CheckpointWrite,

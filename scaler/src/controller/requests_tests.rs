@@ -273,17 +273,27 @@ fn where_the_histograms_live_after_a_checkpoint_write() {
         object: "scalingpolicycheckpoints/p in namespace shop".into(),
         detail: "the server could not find the requested resource".into(),
     };
-    let table: [(CheckpointWrite, Result<(), ActuateError>, AfterCheckpoint); 7] = [
-        (Create, Ok(()), AfterCheckpoint::Stored),
-        (Replace, Ok(()), AfterCheckpoint::Stored),
+    // The last column: whether the attempt restarts the checkpoint interval. Only a lapsed
+    // Lease leaves it where it was, so the next leading cycle writes the checkpoint.
+    type Row = (
+        CheckpointWrite,
+        Result<(), ActuateError>,
+        AfterCheckpoint,
+        bool,
+    );
+    let table: [Row; 7] = [
+        (Create, Ok(()), AfterCheckpoint::Stored, true),
+        (Replace, Ok(()), AfterCheckpoint::Stored, true),
         // A create that finds an object the read did not see never replaces it.
-        (Create, Err(conflict.clone()), AfterCheckpoint::Reread),
-        (Replace, Err(conflict), AfterCheckpoint::InStatus),
-        (Create, Err(no_crd.clone()), AfterCheckpoint::InStatus),
-        (Replace, Err(no_crd), AfterCheckpoint::InStatus),
-        (Replace, Err(not_leader), AfterCheckpoint::NotLeader),
+        (Create, Err(conflict.clone()), AfterCheckpoint::Reread, true),
+        (Replace, Err(conflict), AfterCheckpoint::InStatus, true),
+        (Create, Err(no_crd.clone()), AfterCheckpoint::InStatus, true),
+        (Replace, Err(no_crd), AfterCheckpoint::InStatus, true),
+        (Replace, Err(not_leader), AfterCheckpoint::NotLeader, false),
     ];
-    for (how, result, want) in table {
-        assert_eq!(after_checkpoint(how, &result), want, "{how:?} {result:?}");
+    for (how, result, want, restarts) in table {
+        let after = after_checkpoint(how, &result);
+        assert_eq!(after, want, "{how:?} {result:?}");
+        assert_eq!(after.restarts_interval(), restarts, "{how:?} {result:?}");
     }
 }
