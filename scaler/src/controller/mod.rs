@@ -15,6 +15,7 @@
 
 pub mod gate;
 pub mod observe;
+pub mod offline;
 mod plan;
 pub mod pod_index;
 mod requests;
