@@ -139,6 +139,11 @@ impl OfflinePolicy {
         &self.status
     }
 
+    /// The policy's namespace (empty when it has none): where its pods and usage are keyed.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The gate's name for logs and reports (`write`, `dryRun`, `paused`).
     pub fn gate(&self) -> &'static str {
         self.gate.label()

@@ -44,6 +44,12 @@ pub enum SimulateError {
         algorithm: &'static str,
         error: crate::engine::InputError,
     },
+    /// The controller refused the policy for Tidal's rounds (`policy::parse` checks the
+    /// same, so only a policy built otherwise gets here).
+    #[error("tidal: {error}")]
+    Controller {
+        error: crate::controller::offline::OfflineError,
+    },
 }
 
 impl SimulateError {
@@ -54,6 +60,7 @@ impl SimulateError {
             Self::Policy { .. } => "policy",
             Self::Flag { .. } => "flag",
             Self::Engine { .. } => "engine",
+            Self::Controller { .. } => "controller",
         }
     }
 }
@@ -209,7 +216,7 @@ pub fn simulate(
     peers: &[Peer],
 ) -> Result<Report, SimulateError> {
     let setup = options.setup(trace, policy, peers)?;
-    let mut scalers = vec![Scaler::tidal(policy, &setup)];
+    let mut scalers = vec![Scaler::tidal(policy, &setup)?];
     let mut seen = Vec::new();
     for &p in peers {
         if seen.contains(&p) {

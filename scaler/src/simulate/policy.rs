@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use crate::api::{ScalingPolicy, ScalingPolicySpec, SpecError};
+use crate::controller::offline::{OfflineError, OfflinePolicy};
 use crate::engine::{self, Formula, types::MetricSource};
 
 /// A policy file that cannot be replayed.
@@ -34,6 +35,9 @@ pub enum PolicyError {
     /// A metric the workload model cannot feed.
     #[error("{field}: {reason}")]
     Unsupported { field: String, reason: &'static str },
+    /// A `tidal.dev/...` annotation the controller rejects (the message names it).
+    #[error("{0}")]
+    Annotation(String),
 }
 
 impl PolicyError {
@@ -45,6 +49,7 @@ impl PolicyError {
             Self::UnknownField { .. } => "unknown_field",
             Self::Spec(e) => e.label(),
             Self::Unsupported { .. } => "unsupported",
+            Self::Annotation(_) => "invalid_annotation",
         }
     }
 }
@@ -60,6 +65,9 @@ pub struct Policy {
     pub spec: engine::Spec,
     /// `spec.formula`, compiled.
     pub formula: Option<Formula>,
+    /// The object as read: Tidal's replay runs it through the controller's own rounds
+    /// ([`OfflinePolicy`]), annotations (dry run, pauses) included.
+    pub object: ScalingPolicy,
 }
 
 impl Policy {
@@ -133,11 +141,17 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         }
         None => None,
     };
+    // The controller's own compilation and gate: what Tidal's replay runs.
+    OfflinePolicy::new(policy.clone(), &Default::default(), 1.0).map_err(|e| match e {
+        OfflineError::Spec(e) => PolicyError::Spec(e),
+        OfflineError::Annotation(m) => PolicyError::Annotation(m),
+    })?;
     Ok(Policy {
         name: policy.metadata.name.clone().unwrap_or_default(),
-        crd: policy.spec,
+        crd: policy.spec.clone(),
         spec,
         formula,
+        object: policy,
     })
 }
 
@@ -237,6 +251,13 @@ spec:
                 "{name: memory, targetUtilization: 70}",
             )
             .replace("- name: cpu", "- name: memory");
+        let paused = POLICY.replace(
+            "  name: worker\n",
+            "  name: worker\n  annotations: {tidal.dev/paused: \"yes\"}\n",
+        );
+        let e = parse(&paused).expect_err("annotation");
+        assert_eq!(e.kind(), "invalid_annotation");
+        assert!(e.to_string().contains("tidal.dev/paused"), "{e}");
         let e = parse(&memory).expect_err("memory");
         assert_eq!(e.kind(), "unsupported");
         assert!(

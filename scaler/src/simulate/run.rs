@@ -1,8 +1,10 @@
 //! The replay: a [`Workload`] per algorithm, driven second by second by a [`Scaler`] that
 //! calls the pure engine with the time as input.
 //!
-//! - **Tidal**: the policy's engine spec (formula included), every second (every 15 s if the
-//!   policy has a `prometheus` metric, as the controller does), CPU samples over 1 s.
+//! - **Tidal**: the policy through the controller's own rounds ([`OfflinePolicy`]: the same
+//!   compilation, gate, status and compacted history as a cycle), every second (every 15 s if
+//!   the policy has a `prometheus` metric, as the controller does), fed what the sources would
+//!   gather: per-pod CPU usage over 1 s, the group's lag, the query's samples.
 //! - **HPA**: the policy's CPU metric alone (80% utilization when it has none), no `behavior`
 //!   (the HPA's legacy defaults: 5-minute downscale stabilization, scale-up limited to
 //!   `max(2 * current, 4)`), every 15 s, CPU averaged over the last 15 s (metrics-server).
@@ -10,7 +12,20 @@
 //!   the lag capped as KEDA's Kafka scaler caps it, no `behavior`, every 15 s; the operator's
 //!   activation loop (scale from and to zero) polls every 30 s with a 300 s cooldown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1 as k8s;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api;
+use crate::controller::observe::{Gathered, lag_query};
+use crate::controller::offline::OfflinePolicy;
+use crate::sources::kafka::LagReading;
+use crate::sources::prometheus::PromSample;
+use crate::sources::{ContainerUsage, PodUsage};
 
 use crate::engine::{
     self, Formula, Observation, State,
@@ -116,7 +131,6 @@ struct KedaOperator {
 }
 
 /// One algorithm's scaler: a spec for the engine, how often it runs, what it is fed.
-#[derive(Debug, Clone)]
 pub struct Scaler {
     algorithm: Algorithm,
     spec: engine::Spec,
@@ -128,6 +142,8 @@ pub struct Scaler {
     partitions: u32,
     sync_offset_seconds: u64,
     keda: Option<KedaOperator>,
+    /// Tidal: the policy's metrics as written (for the sources' keys) and its rounds.
+    tidal: Option<(Vec<api::MetricSpec>, OfflinePolicy)>,
     history: Option<NextState>,
     validated: bool,
 }
@@ -159,13 +175,19 @@ fn cpu_utilization(percent: i32) -> MetricSpec {
 }
 
 impl Scaler {
-    /// Tidal with the policy as written.
-    pub fn tidal(policy: &Policy, setup: &Setup) -> Self {
+    /// Tidal with the policy as written, through the controller's own rounds.
+    pub fn tidal(policy: &Policy, setup: &Setup) -> Result<Self, SimulateError> {
         let feeds: Vec<Feed> = policy.spec.metrics.iter().map(feed_of).collect();
         let prometheus = feeds
             .iter()
             .any(|f| matches!(f, Feed::Load | Feed::LoadPerPod));
-        Self::new(
+        let rounds = OfflinePolicy::new(
+            policy.object.clone(),
+            &policy.spec.controller,
+            TIDAL_FAST_SECONDS as f64,
+        )
+        .map_err(|error| SimulateError::Controller { error })?;
+        let mut s = Self::new(
             Algorithm::Tidal,
             policy.spec.clone(),
             policy.formula.clone(),
@@ -177,7 +199,9 @@ impl Scaler {
             },
             TIDAL_FAST_SECONDS,
             setup,
-        )
+        );
+        s.tidal = Some((policy.crd.metrics.clone(), rounds));
+        Ok(s)
     }
 
     /// The HPA on the policy's CPU metric (80% utilization without one), legacy behavior.
@@ -272,6 +296,7 @@ impl Scaler {
                 Algorithm::Hpa | Algorithm::Keda => setup.sync_offset_seconds,
             },
             keda: None,
+            tidal: None,
             history: None,
             validated: false,
         }
@@ -325,40 +350,28 @@ impl Scaler {
             };
             match *feed {
                 Feed::Cpu => {
-                    let window = usize::try_from(self.cpu_window_seconds).unwrap_or(1);
-                    let recent = &util[util.len().saturating_sub(window)..];
-                    let (sum, n) = recent
-                        .iter()
-                        .flatten()
-                        .fold((0.0, 0usize), |(s, n), u| (s + u, n + 1));
-                    let usage = if n > 0 { sum / n as f64 } else { 0.0 };
-                    for p in w.pods() {
-                        let mut o =
-                            obs(Some(pod_name(p)), if p.ready(sec.t) { usage } else { 0.0 });
+                    for (pod, usage) in self.cpu_usage(w, sec, util) {
+                        let mut o = obs(Some(pod), usage);
                         o.window_seconds = Some(self.cpu_window_seconds as f64);
                         out.push(o);
                     }
                 }
                 Feed::KafkaLag => {
-                    let partitions = i64::from(self.partitions);
-                    let mut o = obs(None, sec.lag);
+                    let r = self.lag_reading(sec);
+                    let mut o = obs(None, r.total);
                     o.kafka = Some(KafkaDetail {
-                        partitions: Some(partitions),
-                        partitions_with_lag: Some(if sec.lag > 0.0 {
-                            partitions.min(sec.lag.ceil() as i64)
-                        } else {
-                            0
-                        }),
-                        persistent_lag: 0.0,
-                        consume_rate_per_second: Some(sec.served),
-                        produce_rate_per_second: Some(sec.load),
+                        partitions: Some(r.partitions),
+                        partitions_with_lag: Some(r.partitions_with_lag),
+                        persistent_lag: r.persistent_lag,
+                        consume_rate_per_second: r.consume_rate_per_second,
+                        produce_rate_per_second: r.produce_rate_per_second,
                     });
                     out.push(o);
                 }
                 Feed::Load => out.push(obs(None, sec.load)),
                 Feed::LoadPerPod => {
-                    for p in w.pods().iter().filter(|p| p.ready(sec.t)) {
-                        out.push(obs(Some(pod_name(p)), sec.load / sec.ready.max(1) as f64));
+                    for (pod, load) in per_pod_load(w, sec) {
+                        out.push(obs(Some(pod), load));
                     }
                 }
                 Feed::KedaLag { lag_per_replica } => {
@@ -370,6 +383,109 @@ impl Scaler {
             }
         }
         out
+    }
+
+    /// Each pod's CPU usage in cores (request 1 core) over the scaler's CPU window: the
+    /// utilization of the window's seconds with ready pods, 0 for a pod not ready.
+    fn cpu_usage(&self, w: &Workload, sec: &Second, util: &[Option<f64>]) -> Vec<(String, f64)> {
+        let window = usize::try_from(self.cpu_window_seconds).unwrap_or(1);
+        let recent = &util[util.len().saturating_sub(window)..];
+        let (sum, n) = recent
+            .iter()
+            .flatten()
+            .fold((0.0, 0usize), |(s, n), u| (s + u, n + 1));
+        let usage = if n > 0 { sum / n as f64 } else { 0.0 };
+        w.pods()
+            .iter()
+            .map(|p| (pod_name(p), if p.ready(sec.t) { usage } else { 0.0 }))
+            .collect()
+    }
+
+    /// The group's lag as a lag client reads it after second `sec`.
+    fn lag_reading(&self, sec: &Second) -> LagReading {
+        let partitions = i64::from(self.partitions);
+        LagReading {
+            total: sec.lag,
+            partitions,
+            partitions_with_lag: if sec.lag > 0.0 {
+                partitions.min(sec.lag.ceil() as i64)
+            } else {
+                0
+            },
+            persistent_lag: 0.0,
+            consume_rate_per_second: Some(sec.served),
+            produce_rate_per_second: Some(sec.load),
+            complete: true,
+            timestamp_unix_seconds: BASE_UNIX_SECONDS + sec.t,
+        }
+    }
+
+    /// What the sources would gather for Tidal's `metrics` after second `sec`: the agents'
+    /// per-pod usage, the lag client's reading, each query's samples.
+    fn gathered(
+        &self,
+        metrics: &[api::MetricSpec],
+        namespace: &str,
+        w: &Workload,
+        sec: &Second,
+        util: &[Option<f64>],
+    ) -> Gathered {
+        let now = BASE_UNIX_SECONDS + sec.t;
+        let mut g = Gathered::default();
+        for (m, feed) in metrics.iter().zip(&self.feeds) {
+            match (*feed, m) {
+                (Feed::Cpu, _) => {
+                    let usage = self
+                        .cpu_usage(w, sec, util)
+                        .into_iter()
+                        .map(|(pod, cores)| {
+                            let container = ContainerUsage {
+                                cpu_cores: Some(cores),
+                                memory_working_set_bytes: None,
+                            };
+                            let usage = PodUsage {
+                                containers: BTreeMap::from([(self.container.clone(), container)]),
+                                timestamp_unix_seconds: now,
+                            };
+                            ((namespace.to_owned(), pod), usage)
+                        })
+                        .collect::<HashMap<_, _>>();
+                    g.usage = Some(Ok(usage));
+                }
+                (
+                    Feed::KafkaLag,
+                    api::MetricSpec {
+                        kafka_lag: Some(k), ..
+                    },
+                ) => {
+                    g.kafka.insert(lag_query(k), Ok(self.lag_reading(sec)));
+                }
+                (
+                    Feed::Load | Feed::LoadPerPod,
+                    api::MetricSpec {
+                        prometheus: Some(p),
+                        ..
+                    },
+                ) => {
+                    let sample = |labels: BTreeMap<String, String>, value| PromSample {
+                        labels,
+                        value,
+                        timestamp_unix_seconds: now,
+                    };
+                    let samples = if *feed == Feed::Load {
+                        vec![sample(BTreeMap::new(), sec.load)]
+                    } else {
+                        per_pod_load(w, sec)
+                            .into_iter()
+                            .map(|(pod, load)| sample(BTreeMap::from([("pod".into(), pod)]), load))
+                            .collect()
+                    };
+                    g.prometheus.insert(p.query.clone(), Ok(samples));
+                }
+                _ => {}
+            }
+        }
+        g
     }
 
     /// Runs the scaler after second `s` (`sec`, with `util` as in [`Self::observations`]) and
@@ -403,6 +519,24 @@ impl Scaler {
         // KEDA's HPA does nothing at zero replicas (the operator wakes the workload).
         if (self.keda.is_some() && current == 0) || !phase.is_multiple_of(self.interval_seconds) {
             return Ok(None);
+        }
+        if let Some((metrics, rounds)) = &self.tidal {
+            let gathered = self.gathered(metrics, rounds.namespace(), w, sec, util);
+            let pods: Vec<Arc<k8s::Pod>> = w
+                .pods()
+                .iter()
+                .map(|p| Arc::new(k8s_pod(p, sec.t, &self.container, rounds.namespace())))
+                .collect();
+            let replicas = i32::try_from(current).unwrap_or(i32::MAX);
+            let now = BASE_UNIX_SECONDS + sec.t;
+            let Some((_, rounds)) = &mut self.tidal else {
+                return Ok(None);
+            };
+            let round = rounds.round(&pods, replicas, &gathered, now);
+            return Ok(round
+                .scaled_to
+                .map(|n| usize::try_from(n).unwrap_or(0))
+                .filter(|&n| n != current));
         }
         let history = self.history.take();
         let state = State {
@@ -472,6 +606,53 @@ pub fn keda_lag(lag: f64, lag_per_replica: f64, partitions: u32) -> f64 {
 
 fn pod_name(p: &SimPod) -> String {
     format!("pod-{}", p.id)
+}
+
+/// The load shared over the ready pods, per ready pod.
+fn per_pod_load(w: &Workload, sec: &Second) -> Vec<(String, f64)> {
+    w.pods()
+        .iter()
+        .filter(|p| p.ready(sec.t))
+        .map(|p| (pod_name(p), sec.load / sec.ready.max(1) as f64))
+        .collect()
+}
+
+/// A simulated pod as the API server would list it: the object [`engine_pod`] describes.
+fn k8s_pod(p: &SimPod, t: f64, container: &str, namespace: &str) -> k8s::Pod {
+    let time = |secs: f64| {
+        let ms = ((BASE_UNIX_SECONDS + secs) * 1000.0).round() as i64;
+        Time(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
+    };
+    let ready = p.ready(t);
+    k8s::Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(p)),
+            namespace: Some(namespace.to_owned()),
+            ..Default::default()
+        },
+        spec: Some(k8s::PodSpec {
+            containers: vec![k8s::Container {
+                name: container.to_owned(),
+                resources: Some(k8s::ResourceRequirements {
+                    requests: Some(BTreeMap::from([("cpu".to_owned(), Quantity("1".into()))])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(k8s::PodStatus {
+            phase: Some("Running".to_owned()),
+            start_time: Some(time(p.created_at)),
+            conditions: Some(vec![k8s::PodCondition {
+                type_: "Ready".to_owned(),
+                status: if ready { "True" } else { "False" }.to_owned(),
+                last_transition_time: Some(time(if ready { p.ready_at } else { p.created_at })),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
 }
 
 /// A simulated pod as the engine sees it: Running, Ready from `ready_at`, one container
@@ -644,7 +825,7 @@ spec:
         let s = setup();
         let trace = Trace::from_loads(vec![180.0; 400]);
         for scaler in [
-            Scaler::tidal(&policy, &s),
+            Scaler::tidal(&policy, &s).expect("tidal"),
             Scaler::hpa(&policy, &s),
             Scaler::keda(&policy, &s, 150.0),
         ] {
@@ -671,11 +852,40 @@ spec:
         ));
         let s = setup();
         let trace = Trace::from_loads(vec![255.0; 600]);
-        let run = replay(&trace, Scaler::tidal(&policy, &s), &s).expect("replays");
+        let run = replay(&trace, Scaler::tidal(&policy, &s).expect("tidal"), &s).expect("replays");
         let sum = run.summary();
         assert_eq!((sum.scale_events, sum.max_replicas), (1, 5), "{sum:?}");
         assert_eq!(run.seconds.last().map(|x| x.replicas), Some(5));
         assert_eq!(sum.slo_violation_seconds, 0);
+    }
+
+    /// Tidal runs through the controller's own gate: a `dryRun` policy decides and never
+    /// scales; `tidal.dev/paused-replicas` holds the count there whatever the load.
+    #[test]
+    fn tidal_replays_the_controllers_gate() {
+        let s = setup();
+        let mut load = vec![180.0; 60];
+        load.extend(vec![700.0; 300]);
+        let trace = Trace::from_loads(load);
+        let run = |text: &str| {
+            let scaler = Scaler::tidal(&policy(text), &s).expect("tidal");
+            replay(&trace, scaler, &s).expect("replays").summary()
+        };
+        let writing = run(POLICY);
+        assert!(writing.max_replicas > 3, "{writing:?}");
+        let dry = run(&POLICY.replace("  minReplicas: 2\n", "  minReplicas: 2\n  dryRun: true\n"));
+        assert_eq!((dry.scale_events, dry.max_replicas), (0, 3), "{dry:?}");
+        assert!(dry.slo_violation_seconds > writing.slo_violation_seconds);
+        let paused = run(&POLICY.replace(
+            "metadata: {name: w}",
+            "metadata: {name: w, annotations: {tidal.dev/paused-replicas: \"5\"}}",
+        ));
+        assert_eq!(
+            (paused.scale_events, paused.max_replicas),
+            (1, 5),
+            "{paused:?}"
+        );
+        assert_eq!(paused.replica_seconds, 3 + 5 * 359, "{paused:?}");
     }
 
     /// A load step: every algorithm scales up, none beyond the policy's maximum, and the
@@ -688,7 +898,7 @@ spec:
         load.extend(vec![700.0; 600]);
         let trace = Trace::from_loads(load);
         for (scaler, interval) in [
-            (Scaler::tidal(&policy, &s), 1),
+            (Scaler::tidal(&policy, &s).expect("tidal"), 1),
             (Scaler::hpa(&policy, &s), 15),
             (Scaler::keda(&policy, &s, 150.0), 15),
         ] {
@@ -732,7 +942,8 @@ spec:
                 "{name}: {changes:?}"
             );
         }
-        let tidal = replay(&trace, Scaler::tidal(&policy, &s), &s).expect("replays");
+        let tidal =
+            replay(&trace, Scaler::tidal(&policy, &s).expect("tidal"), &s).expect("replays");
         assert_eq!(tidal.seconds[120].replicas, 3);
         assert!(
             tidal.seconds[121].replicas > 3,
