@@ -546,18 +546,13 @@ pub fn plain_metric_replicas(
     )))
 }
 
-/// `getReadyPodsCount`: Running pods whose Ready condition is True.
+/// `getReadyPodsCount`: Running pods whose Ready condition is True, deleting or not
+/// ([`Pod::is_running_and_ready`]).
 pub fn ready_pods_count(pods: &[Pod]) -> Result<i64, CalcError> {
     if pods.is_empty() {
         return Err(CalcError::NoPods);
     }
-    Ok(pods
-        .iter()
-        .filter(|p| {
-            p.phase == PodPhase::Running
-                && p.ready.is_some_and(|c| c.status == ConditionStatus::True)
-        })
-        .count() as i64)
+    Ok(pods.iter().filter(|p| p.is_running_and_ready()).count() as i64)
 }
 
 /// `getUsageRatioReplicaCount`: `ceil(ratio * readyPods)` outside the tolerance; with zero

@@ -1799,3 +1799,58 @@ fn to_milli_rounds_up_like_quantity() {
     assert_eq!(to_milli(0.0001), 1);
     assert_eq!(to_milli(2.5), 2500);
 }
+
+/// The two readiness rules of `types::Pod`: the HPA's `getReadyPodsCount` counts a Running,
+/// Ready pod even while it is deleted (upstream reads only `Status.Phase` and
+/// `podutil.IsPodReady`); Tidal's consumers leave deleting pods out.
+#[test]
+fn readiness_rules_differ_only_on_deleting_pods() {
+    use crate::types::PodPhase::{Failed, Pending, Running, Succeeded, Unknown};
+    let cond = |status| ReadyCondition {
+        status,
+        last_transition_unix_seconds: NOW,
+    };
+    // phase, Ready condition, deleting -> (running and ready, consuming)
+    let table = [
+        (Running, Some(ConditionStatus::True), false, (true, true)),
+        (Running, Some(ConditionStatus::True), true, (true, false)),
+        (Running, Some(ConditionStatus::False), false, (false, false)),
+        (
+            Running,
+            Some(ConditionStatus::Unknown),
+            false,
+            (false, false),
+        ),
+        (Running, None, false, (false, false)),
+        (Pending, Some(ConditionStatus::True), false, (false, false)),
+        (Failed, Some(ConditionStatus::True), false, (false, false)),
+        (
+            Succeeded,
+            Some(ConditionStatus::True),
+            false,
+            (false, false),
+        ),
+        (Unknown, Some(ConditionStatus::True), false, (false, false)),
+    ];
+    let pod = |phase, ready: Option<ConditionStatus>, deleting| Pod {
+        name: format!("{phase:?}-{ready:?}-{deleting}"),
+        phase,
+        deleting,
+        start_time_unix_seconds: None,
+        ready: ready.map(cond),
+        containers: Vec::new(),
+        init_containers: Vec::new(),
+        requests: Default::default(),
+    };
+    for (phase, ready, deleting, want) in table {
+        let p = pod(phase, ready, deleting);
+        let got = (p.is_running_and_ready(), p.is_consuming());
+        assert_eq!(got, want, "{phase:?} {ready:?} deleting={deleting}");
+    }
+    // getReadyPodsCount over the same rows: the two Running, Ready rows.
+    let pods: Vec<Pod> = table
+        .iter()
+        .map(|&(phase, ready, deleting, _)| pod(phase, ready, deleting))
+        .collect();
+    assert_eq!(ready_pods_count(&pods), Ok(2));
+}

@@ -328,6 +328,32 @@ pub struct Pod {
     pub requests: BTreeMap<String, f64>,
 }
 
+/// Which pods count as ready, in one place. Two rules, on purpose:
+///
+/// - [`Pod::is_running_and_ready`]: phase Running and `Ready=True`. The HPA's
+///   `getReadyPodsCount` (kubernetes `pkg/controller/podautoscaler/replica_calculator.go`),
+///   which multiplies a usage ratio for External, Object and Pods AverageValue metrics. It
+///   counts a pod being deleted (upstream does not look at `deletionTimestamp` there), and the
+///   HPA-exact engine keeps that. (The HPA's `groupPods`, for the per-pod averages, ignores
+///   deleting pods: `replica_calc::group_pods`.)
+/// - [`Pod::is_consuming`]: the same and not being deleted. Tidal's own count of the pods that
+///   do work: the consumers of a predictive `kafkaLag` metric and the ready replicas of a
+///   formula. A terminating consumer has left its group, so it does not drain the lag.
+impl Pod {
+    /// Phase Running and `Ready=True` (the HPA's `getReadyPodsCount`).
+    pub fn is_running_and_ready(&self) -> bool {
+        self.phase == PodPhase::Running
+            && self
+                .ready
+                .is_some_and(|r| r.status == ConditionStatus::True)
+    }
+
+    /// Running, Ready and not being deleted: a pod that does work.
+    pub fn is_consuming(&self) -> bool {
+        !self.deleting && self.is_running_and_ready()
+    }
+}
+
 /// `status.phase`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodPhase {

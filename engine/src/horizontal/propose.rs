@@ -49,20 +49,12 @@ fn ratio_of(value: f64, target: f64) -> f64 {
     value / target
 }
 
-/// A pod that consumes: Running, Ready and not deleting.
-pub(super) fn is_ready(p: &crate::types::Pod) -> bool {
-    !p.deleting
-        && p.phase == crate::types::PodPhase::Running
-        && p.ready
-            .is_some_and(|r| r.status == crate::types::ConditionStatus::True)
-}
-
 /// Replicas that consume: Running, Ready and not deleting; `None` when no pods are known.
 fn ready_consumers(pods: &[crate::types::Pod]) -> Option<i32> {
     if pods.is_empty() {
         return None;
     }
-    let ready = pods.iter().filter(|p| is_ready(p)).count();
+    let ready = pods.iter().filter(|p| p.is_consuming()).count();
     Some(i32::try_from(ready).unwrap_or(i32::MAX))
 }
 

@@ -9,7 +9,7 @@ use crate::types::{
     NextState, Observation, Recommendation, ScaleEvent, Spec, State, TargetType,
 };
 
-use super::propose::{Ctx, ProposalDetail, is_ready, propose};
+use super::propose::{Ctx, ProposalDetail, propose};
 use super::tolerances;
 
 fn default_metric() -> MetricSpec {
@@ -230,7 +230,7 @@ pub(super) fn run(
             let inputs = Inputs {
                 metrics: &vars,
                 replicas: f64::from(current),
-                ready_replicas: state.pods.iter().filter(|p| is_ready(p)).count() as f64,
+                ready_replicas: state.pods.iter().filter(|p| p.is_consuming()).count() as f64,
                 partitions: extras
                     .iter()
                     .filter_map(|e| e.partitions)
