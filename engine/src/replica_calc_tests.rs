@@ -1810,27 +1810,22 @@ fn readiness_rules_differ_only_on_deleting_pods() {
         status,
         last_transition_unix_seconds: NOW,
     };
+    let (yes, no, unknown) = (
+        Some(ConditionStatus::True),
+        Some(ConditionStatus::False),
+        Some(ConditionStatus::Unknown),
+    );
     // phase, Ready condition, deleting -> (running and ready, consuming)
     let table = [
-        (Running, Some(ConditionStatus::True), false, (true, true)),
-        (Running, Some(ConditionStatus::True), true, (true, false)),
-        (Running, Some(ConditionStatus::False), false, (false, false)),
-        (
-            Running,
-            Some(ConditionStatus::Unknown),
-            false,
-            (false, false),
-        ),
+        (Running, yes, false, (true, true)),
+        (Running, yes, true, (true, false)),
+        (Running, no, false, (false, false)),
+        (Running, unknown, false, (false, false)),
         (Running, None, false, (false, false)),
-        (Pending, Some(ConditionStatus::True), false, (false, false)),
-        (Failed, Some(ConditionStatus::True), false, (false, false)),
-        (
-            Succeeded,
-            Some(ConditionStatus::True),
-            false,
-            (false, false),
-        ),
-        (Unknown, Some(ConditionStatus::True), false, (false, false)),
+        (Pending, yes, false, (false, false)),
+        (Failed, yes, false, (false, false)),
+        (Succeeded, yes, false, (false, false)),
+        (Unknown, yes, false, (false, false)),
     ];
     let pod = |phase, ready: Option<ConditionStatus>, deleting| Pod {
         name: format!("{phase:?}-{ready:?}-{deleting}"),

@@ -30,8 +30,8 @@ use crate::sources::{ContainerUsage, PodUsage};
 use crate::engine::{
     self, Formula, Observation, State,
     types::{
-        ConditionStatus, Container, ControllerSettings, KafkaDetail, MetricSource, MetricSpec,
-        MetricTarget, NextState, Pod, PodPhase, ReadyCondition, TargetType,
+        ControllerSettings, KafkaDetail, MetricSource, MetricSpec, MetricTarget, NextState, Pod,
+        TargetType,
     },
 };
 
@@ -617,7 +617,8 @@ fn per_pod_load(w: &Workload, sec: &Second) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// A simulated pod as the API server would list it: the object [`engine_pod`] describes.
+/// A simulated pod as the API server would list it: Running, Ready from `ready_at` (its
+/// last transition), started at `created_at`, one container requesting one core.
 fn k8s_pod(p: &SimPod, t: f64, container: &str, namespace: &str) -> k8s::Pod {
     let time = |secs: f64| {
         let ms = ((BASE_UNIX_SECONDS + secs) * 1000.0).round() as i64;
@@ -655,32 +656,10 @@ fn k8s_pod(p: &SimPod, t: f64, container: &str, namespace: &str) -> k8s::Pod {
     }
 }
 
-/// A simulated pod as the engine sees it: Running, Ready from `ready_at`, one container
-/// requesting one core.
+/// A simulated pod as the engine sees it: the controller's own conversion of [`k8s_pod`], so
+/// the peers' models and Tidal's rounds see the same pods.
 fn engine_pod(p: &SimPod, t: f64, container: &str) -> Pod {
-    let ready = p.ready(t);
-    Pod {
-        name: pod_name(p),
-        phase: PodPhase::Running,
-        deleting: false,
-        start_time_unix_seconds: Some(BASE_UNIX_SECONDS + p.created_at),
-        ready: Some(ReadyCondition {
-            status: if ready {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            last_transition_unix_seconds: BASE_UNIX_SECONDS
-                + if ready { p.ready_at } else { p.created_at },
-        }),
-        containers: vec![Container {
-            name: container.to_owned(),
-            requests: BTreeMap::from([("cpu".to_owned(), 1.0)]),
-            restart_policy_always: false,
-        }],
-        init_containers: Vec::new(),
-        requests: BTreeMap::new(),
-    }
+    crate::controller::target::engine_pod(&k8s_pod(p, t, container, ""))
 }
 
 /// One algorithm's replay.
