@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use tidal_core::schema;
 
 use crate::buffer::{Buffer, Family, Kind};
-use crate::pods::PodIndex;
+use crate::pods::PodMetaByUid;
 use crate::sampler::Sampler;
 
 /// What one pass of the loop produced.
@@ -429,7 +429,7 @@ pub struct Runner {
     samplers: Vec<Box<dyn Sampler>>,
     errors: BTreeMap<(&'static str, &'static str), u64>,
     failing: HashSet<&'static str>,
-    pods: Option<PodIndex>,
+    pods: Option<PodMetaByUid>,
     shared: Shared,
     /// Publish the container and node series under their kubelet/cAdvisor and node_exporter
     /// names (`--compatible-metric-names`).
@@ -438,7 +438,11 @@ pub struct Runner {
 
 impl Runner {
     /// A runner publishing to `shared`; `pods` is set when the pod watch runs.
-    pub fn new(samplers: Vec<Box<dyn Sampler>>, pods: Option<PodIndex>, shared: Shared) -> Self {
+    pub fn new(
+        samplers: Vec<Box<dyn Sampler>>,
+        pods: Option<PodMetaByUid>,
+        shared: Shared,
+    ) -> Self {
         Self {
             samplers,
             errors: BTreeMap::new(),

@@ -465,7 +465,7 @@ mod tests {
             ready.last_transition_unix_seconds - e.start_time_unix_seconds.expect("start"),
             10.0
         );
-        let idx = super::super::pod_index::PodIndex::build(vec![Arc::new(p)]);
+        let idx = super::super::pods_by_label::PodsByLabel::build(vec![Arc::new(p)]);
         let sel = parse_selector("app=web").expect("selector");
         assert_eq!(idx.matching("shop", &sel).len(), 1);
         assert_eq!(idx.matching("other", &sel).len(), 0);

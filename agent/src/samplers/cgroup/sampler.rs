@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::buffer::{Buffer, Labels};
 use crate::fdcache::{CachedDir, DirBuf, DirEntry, FdBudget, Watcher, dir_buf, is_cgroupfs};
-use crate::pods::{PodIndex, PodMeta};
+use crate::pods::{PodMeta, PodMetaByUid};
 use crate::rate::Rate;
 use crate::sampler::{SampleError, Sampler};
 
@@ -130,7 +130,7 @@ struct PodDir {
 pub struct CgroupSampler {
     hierarchy: Hierarchy,
     scope: Scope,
-    pods: PodIndex,
+    pods: PodMetaByUid,
     budget: FdBudget,
     /// A hierarchy is not on a cgroup file system (fixture and synthetic trees), where a file
     /// can be removed on its own while held: held files are then dropped on an inotify event
@@ -154,7 +154,7 @@ impl CgroupSampler {
     /// A sampler over `hierarchy`, labelling from `pods`; it holds up to
     /// [`DEFAULT_MAX_OPEN_FILES`] descriptors, and at most half of the soft `RLIMIT_NOFILE`
     /// (see [`crate::fdcache::raise_nofile_limit`]).
-    pub fn new(hierarchy: Hierarchy, scope: Scope, pods: PodIndex) -> Self {
+    pub fn new(hierarchy: Hierarchy, scope: Scope, pods: PodMetaByUid) -> Self {
         Self::with_budget(
             hierarchy,
             scope,
@@ -167,7 +167,7 @@ impl CgroupSampler {
     pub fn with_budget(
         hierarchy: Hierarchy,
         scope: Scope,
-        pods: PodIndex,
+        pods: PodMetaByUid,
         budget: FdBudget,
     ) -> Self {
         Self {
@@ -643,7 +643,7 @@ mod tests {
             Scope::OwnPod {
                 proc_root: proc_root.clone(),
             },
-            PodIndex::default(),
+            PodMetaByUid::default(),
         );
         let err = sampler
             .own_targets(&proc_root)
