@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use tidal_agent::cli::{Cli, Mode};
 use tidal_agent::fdcache::FdBudget;
-use tidal_agent::pods::{self, PodIndex};
+use tidal_agent::pods::{self, PodMetaByUid};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
 use tidal_agent::samplers::kafka_lag::{Attribution, KafkaLagSampler};
@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The election and pod IPs `--attribute-to-node` needs; an error names what is missing.
-async fn start_attribution(cli: &Cli, pods: Option<PodIndex>) -> anyhow::Result<Attribution> {
+async fn start_attribution(cli: &Cli, pods: Option<PodMetaByUid>) -> anyhow::Result<Attribution> {
     let (Some(node), Some(pods)) = (cli.node_name.clone(), pods) else {
         anyhow::bail!(
             "--attribute-to-node needs --node-name (NODE_NAME) and Kubernetes API access to see this node's pods"
@@ -118,7 +118,7 @@ async fn start_attribution(cli: &Cli, pods: Option<PodIndex>) -> anyhow::Result<
 }
 
 /// Starts watching this node's pods, or says once why series will be labelled by UID only.
-async fn start_pod_watch(cli: &Cli) -> Option<PodIndex> {
+async fn start_pod_watch(cli: &Cli) -> Option<PodMetaByUid> {
     let Some(node) = cli.node_name.clone() else {
         tracing::info!(
             "no --node-name (NODE_NAME): pod metadata disabled; series are labelled by pod UID"
@@ -135,7 +135,7 @@ async fn start_pod_watch(cli: &Cli) -> Option<PodIndex> {
             return None;
         }
     };
-    let index = PodIndex::default();
+    let index = PodMetaByUid::default();
     tokio::spawn(pods::watch(client, node, index.clone()));
     Some(index)
 }

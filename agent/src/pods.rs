@@ -1,7 +1,7 @@
 //! Pod metadata: a watch on this node's pods (field selector `spec.nodeName`), kept as a map
 //! from pod UID to the few fields the samplers label series with.
 //!
-//! The samplers only read the in-memory [`PodIndex`]; they never wait on the API. A pod whose
+//! The samplers only read the in-memory [`PodMetaByUid`]; they never wait on the API. A pod whose
 //! cgroup exists before the watch has seen it is still exported, labelled by its UID. Without
 //! API access the index stays empty and every series is labelled by UID (or, outside
 //! Kubernetes, by cgroup path).
@@ -205,9 +205,9 @@ struct Inner {
 
 /// This node's pods by UID, shared between the watch task and the samplers.
 #[derive(Clone, Debug, Default)]
-pub struct PodIndex(Arc<RwLock<Inner>>);
+pub struct PodMetaByUid(Arc<RwLock<Inner>>);
 
-impl PodIndex {
+impl PodMetaByUid {
     /// The pod with this UID, if the watch has seen it.
     pub fn get(&self, uid: &str) -> Option<Arc<PodMeta>> {
         self.0.read().ok()?.pods.get(uid).cloned()
@@ -270,7 +270,7 @@ impl PodIndex {
 
 /// Watches the pods of `node` and keeps `index` up to date, until the stream ends.
 /// Errors are retried with kube's default backoff and logged.
-pub async fn watch(client: kube::Client, node: String, index: PodIndex) {
+pub async fn watch(client: kube::Client, node: String, index: PodMetaByUid) {
     let api: kube::Api<Pod> = kube::Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let stream = watcher(api, config).default_backoff();
@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn index_replace_insert_remove() {
-        let idx = PodIndex::default();
+        let idx = PodMetaByUid::default();
         assert!(!idx.synced());
         idx.insert(PodMeta {
             uid: "a".into(),

@@ -18,34 +18,11 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::snapshot::{Shared, SnapshotCollector};
+use crate::snapshot::Shared;
 
 pub use tidal_core::exposition::{OPENMETRICS, TEXT_004, to_text_004, wants_openmetrics};
-
-/// The registry: build info plus the snapshot collector: the reference encoding, which
-/// `/metrics` reproduces byte for byte, faster (see [`crate::snapshot::encode_openmetrics`]). Unprefixed, since the container
-/// series keep their kubelet/cAdvisor names; every name comes from `tidal_core::schema`.
-pub fn registry(shared: Shared) -> Registry {
-    let mut reg = Registry::default();
-    let info = Family::<Vec<(String, String)>, Gauge>::default();
-    info.get_or_create(&vec![(
-        "version".to_string(),
-        tidal_core::build::VERSION.to_string(),
-    )])
-    .set(1);
-    reg.register(
-        tidal_core::schema::AGENT_BUILD_INFO,
-        "Build information of tidal-agent; always 1",
-        info,
-    );
-    reg.register_collector(Box::new(SnapshotCollector(shared)));
-    reg
-}
 
 /// A response body of a few chunks, sent one after the other without being copied together.
 #[derive(Debug, Default)]
@@ -215,7 +192,7 @@ mod tests {
     #[test]
     fn build_info_is_encoded() {
         let mut body = String::new();
-        encode(&mut body, &registry(Shared::default())).expect("encodes");
+        encode(&mut body, &crate::snapshot::registry(Shared::default())).expect("encodes");
         assert!(body.contains("tidal_agent_build_info{version=\""), "{body}");
         assert!(body.ends_with("# EOF\n"), "{body}");
     }

@@ -19,10 +19,11 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use tidal_core::schema;
 
 use crate::buffer::{Buffer, Family, Kind};
-use crate::pods::PodIndex;
+use crate::pods::PodMetaByUid;
 use crate::sampler::Sampler;
 
 /// What one pass of the loop produced.
@@ -259,24 +260,40 @@ impl Collector for SnapshotCollector {
     }
 }
 
+/// A prometheus-client registry of the build info (`tidal_agent_build_info`, always 1).
+fn build_info_registry() -> Registry {
+    use prometheus_client::metrics::family::Family as PcFamily;
+    use prometheus_client::metrics::gauge::Gauge;
+    let mut reg = Registry::default();
+    let info = PcFamily::<Vec<(String, String)>, Gauge>::default();
+    info.get_or_create(&vec![(
+        "version".to_string(),
+        tidal_core::build::VERSION.to_string(),
+    )])
+    .set(1);
+    reg.register(
+        schema::AGENT_BUILD_INFO,
+        "Build information of tidal-agent; always 1",
+        info,
+    );
+    reg
+}
+
+/// The registry: build info plus the snapshot collector: the reference encoding, which
+/// `/metrics` reproduces byte for byte, faster (see [`encode_openmetrics`]). Unprefixed, since
+/// the container series keep their kubelet/cAdvisor names; every name comes from
+/// `tidal_core::schema`.
+pub fn registry(shared: Shared) -> Registry {
+    let mut reg = build_info_registry();
+    reg.register_collector(Box::new(SnapshotCollector(shared)));
+    reg
+}
+
 /// The `tidal_agent_build_info` family, as prometheus-client's registry encodes it (constant).
 pub fn build_info() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
-        use prometheus_client::metrics::family::Family as PcFamily;
-        use prometheus_client::metrics::gauge::Gauge;
-        let mut reg = prometheus_client::registry::Registry::default();
-        let info = PcFamily::<Vec<(String, String)>, Gauge>::default();
-        info.get_or_create(&vec![(
-            "version".to_string(),
-            tidal_core::build::VERSION.to_string(),
-        )])
-        .set(1);
-        reg.register(
-            schema::AGENT_BUILD_INFO,
-            "Build information of tidal-agent; always 1",
-            info,
-        );
+        let reg = build_info_registry();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &reg).is_err() {
             out.clear();
@@ -429,7 +446,7 @@ pub struct Runner {
     samplers: Vec<Box<dyn Sampler>>,
     errors: BTreeMap<(&'static str, &'static str), u64>,
     failing: HashSet<&'static str>,
-    pods: Option<PodIndex>,
+    pods: Option<PodMetaByUid>,
     shared: Shared,
     /// Publish the container and node series under their kubelet/cAdvisor and node_exporter
     /// names (`--compatible-metric-names`).
@@ -438,7 +455,11 @@ pub struct Runner {
 
 impl Runner {
     /// A runner publishing to `shared`; `pods` is set when the pod watch runs.
-    pub fn new(samplers: Vec<Box<dyn Sampler>>, pods: Option<PodIndex>, shared: Shared) -> Self {
+    pub fn new(
+        samplers: Vec<Box<dyn Sampler>>,
+        pods: Option<PodMetaByUid>,
+        shared: Shared,
+    ) -> Self {
         Self {
             samplers,
             errors: BTreeMap::new(),
@@ -602,7 +623,7 @@ mod tests {
     }
 
     fn encode(shared: &Shared) -> String {
-        let reg = crate::server::registry(shared.clone());
+        let reg = registry(shared.clone());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).expect("encodes");
         out

@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::buffer::Buffer;
-use crate::pods::{ContainerMeta, PodIndex, PodMeta};
+use crate::pods::{ContainerMeta, PodMeta, PodMetaByUid};
 use crate::sampler::Sampler;
 use crate::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
 use crate::samplers::node::NodeSampler;
@@ -313,7 +313,7 @@ pub fn warm_cgroup_sampler(layout: Layout, dir: &TempDir) -> CgroupSampler {
         Ok(h) => h,
         Err(e) => panic!("{e}"),
     };
-    let mut s = CgroupSampler::new(h, Scope::Node, pod_index(metas));
+    let mut s = CgroupSampler::new(h, Scope::Node, pod_meta_by_uid(metas));
     let mut buf = Buffer::new(std::time::Instant::now());
     if let Err(e) = s.sample(&mut buf) {
         panic!("{e}");
@@ -442,8 +442,8 @@ pub fn write_tree(root: &Path, spec: &TreeSpec) -> io::Result<Vec<PodMeta>> {
 }
 
 /// A synced pod index holding `pods`.
-pub fn pod_index(pods: Vec<PodMeta>) -> PodIndex {
-    let index = PodIndex::default();
+pub fn pod_meta_by_uid(pods: Vec<PodMeta>) -> PodMetaByUid {
+    let index = PodMetaByUid::default();
     index.replace(pods);
     index
 }
@@ -492,7 +492,7 @@ mod tests {
             };
             let metas = write_tree(&root, &spec).expect("writes the tree");
             let h = Hierarchy::detect(&root).expect("detects the layout");
-            let mut sampler = CgroupSampler::new(h, Scope::Node, pod_index(metas));
+            let mut sampler = CgroupSampler::new(h, Scope::Node, pod_meta_by_uid(metas));
             let mut buf = Buffer::new(std::time::Instant::now());
             let result = sampler.sample(&mut buf);
             let _ = std::fs::remove_dir_all(&root);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::TempDir;
 use tidal_agent::buffer::Buffer;
-use tidal_agent::pods::{ContainerMeta, PodIndex, PodMeta};
+use tidal_agent::pods::{ContainerMeta, PodMeta, PodMetaByUid};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Mode, Scope, discover};
 use tidal_core::schema as s;
@@ -140,7 +140,7 @@ fn v2_systemd_values_are_exact() {
     assert_eq!(pods.len(), 3);
     assert!(pods.iter().all(|p| p.containers.len() == 1), "{pods:#?}");
 
-    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodMetaByUid::default());
     let buf = sample(&mut sampler, Instant::now());
     assert!(buf.errors().is_empty(), "{:?}", buf.errors());
     let a = [
@@ -216,7 +216,7 @@ fn v2_systemd_values_are_exact() {
 fn v2_rates_utilization_api_labels_and_counter_reset() {
     let t = v2_systemd_tree();
     let h = Hierarchy::detect(t.path()).expect("detects");
-    let pods = PodIndex::default();
+    let pods = PodMetaByUid::default();
     pods.insert(PodMeta {
         namespace: "shop".into(),
         name: "web-1".into(),
@@ -357,7 +357,7 @@ fn v1_cgroupfs_values_are_exact() {
 
     let h = Hierarchy::detect(t.path()).expect("detects");
     assert_eq!(h.mode(), Mode::V1);
-    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodMetaByUid::default());
     let buf = sample(&mut sampler, Instant::now());
     assert!(buf.errors().is_empty(), "{:?}", buf.errors());
     let a = [
@@ -429,7 +429,7 @@ fn hybrid_systemd_reads_v1_controllers_and_v2_pressure() {
 
     let h = Hierarchy::detect(t.path()).expect("detects");
     assert_eq!(h.mode(), Mode::Hybrid);
-    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodMetaByUid::default());
     let buf = sample(&mut sampler, Instant::now());
     assert!(buf.errors().is_empty(), "{:?}", buf.errors());
     let c = [
@@ -470,7 +470,7 @@ fn bad_input_is_counted_and_never_fails_the_other_pods() {
     std::fs::remove_file(t.path().join(&gone).join("cpu.stat")).expect("rm");
     t.write(pod1.join("memory.stat"), "anon 1\nfile 2\n");
     let h = Hierarchy::detect(t.path()).expect("detects");
-    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodMetaByUid::default());
     let buf = sample(&mut sampler, Instant::now());
     let mut errs = buf.errors().to_vec();
     errs.sort_unstable();
@@ -514,7 +514,7 @@ fn sidecar_covers_only_its_own_pod() {
     let scope = Scope::OwnPod {
         proc_root: proc.path().to_path_buf(),
     };
-    let mut sampler = CgroupSampler::new(h, scope, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, scope, PodMetaByUid::default());
     let buf = sample(&mut sampler, Instant::now());
     let series = &buf.families()[s::CONTAINER_CPU_USAGE_SECONDS_TOTAL].samples;
     assert_eq!(series.len(), 2, "pod + its one container: {series:?}");
@@ -558,7 +558,7 @@ fn sidecar_outside_kubernetes_is_labelled_by_cgroup_path() {
     let scope = Scope::OwnPod {
         proc_root: proc.path().to_path_buf(),
     };
-    let mut sampler = CgroupSampler::new(h, scope, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, scope, PodMetaByUid::default());
     let buf = sample(&mut sampler, Instant::now());
     let own = [("container", "/svc/app"), ("pod_uid", ""), ("pod", "")];
     assert_eq!(v(&buf, s::CONTAINER_CPU_USAGE_SECONDS_TOTAL, &own), 3.0);
@@ -582,7 +582,7 @@ fn kind_style_kubelet_prefix_is_found() {
         0,
     );
     let h = Hierarchy::detect(t.path()).expect("detects");
-    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodMetaByUid::default());
     let buf = sample(&mut sampler, Instant::now());
     let a = [
         ("container", CID_A),
@@ -597,7 +597,7 @@ fn limits_are_reread_every_slow_period_and_counters_every_round() {
     use tidal_agent::samplers::cgroup::SLOW_EVERY_ROUNDS;
     let t = v2_systemd_tree();
     let h = Hierarchy::detect(t.path()).expect("detects");
-    let mut sampler = CgroupSampler::new(h, Scope::Node, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h, Scope::Node, PodMetaByUid::default());
     let a = [("container", CID_A), ("pod_uid", UID_1)];
     let pod1 = PathBuf::from(format!(
         "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CID_A}.scope",
@@ -659,10 +659,14 @@ fn held_files_and_listings_follow_churn_between_rounds_exactly() {
         "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid1}.slice"
     ));
     let h = Hierarchy::detect(t.path()).expect("detects");
-    let mut held = CgroupSampler::new(h.clone(), Scope::Node, PodIndex::default());
+    let mut held = CgroupSampler::new(h.clone(), Scope::Node, PodMetaByUid::default());
     // The same tree through a sampler that opens, reads and closes every file.
-    let mut plain =
-        CgroupSampler::with_budget(h, Scope::Node, PodIndex::default(), FdBudget::with_cap(0));
+    let mut plain = CgroupSampler::with_budget(
+        h,
+        Scope::Node,
+        PodMetaByUid::default(),
+        FdBudget::with_cap(0),
+    );
     let t0 = Instant::now();
     let first = sample(&mut held, t0);
     assert_eq!(all_series(&first), all_series(&sample(&mut plain, t0)));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::TempDir;
 use http_body_util::BodyExt;
-use tidal_agent::pods::{ContainerMeta, PodIndex, PodMeta};
+use tidal_agent::pods::{ContainerMeta, PodMeta, PodMetaByUid};
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Scope};
 use tidal_agent::samplers::node::NodeSampler;
@@ -59,7 +59,7 @@ async fn scrape(shared: &Shared, accept: &str) -> (String, String) {
 #[tokio::test]
 async fn golden_scrape_passes_promtool() {
     let t = cgroup_tree(1_000_000);
-    let pods = PodIndex::default();
+    let pods = PodMetaByUid::default();
     pods.insert(PodMeta {
         namespace: "ns".into(),
         name: "web".into(),

@@ -18,7 +18,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tidal_agent::buffer::Buffer;
-use tidal_agent::pods::PodIndex;
+use tidal_agent::pods::PodMetaByUid;
 use tidal_agent::sampler::Sampler;
 use tidal_agent::samplers::cgroup::{CgroupSampler, Hierarchy, Mode, Scope};
 use tidal_core::schema as s;
@@ -190,7 +190,7 @@ fn real_cgroups_cpu_rate_and_working_set() {
     stdin.write_all(b"go\n").expect("signal holder");
     assert_eq!(read_line(&mut out), "ok");
 
-    let mut sampler = CgroupSampler::new(h.clone(), Scope::Node, PodIndex::default());
+    let mut sampler = CgroupSampler::new(h.clone(), Scope::Node, PodMetaByUid::default());
     let burn = [("pod_uid", uid.as_str()), ("container", burner_id.as_str())];
     let hold = [("pod_uid", uid.as_str()), ("container", holder_id.as_str())];
 

@@ -1,6 +1,6 @@
 //! Label selectors: the scaler's parser for a scale subresource's `status.selector`
 //! (`tidal_scaler::controller::target::parse_selector`) and the pod index that answers it
-//! (`controller::pod_index::PodIndex::matching`).
+//! (`controller::pods_by_label::PodsByLabel::matching`).
 //!
 //! The input (via `arbitrary`) is a selector string, a selector built from requirements (keys
 //! and values drawn from a small set of valid label keys and values, so that they collide),
@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{Expression, Selector, SelectorExt};
 use libfuzzer_sys::fuzz_target;
-use tidal_scaler::controller::pod_index::PodIndex;
+use tidal_scaler::controller::pods_by_label::PodsByLabel;
 use tidal_scaler::controller::target::parse_selector;
 
 const KEYS: [&str; 6] = [
@@ -106,7 +106,7 @@ fn names(pods: &[&Arc<Pod>]) -> Vec<String> {
 }
 
 /// The index's answer must be the scan's.
-fn same_as_scan(index: &PodIndex, pods: &[Arc<Pod>], sel: &Selector) {
+fn same_as_scan(index: &PodsByLabel, pods: &[Arc<Pod>], sel: &Selector) {
     for ns in NAMESPACES {
         let got = names(&index.matching(ns, sel));
         let want: Vec<&Arc<Pod>> = if sel.selects_all() {
@@ -129,7 +129,7 @@ fuzz_target!(|c: Case| {
         .enumerate()
         .map(|(i, p)| pod(i, p))
         .collect();
-    let index = PodIndex::build(pods.clone());
+    let index = PodsByLabel::build(pods.clone());
     if let Ok(sel) = parse_selector(&c.text) {
         same_as_scan(&index, &pods, &sel);
     }

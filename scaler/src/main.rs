@@ -84,7 +84,7 @@ fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(tidal_scaler::run::run(args))
+        .block_on(tidal_scaler::run::run_controller(args))
 }
 
 /// `crdgen`: print the ScalingPolicy CRD as YAML (`manifests/crd/scalingpolicy.yaml`).
@@ -112,7 +112,7 @@ fn recommend(args: &cli::RecommendArgs) -> anyhow::Result<()> {
     let (text, source) = read_input(&args.input)?;
     let input =
         recommend::parse(&text).with_context(|| format!("parsing {source} as recommend input"))?;
-    let outcome = recommend::run(&input).context("invalid input")?;
+    let outcome = recommend::replay_and_recommend(&input).context("invalid input")?;
     if let Some(path) = &args.checkpoint_output {
         let cp =
             serde_json::to_string_pretty(&outcome.checkpoint).context("encoding the checkpoint")?;

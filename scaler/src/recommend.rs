@@ -2,10 +2,11 @@
 //! (`docs/decide.md`, "recommend").
 //!
 //! The input carries a ScalingPolicy's `spec.vertical` as in the CRD, usage samples and OOM
-//! kills, and optionally a stored checkpoint to resume from. [`run`] feeds them to a
-//! [`VerticalState`] through the calls the controller makes (`observe`, `record_oom`,
-//! `recommend`, with `VerticalConfig::try_from(&VerticalSpec)` and the status conversion), so
-//! the numbers are the ones the controller would write to `status.recommendations`.
+//! kills, and optionally a stored checkpoint to resume from. [`replay_and_recommend`] feeds
+//! them to a [`VerticalState`] through the calls the controller makes (`observe`,
+//! `record_oom`, `recommend`, with `VerticalConfig::try_from(&VerticalSpec)` and the status
+//! conversion), so the numbers are the ones the controller would write to
+//! `status.recommendations`.
 //!
 //! Errors name the input field (`samples[3].cpuCores: -1 must not be negative`), as `decide`'s
 //! do.
@@ -103,7 +104,7 @@ impl From<Resources> for Amounts {
 #[serde(rename_all = "camelCase")]
 pub struct Output {
     /// What the controller writes to `status.recommendations` (Kubernetes quantities).
-    pub recommendations: Vec<api::ContainerRecommendation>,
+    pub recommendations: Vec<api::ContainerRecommendationStatus>,
     /// The same recommendations in base units, with what they rest on.
     pub containers: Vec<ContainerDetail>,
     /// How many sample parts the history kept (a part not later than the previous one of the
@@ -232,7 +233,7 @@ enum Event<'a> {
     Oom(usize, &'a Oom),
 }
 
-/// What [`run`] returns: the output document and the history it built.
+/// What [`replay_and_recommend`] returns: the output document and the history it built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub output: Output,
@@ -240,8 +241,10 @@ pub struct Outcome {
     pub checkpoint: VerticalCheckpoint,
 }
 
-/// Run the recommender on `input`, as the controller does on one policy.
-pub fn run(input: &Input) -> Result<Outcome, InputError> {
+/// Replay `input`'s samples and OOM kills in time order into a [`VerticalState`] (fresh, or
+/// restored from the input's checkpoint), then recommend, as the controller does on one
+/// policy.
+pub fn replay_and_recommend(input: &Input) -> Result<Outcome, InputError> {
     validate(input)?;
     let config = VerticalConfig::try_from(&input.vertical).map_err(|e| vertical_field(&e))?;
     // The controller's model is always the default one (`controller/mod.rs`).
@@ -292,7 +295,7 @@ pub fn run(input: &Input) -> Result<Outcome, InputError> {
     let output = Output {
         recommendations: recs
             .iter()
-            .map(api::ContainerRecommendation::from)
+            .map(api::ContainerRecommendationStatus::from)
             .collect(),
         containers: recs.iter().map(ContainerDetail::from).collect(),
         samples_kept: kept,

@@ -1,8 +1,9 @@
 //! The VPA's own recommender test cases (vertical-pod-autoscaler v1.8.1,
 //! `pkg/recommender/{logic,model}/*_test.go`, `pkg/utils/vpa/capping_test.go`), run end to end
-//! through `recommend`'s input document: parse, [`run`], then the output document. The engine
-//! tests (`engine/src/vertical/*_tests.rs`) check the same numbers on the engine's parts; here
-//! they must survive the CRD spec, the quantities, the event order and the output encoding.
+//! through `recommend`'s input document: parse, [`replay_and_recommend`], then the output
+//! document. The engine tests (`engine/src/vertical/*_tests.rs`) check the same numbers on the
+//! engine's parts; here they must survive the CRD spec, the quantities, the event order and the
+//! output encoding.
 //! Only the cases the input can express are here: the command has the CRD's settings, so
 //! percentiles, margin and confidence multipliers are the VPA's defaults (0.9/0.5/0.95, 15%,
 //! `(1 + 1/days)` and `(1 + 0.001/days)^-2`).
@@ -57,7 +58,7 @@ fn doc(vertical: Value, now: f64, samples: Vec<Value>, ooms: Vec<Value>) -> Valu
 /// The output document of an input document, through the command's own parse and run.
 fn recommend(input: &Value) -> Result<Value, InputError> {
     let parsed = parse(&input.to_string())?;
-    let outcome = run(&parsed)?;
+    let outcome = replay_and_recommend(&parsed)?;
     Ok(serde_json::to_value(outcome.output).expect("the output encodes"))
 }
 
@@ -476,7 +477,7 @@ fn a_checkpoint_resumes_the_history() {
     let whole = recommend(&doc(json!({}), now, samples.clone(), vec![])).expect("valid");
     let first =
         parse(&doc(json!({}), now, samples[..10].to_vec(), vec![]).to_string()).expect("valid");
-    let checkpoint = run(&first).expect("runs").checkpoint;
+    let checkpoint = replay_and_recommend(&first).expect("runs").checkpoint;
     let mut second = doc(json!({}), now, samples[10..].to_vec(), vec![]);
     second["checkpoint"] = serde_json::to_value(checkpoint).expect("encodes");
     let resumed = recommend(&second).expect("valid");

@@ -189,8 +189,9 @@ fn prometheus_auth(a: &PrometheusAuthArgs) -> anyhow::Result<PrometheusAuth> {
     })
 }
 
-/// Runs the controller until SIGTERM/Ctrl-C.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Wires the caches, sources, election and server, then runs the controller until
+/// SIGTERM/Ctrl-C.
+pub async fn run_controller(args: RunArgs) -> anyhow::Result<()> {
     let fast = secs("--fast-interval-seconds", args.fast_interval_seconds)?;
     let slow = secs(
         "--prometheus-interval-seconds",

@@ -526,7 +526,7 @@ async fn a_real_oom_kill_raises_the_memory_recommendation_by_the_vpa_rule() -> R
                 .into_iter()
                 .next()
                 .ok_or_else(|| anyhow::anyhow!("no recommendation from the engine"))?;
-            let rec = tidal_scaler::api::ContainerRecommendation::from(&rec);
+            let rec = tidal_scaler::api::ContainerRecommendationStatus::from(&rec);
             rec.target
                 .and_then(|b| b.memory)
                 .and_then(|q| parse_quantity(&q.0).ok())

@@ -31,7 +31,7 @@ use tidal_core::lease::Leadership;
 use tidal_core::schema;
 
 use crate::buffer::{Buffer, Labels};
-use crate::pods::PodIndex;
+use crate::pods::PodMetaByUid;
 use crate::sampler::{SampleError, Sampler};
 use tidal_core::kafka::config::{ClusterConfig, Granularity, KafkaConfig};
 
@@ -83,7 +83,7 @@ struct Slot {
 #[derive(Clone, Debug)]
 pub struct Attribution {
     /// This node's pods (their IPs identify local consumers).
-    pub pods: PodIndex,
+    pub pods: PodMetaByUid,
     /// Whether this agent is the elected one (exports unowned partitions and group series).
     pub leadership: Leadership,
 }

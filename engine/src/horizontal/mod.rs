@@ -11,19 +11,19 @@
 //! observations, which may scale up but never down.
 //!
 //! **Layout.** `validate.rs`: the input checks ([`InputError`], [`validate()`]); `propose.rs`:
-//! one metric's proposal (`computeReplicasForMetric`, the `kafka_lag` aggregation); `run.rs`:
-//! every metric's proposal, `spec.formula`, the invalid-metric rule and normalization
-//! (stabilization and rate policies); `tests.rs`: the decision tests. This file holds the
-//! entry points.
+//! one metric's proposal (`computeReplicasForMetric`, the `kafka_lag` aggregation);
+//! `decision.rs`: every metric's proposal, `spec.formula`, the invalid-metric rule and
+//! normalization (stabilization and rate policies); `tests.rs`: the decision tests. This file
+//! holds the entry points.
 
+mod decision;
 mod propose;
-mod run;
 mod validate;
 
 use crate::formula::Formula;
 use crate::types::{Decision, Input, Observation, Spec, State, Tolerances};
 
-use run::run;
+use decision::compute_decision;
 
 pub use propose::INVALID_METRIC;
 pub use validate::{InputError, validate};
@@ -67,12 +67,12 @@ pub fn tolerances(spec: &Spec) -> Tolerances {
 /// [`Formula`] per policy generation and calls [`desired_with_formula`] instead.
 pub fn desired(spec: &Spec, state: &State, observations: &[Observation], now: f64) -> Decision {
     match spec.formula.as_deref() {
-        None => run(spec, Ok(None), state, observations, now),
+        None => compute_decision(spec, Ok(None), state, observations, now),
         Some(src) => {
             let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
             match Formula::compile(src, &names) {
-                Ok(f) => run(spec, Ok(Some(&f)), state, observations, now),
-                Err(e) => run(spec, Err(e), state, observations, now),
+                Ok(f) => compute_decision(spec, Ok(Some(&f)), state, observations, now),
+                Err(e) => compute_decision(spec, Err(e), state, observations, now),
             }
         }
     }
@@ -87,7 +87,7 @@ pub fn desired_with_formula(
     observations: &[Observation],
     now: f64,
 ) -> Decision {
-    run(spec, Ok(formula), state, observations, now)
+    compute_decision(spec, Ok(formula), state, observations, now)
 }
 
 #[cfg(test)]

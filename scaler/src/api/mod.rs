@@ -39,8 +39,8 @@ pub use policy::{
 };
 pub use status::{
     Checkpoint, CheckpointRecommendation, CheckpointScaleEvent, ConditionStatus, ConditionType,
-    ContainerRecommendation, LastDecision, MetricStatus, ScalingCondition, ScalingPolicyStatus,
-    quantity_from_f64,
+    ContainerRecommendationStatus, LastDecision, MetricStatus, ScalingCondition,
+    ScalingPolicyStatus, quantity_from_f64,
 };
 
 /// Where the generated CRD lives in the repository.

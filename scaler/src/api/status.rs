@@ -50,7 +50,7 @@ pub struct ScalingPolicyStatus {
     /// Per-container request recommendations (with `spec.vertical`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["containerName"]))]
-    pub recommendations: Vec<ContainerRecommendation>,
+    pub recommendations: Vec<ContainerRecommendationStatus>,
     /// Why the last decision was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<LastDecision>,
@@ -461,7 +461,7 @@ pub fn quantity_from_f64(v: f64) -> Option<Quantity> {
 /// The recommended requests for one container.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerRecommendation {
+pub struct ContainerRecommendationStatus {
     /// The container.
     pub container_name: String,
     /// The recommended requests, within the container policy's bounds.

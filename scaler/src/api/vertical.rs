@@ -1,7 +1,8 @@
 //! Between the ScalingPolicy CRD and the vertical recommender: `spec.vertical` into a
 //! [`VerticalConfig`] (quantities parsed, an error naming the field), and a
-//! [`ContainerRecommendation`] into a `status.recommendations[]` entry. It lives on the API
-//! side so that the engine (`crate::engine`) uses no Kubernetes type (issue #13).
+//! [`ContainerRecommendation`] into a `status.recommendations[]` entry
+//! ([`api::ContainerRecommendationStatus`]). It lives on the API side so that the engine
+//! (`crate::engine`) uses no Kubernetes type (issue #13).
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -72,7 +73,7 @@ fn bounds(field: &str, b: Option<&ResourceBounds>) -> Result<Resources, Vertical
 
 /// The `status.recommendations[]` entry of an engine recommendation: quantities rounded up
 /// to a milli-unit (CPU as `250m`, memory in bytes).
-impl From<&ContainerRecommendation> for api::ContainerRecommendation {
+impl From<&ContainerRecommendation> for api::ContainerRecommendationStatus {
     fn from(r: &ContainerRecommendation) -> Self {
         let q = |r: &Resources| {
             let b = ResourceBounds {
@@ -81,7 +82,7 @@ impl From<&ContainerRecommendation> for api::ContainerRecommendation {
             };
             (b.cpu.is_some() || b.memory.is_some()).then_some(b)
         };
-        api::ContainerRecommendation {
+        api::ContainerRecommendationStatus {
             container_name: r.container.clone(),
             target: q(&r.target),
             lower_bound: q(&r.lower_bound),

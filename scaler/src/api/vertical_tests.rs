@@ -87,7 +87,7 @@ fn to_status() {
         confidence: 2.0,
         total_samples: 2880,
     };
-    let s = api::ContainerRecommendation::from(&rec);
+    let s = api::ContainerRecommendationStatus::from(&rec);
     assert_eq!(s.container_name, "app");
     let target = s.target.expect("target");
     assert_eq!(target.cpu.expect("cpu").0, "791m");

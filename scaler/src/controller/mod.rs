@@ -17,7 +17,7 @@ pub mod gate;
 pub mod observe;
 pub mod offline;
 mod plan;
-pub mod pod_index;
+pub mod pods_by_label;
 mod requests;
 pub mod round;
 pub mod status_queue;
@@ -67,13 +67,13 @@ use crate::sources::prometheus::{PromSample, PrometheusSource};
 use crate::sources::{PodKey, PodUsage, SourceError};
 use gate::Gate;
 use observe::Gathered;
-use pod_index::PodIndex;
+use pods_by_label::PodsByLabel;
 use requests::{AfterCheckpoint, VerticalWriteFailure};
 
 /// The watch caches' pods and HPAs, indexed once per cycle (or per finished round) for every
 /// policy evaluated then.
 struct Snapshot {
-    pods: PodIndex,
+    pods: PodsByLabel,
     hpas: gate::HpaIndex,
     policies: gate::PolicyIndex,
 }
@@ -968,7 +968,7 @@ impl Controller {
     /// together.
     fn snapshot(&self) -> Snapshot {
         Snapshot {
-            pods: PodIndex::build(self.caches.pods.state()),
+            pods: PodsByLabel::build(self.caches.pods.state()),
             hpas: gate::HpaIndex::build(self.caches.hpas.state()),
             policies: gate::PolicyIndex::build(self.policies.state()),
         }
@@ -1262,7 +1262,7 @@ impl Controller {
         now: f64,
     ) -> Result<
         (
-            Vec<crate::api::ContainerRecommendation>,
+            Vec<crate::api::ContainerRecommendationStatus>,
             Option<crate::engine::vertical::VerticalCheckpoint>,
             Option<VerticalWriteFailure>,
         ),
@@ -1396,7 +1396,7 @@ impl Controller {
         let checkpoint = st.checkpoint_in_status.then_some(checkpoint);
         let status_recs = recs
             .iter()
-            .map(crate::api::ContainerRecommendation::from)
+            .map(crate::api::ContainerRecommendationStatus::from)
             .collect();
         let due = st
             .vertical_applied_at

@@ -465,12 +465,5 @@ mod tests {
             ready.last_transition_unix_seconds - e.start_time_unix_seconds.expect("start"),
             10.0
         );
-        let idx = super::super::pod_index::PodIndex::build(vec![Arc::new(p)]);
-        let sel = parse_selector("app=web").expect("selector");
-        assert_eq!(idx.matching("shop", &sel).len(), 1);
-        assert_eq!(idx.matching("other", &sel).len(), 0);
-        let none = parse_selector("app=api").expect("selector");
-        assert_eq!(idx.matching("shop", &none).len(), 0);
-        assert!(idx.matching("shop", &Selector::default()).is_empty());
     }
 }

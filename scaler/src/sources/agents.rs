@@ -41,7 +41,7 @@ use tidal_core::usage::{ContainerValues, USAGE_CONTENT_TYPE, USAGE_PATH, UsageDo
 
 use super::body::{self, BodyCap, DEFAULT_AGENT_MAX_BODY_BYTES};
 use super::exposition::{self, ExpositionError};
-use super::{PodKey, PodUsage, SourceError};
+use super::{PodKey, PodUsage, SourceError, error_chain, snippet};
 
 /// The backend name in errors.
 const BACKEND: &str = "tidal-agent";
@@ -575,31 +575,6 @@ fn discovery_error(namespace: &str, selector: &str, e: &kube::Error) -> SourceEr
             url,
             detail: error_chain(other),
         },
-    }
-}
-
-/// An error and its sources, `: `-separated (reqwest's own message is only "error sending
-/// request"; the cause is in the chain).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// The first 200 characters of a response body, for an error message.
-pub(crate) fn snippet(body: &str) -> String {
-    let body = body.trim();
-    match body.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &body[..i]),
-        None => body.to_string(),
     }
 }
 

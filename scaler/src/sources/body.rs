@@ -6,8 +6,7 @@
 //! Past the cap the answer is [`SourceError::TooLarge`] naming the URL, the cap and the flag
 //! that sets it, and nothing of that body is used.
 
-use super::SourceError;
-use super::agents::error_chain;
+use super::{SourceError, error_chain};
 
 /// The default cap of one agent scrape (`--agent-max-body-bytes`): a node with 1,000
 /// containers serves about 3.5 MB.

@@ -160,6 +160,31 @@ impl SourceError {
     }
 }
 
+/// An error and its sources, `: `-separated (reqwest's own message is only "error sending
+/// request"; the cause is in the chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The first 200 characters of a response body, for an error message.
+pub(crate) fn snippet(body: &str) -> String {
+    let body = body.trim();
+    match body.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &body[..i]),
+        None => body.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,10 +21,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use super::SourceError;
-use super::agents::{error_chain, snippet};
 use super::body::{self, BodyCap, DEFAULT_PROMETHEUS_MAX_BODY_BYTES};
 use super::http::{PROMETHEUS_TLS_FLAGS, PrometheusAuth, client_builder, client_builder_with};
+use super::{SourceError, error_chain, snippet};
 
 /// The backend name in errors.
 const BACKEND: &str = "prometheus";

@@ -1,5 +1,6 @@
 //! Finding cgroups on disk: pod and container directory names, the kubepods tree of both
-//! kubelet cgroup drivers, and the agent's own cgroup from `/proc/self/cgroup`.
+//! kubelet cgroup drivers, the agent's own cgroup from `/proc/self/cgroup`, and what the
+//! sampler reads of each (`Target`: a cgroup's paths and identity).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,18 @@ impl Qos {
             Qos::BestEffort => "BestEffort",
         }
     }
+}
+
+/// One cgroup the sampler reads in a pass, with its identity (what its labels are made of).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Target {
+    pub(super) rels: CgroupPaths,
+    pub(super) uid: String,
+    pub(super) qos: Option<Qos>,
+    /// `None` for the pod-level cgroup.
+    pub(super) container_id: Option<String>,
+    /// Outside Kubernetes: the cgroup path, used as the `container` label.
+    pub(super) path_label: Option<String>,
 }
 
 /// A pod cgroup found on disk.

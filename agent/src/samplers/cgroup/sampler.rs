@@ -4,16 +4,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::buffer::{Buffer, Labels};
+use crate::buffer::Buffer;
 use crate::fdcache::{CachedDir, DirBuf, DirEntry, FdBudget, Watcher, dir_buf, is_cgroupfs};
-use crate::pods::{PodIndex, PodMeta};
+use crate::pods::{PodMeta, PodMetaByUid};
 use crate::rate::Rate;
 use crate::sampler::{SampleError, Sampler};
 
-use super::discover::{containers_of, qos_dir};
+use super::discover::{Target, containers_of, qos_dir};
 use super::hierarchy::cg_dirs;
 use super::read::{Files, Reader, read_stats_with};
-use super::series::{Out, SERIES, emit, is_sandbox_or_unreported};
+use super::series::{Out, SERIES, SeriesState, emit, is_sandbox_or_unreported};
 use super::{
     CgroupError, CgroupPaths, Hierarchy, KUBEPODS_ROOTS, PodCgroup, Qos, Stats,
     parse_container_dir, parse_pod_dir, self_cgroup,
@@ -57,24 +57,13 @@ pub enum Scope {
     OwnPod { proc_root: PathBuf },
 }
 
-/// One cgroup to read in a pass, with its identity.
-#[derive(Clone, Debug, PartialEq)]
-pub(super) struct Target {
-    pub(super) rels: CgroupPaths,
-    pub(super) uid: String,
-    pub(super) qos: Option<Qos>,
-    /// `None` for the pod-level cgroup.
-    pub(super) container_id: Option<String>,
-    /// Outside Kubernetes: the cgroup path, used as the `container` label.
-    pub(super) path_label: Option<String>,
-}
-
 /// Default cap on the descriptors the cgroup sampler holds (`--max-open-files`): the files
 /// read every round of ~2,700 cgroups on v2 (3 each) or ~2,000 on v1 (4 each).
 pub const DEFAULT_MAX_OPEN_FILES: usize = 8192;
 
 /// One cgroup the sampler reads, kept from round to round: its identity, its held interface
-/// files, its CPU counter's last value, its cached slow values and its label set.
+/// files, its cached slow values and what its series keep (its CPU counter's last value and its
+/// label set).
 #[derive(Debug)]
 pub(super) struct TrackedCgroup {
     pub(super) target: Target,
@@ -89,9 +78,7 @@ pub(super) struct TrackedCgroup {
     /// (`None`: read every file next round).
     offset: u64,
     slow: Option<SlowStats>,
-    pub(super) rate: Rate,
-    /// The pod metadata the labels were built from, and the labels.
-    pub(super) labels: Option<(Option<Arc<PodMeta>>, Labels)>,
+    series: SeriesState,
 }
 
 impl TrackedCgroup {
@@ -104,8 +91,7 @@ impl TrackedCgroup {
             watches: None,
             offset: 0,
             slow: None,
-            rate: Rate::default(),
-            labels: None,
+            series: SeriesState::default(),
         }
     }
 }
@@ -130,7 +116,7 @@ struct PodDir {
 pub struct CgroupSampler {
     hierarchy: Hierarchy,
     scope: Scope,
-    pods: PodIndex,
+    pods: PodMetaByUid,
     budget: FdBudget,
     /// A hierarchy is not on a cgroup file system (fixture and synthetic trees), where a file
     /// can be removed on its own while held: held files are then dropped on an inotify event
@@ -154,7 +140,7 @@ impl CgroupSampler {
     /// A sampler over `hierarchy`, labelling from `pods`; it holds up to
     /// [`DEFAULT_MAX_OPEN_FILES`] descriptors, and at most half of the soft `RLIMIT_NOFILE`
     /// (see [`crate::fdcache::raise_nofile_limit`]).
-    pub fn new(hierarchy: Hierarchy, scope: Scope, pods: PodIndex) -> Self {
+    pub fn new(hierarchy: Hierarchy, scope: Scope, pods: PodMetaByUid) -> Self {
         Self::with_budget(
             hierarchy,
             scope,
@@ -167,7 +153,7 @@ impl CgroupSampler {
     pub fn with_budget(
         hierarchy: Hierarchy,
         scope: Scope,
-        pods: PodIndex,
+        pods: PodMetaByUid,
         budget: FdBudget,
     ) -> Self {
         Self {
@@ -536,12 +522,12 @@ impl Ctx<'_> {
                     (false, Some(slow)) => slow.apply(&mut stats),
                     (false, None) => {}
                 }
-                emit(self.out, cg, &stats, meta, buf.at());
+                emit(self.out, &cg.target, &mut cg.series, &stats, meta, buf.at());
             }
             Err(e) => {
                 // As if never seen: the next read is a full one, and starts a new rate.
                 cg.slow = None;
-                cg.rate = Rate::default();
+                cg.series.rate = Rate::default();
                 buf.error_detail(e.reason(), e);
             }
         }
@@ -643,7 +629,7 @@ mod tests {
             Scope::OwnPod {
                 proc_root: proc_root.clone(),
             },
-            PodIndex::default(),
+            PodMetaByUid::default(),
         );
         let err = sampler
             .own_targets(&proc_root)

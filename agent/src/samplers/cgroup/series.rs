@@ -8,9 +8,10 @@ use tidal_core::schema;
 
 use crate::buffer::{Kind, Labels};
 use crate::pods::{ContainerMeta, PodMeta};
+use crate::rate::Rate;
 
+use super::discover::Target;
 use super::read::Stats;
-use super::sampler::{Target, TrackedCgroup};
 
 // The series the sampler emits: their index in [`SERIES`] and in [`Out`].
 const CPU: usize = 0;
@@ -193,22 +194,31 @@ fn labels_of(t: &Target, meta: Option<&PodMeta>) -> Labels {
     .into()
 }
 
-/// Appends the series of one cgroup to `out`.
+/// What one cgroup's series keep from round to round.
+#[derive(Debug, Default)]
+pub(super) struct SeriesState {
+    /// The CPU counter's last value, for the usage rate.
+    pub(super) rate: Rate,
+    /// The pod metadata the labels were built from, and the labels.
+    labels: Option<(Option<Arc<PodMeta>>, Labels)>,
+}
+
+/// Appends the series of the cgroup `t` to `out`.
 pub(super) fn emit(
     out: &mut Out,
-    cg: &mut TrackedCgroup,
+    t: &Target,
+    state: &mut SeriesState,
     s: &Stats,
     meta: Option<&Arc<PodMeta>>,
     at: Instant,
 ) {
-    let t = &cg.target;
     // One label set per cgroup, rebuilt only when its pod's metadata changes; every series
     // shares it.
-    let labels = match &cg.labels {
+    let labels = match &state.labels {
         Some((m, l)) if m.as_ref().map(Arc::as_ptr) == meta.map(Arc::as_ptr) => l.clone(),
         _ => {
             let l = labels_of(t, meta.map(Arc::as_ref));
-            cg.labels = Some((meta.cloned(), l.clone()));
+            state.labels = Some((meta.cloned(), l.clone()));
             l
         }
     };
@@ -254,7 +264,7 @@ pub(super) fn emit(
         ),
         _ => (None, None, s.cpu_limit_cores, s.memory_limit_bytes),
     };
-    let rate = cg.rate.update(s.cpu_usage_seconds, at);
+    let rate = state.rate.update(s.cpu_usage_seconds, at);
     let ws = s.memory_working_set_bytes;
     if let Some(r) = rate {
         put(USAGE_CORES, r);

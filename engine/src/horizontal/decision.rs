@@ -80,7 +80,9 @@ fn ceil_replicas(v: f64) -> i32 {
     }
 }
 
-pub(super) fn run(
+/// The decision for one target: every metric's proposal, `spec.formula` (`formula` is it
+/// compiled, `Ok(None)` without one), the invalid-metric rule and normalization.
+pub(super) fn compute_decision(
     spec: &Spec,
     formula: Result<Option<&Formula>, FormulaError>,
     state: &State,

@@ -26,14 +26,14 @@ struct Namespace {
     postings: HashMap<u64, Vec<u32>>,
 }
 
-/// See the module docs.
+/// The cache's pods, per namespace, by `key=value` label (see the module docs).
 #[derive(Default)]
-pub struct PodIndex {
+pub struct PodsByLabel {
     namespaces: HashMap<String, Namespace>,
     hasher: std::collections::hash_map::RandomState,
 }
 
-impl PodIndex {
+impl PodsByLabel {
     fn key(&self, k: &str, v: &str) -> u64 {
         let mut h = self.hasher.build_hasher();
         k.hash(&mut h);
@@ -153,7 +153,7 @@ mod tests {
                 &labels,
             ));
         }
-        let index = PodIndex::build(pods.clone());
+        let index = PodsByLabel::build(pods.clone());
         assert_eq!(index.len(), 60);
         for sel in [
             "app=a1",
