@@ -5,7 +5,7 @@
 pub enum LogTo {
     /// The agent: a DaemonSet's logs (its tests read stdout).
     Stdout,
-    /// The scaler: its subcommands (`decide`, `simulate`) print results on stdout.
+    /// The scaler: its offline subcommands (`decide`, `recommend`, ...) print results on stdout.
     Stderr,
 }
 

@@ -1,5 +1,5 @@
 //! Line charts as self-contained SVG, written by hand (no plotting dependency): what
-//! `tidal-scaler plot` draws from a CSV file and what `tidal-scaler simulate --output-svg`
+//! `tidal-sim plot` draws from a CSV file and what `tidal-sim simulate --output-svg`
 //! draws from a replay.
 //!
 //! - [`read_csv`] reads a table whose header is `t,<name1>,<name2>,...`: the first column is the

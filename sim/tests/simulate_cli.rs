@@ -1,11 +1,12 @@
-//! The `plot` and `simulate` subcommands, run as the binary: `plot` turns a CSV into an SVG
-//! file, `simulate` replays each shipped trace (`traces/`) against Tidal, HPA and KEDA.
+//! The `plot` and `simulate` subcommands, run as the `tidal-sim` binary: `plot` turns a CSV
+//! into an SVG file, `simulate` replays each shipped trace (`traces/`) against Tidal, HPA and
+//! KEDA.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidal-scaler"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidal-sim"));
     // The environment twins of the flags must not leak in from the caller.
     for (key, _) in std::env::vars() {
         if key.starts_with("TIDAL_SCALER_") {
@@ -273,4 +274,17 @@ fn errors_name_the_file_and_the_line_or_field() {
         err.contains("--capacity-per-replica: -1 is not a number above 0"),
         "{err}"
     );
+}
+
+/// Without its required flags `simulate` fails with a usage error naming them.
+#[test]
+fn simulate_without_flags_names_the_required_ones() {
+    let out = bin()
+        .arg("simulate")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--trace"), "{err}");
 }
