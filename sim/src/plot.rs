@@ -84,6 +84,10 @@ pub enum PlotError {
         expected: usize,
         found: usize,
     },
+    /// Not CSV: the `csv` reader stopped (a quote left open is read to the end instead, so
+    /// this is not expected from text).
+    #[error("line {line}: {reason}")]
+    Syntax { line: usize, reason: String },
     /// A cell is not a finite number (or the time cell is empty).
     #[error("line {line}, column {column} ({name}): {text:?} is not a finite number")]
     Number {
@@ -103,6 +107,7 @@ impl PlotError {
             Self::Header { .. } => "header",
             Self::NoRows => "no_rows",
             Self::Columns { .. } => "columns",
+            Self::Syntax { .. } => "syntax",
             Self::Number { .. } => "number",
         }
     }
@@ -132,17 +137,36 @@ pub struct Row {
 
 /// Reads `t,<name1>,<name2>,...` CSV text as a [`Table`].
 ///
-/// Blank lines and lines starting with `#` are skipped; cells are trimmed. The first column is
-/// the time (required in every row); an empty cell elsewhere means no value. Every number must
-/// be finite. Column names must be non-empty. Quoted cells are not supported.
+/// The text is RFC 4180 CSV, read by the `csv` crate: a cell may be quoted (`"a, b"`, with
+/// `""` for a quote inside). Blank lines and lines starting with `#` are skipped; cells are
+/// trimmed. The first column is the time (required in every row); an empty cell elsewhere
+/// means no value. Every number must be finite. Column names must be non-empty.
 pub fn read_table(text: &str) -> Result<Table, PlotError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-    let (header_line, header) = lines.next().ok_or(PlotError::Empty)?;
-    let columns: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        // Rows of the wrong length are reported by us, with the header's length.
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let mut lines = LineCounter::new(text);
+    let mut records = reader.records().filter_map(|record| {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                return Some(Err(PlotError::Syntax {
+                    line: e.position().map_or(0, |p| lines.line_of(p)),
+                    reason: e.to_string(),
+                }));
+            }
+        };
+        let line = record.position().map_or(0, |p| lines.line_of(p));
+        // A line of blanks is one empty cell once trimmed: skipped, as an empty line is.
+        let blank = record.len() == 1 && record[0].is_empty();
+        (!blank).then_some(Ok((line, record)))
+    });
+    let (header_line, header) = records.next().ok_or(PlotError::Empty)??;
+    let columns: Vec<String> = header.iter().map(str::to_owned).collect();
     if columns.len() < 2 {
         return Err(PlotError::NoSeries { line: header_line });
     }
@@ -154,8 +178,8 @@ pub fn read_table(text: &str) -> Result<Table, PlotError> {
         });
     }
     let mut rows = Vec::new();
-    for (line, row) in lines {
-        let cells: Vec<&str> = row.split(',').map(str::trim).collect();
+    for record in records {
+        let (line, cells) = record?;
         if cells.len() != columns.len() {
             return Err(PlotError::Columns {
                 line,
@@ -174,7 +198,7 @@ pub fn read_table(text: &str) -> Result<Table, PlotError> {
                     text: text.to_owned(),
                 })
         };
-        let t = number(0, cells[0])?;
+        let t = number(0, &cells[0])?;
         let values = cells
             .iter()
             .enumerate()
@@ -191,6 +215,50 @@ pub fn read_table(text: &str) -> Result<Table, PlotError> {
         columns,
         rows,
     })
+}
+
+/// The line numbers of the records the `csv` reader returns, counted in the text (`\n` ends a
+/// line). The reader's own position of a record that follows skipped empty or `#` lines is
+/// that of the first skipped line (BurntSushi/rust-csv#208, open in csv 1.4), so the record's
+/// start is found from there: past line ends and whole comment lines.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    /// A byte offset and the line it is on: positions only grow, so counting resumes there.
+    at: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text: text.as_bytes(),
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The line (from 1) where the record the reader placed at `position` starts.
+    fn line_of(&mut self, position: &csv::Position) -> usize {
+        let text = self.text;
+        let mut i = usize::try_from(position.byte()).map_or(text.len(), |b| b.min(text.len()));
+        loop {
+            match text.get(i) {
+                Some(b'\r' | b'\n') => i += 1,
+                // A comment: the reader skips `#` lines only where a record would start.
+                Some(b'#') => {
+                    let end = text[i..].iter().position(|&c| c == b'\n');
+                    i = end.map_or(text.len(), |n| i + n + 1);
+                }
+                _ => break,
+            }
+        }
+        if i < self.at {
+            (self.at, self.line) = (0, 1);
+        }
+        self.line += text[self.at..i].iter().filter(|&&c| c == b'\n').count();
+        self.at = i;
+        self.line
+    }
 }
 
 /// Reads `t,<name1>,<name2>,...` CSV text ([`read_table`]) into one [`Series`] per column
@@ -822,6 +890,58 @@ mod tests {
         assert!(s[1].right_axis && s[1].step);
         assert_eq!(s[1].points.len(), 3);
         assert_eq!(s[2].points, vec![(1.5, 5.0), (3.0, 0.0)]);
+    }
+
+    #[test]
+    fn csv_is_rfc_4180_quoted_cells_and_crlf() {
+        // Quoted cells (a comma and a doubled quote inside), CRLF line ends, a line of blanks.
+        let csv = "t,\"load, per s\",\"say \"\"hi\"\"\"\r\n0,\"10\",1\r\n   \r\n1, 20 ,\r\n";
+        let s = read_csv(csv).expect("valid CSV");
+        assert_eq!(s[0].name, "load, per s");
+        assert_eq!(s[0].points, vec![(0.0, 10.0), (1.0, 20.0)]);
+        assert_eq!(s[1].name, "say \"hi\"");
+        assert_eq!(s[1].points, vec![(0.0, 1.0)]);
+        // Line numbers count every line, the skipped ones too.
+        let table = read_table("# c\n\nt,a\n\n0,1\n").expect("valid");
+        assert_eq!((table.header_line, table.rows[0].line), (3, 5));
+        // A quoted cell spanning lines, CRLF, comments and blank lines further down.
+        let err = read_csv("t,a\n\"0\n\",1\n2,x\n").expect_err("garbage");
+        assert!(
+            matches!(
+                err,
+                PlotError::Number {
+                    line: 4,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = read_csv("t,a\r\n\r\n# x\r\n0,1\r\n   \r\n2,x\r\n").expect_err("garbage");
+        assert!(
+            matches!(
+                err,
+                PlotError::Number {
+                    line: 6,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A row of empty cells is a row (its time is missing), not a blank line.
+        let err = read_csv("t,a\n0,1\n,\n").expect_err("no time");
+        assert!(
+            matches!(
+                err,
+                PlotError::Number {
+                    line: 3,
+                    column: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
