@@ -48,7 +48,7 @@ fn run_plot(args: &cli::PlotArgs) -> anyhow::Result<()> {
         y2_label: args.y2_label.clone(),
         series,
     };
-    let svg = plot::render_svg(&chart);
+    let svg = plot::render_svg(&chart)?;
     if args.output.as_os_str() == "-" {
         std::io::Write::write_all(&mut std::io::stdout().lock(), svg.as_bytes())
             .context("writing the SVG to standard output")
@@ -74,7 +74,7 @@ fn run_simulate(args: &cli::SimulateArgs) -> anyhow::Result<()> {
             || report.trace.clone(),
             |s| s.to_string_lossy().into_owned(),
         );
-        let svg = plot::render_svg(&report.chart(&format!("simulate: {name}")));
+        let svg = plot::render_svg(&report.chart(&format!("simulate: {name}")))?;
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.output_csv {

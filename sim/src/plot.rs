@@ -1,20 +1,32 @@
-//! Line charts as self-contained SVG, written by hand (no plotting dependency): what
-//! `tidal-sim plot` draws from a CSV file and what `tidal-sim simulate --output-svg`
-//! draws from a replay.
+//! Line charts as self-contained SVG: what `tidal-sim plot` draws from a CSV file and what
+//! `tidal-sim simulate --output-svg` draws from a replay.
 //!
-//! - [`read_csv`] reads a table whose header is `t,<name1>,<name2>,...`: the first column is the
+//! - [`read_table`] reads CSV text with the `csv` crate (RFC 4180); [`read_csv`] reads a table whose header is `t,<name1>,<name2>,...`: the first column is the
 //!   time in seconds, every other column one [`Series`]; an empty cell means no value at that
 //!   time. A header ending in `@right` puts the series on the right y axis (the suffix is not
 //!   part of its name), and a series whose name contains `replicas` is drawn as a step line.
-//! - [`render_svg`] draws a [`Chart`]: a title, axes with "nice" ticks (1, 2 or 5 times a power
-//!   of ten), grid lines, a legend naming every series in a distinct color, and an optional
-//!   second y axis on the right for series with `right_axis` (replica counts next to a load
-//!   in thousands per second, for example).
+//! - [`render_svg`] draws a [`Chart`] with plotters' SVG backend: a title, axes with "nice"
+//!   ticks (1, 2 or 5 times a power of ten), grid lines, a legend naming every series in a
+//!   distinct color, and an optional second y axis on the right for series with `right_axis`
+//!   (replica counts next to a load in thousands per second, for example). Plotters is built
+//!   without its font features (`ttf`, `ab_glyph`): its SVG backend writes text as `<text>`
+//!   elements for the viewer to set, and lays them out with its own width estimate, so no
+//!   font file or system font is read.
 //!
 //! Errors ([`PlotError`]) name the line and the column of the offending cell. Every number
 //! written to the SVG is finite: non-finite points given through the library API are skipped.
 
-use std::fmt::Write as _;
+use plotters::backend::SVGBackend;
+use plotters::chart::ChartBuilder;
+use plotters::coord::ranged1d::Ranged;
+use plotters::coord::types::RangedCoordf64;
+use plotters::drawing::{DrawingAreaErrorKind, IntoDrawingArea};
+use plotters::element::{Circle, PathElement, Text};
+use plotters::series::LineSeries;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{
+    BLACK, Color, FontDesc, FontStyle, IntoFont, RGBColor, TRANSPARENT, TextStyle, WHITE,
+};
 
 /// One line of a chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -294,128 +306,129 @@ pub fn read_csv(text: &str) -> Result<Vec<Series>, PlotError> {
 }
 
 /// Tableau 10: distinct hues that stay readable for most color-vision deficiencies.
-const PALETTE: [&str; 10] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(0x4e, 0x79, 0xa7),
+    RGBColor(0xf2, 0x8e, 0x2b),
+    RGBColor(0xe1, 0x57, 0x59),
+    RGBColor(0x76, 0xb7, 0xb2),
+    RGBColor(0x59, 0xa1, 0x4f),
+    RGBColor(0xed, 0xc9, 0x48),
+    RGBColor(0xb0, 0x7a, 0xa1),
+    RGBColor(0xff, 0x9d, 0xa7),
+    RGBColor(0x9c, 0x75, 0x5f),
+    RGBColor(0xba, 0xb0, 0xac),
 ];
+/// Grid lines, and axes, ticks and text.
+const GRID: RGBColor = RGBColor(0xe0, 0xe0, 0xe0);
+const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
 
-const WIDTH: f64 = 960.0;
-const PLOT_TOP: f64 = 50.0;
-const PLOT_HEIGHT: f64 = 380.0;
-const MARGIN_LEFT: f64 = 80.0;
-const LEGEND_ROW: f64 = 22.0;
+/// The SVG's width, and the height of all but the legend, in pixels.
+const WIDTH: u32 = 960;
+const CHART_HEIGHT: u32 = 500;
+/// Above the plot: the title.
+const TITLE_AREA: u32 = 50;
+/// The label areas: beside the plot for a y axis (tick labels and the axis name), below it.
+const Y_LABEL_AREA: u32 = 80;
+const X_LABEL_AREA: u32 = 50;
+const LEGEND_ROW: u32 = 22;
+/// The most ticks on the x and on a y axis (plotters takes 1, 2 or 5 times a power of ten).
+const X_TICKS: usize = 8;
+const Y_TICKS: usize = 6;
+/// Font sizes as plotters takes them: its SVG backend writes `size / 1.24` pixels, so these
+/// are 12 px (labels, legend) and 16 px (title).
+const TEXT_SIZE: f64 = 14.88;
+const TITLE_SIZE: f64 = 19.84;
 
-/// An axis: the data range rounded out to nice ticks.
-struct Axis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<f64>,
-    decimals: usize,
-}
+/// A chart that could not be drawn: plotters' error, not expected when drawing to a string.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("drawing the chart: {0}")]
+pub struct RenderError(String);
 
-impl Axis {
-    /// Ticks for `[lo, hi]`. A y axis (`zero`) includes 0 and is rounded out to whole ticks;
-    /// the x axis spans exactly the data.
-    fn new(lo: f64, hi: f64, zero: bool) -> Self {
-        let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
-            (lo, hi)
-        } else {
-            (0.0, 1.0)
-        };
-        if zero {
-            lo = lo.min(0.0);
-            hi = hi.max(0.0);
-        }
-        if hi - lo < 1e-12 * (lo.abs() + hi.abs()).max(1e-300) {
-            // A single value: one unit (or 10%) either side.
-            let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-            if zero && lo >= 0.0 {
-                hi = lo + pad;
-                lo = lo.min(0.0);
-            } else {
-                lo -= pad;
-                hi += pad;
-            }
-        }
-        let (lo, hi, step) = if zero {
-            // A y axis: rounded out to whole ticks.
-            let step = nice(nice(hi - lo, false) / 5.0, true);
-            ((lo / step).floor() * step, (hi / step).ceil() * step, step)
-        } else {
-            // The x axis: exactly the data, ticks inside it.
-            (lo, hi, nice((hi - lo) / 6.0, true))
-        };
-        let first = (lo / step - 1e-9).ceil();
-        let last = (hi / step + 1e-9).floor();
-        let n = (last - first).max(0.0) as usize;
-        let ticks = (0..=n).map(|i| (first + i as f64) * step).collect();
-        let decimals = (-step.log10().floor()).max(0.0) as usize;
-        Self {
-            lo,
-            hi,
-            ticks,
-            decimals,
-        }
-    }
-
-    /// The fraction of the axis at `v` (0 at `lo`).
-    fn frac(&self, v: f64) -> f64 {
-        (v - self.lo) / (self.hi - self.lo)
-    }
-
-    fn label(&self, v: f64) -> String {
-        // `-0` would print for a tick a rounding error below zero.
-        let v = if v.abs() < 1e-9 * (self.hi - self.lo) {
-            0.0
-        } else {
-            v
-        };
-        format!("{v:.*}", self.decimals)
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for RenderError {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        Self(e.to_string())
     }
 }
 
-/// Heckbert's nice number: 1, 2, 5 or 10 times a power of ten, near `x` (rounded) or at
-/// least `x` (not rounded).
-fn nice(x: f64, round: bool) -> f64 {
-    if !(x.is_finite() && x > 0.0) {
-        return 1.0;
-    }
-    let exp = x.log10().floor();
-    let base = 10f64.powf(exp);
-    let f = x / base;
-    let n = if round {
-        match f {
-            f if f < 1.5 => 1.0,
-            f if f < 3.0 => 2.0,
-            f if f < 7.0 => 5.0,
-            _ => 10.0,
-        }
+/// An axis's range: the data's, with 0 on a y axis (`zero`), one unit (or 10%) either side of
+/// a single value, and a y axis rounded out to whole ticks (the x axis spans exactly the data).
+fn axis_range(lo: f64, hi: f64, zero: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi)
     } else {
-        match f {
-            f if f <= 1.0 => 1.0,
-            f if f <= 2.0 => 2.0,
-            f if f <= 5.0 => 5.0,
-            _ => 10.0,
-        }
+        (0.0, 1.0)
     };
-    n * base
+    if zero {
+        lo = lo.min(0.0);
+        hi = hi.max(0.0);
+    }
+    if hi - lo < 1e-12 * (lo.abs() + hi.abs()).max(1e-300) {
+        // A single value: one unit (or 10%) either side.
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        if zero && lo >= 0.0 {
+            hi = lo + pad;
+            lo = lo.min(0.0);
+        } else {
+            lo -= pad;
+            hi += pad;
+        }
+    }
+    if !zero {
+        return (lo, hi);
+    }
+    // Round out to the ticks plotters will draw; a wider range may take a longer step, so
+    // again until the ends are ticks (twice at most in practice).
+    for _ in 0..4 {
+        let step = tick_step(lo, hi, Y_TICKS);
+        let out = ((lo / step).floor() * step, (hi / step).ceil() * step);
+        if out == (lo, hi) {
+            break;
+        }
+        (lo, hi) = out;
+    }
+    (lo, hi)
 }
 
-/// Text for SVG character data and attribute values.
+/// The distance between the ticks plotters puts on `[lo, hi]` when it may put `n`.
+fn tick_step(lo: f64, hi: f64, n: usize) -> f64 {
+    match RangedCoordf64::from(lo..hi).key_points(n)[..] {
+        [a, b, ..] if b > a => b - a,
+        _ => hi - lo,
+    }
+}
+
+/// The tick labels of `[lo, hi]` with at most `n` ticks: as many decimals as the step needs,
+/// and `0` rather than `-0` for a tick a rounding error below zero.
+fn tick_label(lo: f64, hi: f64, n: usize) -> impl Fn(&f64) -> String {
+    let decimals = (-tick_step(lo, hi, n).log10().floor()).clamp(0.0, 20.0) as usize;
+    let zero = 1e-9 * (hi - lo);
+    move |v| {
+        let v = if v.abs() < zero { 0.0 } else { *v };
+        format!("{v:.decimals$}")
+    }
+}
+
+/// Text for the SVG's `<title>` (plotters escapes the text it draws itself).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in clean(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
     }
     out
+}
+
+/// A label without control characters, which XML does not allow.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The finite points of a series, sorted by x, with points that add nothing to the drawing
@@ -443,23 +456,73 @@ fn drawable(s: &Series) -> Vec<(f64, f64)> {
             out.push(pts[i]);
         }
     }
+    if s.step {
+        // Each value holds until the next point: a horizontal, then a vertical segment.
+        let mut steps = Vec::with_capacity(2 * out.len());
+        for (i, &(x, y)) in out.iter().enumerate() {
+            if let Some(&(_, before)) = i.checked_sub(1).and_then(|j| out.get(j))
+                && before != y
+            {
+                steps.push((x, before));
+            }
+            steps.push((x, y));
+        }
+        out = steps;
+    }
     out
 }
 
 /// A series ready to draw: its color and its drawable points.
 struct Drawn<'a> {
     series: &'a Series,
-    color: &'static str,
+    color: RGBColor,
     points: Vec<(f64, f64)>,
 }
 
-/// Estimated width of `text` in the 12px sans-serif of the legend.
-fn text_width(text: &str) -> f64 {
-    text.chars().count() as f64 * 7.0
+/// One legend entry: a color sample and a label, at `x` on a row.
+struct LegendEntry {
+    color: RGBColor,
+    x: u32,
+    row: u32,
+    label: String,
 }
 
-/// Draws `chart` as a standalone SVG document.
-pub fn render_svg(chart: &Chart) -> String {
+/// The legend's entries left to right, wrapping to a new row at the chart's width; widths are
+/// plotters' estimate for `font`.
+fn legend_layout(
+    drawn: &[Drawn],
+    on_right: &dyn Fn(&Series) -> bool,
+    font: &FontDesc,
+) -> Vec<LegendEntry> {
+    let mut legend = Vec::with_capacity(drawn.len());
+    let (mut x, mut row) = (Y_LABEL_AREA, 0);
+    for d in drawn {
+        let s = d.series;
+        let label = clean(&if on_right(s) {
+            format!("{} (right axis)", s.name)
+        } else {
+            s.name.clone()
+        });
+        let w = 34 + font.box_size(&label).map_or(0, |(w, _)| w) + 18;
+        if x + w > WIDTH - 10 && x > Y_LABEL_AREA {
+            x = Y_LABEL_AREA;
+            row += 1;
+        }
+        legend.push(LegendEntry {
+            color: d.color,
+            x,
+            row,
+            label,
+        });
+        x += w;
+    }
+    legend
+}
+
+/// Draws `chart` as a standalone SVG document, with plotters' SVG backend: text is SVG
+/// `<text>` in the viewer's sans-serif (no font file is read), and its widths, for the
+/// layout, are plotters' estimate.
+pub fn render_svg(chart: &Chart) -> Result<String, RenderError> {
     let drawn: Vec<Drawn> = chart
         .series
         .iter()
@@ -489,207 +552,134 @@ pub fn render_svg(chart: &Chart) -> String {
         }
         (lo, hi)
     };
-    let (xlo, xhi) = range(&|p| p.0, None);
-    let x_axis = Axis::new(xlo, xhi, false);
-    let (ylo, yhi) = range(&|p| p.1, Some(false));
-    let y_axis = Axis::new(ylo, yhi, true);
-    let (y2lo, y2hi) = range(&|p| p.1, Some(true));
-    let y2_axis = Axis::new(y2lo, y2hi, true);
+    let (x_lo, x_hi) = range(&|p| p.0, None);
+    let (x_lo, x_hi) = axis_range(x_lo, x_hi, false);
+    let (y_lo, y_hi) = range(&|p| p.1, Some(false));
+    let (y_lo, y_hi) = axis_range(y_lo, y_hi, true);
+    let (y2_lo, y2_hi) = range(&|p| p.1, Some(true));
+    let (y2_lo, y2_hi) = axis_range(y2_lo, y2_hi, true);
+    let x_label = tick_label(x_lo, x_hi, X_TICKS);
+    let y_label = tick_label(y_lo, y_hi, Y_TICKS);
+    let y2_label = tick_label(y2_lo, y2_hi, Y_TICKS);
 
-    let left = MARGIN_LEFT;
-    let right = WIDTH - if has_right { MARGIN_LEFT } else { 30.0 };
-    let top = PLOT_TOP;
-    let bottom = top + PLOT_HEIGHT;
-    let px = |x: f64| left + x_axis.frac(x) * (right - left);
-    let py = |axis: &Axis, y: f64| bottom - axis.frac(y) * (bottom - top);
+    let font = ("sans-serif", TEXT_SIZE).into_font();
+    let text = TextStyle::from(font.clone()).color(&INK);
+    let legend = legend_layout(&drawn, &on_right, &font);
+    let rows = legend.last().map_or(0, |l| l.row + 1);
+    let height = CHART_HEIGHT + rows * LEGEND_ROW + 16;
 
-    // Legend layout: entries left to right, wrapping.
-    let mut legend = Vec::with_capacity(drawn.len());
-    let (mut lx, mut row) = (left, 0usize);
-    for d in &drawn {
-        let s = d.series;
-        let label = if on_right(s) {
-            format!("{} (right axis)", s.name)
-        } else {
-            s.name.clone()
-        };
-        let w = 34.0 + text_width(&label) + 18.0;
-        if lx + w > WIDTH - 10.0 && lx > left {
-            lx = left;
-            row += 1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (top, bottom) = root.split_vertically(CHART_HEIGHT);
+        let title = clean(&chart.title);
+        if !title.is_empty() {
+            let style = TextStyle::from(
+                ("sans-serif", TITLE_SIZE)
+                    .into_font()
+                    .style(FontStyle::Bold),
+            )
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+            top.draw(&Text::new(title, (to_i32(WIDTH / 2), 14), style))?;
         }
-        legend.push((d.color, lx, row, label));
-        lx += w;
-    }
-    let legend_top = bottom + 62.0;
-    let rows = legend.last().map_or(0, |l| l.2 + 1);
-    let height = legend_top + rows as f64 * LEGEND_ROW + 8.0;
-
-    let mut out =
-        String::with_capacity(4096 + 16 * drawn.iter().map(|d| d.points.len()).sum::<usize>());
-    // `write!` to a String cannot fail; the results are ignored throughout.
-    let _ = write!(
-        out,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{height:.0}\" \
-         viewBox=\"0 0 {w:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <title>{title}</title>\n\
-         <rect x=\"0\" y=\"0\" width=\"{w:.0}\" height=\"{height:.0}\" fill=\"#ffffff\"/>\n\
-         <text x=\"{cx:.1}\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" \
-         font-weight=\"bold\">{title}</text>\n",
-        w = WIDTH,
-        title = escape(&chart.title),
-        cx = WIDTH / 2.0,
-    );
-
-    // Grid and ticks of the left axis, ticks of the right one, ticks of x.
-    out.push_str("<g class=\"grid\" stroke=\"#e0e0e0\" stroke-width=\"1\">\n");
-    for &t in &y_axis.ticks {
-        let y = py(&y_axis, t);
-        let _ = writeln!(
-            out,
-            "<line x1=\"{left:.2}\" y1=\"{y:.2}\" x2=\"{right:.2}\" y2=\"{y:.2}\"/>"
-        );
-    }
-    for &t in &x_axis.ticks {
-        let x = px(t);
-        let _ = writeln!(
-            out,
-            "<line x1=\"{x:.2}\" y1=\"{top:.2}\" x2=\"{x:.2}\" y2=\"{bottom:.2}\"/>"
-        );
-    }
-    out.push_str("</g>\n");
-
-    out.push_str("<g class=\"axes\" stroke=\"#333333\" stroke-width=\"1\" fill=\"none\">\n");
-    let _ = writeln!(
-        out,
-        "<line x1=\"{left:.2}\" y1=\"{bottom:.2}\" x2=\"{right:.2}\" y2=\"{bottom:.2}\"/>\n\
-         <line x1=\"{left:.2}\" y1=\"{top:.2}\" x2=\"{left:.2}\" y2=\"{bottom:.2}\"/>"
-    );
-    if has_right {
-        let _ = writeln!(
-            out,
-            "<line x1=\"{right:.2}\" y1=\"{top:.2}\" x2=\"{right:.2}\" y2=\"{bottom:.2}\"/>"
-        );
-    }
-    out.push_str("</g>\n<g class=\"ticks\" fill=\"#333333\">\n");
-    for &t in &x_axis.ticks {
-        let x = px(t);
-        let _ = writeln!(
-            out,
-            "<line x1=\"{x:.2}\" y1=\"{bottom:.2}\" x2=\"{x:.2}\" y2=\"{:.2}\" stroke=\"#333333\"/>\n\
-             <text x=\"{x:.2}\" y=\"{:.2}\" text-anchor=\"middle\">{}</text>",
-            bottom + 5.0,
-            bottom + 19.0,
-            x_axis.label(t)
-        );
-    }
-    for &t in &y_axis.ticks {
-        let y = py(&y_axis, t);
-        let _ = writeln!(
-            out,
-            "<line x1=\"{:.2}\" y1=\"{y:.2}\" x2=\"{left:.2}\" y2=\"{y:.2}\" stroke=\"#333333\"/>\n\
-             <text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"end\">{}</text>",
-            left - 5.0,
-            left - 8.0,
-            y + 4.0,
-            y_axis.label(t)
-        );
-    }
-    if has_right {
-        for &t in &y2_axis.ticks {
-            let y = py(&y2_axis, t);
-            let _ = writeln!(
-                out,
-                "<line x1=\"{right:.2}\" y1=\"{y:.2}\" x2=\"{:.2}\" y2=\"{y:.2}\" stroke=\"#333333\"/>\n\
-                 <text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"start\">{}</text>",
-                right + 5.0,
-                right + 8.0,
-                y + 4.0,
-                y2_axis.label(t)
-            );
+        let mut builder = ChartBuilder::on(&top);
+        builder
+            .margin_top(TITLE_AREA)
+            .margin_bottom(6)
+            .margin_left(10)
+            .margin_right(if has_right { 10 } else { 30 })
+            .x_label_area_size(X_LABEL_AREA)
+            .y_label_area_size(Y_LABEL_AREA);
+        if has_right {
+            builder.right_y_label_area_size(Y_LABEL_AREA);
         }
-    }
-    out.push_str("</g>\n");
+        let mut ctx = builder
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?
+            .set_secondary_coord(x_lo..x_hi, y2_lo..y2_hi);
 
-    // Axis labels.
-    let mid_y = (top + bottom) / 2.0;
-    let _ = writeln!(
-        out,
-        "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\">{}</text>\n\
-         <text x=\"18\" y=\"{mid_y:.2}\" text-anchor=\"middle\" \
-         transform=\"rotate(-90 18 {mid_y:.2})\">{}</text>",
-        (left + right) / 2.0,
-        bottom + 40.0,
-        escape(&chart.x_label),
-        escape(&chart.y_label),
-    );
-    if has_right {
-        let label = chart.y2_label.clone().unwrap_or_else(|| {
-            drawn
-                .iter()
-                .filter(|d| on_right(d.series))
-                .map(|d| d.series.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
-        let x = WIDTH - 18.0;
-        let _ = writeln!(
-            out,
-            "<text x=\"{x:.2}\" y=\"{mid_y:.2}\" text-anchor=\"middle\" \
-             transform=\"rotate(90 {x:.2} {mid_y:.2})\">{}</text>",
-            escape(&label)
-        );
-    }
-
-    // The lines.
-    out.push_str(
-        "<g class=\"series\" fill=\"none\" stroke-width=\"1.8\" stroke-linejoin=\"round\">\n",
-    );
-    for d in &drawn {
-        let (s, pts, color) = (d.series, &d.points, d.color);
-        let Some(&(x0, y0)) = pts.first() else {
-            continue;
-        };
-        let axis = if on_right(s) { &y2_axis } else { &y_axis };
-        let _ = write!(
-            out,
-            "<path stroke=\"{color}\" data-series=\"{}\" d=\"M{:.2} {:.2}",
-            escape(&s.name),
-            px(x0),
-            py(axis, y0)
-        );
-        if pts.len() == 1 {
-            // A lone point: a short tick so it is visible.
-            let _ = write!(out, " h2");
+        let mut mesh = ctx.configure_mesh();
+        mesh.x_labels(X_TICKS)
+            .y_labels(Y_TICKS)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .axis_style(INK)
+            .label_style(text.clone())
+            .axis_desc_style(text.clone());
+        let (x_desc, y_desc) = (clean(&chart.x_label), clean(&chart.y_label));
+        if !x_desc.is_empty() {
+            mesh.x_desc(x_desc);
         }
-        for &(x, y) in &pts[1..] {
-            if s.step {
-                let _ = write!(out, " H{:.2} V{:.2}", px(x), py(axis, y));
-            } else {
-                let _ = write!(out, " L{:.2} {:.2}", px(x), py(axis, y));
+        if !y_desc.is_empty() {
+            mesh.y_desc(y_desc);
+        }
+        mesh.draw()?;
+        if has_right {
+            let desc = clean(&chart.y2_label.clone().unwrap_or_else(|| {
+                drawn
+                    .iter()
+                    .filter(|d| on_right(d.series))
+                    .map(|d| d.series.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }));
+            let mut axes = ctx.configure_secondary_axes();
+            axes.y_labels(Y_TICKS)
+                .y_label_formatter(&y2_label)
+                .axis_style(INK)
+                .label_style(text.clone())
+                .axis_desc_style(text.clone());
+            if !desc.is_empty() {
+                axes.y_desc(desc);
+            }
+            axes.draw()?;
+        }
+
+        // The lines: one polyline each; a lone point is a dot, so that it is visible.
+        for d in &drawn {
+            let line = d.color.stroke_width(2);
+            match (on_right(d.series), &d.points[..]) {
+                (_, []) => {}
+                (false, &[p]) => {
+                    ctx.draw_series([Circle::new(p, 2, d.color.filled())])?;
+                }
+                (true, &[p]) => {
+                    ctx.draw_secondary_series([Circle::new(p, 2, d.color.filled())])?;
+                }
+                (false, points) => {
+                    ctx.draw_series(LineSeries::new(points.iter().copied(), line))?;
+                }
+                (true, points) => {
+                    ctx.draw_secondary_series(LineSeries::new(points.iter().copied(), line))?;
+                }
             }
         }
-        out.push_str("\"/>\n");
-    }
-    out.push_str("</g>\n");
 
-    // The legend.
-    out.push_str("<g class=\"legend\">\n");
-    for (color, x, row, label) in &legend {
-        let y = legend_top + *row as f64 * LEGEND_ROW;
-        let _ = writeln!(
-            out,
-            "<line x1=\"{x:.2}\" y1=\"{y:.2}\" x2=\"{:.2}\" y2=\"{y:.2}\" stroke=\"{color}\" \
-             stroke-width=\"3\"/>\n<text x=\"{:.2}\" y=\"{:.2}\">{}</text>",
-            x + 26.0,
-            x + 32.0,
-            y + 4.0,
-            escape(label)
-        );
+        // The legend, below the chart.
+        let legend_text = text.pos(Pos::new(HPos::Left, VPos::Center));
+        for entry in legend {
+            let (x, y) = (to_i32(entry.x), to_i32(16 + entry.row * LEGEND_ROW));
+            bottom.draw(&PathElement::new(
+                vec![(x, y), (x + 26, y)],
+                entry.color.stroke_width(3),
+            ))?;
+            bottom.draw(&Text::new(entry.label, (x + 32, y), legend_text.clone()))?;
+        }
+        root.present()?;
     }
-    out.push_str("</g>\n</svg>\n");
-    out
+    // An XML declaration and a `<title>` (what a browser's tab shows) around plotters' SVG.
+    let title = format!("<title>{}</title>\n", escape(&chart.title));
+    let at = svg.find(">\n").map_or(svg.len(), |i| i + 2);
+    svg.insert_str(at, &title);
+    Ok(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{svg}"))
+}
+
+/// A pixel offset (bounded by the chart's size) as plotters' coordinate type.
+fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
@@ -777,56 +767,95 @@ mod tests {
         }
     }
 
+    /// The text of every `<text>` element, trimmed (plotters puts it on a line of its own).
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let body = &t[t.find('>')? + 1..];
+                Some(body[..body.find("</text>")?].trim().to_owned())
+            })
+            .collect()
+    }
+
+    /// The points of every series line (stroke width 2: axes and ticks have 1, the legend's
+    /// samples 3), with its color.
+    fn lines(svg: &str) -> Vec<(String, Vec<(i32, i32)>)> {
+        let attr = |tag: &str, name: &str| {
+            let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+            Some(tag[start..start + tag[start..].find('"')?].to_owned())
+        };
+        svg.lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"2\""))
+            .map(|l| {
+                let points = attr(l, "points")
+                    .expect("points")
+                    .split_whitespace()
+                    .map(|p| {
+                        let (x, y) = p.split_once(',').expect("x,y");
+                        (x.parse().expect("x"), y.parse().expect("y"))
+                    })
+                    .collect();
+                (attr(l, "stroke").expect("stroke"), points)
+            })
+            .collect()
+    }
+
     #[test]
     fn svg_is_well_formed_with_every_legend_name() {
         let chart = sample();
-        let svg = render_svg(&chart);
+        let svg = render_svg(&chart).expect("renders");
         assert_well_formed(&svg);
         assert_numbers_finite(&svg);
+        assert!(svg.starts_with("<?xml"));
         assert!(
-            svg.contains("load &amp; &lt;replicas&gt;"),
+            svg.contains("<title>load &amp; &lt;replicas&gt;</title>"),
             "the title is escaped"
         );
-        for name in ["load", "lag", "tidal replicas (right axis)", "empty", "nan"] {
-            assert!(
-                svg.contains(&format!(">{name}</text>")),
-                "legend lacks {name}"
-            );
+        let texts = texts(&svg);
+        assert!(texts.iter().any(|t| t == "load &amp; &lt;replicas&gt;"));
+        for name in [
+            "load",
+            "lag",
+            "tidal replicas (right axis)",
+            "empty",
+            "nan",
+            "time (s)",
+            "requests/s",
+        ] {
+            assert!(texts.iter().any(|t| t == name), "no text {name}: {texts:?}");
         }
         // Distinct colors for the drawn series.
-        let colors: Vec<&str> = svg
-            .lines()
-            .filter(|l| l.starts_with("<path"))
-            .filter_map(|l| l.split("stroke=\"").nth(1)?.split('"').next())
-            .collect();
+        let mut colors: Vec<String> = lines(&svg).into_iter().map(|(c, _)| c).collect();
         assert_eq!(colors.len(), 3, "{svg}");
-        let mut unique = colors.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), colors.len());
-        // The right axis is labelled with its series by default.
-        assert!(svg.contains(">tidal replicas</text>"));
+        colors.sort_unstable();
+        colors.dedup();
+        assert_eq!(colors.len(), 3);
+        // The right axis is labelled with its series by default, and has its own ticks, up to
+        // a tick at its top (replicas 2 to 11 on 0 to 15, beside a lag of up to 30000).
+        assert!(texts.iter().any(|t| t == "tidal replicas"));
+        assert!(texts.iter().any(|t| t == "15"), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "30000"), "{texts:?}");
     }
 
     #[test]
     fn step_series_use_horizontal_then_vertical_segments() {
-        let svg = render_svg(&sample());
-        let path = |name: &str| {
-            svg.lines()
-                .find(|l| l.contains(&format!("data-series=\"{name}\"")))
-                .unwrap_or_else(|| panic!("no path for {name}"))
-                .to_owned()
-        };
-        let replicas = path("tidal replicas");
+        let svg = render_svg(&sample()).expect("renders");
+        let lines = lines(&svg);
+        // Series 2 (tidal replicas) has the palette's third color.
+        let replicas = &lines[2].1;
+        assert_eq!(lines[2].0, "#E15759");
+        let segments: Vec<_> = replicas.windows(2).map(|w| (w[0], w[1])).collect();
+        let horizontal = segments.iter().filter(|(a, b)| a.1 == b.1).count();
+        let vertical = segments.iter().filter(|(a, b)| a.0 == b.0).count();
+        assert_eq!(horizontal + vertical, segments.len(), "{replicas:?}");
+        // 2..=11 replicas: ten levels, each drawn by one horizontal segment, nine rises.
+        assert_eq!((horizontal, vertical), (10, 9), "{replicas:?}");
+        let load = &lines[0].1;
         assert!(
-            replicas.contains(" H") && replicas.contains(" V"),
-            "{replicas}"
+            load.windows(2)
+                .any(|w| w[0].0 != w[1].0 && w[0].1 != w[1].1)
         );
-        assert!(!replicas.contains(" L"));
-        // 2..=11 replicas: ten levels, each one H and one V after the start.
-        assert_eq!(replicas.matches(" H").count(), 10, "{replicas}");
-        let load = path("load");
-        assert!(load.contains(" L") && !load.contains(" H"));
     }
 
     #[test]
@@ -842,6 +871,7 @@ mod tests {
             )],
             vec![Series::new("tiny", vec![(0.0, 1e-9), (1.0, 3e-9)])],
             vec![Series::new("huge", vec![(0.0, 1e12), (1e6, 3e12)])],
+            vec![Series::new("control\u{1}chars\u{7f}", vec![(0.0, 1.0)])],
         ] {
             let chart = Chart {
                 title: "t".to_owned(),
@@ -850,32 +880,48 @@ mod tests {
                 y2_label: Some("y2".to_owned()),
                 series,
             };
-            let svg = render_svg(&chart);
+            let svg = render_svg(&chart).expect("renders");
             assert_well_formed(&svg);
             assert_numbers_finite(&svg);
+            assert!(!svg.chars().any(|c| c.is_control() && c != '\n'), "{svg}");
         }
+        // A lone point is a dot; empty labels draw no text.
+        let chart = Chart {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            y2_label: None,
+            series: vec![Series::new("one", vec![(0.0, 0.0)])],
+        };
+        let svg = render_svg(&chart).expect("renders");
+        assert_eq!(svg.matches("<circle").count(), 1, "{svg}");
+        assert!(!texts(&svg).iter().any(String::is_empty), "{svg}");
     }
 
     #[test]
-    fn nice_ticks() {
-        let a = Axis::new(0.0, 7200.0, false);
+    fn axes_and_ticks() {
+        // The x axis spans exactly the data; plotters' ticks inside it, labelled plainly.
+        assert_eq!(axis_range(0.0, 7200.0, false), (0.0, 7200.0));
+        assert_eq!(tick_step(0.0, 7200.0, X_TICKS), 1000.0);
+        assert_eq!(tick_label(0.0, 7200.0, X_TICKS)(&2000.0), "2000");
+        assert_eq!(tick_step(0.0, 2400.0, X_TICKS), 500.0);
+        // A y axis includes 0 and is rounded out to whole ticks.
+        assert_eq!(axis_range(3.0, 94160.0, true), (0.0, 100_000.0));
+        assert_eq!(axis_range(0.2, 0.93, true), (0.0, 1.0));
+        // Rounded out to 12 (steps of 2), 0 to 12 is labelled in steps of 5: so 15.
+        assert_eq!(axis_range(2.0, 11.0, true), (0.0, 15.0));
+        assert_eq!(tick_label(0.0, 1.0, Y_TICKS)(&0.2), "0.2");
+        assert_eq!(tick_label(-1.0, 1.0, Y_TICKS)(&-1e-17), "0.0");
+        // A single value gets room around it.
+        let (lo, hi) = axis_range(3.0, 3.0, true);
+        assert!(lo == 0.0 && hi >= 3.0, "{lo} {hi}");
+        let (lo, hi) = axis_range(5.0, 5.0, false);
+        assert!(lo < 5.0 && hi > 5.0, "{lo} {hi}");
+        // No data at all.
         assert_eq!(
-            a.ticks,
-            (0..8).map(|i| f64::from(i) * 1000.0).collect::<Vec<_>>()
+            axis_range(f64::INFINITY, f64::NEG_INFINITY, false),
+            (0.0, 1.0)
         );
-        assert_eq!((a.lo, a.hi), (0.0, 7200.0));
-        assert_eq!(a.label(2000.0), "2000");
-        let a = Axis::new(0.0, 2400.0, false);
-        assert_eq!(a.ticks, vec![0.0, 500.0, 1000.0, 1500.0, 2000.0]);
-        let a = Axis::new(3.0, 94160.0, true);
-        assert_eq!((a.lo, a.hi), (0.0, 100_000.0));
-        assert_eq!(a.ticks.len(), 6);
-        let a = Axis::new(0.2, 0.93, true);
-        assert_eq!(a.lo, 0.0);
-        assert_eq!(a.hi, 1.0);
-        assert_eq!(a.label(0.2), "0.2");
-        let a = Axis::new(3.0, 3.0, true);
-        assert!(a.hi >= 3.0 && a.lo == 0.0 && a.ticks.len() > 2);
     }
 
     #[test]

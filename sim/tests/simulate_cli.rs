@@ -26,6 +26,17 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The text of every `<text>` element of an SVG, trimmed.
+fn texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let body = &t[t.find('>')? + 1..];
+            Some(body[..body.find("</text>")?].trim().to_owned())
+        })
+        .collect()
+}
+
 #[test]
 fn plot_writes_an_svg_chart() {
     let csv = scratch("plot.csv");
@@ -54,16 +65,21 @@ fn plot_writes_an_svg_chart() {
     let text = std::fs::read_to_string(&svg).expect("the SVG was written");
     assert!(text.starts_with("<?xml"), "{text}");
     assert!(text.trim_end().ends_with("</svg>"));
-    assert!(text.contains("a &lt;small&gt; chart"));
-    assert!(text.contains(">requests/s</text>"));
+    let texts = texts(&text);
     for name in [
-        ">load</text>",
-        ">lag</text>",
-        ">replicas (right axis)</text>",
+        "a &lt;small&gt; chart",
+        "requests/s",
+        "time (s)",
+        "load",
+        "lag",
+        "replicas (right axis)",
     ] {
-        assert!(text.contains(name), "legend lacks {name}");
+        assert!(texts.iter().any(|t| t == name), "no text {name}: {texts:?}");
     }
-    assert_eq!(text.matches("<path ").count(), 3);
+    // Both y axes have ticks: load 0 to 400 on the left, replicas 0 to 4 on the right.
+    assert!(texts.iter().any(|t| t == "400") && texts.iter().any(|t| t == "4"));
+    // One line per series (width 2; axes and ticks are 1, the legend's samples 3).
+    assert_eq!(text.matches("stroke-width=\"2\"").count(), 3);
     assert!(!text.contains("NaN") && !text.contains("inf"));
 }
 
@@ -180,6 +196,7 @@ fn every_shipped_trace_replays_with_hpa_and_keda() {
         }
         let text = std::fs::read_to_string(&svg).expect("the SVG was written");
         assert!(text.trim_end().ends_with("</svg>"));
+        let texts = texts(&text);
         for name in [
             "load",
             "tidal lag",
@@ -187,7 +204,7 @@ fn every_shipped_trace_replays_with_hpa_and_keda() {
             "keda replicas (right axis)",
         ] {
             assert!(
-                text.contains(&format!(">{name}</text>")),
+                texts.iter().any(|t| t == name),
                 "{trace}: legend lacks {name}"
             );
         }
