@@ -325,6 +325,24 @@ pub struct PrometheusAuthArgs {
     pub prometheus_key_file: Option<PathBuf>,
 }
 
+/// The text of an input file, or of standard input for "-", and how to name it in errors (the
+/// offline subcommands' `--input`, and `tidal-sim plot`'s).
+pub fn read_input(path: &std::path::Path) -> anyhow::Result<(String, String)> {
+    use anyhow::Context;
+    use std::io::Read;
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        Ok((s, "standard input".to_owned()))
+    } else {
+        let s =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok((s, path.display().to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,21 +350,7 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent_and_every_flag_has_an_env_twin() {
-        let cmd = Cli::command();
-        cmd.clone().debug_assert();
-        for sub in cmd.get_subcommands() {
-            for arg in sub.get_arguments() {
-                if arg.get_long().is_some() && !matches!(arg.get_id().as_str(), "help" | "version")
-                {
-                    assert!(
-                        arg.get_env().is_some(),
-                        "{} --{} has no env twin",
-                        sub.get_name(),
-                        arg.get_id()
-                    );
-                }
-            }
-        }
+        tidal_core::process::assert_cli_conventions(Cli::command());
     }
 
     #[test]

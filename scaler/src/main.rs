@@ -5,11 +5,10 @@
 //! to policies) and `crdgen` (prints the CRD). `simulate` and `plot` moved to `tidal-sim`
 //! (`sim/`); here they are hidden and only say so, with exit code 2.
 
-use std::io::Read;
-
 use anyhow::Context;
 use clap::Parser;
-use tidal_scaler::{cli, engine};
+use tidal_scaler::cli::{self, read_input};
+use tidal_scaler::engine;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
@@ -33,21 +32,6 @@ fn moved(name: &str) -> ! {
          (docs/simulate.md)"
     );
     std::process::exit(2)
-}
-
-/// The text of an input file, or of standard input for "-", and how to name it in errors.
-fn read_input(path: &std::path::Path) -> anyhow::Result<(String, String)> {
-    if path.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        Ok((s, "standard input".to_owned()))
-    } else {
-        let s =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok((s, path.display().to_string()))
-    }
 }
 
 /// `import`: HPAs and ScaledObjects in, ScalingPolicies out (YAML, one document each, after

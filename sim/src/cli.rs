@@ -161,20 +161,6 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent_and_every_flag_has_an_env_twin() {
-        let cmd = Cli::command();
-        cmd.clone().debug_assert();
-        for sub in cmd.get_subcommands() {
-            for arg in sub.get_arguments() {
-                if arg.get_long().is_some() && !matches!(arg.get_id().as_str(), "help" | "version")
-                {
-                    assert!(
-                        arg.get_env().is_some(),
-                        "{} --{} has no env twin",
-                        sub.get_name(),
-                        arg.get_id()
-                    );
-                }
-            }
-        }
+        tidal_core::process::assert_cli_conventions(Cli::command());
     }
 }

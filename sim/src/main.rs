@@ -3,31 +3,15 @@
 //! Subcommands: `simulate` (a load trace replayed through a workload model and the engine,
 //! against the HPA and KEDA) and `plot` (a CSV as an SVG chart).
 
-use std::io::Read;
-
 use anyhow::Context;
 use clap::Parser;
+use tidal_scaler::cli::read_input;
 use tidal_sim::{cli, plot, simulate};
 
 fn main() -> anyhow::Result<()> {
     match cli::Cli::parse().command {
         cli::Command::Simulate(args) => run_simulate(&args),
         cli::Command::Plot(args) => run_plot(&args),
-    }
-}
-
-/// The text of an input file, or of standard input for "-", and how to name it in errors.
-fn read_input(path: &std::path::Path) -> anyhow::Result<(String, String)> {
-    if path.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        Ok((s, "standard input".to_owned()))
-    } else {
-        let s =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok((s, path.display().to_string()))
     }
 }
 

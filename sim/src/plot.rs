@@ -924,6 +924,20 @@ mod tests {
         );
     }
 
+    /// The kind, line and column of a CSV error (0 where it has none).
+    fn place(e: &PlotError) -> (&'static str, usize, usize) {
+        let (line, column) = match e {
+            PlotError::Number { line, column, .. } | PlotError::Header { line, column, .. } => {
+                (*line, *column)
+            }
+            PlotError::Columns { line, .. }
+            | PlotError::NoSeries { line }
+            | PlotError::Syntax { line, .. } => (*line, 0),
+            PlotError::Empty | PlotError::NoRows => (0, 0),
+        };
+        (e.kind(), line, column)
+    }
+
     #[test]
     fn csv_reads_series_axes_steps_and_gaps() {
         let csv = "# a comment\nt, load ,replicas@right,lag\n0,10,1,\n\n1.5,20,2,5\n3,,3,0\n";
@@ -950,44 +964,16 @@ mod tests {
         // Line numbers count every line, the skipped ones too.
         let table = read_table("# c\n\nt,a\n\n0,1\n").expect("valid");
         assert_eq!((table.header_line, table.rows[0].line), (3, 5));
-        // A quoted cell spanning lines, CRLF, comments and blank lines further down.
-        let err = read_csv("t,a\n\"0\n\",1\n2,x\n").expect_err("garbage");
-        assert!(
-            matches!(
-                err,
-                PlotError::Number {
-                    line: 4,
-                    column: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = read_csv("t,a\r\n\r\n# x\r\n0,1\r\n   \r\n2,x\r\n").expect_err("garbage");
-        assert!(
-            matches!(
-                err,
-                PlotError::Number {
-                    line: 6,
-                    column: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        // A row of empty cells is a row (its time is missing), not a blank line.
-        let err = read_csv("t,a\n0,1\n,\n").expect_err("no time");
-        assert!(
-            matches!(
-                err,
-                PlotError::Number {
-                    line: 3,
-                    column: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        for (csv, at) in [
+            // A quoted cell spanning lines, CRLF, comments and blank lines further down.
+            ("t,a\n\"0\n\",1\n2,x\n", ("number", 4, 2)),
+            ("t,a\r\n\r\n# x\r\n0,1\r\n   \r\n2,x\r\n", ("number", 6, 2)),
+            // A row of empty cells is a row (its time is missing), not a blank line.
+            ("t,a\n0,1\n,\n", ("number", 3, 1)),
+        ] {
+            let err = read_csv(csv).expect_err(csv);
+            assert_eq!(place(&err), at, "{csv:?}: {err}");
+        }
     }
 
     #[test]
@@ -1015,66 +1001,16 @@ mod tests {
                 found: 2
             }
         );
-        let err = read_csv("t,a\n,1\n").expect_err("no time");
-        assert!(
-            matches!(
-                err,
-                PlotError::Number {
-                    line: 2,
-                    column: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = read_csv("t,a\n0,NaN\n").expect_err("NaN");
-        assert!(
-            matches!(
-                err,
-                PlotError::Number {
-                    line: 2,
-                    column: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = read_csv("t,a\n0,inf\n").expect_err("inf");
-        assert!(
-            matches!(
-                err,
-                PlotError::Number {
-                    line: 2,
-                    column: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = read_csv("t,a,,b\n").expect_err("empty name");
-        assert!(
-            matches!(
-                err,
-                PlotError::Header {
-                    line: 1,
-                    column: 3,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = read_csv("t,a,a@right\n0,1,2\n").expect_err("duplicate");
-        assert!(
-            matches!(
-                err,
-                PlotError::Header {
-                    line: 1,
-                    column: 3,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        for (csv, at) in [
+            ("t,a\n,1\n", ("number", 2, 1)),    // no time
+            ("t,a\n0,NaN\n", ("number", 2, 2)), // not finite
+            ("t,a\n0,inf\n", ("number", 2, 2)),
+            ("t,a,,b\n", ("header", 1, 3)), // an empty name
+            ("t,a,a@right\n0,1,2\n", ("header", 1, 3)), // a duplicate
+        ] {
+            let err = read_csv(csv).expect_err(csv);
+            assert_eq!(place(&err), at, "{csv:?}: {err}");
+        }
         assert_eq!(read_csv("t\n0\n"), Err(PlotError::NoSeries { line: 1 }));
     }
 
