@@ -174,11 +174,11 @@ kc -n tidal-demo get events --field-selector involvedObject.kind=ScalingPolicy \
   tail -n 12 | sed 's/^/    /' || true
 
 step "an SVG of load and replicas over time"
-if "$REPO/target/debug/tidal-scaler" plot --input "$csv" --output "$REPO/.stack/demo.svg" \
+if "$REPO/target/debug/tidal-sim" plot --input "$csv" --output "$REPO/.stack/demo.svg" \
   --title "Tidal demo: load and replicas over time" 2>/dev/null; then
   note "wrote .stack/demo.svg (open it in a browser)"
 else
-  note "tidal-scaler plot failed; the samples are in .stack/demo.csv"
+  note "tidal-sim plot failed; the samples are in .stack/demo.csv"
 fi
 
 step "a few of the leader's own series"

@@ -169,16 +169,6 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
-        Cli::command().debug_assert();
-        // Every flag has an env-var twin.
-        for arg in Cli::command().get_arguments() {
-            if arg.get_long().is_some() && !matches!(arg.get_id().as_str(), "help" | "version") {
-                assert!(
-                    arg.get_env().is_some(),
-                    "--{} has no env twin",
-                    arg.get_id()
-                );
-            }
-        }
+        tidal_core::process::assert_cli_conventions(Cli::command());
     }
 }

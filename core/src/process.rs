@@ -1,11 +1,12 @@
-//! Process plumbing shared by both binaries: the tracing setup and the shutdown signal.
+//! Process plumbing shared by the binaries: the tracing setup, the shutdown signal and the
+//! command-line convention that every flag has an environment twin.
 
 /// Where the log goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogTo {
     /// The agent: a DaemonSet's logs (its tests read stdout).
     Stdout,
-    /// The scaler: its subcommands (`decide`, `simulate`) print results on stdout.
+    /// The scaler: its offline subcommands (`decide`, `recommend`, ...) print results on stdout.
     Stderr,
 }
 
@@ -83,6 +84,37 @@ pub async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// For each binary's CLI test: panics unless `cmd` is a consistent clap definition
+/// (`Command::debug_assert`) in which every flag, in every subcommand, has an
+/// environment-variable twin (the convention: any flag can also be set from the environment).
+pub fn assert_cli_conventions(cmd: clap::Command) {
+    cmd.clone().debug_assert();
+    let missing = flags_without_env_twin(&cmd);
+    assert!(missing.is_empty(), "flags without an env twin: {missing:?}");
+}
+
+/// The flags of `cmd` and of its subcommands, at any depth, that have no environment-variable
+/// twin (`help` and `version` apart), as `sub --flag`.
+fn flags_without_env_twin(cmd: &clap::Command) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![(String::new(), cmd)];
+    while let Some((path, cmd)) = todo.pop() {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.get_long().is_some()
+                && arg.get_env().is_none()
+                && !matches!(id, "help" | "version")
+            {
+                out.push(format!("{path}--{id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            todo.push((format!("{path}{} ", sub.get_name()), sub));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -173,5 +205,28 @@ mod tests {
         );
         assert!(first.contains("starting"), "{first}");
         assert!(!out.contains("filtered out"), "{out}");
+    }
+
+    #[test]
+    fn flags_without_env_twin_are_listed_with_their_subcommand() {
+        let cmd = clap::Command::new("t")
+            .arg(clap::Arg::new("a").long("a").env("T_A"))
+            .arg(clap::Arg::new("b").long("b"))
+            .subcommand(
+                clap::Command::new("s")
+                    .arg(clap::Arg::new("c").long("c"))
+                    .arg(clap::Arg::new("pos")),
+            );
+        assert_eq!(flags_without_env_twin(&cmd), ["--b", "s --c"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "flags without an env twin: [\"--b\"]")]
+    fn a_flag_without_env_twin_fails_the_convention() {
+        assert_cli_conventions(
+            clap::Command::new("t")
+                .arg(clap::Arg::new("a").long("a").env("T_A"))
+                .arg(clap::Arg::new("b").long("b")),
+        );
     }
 }

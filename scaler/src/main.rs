@@ -1,16 +1,14 @@
 //! `tidal-scaler`: the central controller (see `docs/design.md`).
 //!
 //! Subcommands: `run` (the controller), `decide` (the pure engine, offline, on JSON),
-//! `recommend` (the vertical recommender, offline, on JSON),
-//! `simulate` (a load trace replayed through a workload model and the engine, against the HPA
-//! and KEDA), `plot` (a CSV as an SVG chart), `import` (HPAs and ScaledObjects to policies)
-//! and `crdgen` (prints the CRD).
-
-use std::io::Read;
+//! `recommend` (the vertical recommender, offline, on JSON), `import` (HPAs and ScaledObjects
+//! to policies) and `crdgen` (prints the CRD). `simulate` and `plot` moved to `tidal-sim`
+//! (`sim/`); here they are hidden and only say so, with exit code 2.
 
 use anyhow::Context;
 use clap::Parser;
-use tidal_scaler::{cli, engine};
+use tidal_scaler::cli::{self, read_input};
+use tidal_scaler::engine;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
@@ -19,26 +17,21 @@ fn main() -> anyhow::Result<()> {
         cli::Command::Decide(args) => decide(&args),
         cli::Command::Recommend(args) => recommend(&args),
         cli::Command::Run(args) => run(*args),
-        cli::Command::Simulate(args) => simulate(&args),
         cli::Command::Crdgen => crdgen(),
-        cli::Command::Plot(args) => plot(&args),
         cli::Command::Import(args) => import(&args),
+        cli::Command::Simulate(_) => moved("simulate"),
+        cli::Command::Plot(_) => moved("plot"),
     }
 }
 
-/// The text of an input file, or of standard input for "-", and how to name it in errors.
-fn read_input(path: &std::path::Path) -> anyhow::Result<(String, String)> {
-    if path.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        Ok((s, "standard input".to_owned()))
-    } else {
-        let s =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok((s, path.display().to_string()))
-    }
+/// `simulate` and `plot` moved to `tidal-sim` (the `sim/` crate): a user following an old
+/// document is told where, on one line, and the exit code is 2 (a usage error, as clap's).
+fn moved(name: &str) -> ! {
+    eprintln!(
+        "tidal-scaler {name} moved to tidal-sim: run tidal-sim {name} with the same flags \
+         (docs/simulate.md)"
+    );
+    std::process::exit(2)
 }
 
 /// `import`: HPAs and ScaledObjects in, ScalingPolicies out (YAML, one document each, after
@@ -121,65 +114,5 @@ fn recommend(args: &cli::RecommendArgs) -> anyhow::Result<()> {
     let out =
         serde_json::to_string_pretty(&outcome.output).context("encoding the recommendation")?;
     println!("{out}");
-    Ok(())
-}
-
-/// `plot`: read a CSV table, write it as an SVG line chart.
-fn plot(args: &cli::PlotArgs) -> anyhow::Result<()> {
-    let (text, source) = read_input(&args.input)?;
-    let series = tidal_scaler::plot::read_csv(&text)
-        .with_context(|| format!("reading {source} as a CSV table"))?;
-    let title = args.title.clone().unwrap_or_else(|| {
-        args.input
-            .file_stem()
-            .map_or_else(|| source.clone(), |s| s.to_string_lossy().into_owned())
-    });
-    let chart = tidal_scaler::plot::Chart {
-        title,
-        x_label: args.x_label.clone(),
-        y_label: args.y_label.clone(),
-        y2_label: args.y2_label.clone(),
-        series,
-    };
-    let svg = tidal_scaler::plot::render_svg(&chart);
-    if args.output.as_os_str() == "-" {
-        std::io::Write::write_all(&mut std::io::stdout().lock(), svg.as_bytes())
-            .context("writing the SVG to standard output")
-    } else {
-        std::fs::write(&args.output, svg)
-            .with_context(|| format!("writing {}", args.output.display()))
-    }
-}
-
-/// `simulate`: replay a trace for Tidal (and `--compare` peers); print a table or JSON, and
-/// write the chart and the series when asked.
-fn simulate(args: &cli::SimulateArgs) -> anyhow::Result<()> {
-    use tidal_scaler::simulate;
-    let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-    };
-    let trace = simulate::read_trace(&args.trace, &read(&args.trace)?, args.interpolation)?;
-    let policy = simulate::read_policy(&args.policy, &read(&args.policy)?)?;
-    let mut report = simulate::simulate(&trace, &policy, &args.options(), &args.compare)?;
-    report.trace = args.trace.display().to_string();
-    report.policy = args.policy.display().to_string();
-    if let Some(path) = &args.output_svg {
-        let name = args.trace.file_stem().map_or_else(
-            || report.trace.clone(),
-            |s| s.to_string_lossy().into_owned(),
-        );
-        let svg = tidal_scaler::plot::render_svg(&report.chart(&format!("simulate: {name}")));
-        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(path) = &args.output_csv {
-        std::fs::write(path, report.csv())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.json {
-        let out = serde_json::to_string_pretty(&report.to_json()).context("encoding the report")?;
-        println!("{out}");
-    } else {
-        print!("{}", report.table());
-    }
     Ok(())
 }

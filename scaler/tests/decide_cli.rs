@@ -76,20 +76,47 @@ fn invalid_input_names_the_field() {
     );
 }
 
-/// `simulate` is implemented now (tests in `simulate_cli.rs`); without its required flags it
-/// fails with a usage error naming them.
+/// `simulate` and `plot` moved to `tidal-sim`: hidden here, they accept any arguments (a
+/// command copied from an old document) and exit 2 with one line naming the replacement.
 #[test]
-fn simulate_without_flags_names_the_required_ones() {
+fn moved_subcommands_name_tidal_sim_and_exit_2() {
+    for (name, args) in [
+        (
+            "simulate",
+            &["--trace", "traces/step.csv", "--compare", "hpa,keda"][..],
+        ),
+        ("simulate", &[]),
+        ("plot", &["--input", "x.csv", "--output", "-", "--help"]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tidal-scaler"))
+            .arg(name)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs");
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}");
+        assert!(out.stdout.is_empty(), "{name} {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr,
+            format!(
+                "tidal-scaler {name} moved to tidal-sim: run tidal-sim {name} with the same \
+                 flags (docs/simulate.md)\n"
+            ),
+            "{name} {args:?}"
+        );
+    }
+    // Hidden: the help lists neither.
     let out = Command::new(env!("CARGO_BIN_EXE_tidal-scaler"))
-        .arg("simulate")
-        .env_remove("TIDAL_SCALER_SIMULATE_TRACE")
-        .env_remove("TIDAL_SCALER_SIMULATE_POLICY")
-        .stdin(Stdio::null())
+        .arg("--help")
         .output()
         .expect("the binary runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--trace"), "{stderr}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("decide"), "{help}");
+    assert!(
+        !help.contains("simulate") && !help.contains("plot"),
+        "{help}"
+    );
 }
 
 /// `recommend` on its example input file (`scaler/tests/fixtures/recommend.json`, the input shown

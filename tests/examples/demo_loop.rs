@@ -18,7 +18,7 @@
 //!    it at a fixed rate, committing, and the replicas follow the lag down.
 //!
 //! The in-cluster agent reads the containers' usage from the cgroups the kubelet made. Writes `t,cpu (millicores),lag (messages),desired@right,
-//! replicas@right` to CSV for `tidal-scaler plot`.
+//! replicas@right` to CSV for `tidal-sim plot`.
 //!
 //! It then checks what the README promises and exits non-zero when the loop did not do it
 //! ([`Outcome::check`]): more than one replica under the CPU load, back to one before the

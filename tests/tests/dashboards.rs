@@ -17,7 +17,7 @@
 //! Prometheus loads) are promtool-tested too, each read by a panel whose data comes from it.
 //! Finally the workload-scaling dashboard's own desired-vs-current and
 //! value-vs-target queries, over the test's run (`query_range`), are written to
-//! `scaling.csv` and drawn by `tidal-scaler plot` as `scaling.svg`, in `target/e2e-pictures/`
+//! `scaling.csv` and drawn by `tidal-sim plot` as `scaling.svg`, in `target/e2e-pictures/`
 //! (in `docs/img/` with `TIDAL_UPDATE_PICTURES=1`, which refreshes the README's picture).
 //!
 //! One test per dashboard (its shape and series, then its variables and panels on the data),
@@ -1593,7 +1593,7 @@ async fn picture(scenario: &Ready, board: &Dashboard) -> R {
     std::fs::create_dir_all(&dir)?;
     let (csv_path, svg_path) = (dir.join("scaling.csv"), dir.join("scaling.svg"));
     std::fs::write(&csv_path, csv)?;
-    let bin = workspace_bin("tidal-scaler");
+    let bin = workspace_bin("tidal-sim");
     let out = Command::new(&bin)
         .arg("plot")
         .arg("--input")
@@ -1611,7 +1611,7 @@ async fn picture(scenario: &Ready, board: &Dashboard) -> R {
         .output()?;
     anyhow::ensure!(
         out.status.success(),
-        "tidal-scaler plot: {}",
+        "tidal-sim plot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let svg = std::fs::read_to_string(&svg_path)?;

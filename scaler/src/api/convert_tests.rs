@@ -321,7 +321,7 @@ fn source_settings() {
         err(v).field(),
         "spec.metrics[2].kafkaLag.activationLagThreshold"
     );
-    // The CRD's schema bounds it on the API server; `decide`, `simulate` and `import` read
+    // The CRD's schema bounds it on the API server; `decide`, `tidal-sim simulate` and `import` read
     // specs the API server never saw.
     for bad in [0, -5, 3601] {
         let mut v = full();

@@ -9,9 +9,9 @@
 
 use serde_json::Value;
 
-use crate::api::{ScalingPolicy, ScalingPolicySpec, SpecError};
-use crate::controller::offline::{OfflineError, OfflinePolicy};
-use crate::engine::{self, Formula, types::MetricSource};
+use tidal_engine::{self as engine, Formula, types::MetricSource};
+use tidal_scaler::api::{self, ScalingPolicy, ScalingPolicySpec, SpecError};
+use tidal_scaler::controller::offline::{OfflineError, OfflinePolicy};
 
 /// A policy file that cannot be replayed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -109,8 +109,7 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
             });
         }
     }
-    let crd =
-        serde_json::to_value(crate::api::crd()).map_err(|e| PolicyError::Yaml(e.to_string()))?;
+    let crd = serde_json::to_value(api::crd()).map_err(|e| PolicyError::Yaml(e.to_string()))?;
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     if let Some(spec) = value.get("spec") {
         let mut unknown = Vec::new();
@@ -126,7 +125,7 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         .to_engine(engine::types::ControllerSettings::default())?;
     for (i, m) in policy.spec.metrics.iter().enumerate() {
         if let Some(r) = &m.resource
-            && r.name == crate::api::ResourceName::Memory
+            && r.name == api::ResourceName::Memory
         {
             return Err(PolicyError::Unsupported {
                 field: format!("spec.metrics[{i}].resource.name"),

@@ -1,11 +1,12 @@
-//! The `plot` and `simulate` subcommands, run as the binary: `plot` turns a CSV into an SVG
-//! file, `simulate` replays each shipped trace (`traces/`) against Tidal, HPA and KEDA.
+//! The `plot` and `simulate` subcommands, run as the `tidal-sim` binary: `plot` turns a CSV
+//! into an SVG file, `simulate` replays each shipped trace (`traces/`) against Tidal, HPA and
+//! KEDA.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidal-scaler"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidal-sim"));
     // The environment twins of the flags must not leak in from the caller.
     for (key, _) in std::env::vars() {
         if key.starts_with("TIDAL_SCALER_") {
@@ -23,6 +24,12 @@ fn scratch(name: &str) -> PathBuf {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether the SVG has a `<text>` element that reads exactly `text` (plotters writes the text
+/// on a line of its own).
+fn has_text(svg: &str, text: &str) -> bool {
+    svg.contains(&format!(">\n{text}\n</text>"))
 }
 
 #[test]
@@ -53,16 +60,20 @@ fn plot_writes_an_svg_chart() {
     let text = std::fs::read_to_string(&svg).expect("the SVG was written");
     assert!(text.starts_with("<?xml"), "{text}");
     assert!(text.trim_end().ends_with("</svg>"));
-    assert!(text.contains("a &lt;small&gt; chart"));
-    assert!(text.contains(">requests/s</text>"));
     for name in [
-        ">load</text>",
-        ">lag</text>",
-        ">replicas (right axis)</text>",
+        "a &lt;small&gt; chart",
+        "requests/s",
+        "time (s)",
+        "load",
+        "lag",
+        "replicas (right axis)",
     ] {
-        assert!(text.contains(name), "legend lacks {name}");
+        assert!(has_text(&text, name), "no text {name}: {text}");
     }
-    assert_eq!(text.matches("<path ").count(), 3);
+    // Both y axes have ticks: load 0 to 400 on the left, replicas 0 to 4 on the right.
+    assert!(has_text(&text, "400") && has_text(&text, "4"), "{text}");
+    // One line per series (width 2; axes and ticks are 1, the legend's samples 3).
+    assert_eq!(text.matches("stroke-width=\"2\"").count(), 3);
     assert!(!text.contains("NaN") && !text.contains("inf"));
 }
 
@@ -185,10 +196,7 @@ fn every_shipped_trace_replays_with_hpa_and_keda() {
             "hpa replicas (right axis)",
             "keda replicas (right axis)",
         ] {
-            assert!(
-                text.contains(&format!(">{name}</text>")),
-                "{trace}: legend lacks {name}"
-            );
+            assert!(has_text(&text, name), "{trace}: legend lacks {name}");
         }
         assert!(!text.contains("NaN") && !text.contains("inf"));
     }
@@ -273,4 +281,17 @@ fn errors_name_the_file_and_the_line_or_field() {
         err.contains("--capacity-per-replica: -1 is not a number above 0"),
         "{err}"
     );
+}
+
+/// Without its required flags `simulate` fails with a usage error naming them.
+#[test]
+fn simulate_without_flags_names_the_required_ones() {
+    let out = bin()
+        .arg("simulate")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--trace"), "{err}");
 }

@@ -1,4 +1,4 @@
-//! `tidal-scaler simulate`: replays a load trace through a workload model and the pure
+//! `tidal-sim simulate`: replays a load trace through a workload model and the pure
 //! engine, for Tidal and, with `--compare hpa,keda`, for the Kubernetes HPA and KEDA with
 //! their defaults. `docs/simulate.md` describes the model, the flags and the results.
 //!
@@ -42,13 +42,13 @@ pub enum SimulateError {
     #[error("{algorithm}: invalid engine input: {error}")]
     Engine {
         algorithm: &'static str,
-        error: crate::engine::InputError,
+        error: tidal_engine::InputError,
     },
     /// The controller refused the policy for Tidal's rounds (`policy::parse` checks the
     /// same, so only a policy built otherwise gets here).
     #[error("tidal: {error}")]
     Controller {
-        error: crate::controller::offline::OfflineError,
+        error: tidal_scaler::controller::offline::OfflineError,
     },
 }
 

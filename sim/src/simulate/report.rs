@@ -1,6 +1,6 @@
 //! What a replay reports: a table (standard output), JSON (`--json`), an SVG chart
 //! (`--output-svg`, drawn by [`crate::plot`]) and the per-second series as CSV
-//! (`--output-csv`, which `tidal-scaler plot` draws).
+//! (`--output-csv`, which `tidal-sim plot` draws).
 
 use std::fmt::Write as _;
 
@@ -192,7 +192,7 @@ impl Report {
         }
     }
 
-    /// The per-second series as CSV for `tidal-scaler plot`: `t,load,<alg> lag,...,<alg>
+    /// The per-second series as CSV for `tidal-sim plot`: `t,load,<alg> lag,...,<alg>
     /// replicas@right,...`.
     pub fn csv(&self) -> String {
         let mut out = String::from("t,load");

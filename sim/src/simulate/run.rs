@@ -20,15 +20,15 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api;
-use crate::controller::observe::{Gathered, lag_query};
-use crate::controller::offline::OfflinePolicy;
-use crate::sources::kafka::LagReading;
-use crate::sources::prometheus::PromSample;
-use crate::sources::{ContainerUsage, PodUsage};
+use tidal_scaler::api;
+use tidal_scaler::controller::observe::{Gathered, lag_query};
+use tidal_scaler::controller::offline::OfflinePolicy;
+use tidal_scaler::sources::kafka::LagReading;
+use tidal_scaler::sources::prometheus::PromSample;
+use tidal_scaler::sources::{ContainerUsage, PodUsage};
 
-use crate::engine::{
-    self, Formula, Observation, State,
+use tidal_engine::{
+    self as engine, Formula, Observation, State,
     types::{
         ControllerSettings, KafkaDetail, MetricSource, MetricSpec, MetricTarget, NextState, Pod,
         TargetType,
