@@ -659,7 +659,7 @@ fn k8s_pod(p: &SimPod, t: f64, container: &str, namespace: &str) -> k8s::Pod {
 /// A simulated pod as the engine sees it: the controller's own conversion of [`k8s_pod`], so
 /// the peers' models and Tidal's rounds see the same pods.
 fn engine_pod(p: &SimPod, t: f64, container: &str) -> Pod {
-    crate::controller::target::engine_pod(&k8s_pod(p, t, container, ""))
+    tidal_scaler::controller::target::engine_pod(&k8s_pod(p, t, container, ""))
 }
 
 /// One algorithm's replay.
