@@ -5,3 +5,6 @@
 pub mod py;
 pub mod results;
 pub mod run;
+
+pub mod drive;
+pub mod scaler;

@@ -1,0 +1,52 @@
+//! `tidal-bench`: runs one benchmark and writes its section of bench/RESULTS.md (see the
+//! crate's documentation and `scripts/bench*.sh`, which build it and call it).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tidal-bench",
+    about = "Runs one of Tidal's benchmarks and writes its section of bench/RESULTS.md \
+             (TIDAL_BENCH_WRITE=0: prints it only)",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    part: Part,
+}
+
+#[derive(Subcommand)]
+enum Part {
+    /// The scaler (issue #6): reaction time on the fast path, and cycle time, memory and API
+    /// requests with 1,000 (or more) ScalingPolicies; on the local stack, as root.
+    Scaler(tidal_bench::scaler::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tidal-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.part {
+            Part::Scaler(args) => tidal_bench::scaler::main(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
