@@ -7,4 +7,5 @@ pub mod results;
 pub mod run;
 
 pub mod drive;
+pub mod node;
 pub mod scaler;

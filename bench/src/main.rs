@@ -22,6 +22,9 @@ enum Part {
     /// The scaler (issue #6): reaction time on the fast path, and cycle time, memory and API
     /// requests with 1,000 (or more) ScalingPolicies; on the local stack, as root.
     Scaler(tidal_bench::scaler::Args),
+    /// The real node (issue #17): Tidal installed in-cluster, its reaction to real load and
+    /// the agent pod's cost; on the local stack with its real node.
+    Node(tidal_bench::node::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.part {
             Part::Scaler(args) => tidal_bench::scaler::main(args).await,
+            Part::Node(args) => tidal_bench::node::main(args).await,
         }
     });
     match result {

@@ -171,6 +171,49 @@ impl Section {
     }
 }
 
+/// A section's entries after a run of some parts (the node's and the peers' sections): the
+/// run's figures, each with its `run`, and a failed entry with `reason` for every part in
+/// `parts` that has none when the run stopped early, replace the earlier entries of the same
+/// kinds; the other kinds keep theirs. `Err` (nothing written) when nothing was measured.
+pub fn fold_parts(
+    old: Vec<Value>,
+    fresh: Vec<Value>,
+    run: &Value,
+    reason: Option<&str>,
+    parts: &[&str],
+) -> Result<Vec<Value>, String> {
+    let mut fresh: Vec<Value> = fresh
+        .into_iter()
+        .map(|mut r| {
+            r["run"] = run.clone();
+            r
+        })
+        .collect();
+    if let Some(reason) = reason.filter(|r| !r.is_empty()) {
+        for kind in parts {
+            if !fresh.iter().any(|r| r["kind"] == *kind) {
+                fresh.push(serde_json::json!({
+                    "kind": kind, "failed": true, "reason": reason, "run": run,
+                }));
+            }
+        }
+    }
+    if !fresh.iter().any(|r| !py::truthy(&r["failed"])) {
+        let reasons: Vec<String> = fresh
+            .iter()
+            .map(|r| r.get("reason").map(py::str).unwrap_or_default())
+            .collect();
+        return Err(format!("nothing measured: {}", reasons.join("; ")));
+    }
+    let kinds: Vec<&Value> = fresh.iter().map(|r| &r["kind"]).collect();
+    let mut entries: Vec<Value> = old
+        .into_iter()
+        .filter(|r| !kinds.contains(&&r["kind"]))
+        .collect();
+    entries.extend(fresh);
+    Ok(entries)
+}
+
 /// The results file as this run sees it: read once, updated in memory, and written after
 /// each update unless `TIDAL_BENCH_WRITE=0`.
 pub struct Target {

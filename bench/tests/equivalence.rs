@@ -183,3 +183,22 @@ fn scaler_section_is_the_pythons() {
     }
 }
 
+#[test]
+fn node_section_is_the_pythons() {
+    use tidal_bench::node::{SECTION, record, render_again};
+    for case in Case::all("node") {
+        let got = match case.spec["mode"].as_str() {
+            Some("render") => render_again(case.doc()),
+            Some("record") => {
+                let parts: Vec<&str> = case.spec["parts"]
+                    .as_str()
+                    .expect("parts")
+                    .split(',')
+                    .collect();
+                record(case.doc(), case.fresh(), case.reason(), &parts, &case.run())
+            }
+            other => panic!("{}: mode {other:?}", case.name),
+        };
+        case.check(got, &SECTION);
+    }
+}

@@ -98,7 +98,26 @@ def case_scaler(case, part_dir, work, results):
     return r, p
 
 
-PARTS = {"scaler": case_scaler}
+def case_node(case, part_dir, work, results, script="scripts/bench-node.sh"):
+    code = heredoc(script, "cat >\"$WORK/results.py\" <<'PY'")
+    return record_or_render(case, part_dir, work, results, code)
+
+
+def record_or_render(case, part_dir, work, results, code):
+    env = fixed_env(case)
+    if case["mode"] == "render":
+        argv = ["render", results]
+    else:
+        fresh = os.path.join(work, "out.json")
+        src = case.get("fresh")
+        shutil.copy(os.path.join(part_dir, src), fresh) if src else open(fresh, "w").close()
+        argv = ["record", results, fresh, case["reason"], case["parts"]]
+    r = run_python(work, code, argv, env)
+    p = run_python(work, code, ["print", results], env)
+    return r, p
+
+
+PARTS = {"scaler": case_scaler, "node": case_node}
 
 
 def main():
