@@ -8,4 +8,5 @@ pub mod run;
 
 pub mod drive;
 pub mod node;
+pub mod peers;
 pub mod scaler;

@@ -25,6 +25,10 @@ enum Part {
     /// The real node (issue #17): Tidal installed in-cluster, its reaction to real load and
     /// the agent pod's cost; on the local stack with its real node.
     Node(tidal_bench::node::Args),
+    /// Tidal and its peers side by side on the real node (issue #15): the HPA with
+    /// metrics-server, KEDA and the VPA recommender; CPU and Kafka steps, recommendations and
+    /// metric agreement.
+    Peers(tidal_bench::peers::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         match cli.part {
             Part::Scaler(args) => tidal_bench::scaler::main(args).await,
             Part::Node(args) => tidal_bench::node::main(args).await,
+            Part::Peers(args) => tidal_bench::peers::main(args).await,
         }
     });
     match result {

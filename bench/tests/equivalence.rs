@@ -202,3 +202,23 @@ fn node_section_is_the_pythons() {
         case.check(got, &SECTION);
     }
 }
+
+#[test]
+fn peers_section_is_the_pythons() {
+    use tidal_bench::peers::{SECTION, record, render_again};
+    for case in Case::all("peers") {
+        let got = match case.spec["mode"].as_str() {
+            Some("render") => render_again(case.doc()),
+            Some("record") => {
+                let parts: Vec<&str> = case.spec["parts"]
+                    .as_str()
+                    .expect("parts")
+                    .split(',')
+                    .collect();
+                record(case.doc(), case.fresh(), case.reason(), &parts, &case.run())
+            }
+            other => panic!("{}: mode {other:?}", case.name),
+        };
+        case.check(got, &SECTION);
+    }
+}

@@ -117,7 +117,12 @@ def record_or_render(case, part_dir, work, results, code):
     return r, p
 
 
-PARTS = {"scaler": case_scaler, "node": case_node}
+def case_peers(case, part_dir, work, results):
+    code = git_show("scripts/bench-peers-results.py")
+    return record_or_render(case, part_dir, work, results, code)
+
+
+PARTS = {"scaler": case_scaler, "node": case_node, "peers": case_peers}
 
 
 def main():
