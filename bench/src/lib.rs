@@ -7,6 +7,7 @@ pub mod results;
 pub mod run;
 
 pub mod drive;
+pub mod kafka;
 pub mod node;
 pub mod peers;
 pub mod scaler;

@@ -29,6 +29,9 @@ enum Part {
     /// metrics-server, KEDA and the VPA recommender; CPU and Kafka steps, recommendations and
     /// metric agreement.
     Peers(tidal_bench::peers::Args),
+    /// Kafka lag collection (issue #4): Tidal's client, the Java Admin client and the agent's
+    /// RSS on 2,000 partitions and 500 groups of the stack's broker.
+    Kafka(tidal_bench::kafka::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             Part::Scaler(args) => tidal_bench::scaler::main(args).await,
             Part::Node(args) => tidal_bench::node::main(args).await,
             Part::Peers(args) => tidal_bench::peers::main(args).await,
+            Part::Kafka(args) => tidal_bench::kafka::main(args).await,
         }
     });
     match result {

@@ -222,3 +222,20 @@ fn peers_section_is_the_pythons() {
         case.check(got, &SECTION);
     }
 }
+
+#[test]
+fn kafka_section_is_the_pythons() {
+    use tidal_bench::kafka::{SECTION, record};
+    for case in Case::all("kafka") {
+        let s = &case.spec;
+        let got = record(
+            case.doc(),
+            &s["tidal"],
+            &s["peer"],
+            &s["agent"],
+            s["agent_seconds"].as_str().expect("agent_seconds"),
+            s["run"]["today"].as_str().expect("run.today"),
+        );
+        case.check(got, &SECTION);
+    }
+}

@@ -122,7 +122,16 @@ def case_peers(case, part_dir, work, results):
     return record_or_render(case, part_dir, work, results, code)
 
 
-PARTS = {"scaler": case_scaler, "node": case_node, "peers": case_peers}
+def case_kafka(case, part_dir, work, results):
+    code = heredoc("scripts/bench-kafka.sh", "python3 - \"$REPO/bench/RESULTS.md\" <<'PY'")
+    env = fixed_env(case)
+    env.update({"TIDAL_JSON": json.dumps(case["tidal"]), "PEER_JSON": json.dumps(case["peer"]),
+                "AGENT_JSON": json.dumps(case["agent"]), "AGENT_SECONDS": case["agent_seconds"]})
+    # It printed the section with its markers; tidal-bench prints it without (not compared).
+    return run_python(work, code, [results], env), None
+
+
+PARTS = {"scaler": case_scaler, "node": case_node, "peers": case_peers, "kafka": case_kafka}
 
 
 def main():
@@ -156,10 +165,11 @@ def main():
                         f.write(p.stdout)
                 if r.returncode != 0:
                     with open(os.path.join(case_dir, "exit.txt"), "w") as f:
-                        f.write(f"{r.returncode}\n{r.stderr}")
+                        last = (r.stderr.strip().splitlines() or [""])[-1]
+                        f.write(f"{r.returncode}\n{last}\n")
                 print(f"{part}/{name}: exit {r.returncode}, "
                       f"{'changed' if after is not None and after != before else 'unchanged'}"
-                      + (f"; {r.stderr.strip()}" if r.returncode else ""))
+                      + (f"; {(r.stderr.strip().splitlines() or [''])[-1]}" if r.returncode else ""))
 
 
 if __name__ == "__main__":
