@@ -6,8 +6,10 @@ pub mod py;
 pub mod results;
 pub mod run;
 
+pub mod agent;
 pub mod drive;
 pub mod kafka;
 pub mod node;
 pub mod peers;
+pub mod process;
 pub mod scaler;

@@ -32,29 +32,29 @@ enum Part {
     /// Kafka lag collection (issue #4): Tidal's client, the Java Admin client and the agent's
     /// RSS on 2,000 partitions and 500 groups of the stack's broker.
     Kafka(tidal_bench::kafka::Args),
+    /// The agent (issue #3): the release tidal-agent on a synthetic node of 1,000 containers
+    /// beside a node-only agent and prometheus-node-exporter, with the criterion medians.
+    Agent(tidal_bench::agent::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let part = Cli::parse().part;
+    let result = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tidal-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => Err(e.into()),
+        Ok(runtime) => runtime.block_on(async {
+            match part {
+                Part::Scaler(args) => tidal_bench::scaler::main(args).await,
+                Part::Node(args) => tidal_bench::node::main(args).await,
+                Part::Peers(args) => tidal_bench::peers::main(args).await,
+                Part::Kafka(args) => tidal_bench::kafka::main(args).await,
+                Part::Agent(args) => tidal_bench::agent::main(args).await,
+            }
+        }),
     };
-    let result = runtime.block_on(async {
-        match cli.part {
-            Part::Scaler(args) => tidal_bench::scaler::main(args).await,
-            Part::Node(args) => tidal_bench::node::main(args).await,
-            Part::Peers(args) => tidal_bench::peers::main(args).await,
-            Part::Kafka(args) => tidal_bench::kafka::main(args).await,
-        }
-    });
     match result {
         Ok(code) => code,
         Err(e) => {

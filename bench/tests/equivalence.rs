@@ -239,3 +239,15 @@ fn kafka_section_is_the_pythons() {
         case.check(got, &SECTION);
     }
 }
+
+#[test]
+fn agent_section_is_the_pythons() {
+    use tidal_bench::agent::{Measured, SECTION, record};
+    for case in Case::all("agent") {
+        let file = case.file("measured").expect("measured");
+        let measured: Measured =
+            serde_json::from_value(py::loads(&read(&file)).expect("measured JSON"))
+                .expect("the figures of a run");
+        case.check(Ok(record(case.doc(), &measured)), &SECTION);
+    }
+}

@@ -131,7 +131,68 @@ def case_kafka(case, part_dir, work, results):
     return run_python(work, code, [results], env), None
 
 
-PARTS = {"scaler": case_scaler, "node": case_node, "peers": case_peers, "kafka": case_kafka}
+# The agent formatter's measurement, replaced by the case's figures (`measured.json`, as
+# tidal-bench's `agent::Measured`): the variables the rest of the script reads.
+AGENT_FIGURES = r'''
+M = json.load(open(E["MEASURED"]))
+def _body(p):
+    # A scrape with the measured count of series and bytes.
+    lines = b"x 1\n" * p["series"]
+    pad = p["bytes"] - len(lines)
+    assert pad == 0 or pad >= 3, p
+    return lines + (b"# " + b"p" * (pad - 3) + b"\n" if pad else b"")
+hz = M["hz"]
+load_start, load_end = M["load_start"], M["load_end"]
+a0, a1 = 0, M["agent"]["ticks"]
+n0, n1 = 0, M["exporter"]["ticks"]
+o0, o1 = 0, M["node_only"]["ticks"]
+s0, s1 = 0, M["sampler_ticks"]
+w0, w1 = 0.0, M["wall"]
+scrapes = M["scrapes"]
+a_lat, n_lat, o_lat = M["agent"]["latencies"], M["exporter"]["latencies"], M["node_only"]["latencies"]
+cgroup_pass = M["cgroup_pass"]
+a_body, n_body, o_body = _body(M["agent"]), _body(M["exporter"]), _body(M["node_only"])
+a_type, n_type = M["agent"]["content_type"], M["exporter"]["content_type"]
+a_rss, a_hwm = M["agent"]["rss"], M["agent"]["hwm"]
+n_rss, n_hwm = M["exporter"]["rss"], M["exporter"]["hwm"]
+o_rss, o_hwm = M["node_only"]["rss"], M["node_only"]["hwm"]
+'''
+
+CRITERION = {"cgroup_v2": ("cgroup_round", "v2"), "cgroup_v1": ("cgroup_round", "v1"),
+             "node": ("node_round", "proc"), "encode_openmetrics": ("encode", "openmetrics"),
+             "encode_text": ("encode", "text_0.0.4")}
+
+
+def case_agent(case, part_dir, work, results):
+    code = heredoc("scripts/bench.sh", "python3 - <<'PY'")
+    start = code.index('sampler = thread(agent_pid, "sampler")')
+    end_line = 'o_rss, o_hwm = status(node_pid, "VmRSS"), status(node_pid, "VmHWM")\n'
+    end = code.index(end_line) + len(end_line)
+    code = code[:start] + AGENT_FIGURES + code[end:]
+    measured = os.path.join(part_dir, case["measured"])
+    with open(measured) as f:
+        m = json.load(f)
+    crit = os.path.join(work, "criterion")
+    for key, (group, name) in CRITERION.items():
+        e = m["criterion"].get(key)
+        if e is None:
+            continue
+        d = os.path.join(crit, group, name, "new")
+        os.makedirs(d)
+        with open(os.path.join(d, "estimates.json"), "w") as f:
+            json.dump({"median": {"point_estimate": e["point"], "confidence_interval": {
+                "lower_bound": e["lower"], "upper_bound": e["upper"]}}}, f)
+    env = fixed_env(case)
+    env.update({"MEASURED": measured, "RESULTS_FILE": results, "WRITE_RESULTS": "1",
+                "AGENT_PID": "0", "NE_PID": "0", "NODE_PID": "0", "AGENT_PORT": "0", "NE_PORT": "0",
+                "NODE_PORT": "0", "SECONDS_RUN": str(m["scrapes"]), "NE_VERSION": m["exporter_version"],
+                "CRITERION_DIR": crit, "TREE_DIR": work})
+    # It printed the section before writing it; tidal-bench prints it as written (not compared).
+    return run_python(work, code, [], env), None
+
+
+PARTS = {"scaler": case_scaler, "node": case_node, "peers": case_peers, "kafka": case_kafka,
+         "agent": case_agent}
 
 
 def main():
