@@ -7,6 +7,7 @@ pub mod results;
 pub mod run;
 
 pub mod agent;
+pub mod cgroups;
 pub mod drive;
 pub mod kafka;
 pub mod node;

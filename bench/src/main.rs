@@ -35,25 +35,31 @@ enum Part {
     /// The agent (issue #3): the release tidal-agent on a synthetic node of 1,000 containers
     /// beside a node-only agent and prometheus-node-exporter, with the criterion medians.
     Agent(tidal_bench::agent::Args),
+    /// The agent on real cgroups (issue #13): its CPU per round on 1,000 real, empty container
+    /// cgroups made under a private parent; as root.
+    Cgroups(tidal_bench::cgroups::Args),
 }
 
 fn main() -> ExitCode {
-    let part = Cli::parse().part;
-    let result = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Err(e) => Err(e.into()),
-        Ok(runtime) => runtime.block_on(async {
-            match part {
-                Part::Scaler(args) => tidal_bench::scaler::main(args).await,
-                Part::Node(args) => tidal_bench::node::main(args).await,
-                Part::Peers(args) => tidal_bench::peers::main(args).await,
-                Part::Kafka(args) => tidal_bench::kafka::main(args).await,
-                Part::Agent(args) => tidal_bench::agent::main(args).await,
-            }
-        }),
+    let result = match Cli::parse().part {
+        Part::Cgroups(args) => tidal_bench::cgroups::main(args),
+        part => match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Err(e) => Err(e.into()),
+            Ok(runtime) => runtime.block_on(async {
+                match part {
+                    Part::Scaler(args) => tidal_bench::scaler::main(args).await,
+                    Part::Node(args) => tidal_bench::node::main(args).await,
+                    Part::Peers(args) => tidal_bench::peers::main(args).await,
+                    Part::Kafka(args) => tidal_bench::kafka::main(args).await,
+                    Part::Agent(args) => tidal_bench::agent::main(args).await,
+                    Part::Cgroups(args) => tidal_bench::cgroups::main(args),
+                }
+            }),
+        },
     };
     match result {
         Ok(code) => code,
