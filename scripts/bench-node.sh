@@ -66,4 +66,4 @@ driver_pid=$!
 rc=0
 wait "$driver_pid" || rc=$?
 driver_pid=''
-exit "$rc"
+((rc == 0)) || fail "tidal-bench node stopped with status $rc (see above)"

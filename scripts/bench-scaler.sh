@@ -102,4 +102,4 @@ driver_pid=$!
 rc=0
 wait "$driver_pid" || rc=$?
 driver_pid=''
-exit "$rc"
+((rc == 0)) || fail "tidal-bench scaler stopped with status $rc (see above)"

@@ -25,6 +25,7 @@
 #   TIDAL_BENCH_SCALER      0 skips scripts/bench-scaler.sh (the scaler section; ~15 min;
 #                           its own TIDAL_BENCH_SCALER_* variables apply)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 ensure_toolchain
