@@ -58,12 +58,5 @@ trap 'exit 130' INT TERM
 step "building (release): the driver (tidal-bench)"
 cargo build --release --locked -p tidal-bench --bin tidal-bench
 
-# The driver runs in its own process group, bounded by its own time limit (the install and
-# lock wait, the cost window, and a generous minute per step).
-TIDAL_BENCH_INVOKED_AS=scripts/bench-node.sh \
-  setsid "$REPO/target/release/tidal-bench" node --work "$WORK" &
-driver_pid=$!
-rc=0
-wait "$driver_pid" || rc=$?
-driver_pid=''
-((rc == 0)) || fail "tidal-bench node stopped with status $rc (see above)"
+# Bounded by its own time limit; the section names this script as the command.
+TIDAL_BENCH_INVOKED_AS=scripts/bench-node.sh bench_drive "$REPO/target/release/tidal-bench" node --work "$WORK"

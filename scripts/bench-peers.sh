@@ -56,11 +56,5 @@ trap 'exit 130' INT TERM
 step "building (release): the driver (tidal-bench)"
 cargo build --release --locked -p tidal-bench --bin tidal-bench
 
-# The driver runs in its own process group, bounded by its own time limit.
-TIDAL_BENCH_INVOKED_AS=scripts/bench-peers.sh \
-  setsid "$REPO/target/release/tidal-bench" peers --work "$WORK" &
-driver_pid=$!
-rc=0
-wait "$driver_pid" || rc=$?
-driver_pid=''
-((rc == 0)) || fail "tidal-bench peers stopped with status $rc (see above)"
+# Bounded by its own time limit; the section names this script as the command.
+TIDAL_BENCH_INVOKED_AS=scripts/bench-peers.sh bench_drive "$REPO/target/release/tidal-bench" peers --work "$WORK"

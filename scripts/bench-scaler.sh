@@ -93,13 +93,8 @@ step "building (release): tidal-scaler, tidal-agent and the driver (tidal-bench)
 cargo build --release --locked -p tidal-scaler --bin tidal-scaler -p tidal-agent --bin tidal-agent \
   -p tidal-bench --bin tidal-bench
 
-# The driver runs in its own process group, each part bounded by its own time limit. The
-# binaries go through the environment, so no command line here names tidal-scaler.
-TIDAL_BENCH_SCALER_BIN=$REPO/target/release/tidal-scaler \
-  TIDAL_BENCH_AGENT_BIN=$REPO/target/release/tidal-agent \
-  setsid "$REPO/target/release/tidal-bench" scaler --work "$WORK" &
-driver_pid=$!
-rc=0
-wait "$driver_pid" || rc=$?
-driver_pid=''
-((rc == 0)) || fail "tidal-bench scaler stopped with status $rc (see above)"
+# Each part is bounded by its own time limit. The binaries go through the environment, so no
+# command line here names tidal-scaler.
+export TIDAL_BENCH_SCALER_BIN=$REPO/target/release/tidal-scaler
+export TIDAL_BENCH_AGENT_BIN=$REPO/target/release/tidal-agent
+bench_drive "$REPO/target/release/tidal-bench" scaler --work "$WORK"

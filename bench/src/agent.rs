@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use tidal_e2e::ChildGuard;
 
 use crate::drive::{note, step};
+use crate::parts::{AgentBin, Io};
 use crate::process::{clock_ticks_per_second, status_bytes, thread_stat, ticks};
 use crate::py::{self, fixed};
-use crate::results::{Section, Target};
+use crate::results::Section;
 use crate::run::Host;
 
 pub const SECTION: Section = Section {
@@ -40,14 +41,8 @@ pub struct Args {
     #[arg(long, env = "TIDAL_BENCH_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(5..=600))]
     seconds: u64,
-    /// The release tidal-agent.
-    #[arg(
-        long,
-        env = "TIDAL_BENCH_AGENT_BIN",
-        hide_env_values = true,
-        required_unless_present = "from_json"
-    )]
-    agent: Option<PathBuf>,
+    #[command(flatten)]
+    agent: AgentBin,
     /// The synthetic cgroup tree the agent samples.
     #[arg(long, required_unless_present = "from_json")]
     tree: Option<PathBuf>,
@@ -57,15 +52,9 @@ pub struct Args {
     /// Where `cargo bench` left the criterion results.
     #[arg(long, default_value_os_t = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"))]
     criterion_dir: PathBuf,
-    /// A directory for the processes' logs (default: a new temporary directory).
-    #[arg(long)]
-    work: Option<PathBuf>,
-    /// The results file.
-    #[arg(long, default_value_os_t = crate::results::default_path())]
-    results: PathBuf,
-    /// Write the section from FILE (the figures of a run, as `Measured`) instead of measuring.
-    #[arg(long, value_name = "FILE")]
-    from_json: Option<PathBuf>,
+    /// --from-json takes the figures of a run as one object (`Measured`).
+    #[command(flatten)]
+    io: Io,
 }
 
 /// One process of the side-by-side run.
@@ -234,15 +223,23 @@ pub fn render(m: &Measured) -> String {
         fixed(sampler_ms, 1),
         ok(Some(sampler_ms), 20.0)
     ));
-    w(format!(
-        "| Cgroup sampling round, v2, criterion median (wall time) | < 20 ms | {} | {} |",
-        ms(cg_v2),
-        ok(cg_v2.map(|v| v.0), 20.0)
+    // A criterion median against its target, in ms.
+    let median = |label: &str, v: Option<(f64, f64, f64)>, target: f64| {
+        format!(
+            "| {label} | < {target} ms | {} | {} |",
+            ms(v),
+            ok(v.map(|v| v.0), target)
+        )
+    };
+    w(median(
+        "Cgroup sampling round, v2, criterion median (wall time)",
+        cg_v2,
+        20.0,
     ));
-    w(format!(
-        "| Cgroup sampling round, v1 (cgroupfs driver), criterion median | < 20 ms | {} | {} |",
-        ms(cg_v1),
-        ok(cg_v1.map(|v| v.0), 20.0)
+    w(median(
+        "Cgroup sampling round, v1 (cgroupfs driver), criterion median",
+        cg_v1,
+        20.0,
     ));
     w(format!(
         "| Node sampling round over the real `/proc`, criterion median | (part of the round) | {} | |",
@@ -254,15 +251,15 @@ pub fn render(m: &Measured) -> String {
         mib(a.hwm),
         ok(Some(a.hwm as f64 / MIB), 30.0)
     ));
-    w(format!(
-        "| `/metrics` encode, OpenMetrics, criterion median | < 5 ms | {} | {} |",
-        ms(enc_om),
-        ok(enc_om.map(|v| v.0), 5.0)
+    w(median(
+        "`/metrics` encode, OpenMetrics, criterion median",
+        enc_om,
+        5.0,
     ));
-    w(format!(
-        "| `/metrics` encode, text 0.0.4, criterion median | < 5 ms | {} | {} |",
-        ms(enc_txt),
-        ok(enc_txt.map(|v| v.0), 5.0)
+    w(median(
+        "`/metrics` encode, text 0.0.4, criterion median",
+        enc_txt,
+        5.0,
     ));
     w(format!(
         "| Agent CPU seconds per scrape / node_exporter's (agent on 1,000 containers) | ≤ 0.5 | **{}** ({} ms / {} ms) | {} |",
@@ -624,18 +621,19 @@ async fn measure(args: &Args, agent: &Path, tree: &Path, work: &Path) -> anyhow:
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let mut target = Target::open(Some(args.results.clone()))?;
-    let measured = match &args.from_json {
+    let mut target = args.io.results.open()?;
+    let measured = match &args.io.from_json {
         Some(file) => {
             let text = std::fs::read_to_string(file)?;
             let v = py::loads(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
         }
         None => {
-            let (Some(agent), Some(tree)) = (&args.agent, &args.tree) else {
-                anyhow::bail!("--agent and --tree are needed to measure");
+            let agent = args.agent.get()?;
+            let Some(tree) = &args.tree else {
+                anyhow::bail!("--tree is needed to measure");
             };
-            let (work, temporary) = crate::scaler::work_dir(args.work.clone(), "agent")?;
+            let (work, temporary) = crate::drive::work_dir(args.io.work.clone(), "agent")?;
             let limit = Duration::from_secs(args.seconds + 120);
             let m = tokio::time::timeout(limit, measure(&args, agent, tree, &work)).await;
             if temporary {

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::parts::Results;
 use crate::process::{clock_ticks_per_second, thread_stat, ticks};
-use crate::results::{Section, Target};
+use crate::results::Section;
 use crate::run::load1;
 
 pub const SECTION: Section = Section {
@@ -52,9 +53,8 @@ pub struct Args {
     #[arg(long, env = "TIDAL_BENCH_AGENT_BIN", hide_env_values = true,
           default_value_os_t = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tidal-agent"))]
     agent: PathBuf,
-    /// The results file.
-    #[arg(long, default_value_os_t = crate::results::default_path())]
-    results: PathBuf,
+    #[command(flatten)]
+    results: Results,
 }
 
 /// The directories this run made, removed deepest first on drop (pass or fail).
@@ -133,7 +133,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn main(a: Args) -> anyhow::Result<ExitCode> {
-    let mut target = Target::open(Some(a.results.clone()))?;
+    let mut target = a.results.open()?;
     if !is_root() {
         bail!("needs root, to make cgroups under /sys/fs/cgroup");
     }

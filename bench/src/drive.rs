@@ -3,6 +3,7 @@
 //! lines the scripts print.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +94,31 @@ where
     };
     drop(done);
     ended
+}
+
+/// A fresh temporary directory for the driver's files.
+pub fn work_dir(given: Option<PathBuf>, name: &str) -> anyhow::Result<(PathBuf, bool)> {
+    match given {
+        Some(dir) => Ok((dir, false)),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "tidal-bench-{name}.{}",
+                tidal_e2e::unique("run").trim_start_matches("run-")
+            ));
+            std::fs::create_dir_all(&dir)?;
+            Ok((dir, true))
+        }
+    }
+}
+
+/// The driver's JSON lines in `file` (lines that start with `{`).
+pub fn json_lines(file: &std::path::Path) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    text.lines()
+        .filter(|l| l.trim().starts_with('{'))
+        .map(|l| crate::py::loads(l).map_err(|e| anyhow::anyhow!("{}: {e}", file.display())))
+        .collect()
 }
 
 #[cfg(test)]

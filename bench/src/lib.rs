@@ -7,10 +7,12 @@ pub mod results;
 pub mod run;
 
 pub mod agent;
+pub mod cells;
 pub mod cgroups;
 pub mod drive;
 pub mod kafka;
 pub mod node;
+pub mod parts;
 pub mod peers;
 pub mod process;
 pub mod scaler;

@@ -183,59 +183,48 @@ fn scaler_section_is_the_pythons() {
     }
 }
 
-#[test]
-fn node_section_is_the_pythons() {
-    use tidal_bench::node::{SECTION, record, render_again};
-    for case in Case::all("node") {
+/// A section made of parts: `render` it again from its figures, or `record` a run.
+fn check_parts(name: &str, part: &tidal_bench::parts::Parts) {
+    for case in Case::all(name) {
         let got = match case.spec["mode"].as_str() {
-            Some("render") => render_again(case.doc()),
+            Some("render") => part.render_again(case.doc()),
             Some("record") => {
                 let parts: Vec<&str> = case.spec["parts"]
                     .as_str()
                     .expect("parts")
                     .split(',')
                     .collect();
-                record(case.doc(), case.fresh(), case.reason(), &parts, &case.run())
+                part.record(case.doc(), case.fresh(), case.reason(), &parts, &case.run())
             }
             other => panic!("{}: mode {other:?}", case.name),
         };
-        case.check(got, &SECTION);
+        case.check(got, &part.section);
     }
+}
+
+#[test]
+fn node_section_is_the_pythons() {
+    check_parts("node", &tidal_bench::node::PART);
 }
 
 #[test]
 fn peers_section_is_the_pythons() {
-    use tidal_bench::peers::{SECTION, record, render_again};
-    for case in Case::all("peers") {
-        let got = match case.spec["mode"].as_str() {
-            Some("render") => render_again(case.doc()),
-            Some("record") => {
-                let parts: Vec<&str> = case.spec["parts"]
-                    .as_str()
-                    .expect("parts")
-                    .split(',')
-                    .collect();
-                record(case.doc(), case.fresh(), case.reason(), &parts, &case.run())
-            }
-            other => panic!("{}: mode {other:?}", case.name),
-        };
-        case.check(got, &SECTION);
-    }
+    check_parts("peers", &tidal_bench::peers::PART);
 }
 
 #[test]
 fn kafka_section_is_the_pythons() {
-    use tidal_bench::kafka::{SECTION, record};
+    use tidal_bench::kafka::{Figures, SECTION, record};
     for case in Case::all("kafka") {
         let s = &case.spec;
-        let got = record(
-            case.doc(),
-            &s["tidal"],
-            &s["peer"],
-            &s["agent"],
-            s["agent_seconds"].as_str().expect("agent_seconds"),
-            s["run"]["today"].as_str().expect("run.today"),
-        );
+        let figures = Figures {
+            tidal: s["tidal"].clone(),
+            peer: s["peer"].clone(),
+            agent: s["agent"].clone(),
+            agent_seconds: s["agent_seconds"].as_str().expect("agent_seconds").into(),
+        };
+        let today = s["run"]["today"].as_str().expect("run.today");
+        let got = record(case.doc(), &figures, today);
         case.check(got, &SECTION);
     }
 }

@@ -18,8 +18,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::drive::{note, step};
+use crate::parts::{AgentBin, Io};
 use crate::py::{self, fixed, fixed_of, str as pstr, thousands};
-use crate::results::{Section, Target};
+use crate::results::Section;
 
 pub const SECTION: Section = Section {
     name: Some("kafka"),
@@ -43,27 +44,18 @@ pub struct Args {
     #[arg(long, env = "TIDAL_BENCH_KAFKA_AGENT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     agent_seconds: u64,
-    /// The release tidal-agent.
-    #[arg(
-        long,
-        env = "TIDAL_BENCH_AGENT_BIN",
-        hide_env_values = true,
-        required_unless_present = "from_json"
-    )]
-    agent: Option<PathBuf>,
+    #[command(flatten)]
+    agent: AgentBin,
     /// The Java peer's class path: the compiled KafkaAdminLag and Kafka's client jars.
     #[arg(long, required_unless_present = "from_json")]
     peer_classpath: Option<String>,
     /// The `java` to run the peer with.
     #[arg(long, default_value = "java")]
     java: PathBuf,
-    /// The results file.
-    #[arg(long, default_value_os_t = crate::results::default_path())]
-    results: PathBuf,
-    /// Write the section from FILE instead of measuring: a JSON object with `tidal`, `peer`
-    /// and `agent` (each as measured) and `agent_seconds`.
-    #[arg(long, value_name = "FILE")]
-    from_json: Option<PathBuf>,
+    /// --from-json takes one object with `tidal`, `peer` and `agent` (each as measured) and
+    /// `agent_seconds`.
+    #[command(flatten)]
+    io: Io,
 }
 
 /// Refuses figures that do not describe the same data: both peers and the agent must have
@@ -86,14 +78,18 @@ fn check(t: &Value, p: &Value, a: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The section, from Tidal's, the peer's and the agent's figures (`today`: the run's date).
-pub fn render(
-    t: &Value,
-    p: &Value,
-    a: &Value,
-    agent_seconds: &str,
-    today: &str,
-) -> anyhow::Result<String> {
+/// What one run measured: Tidal's client, the Java peer and the agent, each as measured, and
+/// how long the agent sampled (seconds, as the command line gave it).
+pub struct Figures {
+    pub tidal: Value,
+    pub peer: Value,
+    pub agent: Value,
+    pub agent_seconds: String,
+}
+
+/// The section, from one run's figures (`today`: its date).
+fn render(f: &Figures, today: &str) -> anyhow::Result<String> {
+    let (t, p, a, agent_seconds) = (&f.tidal, &f.peer, &f.agent, &f.agent_seconds);
     check(t, p, a)?;
     let n = |v: &Value| py::num(v).unwrap_or(f64::NAN);
     let r_time = n(&t["median_ms"]) / n(&p["median_ms"]);
@@ -147,15 +143,8 @@ this host included); it exported the same total lag ({}) as both peers.
 }
 
 /// The results file with the section replaced (or appended).
-pub fn record(
-    doc: &str,
-    t: &Value,
-    p: &Value,
-    a: &Value,
-    agent_seconds: &str,
-    today: &str,
-) -> anyhow::Result<String> {
-    Ok(SECTION.replace(doc, &render(t, p, a, agent_seconds, today)?))
+pub fn record(doc: &str, figures: &Figures, today: &str) -> anyhow::Result<String> {
+    Ok(SECTION.replace(doc, &render(figures, today)?))
 }
 
 /// What the agent says after sampling the scenario: its lag series, their total, whether its
@@ -258,27 +247,26 @@ fn measure_peer(
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let mut target = Target::open(Some(args.results.clone()))?;
-    let (t, p, a, agent_seconds) = match &args.from_json {
+    let mut target = args.io.results.open()?;
+    let figures = match &args.io.from_json {
         Some(file) => {
             let text = std::fs::read_to_string(file)?;
             let v = py::loads(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let seconds = match &v["agent_seconds"] {
+            let agent_seconds = match &v["agent_seconds"] {
                 Value::String(s) => s.clone(),
                 other => pstr(other),
             };
-            (
-                v["tidal"].clone(),
-                v["peer"].clone(),
-                v["agent"].clone(),
-                seconds,
-            )
+            Figures {
+                tidal: v["tidal"].clone(),
+                peer: v["peer"].clone(),
+                agent: v["agent"].clone(),
+                agent_seconds,
+            }
         }
         None => {
-            let (Some(bootstrap), Some(agent), Some(classpath)) =
-                (&args.bootstrap, &args.agent, &args.peer_classpath)
-            else {
-                anyhow::bail!("--bootstrap, --agent and --peer-classpath are needed to measure");
+            let agent = args.agent.get()?;
+            let (Some(bootstrap), Some(classpath)) = (&args.bootstrap, &args.peer_classpath) else {
+                anyhow::bail!("--bootstrap and --peer-classpath are needed to measure");
             };
             step("creating the scenario (idempotent): 200 topics x 10 partitions, 500 groups");
             driver::setup(bootstrap).await?;
@@ -295,23 +283,23 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
                 "measuring the agent's RSS with the kafka_lag sampler on this scenario: {}s",
                 args.agent_seconds
             ));
-            let (work, _) = crate::scaler::work_dir(None, "kafka")?;
+            let (work, temporary) = crate::drive::work_dir(args.io.work.clone(), "kafka")?;
             let a = measure_agent(agent, bootstrap, args.agent_seconds, &work).await;
-            let _ = std::fs::remove_dir_all(&work);
+            if temporary {
+                let _ = std::fs::remove_dir_all(&work);
+            }
             let a = a?;
             note(a.to_string());
-            (t, p, a, args.agent_seconds.to_string())
+            Figures {
+                tidal: t,
+                peer: p,
+                agent: a,
+                agent_seconds: args.agent_seconds.to_string(),
+            }
         }
     };
     step("writing the section");
-    let doc = record(
-        target.doc(),
-        &t,
-        &p,
-        &a,
-        &agent_seconds,
-        &crate::run::local_date(),
-    )?;
+    let doc = record(target.doc(), &figures, &crate::run::local_date())?;
     target.update(doc)?;
     if target.writes() {
         note(format!("written to {}", target.path().display()));

@@ -57,6 +57,7 @@ use tidal_e2e::{Stack, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
 use crate::drive::{Ended, Sink, bounded};
+use crate::parts::OnStack;
 
 type R<T> = anyhow::Result<T>;
 
@@ -677,21 +678,11 @@ async fn run(
 /// Runs the parts of `settings` for at most `limit`, their figures to `sink`; then deletes
 /// the namespace it made (also when it failed or was interrupted).
 pub async fn drive(work: &Path, settings: &Settings, sink: &Sink, limit: Duration) -> Ended {
-    let setup = async {
-        std::fs::create_dir_all(work)?;
-        let stack = Stack::load()?;
-        let admin = stack.admin_client().await?;
-        Ok::<_, anyhow::Error>((stack, admin))
+    let on = match OnStack::new(work, "node").await {
+        Ok(on) => on,
+        Err(ended) => return ended,
     };
-    let (stack, admin) = match setup.await {
-        Ok(s) => s,
-        Err(e) => return Ended::Failed(crate::drive::reason(&e)),
-    };
-    let created = Created::new(work.join("created"));
-    let ended = bounded(limit, run(&stack, &admin, &created, settings, sink)).await;
-    created.clean_up(&admin).await;
-    if let Ended::Interrupted(s) = ended {
-        eprintln!("tidal-bench node: interrupted by {s}; cleaned up");
-    }
-    ended
+    let body = run(&on.stack, &on.admin, &on.created, settings, sink);
+    let ended = bounded(limit, body).await;
+    on.finish(ended).await
 }

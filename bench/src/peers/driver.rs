@@ -74,6 +74,7 @@ use tidal_scaler::api::ScalingPolicy;
 use tidal_scaler::api::convert::parse_quantity;
 
 use crate::drive::{Ended, Sink, bounded};
+use crate::parts::OnStack;
 
 type R<T> = anyhow::Result<T>;
 
@@ -1119,7 +1120,7 @@ pub struct Settings {
     pub minutes: u64,
     pub lock_seconds: u64,
     /// In order, some of `cpu`, `kafka`, `vertical`, `agreement`.
-    pub parts: Vec<&'static str>,
+    pub parts: Vec<String>,
 }
 
 async fn run(
@@ -1153,7 +1154,8 @@ async fn run(
     .map_err(|_| anyhow::anyhow!("the real node stayed held by tests for {lock_seconds} s"))??;
     let conds = conditions(stack, admin, &node).await?;
     let mut errors = Vec::new();
-    for &part in &settings.parts {
+    for part in &settings.parts {
+        let part = part.as_str();
         let result = match part {
             "cpu" => {
                 progress(format!(
@@ -1199,21 +1201,14 @@ async fn run(
 /// Runs the parts of `settings` for at most `limit`, their figures to `sink`; then deletes
 /// the namespaces it made (also when it failed or was interrupted).
 pub async fn drive(work: &Path, settings: &Settings, sink: &Sink, limit: Duration) -> Ended {
-    let setup = async {
-        std::fs::create_dir_all(work)?;
-        let stack = Stack::load()?;
-        let admin = stack.admin_client().await?;
-        Ok::<_, anyhow::Error>((stack, admin))
+    let on = match OnStack::new(work, "peers").await {
+        Ok(on) => on,
+        Err(ended) => return ended,
     };
-    let (stack, admin) = match setup.await {
-        Ok(s) => s,
-        Err(e) => return Ended::Failed(crate::drive::reason(&e)),
-    };
-    let created = Created::new(work.join("created"));
-    let ended = bounded(limit, run(&stack, &admin, &created, settings, sink)).await;
-    created.clean_up(&admin).await;
-    if let Ended::Interrupted(s) = ended {
-        eprintln!("tidal-bench peers: interrupted by {s}; cleaned up");
-    }
-    ended
+    let ended = bounded(
+        limit,
+        run(&on.stack, &on.admin, &on.created, settings, sink),
+    )
+    .await;
+    on.finish(ended).await
 }

@@ -4,16 +4,14 @@
 
 pub mod driver;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::drive::{Ended, Sink, note, step};
+use crate::cells::{conditions, float as f, or_dash, spread};
+use crate::parts::{Common, Parts};
 use crate::py::{self, fixed, fixed_of, get_or, str as pstr, truthy};
-use crate::results::{Section, Target, fold_parts};
-use crate::run::{Run, Started};
+use crate::results::Section;
 
 pub const SECTION: Section = Section {
     name: Some("peers"),
@@ -41,17 +39,6 @@ pub enum Part {
     Kafka,
     Vertical,
     Agreement,
-}
-
-impl Part {
-    fn name(self) -> &'static str {
-        match self {
-            Part::Cpu => "cpu",
-            Part::Kafka => "kafka",
-            Part::Vertical => "vertical",
-            Part::Agreement => "agreement",
-        }
-    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,88 +71,32 @@ pub struct Args {
     #[arg(long, env = "TIDAL_BENCH_PEERS_LOCK_SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     lock_seconds: u64,
-    /// A directory for the list of what was created (default: a new temporary directory).
-    #[arg(long)]
-    work: Option<PathBuf>,
-    /// The results file.
-    #[arg(long, default_value_os_t = crate::results::default_path())]
-    results: PathBuf,
-    /// How the section names the command (after the knobs that were set).
-    #[arg(
-        long,
-        env = "TIDAL_BENCH_INVOKED_AS",
-        default_value = "tidal-bench peers"
-    )]
-    invoked_as: String,
-    /// Record the driver's JSON lines in FILE (for the parts of --parts) instead of measuring.
-    #[arg(long, value_name = "FILE", conflicts_with = "render")]
-    from_json: Option<PathBuf>,
-    /// With --from-json: why the run stopped early.
-    #[arg(long, requires = "from_json")]
-    reason: Option<String>,
-    /// Write the section again from its own figures, measuring nothing.
-    #[arg(long)]
-    render: bool,
+    #[command(flatten)]
+    common: Common,
 }
 
-/// The results file after a run of `parts` (`fresh`: the driver's figures; `reason`: why it
-/// stopped early). `Err` when nothing was measured (the file is then left as it was).
-pub fn record(
-    doc: &str,
-    fresh: Vec<Value>,
-    reason: Option<&str>,
-    parts: &[&str],
-    run: &Run,
-) -> anyhow::Result<String> {
-    let entries = fold_parts(
-        SECTION.entries(doc)?,
-        fresh,
-        &run.full_json(),
-        reason,
-        parts,
-    )
-    .map_err(anyhow::Error::msg)?;
-    rewrite(doc, entries)
-}
+/// The section's parts, in the order cpu, kafka, vertical, agreement.
+pub const PART: Parts = Parts {
+    name: "peers",
+    section: SECTION,
+    vars: &VARS,
+    order: by_kind,
+    render,
+};
 
-/// The results file with the section written again from its own figures.
-pub fn render_again(doc: &str) -> anyhow::Result<String> {
-    rewrite(doc, SECTION.entries(doc)?)
-}
-
-fn rewrite(doc: &str, mut entries: Vec<Value>) -> anyhow::Result<String> {
-    anyhow::ensure!(!entries.is_empty(), "no figures to write");
-    let mut keyed = Vec::with_capacity(entries.len());
-    for r in entries.drain(..) {
-        let at = KINDS
-            .iter()
-            .position(|k| r["kind"] == *k)
-            .ok_or_else(|| anyhow::anyhow!("an entry of unknown kind {}", r["kind"]))?;
-        keyed.push((at, r));
-    }
-    keyed.sort_by_key(|(at, _)| *at);
-    let entries: Vec<Value> = keyed.into_iter().map(|(_, r)| r).collect();
-    Ok(SECTION.replace(doc, &render(&entries)))
-}
-
-fn f(v: &Value) -> f64 {
-    py::num(v).unwrap_or(f64::NAN)
-}
-
-/// Formats a figure, or `–` for one not measured (`None` or NaN).
-fn or_dash(v: &Value, fmt: impl Fn(f64) -> String) -> String {
-    match py::num(v) {
-        Some(x) if !x.is_nan() => fmt(x),
-        _ => "–".into(),
-    }
+fn by_kind(r: &Value) -> anyhow::Result<usize> {
+    KINDS
+        .iter()
+        .position(|k| r["kind"] == *k)
+        .ok_or_else(|| anyhow::anyhow!("an entry of unknown kind {}", r["kind"]))
 }
 
 fn s(v: &Value) -> String {
-    or_dash(v, |x| format!("{} s", fixed(x, 2)))
+    crate::cells::secs(v, 2)
 }
 
 fn s0(v: &Value) -> String {
-    or_dash(v, |x| format!("{} s", fixed(x, 0)))
+    crate::cells::secs(v, 0)
 }
 
 fn pct(v: &Value) -> String {
@@ -209,20 +140,12 @@ pub fn render(entries: &[Value]) -> String {
     w("<!-- peers:begin (written by scripts/bench-peers.sh) -->".into());
     w("## Peers side by side (issue #15)".into());
     w(String::new());
-    let c = entries
-        .iter()
-        .map(|r| opt(r, "conditions"))
-        .find(|c| truthy(c))
-        .unwrap_or(&empty);
-    let info = match c.get("node_info") {
-        Some(i) if truthy(i) => i,
-        _ => &empty,
-    };
+    let (c, info) = conditions(entries, &empty);
     let q = |d: &Value, k: &str| pstr(get_or(d, k, &unknown));
     let or_q = |v: &Value| if truthy(v) { pstr(v) } else { "?".into() };
     w(format!(
         "Generated by {}. Every figure below comes from one run, on the same cluster, the same real node (`{}`: kubelet {}, {}), the same workload and the same load at the same moments, so the machine's noise cancels in the ratios; absolute times are noisy (2 shared cores).",
-        crate::node::describe_runs(entries),
+        crate::cells::describe_runs(entries),
         q(c, "node"),
         q(info, "kubelet"),
         q(info, "runtime")
@@ -476,18 +399,6 @@ fn table_head(w: &mut impl FnMut(String)) {
     w("| --- | ---: | ---: | ---: | ---: | ---: |".into());
 }
 
-/// `p50 | p95 | max | min | mean` of a summary.
-fn spread(v: &Value) -> String {
-    format!(
-        "{} | {} | {} | {} | {}",
-        s(&v["p50"]),
-        s(&v["p95"]),
-        s(&v["max"]),
-        s(&v["min"]),
-        s(&v["mean"])
-    )
-}
-
 fn detail_cpu(cpu: &Value, c: &Value, w: &mut impl FnMut(String)) {
     let empty = json!({});
     w(format!(
@@ -711,25 +622,7 @@ fn detail_agreement(agree: &Value, w: &mut impl FnMut(String)) {
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let mut target = Target::open(Some(args.results.clone()))?;
-    let parts: Vec<&'static str> = args.parts.iter().map(|p| p.name()).collect();
-    if args.render {
-        let doc = render_again(target.doc())?;
-        target.update(doc)?;
-        target.print(&SECTION);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let command = crate::run::command(&VARS, &args.invoked_as);
-    if let Some(file) = &args.from_json {
-        let fresh = crate::scaler::json_lines(file)?;
-        let run = Started::now().finish(Some(command));
-        let doc = record(target.doc(), fresh, args.reason.as_deref(), &parts, &run)?;
-        target.update(doc)?;
-        target.print(&SECTION);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (work, temporary) = crate::scaler::work_dir(args.work.clone(), "peers")?;
-    let started = Started::now();
+    let parts = crate::parts::chosen(&args.parts);
     let limit = 240
         + args.lock_seconds
         + 2 * args.steps * 180
@@ -737,14 +630,14 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         + 300
         + args.readings * 15
         + 120;
-    step(format!(
-        "the peers: {} ({} steps, scale-down window {}s, {} min vertical, {} readings; at most {limit}s)",
+    let what = format!(
+        "the peers: {} ({} steps, scale-down window {}s, {} min vertical, {} readings)",
         parts.join(","),
         args.steps,
         args.window,
         args.minutes,
         args.readings
-    ));
+    );
     let settings = driver::Settings {
         steps: args.steps as usize,
         window: args.window,
@@ -753,42 +646,12 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         lock_seconds: args.lock_seconds,
         parts: parts.clone(),
     };
-    let sink = Sink::default();
-    let ended = driver::drive(&work, &settings, &sink, Duration::from_secs(limit)).await;
-    if temporary {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    let reason = match ended {
-        Ended::Done => None,
-        Ended::Failed(reason) => {
-            note(format!("the driver failed ({reason})"));
-            Some(reason)
-        }
-        Ended::Interrupted(_) => return Ok(ExitCode::from(130)),
-    };
-    let run = started.finish(Some(command));
-    match record(target.doc(), sink.take(), reason.as_deref(), &parts, &run) {
-        Ok(doc) => {
-            target.update(doc)?;
-            if target.writes() {
-                note(format!("results written to {}", target.path().display()));
-            }
-        }
-        Err(e) => {
-            eprintln!(
-                "ERROR: nothing was measured ({}); {} is unchanged",
-                reason.as_deref().unwrap_or(&format!("{e:#}")),
-                target.path().display()
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-    }
-    step("results");
-    target.print(&SECTION);
-    if let Some(reason) = reason {
-        eprintln!("ERROR: incomplete: {reason} (what was measured is in the section above)");
-        return Ok(ExitCode::FAILURE);
-    }
-    step("done");
-    Ok(ExitCode::SUCCESS)
+    PART.main(
+        args.common,
+        parts,
+        limit,
+        what,
+        |work, sink, limit| async move { driver::drive(&work, &settings, &sink, limit).await },
+    )
+    .await
 }

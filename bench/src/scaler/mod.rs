@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::drive::{Ended, Sink, note, step};
+use crate::cells::{float as f, runs, secs as s, spread};
+use crate::drive::{Ended, Sink, json_lines, note, step, work_dir};
+use crate::parts::{AgentBin, Io};
 use crate::py::{self, fixed_of, str as pstr, thousands, truthy};
 use crate::results::{Section, Target};
 use crate::run::{Host, Run, Started};
@@ -86,19 +88,11 @@ pub struct Args {
     #[arg(long, env = "TIDAL_BENCH_SCALER_BIN", hide_env_values = true)]
     scaler: Option<PathBuf>,
     /// The release tidal-agent (the reaction part).
-    #[arg(long, env = "TIDAL_BENCH_AGENT_BIN", hide_env_values = true)]
-    agent: Option<PathBuf>,
-    /// A directory for logs, kubeconfigs and the list of what was created (default: a new
-    /// temporary directory, removed at the end).
-    #[arg(long)]
-    work: Option<PathBuf>,
-    /// The results file.
-    #[arg(long, default_value_os_t = crate::results::default_path())]
-    results: PathBuf,
-    /// Record the driver's JSON lines in FILE (one part: --part, with --size for a scale
-    /// run) instead of measuring.
-    #[arg(long, value_name = "FILE")]
-    from_json: Option<PathBuf>,
+    #[command(flatten)]
+    agent: AgentBin,
+    /// --from-json takes one part's JSON lines: --part, with --size for a scale run.
+    #[command(flatten)]
+    io: Io,
     /// With --from-json: the part the figures are for.
     #[arg(long, requires = "from_json", default_value = "reaction")]
     part: Kind,
@@ -175,30 +169,6 @@ fn ok(value: Option<f64>, limit: f64) -> &'static str {
         }
         _ => "not measured",
     }
-}
-
-/// Seconds: `–` for a figure not measured.
-fn s(v: &Value, digits: usize) -> String {
-    match py::num(v) {
-        Some(f) if !f.is_nan() => format!("{} s", py::fixed(f, digits)),
-        _ => "–".into(),
-    }
-}
-
-fn f(v: &Value) -> f64 {
-    py::num(v).unwrap_or(f64::NAN)
-}
-
-/// Each distinct `run`, in the order of their first entry.
-pub(crate) fn runs(entries: &[Value]) -> Vec<&Value> {
-    let mut seen: Vec<(String, &Value)> = Vec::new();
-    for r in entries {
-        let key = py::dumps(&r["run"]);
-        if !seen.iter().any(|(k, _)| *k == key) {
-            seen.push((key, &r["run"]));
-        }
-    }
-    seen.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The section, from every entry (reaction first, then the scale runs by size).
@@ -354,20 +324,10 @@ fn render_reaction(reaction: &Value, w: &mut impl FnMut(String)) {
     w(String::new());
     w("| | p50 | p95 | max | min | mean |".into());
     w("| --- | ---: | ---: | ---: | ---: | ---: |".into());
-    let row = |v: &Value| {
-        format!(
-            "{} | {} | {} | {} | {}",
-            s(&v["p50"], 2),
-            s(&v["p95"], 2),
-            s(&v["max"], 2),
-            s(&v["min"], 2),
-            s(&v["mean"], 2)
-        )
-    };
-    w(format!("| load on → 2 replicas | {} |", row(u)));
+    w(format!("| load on → 2 replicas | {} |", spread(u)));
     w(format!(
         "| load off → back to 1 (includes the {window} s window) | {} |",
-        row(d)
+        spread(d)
     ));
     w(String::new());
     let order = reaction.get("up_order").unwrap_or(&u["values"]);
@@ -587,31 +547,6 @@ fn render_scale(scales: &[&Value], w: &mut impl FnMut(String)) {
     }
 }
 
-/// A fresh temporary directory for the driver's files.
-pub(crate) fn work_dir(given: Option<PathBuf>, name: &str) -> anyhow::Result<(PathBuf, bool)> {
-    match given {
-        Some(dir) => Ok((dir, false)),
-        None => {
-            let dir = std::env::temp_dir().join(format!(
-                "tidal-bench-{name}.{}",
-                tidal_e2e::unique("run").trim_start_matches("run-")
-            ));
-            std::fs::create_dir_all(&dir)?;
-            Ok((dir, true))
-        }
-    }
-}
-
-/// The driver's JSON lines in `file` (lines that start with `{`).
-pub(crate) fn json_lines(file: &std::path::Path) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-    text.lines()
-        .filter(|l| l.trim().starts_with('{'))
-        .map(|l| py::loads(l).map_err(|e| anyhow::anyhow!("{}: {e}", file.display())))
-        .collect()
-}
-
 fn record_into(
     target: &mut Target,
     kind: Kind,
@@ -637,8 +572,8 @@ fn record_into(
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let mut target = Target::open(Some(args.results.clone()))?;
-    if let Some(file) = &args.from_json {
+    let mut target = args.io.results.open()?;
+    if let Some(file) = &args.io.from_json {
         let fresh = json_lines(file)?;
         let run = Started::now().finish(None);
         let doc = record(
@@ -661,15 +596,13 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let scaler = args.scaler.clone().ok_or_else(|| {
         anyhow::anyhow!("TIDAL_BENCH_SCALER_BIN (or --scaler) must name the release tidal-scaler")
     })?;
-    let (work, temporary) = work_dir(args.work.clone(), "scaler")?;
+    let (work, temporary) = work_dir(args.io.work.clone(), "scaler")?;
     let started = Started::now();
     let mut failed: Vec<String> = Vec::new();
     let sink = Sink::default();
     let result = async {
         if args.parts.contains(&Kind::Reaction) {
-            let agent = args.agent.clone().ok_or_else(|| {
-                anyhow::anyhow!("TIDAL_BENCH_AGENT_BIN (or --agent) must name the release tidal-agent")
-            })?;
+            let agent = args.agent.get()?.to_path_buf();
             step(format!(
                 "reaction time: {} load steps (agent every {}s, scaler every 1s, window {}s)",
                 args.steps, args.agent_interval, args.window
