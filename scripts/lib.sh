@@ -69,3 +69,15 @@ bench_cleanup() {
   rm -rf "$work"
   return 0
 }
+
+# bench_drive DRIVER ARGS...: runs a benchmark driver (tidal-bench) in its own process group
+# (setsid: the cleanup stops it and what it started there), with its pid in $driver_pid while
+# it runs; fails if it did. The driver bounds itself, writes its section and prints it.
+bench_drive() {
+  setsid "$@" &
+  driver_pid=$!
+  local rc=0
+  wait "$driver_pid" || rc=$?
+  driver_pid=''
+  ((rc == 0)) || fail "$(basename "$1") ${2:-} stopped with status $rc (see above)"
+}

@@ -1,7 +1,8 @@
-// Peer for the Kafka lag benchmark (scripts/bench-kafka.sh): one lag round with Apache
-// Kafka's own Java Admin client, the calls kminion makes (ListGroups, DescribeGroups,
-// OffsetFetch batched per coordinator, ListOffsets latest + earliest), in a warm JVM.
-// Prints the same JSON line as tests/examples/kafka_lag_bench.rs.
+// Peer for the Kafka lag benchmark (`tidal-bench kafka`, scripts/bench-kafka.sh): one lag
+// round with Apache Kafka's own Java Admin client, the calls kminion makes (ListGroups,
+// DescribeGroups, OffsetFetch batched per coordinator, ListOffsets latest + earliest), in a
+// warm JVM.
+// Prints the same JSON line as the Tidal side of the benchmark (bench/src/kafka/driver.rs).
 import java.lang.management.ManagementFactory;
 import java.util.*;
 import java.util.stream.*;

@@ -1,9 +1,9 @@
-//! What the real-node benchmark drivers share (`examples/node_bench.rs`, issue #17, and
-//! `examples/peers_bench.rs`, issue #15): options, the namespaces they make and clean up,
+//! What the benchmark drivers share (`tidal-bench`, bench/src/: the real node's, issue #17,
+//! the peers', issue #15, and the scaler's, issue #6): the namespaces they make and clean up,
 //! percentiles, and the steps they take on the node (`kubectl exec`, waiting for a scale
-//! write). Each driver prints one JSON object per part on stdout; progress goes to stderr.
+//! write). Each driver gives one JSON object per part; progress goes to stderr.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,60 +28,6 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn progress(msg: impl AsRef<str>) {
     eprintln!("    {}", msg.as_ref());
-}
-
-/// `--key value` options.
-pub struct Opts(pub HashMap<String, String>);
-
-impl Opts {
-    pub fn parse(args: &[String]) -> R<Self> {
-        let mut map = HashMap::new();
-        let mut it = args.iter();
-        while let Some(k) = it.next() {
-            let key = k
-                .strip_prefix("--")
-                .ok_or_else(|| anyhow::anyhow!("unexpected argument {k:?}"))?;
-            let v = it
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("--{key} needs a value"))?;
-            map.insert(key.to_string(), v.clone());
-        }
-        Ok(Self(map))
-    }
-
-    pub fn num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
-        &self,
-        key: &str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> R<T> {
-        let v = match self.0.get(key) {
-            None => default,
-            Some(v) => v
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--{key}: not a number: {v:?}"))?,
-        };
-        anyhow::ensure!(
-            range.contains(&v),
-            "--{key} must be in [{}, {}], got {v}",
-            range.start(),
-            range.end()
-        );
-        Ok(v)
-    }
-
-    /// A comma list of parts, each one of `known`.
-    pub fn parts(&self, known: &[&str]) -> R<Vec<String>> {
-        let parts: Vec<String> = match self.0.get("parts") {
-            None => known.iter().map(|s| s.to_string()).collect(),
-            Some(p) => p.split(',').map(str::to_string).collect(),
-        };
-        anyhow::ensure!(
-            !parts.is_empty() && parts.iter().all(|p| known.contains(&p.as_str())),
-            "--parts must list some of {known:?}, got {parts:?}"
-        );
-        Ok(parts)
-    }
 }
 
 /// Namespaces made, for the cleanup (here, or by the script from `DIR/created`).
@@ -365,13 +311,6 @@ pub async fn interrupted() -> &'static str {
         },
         _ => std::future::pending().await,
     }
-}
-
-/// One JSON line on stdout.
-pub fn emit(v: &Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
 }
 
 /// A part that failed, as the scripts record it.

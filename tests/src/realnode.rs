@@ -350,8 +350,8 @@ impl RealNode {
 }
 
 /// A shell loop that burns CPU (up to its container's limit) while `/tmp/load` exists, and
-/// idles otherwise: the real-node tests and `examples/node_bench.rs` turn it on and off with
-/// `kubectl exec`.
+/// idles otherwise: the real-node tests and the node and peers benchmarks (`tidal-bench`)
+/// turn it on and off with `kubectl exec`.
 pub const BURNER_SCRIPT: &str = "while :; do if [ -f /tmp/load ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done";
 
 impl RealNode {

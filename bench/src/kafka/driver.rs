@@ -1,13 +1,15 @@
-//! Kafka lag collection benchmark (issue #4), run by `scripts/bench-kafka.sh`.
+//! Kafka lag collection benchmark (issue #4): Tidal's side of `tidal-bench kafka`, run by
+//! `scripts/bench-kafka.sh`.
 //!
-//! `kafka_lag_bench setup BOOTSTRAP` creates the scenario on the stack's broker, idempotently:
-//! 200 topics x 10 partitions (2,000 partitions), one message per partition, and 500 consumer
-//! groups, group j committing offset 0 on all 10 partitions of topic j % 200 (lag 1 each).
+//! [`setup`] creates the scenario on the stack's broker, idempotently: 200 topics x 10
+//! partitions (2,000 partitions), one message per partition, and 500 consumer groups, group j
+//! committing offset 0 on all 10 partitions of topic j % 200 (lag 1 each).
 //!
-//! `kafka_lag_bench measure BOOTSTRAP ROUNDS` runs warm-up rounds, then ROUNDS rounds of
-//! `tidal_core::kafka::Client::collect(All)` and prints one JSON line: median and p90 round
-//! time, requests per round, CPU seconds the process used over the measured rounds, and the
-//! total lag it saw (to check both peers see the same data).
+//! [`measure`] runs warm-up rounds, then ROUNDS rounds of
+//! `tidal_core::kafka::Client::collect(All)` and gives one JSON object (the same as the Java
+//! peer's line, bench/peers/KafkaAdminLag.java): median and p90 round time, requests per
+//! round, CPU seconds the process used over the measured rounds, and the total lag it saw (to
+//! check both peers see the same data).
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,7 @@ fn topic(i: usize) -> String {
     format!("bench-t-{i:03}")
 }
 
-async fn setup(bootstrap: &str) -> anyhow::Result<()> {
+pub async fn setup(bootstrap: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = RdConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
@@ -112,7 +114,7 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-async fn measure(bootstrap: &str, rounds: usize) -> anyhow::Result<()> {
+pub async fn measure(bootstrap: &str, rounds: usize) -> anyhow::Result<serde_json::Value> {
     let mut cfg = ClientConfig::new("bench", &[bootstrap]);
     cfg.request_timeout = Duration::from_secs(10);
     let mut client = Client::new(cfg)?;
@@ -153,30 +155,9 @@ async fn measure(bootstrap: &str, rounds: usize) -> anyhow::Result<()> {
     let cpu = cpu_seconds() - cpu0;
     times.sort_by(f64::total_cmp);
     let pct = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    println!(
-        "{}",
-        serde_json::json!({
-            "peer": "tidal", "rounds": rounds, "median_ms": pct(0.5) * 1e3, "p90_ms": pct(0.9) * 1e3,
-            "cpu_seconds": cpu, "cpu_ms_per_round": cpu * 1e3 / rounds as f64, "requests_per_round": requests,
-            "groups": groups, "group_partitions": partitions, "total_lag": total_lag
-        })
-    );
-    Ok(())
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("setup") => setup(args.get(2).map(String::as_str).unwrap_or("127.0.0.1:27092")).await,
-        Some("measure") => {
-            let rounds = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(30);
-            measure(
-                args.get(2).map(String::as_str).unwrap_or("127.0.0.1:27092"),
-                rounds,
-            )
-            .await
-        }
-        _ => anyhow::bail!("usage: kafka_lag_bench setup|measure BOOTSTRAP [ROUNDS]"),
-    }
+    Ok(serde_json::json!({
+        "peer": "tidal", "rounds": rounds, "median_ms": pct(0.5) * 1e3, "p90_ms": pct(0.9) * 1e3,
+        "cpu_seconds": cpu, "cpu_ms_per_round": cpu * 1e3 / rounds as f64, "requests_per_round": requests,
+        "groups": groups, "group_partitions": partitions, "total_lag": total_lag
+    }))
 }

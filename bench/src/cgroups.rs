@@ -9,58 +9,52 @@
 //! removes only the cgroups it made (deepest first, also on failure).
 //!
 //! ```text
-//! cargo build --release -p tidal-agent --example real_cgroups_bench
-//! sudo target/release/examples/real_cgroups_bench [--pods 100] [--containers-per-pod 10]
+//! cargo build --release -p tidal-agent --bin tidal-agent -p tidal-bench --bin tidal-bench
+//! sudo target/release/tidal-bench cgroups [--pods 100] [--containers-per-pod 10]
 //!      [--seconds 30] [--agent target/release/tidal-agent] [--results bench/RESULTS.md]
 //! ```
 //!
-//! With `--results`, the section "Agent on real cgroups (issue #13)" of that file is written
-//! (replaced if present). Needs root (CI runs as root); bounded by `--seconds` plus about 20 s.
+//! Writes the section "Agent on real cgroups (issue #13)" of the results file (replaced if
+//! present; `TIDAL_BENCH_WRITE=0` prints it only). Needs root (CI runs as root); bounded by
+//! `--seconds` plus about 20 s.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-const SECTION: &str = "## Agent on real cgroups (issue #13)";
+use crate::parts::Results;
+use crate::process::{clock_ticks_per_second, thread_stat, ticks};
+use crate::results::Section;
+use crate::run::load1;
+
+pub const SECTION: Section = Section {
+    name: None,
+    heading: "## Agent on real cgroups (issue #13)",
+};
 const V1_CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
 
-struct Args {
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Pods to make.
+    #[arg(long, default_value_t = 100)]
     pods: usize,
+    /// Container cgroups per pod.
+    #[arg(long = "containers-per-pod", default_value_t = 10)]
     per_pod: usize,
+    /// The measured window, seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     seconds: u64,
+    /// The release tidal-agent.
+    #[arg(long, env = "TIDAL_BENCH_AGENT_BIN", hide_env_values = true,
+          default_value_os_t = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tidal-agent"))]
     agent: PathBuf,
-    results: Option<PathBuf>,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        pods: 100,
-        per_pod: 10,
-        seconds: 30,
-        agent: PathBuf::from("target/release/tidal-agent"),
-        results: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().with_context(|| format!("{k} needs a value"))?;
-        match k.as_str() {
-            "--pods" => a.pods = v.parse().context("--pods")?,
-            "--containers-per-pod" => a.per_pod = v.parse().context("--containers-per-pod")?,
-            "--seconds" => a.seconds = v.parse().context("--seconds")?,
-            "--agent" => a.agent = v.into(),
-            "--results" => a.results = Some(v.into()),
-            _ => bail!("unknown option {k} (see the file's doc comment)"),
-        }
-    }
-    if !(1..=600).contains(&a.seconds) {
-        bail!("--seconds must be 1..=600");
-    }
-    Ok(a)
+    #[command(flatten)]
+    results: Results,
 }
 
 /// The directories this run made, removed deepest first on drop (pass or fail).
@@ -117,34 +111,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// utime + stime of a process or thread, in clock ticks.
-fn ticks(stat: &Path) -> anyhow::Result<u64> {
-    let s = fs::read_to_string(stat).with_context(|| format!("reading {}", stat.display()))?;
-    let after = s.rsplit_once(')').context("comm")?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    Ok(f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn thread_stat(pid: u32, name: &str) -> anyhow::Result<PathBuf> {
-    for t in fs::read_dir(format!("/proc/{pid}/task"))? {
-        let dir = t?.path();
-        if fs::read_to_string(dir.join("comm"))?.trim() == name {
-            return Ok(dir.join("stat"));
-        }
-    }
-    bail!("no '{name}' thread in the agent (pid {pid})")
-}
-
 fn get(port: u16, path: &str) -> anyhow::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -161,36 +127,13 @@ fn get(port: u16, path: &str) -> anyhow::Result<String> {
     Ok(body.to_string())
 }
 
-fn load1() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_default()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Replaces (or appends) the section `SECTION` of the results file.
-fn write_section(file: &Path, text: &str) -> anyhow::Result<()> {
-    let old = fs::read_to_string(file).unwrap_or_default();
-    let new = match old.find(SECTION) {
-        Some(start) => {
-            let rest = &old[start + SECTION.len()..];
-            let end = rest
-                .find("\n## ")
-                .map_or(old.len(), |i| start + SECTION.len() + i + 1);
-            format!("{}{text}{}", &old[..start], &old[end..])
-        }
-        None => format!("{}\n{text}", old.trim_end_matches('\n').to_string() + "\n"),
-    };
-    fs::write(file, new).with_context(|| format!("writing {}", file.display()))
-}
-
-fn main() -> anyhow::Result<()> {
-    let a = args()?;
+pub fn main(a: Args) -> anyhow::Result<ExitCode> {
+    let mut target = a.results.open()?;
     if !is_root() {
         bail!("needs root, to make cgroups under /sys/fs/cgroup");
     }
@@ -299,9 +242,10 @@ fn main() -> anyhow::Result<()> {
     if seen < containers {
         bail!("the agent exports {seen} container working sets, not {containers}: not measuring");
     }
-    let sampler = thread_stat(pid, "sampler")?;
+    let sampler = thread_stat(pid, "sampler")
+        .map_err(|_| anyhow::anyhow!("no 'sampler' thread in the agent (pid {pid})"))?;
     let proc_stat = PathBuf::from(format!("/proc/{pid}/stat"));
-    let load_before = load1();
+    let load_before = load1().unwrap_or_default();
     let (p0, s0, t0) = (ticks(&proc_stat)?, ticks(&sampler)?, Instant::now());
     let mut passes = Vec::new();
     eprintln!(
@@ -319,12 +263,12 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let (p1, s1, elapsed) = (ticks(&proc_stat)?, ticks(&sampler)?, t0.elapsed());
-    let load_after = load1();
+    let load_after = load1().unwrap_or_default();
     drop(agent);
     drop(made);
     let _ = fs::remove_dir_all(&work);
 
-    let hz = clock_ticks_per_second();
+    let hz = clock_ticks_per_second() as f64;
     let rounds = elapsed.as_secs_f64(); // one round per second
     let sampler_ms = (s1 - s0) as f64 / hz / rounds * 1e3;
     let process_ms = (p1 - p0) as f64 / hz / rounds * 1e3;
@@ -337,37 +281,43 @@ fn main() -> anyhow::Result<()> {
         "cgroup_pass_wall_ms_median": pass_ms, "load1": [load_before, load_after],
         "kernel": kernel,
     });
-    println!("{summary}");
-    if let Some(file) = &a.results {
-        let verdict = if sampler_ms < 20.0 { "met" } else { "not met" };
-        let text = format!(
-            "{SECTION}\n\n\
-             Scenario: {containers} real, empty container cgroups ({} pods x {}) in the kubelet's \
-             cgroupfs layout (`kubepods/burstable/pod<uid>/<id>`), {layout}, made with `mkdir` \
-             under a private parent, so the kernel computes every file the agent reads; a \
-             release `tidal-agent --interval-seconds 1` reads only them (through a root of \
-             symlinks), and `/metrics` is scraped once a second. Kernel {kernel}; load1 \
-             {load_before} before, {load_after} after. Clock-tick resolution: {:.0} ms over \
-             {:.0} rounds.\n\n\
-             | Figure | Target | Measured |\n|---|---|---|\n\
-             | CPU per 1 s round, `sampler` thread | < 20 ms ({verdict}) | {sampler_ms:.1} ms |\n\
-             | CPU per 1 s round, whole agent (sampling, serving the scrapes) | | {process_ms:.1} ms |\n\
-             | cgroup pass, wall (`tidal_agent_sampler_duration_seconds{{sampler=\"cgroup\"}}`), median | | {pass_ms:.1} ms |\n\n\
-             Not included: the pod metadata watch (no `NODE_NAME`: the agent labels by pod \
-             uid), Kafka lag, and OpenMetrics (the scrape asks for text 0.0.4). The cgroup \
-             pass reads, per cgroup and round, `cpuacct.usage`, `cpu.stat`, \
-             `memory.usage_in_bytes` and `memory.stat`; limits every 10th round.\n\n\
-             Command: `cargo build --release -p tidal-agent --example real_cgroups_bench && \
-             target/release/examples/real_cgroups_bench --seconds {} --results bench/RESULTS.md` \
-             (as root; it removes the cgroups it made).\n\n",
-            a.pods,
-            a.per_pod,
-            1e3 / hz,
-            rounds,
-            a.seconds,
+    eprintln!("    {summary}");
+    let verdict = if sampler_ms < 20.0 { "met" } else { "not met" };
+    let text = format!(
+        "{}\n\n\
+         Scenario: {containers} real, empty container cgroups ({} pods x {}) in the kubelet's \
+         cgroupfs layout (`kubepods/burstable/pod<uid>/<id>`), {layout}, made with `mkdir` \
+         under a private parent, so the kernel computes every file the agent reads; a \
+         release `tidal-agent --interval-seconds 1` reads only them (through a root of \
+         symlinks), and `/metrics` is scraped once a second. Kernel {kernel}; load1 \
+         {load_before} before, {load_after} after. Clock-tick resolution: {:.0} ms over \
+         {:.0} rounds.\n\n\
+         | Figure | Target | Measured |\n|---|---|---|\n\
+         | CPU per 1 s round, `sampler` thread | < 20 ms ({verdict}) | {sampler_ms:.1} ms |\n\
+         | CPU per 1 s round, whole agent (sampling, serving the scrapes) | | {process_ms:.1} ms |\n\
+         | cgroup pass, wall (`tidal_agent_sampler_duration_seconds{{sampler=\"cgroup\"}}`), median | | {pass_ms:.1} ms |\n\n\
+         Not included: the pod metadata watch (no `NODE_NAME`: the agent labels by pod \
+         uid), Kafka lag, and OpenMetrics (the scrape asks for text 0.0.4). The cgroup \
+         pass reads, per cgroup and round, `cpuacct.usage`, `cpu.stat`, \
+         `memory.usage_in_bytes` and `memory.stat`; limits every 10th round.\n\n\
+         Command: `cargo build --release -p tidal-agent --bin tidal-agent -p tidal-bench --bin \
+         tidal-bench && target/release/tidal-bench cgroups --seconds {}` (as root; it removes \
+         the cgroups it made).",
+        SECTION.heading,
+        a.pods,
+        a.per_pod,
+        1e3 / hz,
+        rounds,
+        a.seconds,
+    );
+    target.update(SECTION.replace(target.doc(), &text))?;
+    target.print(&SECTION);
+    if target.writes() {
+        eprintln!(
+            "    wrote the section \"{}\" of {}",
+            SECTION.heading,
+            target.path().display()
         );
-        write_section(file, &text)?;
-        eprintln!("    wrote the section \"{SECTION}\" of {}", file.display());
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

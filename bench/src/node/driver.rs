@@ -1,8 +1,6 @@
-//! The real-node benchmark of issue #17 (part 6), run by `scripts/bench-node.sh` (an example,
-//! so the e2e test suite never runs it; the script builds it in release).
-//!
-//! `node_bench --work DIR [--steps 20] [--window 5] [--cost-seconds 60] [--lock-seconds 300]
-//! [--parts cost,reaction]`
+//! The real-node benchmark of issue #17 (part 6): `tidal-bench node`, run by
+//! `scripts/bench-node.sh` (`--steps 20 --window 5 --cost-seconds 60 --lock-seconds 300
+//! --parts cost,reaction`).
 //!
 //! Tidal runs in-cluster on the stack's real node (manifests/overlays/local: the agent
 //! DaemonSet and the scaler Deployment with leader election, `RealNode::installed` applies it
@@ -30,13 +28,14 @@
 //!    watch sees 1 again (the new pod must start and be measured before the scaler scales
 //!    down: the scale-down waits for data on every pod, then for the window).
 //!
-//! Prints one JSON object per part on stdout (`{"kind": "cost" | "reaction", ...}`, with
+//! Puts one JSON object per part in the [`Sink`] (`{"kind": "cost" | "reaction", ...}`, with
 //! `"failed": true` and a `reason` when a part failed); progress goes to stderr. The namespace
-//! it makes is listed in `DIR/created` so that the script can delete it if this process is
-//! killed; on SIGTERM or SIGINT it deletes it itself (in the background; the script waits).
+//! it makes is listed in `WORK/created` so that the script can delete it if this process is
+//! killed; at the end, and on SIGTERM or SIGINT, it deletes it itself (in the background; the
+//! script waits).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -45,8 +44,8 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use tidal_e2e::bench::{
-    Created, Opts, change_after, delta, emit, exec, failed, interrupted, jitter, label, progress,
-    ready_pods, summary, wait_exported, wait_policy_active,
+    Created, change_after, delta, exec, failed, jitter, label, progress, ready_pods, summary,
+    wait_exported, wait_policy_active,
 };
 use tidal_e2e::builders::policy;
 use tidal_e2e::realnode::{
@@ -56,6 +55,9 @@ use tidal_e2e::realnode::{
 use tidal_e2e::scaler::{ReplicaHistory, samples};
 use tidal_e2e::{Stack, wait_for};
 use tidal_scaler::api::ScalingPolicy;
+
+use crate::drive::{Ended, Sink, bounded};
+use crate::parts::OnStack;
 
 type R<T> = anyhow::Result<T>;
 
@@ -559,17 +561,30 @@ async fn reaction(
 
 // ------------------------------------------------------------------------------------------
 
-#[allow(clippy::too_many_arguments)]
+/// What one run measures.
+pub struct Settings {
+    pub steps: usize,
+    pub window: u32,
+    pub cost_seconds: u64,
+    pub lock_seconds: u64,
+    pub cost: bool,
+    pub reaction: bool,
+}
+
 async fn run(
     stack: &Stack,
     admin: &kube::Client,
     created: &Created,
-    steps: usize,
-    window: u32,
-    cost_seconds: u64,
-    lock_seconds: u64,
-    parts: &str,
+    settings: &Settings,
+    sink: &Sink,
 ) -> R<()> {
+    let &Settings {
+        steps,
+        window,
+        cost_seconds,
+        lock_seconds,
+        ..
+    } = settings;
     progress(
         "Tidal in-cluster on the real node (RealNode::installed: applies manifests/overlays/local if needed)",
     );
@@ -626,31 +641,31 @@ async fn run(
     ));
 
     let mut errors = Vec::new();
-    if parts.contains("cost") {
+    if settings.cost {
         match cost(admin, &node, cost_seconds, interval).await {
             Ok(mut v) => {
                 v["conditions"] = conds.clone();
-                emit(&v);
+                sink.emit(v);
             }
             Err(e) => {
                 progress(format!("the cost part failed: {e:#}"));
-                emit(&failed("cost", &e, &conds));
+                sink.emit(failed("cost", &e, &conds));
                 errors.push(format!("cost: {e:#}"));
             }
         }
     }
-    if parts.contains("reaction") {
+    if settings.reaction {
         progress(format!(
             "{steps} steps: load on (kubectl exec) -> 2 replicas, load off -> 1 (window {window} s)"
         ));
         match reaction(stack, admin, &node, &ns, &history, steps, window).await {
             Ok(mut v) => {
                 v["conditions"] = conds.clone();
-                emit(&v);
+                sink.emit(v);
             }
             Err(e) => {
                 progress(format!("the reaction part failed: {e:#}"));
-                emit(&failed("reaction", &e, &conds));
+                sink.emit(failed("reaction", &e, &conds));
                 errors.push(format!("reaction: {e:#}"));
             }
         }
@@ -660,42 +675,14 @@ async fn run(
     Ok(())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> R<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = Opts::parse(&args)?;
-    let work = opts
-        .0
-        .get("work")
-        .map(PathBuf::from)
-        .ok_or_else(|| anyhow::anyhow!("usage: node_bench --work DIR [--steps 20] [--window 5] [--cost-seconds 60] [--lock-seconds 300] [--parts cost,reaction]"))?;
-    let steps: usize = opts.num("steps", 20, 1..=200)?;
-    let window: u32 = opts.num("window", 5, 0..=60)?;
-    let cost_seconds: u64 = opts.num("cost-seconds", 60, 10..=600)?;
-    let lock_seconds: u64 = opts.num("lock-seconds", 300, 1..=3600)?;
-    let parts = opts
-        .0
-        .get("parts")
-        .cloned()
-        .unwrap_or_else(|| "cost,reaction".into());
-    anyhow::ensure!(
-        parts.split(',').all(|p| p == "cost" || p == "reaction"),
-        "--parts must list cost and/or reaction, got {parts:?}"
-    );
-    std::fs::create_dir_all(&work)?;
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    let created = Created::new(work.join("created"));
-    let result = tokio::select! {
-        r = run(&stack, &admin, &created, steps, window, cost_seconds, lock_seconds, &parts) => r,
-        s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+/// Runs the parts of `settings` for at most `limit`, their figures to `sink`; then deletes
+/// the namespace it made (also when it failed or was interrupted).
+pub async fn drive(work: &Path, settings: &Settings, sink: &Sink, limit: Duration) -> Ended {
+    let on = match OnStack::new(work, "node").await {
+        Ok(on) => on,
+        Err(ended) => return ended,
     };
-    created.clean_up(&admin).await;
-    if let Err(e) = &result
-        && e.to_string().starts_with("interrupted")
-    {
-        eprintln!("node_bench: {e}; cleaned up");
-        std::process::exit(130);
-    }
-    result
+    let body = run(&on.stack, &on.admin, &on.created, settings, sink);
+    let ended = bounded(limit, body).await;
+    on.finish(ended).await
 }

@@ -1,8 +1,6 @@
-//! The peers side by side (issue #15), run by `scripts/bench-peers.sh` (an example, so the
-//! e2e test suite never runs it; the script builds it in release).
-//!
-//! `peers_bench --work DIR [--steps 10] [--window 0] [--readings 6] [--minutes 6]
-//! [--lock-seconds 300] [--parts cpu,kafka,vertical,agreement]`
+//! The peers side by side (issue #15): `tidal-bench peers`, run by `scripts/bench-peers.sh`
+//! (`--steps 10 --window 0 --readings 6 --minutes 6 --lock-seconds 300
+//! --parts cpu,kafka,vertical,agreement`).
 //!
 //! Everything runs on the stack's real node, holding it exclusively (`NodeLock`): Tidal
 //! in-cluster (manifests/overlays/local, applied when missing) and the peers the stack runs
@@ -47,14 +45,13 @@
 //!    through the API server) and metrics-server (`metrics.k8s.io` `PodMetrics`), read one
 //!    after another, and the age of each source's newest sample at the moment it was read.
 //!
-//! Prints one JSON object per part on stdout (`{"kind": "cpu" | "kafka" | "vertical" |
-//! "agreement", ...}`, with
-//! `"failed": true` and a `reason` when a part failed); progress goes to stderr. Namespaces
-//! made are listed in `DIR/created` so that the script can delete them if this process is
-//! killed; on SIGTERM or SIGINT it deletes them itself.
+//! Puts one JSON object per part in the [`Sink`] (`{"kind": "cpu" | "kafka" | "vertical" |
+//! "agreement", ...}`, with `"failed": true` and a `reason` when a part failed); progress goes
+//! to stderr. Namespaces made are listed in `WORK/created` so that the script can delete them
+//! if this process is killed; at the end, and on SIGTERM or SIGINT, it deletes them itself.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
@@ -64,8 +61,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use tidal_e2e::bench::{
-    AGENT_CPU, Created, Opts, agent_metrics, change_after, emit, exec, failed, interrupted, jitter,
-    label, progress, ready_pods, summary, wait_exported, wait_policy_active,
+    AGENT_CPU, Created, agent_metrics, change_after, exec, failed, jitter, label, progress,
+    ready_pods, summary, wait_exported, wait_policy_active,
 };
 use tidal_e2e::builders::policy;
 use tidal_e2e::kafka::{commit, create_topic, produce};
@@ -75,6 +72,9 @@ use tidal_e2e::scaler::{ReplicaHistory, samples};
 use tidal_e2e::{Stack, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 use tidal_scaler::api::convert::parse_quantity;
+
+use crate::drive::{Ended, Sink, bounded};
+use crate::parts::OnStack;
 
 type R<T> = anyhow::Result<T>;
 
@@ -1112,18 +1112,32 @@ async fn conditions(stack: &Stack, admin: &kube::Client, node: &RealNode) -> R<V
     }))
 }
 
+/// What one run measures.
+pub struct Settings {
+    pub steps: usize,
+    pub window: u32,
+    pub readings: usize,
+    pub minutes: u64,
+    pub lock_seconds: u64,
+    /// In order, some of `cpu`, `kafka`, `vertical`, `agreement`.
+    pub parts: Vec<String>,
+}
+
 async fn run(
     stack: &Stack,
     admin: &kube::Client,
     created: &Created,
-    opts: &Opts,
-    parts: &[String],
+    settings: &Settings,
+    sink: &Sink,
 ) -> R<()> {
-    let steps: usize = opts.num("steps", 10, 1..=100)?;
-    let window: u32 = opts.num("window", 0, 0..=300)?;
-    let readings: usize = opts.num("readings", 6, 2..=40)?;
-    let minutes: u64 = opts.num("minutes", 6, 2..=60)?;
-    let lock_seconds: u64 = opts.num("lock-seconds", 300, 1..=3600)?;
+    let &Settings {
+        steps,
+        window,
+        readings,
+        minutes,
+        lock_seconds,
+        ..
+    } = settings;
     stack.var("TIDAL_METRICS_SERVER_URL").map_err(|_| {
         anyhow::anyhow!("the stack runs without its peers (TIDAL_PEERS=0?): no metrics-server")
     })?;
@@ -1140,8 +1154,9 @@ async fn run(
     .map_err(|_| anyhow::anyhow!("the real node stayed held by tests for {lock_seconds} s"))??;
     let conds = conditions(stack, admin, &node).await?;
     let mut errors = Vec::new();
-    for part in parts {
-        let result = match part.as_str() {
+    for part in &settings.parts {
+        let part = part.as_str();
+        let result = match part {
             "cpu" => {
                 progress(format!(
                     "cpu: {steps} load steps, Tidal and its peers side by side (scale-down window {window} s)"
@@ -1170,11 +1185,11 @@ async fn run(
         match result {
             Ok(mut v) => {
                 v["conditions"] = conds.clone();
-                emit(&v);
+                sink.emit(v);
             }
             Err(e) => {
                 progress(format!("the {part} part failed: {e:#}"));
-                emit(&failed(part, &e, &conds));
+                sink.emit(failed(part, &e, &conds));
                 errors.push(format!("{part}: {e:#}"));
             }
         }
@@ -1183,31 +1198,17 @@ async fn run(
     Ok(())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> R<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = Opts::parse(&args)?;
-    let work = opts.0.get("work").map(PathBuf::from).ok_or_else(|| {
-        anyhow::anyhow!(
-            "usage: peers_bench --work DIR [--steps 10] [--window 0] [--readings 6] \
-             [--minutes 6] [--lock-seconds 300] [--parts cpu,kafka,vertical,agreement]"
-        )
-    })?;
-    let parts = opts.parts(&["cpu", "kafka", "vertical", "agreement"])?;
-    std::fs::create_dir_all(&work)?;
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    let created = Created::new(work.join("created"));
-    let result = tokio::select! {
-        r = run(&stack, &admin, &created, &opts, &parts) => r,
-        s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+/// Runs the parts of `settings` for at most `limit`, their figures to `sink`; then deletes
+/// the namespaces it made (also when it failed or was interrupted).
+pub async fn drive(work: &Path, settings: &Settings, sink: &Sink, limit: Duration) -> Ended {
+    let on = match OnStack::new(work, "peers").await {
+        Ok(on) => on,
+        Err(ended) => return ended,
     };
-    created.clean_up(&admin).await;
-    if let Err(e) = &result
-        && e.to_string().starts_with("interrupted")
-    {
-        eprintln!("peers_bench: {e}; cleaned up");
-        std::process::exit(130);
-    }
-    result
+    let ended = bounded(
+        limit,
+        run(&on.stack, &on.admin, &on.created, settings, sink),
+    )
+    .await;
+    on.finish(ended).await
 }

@@ -1,45 +1,46 @@
-//! The scaler benchmark of issue #6, run by `scripts/bench-scaler.sh` (an example, so the
-//! e2e test suite never runs it; the script builds it in release).
+//! The scaler benchmark of issue #6 (`tidal-bench scaler`, run by `scripts/bench-scaler.sh`).
 //!
-//! The binaries come from `--scaler BIN` / `--agent BIN` or from `TIDAL_BENCH_SCALER_BIN` /
-//! `TIDAL_BENCH_AGENT_BIN`.
+//! The binaries come from `TIDAL_BENCH_SCALER_BIN` / `TIDAL_BENCH_AGENT_BIN` (the script sets
+//! them, so that no command line names `tidal-scaler`: a `pkill -f tidal-scaler` elsewhere on
+//! the machine would end the benchmark in the middle of a 20-minute setup).
 //!
-//! `scaler_bench reaction --scaler BIN --agent BIN --work DIR [--steps 20]
-//! [--agent-interval 0.5] [--window 5]`: the fast path's reaction time. One KWOK Deployment
-//! (1 pod, 100m CPU request) under a ScalingPolicy on CPU (target 50%, min 1, max 2, scale-down
-//! stabilization `--window` seconds); the release tidal-agent samples the host's real cgroups
-//! every `--agent-interval` seconds and the release scaler scrapes it (`--agent-url`) every
-//! 1 s. Each step starts a real busy loop in the pod's cgroup (at a random phase of the
-//! sampling and evaluation cycles) and takes the time until a watch on the API server sees the
-//! Deployment's `spec.replicas` become 2; then stops the loop and takes the time until it is
-//! back to 1.
+//! [`Part::Reaction`] (`--steps 20 --agent-interval 0.5 --window 5`): the fast path's reaction
+//! time. One KWOK Deployment (1 pod, 100m CPU request) under a ScalingPolicy on CPU (target
+//! 50%, min 1, max 2, scale-down stabilization `--window` seconds); the release tidal-agent
+//! samples the host's real cgroups every `--agent-interval` seconds and the release scaler
+//! scrapes it (`--agent-url`) every 1 s. Each step starts a real busy loop in the pod's cgroup
+//! (at a random phase of the sampling and evaluation cycles) and takes the time until a watch
+//! on the API server sees the Deployment's `spec.replicas` become 2; then stops the loop and
+//! takes the time until it is back to 1.
 //!
-//! `scaler_bench scale --scaler BIN --work DIR [--sizes 1000,5000] [--seconds 60]
-//! [--pods pending|kwok] [--wait-for settled|pods]`: N ScalingPolicies, each targeting its own Deployment (1 replica),
-//! all on the lag of one Kafka consumer group (lag 5, 10 per replica: one Kafka round per cycle
-//! and no scale writes in the steady state). The pods are Pending on no node by default, or
-//! bound to the stack's two KWOK nodes (see [`Pods`] for why that is not the default). For each
-//! size (cumulative: the next size adds objects) it waits until the controller-manager is done
-//! with every Deployment, starts a fresh release scaler, lets the first cycles (one status
-//! write per policy) pass, then scrapes the scaler's `/metrics` every 200 ms for `--seconds`:
-//! per-cycle durations from the deltas of `tidal_scaler_cycle_duration_seconds_{sum,count}`,
-//! API requests per cycle by verb, decisions per cycle, CPU, and peak RSS (`VmHWM`) (the
-//! window is extended to hold at least 5 cycles, up to 600 s); then,
-//! with the scaler stopped, times 50 status applies like the scaler's.
+//! [`Part::Scale`] (`--sizes 1000 --seconds 60 --pods pending|kwok`, each size in a fresh
+//! namespace, `settled` up to 1,000 policies and `pods` above): N ScalingPolicies, each
+//! targeting its own Deployment (1 replica), all on the lag of one Kafka consumer group (lag 5,
+//! 10 per replica: one Kafka round per cycle and no scale writes in the steady state). The pods
+//! are Pending on no node by default, or bound to the stack's two KWOK nodes (see [`Pods`] for
+//! why that is not the default). For each size (cumulative when one run has several: the next
+//! size adds objects) it waits until the controller-manager is done with every Deployment,
+//! starts a fresh release scaler, lets the first cycles (one status write per policy) pass,
+//! then scrapes the scaler's `/metrics` every 200 ms for `--seconds`: per-cycle durations from
+//! the deltas of `tidal_scaler_cycle_duration_seconds_{sum,count}`, API requests per cycle by
+//! verb, decisions per cycle, CPU, and peak RSS (`VmHWM`) (the window is extended to hold at
+//! least 5 cycles, up to 600 s); then, with the scaler stopped, times 50 status applies like
+//! the scaler's.
 //!
 //! Both run the scaler with exactly the manifests' RBAC (a ServiceAccount token bound to the
-//! rendered ClusterRole and Role) and leader election on. Each prints one JSON object per
-//! measurement on stdout; progress goes to stderr. Everything created is listed in
-//! `DIR/created` (namespaces, the cluster-wide RBAC objects, cgroup directories) so that the
-//! script can remove it even if this process is killed; on SIGTERM or SIGINT it removes it
-//! itself. Namespaces are deleted in the background: the script waits for them.
+//! rendered ClusterRole and Role) and leader election on. Each measurement goes to the
+//! [`Sink`] as one JSON object; progress goes to stderr. Everything created is listed in
+//! `WORK/created` (namespaces, the cluster-wide RBAC objects, cgroup directories) so that the
+//! script can remove it even if this process is killed; at the end of each part, and on
+//! SIGTERM or SIGINT, [`drive`] removes it itself. Namespaces are deleted in the background:
+//! [`wait_namespaces`] waits for them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -48,6 +49,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
+use tidal_e2e::bench::{jitter, label, progress};
 use tidal_e2e::builders::{KwokDeployment, Placement, policy};
 use tidal_e2e::cgroups::{
     CgroupGuard, container_id, hierarchies, mkdirs, proc_cpu_seconds, set_container_id,
@@ -57,6 +59,8 @@ use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::manifests::{ScalerRbac, ensure_crd, token_kubeconfig};
 use tidal_e2e::{ChildGuard, Stack, free_port, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
+
+use crate::drive::{Ended, Sink, bounded, note};
 
 type R<T> = anyhow::Result<T>;
 
@@ -68,55 +72,23 @@ const MAX_WINDOW: Duration = Duration::from_secs(600);
 /// The label every benchmark namespace carries (the script waits for them to be gone).
 const BENCH_LABEL: (&str, &str) = ("tidal.dev/bench", "scaler");
 
-fn progress(msg: impl AsRef<str>) {
-    eprintln!("    {}", msg.as_ref());
-}
-
-/// `--key value` options after the subcommand.
-struct Opts(HashMap<String, String>);
-
-impl Opts {
-    fn parse(args: &[String]) -> R<Self> {
-        let mut map = HashMap::new();
-        let mut it = args.iter();
-        while let Some(k) = it.next() {
-            let key = k
-                .strip_prefix("--")
-                .ok_or_else(|| anyhow::anyhow!("unexpected argument {k:?}"))?;
-            let v = it
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("--{key} needs a value"))?;
-            map.insert(key.to_string(), v.clone());
-        }
-        Ok(Self(map))
-    }
-
-    fn path(&self, key: &str) -> R<PathBuf> {
-        self.0
-            .get(key)
-            .map(PathBuf::from)
-            .ok_or_else(|| anyhow::anyhow!("--{key} is required"))
-    }
-
-    /// A binary: `--key` or the environment variable `var` (the script uses the variable, so
-    /// that this process's command line does not name `tidal-scaler`: a `pkill -f tidal-scaler`
-    /// elsewhere on the machine would end the benchmark in the middle of a 20-minute setup).
-    fn binary(&self, key: &str, var: &str) -> R<PathBuf> {
-        self.path(key).or_else(|_| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .ok_or_else(|| anyhow::anyhow!("--{key} or {var} must name the binary"))
-        })
-    }
-
-    fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> R<T> {
-        match self.0.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--{key}: not a number: {v:?}")),
-        }
-    }
+/// What one run of the driver measures.
+pub enum Part {
+    Reaction {
+        steps: usize,
+        agent_interval: f64,
+        window: u32,
+        scaler: PathBuf,
+        agent: PathBuf,
+    },
+    Scale {
+        sizes: Vec<usize>,
+        seconds: u64,
+        pods: Pods,
+        /// Start once every Deployment is settled (else once every pod exists).
+        wait_settled: bool,
+        scaler: PathBuf,
+    },
 }
 
 /// What this run created, for the cleanup (here, or by the script from `DIR/created`).
@@ -196,8 +168,8 @@ async fn rbac(stack: &Stack, admin: &kube::Client, created: &Shared, ns: &str) -
 }
 
 /// Where the scale benchmark's pods go.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pods {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pods {
     /// Never scheduled: `schedulerName` names no scheduler, so each pod stays Pending on no
     /// node (no kubelet, no scheduler, no preemption: nothing else on the stack notices them).
     Pending,
@@ -209,7 +181,7 @@ enum Pods {
 }
 
 impl Pods {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Kwok => "kwok",
@@ -351,12 +323,6 @@ struct Scrape {
     status_queue: f64,
 }
 
-fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-    let rest = &line[start..];
-    Some(&rest[..rest.find('"')?])
-}
-
 impl Scrape {
     fn parse(body: &str) -> Self {
         let mut s = Self::default();
@@ -413,37 +379,13 @@ fn memory(pid: u32) -> (f64, f64) {
     (kib("VmHWM:"), kib("VmRSS:"))
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
+/// n, min, p50, p95, max, mean, and the sorted values.
 fn summary(values: &[f64]) -> Value {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let mean = if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    };
-    json!({
-        "n": v.len(), "min": v.first(), "p50": percentile(&v, 50.0), "p95": percentile(&v, 95.0),
-        "max": v.last(), "mean": mean, "values": v,
-    })
-}
-
-/// A pseudo-random fraction in [0, 1) (for jitter; no rand dependency needed).
-fn jitter() -> f64 {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let x = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x >> 11) as f64 / (1u64 << 53) as f64
+    let mut s = tidal_e2e::bench::summary(&v);
+    s["values"] = json!(v);
+    s
 }
 
 /// Aborts a spawned task when dropped (so a cancelled run stops it, and its guards drop).
@@ -586,12 +528,16 @@ fn spawn_agent(
     )?)
 }
 
-async fn reaction(ctx: &Ctx, opts: &Opts) -> R<()> {
-    let steps: usize = opts.num("steps", 20)?;
-    let interval: f64 = opts.num("agent-interval", 0.5)?;
-    let window: u32 = opts.num("window", 5)?;
-    let scaler_bin = opts.binary("scaler", "TIDAL_BENCH_SCALER_BIN")?;
-    let agent_bin = opts.binary("agent", "TIDAL_BENCH_AGENT_BIN")?;
+#[allow(clippy::too_many_arguments)]
+async fn reaction(
+    ctx: &Ctx,
+    sink: &Sink,
+    steps: usize,
+    interval: f64,
+    window: u32,
+    scaler_bin: &Path,
+    agent_bin: &Path,
+) -> R<()> {
     anyhow::ensure!((1..=200).contains(&steps), "--steps must be in 1..=200");
     let node = ctx
         .stack
@@ -644,7 +590,7 @@ async fn reaction(ctx: &Ctx, opts: &Opts) -> R<()> {
 
     let agent_port = free_port()?;
     let _agent = spawn_agent(
-        &agent_bin,
+        agent_bin,
         &ctx.stack,
         &node,
         &format!("127.0.0.1:{agent_port}"),
@@ -653,7 +599,7 @@ async fn reaction(ctx: &Ctx, opts: &Opts) -> R<()> {
     )?;
     let agent_url = format!("http://127.0.0.1:{agent_port}");
     let mut scaler = Scaler::start(
-        &scaler_bin,
+        scaler_bin,
         &ctx.stack,
         &ctx.admin,
         &ns,
@@ -757,17 +703,14 @@ async fn reaction(ctx: &Ctx, opts: &Opts) -> R<()> {
     let total = started.elapsed().as_secs_f64();
     let end = scaler.scrape().await.unwrap_or_default();
     let (hwm, _) = memory(scaler.pid());
-    println!(
-        "{}",
-        json!({
-            "kind": "reaction", "steps": steps, "agent_interval_seconds": interval,
-            "fast_interval_seconds": 1.0, "scale_down_window_seconds": window,
-            "up_seconds": summary(&ups), "down_seconds": summary(&downs),
-            "up_order": ups, "down_order": downs,
-            "run_seconds": total, "scale_events": end.scale_events,
-            "errors": end.errors, "scaler_peak_rss_bytes": hwm,
-        })
-    );
+    sink.emit(json!({
+        "kind": "reaction", "steps": steps, "agent_interval_seconds": interval,
+        "fast_interval_seconds": 1.0, "scale_down_window_seconds": window,
+        "up_seconds": summary(&ups), "down_seconds": summary(&downs),
+        "up_order": ups, "down_order": downs,
+        "run_seconds": total, "scale_events": end.scale_events,
+        "errors": end.errors, "scaler_peak_rss_bytes": hwm,
+    }));
     policies.delete("web", &DeleteParams::default()).await?;
     Ok(())
 }
@@ -955,41 +898,26 @@ fn histogram_quantile(q: f64, a: &Scrape, b: &Scrape) -> f64 {
     f64::NAN
 }
 
-async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
-    let scaler_bin = opts.binary("scaler", "TIDAL_BENCH_SCALER_BIN")?;
-    let seconds: u64 = opts.num("seconds", 60)?;
+#[allow(clippy::too_many_arguments)]
+async fn scale(
+    ctx: &Ctx,
+    sink: &Sink,
+    sizes: &[usize],
+    seconds: u64,
+    pods: Pods,
+    wait_settled: bool,
+    scaler_bin: &Path,
+) -> R<()> {
     anyhow::ensure!(
         (10..=600).contains(&seconds),
         "--seconds must be in 10..=600"
     );
-    let sizes: Vec<usize> = opts
-        .0
-        .get("sizes")
-        .map(String::as_str)
-        .unwrap_or("1000")
-        .split(',')
-        .map(|s| s.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("--sizes: {e}"))?;
     anyhow::ensure!(
         sizes.windows(2).all(|w| w[0] < w[1]) && sizes.iter().all(|&n| (1..=10_000).contains(&n)),
         "--sizes must increase, each in 1..=10000"
     );
     let nodes = ctx.stack.kwok_nodes()?;
     anyhow::ensure!(!nodes.is_empty(), "no KWOK node");
-    // `settled`: start once the controller-manager is done with every Deployment; `pods`:
-    // once every Deployment has its pod (it may still be writing Deployment statuses, at most
-    // 20 a second, which roughly halves a large size's setup).
-    let wait_settled = match opts.0.get("wait-for").map(String::as_str) {
-        None | Some("settled") => true,
-        Some("pods") => false,
-        Some(other) => anyhow::bail!("--wait-for must be settled or pods, got {other:?}"),
-    };
-    let pods = match opts.0.get("pods").map(String::as_str) {
-        None | Some("pending") => Pods::Pending,
-        Some("kwok") => Pods::Kwok,
-        Some(other) => anyhow::bail!("--pods must be pending or kwok, got {other:?}"),
-    };
     let bootstrap = ctx.stack.kafka_bootstrap()?.to_string();
 
     let ns = namespace(&ctx.admin, &ctx.created, "bench-scale").await?;
@@ -1019,7 +947,7 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
     let cluster = format!("stack={bootstrap}");
 
     let mut have = 0;
-    for n in sizes {
+    for &n in sizes {
         progress(format!(
             "size {n}: creating {} Deployments and ScalingPolicies",
             n - have
@@ -1066,7 +994,7 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
 
         let name = format!("scale-{n}");
         let mut scaler = Scaler::start(
-            &scaler_bin,
+            scaler_bin,
             &ctx.stack,
             &ctx.admin,
             &ns,
@@ -1214,7 +1142,7 @@ async fn scale(ctx: &Ctx, opts: &Opts) -> R<()> {
             "peak_rss_after_first_cycles_bytes": hwm_warm,
             "failed_scrapes": failed_scrapes,
         });
-        println!("{result}");
+        sink.emit(result.clone());
         progress(format!(
             "size {n}: {cycles} cycles, mean {:.3} s, p95 {:.3} s, max {:.3} s, peak RSS {:.1} MiB",
             per_cycle(b.cycle_sum - a.cycle_sum),
@@ -1275,59 +1203,92 @@ struct Ctx {
     created: Shared,
 }
 
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => std::future::pending().await,
+/// Runs `part` for at most `limit`, its figures to `sink`; then removes what it made (also
+/// when it failed or was interrupted).
+pub async fn drive(work: &Path, part: &Part, sink: &Sink, limit: Duration) -> Ended {
+    let ctx = async {
+        std::fs::create_dir_all(work)?;
+        let stack = Stack::load()?;
+        let admin = stack.admin_client().await?;
+        ensure_crd(&stack)?;
+        Ok::<_, anyhow::Error>(Ctx {
+            stack,
+            admin,
+            created: Arc::new(Mutex::new(Created {
+                file: work.join("created"),
+                namespaces: Vec::new(),
+                rbac: Vec::new(),
+            })),
+            work: work.to_path_buf(),
+        })
+    };
+    let ctx = match ctx.await {
+        Ok(ctx) => ctx,
+        Err(e) => return Ended::Failed(crate::drive::reason(&e)),
+    };
+    let body = async {
+        match part {
+            Part::Reaction {
+                steps,
+                agent_interval,
+                window,
+                scaler,
+                agent,
+            } => reaction(&ctx, sink, *steps, *agent_interval, *window, scaler, agent).await,
+            Part::Scale {
+                sizes,
+                seconds,
+                pods,
+                wait_settled,
+                scaler,
+            } => scale(&ctx, sink, sizes, *seconds, *pods, *wait_settled, scaler).await,
+        }
+    };
+    let ended = bounded(limit, body).await;
+    clean_up(&ctx.stack, &ctx.admin, &ctx.created).await;
+    if let Ended::Interrupted(s) = ended {
+        eprintln!("tidal-bench scaler: interrupted by {s}; cleaned up");
+    }
+    ended
+}
+
+/// Waits (at most 10 minutes) until every benchmark namespace is gone: each part deletes
+/// its own in the background. `Err` when SIGTERM or SIGINT came first.
+pub async fn wait_namespaces() -> R<()> {
+    tokio::select! {
+        () = namespaces_gone() => Ok(()),
+        s = tidal_e2e::bench::interrupted() => anyhow::bail!("interrupted by {s}"),
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> R<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((cmd, rest)) = args.split_first() else {
-        anyhow::bail!("usage: scaler_bench reaction|scale --work DIR --scaler BIN [...]");
+async fn namespaces_gone() {
+    let Ok(stack) = Stack::load() else { return };
+    let Ok(admin) = stack.admin_client().await else {
+        return;
     };
-    let opts = Opts::parse(rest)?;
-    let work = opts.path("work")?;
-    std::fs::create_dir_all(&work)?;
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let ctx = Ctx {
-        stack,
-        admin,
-        created: Arc::new(Mutex::new(Created {
-            file: work.join("created"),
-            namespaces: Vec::new(),
-            rbac: Vec::new(),
-        })),
-        work,
+    let api: Api<Namespace> = Api::all(admin);
+    let lp = ListParams::default().labels(&format!("{}={}", BENCH_LABEL.0, BENCH_LABEL.1));
+    let names = |list: kube::core::ObjectList<Namespace>| -> Vec<String> {
+        list.items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect()
     };
-    let body = async {
-        match cmd.as_str() {
-            "reaction" => reaction(&ctx, &opts).await,
-            "scale" => scale(&ctx, &opts).await,
-            other => Err(anyhow::anyhow!("unknown subcommand {other:?}")),
-        }
+    let Ok(first) = api.list(&lp).await.map(names) else {
+        return;
     };
-    let result = tokio::select! {
-        r = body => r,
-        s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
-    };
-    clean_up(&ctx.stack, &ctx.admin, &ctx.created).await;
-    if let Err(e) = &result
-        && e.to_string().starts_with("interrupted")
-    {
-        eprintln!("scaler_bench: {e}; cleaned up");
-        std::process::exit(130);
+    if first.is_empty() {
+        return;
     }
-    result
+    note(format!("waiting for {} to be deleted", first.join(" ")));
+    let gone = wait_for("the benchmark namespaces deleted", MAX_WINDOW, || async {
+        api.list(&lp).await.ok().filter(|l| l.items.is_empty())
+    })
+    .await;
+    if gone.is_err() {
+        note(format!(
+            "some benchmark namespaces were still terminating after 600 s: {}",
+            first.join(" ")
+        ));
+    }
 }
