@@ -162,6 +162,7 @@ fn usage_via_prometheus(
     }
 }
 
+#[derive(Clone)]
 struct Compiled {
     spec: engine::Spec,
     formula: Option<Formula>,

@@ -45,7 +45,9 @@ pub struct OfflineRound {
     pub held: bool,
 }
 
-/// A policy and what the controller remembers of it between rounds.
+/// A policy and what the controller remembers of it between rounds. A clone starts its
+/// rounds from the same point: compile once, replay many times.
+#[derive(Clone)]
 pub struct OfflinePolicy {
     policy: ScalingPolicy,
     compiled: Compiled,
@@ -54,6 +56,17 @@ pub struct OfflinePolicy {
     status: ScalingPolicyStatus,
     history: Option<NextState>,
     sample_window_seconds: f64,
+}
+
+impl std::fmt::Debug for OfflinePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfflinePolicy")
+            .field("policy", &self.policy.name_any())
+            .field("namespace", &self.namespace)
+            .field("gate", &self.gate)
+            .field("spec", &self.compiled.spec)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OfflinePolicy {
@@ -137,6 +150,16 @@ impl OfflinePolicy {
     /// checkpoint of the compacted history).
     pub fn status(&self) -> &ScalingPolicyStatus {
         &self.status
+    }
+
+    /// The engine spec the policy compiled to (with the settings it was made with).
+    pub fn spec(&self) -> &engine::Spec {
+        &self.compiled.spec
+    }
+
+    /// `spec.formula`, compiled, when the policy has one.
+    pub fn formula(&self) -> Option<&crate::engine::Formula> {
+        self.compiled.formula.as_ref()
     }
 
     /// The policy's namespace (empty when it has none): where its pods and usage are keyed.

@@ -148,15 +148,13 @@ fn an_invalid_annotation_or_spec_is_refused_with_its_name() {
         &Default::default(),
         1.0,
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(e.to_string().contains(gate::PAUSED), "{e}");
     let e = OfflinePolicy::new(
         policy(json!({}), json!({"minReplicas": 5, "maxReplicas": 2})),
         &Default::default(),
         1.0,
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(e.to_string().contains("maxReplicas"), "{e}");
 }

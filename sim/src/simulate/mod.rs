@@ -44,12 +44,6 @@ pub enum SimulateError {
         algorithm: &'static str,
         error: tidal_engine::InputError,
     },
-    /// The controller refused the policy for Tidal's rounds (`policy::parse` checks the
-    /// same, so only a policy built otherwise gets here).
-    #[error("tidal: {error}")]
-    Controller {
-        error: tidal_scaler::controller::offline::OfflineError,
-    },
 }
 
 impl SimulateError {
@@ -60,7 +54,6 @@ impl SimulateError {
             Self::Policy { .. } => "policy",
             Self::Flag { .. } => "flag",
             Self::Engine { .. } => "engine",
-            Self::Controller { .. } => "controller",
         }
     }
 }
@@ -216,7 +209,7 @@ pub fn simulate(
     peers: &[Peer],
 ) -> Result<Report, SimulateError> {
     let setup = options.setup(trace, policy, peers)?;
-    let mut scalers = vec![Scaler::tidal(policy, &setup)?];
+    let mut scalers = vec![Scaler::tidal(policy, &setup)];
     let mut seen = Vec::new();
     for &p in peers {
         if seen.contains(&p) {

@@ -13,6 +13,8 @@ use tidal_engine::{self as engine, Formula, types::MetricSource};
 use tidal_scaler::api::{self, ScalingPolicy, ScalingPolicySpec, SpecError};
 use tidal_scaler::controller::offline::{OfflineError, OfflinePolicy};
 
+use super::run::TIDAL_FAST_SECONDS;
+
 /// A policy file that cannot be replayed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PolicyError {
@@ -65,9 +67,9 @@ pub struct Policy {
     pub spec: engine::Spec,
     /// `spec.formula`, compiled.
     pub formula: Option<Formula>,
-    /// The object as read: Tidal's replay runs it through the controller's own rounds
-    /// ([`OfflinePolicy`]), annotations (dry run, pauses) included.
-    pub object: ScalingPolicy,
+    /// The object as read, compiled and gated by the controller's own code: Tidal's replay
+    /// runs a clone of it ([`OfflinePolicy`]), annotations (dry run, pauses) included.
+    pub rounds: OfflinePolicy,
 }
 
 impl Policy {
@@ -120,9 +122,17 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     }
     let policy: ScalingPolicy =
         serde_norway::from_str(text).map_err(|e| PolicyError::Yaml(e.to_string()))?;
-    let spec = policy
-        .spec
-        .to_engine(engine::types::ControllerSettings::default())?;
+    // The controller's own compilation (spec, formula) and gate, once: what Tidal's replay
+    // runs, each replay from a clone of it.
+    let rounds = OfflinePolicy::new(
+        policy.clone(),
+        &engine::types::ControllerSettings::default(),
+        TIDAL_FAST_SECONDS as f64,
+    )
+    .map_err(|e| match e {
+        OfflineError::Spec(e) => PolicyError::Spec(e),
+        OfflineError::Annotation(m) => PolicyError::Annotation(m),
+    })?;
     for (i, m) in policy.spec.metrics.iter().enumerate() {
         if let Some(r) = &m.resource
             && r.name == api::ResourceName::Memory
@@ -133,24 +143,12 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
             });
         }
     }
-    let formula = match &spec.formula {
-        Some(src) => {
-            let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
-            Some(Formula::compile(src, &names).map_err(SpecError::from)?)
-        }
-        None => None,
-    };
-    // The controller's own compilation and gate: what Tidal's replay runs.
-    OfflinePolicy::new(policy.clone(), &Default::default(), 1.0).map_err(|e| match e {
-        OfflineError::Spec(e) => PolicyError::Spec(e),
-        OfflineError::Annotation(m) => PolicyError::Annotation(m),
-    })?;
     Ok(Policy {
         name: policy.metadata.name.clone().unwrap_or_default(),
         crd: policy.spec.clone(),
-        spec,
-        formula,
-        object: policy,
+        spec: rounds.spec().clone(),
+        formula: rounds.formula().cloned(),
+        rounds,
     })
 }
 

@@ -176,17 +176,12 @@ fn cpu_utilization(percent: i32) -> MetricSpec {
 
 impl Scaler {
     /// Tidal with the policy as written, through the controller's own rounds.
-    pub fn tidal(policy: &Policy, setup: &Setup) -> Result<Self, SimulateError> {
+    pub fn tidal(policy: &Policy, setup: &Setup) -> Self {
         let feeds: Vec<Feed> = policy.spec.metrics.iter().map(feed_of).collect();
         let prometheus = feeds
             .iter()
             .any(|f| matches!(f, Feed::Load | Feed::LoadPerPod));
-        let rounds = OfflinePolicy::new(
-            policy.object.clone(),
-            &policy.spec.controller,
-            TIDAL_FAST_SECONDS as f64,
-        )
-        .map_err(|error| SimulateError::Controller { error })?;
+        let rounds = policy.rounds.clone();
         let mut s = Self::new(
             Algorithm::Tidal,
             policy.spec.clone(),
@@ -201,7 +196,7 @@ impl Scaler {
             setup,
         );
         s.tidal = Some((policy.crd.metrics.clone(), rounds));
-        Ok(s)
+        s
     }
 
     /// The HPA on the policy's CPU metric (80% utilization without one), legacy behavior.
@@ -804,7 +799,7 @@ spec:
         let s = setup();
         let trace = Trace::from_loads(vec![180.0; 400]);
         for scaler in [
-            Scaler::tidal(&policy, &s).expect("tidal"),
+            Scaler::tidal(&policy, &s),
             Scaler::hpa(&policy, &s),
             Scaler::keda(&policy, &s, 150.0),
         ] {
@@ -831,7 +826,7 @@ spec:
         ));
         let s = setup();
         let trace = Trace::from_loads(vec![255.0; 600]);
-        let run = replay(&trace, Scaler::tidal(&policy, &s).expect("tidal"), &s).expect("replays");
+        let run = replay(&trace, Scaler::tidal(&policy, &s), &s).expect("replays");
         let sum = run.summary();
         assert_eq!((sum.scale_events, sum.max_replicas), (1, 5), "{sum:?}");
         assert_eq!(run.seconds.last().map(|x| x.replicas), Some(5));
@@ -847,7 +842,7 @@ spec:
         load.extend(vec![700.0; 300]);
         let trace = Trace::from_loads(load);
         let run = |text: &str| {
-            let scaler = Scaler::tidal(&policy(text), &s).expect("tidal");
+            let scaler = Scaler::tidal(&policy(text), &s);
             replay(&trace, scaler, &s).expect("replays").summary()
         };
         let writing = run(POLICY);
@@ -877,7 +872,7 @@ spec:
         load.extend(vec![700.0; 600]);
         let trace = Trace::from_loads(load);
         for (scaler, interval) in [
-            (Scaler::tidal(&policy, &s).expect("tidal"), 1),
+            (Scaler::tidal(&policy, &s), 1),
             (Scaler::hpa(&policy, &s), 15),
             (Scaler::keda(&policy, &s, 150.0), 15),
         ] {
@@ -921,8 +916,7 @@ spec:
                 "{name}: {changes:?}"
             );
         }
-        let tidal =
-            replay(&trace, Scaler::tidal(&policy, &s).expect("tidal"), &s).expect("replays");
+        let tidal = replay(&trace, Scaler::tidal(&policy, &s), &s).expect("replays");
         assert_eq!(tidal.seconds[120].replicas, 3);
         assert!(
             tidal.seconds[121].replicas > 3,
