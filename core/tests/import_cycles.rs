@@ -21,223 +21,233 @@
 //!   prints it as files with the line and path of each import. An intentional cycle goes in
 //!   [`ALLOWED`] with its reason.
 //!
-//! **Limits of the scan.** It is a small lexer (comments, strings, raw strings, chars and
-//! lifetimes skipped), not a compiler: `#[cfg]` is ignored (every alternative counts), a `use`
-//! inside a function counts for its whole module, items made by `macro_rules!` or a derive are
-//! not seen (see above), `$crate::` paths inside `macro_rules!` are skipped, and paths to
-//! other crates are not followed (the check is per crate; the crates' own dependency graph is
-//! Cargo's and has no cycle). As a guard, every `.rs` file under a crate's `src/` must be
-//! reached from a root, so a module the scan missed fails the test instead of going unseen.
+//! **Limits of the scan.** Each file is parsed with `syn` (`syn::parse_file`, walked with
+//! `syn::visit::Visit`; lines come from `proc-macro2`'s `span-locations`): a syntax tree, not
+//! a compiler. `#[cfg]` is ignored (every alternative counts), a `use` inside a function
+//! counts for its whole module, items made by `macro_rules!` or a derive are not seen (see
+//! above), and paths to other crates are not followed (the check is per crate; the crates'
+//! own dependency graph is Cargo's and has no cycle). A macro's input (`format!(…)`, a
+//! `macro_rules!` body, an attribute's arguments) is only tokens to `syn`: paths in it are
+//! read as `a::b` runs of tokens (`$crate::` paths skipped), so a `use` written inside a macro
+//! counts as a path but brings no name into scope. A file `syn` cannot parse fails the test.
+//! As a guard, every `.rs` file under a crate's `src/` must be reached from a root, so a
+//! module the scan missed fails the test instead of going unseen.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use proc_macro2::{Spacing, TokenStream, TokenTree};
+use syn::ext::IdentExt as _;
+use syn::visit::{self, Visit};
 
 /// Import edges left out of the cycle check, as (importing file, imported file, reason),
 /// paths from the workspace root. An entry no import uses fails the test.
 const ALLOWED: &[(&str, &str, &str)] = &[];
 
-// ----- lexer ---------------------------------------------------------------------------------
+// ----- reading a file ------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq)]
-enum Tok {
-    Ident(String),
-    Str(String),
-    /// `::`
-    PathSep,
-    Punct(char),
+/// A path to resolve: a `use` leaf or a path in code. A leaf's path is in full (a leading `::`
+/// kept as a `::` segment, which nothing resolves), with the name it brings into scope (none
+/// for a glob or `as _`).
+#[derive(Debug, Default)]
+struct Import {
+    path: Vec<String>,
+    bind: Option<String>,
+    glob: bool,
+    line: usize,
 }
 
-#[derive(Clone, Debug)]
-struct Token {
-    tok: Tok,
-    line: u32,
+/// What one module's source holds; an inline `mod x { … }` has its own.
+#[derive(Debug, Default)]
+struct Scan {
+    /// The names of the items it defines (not those inside functions or `impl`s).
+    items: BTreeSet<String>,
+    /// Its `use` leaves, those inside functions included.
+    uses: Vec<Import>,
+    /// Paths of two segments or more in code, types, attributes and macro input.
+    paths: Vec<Import>,
+    mods: Vec<ModDecl>,
 }
 
-fn is_ident_start(c: char) -> bool {
-    c == '_' || c.is_alphabetic()
+#[derive(Debug)]
+struct ModDecl {
+    name: String,
+    /// `#[path = "…"]`.
+    path: Option<String>,
+    /// The content of an inline `mod x { … }`.
+    inline: Option<Scan>,
 }
 
-fn is_ident_continue(c: char) -> bool {
-    c == '_' || c.is_alphanumeric()
+fn name(ident: &syn::Ident) -> String {
+    ident.unraw().to_string()
 }
 
-/// The tokens of a Rust source file that matter here: identifiers, strings (for `#[path]`),
-/// `::` and single punctuation. Comments, literals other than strings, and lifetimes are
-/// dropped.
-fn lex(src: &str) -> Vec<Token> {
-    let c: Vec<char> = src.chars().collect();
-    let n = c.len();
-    let mut out = Vec::new();
-    let mut line = 1u32;
-    let mut i = 0;
-    let at = |i: usize| c.get(i).copied().unwrap_or('\0');
-    while i < n {
-        let ch = c[i];
-        if ch == '\n' {
-            line += 1;
-            i += 1;
-        } else if ch.is_whitespace() {
-            i += 1;
-        } else if ch == '/' && at(i + 1) == '/' {
-            while i < n && c[i] != '\n' {
-                i += 1;
-            }
-        } else if ch == '/' && at(i + 1) == '*' {
-            let mut depth = 0;
-            while i < n {
-                if c[i] == '/' && at(i + 1) == '*' {
-                    depth += 1;
-                    i += 2;
-                } else if c[i] == '*' && at(i + 1) == '/' {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    if c[i] == '\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-            }
-        } else if ch == '"' {
-            i = string(&c, i + 1, &mut line, &mut out);
-        } else if ch == '\'' {
-            // A char literal ('x', '\n', '\u{1F600}', '\'') or a lifetime/label ('a).
-            if at(i + 1) == '\\' {
-                i += 2;
-                while i < n && c[i] != '\'' {
-                    i += 1;
-                }
-                i += 1;
-            } else if at(i + 2) == '\'' {
-                i += 3;
-            } else {
-                i += 1;
-                while i < n && is_ident_continue(c[i]) {
-                    i += 1;
-                }
-            }
-        } else if ch.is_ascii_digit() {
-            while i < n && (is_ident_continue(c[i]) || (c[i] == '.' && at(i + 1).is_ascii_digit()))
-            {
-                i += 1;
-            }
-        } else if is_ident_start(ch) {
-            let start = i;
-            while i < n && is_ident_continue(c[i]) {
-                i += 1;
-            }
-            let word: String = c[start..i].iter().collect();
-            let prefix_of_literal = matches!(word.as_str(), "r" | "br" | "cr");
-            if prefix_of_literal
-                && (at(i) == '"' || (at(i) == '#' && (at(i + 1) == '#' || at(i + 1) == '"')))
-            {
-                // A raw string: r"…", r#"…"#, br##"…"##.
-                let mut hashes = 0;
-                while at(i) == '#' {
-                    hashes += 1;
-                    i += 1;
-                }
-                i += 1; // the opening quote
-                let start_line = line;
-                let body_start = i;
-                loop {
-                    if i >= n {
-                        break;
-                    }
-                    if c[i] == '"' && (1..=hashes).all(|k| at(i + k) == '#') {
-                        break;
-                    }
-                    if c[i] == '\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-                let s: String = c[body_start..i.min(n)].iter().collect();
-                i += 1 + hashes;
-                out.push(Token {
-                    tok: Tok::Str(s),
-                    line: start_line,
-                });
-            } else if word == "r" && at(i) == '#' && is_ident_start(at(i + 1)) {
-                // A raw identifier: r#type.
-                i += 1;
-                let s = i;
-                while i < n && is_ident_continue(c[i]) {
-                    i += 1;
-                }
-                out.push(Token {
-                    tok: Tok::Ident(c[s..i].iter().collect()),
-                    line,
-                });
-            } else if matches!(word.as_str(), "b" | "c") && at(i) == '"' {
-                i = string(&c, i + 1, &mut line, &mut out);
-            } else if word == "b" && at(i) == '\'' {
-                i += 1;
-                while i < n && c[i] != '\'' {
-                    if c[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            } else {
-                out.push(Token {
-                    tok: Tok::Ident(word),
-                    line,
-                });
-            }
-        } else if ch == ':' && at(i + 1) == ':' {
-            out.push(Token {
-                tok: Tok::PathSep,
-                line,
-            });
-            i += 2;
-        } else {
-            out.push(Token {
-                tok: Tok::Punct(ch),
-                line,
-            });
-            i += 1;
+/// A module's items: the names they define, and what they use and name (bodies included).
+fn scan_items(items: &[syn::Item]) -> Scan {
+    let mut scan = Scan::default();
+    for item in items {
+        let defined = match item {
+            syn::Item::Const(i) => Some(&i.ident),
+            syn::Item::Enum(i) => Some(&i.ident),
+            syn::Item::Fn(i) => Some(&i.sig.ident),
+            syn::Item::Macro(i) => i.ident.as_ref(),
+            syn::Item::Static(i) => Some(&i.ident),
+            syn::Item::Struct(i) => Some(&i.ident),
+            syn::Item::Trait(i) => Some(&i.ident),
+            syn::Item::TraitAlias(i) => Some(&i.ident),
+            syn::Item::Type(i) => Some(&i.ident),
+            syn::Item::Union(i) => Some(&i.ident),
+            _ => None,
+        };
+        if let Some(ident) = defined.filter(|i| *i != "_") {
+            scan.items.insert(name(ident));
         }
+        Collector(&mut scan).visit_item(item);
     }
-    out
+    scan
 }
 
-/// Reads the string literal whose body starts at `i` (after the quote) into a token; returns
-/// the index after it.
-fn string(c: &[char], mut i: usize, line: &mut u32, out: &mut Vec<Token>) -> usize {
-    let start_line = *line;
-    let mut s = String::new();
-    while i < c.len() && c[i] != '"' {
-        if c[i] == '\\' {
-            i += 1;
+struct Collector<'s>(&'s mut Scan);
+
+impl<'ast> Visit<'ast> for Collector<'_> {
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        for a in &m.attrs {
+            self.visit_attribute(a);
         }
-        if let Some(&ch) = c.get(i) {
-            if ch == '\n' {
-                *line += 1;
+        self.0.mods.push(ModDecl {
+            name: name(&m.ident),
+            path: path_attribute(&m.attrs),
+            inline: m.content.as_ref().map(|(_, items)| scan_items(items)),
+        });
+    }
+
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        let prefix = u.leading_colon.is_some().then(|| vec!["::".to_owned()]);
+        use_leaves(&u.tree, prefix.unwrap_or_default(), &mut self.0.uses);
+    }
+
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        if p.leading_colon.is_none() && p.segments.len() > 1 {
+            self.0.paths.push(Import {
+                path: p.segments.iter().map(|s| name(&s.ident)).collect(),
+                line: p.segments[0].ident.span().start().line,
+                ..Import::default()
+            });
+        }
+        visit::visit_path(self, p);
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        visit::visit_macro(self, m);
+        token_paths(m.tokens.clone(), &mut self.0.paths);
+    }
+
+    fn visit_meta_list(&mut self, m: &'ast syn::MetaList) {
+        visit::visit_meta_list(self, m);
+        token_paths(m.tokens.clone(), &mut self.0.paths);
+    }
+}
+
+/// The `a::b…` runs in a macro's tokens that do not follow `::`, `$` (`$crate::…`) or `.`.
+fn token_paths(tokens: TokenStream, out: &mut Vec<Import>) {
+    let t: Vec<TokenTree> = tokens.into_iter().collect();
+    let punct =
+        |i: usize, c: char| matches!(t.get(i), Some(TokenTree::Punct(p)) if p.as_char() == c);
+    let sep = |i: usize| {
+        matches!(t.get(i), Some(TokenTree::Punct(p)) if p.as_char() == ':' && p.spacing() == Spacing::Joint)
+            && punct(i + 1, ':')
+    };
+    let ident = |i: usize| match t.get(i) {
+        Some(TokenTree::Ident(x)) => Some(x),
+        _ => None,
+    };
+    let mut i = 0;
+    while i < t.len() {
+        if let TokenTree::Group(g) = &t[i] {
+            token_paths(g.stream(), out);
+        } else if let Some(first) = ident(i)
+            && sep(i + 1)
+            && ident(i + 3).is_some()
+            && !(i > 0 && (punct(i - 1, '$') || punct(i - 1, '.') || (i > 1 && sep(i - 2))))
+        {
+            let mut path = vec![name(first)];
+            let mut j = i + 1;
+            while sep(j)
+                && let Some(s) = ident(j + 2)
+            {
+                path.push(name(s));
+                j += 3;
             }
-            s.push(ch);
+            let line = first.span().start().line;
+            out.push(Import {
+                path,
+                line,
+                ..Import::default()
+            });
+            i = j;
+            continue;
         }
         i += 1;
     }
-    out.push(Token {
-        tok: Tok::Str(s),
-        line: start_line,
-    });
-    i + 1
+}
+
+/// The `#[path = "…"]` among a `mod`'s attributes, if any.
+fn path_attribute(attrs: &[syn::Attribute]) -> Option<String> {
+    attrs.iter().find_map(|a| match &a.meta {
+        syn::Meta::NameValue(nv) if nv.path.is_ident("path") => match &nv.value {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) => Some(s.value()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The leaves of the `use` tree `tree` under `prefix`, as full paths.
+fn use_leaves(tree: &syn::UseTree, mut prefix: Vec<String>, out: &mut Vec<Import>) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(name(&p.ident));
+            use_leaves(&p.tree, prefix, out);
+        }
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                use_leaves(t, prefix.clone(), out);
+            }
+        }
+        syn::UseTree::Glob(g) => out.push(Import {
+            path: prefix,
+            bind: None,
+            glob: true,
+            line: g.star_token.spans[0].start().line,
+        }),
+        syn::UseTree::Name(syn::UseName { ident })
+        | syn::UseTree::Rename(syn::UseRename { ident, .. }) => {
+            // `self` in braces names the prefix itself.
+            let own = if ident == "self" && !prefix.is_empty() {
+                prefix.last().cloned()
+            } else {
+                prefix.push(name(ident));
+                Some(name(ident))
+            };
+            let bind = match tree {
+                syn::UseTree::Rename(r) => Some(name(&r.rename)).filter(|r| r != "_"),
+                _ => own,
+            };
+            out.push(Import {
+                path: prefix,
+                bind,
+                glob: false,
+                line: ident.span().start().line,
+            });
+        }
+    }
 }
 
 // ----- module tree ---------------------------------------------------------------------------
-
-/// A name brought into a module's scope by `use`: its path, relative to that module.
-#[derive(Clone, Debug)]
-struct Binding {
-    target: Vec<String>,
-}
 
 #[derive(Debug, Default)]
 struct Module {
@@ -245,17 +255,9 @@ struct Module {
     parent: Option<usize>,
     children: BTreeMap<String, usize>,
     items: BTreeSet<String>,
-    bindings: HashMap<String, Vec<Binding>>,
+    /// The names `use` brought into scope, each with its paths, relative to this module.
+    bindings: HashMap<String, Vec<Vec<String>>>,
     globs: Vec<Vec<String>>,
-}
-
-/// A path to resolve: a `use` leaf or a path in code, in the scope of `module`.
-#[derive(Debug)]
-struct Usage {
-    module: usize,
-    path: Vec<String>,
-    glob: bool,
-    line: u32,
 }
 
 #[derive(Debug)]
@@ -271,367 +273,99 @@ struct Crate {
     name: String,
     modules: Vec<Module>,
     files: Vec<File>,
-    usages: Vec<(usize, Usage)>,
-}
-
-/// Where `mod x;` looks for x's file from a file: its children directory, and, for `#[path]`,
-/// the directory the file is in.
-struct Dirs {
-    children: PathBuf,
-    own: PathBuf,
+    /// (file, the module whose scope it is in, import).
+    usages: Vec<(usize, usize, Import)>,
 }
 
 impl Crate {
     fn load(name: String, root: &Path, workspace: &Path) -> Result<Self, String> {
         let mut krate = Crate {
             name,
+            modules: vec![Module::default()],
             ..Crate::default()
         };
-        krate.modules.push(Module::default());
-        let dir = root
-            .parent()
-            .ok_or("a root without a directory")?
-            .to_path_buf();
-        krate.scan_file(
-            root,
-            0,
-            &Dirs {
-                children: dir.clone(),
-                own: dir,
-            },
-            workspace,
-        )?;
+        let dir = root.parent().ok_or("a root without a directory")?;
+        krate.load_file(root, 0, dir, workspace)?;
         Ok(krate)
     }
 
-    fn add_module(&mut self, parent: usize, name: &str, file: usize) -> usize {
-        let id = self.modules.len();
-        self.modules.push(Module {
-            file,
-            parent: Some(parent),
-            ..Module::default()
-        });
-        self.modules[parent].children.insert(name.to_owned(), id);
-        id
-    }
-
-    fn scan_file(
+    /// Reads the file of module `m`, whose `mod x;` files are in `dir`.
+    fn load_file(
         &mut self,
         path: &Path,
-        module: usize,
-        dirs: &Dirs,
+        m: usize,
+        dir: &Path,
         workspace: &Path,
     ) -> Result<(), String> {
         let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let rel = path
-            .strip_prefix(workspace)
-            .unwrap_or(path)
-            .display()
-            .to_string();
+        let ast = syn::parse_file(&src)
+            .map_err(|e| format!("{}:{}: {e}", path.display(), e.span().start().line))?;
+        let rel = path.strip_prefix(workspace).unwrap_or(path);
         let file = self.files.len();
-        self.files.push(File { rel, module });
-        self.modules[module].file = file;
-        let t = lex(&src);
-        // Open inline modules: (module, brace depth inside it, its children directory).
-        let mut stack: Vec<(usize, i32, PathBuf)> = vec![(module, 0, dirs.children.clone())];
-        let mut depth = 0i32;
-        let mut i = 0;
-        let ident = |i: usize| match t.get(i).map(|t| &t.tok) {
-            Some(Tok::Ident(s)) => Some(s.as_str()),
-            _ => None,
-        };
-        let is = |i: usize, tok: Tok| t.get(i).is_some_and(|t| t.tok == tok);
-        while i < t.len() {
-            let (scope, scope_depth, scope_dir) = stack.last().cloned().ok_or("stack empty")?;
-            match &t[i].tok {
-                Tok::Punct('{') => {
-                    depth += 1;
-                    i += 1;
+        self.files.push(File {
+            rel: rel.display().to_string(),
+            module: m,
+        });
+        self.modules[m].file = file;
+        let own = path.parent().unwrap_or(dir);
+        self.add(scan_items(&ast.items), file, m, dir, own, workspace)
+    }
+
+    /// Adds what module `m`, in `file`, holds. Its `mod x;` files are in `dir`, or with
+    /// `#[path]` relative to `own`: the file's directory, or an inline module's `dir`.
+    fn add(
+        &mut self,
+        scan: Scan,
+        file: usize,
+        m: usize,
+        dir: &Path,
+        own: &Path,
+        workspace: &Path,
+    ) -> Result<(), String> {
+        let module = &mut self.modules[m];
+        module.items = scan.items;
+        for leaf in &scan.uses {
+            if leaf.glob {
+                module.globs.push(leaf.path.clone());
+            } else if let Some(bind) = &leaf.bind {
+                module
+                    .bindings
+                    .entry(bind.clone())
+                    .or_default()
+                    .push(leaf.path.clone());
+            }
+        }
+        let imports = scan.uses.into_iter().chain(scan.paths);
+        self.usages.extend(imports.map(|i| (file, m, i)));
+        for decl in scan.mods {
+            let child = self.modules.len();
+            self.modules.push(Module {
+                file,
+                parent: Some(m),
+                ..Module::default()
+            });
+            self.modules[m].children.insert(decl.name.clone(), child);
+            let sub = dir.join(&decl.name);
+            match (decl.inline, decl.path) {
+                (Some(inner), _) => self.add(inner, file, child, &sub, &sub, workspace)?,
+                (None, Some(p)) => {
+                    // A `#[path]` file's own children live beside it.
+                    let p = own.join(p);
+                    let d = p.parent().unwrap_or(own).to_path_buf();
+                    self.load_file(&p, child, &d, workspace)?;
                 }
-                Tok::Punct('}') => {
-                    depth -= 1;
-                    if stack.len() > 1 && depth < scope_depth {
-                        stack.pop();
-                    }
-                    i += 1;
-                }
-                Tok::Ident(w) if w == "use" && !is(i + 1, Tok::Punct('<')) => {
-                    i += 1;
-                    let mut leaves = Vec::new();
-                    parse_use_tree(&t, &mut i, Vec::new(), &mut leaves);
-                    while i < t.len() && !is(i, Tok::Punct(';')) {
-                        i += 1;
-                    }
-                    for leaf in leaves {
-                        let m = &mut self.modules[scope];
-                        if leaf.glob {
-                            m.globs.push(leaf.path.clone());
-                        } else if let Some(name) = &leaf.bind {
-                            m.bindings.entry(name.clone()).or_default().push(Binding {
-                                target: leaf.path.clone(),
-                            });
-                        }
-                        self.usages.push((
-                            file,
-                            Usage {
-                                module: scope,
-                                path: leaf.path,
-                                glob: leaf.glob,
-                                line: leaf.line,
-                            },
-                        ));
-                    }
-                }
-                Tok::Ident(w) if w == "mod" && ident(i + 1).is_some() => {
-                    let name = ident(i + 1).unwrap_or_default().to_owned();
-                    if is(i + 2, Tok::Punct(';')) {
-                        let child = self.add_module(scope, &name, file);
-                        let explicit = path_attribute(&t, i);
-                        let (child_path, child_dirs) = match explicit {
-                            Some(p) => {
-                                // `#[path]`: relative to this file's directory (or, inside an
-                                // inline module, to that module's directory); the file's own
-                                // children live beside it.
-                                let base = if stack.len() > 1 {
-                                    &scope_dir
-                                } else {
-                                    &dirs.own
-                                };
-                                let p = base.join(p);
-                                let d = p.parent().unwrap_or(base).to_path_buf();
-                                (
-                                    p,
-                                    Dirs {
-                                        children: d.clone(),
-                                        own: d,
-                                    },
-                                )
-                            }
-                            None => {
-                                let flat = scope_dir.join(format!("{name}.rs"));
-                                let nested = scope_dir.join(&name).join("mod.rs");
-                                if flat.is_file() {
-                                    (
-                                        flat,
-                                        Dirs {
-                                            children: scope_dir.join(&name),
-                                            own: scope_dir.clone(),
-                                        },
-                                    )
-                                } else {
-                                    (
-                                        nested,
-                                        Dirs {
-                                            children: scope_dir.join(&name),
-                                            own: scope_dir.join(&name),
-                                        },
-                                    )
-                                }
-                            }
-                        };
-                        self.scan_file(&child_path, child, &child_dirs, workspace)?;
-                        i += 3;
-                    } else if is(i + 2, Tok::Punct('{')) {
-                        let child = self.add_module(scope, &name, file);
-                        depth += 1;
-                        stack.push((child, depth, scope_dir.join(&name)));
-                        i += 3;
+                (None, None) => {
+                    let flat = dir.join(format!("{}.rs", decl.name));
+                    let p = if flat.is_file() {
+                        flat
                     } else {
-                        i += 1;
-                    }
+                        sub.join("mod.rs")
+                    };
+                    self.load_file(&p, child, &sub, workspace)?;
                 }
-                Tok::Ident(w) if depth == scope_depth && is_item_keyword(w) => {
-                    let mut j = i + 1;
-                    if w == "static" && ident(j) == Some("mut") {
-                        j += 1;
-                    }
-                    if w == "macro_rules" && is(j, Tok::Punct('!')) {
-                        j += 1;
-                    }
-                    if let Some(name) = ident(j).filter(|n| *n != "fn" && *n != "_") {
-                        self.modules[scope].items.insert(name.to_owned());
-                    }
-                    i += 1;
-                }
-                Tok::Ident(first)
-                    if is(i + 1, Tok::PathSep)
-                        && ident(i + 2).is_some()
-                        && !(i > 0
-                            && (is(i - 1, Tok::PathSep)
-                                || is(i - 1, Tok::Punct('$'))
-                                || is(i - 1, Tok::Punct('.')))) =>
-                {
-                    let line = t[i].line;
-                    let mut path = vec![first.clone()];
-                    let mut j = i + 1;
-                    while is(j, Tok::PathSep) {
-                        match ident(j + 1) {
-                            Some(s) => {
-                                path.push(s.to_owned());
-                                j += 2;
-                            }
-                            None => break,
-                        }
-                    }
-                    self.usages.push((
-                        file,
-                        Usage {
-                            module: scope,
-                            path,
-                            glob: false,
-                            line,
-                        },
-                    ));
-                    i = j;
-                }
-                _ => i += 1,
             }
         }
         Ok(())
-    }
-}
-
-fn is_item_keyword(w: &str) -> bool {
-    matches!(
-        w,
-        "struct" | "enum" | "trait" | "type" | "fn" | "const" | "static" | "macro_rules"
-    )
-}
-
-/// The `#[path = "…"]` among the attributes before the `mod` at `i`, if any.
-fn path_attribute(t: &[Token], i: usize) -> Option<String> {
-    let mut j = i;
-    // Visibility: `pub`, `pub(crate)`, `pub(in a::b)`.
-    if j > 0 && t[j - 1].tok == Tok::Punct(')') {
-        while j > 0 && t[j - 1].tok != Tok::Punct('(') {
-            j -= 1;
-        }
-        j = j.saturating_sub(1);
-    }
-    if j > 0 && t[j - 1].tok == Tok::Ident("pub".into()) {
-        j -= 1;
-    }
-    let mut found = None;
-    // Attributes, `#[…]`, walking back.
-    while j > 0 && t[j - 1].tok == Tok::Punct(']') {
-        let end = j - 1;
-        let mut k = end;
-        let mut nest = 0;
-        loop {
-            match t[k].tok {
-                Tok::Punct(']') => nest += 1,
-                Tok::Punct('[') => {
-                    nest -= 1;
-                    if nest == 0 {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            if k == 0 {
-                return found;
-            }
-            k -= 1;
-        }
-        if let (Some(Tok::Ident(a)), Some(Tok::Punct('=')), Some(Tok::Str(p))) = (
-            t.get(k + 1).map(|t| &t.tok),
-            t.get(k + 2).map(|t| &t.tok),
-            t.get(k + 3).map(|t| &t.tok),
-        ) && a == "path"
-        {
-            found = Some(p.clone());
-        }
-        if k == 0 || t[k - 1].tok != Tok::Punct('#') {
-            return found;
-        }
-        j = k - 1;
-    }
-    found
-}
-
-#[derive(Debug)]
-struct UseLeaf {
-    path: Vec<String>,
-    bind: Option<String>,
-    glob: bool,
-    line: u32,
-}
-
-/// One `use` tree from `t[*i]`: its leaves as full paths (a leading `::` kept as a `::`
-/// segment, which nothing resolves).
-fn parse_use_tree(t: &[Token], i: &mut usize, mut prefix: Vec<String>, out: &mut Vec<UseLeaf>) {
-    if t.get(*i).is_some_and(|t| t.tok == Tok::PathSep) {
-        prefix.push("::".into());
-        *i += 1;
-    }
-    let in_braces = !prefix.is_empty();
-    loop {
-        let Some(tok) = t.get(*i) else { return };
-        let line = tok.line;
-        match &tok.tok {
-            Tok::Punct('*') => {
-                *i += 1;
-                out.push(UseLeaf {
-                    path: prefix,
-                    bind: None,
-                    glob: true,
-                    line,
-                });
-                return;
-            }
-            Tok::Punct('{') => {
-                *i += 1;
-                loop {
-                    match t.get(*i).map(|t| &t.tok) {
-                        None => return,
-                        Some(Tok::Punct('}')) => {
-                            *i += 1;
-                            return;
-                        }
-                        Some(Tok::Punct(',')) => *i += 1,
-                        Some(_) => {
-                            let before = *i;
-                            parse_use_tree(t, i, prefix.clone(), out);
-                            if *i == before {
-                                *i += 1;
-                            }
-                        }
-                    }
-                }
-            }
-            Tok::Ident(s) => {
-                *i += 1;
-                if t.get(*i).is_some_and(|t| t.tok == Tok::PathSep) {
-                    prefix.push(s.clone());
-                    *i += 1;
-                    continue;
-                }
-                // `self` in braces names the prefix itself.
-                let (path, name) = if s == "self" && in_braces {
-                    let name = prefix.last().cloned().unwrap_or_default();
-                    (prefix, name)
-                } else {
-                    prefix.push(s.clone());
-                    (prefix, s.clone())
-                };
-                let mut bind = Some(name);
-                if matches!(t.get(*i).map(|t| &t.tok), Some(Tok::Ident(a)) if a == "as") {
-                    bind = match t.get(*i + 1).map(|t| &t.tok) {
-                        Some(Tok::Ident(alias)) if alias != "_" => Some(alias.clone()),
-                        _ => None,
-                    };
-                    *i += 2;
-                }
-                out.push(UseLeaf {
-                    path,
-                    bind,
-                    glob: false,
-                    line,
-                });
-                return;
-            }
-            _ => return,
-        }
     }
 }
 
@@ -641,7 +375,7 @@ fn parse_use_tree(t: &[Token], i: &mut usize, mut prefix: Vec<String>, out: &mut
 /// `use`s would repeat, and the lookups made so far, which are capped.
 #[derive(Default)]
 struct Seen {
-    open: std::collections::HashSet<(usize, String)>,
+    open: HashSet<(usize, String)>,
     steps: usize,
 }
 
@@ -707,9 +441,9 @@ impl Crate {
         {
             return self.resolve(c, rest, false, seen);
         }
-        if let Some(bindings) = module.bindings.get(s) {
-            for b in bindings {
-                let mut path = b.target.clone();
+        if let Some(targets) = module.bindings.get(s) {
+            for target in targets {
+                let mut path = target.clone();
                 path.extend(rest.iter().cloned());
                 if let Some(r) = self.resolve(m, &path, true, seen) {
                     return Some(r);
@@ -733,10 +467,10 @@ impl Crate {
         None
     }
 
-    /// The file a usage imports, if any.
-    fn target_file(&self, u: &Usage) -> Option<usize> {
+    /// The file an import in the scope of module `m` imports, if any.
+    fn target_file(&self, m: usize, u: &Import) -> Option<usize> {
         let mut seen = Seen::default();
-        let res = self.resolve(u.module, &u.path, true, &mut seen);
+        let res = self.resolve(m, &u.path, true, &mut seen);
         assert!(
             seen.steps <= MAX_STEPS,
             "resolving {} (line {}) does not end",
@@ -769,24 +503,28 @@ impl Crate {
 /// One import edge: where it is written.
 #[derive(Clone, Debug)]
 struct Edge {
-    line: u32,
+    line: usize,
     path: String,
 }
 
 /// The crate's import graph between unrelated files: (from, to) → the first import.
 fn edges(krate: &Crate) -> BTreeMap<(usize, usize), Edge> {
     let mut out = BTreeMap::new();
-    for (file, u) in &krate.usages {
-        let Some(to) = krate.target_file(u) else {
+    for (file, m, u) in &krate.usages {
+        let Some(to) = krate.target_file(*m, u) else {
             continue;
         };
         if krate.related(*file, to) {
             continue;
         }
-        out.entry((*file, to)).or_insert_with(|| Edge {
+        let edge = Edge {
             line: u.line,
             path: u.path.join("::"),
-        });
+        };
+        let first = out.entry((*file, to)).or_insert_with(|| edge.clone());
+        if edge.line < first.line {
+            *first = edge;
+        }
     }
     out
 }
@@ -965,24 +703,18 @@ fn crates(root: &Path) -> Vec<Crate> {
     out
 }
 
-#[test]
-fn no_import_cycles_between_module_files() {
-    let root = workspace_root();
-    let crates = crates(&root);
-    assert!(
-        crates.iter().any(|c| c.files.len() > 10),
-        "the scan found almost no module files: {:?}",
-        crates.iter().map(|c| &c.name).collect::<Vec<_>>()
-    );
+/// The circles among the crates' files and the `allowed` entries no import uses, as a report
+/// (empty when there is none), and the number of edges checked.
+fn check(crates: &[Crate], allowed: &[(&str, &str, &str)]) -> (String, usize) {
     let mut report = String::new();
-    let mut allowed_used = vec![false; ALLOWED.len()];
+    let mut allowed_used = vec![false; allowed.len()];
     let mut total_edges = 0;
-    for krate in &crates {
+    for krate in crates {
         let edges = edges(krate);
         let mut adj = vec![Vec::new(); krate.files.len()];
         for &(from, to) in edges.keys() {
             let (f, t) = (&krate.files[from].rel, &krate.files[to].rel);
-            if let Some(k) = ALLOWED.iter().position(|(a, b, _)| a == f && b == t) {
+            if let Some(k) = allowed.iter().position(|(a, b, _)| a == f && b == t) {
                 allowed_used[k] = true;
                 continue;
             }
@@ -1012,15 +744,26 @@ fn no_import_cycles_between_module_files() {
             }
         }
     }
-    for (k, used) in allowed_used.iter().enumerate() {
+    for (&(a, b, _), used) in allowed.iter().zip(allowed_used) {
         if !used {
-            let (a, b, _) = ALLOWED[k];
             let _ = writeln!(
                 report,
                 "ALLOWED lists {a} -> {b}, which no import uses any more"
             );
         }
     }
+    (report, total_edges)
+}
+
+#[test]
+fn no_import_cycles_between_module_files() {
+    let crates = crates(&workspace_root());
+    assert!(
+        crates.iter().any(|c| c.files.len() > 10),
+        "the scan found almost no module files: {:?}",
+        crates.iter().map(|c| &c.name).collect::<Vec<_>>()
+    );
+    let (report, total_edges) = check(&crates, ALLOWED);
     assert!(total_edges > 0, "the scan found no import between files");
     assert!(
         report.is_empty(),
@@ -1028,9 +771,23 @@ fn no_import_cycles_between_module_files() {
     );
 }
 
+/// A fresh directory under the system's temp dir holding `files` (paths relative to it).
+fn temp_tree(tag: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("tidal-import-cycles-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("temp dir");
+        std::fs::write(path, text).expect("write");
+    }
+    dir
+}
+
 #[test]
 fn the_scan_reads_uses_paths_and_modules() {
-    let t = lex(r##"
+    let file = syn::parse_file(
+        r##"
         // use crate::commented::Out;
         /* use crate::block::{Out}; */
         use crate::a::{self, b::{C, D as E}, f::*};
@@ -1040,26 +797,25 @@ fn the_scan_reads_uses_paths_and_modules() {
         mod tests;
         fn f() { let s = "crate::in_string::X"; let r = r#"crate::raw::Y"#; let c = '{'; }
         fn g<'a>(x: &'a str) -> crate::h::I<'a> { <T as crate::j::K>::k() }
-    "##);
-    let idents: Vec<&str> = t
-        .iter()
-        .filter_map(|t| match &t.tok {
-            Tok::Ident(s) => Some(s.as_str()),
-            _ => None,
-        })
+    "##,
+    )
+    .expect("parses");
+    let scan = scan_items(&file.items);
+    let paths: Vec<String> = (scan.uses.iter().chain(&scan.paths))
+        .map(|i| i.path.join("::"))
         .collect();
+    let idents: Vec<&str> = paths.iter().flat_map(|p| p.split("::")).collect();
     assert!(!idents.contains(&"commented") && !idents.contains(&"block"));
     assert!(!idents.contains(&"in_string") && !idents.contains(&"raw"));
-    let braces = t.iter().filter(|t| t.tok == Tok::Punct('{')).count();
-    let closes = t.iter().filter(|t| t.tok == Tok::Punct('}')).count();
-    assert_eq!(braces, closes, "the char literal '{{' is not a brace");
-    let use_at = t
-        .iter()
-        .position(|t| t.tok == Tok::Ident("use".into()))
-        .expect("a use");
-    let mut i = use_at + 1;
+    assert!(
+        paths.contains(&"crate::h::I".to_owned()) && paths.contains(&"crate::j::K::k".to_owned()),
+        "the char literal '{{' is not a brace: {paths:?}"
+    );
+    let Some(syn::Item::Use(first_use)) = file.items.first() else {
+        panic!("a use first");
+    };
     let mut leaves = Vec::new();
-    parse_use_tree(&t, &mut i, Vec::new(), &mut leaves);
+    use_leaves(&first_use.tree, Vec::new(), &mut leaves);
     let got: Vec<(String, Option<String>, bool)> = leaves
         .iter()
         .map(|l| (l.path.join("::"), l.bind.clone(), l.glob))
@@ -1073,35 +829,37 @@ fn the_scan_reads_uses_paths_and_modules() {
             ("crate::a::f".into(), None, true),
         ]
     );
-    let mod_at = t
+    let mods: Vec<(&str, Option<&str>)> = scan
+        .mods
         .iter()
-        .position(|t| t.tok == Tok::Ident("mod".into()))
-        .expect("a mod");
-    assert_eq!(path_attribute(&t, mod_at).as_deref(), Some("x_tests.rs"));
+        .map(|m| (m.name.as_str(), m.path.as_deref()))
+        .collect();
+    assert_eq!(mods, [("tests", Some("x_tests.rs"))]);
 }
 
 /// `a` and `b` are siblings that import each other only through their parent's re-exports;
 /// `c`'s `use super::*` child test module and its parent are not a circle.
 #[test]
 fn reexports_are_followed_and_parents_do_not_count() {
-    let dir = std::env::temp_dir().join(format!("tidal-import-cycles-{}", std::process::id()));
-    let src = dir.join("src");
-    std::fs::create_dir_all(&src).expect("temp dir");
-    let write = |name: &str, text: &str| std::fs::write(src.join(name), text).expect("write");
-    write(
-        "lib.rs",
-        "mod a;\nmod b;\nmod c;\npub use a::A;\npub use b::B;\n",
+    let dir = temp_tree(
+        "reexports",
+        &[
+            (
+                "src/lib.rs",
+                "mod a;\nmod b;\nmod c;\npub use a::A;\npub use b::B;\n",
+            ),
+            ("src/a.rs", "use crate::B;\npub struct A(B);\n"),
+            (
+                "src/b.rs",
+                "pub struct B;\nimpl B { fn a() -> super::A { todo!() } }\n",
+            ),
+            (
+                "src/c.rs",
+                "pub fn c() {}\n#[cfg(test)]\nmod tests { use super::*; #[test] fn t() { c() } }\n",
+            ),
+        ],
     );
-    write("a.rs", "use crate::B;\npub struct A(B);\n");
-    write(
-        "b.rs",
-        "pub struct B;\nimpl B { fn a() -> super::A { todo!() } }\n",
-    );
-    write(
-        "c.rs",
-        "pub fn c() {}\n#[cfg(test)]\nmod tests { use super::*; #[test] fn t() { c() } }\n",
-    );
-    let krate = Crate::load("t".into(), &src.join("lib.rs"), &dir).expect("loads");
+    let krate = Crate::load("t".into(), &dir.join("src/lib.rs"), &dir).expect("loads");
     let edges = edges(&krate);
     let named: BTreeSet<(String, String)> = edges
         .keys()
@@ -1120,4 +878,45 @@ fn reexports_are_followed_and_parents_do_not_count() {
         adj[f].push(t);
     }
     assert_eq!(cycles(krate.files.len(), &adj).len(), 1);
+}
+
+/// A workspace whose one crate has two files importing each other (one in a macro's input):
+/// the check fails and names both files, with the line and path of each import; an ALLOWED
+/// entry breaks the circle, and one no import uses is reported.
+#[test]
+fn a_circle_between_two_files_fails_naming_both() {
+    let dir = temp_tree(
+        "circle",
+        &[
+            ("Cargo.toml", "[workspace]\nmembers = [\"x\"]\n"),
+            ("x/src/lib.rs", "mod a;\nmod b;\n"),
+            ("x/src/a.rs", "use crate::b::B;\npub struct A(pub B);\n"),
+            (
+                "x/src/b.rs",
+                "pub struct B;\n\npub fn a() -> String {\n    format!(\"{:?}\", crate::a::A(B))\n}\n",
+            ),
+        ],
+    );
+    let crates = crates(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (report, total_edges) = check(&crates, &[]);
+    assert_eq!(total_edges, 2, "{report}");
+    assert!(report.contains("x/src/a.rs, x/src/b.rs"), "{report}");
+    assert!(
+        report.contains("x/src/a.rs:1 imports x/src/b.rs (crate::b::B)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("x/src/b.rs:4 imports x/src/a.rs (crate::a::A)"),
+        "{report}"
+    );
+    let allowed = [
+        ("x/src/b.rs", "x/src/a.rs", "a test"),
+        ("x/src/a.rs", "x/src/lib.rs", "unused"),
+    ];
+    let (report, _) = check(&crates, &allowed);
+    assert_eq!(
+        report,
+        "ALLOWED lists x/src/a.rs -> x/src/lib.rs, which no import uses any more\n"
+    );
 }
