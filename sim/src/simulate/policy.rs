@@ -13,7 +13,9 @@ use tidal_engine::{self as engine, Formula, types::MetricSource};
 use tidal_scaler::api::{self, ScalingPolicy, ScalingPolicySpec, SpecError};
 use tidal_scaler::controller::offline::{OfflineError, OfflinePolicy};
 
-use super::run::TIDAL_FAST_SECONDS;
+/// Tidal's fast path interval (`--fast-interval-seconds`): the policy compiles with it, and
+/// Tidal's replays tick at it (`run` takes it from here, so `policy` does not import `run`).
+pub const TIDAL_FAST_SECONDS: u64 = 1;
 
 /// A policy file that cannot be replayed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -37,7 +37,7 @@ use tidal_engine::{
 
 use super::SimulateError;
 use super::model::{ModelParams, Second, SimPod, Workload};
-use super::policy::Policy;
+use super::policy::{Policy, TIDAL_FAST_SECONDS};
 use super::trace::Trace;
 
 /// Second 0 of every replay, as a Unix time (the engine takes absolute times).
@@ -48,8 +48,6 @@ pub const HPA_SYNC_SECONDS: u64 = 15;
 pub const METRICS_SERVER_WINDOW_SECONDS: u64 = 15;
 /// KEDA's `pollingInterval` default.
 pub const KEDA_POLLING_SECONDS: u64 = 30;
-/// Tidal's fast path interval (`--fast-interval-seconds`).
-pub const TIDAL_FAST_SECONDS: u64 = 1;
 /// Tidal's interval for policies with a Prometheus query (`--prometheus-interval-seconds`).
 pub const TIDAL_PROMETHEUS_SECONDS: u64 = 15;
 /// The name of the container the simulated pods run (unless the CPU metric names one).
