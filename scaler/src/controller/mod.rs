@@ -13,17 +13,23 @@
 //!
 //! [`observe`] maps gathered data to engine observations; [`target`] reads the workload.
 
+mod enqueue;
 pub mod gate;
+mod history;
 pub mod observe;
 pub mod offline;
 mod plan;
 pub mod pods_by_label;
+mod report;
 mod requests;
 pub mod round;
+mod status;
 pub mod status_queue;
 pub mod target;
 pub mod trim;
 pub mod vertical;
+mod vertical_history;
+mod vertical_status;
 
 #[cfg(test)]
 mod decide_tests;
@@ -50,7 +56,6 @@ use kube::{Resource, ResourceExt};
 use crate::actuators::checkpoint::CheckpointWrite;
 use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
-use crate::api::ConditionType;
 use crate::api::ScalingPolicyCheckpoint;
 use crate::api::checkpoint::{self, Restore};
 use crate::api::{
@@ -65,10 +70,20 @@ use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::{PromSample, PrometheusSource};
 use crate::sources::{PodKey, PodUsage, SourceError};
+use enqueue::enqueue;
 use gate::Gate;
+pub use history::compact;
 use observe::Gathered;
 use pods_by_label::PodsByLabel;
+pub use report::CycleReport;
 use requests::{AfterCheckpoint, VerticalWriteFailure};
+use status::{base_status, superseded};
+use status_queue::StatusQueue;
+use target::Caches;
+use vertical_history::{Stored, spread_share};
+use vertical_status::vertical_write_failed;
+
+use crate::watchdog::Watchdog;
 
 /// The watch caches' pods and HPAs, indexed once per cycle (or per finished round) for every
 /// policy evaluated then.
@@ -77,10 +92,6 @@ struct Snapshot {
     hpas: gate::HpaIndex,
     policies: gate::PolicyIndex,
 }
-use status_queue::{Priority, StatusQueue};
-use target::Caches;
-
-use crate::watchdog::Watchdog;
 
 /// Controller-wide settings.
 #[derive(Debug, Clone)]
@@ -284,81 +295,6 @@ struct PolicyState {
     oom_floor: Option<f64>,
 }
 
-/// A policy's ScalingPolicyCheckpoint as read before its vertical history is restored.
-#[derive(Debug, Default)]
-struct Stored {
-    /// The object, if one exists in a format this version reads.
-    object: Option<ScalingPolicyCheckpoint>,
-    /// Whether one exists (also one this version cannot read, which is then replaced).
-    exists: bool,
-}
-
-/// A fixed share in `[0, 1)` of the checkpoint interval for a policy, to spread the
-/// checkpoint writes of policies restored in the same cycle.
-fn spread_share(namespace: &str, name: &str) -> f64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    (namespace, name).hash(&mut h);
-    (h.finish() % 1000) as f64 / 1000.0
-}
-
-/// Sets `AbleToScale=False` for a failed vertical write. The CRD's condition types are the
-/// HPA's three; a horizontal failure already there keeps its reason and gets this message
-/// appended. `lastTransitionTime` is the previous status's while it was already False.
-fn vertical_write_failed(
-    status: &mut ScalingPolicyStatus,
-    old: &ScalingPolicyStatus,
-    failure: &VerticalWriteFailure,
-    now: &Time,
-) {
-    use crate::api::{ConditionStatus, ScalingCondition};
-    let message = format!(
-        "the scaler was unable to change the containers' requests: {}",
-        failure.message
-    );
-    let since = old
-        .conditions
-        .iter()
-        .find(|c| c.kind == ConditionType::AbleToScale && c.status == ConditionStatus::False)
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    match status
-        .conditions
-        .iter_mut()
-        .find(|c| c.kind == ConditionType::AbleToScale)
-    {
-        Some(c) if c.status == ConditionStatus::False => {
-            let previous = c.message.take().unwrap_or_default();
-            c.message = Some(format!("{previous}; {message}"));
-        }
-        Some(c) => {
-            c.status = ConditionStatus::False;
-            c.reason = Some(failure.reason.into());
-            c.message = Some(message);
-            c.last_transition_time = Some(since);
-        }
-        None => status.conditions.insert(
-            0,
-            ScalingCondition {
-                kind: ConditionType::AbleToScale,
-                status: ConditionStatus::False,
-                reason: Some(failure.reason.into()),
-                message: Some(message),
-                last_transition_time: Some(since),
-            },
-        ),
-    }
-    status.refresh_ready(old, now);
-}
-
-/// One cycle's summary (for logs, tests and the benchmark).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CycleReport {
-    pub due: usize,
-    pub scaled: usize,
-    pub failures: usize,
-}
-
 /// See the module docs.
 pub struct Controller {
     writer: Writer,
@@ -393,122 +329,11 @@ fn time_of(unix: f64) -> Time {
     Time(Timestamp::from_millisecond((unix * 1000.0) as i64).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-/// Keep, for each replica count, only the newest recommendation: every stabilization window
-/// is a suffix of the history and takes a min or a max, so an older entry with the same count
-/// never changes the answer. This bounds the history by `max - min + 1` entries.
-pub fn compact(next: &NextState) -> NextState {
-    let mut newest: BTreeMap<i32, f64> = BTreeMap::new();
-    for r in &next.recommendations {
-        let e = newest.entry(r.replicas).or_insert(r.at_unix_seconds);
-        if r.at_unix_seconds > *e {
-            *e = r.at_unix_seconds;
-        }
-    }
-    let mut recommendations: Vec<engine::Recommendation> = newest
-        .into_iter()
-        .map(|(replicas, at)| engine::Recommendation {
-            replicas,
-            at_unix_seconds: at,
-        })
-        .collect();
-    recommendations.sort_by(|a, b| a.at_unix_seconds.total_cmp(&b.at_unix_seconds));
-    NextState {
-        recommendations,
-        scale_events: next.scale_events.clone(),
-        last_active_unix_seconds: next.last_active_unix_seconds,
-    }
-}
-
 fn uses_prometheus(p: &ScalingPolicy, agents: bool) -> bool {
     p.spec
         .metrics
         .iter()
         .any(|m| m.prometheus.is_some() || (m.resource.is_some() && !agents))
-}
-
-/// The status a new one starts from (fields a decision does not set, such as `lastScaleTime`,
-/// carry over): the one last queued for the policy, else the cached one. Statuses are
-/// written off the cycle, so the cache can lag the queue by more than a cycle (a backlog of
-/// changes); starting from it would carry a superseded value over, and the newer status,
-/// differing significantly, would replace the queued one (a scale's `lastScaleTime` lost).
-fn base_status(queued: Option<&ScalingPolicyStatus>, p: &ScalingPolicy) -> ScalingPolicyStatus {
-    let mut status = queued.or(p.status.as_ref()).cloned().unwrap_or_default();
-    let t = &p.spec.target_ref;
-    status.reference = Some(format!("{}/{}", t.kind, t.name));
-    status
-}
-
-/// The status of a cycle whose scale write was [`ActuateError::Superseded`]: it claims no
-/// scale (the desired count is the one the target has, not the one that was not written) and
-/// says why in the last decision's reasons.
-fn superseded(status: &mut ScalingPolicyStatus, observed: i32, e: &ActuateError) {
-    // Until the next decision, the count to keep is the one the other writer set.
-    let found = match e {
-        ActuateError::Superseded { found, .. } => *found,
-        _ => observed,
-    };
-    status.desired_replicas = Some(found);
-    if let Some(ld) = status.last_decision.as_mut() {
-        ld.reasons.push(format!("not applied: {e}"));
-    }
-}
-
-/// Queues `status` (the policy's last queued status and when it was queued are `written`
-/// and `written_at`) and returns the priority it was queued with, or `None` when it was not
-/// (an insignificant change before the refresh period, or no refresh budget left).
-///
-/// A status of a cycle that `scaled` the target is always queued, as [`Priority::Scale`]:
-/// its checkpoint holds the scale event and the stabilization recommendations a new leader
-/// continues from, so it does not wait for the refresh period or budget, nor behind other
-/// writes.
-fn enqueue(
-    statuses: &StatusQueue,
-    written: &mut Option<Box<ScalingPolicyStatus>>,
-    written_at: &mut Option<Instant>,
-    key: status_queue::Key,
-    status: ScalingPolicyStatus,
-    scaled: bool,
-    refresh: Duration,
-) -> Option<Priority> {
-    let (changed, stale) = match (written.as_deref(), *written_at) {
-        (Some(w), Some(at)) => (
-            significant(w) != significant(&status),
-            at.elapsed() >= refresh,
-        ),
-        _ => (true, true),
-    };
-    let priority = if scaled {
-        Priority::Scale
-    } else if changed {
-        Priority::Change
-    } else if stale && statuses.try_refresh() {
-        Priority::Refresh
-    } else {
-        return None;
-    };
-    *written = Some(Box::new(status.clone()));
-    *written_at = Some(Instant::now());
-    statuses.push(key, status, priority);
-    Some(priority)
-}
-
-/// The significant part of a status: a change here is written at once.
-fn significant(s: &ScalingPolicyStatus) -> impl PartialEq + use<> {
-    (
-        s.observed_generation,
-        s.current_replicas,
-        s.desired_replicas,
-        s.last_scale_time.clone(),
-        s.conditions
-            .iter()
-            .map(|c| (c.kind, c.status, c.reason.clone(), c.message.clone()))
-            .collect::<Vec<_>>(),
-        s.last_decision.as_ref().map(|d| d.dominant_metric.clone()),
-        s.current_metrics
-            .iter()
-            .map(|m| (m.name.clone(), m.error.clone(), m.proposed_replicas))
-            .collect::<Vec<_>>(),
-    )
 }
 
 impl Controller {
@@ -1601,257 +1426,5 @@ mod tests {
                 .1
                 .is_some_and(|n| n.contains("use \"Off\""))
         );
-    }
-
-    fn rec(replicas: i32, at: f64) -> engine::Recommendation {
-        engine::Recommendation {
-            replicas,
-            at_unix_seconds: at,
-        }
-    }
-
-    /// A status written off the cycle may not be in the cache at the policy's next
-    /// evaluation: the next status starts from the queued one, so a scale's `lastScaleTime`
-    /// is kept and nothing significant changed makes it urgent again.
-    #[test]
-    fn the_next_status_starts_from_the_queued_one_not_the_lagging_cache() {
-        let cached = ScalingPolicyStatus {
-            last_scale_time: Some(time_of(100.0)),
-            desired_replicas: Some(2),
-            ..Default::default()
-        };
-        let p: ScalingPolicy = serde_json::from_value(serde_json::json!({
-            "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
-            "metadata": {"name": "web", "namespace": "shop", "generation": 1},
-            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 1, "maxReplicas": 4,
-                     "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 50}}]},
-            "status": cached,
-        }))
-        .expect("policy");
-        // Cycle N scaled to 4 and queued that status; the cache still holds the old one.
-        let mut scaled = base_status(None, &p);
-        scaled.desired_replicas = Some(4);
-        scaled.last_scale_time = Some(time_of(200.0));
-        // Cycle N+1 decides the same.
-        let mut next = base_status(Some(&scaled), &p);
-        next.desired_replicas = Some(4);
-        assert_eq!(next.last_scale_time, Some(time_of(200.0)));
-        assert!(significant(&next) == significant(&scaled), "not urgent");
-        // Without a queued status (a failed write, a new leader) the cache is the base.
-        assert_eq!(base_status(None, &p).last_scale_time, Some(time_of(100.0)));
-    }
-
-    fn checkpointed(events: usize, recommendations: usize) -> ScalingPolicyStatus {
-        let next = NextState {
-            recommendations: (0..recommendations)
-                .map(|i| rec(3 + i as i32, i as f64))
-                .collect(),
-            scale_events: (0..events)
-                .map(|i| engine::ScaleEvent {
-                    replica_change: 1,
-                    at_unix_seconds: 100.0 + i as f64,
-                })
-                .collect(),
-            last_active_unix_seconds: None,
-        };
-        ScalingPolicyStatus {
-            desired_replicas: Some(4),
-            checkpoint: Some(Checkpoint::from_engine(&next)),
-            ..Default::default()
-        }
-    }
-
-    /// The controller/queue seam: a cycle that scaled queues its status (with the checkpoint
-    /// holding the new scale event) as a scale, though nothing significant changed, the last
-    /// status was queued just now and the refresh budget is spent; and the queue's task
-    /// starts that write at once, even with every ordinary slot taken by writes that hang.
-    #[tokio::test]
-    async fn a_scale_writes_its_checkpoint_at_once() {
-        use std::sync::Mutex;
-        let started = Arc::new(Mutex::new(Vec::new()));
-        let release = Arc::new(tokio::sync::Notify::new());
-        let (write, count) = status_queue::fake_writer(started.clone(), release.clone());
-        let (queue, task) = StatusQueue::with_write(write, count, 1.0);
-        let task = tokio::spawn(task);
-        while queue.try_refresh() {} // no refresh budget left
-        let refresh = Duration::from_secs(15);
-        let key: status_queue::Key = ("shop".into(), "web".into());
-        let mut written = Some(Box::new(checkpointed(0, 2)));
-        let mut written_at = Some(Instant::now());
-        // Without a scale, the same significant fields before the refresh period: not queued.
-        assert_eq!(
-            enqueue(
-                &queue,
-                &mut written,
-                &mut written_at,
-                key.clone(),
-                checkpointed(0, 3),
-                false,
-                refresh
-            ),
-            None
-        );
-        // Fill every ordinary slot with writes that do not answer.
-        for i in 0..status_queue::STATUS_WRITES_IN_FLIGHT {
-            queue.push(
-                ("other".into(), format!("p{i}")),
-                checkpointed(0, 1),
-                Priority::Change,
-            );
-        }
-        // The scale: its checkpoint has the event and the newest recommendations.
-        let scaled = checkpointed(1, 3);
-        assert_eq!(
-            enqueue(
-                &queue,
-                &mut written,
-                &mut written_at,
-                key.clone(),
-                scaled.clone(),
-                true,
-                refresh
-            ),
-            Some(Priority::Scale)
-        );
-        let seen = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                let hit = started
-                    .lock()
-                    .expect("lock")
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, s)| s.clone());
-                if let Some(s) = hit {
-                    return s;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the scale's checkpoint is written at once");
-        let checkpoint = seen.checkpoint.expect("checkpoint").to_engine();
-        assert_eq!(checkpoint.scale_events.len(), 1, "the scale event");
-        assert_eq!(checkpoint.recommendations.len(), 3, "the newest history");
-        assert_eq!(written.as_deref(), Some(&scaled), "recorded as queued");
-        release.notify_waiters();
-        task.abort();
-    }
-
-    /// A superseded write claims no scale: the desired count is the other writer's, the
-    /// reason says why, and `lastScaleTime` is kept.
-    #[test]
-    fn a_failed_vertical_write_turns_ready_false() {
-        let cond = |kind, reason: &str| engine::Condition {
-            kind,
-            status: true,
-            reason: reason.into(),
-            message: String::new(),
-        };
-        let mut status = ScalingPolicyStatus::default();
-        status.set_conditions(
-            &[
-                cond(engine::ConditionType::AbleToScale, "ReadyForNewScale"),
-                cond(engine::ConditionType::ScalingActive, "ValidMetricFound"),
-            ],
-            &time_of(100.0),
-        );
-        let old = status.clone();
-        let failure = VerticalWriteFailure {
-            reason: "FailedResize",
-            message: "patch pods/resize forbidden".into(),
-        };
-        vertical_write_failed(&mut status, &old, &failure, &time_of(200.0));
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.kind == ConditionType::Ready)
-            .expect("Ready");
-        assert_eq!(ready.status, crate::api::ConditionStatus::False);
-        assert_eq!(ready.reason.as_deref(), Some("FailedResize"));
-        assert_eq!(ready.last_transition_time, Some(time_of(200.0)));
-        assert_eq!(
-            status
-                .conditions
-                .iter()
-                .filter(|c| c.kind == ConditionType::Ready)
-                .count(),
-            1
-        );
-        // The next cycle fails the same way: Ready keeps its transition time.
-        let old = status.clone();
-        let mut next = old.clone();
-        next.set_conditions(
-            &[
-                cond(engine::ConditionType::AbleToScale, "ReadyForNewScale"),
-                cond(engine::ConditionType::ScalingActive, "ValidMetricFound"),
-            ],
-            &time_of(300.0),
-        );
-        vertical_write_failed(&mut next, &old, &failure, &time_of(300.0));
-        let ready = next
-            .conditions
-            .iter()
-            .find(|c| c.kind == ConditionType::Ready)
-            .expect("Ready");
-        assert_eq!(ready.status, crate::api::ConditionStatus::False);
-        assert_eq!(ready.last_transition_time, Some(time_of(200.0)));
-    }
-
-    #[test]
-    fn a_superseded_write_holds_without_claiming_a_scale() {
-        let mut status = ScalingPolicyStatus {
-            last_scale_time: Some(time_of(100.0)),
-            desired_replicas: Some(4),
-            last_decision: Some(Default::default()),
-            ..Default::default()
-        };
-        let e = ActuateError::Superseded {
-            object: "deployments/web/scale in namespace shop".into(),
-            expected: 2,
-            found: 5,
-        };
-        superseded(&mut status, 2, &e);
-        assert_eq!(status.desired_replicas, Some(5));
-        assert_eq!(status.last_scale_time, Some(time_of(100.0)));
-        let reasons = &status.last_decision.expect("decision").reasons;
-        assert!(
-            reasons
-                .iter()
-                .any(|r| r.contains("not applied") && r.contains("from 2 to 5")),
-            "{reasons:?}"
-        );
-    }
-
-    /// Compaction never changes a stabilization answer: for every window suffix, the min and
-    /// the max over the compacted history equal those over the full history.
-    #[test]
-    fn compaction_keeps_every_window_min_and_max() {
-        let full = NextState {
-            recommendations: (0..300)
-                .map(|i| rec(3 + (i * 7 % 5), f64::from(i)))
-                .collect(),
-            scale_events: vec![],
-            last_active_unix_seconds: Some(1.0),
-        };
-        let small = compact(&full);
-        assert!(small.recommendations.len() <= 5, "{small:?}");
-        assert_eq!(small.last_active_unix_seconds, Some(1.0));
-        for cutoff in 0..300 {
-            let c = f64::from(cutoff);
-            let window = |s: &NextState| -> (i32, i32) {
-                let v: Vec<i32> = s
-                    .recommendations
-                    .iter()
-                    .filter(|r| r.at_unix_seconds >= c)
-                    .map(|r| r.replicas)
-                    .collect();
-                (
-                    v.iter().copied().min().unwrap_or(0),
-                    v.iter().copied().max().unwrap_or(0),
-                )
-            };
-            assert_eq!(window(&full), window(&small), "cutoff {cutoff}");
-        }
     }
 }

@@ -1,0 +1,75 @@
+//! The engine history a policy keeps between cycles: compacted after every decision.
+
+use std::collections::BTreeMap;
+
+use crate::engine::types::{self as engine, NextState};
+
+/// Keep, for each replica count, only the newest recommendation: every stabilization window
+/// is a suffix of the history and takes a min or a max, so an older entry with the same count
+/// never changes the answer. This bounds the history by `max - min + 1` entries.
+pub fn compact(next: &NextState) -> NextState {
+    let mut newest: BTreeMap<i32, f64> = BTreeMap::new();
+    for r in &next.recommendations {
+        let e = newest.entry(r.replicas).or_insert(r.at_unix_seconds);
+        if r.at_unix_seconds > *e {
+            *e = r.at_unix_seconds;
+        }
+    }
+    let mut recommendations: Vec<engine::Recommendation> = newest
+        .into_iter()
+        .map(|(replicas, at)| engine::Recommendation {
+            replicas,
+            at_unix_seconds: at,
+        })
+        .collect();
+    recommendations.sort_by(|a, b| a.at_unix_seconds.total_cmp(&b.at_unix_seconds));
+    NextState {
+        recommendations,
+        scale_events: next.scale_events.clone(),
+        last_active_unix_seconds: next.last_active_unix_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(replicas: i32, at: f64) -> engine::Recommendation {
+        engine::Recommendation {
+            replicas,
+            at_unix_seconds: at,
+        }
+    }
+
+    /// Compaction never changes a stabilization answer: for every window suffix, the min and
+    /// the max over the compacted history equal those over the full history.
+    #[test]
+    fn compaction_keeps_every_window_min_and_max() {
+        let full = NextState {
+            recommendations: (0..300)
+                .map(|i| rec(3 + (i * 7 % 5), f64::from(i)))
+                .collect(),
+            scale_events: vec![],
+            last_active_unix_seconds: Some(1.0),
+        };
+        let small = compact(&full);
+        assert!(small.recommendations.len() <= 5, "{small:?}");
+        assert_eq!(small.last_active_unix_seconds, Some(1.0));
+        for cutoff in 0..300 {
+            let c = f64::from(cutoff);
+            let window = |s: &NextState| -> (i32, i32) {
+                let v: Vec<i32> = s
+                    .recommendations
+                    .iter()
+                    .filter(|r| r.at_unix_seconds >= c)
+                    .map(|r| r.replicas)
+                    .collect();
+                (
+                    v.iter().copied().min().unwrap_or(0),
+                    v.iter().copied().max().unwrap_or(0),
+                )
+            };
+            assert_eq!(window(&full), window(&small), "cutoff {cutoff}");
+        }
+    }
+}
