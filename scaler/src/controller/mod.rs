@@ -54,13 +54,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::actuators::checkpoint::CheckpointWrite;
-use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
 use crate::api::ScalingPolicyCheckpoint;
 use crate::api::checkpoint::{self, Restore};
-use crate::api::{
-    Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode,
-};
+use crate::api::{ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode};
 use crate::engine::types::{self as engine, NextState};
 use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
@@ -76,6 +73,7 @@ pub use history::compact;
 use observe::Gathered;
 use pods_by_label::PodsByLabel;
 pub use report::CycleReport;
+use report::record_scale;
 use requests::{AfterCheckpoint, VerticalWriteFailure};
 use status::{base_status, superseded};
 use status_queue::StatusQueue;
@@ -91,6 +89,14 @@ struct Snapshot {
     pods: PodsByLabel,
     hpas: gate::HpaIndex,
     policies: gate::PolicyIndex,
+}
+
+/// What a policy's evaluation rests on besides the gathered data: its compiled spec, the gate
+/// (whether and why the target may be written) and the target as read.
+struct Resolved {
+    compiled: Arc<Compiled>,
+    gate: Gate,
+    target: target::Target,
 }
 
 /// Controller-wide settings.
@@ -800,30 +806,24 @@ impl Controller {
         }
     }
 
-    async fn evaluate(
+    /// What `p`'s evaluation rests on ([`Resolved`]), or `None` when it holds the policy,
+    /// saying why: an invalid spec (`InvalidSpec`, `InvalidFormula`), an invalid annotation
+    /// (`InvalidAnnotation`), a target that cannot be read (`FailedGetScale`). Also `None`,
+    /// without a hold, for a policy the controller has no state of.
+    async fn resolve(
         &mut self,
         p: &ScalingPolicy,
-        gathered: &Gathered,
         snapshot: &Snapshot,
         now: f64,
         report: &mut CycleReport,
-    ) {
+    ) -> Option<Resolved> {
         let ns = p.namespace().unwrap_or_default();
-        let name = p.name_any();
-        let key = (ns.clone(), name.clone());
-        let now_t = time_of(now);
+        let key = (ns.clone(), p.name_any());
         let metrics = self.writer.metrics().clone();
-        let labels = PolicyLabels {
-            namespace: ns.clone(),
-            policy: name.clone(),
-        };
-        let Some(compiled) = self
+        let compiled = self
             .states
             .get(&key)
-            .map(|st| st.compiled.as_ref().map(Arc::clone).map_err(Clone::clone))
-        else {
-            return;
-        };
+            .map(|st| st.compiled.as_ref().map(Arc::clone).map_err(Clone::clone))?;
         let compiled = match compiled {
             Ok(c) => c,
             Err(e) => {
@@ -834,7 +834,7 @@ impl Controller {
                     "InvalidSpec"
                 };
                 self.hold(p, reason, &e.to_string(), now, report).await;
-                return;
+                return None;
             }
         };
         let gate = gate::gate_among(
@@ -846,7 +846,7 @@ impl Controller {
             metrics.error("invalid_spec");
             self.hold(p, "InvalidAnnotation", message, now, report)
                 .await;
-            return;
+            return None;
         }
         let client = self.writer.client().clone();
         let count = |verb| metrics.request(verb);
@@ -865,18 +865,47 @@ impl Controller {
                 metrics.error(e.label());
                 self.hold(p, "FailedGetScale", &e.to_string(), now, report)
                     .await;
-                return;
+                return None;
             }
         };
-        let pods = snapshot.pods.matching(&ns, &target.selector);
-        let history = match self.states.get(&key).and_then(|st| st.history.clone()) {
-            Some(h) => Some(h),
-            None => p
-                .status
-                .as_ref()
-                .and_then(|s| s.checkpoint.as_ref())
-                .map(Checkpoint::to_engine),
+        Some(Resolved {
+            compiled,
+            gate,
+            target,
+        })
+    }
+
+    /// Evaluates one policy with the data gathered for it: resolves what it rests on (or
+    /// holds it), plans the decision, writes the scale the gate allows, settles the status,
+    /// runs the vertical step (with `spec.vertical`), and queues the status.
+    async fn evaluate(
+        &mut self,
+        p: &ScalingPolicy,
+        gathered: &Gathered,
+        snapshot: &Snapshot,
+        now: f64,
+        report: &mut CycleReport,
+    ) {
+        let ns = p.namespace().unwrap_or_default();
+        let name = p.name_any();
+        let key = (ns.clone(), name.clone());
+        let now_t = time_of(now);
+        let metrics = self.writer.metrics().clone();
+        let labels = PolicyLabels {
+            namespace: ns.clone(),
+            policy: name.clone(),
         };
+        let Some(Resolved {
+            compiled,
+            gate,
+            target,
+        }) = self.resolve(p, snapshot, now, report).await
+        else {
+            return;
+        };
+        let pods = snapshot.pods.matching(&ns, &target.selector);
+        let history =
+            history::restored(self.states.get(&key).and_then(|st| st.history.as_ref()), p);
         let facts = Facts {
             namespace: &ns,
             pods: &pods,
@@ -910,30 +939,7 @@ impl Controller {
             Some(intent) => {
                 let applied =
                     plan::apply(intent, &target.scale, &target.observed, p, &self.writer).await;
-                let (from, to) = (intent.from, intent.to);
-                match &applied.scale {
-                    Ok(ScaleOutcome::Applied { attempts }) => {
-                        report.scaled += 1;
-                        tracing::info!(policy = %format!("{ns}/{name}"), from, to, attempts, reason = %intent.reason, "scaled");
-                    }
-                    Ok(ScaleOutcome::Unchanged) => {}
-                    Err(e) => {
-                        metrics.error(e.label());
-                        match e {
-                            ActuateError::Superseded { .. } => {
-                                tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: superseded by another writer")
-                            }
-                            ActuateError::NotLeader { .. } => {
-                                tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: leadership lost")
-                            }
-                            _ => report.failures += 1,
-                        }
-                    }
-                }
-                if let Some(e) = &applied.event {
-                    metrics.error(e.label());
-                    tracing::warn!(error = %e, "event not recorded");
-                }
+                record_scale(&metrics, &format!("{ns}/{name}"), intent, &applied, report);
                 Some(applied.scale)
             }
             None => None,
