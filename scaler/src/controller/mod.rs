@@ -54,6 +54,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::actuators::checkpoint::CheckpointWrite;
+use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
 use crate::api::ScalingPolicyCheckpoint;
 use crate::api::checkpoint::{self, Restore};
@@ -79,7 +80,7 @@ use status::{base_status, superseded};
 use status_queue::StatusQueue;
 use target::Caches;
 use vertical_history::{Stored, spread_share};
-use vertical_status::vertical_write_failed;
+use vertical_status::{Recommended, merge_vertical, vertical_mode};
 
 use crate::watchdog::Watchdog;
 
@@ -890,61 +891,25 @@ impl Controller {
         let name = p.name_any();
         let key = (ns.clone(), name.clone());
         let now_t = time_of(now);
-        let metrics = self.writer.metrics().clone();
-        let labels = PolicyLabels {
-            namespace: ns.clone(),
-            policy: name.clone(),
+        let Some(resolved) = self.resolve(p, snapshot, now, report).await else {
+            return;
         };
-        let Some(Resolved {
+        let Resolved {
             compiled,
             gate,
             target,
-        }) = self.resolve(p, snapshot, now, report).await
-        else {
-            return;
-        };
+        } = &resolved;
         let pods = snapshot.pods.matching(&ns, &target.selector);
-        let history =
-            history::restored(self.states.get(&key).and_then(|st| st.history.as_ref()), p);
-        let facts = Facts {
-            namespace: &ns,
-            pods: &pods,
-            spec_replicas: target.observed.replicas,
-            status_replicas: target.status_replicas,
-            history: history.as_ref(),
-            gathered,
-        };
         let old = base_status(
             self.states.get(&key).and_then(|st| st.written.as_deref()),
             p,
         );
-        let started = Instant::now();
-        let planned = plan::plan(&plan::PlanInput {
-            policy: p,
-            compiled: &compiled,
-            gate: &gate,
-            facts,
-            old: &old,
-            sample_window_seconds: self.settings.sample_window_seconds,
-            now,
-        });
-        metrics
-            .decision_duration
-            .observe(started.elapsed().as_secs_f64());
-        if planned.outcome == Outcome::NotApplied {
-            let d = &planned.decision;
-            tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
-        }
+        let planned = self.plan_decision(p, &resolved, &pods, gathered, &old, now);
         let applied = match &planned.scale {
-            Some(intent) => {
-                let applied =
-                    plan::apply(intent, &target.scale, &target.observed, p, &self.writer).await;
-                record_scale(&metrics, &format!("{ns}/{name}"), intent, &applied, report);
-                Some(applied.scale)
-            }
+            Some(intent) => Some(self.scale(p, intent, target, report).await),
             None => None,
         };
-        let mut settled = plan::settle(planned, applied.as_ref(), &gate, p, &old, &now_t);
+        let mut settled = plan::settle(planned, applied.as_ref(), gate, p, &old, &now_t);
         if settled.decide_again
             && let Some(st) = self.states.get_mut(&key)
         {
@@ -955,69 +920,23 @@ impl Controller {
             std::mem::take(&mut settled.next),
             settled.scaled,
         );
-        if let Some((mode, config)) = &compiled.vertical {
-            // Held (paused, another autoscaler, dry run): recommend, change no request.
-            let mode = match mode {
-                VerticalMode::InPlace | VerticalMode::Template if !gate.writes() => {
-                    VerticalMode::Off
-                }
-                m => *m,
-            };
-            let vertical = match self.stored_checkpoint(p).await {
-                Ok(stored) => self
-                    .vertical(
-                        p,
-                        mode,
-                        config,
-                        &compiled.spec,
-                        &target,
-                        &pods,
-                        gathered,
-                        &stored,
-                        now,
-                    )
-                    .await
-                    .map_err(Some),
-                Err(e) => {
-                    // Without the stored history, a fresh one would overwrite it: this
-                    // cycle keeps what the status had, and the read is tried again next cycle.
-                    metrics.error(e.label());
-                    tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical checkpoint not read: recommending again next cycle");
-                    status.recommendations = old.recommendations.clone();
-                    if let (Some(c), Some(o)) =
-                        (status.checkpoint.as_mut(), old.checkpoint.as_ref())
-                    {
-                        c.vertical = o.vertical.clone();
-                    }
-                    Err(None)
-                }
-            };
-            match vertical {
-                Ok((recs, in_status, failed)) => {
-                    status.recommendations = recs;
-                    if let Some(c) = status.checkpoint.as_mut() {
-                        c.vertical = in_status;
-                    }
-                    if let Some(f) = failed {
-                        report.failures += 1;
-                        vertical_write_failed(&mut status, &old, &f, &now_t);
-                    }
-                }
-                Err(None) => {}
-                Err(Some(e)) => {
-                    // The status keeps the copy of the histograms it had (if any).
-                    if let (Some(c), Some(o)) =
-                        (status.checkpoint.as_mut(), old.checkpoint.as_ref())
-                    {
-                        c.vertical = o.vertical.clone();
-                    }
-                    metrics.error(e.label());
-                    tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical recommendation failed");
-                }
-            }
-        }
+        self.vertical_step(
+            p,
+            &resolved,
+            &pods,
+            gathered,
+            &old,
+            &mut status,
+            now,
+            report,
+        )
+        .await;
 
-        plan::publish(&metrics, &labels, &settled, &compiled.spec);
+        let labels = PolicyLabels {
+            namespace: ns,
+            policy: name,
+        };
+        plan::publish(self.writer.metrics(), &labels, &settled, &compiled.spec);
 
         if let Some(st) = self.states.get_mut(&key) {
             st.history = Some(next);
@@ -1028,6 +947,129 @@ impl Controller {
             st.warned = None;
         }
         self.write_status(p, status, scaled);
+    }
+
+    /// The decision for `p` and what the gate lets this cycle write ([`plan::plan`]), from the
+    /// engine history it continues and the status `old` it starts from; timed, and a rescale
+    /// the gate holds is logged.
+    fn plan_decision(
+        &self,
+        p: &ScalingPolicy,
+        resolved: &Resolved,
+        pods: &[&Arc<Pod>],
+        gathered: &Gathered,
+        old: &ScalingPolicyStatus,
+        now: f64,
+    ) -> plan::Planned {
+        let (ns, name) = (p.namespace().unwrap_or_default(), p.name_any());
+        let key = (ns.clone(), name.clone());
+        let Resolved {
+            compiled,
+            gate,
+            target,
+        } = resolved;
+        let history =
+            history::restored(self.states.get(&key).and_then(|st| st.history.as_ref()), p);
+        let facts = Facts {
+            namespace: &ns,
+            pods,
+            spec_replicas: target.observed.replicas,
+            status_replicas: target.status_replicas,
+            history: history.as_ref(),
+            gathered,
+        };
+        let started = Instant::now();
+        let planned = plan::plan(&plan::PlanInput {
+            policy: p,
+            compiled,
+            gate,
+            facts,
+            old,
+            sample_window_seconds: self.settings.sample_window_seconds,
+            now,
+        });
+        self.writer
+            .metrics()
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        if planned.outcome == Outcome::NotApplied {
+            let d = &planned.decision;
+            tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
+        }
+        planned
+    }
+
+    /// Writes the scale `intent` ([`plan::apply`]) and records what the write did
+    /// ([`record_scale`]).
+    async fn scale(
+        &self,
+        p: &ScalingPolicy,
+        intent: &plan::ScaleIntent,
+        target: &target::Target,
+        report: &mut CycleReport,
+    ) -> Result<ScaleOutcome, ActuateError> {
+        let policy = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+        let applied = plan::apply(intent, &target.scale, &target.observed, p, &self.writer).await;
+        record_scale(self.writer.metrics(), &policy, intent, &applied, report);
+        applied.scale
+    }
+
+    /// `spec.vertical`'s part of an evaluation: the stored checkpoint is read (while the
+    /// vertical history is not in memory), [`Self::vertical`] runs in the mode the gate allows,
+    /// and its result is merged into `status` (see [`merge_vertical`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn vertical_step(
+        &mut self,
+        p: &ScalingPolicy,
+        resolved: &Resolved,
+        pods: &[&Arc<Pod>],
+        gathered: &Gathered,
+        old: &ScalingPolicyStatus,
+        status: &mut ScalingPolicyStatus,
+        now: f64,
+        report: &mut CycleReport,
+    ) {
+        let Resolved {
+            compiled,
+            gate,
+            target,
+        } = resolved;
+        let Some((mode, config)) = &compiled.vertical else {
+            return;
+        };
+        let (ns, name) = (p.namespace().unwrap_or_default(), p.name_any());
+        let metrics = self.writer.metrics().clone();
+        let mode = vertical_mode(*mode, gate.writes());
+        let vertical = match self.stored_checkpoint(p).await {
+            Ok(stored) => self
+                .vertical(
+                    p,
+                    mode,
+                    config,
+                    &compiled.spec,
+                    target,
+                    pods,
+                    gathered,
+                    &stored,
+                    now,
+                )
+                .await
+                .map_err(Some),
+            Err(e) => {
+                // Without the stored history, a fresh one would overwrite it: this
+                // cycle keeps what the status had, and the read is tried again next cycle.
+                metrics.error(e.label());
+                tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical checkpoint not read: recommending again next cycle");
+                Err(None)
+            }
+        };
+        if let Err(Some(e)) = &vertical {
+            metrics.error(e.label());
+            tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical recommendation failed");
+        }
+        if merge_vertical(status, old, vertical, &time_of(now)) {
+            report.failures += 1;
+        }
     }
 
     /// The policy's ScalingPolicyCheckpoint, read only when its vertical history is not in
@@ -1079,7 +1121,7 @@ impl Controller {
     /// ScalingPolicyCheckpoint when due, and (InPlace, Template) change the requests that lie
     /// outside the recommendation's bounds. Returns the status recommendations, the histograms
     /// to keep in the status (only while the checkpoint object cannot be written) and the
-    /// failed write.
+    /// failed write ([`Recommended`]).
     #[allow(clippy::too_many_arguments)]
     async fn vertical(
         &mut self,
@@ -1092,14 +1134,7 @@ impl Controller {
         gathered: &Gathered,
         stored: &Stored,
         now: f64,
-    ) -> Result<
-        (
-            Vec<crate::api::ContainerRecommendationStatus>,
-            Option<crate::engine::vertical::VerticalCheckpoint>,
-            Option<VerticalWriteFailure>,
-        ),
-        crate::engine::vertical::VerticalError,
-    > {
+    ) -> Result<Recommended, crate::engine::vertical::VerticalError> {
         let ns = p.namespace().unwrap_or_default();
         let key = (ns.clone(), p.name_any());
         let metrics = self.writer.metrics().clone();
@@ -1235,11 +1270,19 @@ impl Controller {
             .is_none_or(|t| t.elapsed() >= self.settings.vertical_apply_interval);
         if p.spec.dry_run || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template) {
             st.vertical_failed = None;
-            return Ok((status_recs, checkpoint, None));
+            return Ok(Recommended {
+                recommendations: status_recs,
+                in_status: checkpoint,
+                failed: None,
+            });
         }
         if !due {
             // Between rounds, the last round's failure still stands.
-            return Ok((status_recs, checkpoint, st.vertical_failed.clone()));
+            return Ok(Recommended {
+                recommendations: status_recs,
+                in_status: checkpoint,
+                failed: st.vertical_failed.clone(),
+            });
         }
         let writes = vertical::request_writes(
             mode,
@@ -1268,7 +1311,11 @@ impl Controller {
         if let Some(f) = &failed {
             metrics.policy_error(&ns, &p.name_any(), f.reason);
         }
-        Ok((status_recs, checkpoint, failed))
+        Ok(Recommended {
+            recommendations: status_recs,
+            in_status: checkpoint,
+            failed,
+        })
     }
 
     /// Nothing can be decided: keep the replicas, say why in the conditions and one Event.
