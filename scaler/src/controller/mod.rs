@@ -53,17 +53,14 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use crate::actuators::checkpoint::CheckpointWrite;
 use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
 use crate::api::ScalingPolicyCheckpoint;
-use crate::api::checkpoint::{self, Restore};
 use crate::api::{ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode};
 use crate::engine::types::{self as engine, NextState};
-use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
+use crate::engine::vertical::{ContainerRecommendation, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
 use crate::metrics::{ConditionLabels, Outcome, PolicyLabels, StateLabels};
-use crate::readiness::CRD_INSTALL;
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::{PromSample, PrometheusSource};
@@ -75,11 +72,11 @@ use observe::Gathered;
 use pods_by_label::PodsByLabel;
 pub use report::CycleReport;
 use report::record_scale;
-use requests::{AfterCheckpoint, VerticalWriteFailure};
+use requests::VerticalWriteFailure;
 use status::{base_status, superseded};
 use status_queue::StatusQueue;
 use target::Caches;
-use vertical_history::{Stored, spread_share};
+use vertical_history::Stored;
 use vertical_status::{Recommended, merge_vertical, vertical_mode};
 
 use crate::watchdog::Watchdog;
@@ -302,6 +299,50 @@ struct PolicyState {
     oom_floor: Option<f64>,
 }
 
+impl PolicyState {
+    /// The state of `p` as first seen (or under a new generation): nothing learned yet, due at
+    /// `next_due`.
+    fn new(
+        p: &ScalingPolicy,
+        compiled: Result<Arc<Compiled>, SpecError>,
+        next_due: Instant,
+    ) -> Self {
+        Self {
+            uid: p.uid().unwrap_or_default(),
+            generation: p.metadata.generation.unwrap_or(0),
+            compiled,
+            history: None,
+            next_due,
+            written: None,
+            written_at: None,
+            warned: None,
+            metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
+            vertical: None,
+            checkpoint_written_at: None,
+            checkpoint_in_status: false,
+            checkpoint_stored: false,
+            vertical_applied_at: None,
+            vertical_failed: None,
+            oom_seen: HashMap::new(),
+            oom_floor: None,
+        }
+    }
+
+    /// A new generation of the same policy keeps what it has learned: the
+    /// engine history, and the vertical histograms with their checkpoint's
+    /// bookkeeping and the OOMs already recorded (reloading them from a
+    /// checkpoint up to an interval old would lose the newest samples).
+    fn inherit(&mut self, old: PolicyState) {
+        self.history = old.history;
+        self.vertical = old.vertical;
+        self.checkpoint_written_at = old.checkpoint_written_at;
+        self.checkpoint_in_status = old.checkpoint_in_status;
+        self.checkpoint_stored = old.checkpoint_stored;
+        self.oom_seen = old.oom_seen;
+        self.oom_floor = old.oom_floor;
+    }
+}
+
 /// See the module docs.
 pub struct Controller {
     writer: Writer,
@@ -483,38 +524,9 @@ impl Controller {
                 Some(st) if st.uid == uid && st.generation == generation => st,
                 _ => {
                     let compiled = compile(&p, &self.settings.engine).map(Arc::new);
-                    let mut st = Box::new(PolicyState {
-                        uid: uid.clone(),
-                        generation,
-                        compiled,
-                        history: None,
-                        next_due: now_i,
-                        written: None,
-                        written_at: None,
-                        warned: None,
-                        metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
-                        vertical: None,
-                        checkpoint_written_at: None,
-                        checkpoint_in_status: false,
-                        checkpoint_stored: false,
-                        vertical_applied_at: None,
-                        vertical_failed: None,
-                        oom_seen: HashMap::new(),
-                        oom_floor: None,
-                    });
-                    // A new generation of the same policy keeps what it has learned: the
-                    // engine history, and the vertical histograms with their checkpoint's
-                    // bookkeeping and the OOMs already recorded (reloading them from a
-                    // checkpoint up to an interval old would lose the newest samples).
+                    let mut st = Box::new(PolicyState::new(&p, compiled, now_i));
                     if let Some(old) = self.states.remove(&key).filter(|old| old.uid == uid) {
-                        let old = *old;
-                        st.history = old.history;
-                        st.vertical = old.vertical;
-                        st.checkpoint_written_at = old.checkpoint_written_at;
-                        st.checkpoint_in_status = old.checkpoint_in_status;
-                        st.checkpoint_stored = old.checkpoint_stored;
-                        st.oom_seen = old.oom_seen;
-                        st.oom_floor = old.oom_floor;
+                        st.inherit(*old);
                     }
                     self.states.insert(key.clone(), st);
                     match self.states.get_mut(&key) {
@@ -1144,42 +1156,9 @@ impl Controller {
                 problem: "no controller state".into(),
             });
         };
+        let interval = self.settings.vertical_checkpoint_interval;
         if st.vertical.is_none() {
-            let (restored, from_object) = match checkpoint::restore_from(p, stored.object.as_ref())
-            {
-                Restore::Object(c) => (Some(c), true),
-                Restore::Status(c) => (Some(c), false),
-                Restore::Fresh => (None, false),
-            };
-            let restored =
-                restored.map(|c| VerticalState::from_checkpoint(ModelConfig::default(), c));
-            // Restored from its own object: nothing new to write until a spread share of the
-            // interval (policies restored together, at a takeover, do not all write in the
-            // same cycle after). From the status (an older version's place, or newer than the
-            // object) or afresh: the object is written at once.
-            let interval = self.settings.vertical_checkpoint_interval;
-            st.checkpoint_written_at = if from_object {
-                let spread = interval.mul_f64(spread_share(&ns, &p.name_any()));
-                Some(
-                    Instant::now()
-                        .checked_sub(spread)
-                        .unwrap_or_else(Instant::now),
-                )
-            } else {
-                None
-            };
-            st.checkpoint_stored = stored.exists;
-            st.checkpoint_in_status = !from_object && restored.is_some();
-            st.oom_seen.clear();
-            st.oom_floor = restored.as_ref().is_some_and(Result::is_ok).then_some(now);
-            st.vertical = Some(match restored {
-                Some(Ok(v)) => v,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "vertical checkpoint unreadable: starting afresh");
-                    VerticalState::new(ModelConfig::default())?
-                }
-                None => VerticalState::new(ModelConfig::default())?,
-            });
+            vertical_history::restore(st, p, stored, interval, now)?;
         }
         let Some(state) = st.vertical.as_mut() else {
             return Err(crate::engine::vertical::VerticalError::Invalid {
@@ -1187,79 +1166,18 @@ impl Controller {
                 problem: "no vertical state".into(),
             });
         };
-        if let Some(Ok(usage)) = &gathered.usage {
-            for e in vertical::observe(state, &ns, pods, usage) {
-                metrics.error(e.label());
-                tracing::debug!(error = %e, "vertical sample rejected");
-            }
-        }
-        // Every OOM kill once (the VPA's OOM observer): a memory peak of
-        // max(used + 100Mi, used * 1.2), `used` the larger of the request and the usage peak.
-        let kills = vertical::oom_kills(pods);
-        for k in vertical::new_oom_kills(&mut st.oom_seen, st.oom_floor, kills) {
-            match state.record_oom(&k.pod, &k.container, k.memory_request_bytes, k.at) {
-                Ok(outcome) => tracing::info!(
-                    policy = %format!("{ns}/{}", p.name_any()),
-                    pod = %k.pod,
-                    container = %k.container,
-                    request_bytes = k.memory_request_bytes,
-                    ?outcome,
-                    "OOM kill recorded"
-                ),
-                Err(e) => {
-                    metrics.error(e.label());
-                    tracing::warn!(error = %e, "OOM kill not recorded");
-                }
-            }
-        }
+        vertical_history::learn(
+            &metrics,
+            state,
+            &mut st.oom_seen,
+            st.oom_floor,
+            p,
+            pods,
+            gathered,
+        );
         let recs = vertical::recommend(state, config, spec, now)?;
         let checkpoint = state.checkpoint();
-        if st
-            .checkpoint_written_at
-            .is_none_or(|t| t.elapsed() >= self.settings.vertical_checkpoint_interval)
-        {
-            let attempted_before = st.checkpoint_written_at.replace(Instant::now());
-            let stamp = time_of(now).0.to_string();
-            let how = if st.checkpoint_stored {
-                CheckpointWrite::Replace
-            } else {
-                CheckpointWrite::Create
-            };
-            let written = self.writer.checkpoint(p, &checkpoint, stamp, how).await;
-            let after = requests::after_checkpoint(how, &written);
-            if !after.restarts_interval() {
-                st.checkpoint_written_at = attempted_before;
-            }
-            match after {
-                AfterCheckpoint::Stored => {
-                    st.checkpoint_in_status = false;
-                    st.checkpoint_stored = true;
-                }
-                AfterCheckpoint::Reread => {
-                    // One exists that the read did not see: read it again next cycle rather
-                    // than replace it (the status keeps this cycle's copy meanwhile).
-                    tracing::warn!(
-                        policy = %format!("{ns}/{}", p.name_any()),
-                        "a ScalingPolicyCheckpoint appeared since it was read: restoring again"
-                    );
-                    metrics.error("conflict");
-                    st.checkpoint_in_status = true;
-                    st.vertical = None;
-                }
-                after @ (AfterCheckpoint::InStatus | AfterCheckpoint::NotLeader) => {
-                    if let Err(e) = &written {
-                        metrics.error(e.label());
-                        tracing::warn!(
-                            policy = %format!("{ns}/{}", p.name_any()),
-                            error = %e,
-                            "vertical checkpoint not written: kept in the policy's status meanwhile \
-                             (is the ScalingPolicyCheckpoint CRD of {CRD_INSTALL} installed?)"
-                        );
-                    }
-                    st.checkpoint_in_status = after == AfterCheckpoint::InStatus;
-                }
-            }
-        }
+        vertical_history::write_when_due(&self.writer, interval, st, p, &checkpoint, now).await;
         let checkpoint = st.checkpoint_in_status.then_some(checkpoint);
         let status_recs = recs
             .iter()
@@ -1268,28 +1186,43 @@ impl Controller {
         let due = st
             .vertical_applied_at
             .is_none_or(|t| t.elapsed() >= self.settings.vertical_apply_interval);
-        if p.spec.dry_run || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template) {
-            st.vertical_failed = None;
-            return Ok(Recommended {
-                recommendations: status_recs,
-                in_status: checkpoint,
-                failed: None,
-            });
-        }
-        if !due {
-            // Between rounds, the last round's failure still stands.
-            return Ok(Recommended {
-                recommendations: status_recs,
-                in_status: checkpoint,
-                failed: st.vertical_failed.clone(),
-            });
-        }
+        let failed =
+            if p.spec.dry_run || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template) {
+                st.vertical_failed = None;
+                None
+            } else if !due {
+                // Between rounds, the last round's failure still stands.
+                st.vertical_failed.clone()
+            } else {
+                self.request_round(p, mode, target, pods, &recs).await
+            };
+        Ok(Recommended {
+            recommendations: status_recs,
+            in_status: checkpoint,
+            failed,
+        })
+    }
+
+    /// A round of request changes (`InPlace`, `Template`): the requests of `target`'s pods (or
+    /// its template) that lie outside `recs`' bounds are written, each with its Event; the
+    /// round's failure is returned, and remembered for the cycles until the next round.
+    async fn request_round(
+        &mut self,
+        p: &ScalingPolicy,
+        mode: VerticalMode,
+        target: &target::Target,
+        pods: &[&Arc<Pod>],
+        recs: &[ContainerRecommendation],
+    ) -> Option<VerticalWriteFailure> {
+        let ns = p.namespace().unwrap_or_default();
+        let key = (ns.clone(), p.name_any());
+        let metrics = self.writer.metrics().clone();
         let writes = vertical::request_writes(
             mode,
             target.workload.as_ref(),
             &target.scale.name,
             pods,
-            &recs,
+            recs,
             self.settings.vertical_min_samples,
         );
         let done = requests::apply_requests(&writes, &ns, p, &self.writer).await;
@@ -1311,11 +1244,7 @@ impl Controller {
         if let Some(f) = &failed {
             metrics.policy_error(&ns, &p.name_any(), f.reason);
         }
-        Ok(Recommended {
-            recommendations: status_recs,
-            in_status: checkpoint,
-            failed,
-        })
+        failed
     }
 
     /// Nothing can be decided: keep the replicas, say why in the conditions and one Event.
