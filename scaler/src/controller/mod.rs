@@ -147,6 +147,9 @@ pub struct Sources {
     pub kafka: Arc<KafkaSource>,
 }
 
+/// Due policies, each with what it needs from the slow sources.
+type Due = Vec<(Arc<ScalingPolicy>, round::Needs)>;
+
 /// What a cycle's waiting policies need from the slow sources.
 struct Plan {
     /// Distinct PromQL (empty without a Prometheus).
@@ -465,6 +468,35 @@ impl Controller {
     #[tracing::instrument(skip_all)]
     pub async fn cycle(&mut self) -> CycleReport {
         let mut report = CycleReport::default();
+        if !self.lead() {
+            return report;
+        }
+        let now_i = Instant::now();
+        let now = unix_now();
+        let policies = self.policies.state();
+        self.requeue_failed();
+        self.forget_deleted(&policies);
+        let due = self.due(policies, now_i);
+        report.due = due.len();
+        if due.is_empty() {
+            return report;
+        }
+        let (fast, waiting) = self.split(due);
+        let (gathered, plan) = self.gather(&fast, &waiting, now).await;
+        let snapshot = self.snapshot();
+        for (p, _) in fast {
+            self.evaluate(&p, &gathered, &snapshot, now, &mut report)
+                .await;
+        }
+        if !waiting.is_empty() {
+            self.start_round(gathered, plan, waiting, now);
+        }
+        report
+    }
+
+    /// Whether this replica leads, recorded (the gauge, and a log line when it changed). A
+    /// follower forgets: on taking over it starts from the checkpoints.
+    fn lead(&mut self) -> bool {
         let leader = self.writer.is_leader();
         self.writer.metrics().leader.set(i64::from(leader));
         if leader != self.was_leader {
@@ -478,12 +510,13 @@ impl Controller {
             self.rounds.clear();
             self.waiting.clear();
             self.writer.metrics().status_queue.set(0);
-            return report;
         }
-        let now_i = Instant::now();
-        let now = unix_now();
-        let policies = self.policies.state();
-        // A status whose write failed is queued again at the policy's next evaluation.
+        leader
+    }
+
+    /// A status whose write failed is queued again at the policy's next evaluation; the gauge
+    /// of queued statuses is set.
+    fn requeue_failed(&mut self) {
         for key in self.statuses.take_failed() {
             if let Some(st) = self.states.get_mut(&key) {
                 st.written = None;
@@ -493,8 +526,10 @@ impl Controller {
             .metrics()
             .status_queue
             .set(self.statuses.queued() as i64);
+    }
 
-        // Forget deleted policies.
+    /// Forgets the policies not in `policies` (deleted), with their metric series.
+    fn forget_deleted(&mut self, policies: &[Arc<ScalingPolicy>]) {
         let live: HashSet<(String, String)> = policies
             .iter()
             .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
@@ -507,33 +542,49 @@ impl Controller {
             }
             keep
         });
+    }
 
+    /// The state of `p`: the one remembered while its uid and generation stay the same, else a
+    /// new one (compiled now, due at `now`) that inherits what the same policy's old one
+    /// learned.
+    fn state_of(&mut self, p: &ScalingPolicy, now: Instant) -> Option<&mut PolicyState> {
+        let key = (p.namespace().unwrap_or_default(), p.name_any());
+        let uid = p.uid().unwrap_or_default();
+        let generation = p.metadata.generation.unwrap_or(0);
+        let current = self
+            .states
+            .get(&key)
+            .is_some_and(|st| st.uid == uid && st.generation == generation);
+        if !current {
+            let compiled = compile(p, &self.settings.engine).map(Arc::new);
+            let mut st = Box::new(PolicyState::new(p, compiled, now));
+            if let Some(old) = self.states.remove(&key).filter(|old| old.uid == uid) {
+                st.inherit(*old);
+            }
+            self.states.insert(key.clone(), st);
+        }
+        self.states.get_mut(&key).map(|st| &mut **st)
+    }
+
+    /// The policies due now, each due again one interval later (its Prometheus interval when
+    /// it queries Prometheus, else the fast one); every policy's state is brought up to date
+    /// ([`Self::state_of`]) and counted by state (active, invalid, dry run).
+    fn due(&mut self, policies: Vec<Arc<ScalingPolicy>>, now: Instant) -> Vec<Arc<ScalingPolicy>> {
         let agents = self.sources.agents.is_some();
+        let fast_interval = self.settings.fast_interval;
+        let prometheus_interval = self.settings.prometheus_interval;
         let mut due: Vec<Arc<ScalingPolicy>> = Vec::new();
         let (mut active, mut invalid, mut dry) = (0, 0, 0);
         for p in policies {
             let key = (p.namespace().unwrap_or_default(), p.name_any());
-            let uid = p.uid().unwrap_or_default();
-            let generation = p.metadata.generation.unwrap_or(0);
             let interval = if uses_prometheus(&p, agents) {
-                self.settings.prometheus_interval
+                prometheus_interval
             } else {
-                self.settings.fast_interval
+                fast_interval
             };
-            let st = match self.states.get_mut(&key) {
-                Some(st) if st.uid == uid && st.generation == generation => st,
-                _ => {
-                    let compiled = compile(&p, &self.settings.engine).map(Arc::new);
-                    let mut st = Box::new(PolicyState::new(&p, compiled, now_i));
-                    if let Some(old) = self.states.remove(&key).filter(|old| old.uid == uid) {
-                        st.inherit(*old);
-                    }
-                    self.states.insert(key.clone(), st);
-                    match self.states.get_mut(&key) {
-                        Some(st) => st,
-                        None => continue,
-                    }
-                }
+            let waiting = self.waiting.contains(&key);
+            let Some(st) = self.state_of(&p, now) else {
+                continue;
             };
             match (&st.compiled, p.spec.dry_run) {
                 (Err(_), _) => invalid += 1,
@@ -544,28 +595,27 @@ impl Controller {
             // little before `next_due`, and without slack the policy would wait a whole extra
             // tick (a 1 s policy evaluated every 2 s).
             // A policy still waiting for a slow source of an earlier cycle is not due again.
-            if st.next_due <= now_i + self.settings.fast_interval / 2
-                && !self.waiting.contains(&key)
-            {
-                st.next_due = now_i + interval;
+            if st.next_due <= now + fast_interval / 2 && !waiting {
+                st.next_due = now + interval;
                 due.push(p);
             }
         }
         for (state, n) in [("active", active), ("invalid", invalid), ("dry_run", dry)] {
-            metrics
+            self.writer
+                .metrics()
                 .policies
                 .get_or_create(&StateLabels { state })
                 .set(n);
         }
-        report.due = due.len();
-        if due.is_empty() {
-            return report;
-        }
+        due
+    }
 
+    /// The due policies with what each needs from the slow sources ([`round::Needs`]), split
+    /// into those evaluated at once (they need none) and those that wait for a round.
+    fn split(&self, due: Vec<Arc<ScalingPolicy>>) -> (Due, Due) {
         let agents_on = self.sources.agents.is_some();
         let prometheus_on = self.sources.prometheus.is_some();
-        let (fast, waiting): (Vec<_>, Vec<_>) = due
-            .into_iter()
+        due.into_iter()
             .map(|p| {
                 // An invalid spec is held at once: it waits for nothing.
                 let key = (p.namespace().unwrap_or_default(), p.name_any());
@@ -577,17 +627,7 @@ impl Controller {
                 };
                 (p, needs)
             })
-            .partition(|(_, n)| n.none());
-        let (gathered, plan) = self.gather(&fast, &waiting, now).await;
-        let snapshot = self.snapshot();
-        for (p, _) in fast {
-            self.evaluate(&p, &gathered, &snapshot, now, &mut report)
-                .await;
-        }
-        if !waiting.is_empty() {
-            self.start_round(gathered, plan, waiting, now);
-        }
-        report
+            .partition(|(_, n)| n.none())
     }
 
     /// What the due policies need from the sources: the agents are scraped here (for `fast`
@@ -680,13 +720,7 @@ impl Controller {
 
     /// Starts the slow sources `waiting` needs, each in a task of its own bounded by its
     /// budget, and keeps the policies until their sources arrive ([`Self::arrive`]).
-    fn start_round(
-        &mut self,
-        gathered: Gathered,
-        plan: Plan,
-        waiting: Vec<(Arc<ScalingPolicy>, round::Needs)>,
-        now: f64,
-    ) {
+    fn start_round(&mut self, gathered: Gathered, plan: Plan, waiting: Due, now: f64) {
         let id = self.next_round;
         self.next_round += 1;
         let prometheus_pending = waiting.iter().any(|(_, n)| n.prometheus);

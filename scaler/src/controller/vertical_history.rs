@@ -135,9 +135,9 @@ pub(super) async fn write_when_due(
     checkpoint: &VerticalCheckpoint,
     now: f64,
 ) {
-    if !st
+    if st
         .checkpoint_written_at
-        .is_none_or(|t| t.elapsed() >= interval)
+        .is_some_and(|t| t.elapsed() < interval)
     {
         return;
     }
