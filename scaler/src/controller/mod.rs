@@ -682,22 +682,7 @@ impl Controller {
         gathered.usage = if resources.is_empty() || usage_via_prometheus {
             None
         } else if let Some(a) = &self.sources.agents {
-            let s = a.scrape(now).await;
-            for e in &s.errors {
-                metrics.error(e.label());
-                tracing::warn!(error = %e, "agent scrape failed");
-            }
-            if s.agents_ok == 0 {
-                Some(Err(s.errors.first().cloned().unwrap_or_else(|| {
-                    // No agent pod at all (e.g. the DaemonSet's pod was just deleted): counted
-                    // like any other source failure.
-                    let e = SourceError::NotConfigured("no tidal-agent was found to scrape".into());
-                    metrics.error(e.label());
-                    e
-                })))
-            } else {
-                Some(Ok(s.pods))
-            }
+            Some(self.scrape(a, now).await)
         } else {
             Some(Err(SourceError::NotConfigured(
                 "resource metrics need --agent-url, --agent-selector or --prometheus-url".into(),
@@ -716,6 +701,32 @@ impl Controller {
                 usage_via_prometheus,
             },
         )
+    }
+
+    /// The per-pod usage the agents report: each failed scrape is counted and logged; when no
+    /// agent answered, the first error.
+    async fn scrape(
+        &self,
+        agents: &AgentSource,
+        now: f64,
+    ) -> Result<HashMap<PodKey, PodUsage>, SourceError> {
+        let metrics = self.writer.metrics();
+        let s = agents.scrape(now).await;
+        for e in &s.errors {
+            metrics.error(e.label());
+            tracing::warn!(error = %e, "agent scrape failed");
+        }
+        if s.agents_ok == 0 {
+            Err(s.errors.first().cloned().unwrap_or_else(|| {
+                // No agent pod at all (e.g. the DaemonSet's pod was just deleted): counted
+                // like any other source failure.
+                let e = SourceError::NotConfigured("no tidal-agent was found to scrape".into());
+                metrics.error(e.label());
+                e
+            }))
+        } else {
+            Ok(s.pods)
+        }
     }
 
     /// Starts the slow sources `waiting` needs, each in a task of its own bounded by its
