@@ -70,14 +70,8 @@ mod tests {
 
     use super::*;
     use crate::api::Checkpoint;
+    use crate::controller::history::rec;
     use crate::engine::types::{self as engine, NextState};
-
-    fn rec(replicas: i32, at: f64) -> engine::Recommendation {
-        engine::Recommendation {
-            replicas,
-            at_unix_seconds: at,
-        }
-    }
 
     fn checkpointed(events: usize, recommendations: usize) -> ScalingPolicyStatus {
         let next = NextState {

@@ -45,16 +45,18 @@ pub fn compact(next: &NextState) -> NextState {
     }
 }
 
+/// A recommendation of `replicas` at `at` (Unix seconds), for tests.
+#[cfg(test)]
+pub(super) fn rec(replicas: i32, at: f64) -> engine::Recommendation {
+    engine::Recommendation {
+        replicas,
+        at_unix_seconds: at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(replicas: i32, at: f64) -> engine::Recommendation {
-        engine::Recommendation {
-            replicas,
-            at_unix_seconds: at,
-        }
-    }
 
     /// Compaction never changes a stabilization answer: for every window suffix, the min and
     /// the max over the compacted history equal those over the full history.

@@ -12,6 +12,13 @@
 //!   source leaves the replicas alone, and the status conditions say why, naming the field.
 //!
 //! [`observe`] maps gathered data to engine observations; [`target`] reads the workload.
+//!
+//! This file is the glue: the `Controller`, each method one step of a cycle or of a policy's
+//! evaluation. What can be decided without I/O lives beside it, a concern a file: `plan` (the
+//! horizontal decision, its write and its status), `requests` (the vertical request writes),
+//! `history` (the engine history), `status` and `enqueue` (the status a cycle starts from, and
+//! when it is queued), `vertical_history` (the vertical history restored, fed, checkpointed),
+//! `vertical_status` (the vertical step's part of the status), `report` (what a cycle counts).
 
 mod enqueue;
 pub mod gate;

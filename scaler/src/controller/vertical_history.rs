@@ -201,36 +201,11 @@ fn after_write(st: &mut PolicyState, after: AfterCheckpoint, attempted_before: O
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-    use serde_json::json;
-
     use super::*;
-    use crate::api::{Checkpoint, ScalingPolicyCheckpointSpec, ScalingPolicyStatus, SpecError};
+    use crate::api::SpecError;
+    use crate::api::checkpoint::fixtures::{self, object};
 
     const INTERVAL: Duration = Duration::from_secs(60);
-
-    /// Policy `shop/web` (uid `u1`), with `in_status` as its status's histograms.
-    fn policy(in_status: Option<VerticalCheckpoint>) -> ScalingPolicy {
-        let mut p: ScalingPolicy = serde_json::from_value(json!({
-            "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
-            "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "generation": 1},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "maxReplicas": 3,
-                "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 80}}],
-                "vertical": {"mode": "Off"}
-            }
-        }))
-        .expect("policy");
-        p.status = in_status.map(|v| ScalingPolicyStatus {
-            checkpoint: Some(Checkpoint {
-                vertical: Some(v),
-                ..Checkpoint::default()
-            }),
-            ..ScalingPolicyStatus::default()
-        });
-        p
-    }
 
     /// Empty histograms of this build's version.
     fn readable() -> VerticalCheckpoint {
@@ -248,26 +223,15 @@ mod tests {
 
     /// The policy's own stored object.
     fn stored(v: VerticalCheckpoint) -> Stored {
-        let mut c = ScalingPolicyCheckpoint::new(
-            "web",
-            ScalingPolicyCheckpointSpec {
-                policy_name: "web".into(),
-                update_time: None,
-                vertical: v,
-            },
-        );
-        c.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: "tidal.dev/v1alpha1".into(),
-            kind: "ScalingPolicy".into(),
-            name: "web".into(),
-            uid: "u1".into(),
-            controller: Some(true),
-            block_owner_deletion: None,
-        }]);
         Stored {
-            object: Some(c),
+            object: Some(object("u1", v)),
             exists: true,
         }
+    }
+
+    /// Policy `shop/web` (uid `u1`), with `in_status` as its status's histograms.
+    fn policy(in_status: Option<VerticalCheckpoint>) -> ScalingPolicy {
+        fixtures::policy("u1", in_status)
     }
 
     /// A state as a cycle first creates it, with an OOM seen (which a restore forgets).
