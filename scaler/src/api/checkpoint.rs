@@ -97,15 +97,18 @@ fn last_sample(v: &VerticalCheckpoint) -> f64 {
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
+/// A policy and its checkpoint object, for tests here and in the controller.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use serde_json::json;
 
     use super::*;
     use crate::api::{Checkpoint, ScalingPolicyStatus};
 
-    fn policy(uid: &str, in_status: Option<VerticalCheckpoint>) -> ScalingPolicy {
+    /// Policy `shop/web` (uid `uid`, `spec.vertical` Off), with `in_status` as its status's
+    /// histograms.
+    pub(crate) fn policy(uid: &str, in_status: Option<VerticalCheckpoint>) -> ScalingPolicy {
         let mut p: ScalingPolicy = serde_json::from_value(json!({
             "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
             "metadata": {"name": "web", "namespace": "shop", "uid": uid},
@@ -127,24 +130,8 @@ mod tests {
         p
     }
 
-    /// A checkpoint told apart by `version`, with no sample.
-    fn vertical(version: u32) -> VerticalCheckpoint {
-        sampled(version, None)
-    }
-
-    /// A checkpoint whose one container's last sample is at `last` (Unix seconds).
-    fn sampled(version: u32, last: Option<f64>) -> VerticalCheckpoint {
-        let container = crate::engine::vertical::ContainerCheckpoint {
-            last_sample_unix_seconds: last,
-            ..Default::default()
-        };
-        VerticalCheckpoint {
-            version,
-            containers: [("app".to_string(), container)].into(),
-        }
-    }
-
-    fn object(owner_uid: &str, v: VerticalCheckpoint) -> ScalingPolicyCheckpoint {
+    /// Policy `web`'s checkpoint object, owned by the policy of uid `owner_uid`.
+    pub(crate) fn object(owner_uid: &str, v: VerticalCheckpoint) -> ScalingPolicyCheckpoint {
         let mut c = ScalingPolicyCheckpoint::new(
             "web",
             ScalingPolicyCheckpointSpec {
@@ -162,6 +149,29 @@ mod tests {
             block_owner_deletion: None,
         }]);
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{object, policy};
+    use super::*;
+
+    /// A checkpoint told apart by `version`, with no sample.
+    fn vertical(version: u32) -> VerticalCheckpoint {
+        sampled(version, None)
+    }
+
+    /// A checkpoint whose one container's last sample is at `last` (Unix seconds).
+    fn sampled(version: u32, last: Option<f64>) -> VerticalCheckpoint {
+        let container = crate::engine::vertical::ContainerCheckpoint {
+            last_sample_unix_seconds: last,
+            ..Default::default()
+        };
+        VerticalCheckpoint {
+            version,
+            containers: [("app".to_string(), container)].into(),
+        }
     }
 
     /// Case by case: the object wins when it is the policy's own; a foreign or missing object

@@ -12,18 +12,31 @@
 //!   source leaves the replicas alone, and the status conditions say why, naming the field.
 //!
 //! [`observe`] maps gathered data to engine observations; [`target`] reads the workload.
+//!
+//! This file is the glue: the `Controller`, each method one step of a cycle or of a policy's
+//! evaluation. What can be decided without I/O lives beside it, a concern a file: `plan` (the
+//! horizontal decision, its write and its status), `requests` (the vertical request writes),
+//! `history` (the engine history), `status` and `enqueue` (the status a cycle starts from, and
+//! when it is queued), `vertical_history` (the vertical history restored, fed, checkpointed),
+//! `vertical_status` (the vertical step's part of the status), `report` (what a cycle counts).
 
+mod enqueue;
 pub mod gate;
+mod history;
 pub mod observe;
 pub mod offline;
 mod plan;
 pub mod pods_by_label;
+mod report;
 mod requests;
 pub mod round;
+mod status;
 pub mod status_queue;
 pub mod target;
 pub mod trim;
 pub mod vertical;
+mod vertical_history;
+mod vertical_status;
 
 #[cfg(test)]
 mod decide_tests;
@@ -47,28 +60,33 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use crate::actuators::checkpoint::CheckpointWrite;
 use crate::actuators::replicas::ScaleOutcome;
 use crate::actuators::{ActuateError, Writer};
-use crate::api::ConditionType;
 use crate::api::ScalingPolicyCheckpoint;
-use crate::api::checkpoint::{self, Restore};
-use crate::api::{
-    Checkpoint, ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode,
-};
+use crate::api::{ResourceName, ScalingPolicy, ScalingPolicyStatus, SpecError, VerticalMode};
 use crate::engine::types::{self as engine, NextState};
-use crate::engine::vertical::{ModelConfig, VerticalConfig, VerticalState};
+use crate::engine::vertical::{ContainerRecommendation, VerticalConfig, VerticalState};
 use crate::engine::{Formula, desired_with_formula};
 use crate::metrics::{ConditionLabels, Outcome, PolicyLabels, StateLabels};
-use crate::readiness::CRD_INSTALL;
 use crate::sources::agents::AgentSource;
 use crate::sources::kafka::{KafkaSource, LagQuery};
 use crate::sources::prometheus::{PromSample, PrometheusSource};
 use crate::sources::{PodKey, PodUsage, SourceError};
+use enqueue::enqueue;
 use gate::Gate;
+pub use history::compact;
 use observe::Gathered;
 use pods_by_label::PodsByLabel;
-use requests::{AfterCheckpoint, VerticalWriteFailure};
+pub use report::CycleReport;
+use report::record_scale;
+use requests::VerticalWriteFailure;
+use status::{base_status, superseded};
+use status_queue::StatusQueue;
+use target::Caches;
+use vertical_history::Stored;
+use vertical_status::{Recommended, merge_vertical, vertical_mode};
+
+use crate::watchdog::Watchdog;
 
 /// The watch caches' pods and HPAs, indexed once per cycle (or per finished round) for every
 /// policy evaluated then.
@@ -77,10 +95,14 @@ struct Snapshot {
     hpas: gate::HpaIndex,
     policies: gate::PolicyIndex,
 }
-use status_queue::{Priority, StatusQueue};
-use target::Caches;
 
-use crate::watchdog::Watchdog;
+/// What a policy's evaluation rests on besides the gathered data: its compiled spec, the gate
+/// (whether and why the target may be written) and the target as read.
+struct Resolved {
+    compiled: Arc<Compiled>,
+    gate: Gate,
+    target: target::Target,
+}
 
 /// Controller-wide settings.
 #[derive(Debug, Clone)]
@@ -131,6 +153,9 @@ pub struct Sources {
     /// Shared with the tasks that gather lag off the cycle.
     pub kafka: Arc<KafkaSource>,
 }
+
+/// Due policies, each with what it needs from the slow sources.
+type Due = Vec<(Arc<ScalingPolicy>, round::Needs)>;
 
 /// What a cycle's waiting policies need from the slow sources.
 struct Plan {
@@ -284,79 +309,48 @@ struct PolicyState {
     oom_floor: Option<f64>,
 }
 
-/// A policy's ScalingPolicyCheckpoint as read before its vertical history is restored.
-#[derive(Debug, Default)]
-struct Stored {
-    /// The object, if one exists in a format this version reads.
-    object: Option<ScalingPolicyCheckpoint>,
-    /// Whether one exists (also one this version cannot read, which is then replaced).
-    exists: bool,
-}
-
-/// A fixed share in `[0, 1)` of the checkpoint interval for a policy, to spread the
-/// checkpoint writes of policies restored in the same cycle.
-fn spread_share(namespace: &str, name: &str) -> f64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    (namespace, name).hash(&mut h);
-    (h.finish() % 1000) as f64 / 1000.0
-}
-
-/// Sets `AbleToScale=False` for a failed vertical write. The CRD's condition types are the
-/// HPA's three; a horizontal failure already there keeps its reason and gets this message
-/// appended. `lastTransitionTime` is the previous status's while it was already False.
-fn vertical_write_failed(
-    status: &mut ScalingPolicyStatus,
-    old: &ScalingPolicyStatus,
-    failure: &VerticalWriteFailure,
-    now: &Time,
-) {
-    use crate::api::{ConditionStatus, ScalingCondition};
-    let message = format!(
-        "the scaler was unable to change the containers' requests: {}",
-        failure.message
-    );
-    let since = old
-        .conditions
-        .iter()
-        .find(|c| c.kind == ConditionType::AbleToScale && c.status == ConditionStatus::False)
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    match status
-        .conditions
-        .iter_mut()
-        .find(|c| c.kind == ConditionType::AbleToScale)
-    {
-        Some(c) if c.status == ConditionStatus::False => {
-            let previous = c.message.take().unwrap_or_default();
-            c.message = Some(format!("{previous}; {message}"));
+impl PolicyState {
+    /// The state of `p` as first seen (or under a new generation): nothing learned yet, due at
+    /// `next_due`.
+    fn new(
+        p: &ScalingPolicy,
+        compiled: Result<Arc<Compiled>, SpecError>,
+        next_due: Instant,
+    ) -> Self {
+        Self {
+            uid: p.uid().unwrap_or_default(),
+            generation: p.metadata.generation.unwrap_or(0),
+            compiled,
+            history: None,
+            next_due,
+            written: None,
+            written_at: None,
+            warned: None,
+            metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
+            vertical: None,
+            checkpoint_written_at: None,
+            checkpoint_in_status: false,
+            checkpoint_stored: false,
+            vertical_applied_at: None,
+            vertical_failed: None,
+            oom_seen: HashMap::new(),
+            oom_floor: None,
         }
-        Some(c) => {
-            c.status = ConditionStatus::False;
-            c.reason = Some(failure.reason.into());
-            c.message = Some(message);
-            c.last_transition_time = Some(since);
-        }
-        None => status.conditions.insert(
-            0,
-            ScalingCondition {
-                kind: ConditionType::AbleToScale,
-                status: ConditionStatus::False,
-                reason: Some(failure.reason.into()),
-                message: Some(message),
-                last_transition_time: Some(since),
-            },
-        ),
     }
-    status.refresh_ready(old, now);
-}
 
-/// One cycle's summary (for logs, tests and the benchmark).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CycleReport {
-    pub due: usize,
-    pub scaled: usize,
-    pub failures: usize,
+    /// A new generation of the same policy keeps what it has learned: the
+    /// engine history, and the vertical histograms with their checkpoint's
+    /// bookkeeping and the OOMs already recorded (reloading them from a
+    /// checkpoint up to an interval old would lose the newest samples).
+    fn inherit(&mut self, old: PolicyState) {
+        self.history = old.history;
+        self.vertical = old.vertical;
+        self.checkpoint_written_at = old.checkpoint_written_at;
+        self.checkpoint_in_status = old.checkpoint_in_status;
+        self.checkpoint_stored = old.checkpoint_stored;
+        self.oom_seen = old.oom_seen;
+        self.oom_floor = old.oom_floor;
+    }
 }
 
 /// See the module docs.
@@ -393,122 +387,11 @@ fn time_of(unix: f64) -> Time {
     Time(Timestamp::from_millisecond((unix * 1000.0) as i64).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-/// Keep, for each replica count, only the newest recommendation: every stabilization window
-/// is a suffix of the history and takes a min or a max, so an older entry with the same count
-/// never changes the answer. This bounds the history by `max - min + 1` entries.
-pub fn compact(next: &NextState) -> NextState {
-    let mut newest: BTreeMap<i32, f64> = BTreeMap::new();
-    for r in &next.recommendations {
-        let e = newest.entry(r.replicas).or_insert(r.at_unix_seconds);
-        if r.at_unix_seconds > *e {
-            *e = r.at_unix_seconds;
-        }
-    }
-    let mut recommendations: Vec<engine::Recommendation> = newest
-        .into_iter()
-        .map(|(replicas, at)| engine::Recommendation {
-            replicas,
-            at_unix_seconds: at,
-        })
-        .collect();
-    recommendations.sort_by(|a, b| a.at_unix_seconds.total_cmp(&b.at_unix_seconds));
-    NextState {
-        recommendations,
-        scale_events: next.scale_events.clone(),
-        last_active_unix_seconds: next.last_active_unix_seconds,
-    }
-}
-
 fn uses_prometheus(p: &ScalingPolicy, agents: bool) -> bool {
     p.spec
         .metrics
         .iter()
         .any(|m| m.prometheus.is_some() || (m.resource.is_some() && !agents))
-}
-
-/// The status a new one starts from (fields a decision does not set, such as `lastScaleTime`,
-/// carry over): the one last queued for the policy, else the cached one. Statuses are
-/// written off the cycle, so the cache can lag the queue by more than a cycle (a backlog of
-/// changes); starting from it would carry a superseded value over, and the newer status,
-/// differing significantly, would replace the queued one (a scale's `lastScaleTime` lost).
-fn base_status(queued: Option<&ScalingPolicyStatus>, p: &ScalingPolicy) -> ScalingPolicyStatus {
-    let mut status = queued.or(p.status.as_ref()).cloned().unwrap_or_default();
-    let t = &p.spec.target_ref;
-    status.reference = Some(format!("{}/{}", t.kind, t.name));
-    status
-}
-
-/// The status of a cycle whose scale write was [`ActuateError::Superseded`]: it claims no
-/// scale (the desired count is the one the target has, not the one that was not written) and
-/// says why in the last decision's reasons.
-fn superseded(status: &mut ScalingPolicyStatus, observed: i32, e: &ActuateError) {
-    // Until the next decision, the count to keep is the one the other writer set.
-    let found = match e {
-        ActuateError::Superseded { found, .. } => *found,
-        _ => observed,
-    };
-    status.desired_replicas = Some(found);
-    if let Some(ld) = status.last_decision.as_mut() {
-        ld.reasons.push(format!("not applied: {e}"));
-    }
-}
-
-/// Queues `status` (the policy's last queued status and when it was queued are `written`
-/// and `written_at`) and returns the priority it was queued with, or `None` when it was not
-/// (an insignificant change before the refresh period, or no refresh budget left).
-///
-/// A status of a cycle that `scaled` the target is always queued, as [`Priority::Scale`]:
-/// its checkpoint holds the scale event and the stabilization recommendations a new leader
-/// continues from, so it does not wait for the refresh period or budget, nor behind other
-/// writes.
-fn enqueue(
-    statuses: &StatusQueue,
-    written: &mut Option<Box<ScalingPolicyStatus>>,
-    written_at: &mut Option<Instant>,
-    key: status_queue::Key,
-    status: ScalingPolicyStatus,
-    scaled: bool,
-    refresh: Duration,
-) -> Option<Priority> {
-    let (changed, stale) = match (written.as_deref(), *written_at) {
-        (Some(w), Some(at)) => (
-            significant(w) != significant(&status),
-            at.elapsed() >= refresh,
-        ),
-        _ => (true, true),
-    };
-    let priority = if scaled {
-        Priority::Scale
-    } else if changed {
-        Priority::Change
-    } else if stale && statuses.try_refresh() {
-        Priority::Refresh
-    } else {
-        return None;
-    };
-    *written = Some(Box::new(status.clone()));
-    *written_at = Some(Instant::now());
-    statuses.push(key, status, priority);
-    Some(priority)
-}
-
-/// The significant part of a status: a change here is written at once.
-fn significant(s: &ScalingPolicyStatus) -> impl PartialEq + use<> {
-    (
-        s.observed_generation,
-        s.current_replicas,
-        s.desired_replicas,
-        s.last_scale_time.clone(),
-        s.conditions
-            .iter()
-            .map(|c| (c.kind, c.status, c.reason.clone(), c.message.clone()))
-            .collect::<Vec<_>>(),
-        s.last_decision.as_ref().map(|d| d.dominant_metric.clone()),
-        s.current_metrics
-            .iter()
-            .map(|m| (m.name.clone(), m.error.clone(), m.proposed_replicas))
-            .collect::<Vec<_>>(),
-    )
 }
 
 impl Controller {
@@ -592,6 +475,35 @@ impl Controller {
     #[tracing::instrument(skip_all)]
     pub async fn cycle(&mut self) -> CycleReport {
         let mut report = CycleReport::default();
+        if !self.lead() {
+            return report;
+        }
+        let now_i = Instant::now();
+        let now = unix_now();
+        let policies = self.policies.state();
+        self.requeue_failed();
+        self.forget_deleted(&policies);
+        let due = self.due(policies, now_i);
+        report.due = due.len();
+        if due.is_empty() {
+            return report;
+        }
+        let (fast, waiting) = self.split(due);
+        let (gathered, plan) = self.gather(&fast, &waiting, now).await;
+        let snapshot = self.snapshot();
+        for (p, _) in fast {
+            self.evaluate(&p, &gathered, &snapshot, now, &mut report)
+                .await;
+        }
+        if !waiting.is_empty() {
+            self.start_round(gathered, plan, waiting, now);
+        }
+        report
+    }
+
+    /// Whether this replica leads, recorded (the gauge, and a log line when it changed). A
+    /// follower forgets: on taking over it starts from the checkpoints.
+    fn lead(&mut self) -> bool {
         let leader = self.writer.is_leader();
         self.writer.metrics().leader.set(i64::from(leader));
         if leader != self.was_leader {
@@ -605,12 +517,13 @@ impl Controller {
             self.rounds.clear();
             self.waiting.clear();
             self.writer.metrics().status_queue.set(0);
-            return report;
         }
-        let now_i = Instant::now();
-        let now = unix_now();
-        let policies = self.policies.state();
-        // A status whose write failed is queued again at the policy's next evaluation.
+        leader
+    }
+
+    /// A status whose write failed is queued again at the policy's next evaluation; the gauge
+    /// of queued statuses is set.
+    fn requeue_failed(&mut self) {
         for key in self.statuses.take_failed() {
             if let Some(st) = self.states.get_mut(&key) {
                 st.written = None;
@@ -620,8 +533,10 @@ impl Controller {
             .metrics()
             .status_queue
             .set(self.statuses.queued() as i64);
+    }
 
-        // Forget deleted policies.
+    /// Forgets the policies not in `policies` (deleted), with their metric series.
+    fn forget_deleted(&mut self, policies: &[Arc<ScalingPolicy>]) {
         let live: HashSet<(String, String)> = policies
             .iter()
             .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
@@ -634,62 +549,49 @@ impl Controller {
             }
             keep
         });
+    }
 
+    /// The state of `p`: the one remembered while its uid and generation stay the same, else a
+    /// new one (compiled now, due at `now`) that inherits what the same policy's old one
+    /// learned.
+    fn state_of(&mut self, p: &ScalingPolicy, now: Instant) -> Option<&mut PolicyState> {
+        let key = (p.namespace().unwrap_or_default(), p.name_any());
+        let uid = p.uid().unwrap_or_default();
+        let generation = p.metadata.generation.unwrap_or(0);
+        let current = self
+            .states
+            .get(&key)
+            .is_some_and(|st| st.uid == uid && st.generation == generation);
+        if !current {
+            let compiled = compile(p, &self.settings.engine).map(Arc::new);
+            let mut st = Box::new(PolicyState::new(p, compiled, now));
+            if let Some(old) = self.states.remove(&key).filter(|old| old.uid == uid) {
+                st.inherit(*old);
+            }
+            self.states.insert(key.clone(), st);
+        }
+        self.states.get_mut(&key).map(|st| &mut **st)
+    }
+
+    /// The policies due now, each due again one interval later (its Prometheus interval when
+    /// it queries Prometheus, else the fast one); every policy's state is brought up to date
+    /// ([`Self::state_of`]) and counted by state (active, invalid, dry run).
+    fn due(&mut self, policies: Vec<Arc<ScalingPolicy>>, now: Instant) -> Vec<Arc<ScalingPolicy>> {
         let agents = self.sources.agents.is_some();
+        let fast_interval = self.settings.fast_interval;
+        let prometheus_interval = self.settings.prometheus_interval;
         let mut due: Vec<Arc<ScalingPolicy>> = Vec::new();
         let (mut active, mut invalid, mut dry) = (0, 0, 0);
         for p in policies {
             let key = (p.namespace().unwrap_or_default(), p.name_any());
-            let uid = p.uid().unwrap_or_default();
-            let generation = p.metadata.generation.unwrap_or(0);
             let interval = if uses_prometheus(&p, agents) {
-                self.settings.prometheus_interval
+                prometheus_interval
             } else {
-                self.settings.fast_interval
+                fast_interval
             };
-            let st = match self.states.get_mut(&key) {
-                Some(st) if st.uid == uid && st.generation == generation => st,
-                _ => {
-                    let compiled = compile(&p, &self.settings.engine).map(Arc::new);
-                    let mut st = Box::new(PolicyState {
-                        uid: uid.clone(),
-                        generation,
-                        compiled,
-                        history: None,
-                        next_due: now_i,
-                        written: None,
-                        written_at: None,
-                        warned: None,
-                        metric_names: p.spec.metrics.iter().map(|m| m.name.clone()).collect(),
-                        vertical: None,
-                        checkpoint_written_at: None,
-                        checkpoint_in_status: false,
-                        checkpoint_stored: false,
-                        vertical_applied_at: None,
-                        vertical_failed: None,
-                        oom_seen: HashMap::new(),
-                        oom_floor: None,
-                    });
-                    // A new generation of the same policy keeps what it has learned: the
-                    // engine history, and the vertical histograms with their checkpoint's
-                    // bookkeeping and the OOMs already recorded (reloading them from a
-                    // checkpoint up to an interval old would lose the newest samples).
-                    if let Some(old) = self.states.remove(&key).filter(|old| old.uid == uid) {
-                        let old = *old;
-                        st.history = old.history;
-                        st.vertical = old.vertical;
-                        st.checkpoint_written_at = old.checkpoint_written_at;
-                        st.checkpoint_in_status = old.checkpoint_in_status;
-                        st.checkpoint_stored = old.checkpoint_stored;
-                        st.oom_seen = old.oom_seen;
-                        st.oom_floor = old.oom_floor;
-                    }
-                    self.states.insert(key.clone(), st);
-                    match self.states.get_mut(&key) {
-                        Some(st) => st,
-                        None => continue,
-                    }
-                }
+            let waiting = self.waiting.contains(&key);
+            let Some(st) = self.state_of(&p, now) else {
+                continue;
             };
             match (&st.compiled, p.spec.dry_run) {
                 (Err(_), _) => invalid += 1,
@@ -700,28 +602,27 @@ impl Controller {
             // little before `next_due`, and without slack the policy would wait a whole extra
             // tick (a 1 s policy evaluated every 2 s).
             // A policy still waiting for a slow source of an earlier cycle is not due again.
-            if st.next_due <= now_i + self.settings.fast_interval / 2
-                && !self.waiting.contains(&key)
-            {
-                st.next_due = now_i + interval;
+            if st.next_due <= now + fast_interval / 2 && !waiting {
+                st.next_due = now + interval;
                 due.push(p);
             }
         }
         for (state, n) in [("active", active), ("invalid", invalid), ("dry_run", dry)] {
-            metrics
+            self.writer
+                .metrics()
                 .policies
                 .get_or_create(&StateLabels { state })
                 .set(n);
         }
-        report.due = due.len();
-        if due.is_empty() {
-            return report;
-        }
+        due
+    }
 
+    /// The due policies with what each needs from the slow sources ([`round::Needs`]), split
+    /// into those evaluated at once (they need none) and those that wait for a round.
+    fn split(&self, due: Vec<Arc<ScalingPolicy>>) -> (Due, Due) {
         let agents_on = self.sources.agents.is_some();
         let prometheus_on = self.sources.prometheus.is_some();
-        let (fast, waiting): (Vec<_>, Vec<_>) = due
-            .into_iter()
+        due.into_iter()
             .map(|p| {
                 // An invalid spec is held at once: it waits for nothing.
                 let key = (p.namespace().unwrap_or_default(), p.name_any());
@@ -733,17 +634,7 @@ impl Controller {
                 };
                 (p, needs)
             })
-            .partition(|(_, n)| n.none());
-        let (gathered, plan) = self.gather(&fast, &waiting, now).await;
-        let snapshot = self.snapshot();
-        for (p, _) in fast {
-            self.evaluate(&p, &gathered, &snapshot, now, &mut report)
-                .await;
-        }
-        if !waiting.is_empty() {
-            self.start_round(gathered, plan, waiting, now);
-        }
-        report
+            .partition(|(_, n)| n.none())
     }
 
     /// What the due policies need from the sources: the agents are scraped here (for `fast`
@@ -798,22 +689,7 @@ impl Controller {
         gathered.usage = if resources.is_empty() || usage_via_prometheus {
             None
         } else if let Some(a) = &self.sources.agents {
-            let s = a.scrape(now).await;
-            for e in &s.errors {
-                metrics.error(e.label());
-                tracing::warn!(error = %e, "agent scrape failed");
-            }
-            if s.agents_ok == 0 {
-                Some(Err(s.errors.first().cloned().unwrap_or_else(|| {
-                    // No agent pod at all (e.g. the DaemonSet's pod was just deleted): counted
-                    // like any other source failure.
-                    let e = SourceError::NotConfigured("no tidal-agent was found to scrape".into());
-                    metrics.error(e.label());
-                    e
-                })))
-            } else {
-                Some(Ok(s.pods))
-            }
+            Some(self.scrape(a, now).await)
         } else {
             Some(Err(SourceError::NotConfigured(
                 "resource metrics need --agent-url, --agent-selector or --prometheus-url".into(),
@@ -834,15 +710,35 @@ impl Controller {
         )
     }
 
+    /// The per-pod usage the agents report: each failed scrape is counted and logged; when no
+    /// agent answered, the first error.
+    async fn scrape(
+        &self,
+        agents: &AgentSource,
+        now: f64,
+    ) -> Result<HashMap<PodKey, PodUsage>, SourceError> {
+        let metrics = self.writer.metrics();
+        let s = agents.scrape(now).await;
+        for e in &s.errors {
+            metrics.error(e.label());
+            tracing::warn!(error = %e, "agent scrape failed");
+        }
+        if s.agents_ok == 0 {
+            Err(s.errors.first().cloned().unwrap_or_else(|| {
+                // No agent pod at all (e.g. the DaemonSet's pod was just deleted): counted
+                // like any other source failure.
+                let e = SourceError::NotConfigured("no tidal-agent was found to scrape".into());
+                metrics.error(e.label());
+                e
+            }))
+        } else {
+            Ok(s.pods)
+        }
+    }
+
     /// Starts the slow sources `waiting` needs, each in a task of its own bounded by its
     /// budget, and keeps the policies until their sources arrive ([`Self::arrive`]).
-    fn start_round(
-        &mut self,
-        gathered: Gathered,
-        plan: Plan,
-        waiting: Vec<(Arc<ScalingPolicy>, round::Needs)>,
-        now: f64,
-    ) {
+    fn start_round(&mut self, gathered: Gathered, plan: Plan, waiting: Due, now: f64) {
         let id = self.next_round;
         self.next_round += 1;
         let prometheus_pending = waiting.iter().any(|(_, n)| n.prometheus);
@@ -975,30 +871,24 @@ impl Controller {
         }
     }
 
-    async fn evaluate(
+    /// What `p`'s evaluation rests on ([`Resolved`]), or `None` when it holds the policy,
+    /// saying why: an invalid spec (`InvalidSpec`, `InvalidFormula`), an invalid annotation
+    /// (`InvalidAnnotation`), a target that cannot be read (`FailedGetScale`). Also `None`,
+    /// without a hold, for a policy the controller has no state of.
+    async fn resolve(
         &mut self,
         p: &ScalingPolicy,
-        gathered: &Gathered,
         snapshot: &Snapshot,
         now: f64,
         report: &mut CycleReport,
-    ) {
+    ) -> Option<Resolved> {
         let ns = p.namespace().unwrap_or_default();
-        let name = p.name_any();
-        let key = (ns.clone(), name.clone());
-        let now_t = time_of(now);
+        let key = (ns.clone(), p.name_any());
         let metrics = self.writer.metrics().clone();
-        let labels = PolicyLabels {
-            namespace: ns.clone(),
-            policy: name.clone(),
-        };
-        let Some(compiled) = self
+        let compiled = self
             .states
             .get(&key)
-            .map(|st| st.compiled.as_ref().map(Arc::clone).map_err(Clone::clone))
-        else {
-            return;
-        };
+            .map(|st| st.compiled.as_ref().map(Arc::clone).map_err(Clone::clone))?;
         let compiled = match compiled {
             Ok(c) => c,
             Err(e) => {
@@ -1009,7 +899,7 @@ impl Controller {
                     "InvalidSpec"
                 };
                 self.hold(p, reason, &e.to_string(), now, report).await;
-                return;
+                return None;
             }
         };
         let gate = gate::gate_among(
@@ -1021,7 +911,7 @@ impl Controller {
             metrics.error("invalid_spec");
             self.hold(p, "InvalidAnnotation", message, now, report)
                 .await;
-            return;
+            return None;
         }
         let client = self.writer.client().clone();
         let count = |verb| metrics.request(verb);
@@ -1040,80 +930,50 @@ impl Controller {
                 metrics.error(e.label());
                 self.hold(p, "FailedGetScale", &e.to_string(), now, report)
                     .await;
-                return;
+                return None;
             }
         };
+        Some(Resolved {
+            compiled,
+            gate,
+            target,
+        })
+    }
+
+    /// Evaluates one policy with the data gathered for it: resolves what it rests on (or
+    /// holds it), plans the decision, writes the scale the gate allows, settles the status,
+    /// runs the vertical step (with `spec.vertical`), and queues the status.
+    async fn evaluate(
+        &mut self,
+        p: &ScalingPolicy,
+        gathered: &Gathered,
+        snapshot: &Snapshot,
+        now: f64,
+        report: &mut CycleReport,
+    ) {
+        let ns = p.namespace().unwrap_or_default();
+        let name = p.name_any();
+        let key = (ns.clone(), name.clone());
+        let now_t = time_of(now);
+        let Some(resolved) = self.resolve(p, snapshot, now, report).await else {
+            return;
+        };
+        let Resolved {
+            compiled,
+            gate,
+            target,
+        } = &resolved;
         let pods = snapshot.pods.matching(&ns, &target.selector);
-        let history = match self.states.get(&key).and_then(|st| st.history.clone()) {
-            Some(h) => Some(h),
-            None => p
-                .status
-                .as_ref()
-                .and_then(|s| s.checkpoint.as_ref())
-                .map(Checkpoint::to_engine),
-        };
-        let facts = Facts {
-            namespace: &ns,
-            pods: &pods,
-            spec_replicas: target.observed.replicas,
-            status_replicas: target.status_replicas,
-            history: history.as_ref(),
-            gathered,
-        };
         let old = base_status(
             self.states.get(&key).and_then(|st| st.written.as_deref()),
             p,
         );
-        let started = Instant::now();
-        let planned = plan::plan(&plan::PlanInput {
-            policy: p,
-            compiled: &compiled,
-            gate: &gate,
-            facts,
-            old: &old,
-            sample_window_seconds: self.settings.sample_window_seconds,
-            now,
-        });
-        metrics
-            .decision_duration
-            .observe(started.elapsed().as_secs_f64());
-        if planned.outcome == Outcome::NotApplied {
-            let d = &planned.decision;
-            tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
-        }
+        let planned = self.plan_decision(p, &resolved, &pods, gathered, &old, now);
         let applied = match &planned.scale {
-            Some(intent) => {
-                let applied =
-                    plan::apply(intent, &target.scale, &target.observed, p, &self.writer).await;
-                let (from, to) = (intent.from, intent.to);
-                match &applied.scale {
-                    Ok(ScaleOutcome::Applied { attempts }) => {
-                        report.scaled += 1;
-                        tracing::info!(policy = %format!("{ns}/{name}"), from, to, attempts, reason = %intent.reason, "scaled");
-                    }
-                    Ok(ScaleOutcome::Unchanged) => {}
-                    Err(e) => {
-                        metrics.error(e.label());
-                        match e {
-                            ActuateError::Superseded { .. } => {
-                                tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: superseded by another writer")
-                            }
-                            ActuateError::NotLeader { .. } => {
-                                tracing::info!(policy = %format!("{ns}/{name}"), error = %e, "holding: leadership lost")
-                            }
-                            _ => report.failures += 1,
-                        }
-                    }
-                }
-                if let Some(e) = &applied.event {
-                    metrics.error(e.label());
-                    tracing::warn!(error = %e, "event not recorded");
-                }
-                Some(applied.scale)
-            }
+            Some(intent) => Some(self.scale(p, intent, target, report).await),
             None => None,
         };
-        let mut settled = plan::settle(planned, applied.as_ref(), &gate, p, &old, &now_t);
+        let mut settled = plan::settle(planned, applied.as_ref(), gate, p, &old, &now_t);
         if settled.decide_again
             && let Some(st) = self.states.get_mut(&key)
         {
@@ -1124,69 +984,23 @@ impl Controller {
             std::mem::take(&mut settled.next),
             settled.scaled,
         );
-        if let Some((mode, config)) = &compiled.vertical {
-            // Held (paused, another autoscaler, dry run): recommend, change no request.
-            let mode = match mode {
-                VerticalMode::InPlace | VerticalMode::Template if !gate.writes() => {
-                    VerticalMode::Off
-                }
-                m => *m,
-            };
-            let vertical = match self.stored_checkpoint(p).await {
-                Ok(stored) => self
-                    .vertical(
-                        p,
-                        mode,
-                        config,
-                        &compiled.spec,
-                        &target,
-                        &pods,
-                        gathered,
-                        &stored,
-                        now,
-                    )
-                    .await
-                    .map_err(Some),
-                Err(e) => {
-                    // Without the stored history, a fresh one would overwrite it: this
-                    // cycle keeps what the status had, and the read is tried again next cycle.
-                    metrics.error(e.label());
-                    tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical checkpoint not read: recommending again next cycle");
-                    status.recommendations = old.recommendations.clone();
-                    if let (Some(c), Some(o)) =
-                        (status.checkpoint.as_mut(), old.checkpoint.as_ref())
-                    {
-                        c.vertical = o.vertical.clone();
-                    }
-                    Err(None)
-                }
-            };
-            match vertical {
-                Ok((recs, in_status, failed)) => {
-                    status.recommendations = recs;
-                    if let Some(c) = status.checkpoint.as_mut() {
-                        c.vertical = in_status;
-                    }
-                    if let Some(f) = failed {
-                        report.failures += 1;
-                        vertical_write_failed(&mut status, &old, &f, &now_t);
-                    }
-                }
-                Err(None) => {}
-                Err(Some(e)) => {
-                    // The status keeps the copy of the histograms it had (if any).
-                    if let (Some(c), Some(o)) =
-                        (status.checkpoint.as_mut(), old.checkpoint.as_ref())
-                    {
-                        c.vertical = o.vertical.clone();
-                    }
-                    metrics.error(e.label());
-                    tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical recommendation failed");
-                }
-            }
-        }
+        self.vertical_step(
+            p,
+            &resolved,
+            &pods,
+            gathered,
+            &old,
+            &mut status,
+            now,
+            report,
+        )
+        .await;
 
-        plan::publish(&metrics, &labels, &settled, &compiled.spec);
+        let labels = PolicyLabels {
+            namespace: ns,
+            policy: name,
+        };
+        plan::publish(self.writer.metrics(), &labels, &settled, &compiled.spec);
 
         if let Some(st) = self.states.get_mut(&key) {
             st.history = Some(next);
@@ -1197,6 +1011,129 @@ impl Controller {
             st.warned = None;
         }
         self.write_status(p, status, scaled);
+    }
+
+    /// The decision for `p` and what the gate lets this cycle write ([`plan::plan`]), from the
+    /// engine history it continues and the status `old` it starts from; timed, and a rescale
+    /// the gate holds is logged.
+    fn plan_decision(
+        &self,
+        p: &ScalingPolicy,
+        resolved: &Resolved,
+        pods: &[&Arc<Pod>],
+        gathered: &Gathered,
+        old: &ScalingPolicyStatus,
+        now: f64,
+    ) -> plan::Planned {
+        let (ns, name) = (p.namespace().unwrap_or_default(), p.name_any());
+        let key = (ns.clone(), name.clone());
+        let Resolved {
+            compiled,
+            gate,
+            target,
+        } = resolved;
+        let history =
+            history::restored(self.states.get(&key).and_then(|st| st.history.as_ref()), p);
+        let facts = Facts {
+            namespace: &ns,
+            pods,
+            spec_replicas: target.observed.replicas,
+            status_replicas: target.status_replicas,
+            history: history.as_ref(),
+            gathered,
+        };
+        let started = Instant::now();
+        let planned = plan::plan(&plan::PlanInput {
+            policy: p,
+            compiled,
+            gate,
+            facts,
+            old,
+            sample_window_seconds: self.settings.sample_window_seconds,
+            now,
+        });
+        self.writer
+            .metrics()
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        if planned.outcome == Outcome::NotApplied {
+            let d = &planned.decision;
+            tracing::info!(policy = %format!("{ns}/{name}"), from = d.current_replicas, to = d.desired_replicas, gate = gate.label(), "not scaling");
+        }
+        planned
+    }
+
+    /// Writes the scale `intent` ([`plan::apply`]) and records what the write did
+    /// ([`record_scale`]).
+    async fn scale(
+        &self,
+        p: &ScalingPolicy,
+        intent: &plan::ScaleIntent,
+        target: &target::Target,
+        report: &mut CycleReport,
+    ) -> Result<ScaleOutcome, ActuateError> {
+        let policy = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+        let applied = plan::apply(intent, &target.scale, &target.observed, p, &self.writer).await;
+        record_scale(self.writer.metrics(), &policy, intent, &applied, report);
+        applied.scale
+    }
+
+    /// `spec.vertical`'s part of an evaluation: the stored checkpoint is read (while the
+    /// vertical history is not in memory), [`Self::vertical`] runs in the mode the gate allows,
+    /// and its result is merged into `status` (see [`merge_vertical`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn vertical_step(
+        &mut self,
+        p: &ScalingPolicy,
+        resolved: &Resolved,
+        pods: &[&Arc<Pod>],
+        gathered: &Gathered,
+        old: &ScalingPolicyStatus,
+        status: &mut ScalingPolicyStatus,
+        now: f64,
+        report: &mut CycleReport,
+    ) {
+        let Resolved {
+            compiled,
+            gate,
+            target,
+        } = resolved;
+        let Some((mode, config)) = &compiled.vertical else {
+            return;
+        };
+        let (ns, name) = (p.namespace().unwrap_or_default(), p.name_any());
+        let metrics = self.writer.metrics().clone();
+        let mode = vertical_mode(*mode, gate.writes());
+        let vertical = match self.stored_checkpoint(p).await {
+            Ok(stored) => self
+                .vertical(
+                    p,
+                    mode,
+                    config,
+                    &compiled.spec,
+                    target,
+                    pods,
+                    gathered,
+                    &stored,
+                    now,
+                )
+                .await
+                .map_err(Some),
+            Err(e) => {
+                // Without the stored history, a fresh one would overwrite it: this
+                // cycle keeps what the status had, and the read is tried again next cycle.
+                metrics.error(e.label());
+                tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical checkpoint not read: recommending again next cycle");
+                Err(None)
+            }
+        };
+        if let Err(Some(e)) = &vertical {
+            metrics.error(e.label());
+            tracing::warn!(policy = %format!("{ns}/{name}"), error = %e, "vertical recommendation failed");
+        }
+        if merge_vertical(status, old, vertical, &time_of(now)) {
+            report.failures += 1;
+        }
     }
 
     /// The policy's ScalingPolicyCheckpoint, read only when its vertical history is not in
@@ -1248,7 +1185,7 @@ impl Controller {
     /// ScalingPolicyCheckpoint when due, and (InPlace, Template) change the requests that lie
     /// outside the recommendation's bounds. Returns the status recommendations, the histograms
     /// to keep in the status (only while the checkpoint object cannot be written) and the
-    /// failed write.
+    /// failed write ([`Recommended`]).
     #[allow(clippy::too_many_arguments)]
     async fn vertical(
         &mut self,
@@ -1261,14 +1198,7 @@ impl Controller {
         gathered: &Gathered,
         stored: &Stored,
         now: f64,
-    ) -> Result<
-        (
-            Vec<crate::api::ContainerRecommendationStatus>,
-            Option<crate::engine::vertical::VerticalCheckpoint>,
-            Option<VerticalWriteFailure>,
-        ),
-        crate::engine::vertical::VerticalError,
-    > {
+    ) -> Result<Recommended, crate::engine::vertical::VerticalError> {
         let ns = p.namespace().unwrap_or_default();
         let key = (ns.clone(), p.name_any());
         let metrics = self.writer.metrics().clone();
@@ -1278,42 +1208,9 @@ impl Controller {
                 problem: "no controller state".into(),
             });
         };
+        let interval = self.settings.vertical_checkpoint_interval;
         if st.vertical.is_none() {
-            let (restored, from_object) = match checkpoint::restore_from(p, stored.object.as_ref())
-            {
-                Restore::Object(c) => (Some(c), true),
-                Restore::Status(c) => (Some(c), false),
-                Restore::Fresh => (None, false),
-            };
-            let restored =
-                restored.map(|c| VerticalState::from_checkpoint(ModelConfig::default(), c));
-            // Restored from its own object: nothing new to write until a spread share of the
-            // interval (policies restored together, at a takeover, do not all write in the
-            // same cycle after). From the status (an older version's place, or newer than the
-            // object) or afresh: the object is written at once.
-            let interval = self.settings.vertical_checkpoint_interval;
-            st.checkpoint_written_at = if from_object {
-                let spread = interval.mul_f64(spread_share(&ns, &p.name_any()));
-                Some(
-                    Instant::now()
-                        .checked_sub(spread)
-                        .unwrap_or_else(Instant::now),
-                )
-            } else {
-                None
-            };
-            st.checkpoint_stored = stored.exists;
-            st.checkpoint_in_status = !from_object && restored.is_some();
-            st.oom_seen.clear();
-            st.oom_floor = restored.as_ref().is_some_and(Result::is_ok).then_some(now);
-            st.vertical = Some(match restored {
-                Some(Ok(v)) => v,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "vertical checkpoint unreadable: starting afresh");
-                    VerticalState::new(ModelConfig::default())?
-                }
-                None => VerticalState::new(ModelConfig::default())?,
-            });
+            vertical_history::restore(st, p, stored, interval, now)?;
         }
         let Some(state) = st.vertical.as_mut() else {
             return Err(crate::engine::vertical::VerticalError::Invalid {
@@ -1321,79 +1218,18 @@ impl Controller {
                 problem: "no vertical state".into(),
             });
         };
-        if let Some(Ok(usage)) = &gathered.usage {
-            for e in vertical::observe(state, &ns, pods, usage) {
-                metrics.error(e.label());
-                tracing::debug!(error = %e, "vertical sample rejected");
-            }
-        }
-        // Every OOM kill once (the VPA's OOM observer): a memory peak of
-        // max(used + 100Mi, used * 1.2), `used` the larger of the request and the usage peak.
-        let kills = vertical::oom_kills(pods);
-        for k in vertical::new_oom_kills(&mut st.oom_seen, st.oom_floor, kills) {
-            match state.record_oom(&k.pod, &k.container, k.memory_request_bytes, k.at) {
-                Ok(outcome) => tracing::info!(
-                    policy = %format!("{ns}/{}", p.name_any()),
-                    pod = %k.pod,
-                    container = %k.container,
-                    request_bytes = k.memory_request_bytes,
-                    ?outcome,
-                    "OOM kill recorded"
-                ),
-                Err(e) => {
-                    metrics.error(e.label());
-                    tracing::warn!(error = %e, "OOM kill not recorded");
-                }
-            }
-        }
+        vertical_history::learn(
+            &metrics,
+            state,
+            &mut st.oom_seen,
+            st.oom_floor,
+            p,
+            pods,
+            gathered,
+        );
         let recs = vertical::recommend(state, config, spec, now)?;
         let checkpoint = state.checkpoint();
-        if st
-            .checkpoint_written_at
-            .is_none_or(|t| t.elapsed() >= self.settings.vertical_checkpoint_interval)
-        {
-            let attempted_before = st.checkpoint_written_at.replace(Instant::now());
-            let stamp = time_of(now).0.to_string();
-            let how = if st.checkpoint_stored {
-                CheckpointWrite::Replace
-            } else {
-                CheckpointWrite::Create
-            };
-            let written = self.writer.checkpoint(p, &checkpoint, stamp, how).await;
-            let after = requests::after_checkpoint(how, &written);
-            if !after.restarts_interval() {
-                st.checkpoint_written_at = attempted_before;
-            }
-            match after {
-                AfterCheckpoint::Stored => {
-                    st.checkpoint_in_status = false;
-                    st.checkpoint_stored = true;
-                }
-                AfterCheckpoint::Reread => {
-                    // One exists that the read did not see: read it again next cycle rather
-                    // than replace it (the status keeps this cycle's copy meanwhile).
-                    tracing::warn!(
-                        policy = %format!("{ns}/{}", p.name_any()),
-                        "a ScalingPolicyCheckpoint appeared since it was read: restoring again"
-                    );
-                    metrics.error("conflict");
-                    st.checkpoint_in_status = true;
-                    st.vertical = None;
-                }
-                after @ (AfterCheckpoint::InStatus | AfterCheckpoint::NotLeader) => {
-                    if let Err(e) = &written {
-                        metrics.error(e.label());
-                        tracing::warn!(
-                            policy = %format!("{ns}/{}", p.name_any()),
-                            error = %e,
-                            "vertical checkpoint not written: kept in the policy's status meanwhile \
-                             (is the ScalingPolicyCheckpoint CRD of {CRD_INSTALL} installed?)"
-                        );
-                    }
-                    st.checkpoint_in_status = after == AfterCheckpoint::InStatus;
-                }
-            }
-        }
+        vertical_history::write_when_due(&self.writer, interval, st, p, &checkpoint, now).await;
         let checkpoint = st.checkpoint_in_status.then_some(checkpoint);
         let status_recs = recs
             .iter()
@@ -1402,20 +1238,43 @@ impl Controller {
         let due = st
             .vertical_applied_at
             .is_none_or(|t| t.elapsed() >= self.settings.vertical_apply_interval);
-        if p.spec.dry_run || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template) {
-            st.vertical_failed = None;
-            return Ok((status_recs, checkpoint, None));
-        }
-        if !due {
-            // Between rounds, the last round's failure still stands.
-            return Ok((status_recs, checkpoint, st.vertical_failed.clone()));
-        }
+        let failed =
+            if p.spec.dry_run || !matches!(mode, VerticalMode::InPlace | VerticalMode::Template) {
+                st.vertical_failed = None;
+                None
+            } else if !due {
+                // Between rounds, the last round's failure still stands.
+                st.vertical_failed.clone()
+            } else {
+                self.request_round(p, mode, target, pods, &recs).await
+            };
+        Ok(Recommended {
+            recommendations: status_recs,
+            in_status: checkpoint,
+            failed,
+        })
+    }
+
+    /// A round of request changes (`InPlace`, `Template`): the requests of `target`'s pods (or
+    /// its template) that lie outside `recs`' bounds are written, each with its Event; the
+    /// round's failure is returned, and remembered for the cycles until the next round.
+    async fn request_round(
+        &mut self,
+        p: &ScalingPolicy,
+        mode: VerticalMode,
+        target: &target::Target,
+        pods: &[&Arc<Pod>],
+        recs: &[ContainerRecommendation],
+    ) -> Option<VerticalWriteFailure> {
+        let ns = p.namespace().unwrap_or_default();
+        let key = (ns.clone(), p.name_any());
+        let metrics = self.writer.metrics().clone();
         let writes = vertical::request_writes(
             mode,
             target.workload.as_ref(),
             &target.scale.name,
             pods,
-            &recs,
+            recs,
             self.settings.vertical_min_samples,
         );
         let done = requests::apply_requests(&writes, &ns, p, &self.writer).await;
@@ -1437,7 +1296,7 @@ impl Controller {
         if let Some(f) = &failed {
             metrics.policy_error(&ns, &p.name_any(), f.reason);
         }
-        Ok((status_recs, checkpoint, failed))
+        failed
     }
 
     /// Nothing can be decided: keep the replicas, say why in the conditions and one Event.
@@ -1601,257 +1460,5 @@ mod tests {
                 .1
                 .is_some_and(|n| n.contains("use \"Off\""))
         );
-    }
-
-    fn rec(replicas: i32, at: f64) -> engine::Recommendation {
-        engine::Recommendation {
-            replicas,
-            at_unix_seconds: at,
-        }
-    }
-
-    /// A status written off the cycle may not be in the cache at the policy's next
-    /// evaluation: the next status starts from the queued one, so a scale's `lastScaleTime`
-    /// is kept and nothing significant changed makes it urgent again.
-    #[test]
-    fn the_next_status_starts_from_the_queued_one_not_the_lagging_cache() {
-        let cached = ScalingPolicyStatus {
-            last_scale_time: Some(time_of(100.0)),
-            desired_replicas: Some(2),
-            ..Default::default()
-        };
-        let p: ScalingPolicy = serde_json::from_value(serde_json::json!({
-            "apiVersion": "tidal.dev/v1alpha1", "kind": "ScalingPolicy",
-            "metadata": {"name": "web", "namespace": "shop", "generation": 1},
-            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                     "minReplicas": 1, "maxReplicas": 4,
-                     "metrics": [{"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 50}}]},
-            "status": cached,
-        }))
-        .expect("policy");
-        // Cycle N scaled to 4 and queued that status; the cache still holds the old one.
-        let mut scaled = base_status(None, &p);
-        scaled.desired_replicas = Some(4);
-        scaled.last_scale_time = Some(time_of(200.0));
-        // Cycle N+1 decides the same.
-        let mut next = base_status(Some(&scaled), &p);
-        next.desired_replicas = Some(4);
-        assert_eq!(next.last_scale_time, Some(time_of(200.0)));
-        assert!(significant(&next) == significant(&scaled), "not urgent");
-        // Without a queued status (a failed write, a new leader) the cache is the base.
-        assert_eq!(base_status(None, &p).last_scale_time, Some(time_of(100.0)));
-    }
-
-    fn checkpointed(events: usize, recommendations: usize) -> ScalingPolicyStatus {
-        let next = NextState {
-            recommendations: (0..recommendations)
-                .map(|i| rec(3 + i as i32, i as f64))
-                .collect(),
-            scale_events: (0..events)
-                .map(|i| engine::ScaleEvent {
-                    replica_change: 1,
-                    at_unix_seconds: 100.0 + i as f64,
-                })
-                .collect(),
-            last_active_unix_seconds: None,
-        };
-        ScalingPolicyStatus {
-            desired_replicas: Some(4),
-            checkpoint: Some(Checkpoint::from_engine(&next)),
-            ..Default::default()
-        }
-    }
-
-    /// The controller/queue seam: a cycle that scaled queues its status (with the checkpoint
-    /// holding the new scale event) as a scale, though nothing significant changed, the last
-    /// status was queued just now and the refresh budget is spent; and the queue's task
-    /// starts that write at once, even with every ordinary slot taken by writes that hang.
-    #[tokio::test]
-    async fn a_scale_writes_its_checkpoint_at_once() {
-        use std::sync::Mutex;
-        let started = Arc::new(Mutex::new(Vec::new()));
-        let release = Arc::new(tokio::sync::Notify::new());
-        let (write, count) = status_queue::fake_writer(started.clone(), release.clone());
-        let (queue, task) = StatusQueue::with_write(write, count, 1.0);
-        let task = tokio::spawn(task);
-        while queue.try_refresh() {} // no refresh budget left
-        let refresh = Duration::from_secs(15);
-        let key: status_queue::Key = ("shop".into(), "web".into());
-        let mut written = Some(Box::new(checkpointed(0, 2)));
-        let mut written_at = Some(Instant::now());
-        // Without a scale, the same significant fields before the refresh period: not queued.
-        assert_eq!(
-            enqueue(
-                &queue,
-                &mut written,
-                &mut written_at,
-                key.clone(),
-                checkpointed(0, 3),
-                false,
-                refresh
-            ),
-            None
-        );
-        // Fill every ordinary slot with writes that do not answer.
-        for i in 0..status_queue::STATUS_WRITES_IN_FLIGHT {
-            queue.push(
-                ("other".into(), format!("p{i}")),
-                checkpointed(0, 1),
-                Priority::Change,
-            );
-        }
-        // The scale: its checkpoint has the event and the newest recommendations.
-        let scaled = checkpointed(1, 3);
-        assert_eq!(
-            enqueue(
-                &queue,
-                &mut written,
-                &mut written_at,
-                key.clone(),
-                scaled.clone(),
-                true,
-                refresh
-            ),
-            Some(Priority::Scale)
-        );
-        let seen = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                let hit = started
-                    .lock()
-                    .expect("lock")
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, s)| s.clone());
-                if let Some(s) = hit {
-                    return s;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the scale's checkpoint is written at once");
-        let checkpoint = seen.checkpoint.expect("checkpoint").to_engine();
-        assert_eq!(checkpoint.scale_events.len(), 1, "the scale event");
-        assert_eq!(checkpoint.recommendations.len(), 3, "the newest history");
-        assert_eq!(written.as_deref(), Some(&scaled), "recorded as queued");
-        release.notify_waiters();
-        task.abort();
-    }
-
-    /// A superseded write claims no scale: the desired count is the other writer's, the
-    /// reason says why, and `lastScaleTime` is kept.
-    #[test]
-    fn a_failed_vertical_write_turns_ready_false() {
-        let cond = |kind, reason: &str| engine::Condition {
-            kind,
-            status: true,
-            reason: reason.into(),
-            message: String::new(),
-        };
-        let mut status = ScalingPolicyStatus::default();
-        status.set_conditions(
-            &[
-                cond(engine::ConditionType::AbleToScale, "ReadyForNewScale"),
-                cond(engine::ConditionType::ScalingActive, "ValidMetricFound"),
-            ],
-            &time_of(100.0),
-        );
-        let old = status.clone();
-        let failure = VerticalWriteFailure {
-            reason: "FailedResize",
-            message: "patch pods/resize forbidden".into(),
-        };
-        vertical_write_failed(&mut status, &old, &failure, &time_of(200.0));
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.kind == ConditionType::Ready)
-            .expect("Ready");
-        assert_eq!(ready.status, crate::api::ConditionStatus::False);
-        assert_eq!(ready.reason.as_deref(), Some("FailedResize"));
-        assert_eq!(ready.last_transition_time, Some(time_of(200.0)));
-        assert_eq!(
-            status
-                .conditions
-                .iter()
-                .filter(|c| c.kind == ConditionType::Ready)
-                .count(),
-            1
-        );
-        // The next cycle fails the same way: Ready keeps its transition time.
-        let old = status.clone();
-        let mut next = old.clone();
-        next.set_conditions(
-            &[
-                cond(engine::ConditionType::AbleToScale, "ReadyForNewScale"),
-                cond(engine::ConditionType::ScalingActive, "ValidMetricFound"),
-            ],
-            &time_of(300.0),
-        );
-        vertical_write_failed(&mut next, &old, &failure, &time_of(300.0));
-        let ready = next
-            .conditions
-            .iter()
-            .find(|c| c.kind == ConditionType::Ready)
-            .expect("Ready");
-        assert_eq!(ready.status, crate::api::ConditionStatus::False);
-        assert_eq!(ready.last_transition_time, Some(time_of(200.0)));
-    }
-
-    #[test]
-    fn a_superseded_write_holds_without_claiming_a_scale() {
-        let mut status = ScalingPolicyStatus {
-            last_scale_time: Some(time_of(100.0)),
-            desired_replicas: Some(4),
-            last_decision: Some(Default::default()),
-            ..Default::default()
-        };
-        let e = ActuateError::Superseded {
-            object: "deployments/web/scale in namespace shop".into(),
-            expected: 2,
-            found: 5,
-        };
-        superseded(&mut status, 2, &e);
-        assert_eq!(status.desired_replicas, Some(5));
-        assert_eq!(status.last_scale_time, Some(time_of(100.0)));
-        let reasons = &status.last_decision.expect("decision").reasons;
-        assert!(
-            reasons
-                .iter()
-                .any(|r| r.contains("not applied") && r.contains("from 2 to 5")),
-            "{reasons:?}"
-        );
-    }
-
-    /// Compaction never changes a stabilization answer: for every window suffix, the min and
-    /// the max over the compacted history equal those over the full history.
-    #[test]
-    fn compaction_keeps_every_window_min_and_max() {
-        let full = NextState {
-            recommendations: (0..300)
-                .map(|i| rec(3 + (i * 7 % 5), f64::from(i)))
-                .collect(),
-            scale_events: vec![],
-            last_active_unix_seconds: Some(1.0),
-        };
-        let small = compact(&full);
-        assert!(small.recommendations.len() <= 5, "{small:?}");
-        assert_eq!(small.last_active_unix_seconds, Some(1.0));
-        for cutoff in 0..300 {
-            let c = f64::from(cutoff);
-            let window = |s: &NextState| -> (i32, i32) {
-                let v: Vec<i32> = s
-                    .recommendations
-                    .iter()
-                    .filter(|r| r.at_unix_seconds >= c)
-                    .map(|r| r.replicas)
-                    .collect();
-                (
-                    v.iter().copied().min().unwrap_or(0),
-                    v.iter().copied().max().unwrap_or(0),
-                )
-            };
-            assert_eq!(window(&full), window(&small), "cutoff {cutoff}");
-        }
     }
 }
