@@ -978,14 +978,17 @@ async fn vertical_loop(
         if !granted {
             return refused_template(client, ns, &policies, &scaler, template_cpu).await;
         }
+        // Sized for 80% utilization of what the busy loop gets: ≈1 core on an idle machine,
+        // less on a loaded 2-core one (a CI run with builds beside it gave the loop ≈0.39 core
+        // and the template 488m). More than 3× the 100m it started at is only reachable from
+        // the loop's real usage; the upper bound is the policy's maxAllowed.
         let cpu = wait_for("the template's CPU request raised", Duration::from_secs(90), || async {
-            template_cpu().await.filter(|c| *c > 0.5)
+            template_cpu().await.filter(|c| *c > 0.3)
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}; scaler log:\n{}", scaler.tail()))?;
         eprintln!("busy loop at ~1 core, request 100m -> template request {:.0}m", cpu * 1000.0);
-        // Sized for 80% utilization of ≈1 core (a loaded 2-core machine gives the loop less).
-        anyhow::ensure!(cpu > 0.5 && cpu <= 3.0, "request {cpu}");
+        anyhow::ensure!(cpu > 0.3 && cpu <= 3.0, "request {cpu}");
         let s = status(&policies, "web").await;
         anyhow::ensure!(
             s["recommendations"][0]["containerName"] == "app"
