@@ -69,6 +69,9 @@ const MIN_CYCLES: f64 = 5.0;
 /// ... but not past this.
 const MAX_WINDOW: Duration = Duration::from_secs(600);
 
+/// The longest wait for the benchmark namespaces to be deleted ([`wait_namespaces`]).
+pub const NAMESPACES_WAIT: Duration = Duration::from_secs(600);
+
 /// The label every benchmark namespace carries (the script waits for them to be gone).
 const BENCH_LABEL: (&str, &str) = ("tidal.dev/bench", "scaler");
 
@@ -1252,8 +1255,8 @@ pub async fn drive(work: &Path, part: &Part, sink: &Sink, limit: Duration) -> En
     ended
 }
 
-/// Waits (at most 10 minutes) until every benchmark namespace is gone: each part deletes
-/// its own in the background. `Err` when SIGTERM or SIGINT came first.
+/// Waits (at most [`NAMESPACES_WAIT`]) until every benchmark namespace is gone: each part
+/// deletes its own in the background. `Err` when SIGTERM or SIGINT came first.
 pub async fn wait_namespaces() -> R<()> {
     tokio::select! {
         () = namespaces_gone() => Ok(()),
@@ -1281,9 +1284,11 @@ async fn namespaces_gone() {
         return;
     }
     note(format!("waiting for {} to be deleted", first.join(" ")));
-    let gone = wait_for("the benchmark namespaces deleted", MAX_WINDOW, || async {
-        api.list(&lp).await.ok().filter(|l| l.items.is_empty())
-    })
+    let gone = wait_for(
+        "the benchmark namespaces deleted",
+        NAMESPACES_WAIT,
+        || async { api.list(&lp).await.ok().filter(|l| l.items.is_empty()) },
+    )
     .await;
     if gone.is_err() {
         note(format!(

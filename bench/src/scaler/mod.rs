@@ -571,6 +571,38 @@ fn record_into(
     }
 }
 
+/// The reaction part's time limit, seconds.
+fn reaction_limit(args: &Args) -> u64 {
+    300 + args.steps * (u64::from(args.window) + 90)
+}
+
+/// A scale size's time limit, seconds: the controller-manager's setup, the scaler's first
+/// cycles and the measured window.
+fn scale_limit(n: u64) -> u64 {
+    (n / 2).max(600) + 900 + 600
+}
+
+/// What a part's cleanup may take, seconds (cluster RBAC, namespaces, the Kafka topic).
+const CLEANUP: u64 = 60;
+
+/// The whole run's time limit, seconds: each part's limit and cleanup, and the waits for the
+/// benchmark namespaces to go (before each size and at the end).
+pub fn limit(args: &Args) -> u64 {
+    let wait = driver::NAMESPACES_WAIT.as_secs();
+    let mut total = wait;
+    if args.parts.contains(&Kind::Reaction) {
+        total += reaction_limit(args) + CLEANUP;
+    }
+    if args.parts.contains(&Kind::Scale) {
+        total += args
+            .sizes
+            .iter()
+            .map(|&n| scale_limit(n) + CLEANUP + wait)
+            .sum::<u64>();
+    }
+    total
+}
+
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut target = args.io.results.open()?;
     if let Some(file) = &args.io.from_json {
@@ -607,7 +639,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
                 "reaction time: {} load steps (agent every {}s, scaler every 1s, window {}s)",
                 args.steps, args.agent_interval, args.window
             ));
-            let limit = 300 + args.steps * (u64::from(args.window) + 90);
+            let limit = reaction_limit(&args);
             let part = driver::Part::Reaction {
                 steps: args.steps as usize,
                 agent_interval: args.agent_interval,
@@ -627,7 +659,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         if args.parts.contains(&Kind::Scale) {
             for &n in &args.sizes {
-                let limit = (n / 2).max(600) + 900 + 600;
+                let limit = scale_limit(n);
                 step(format!(
                     "scale: {n} ScalingPolicies on Deployments ({} pods), {}s measured (at most {limit}s)",
                     args.pods.name(),
