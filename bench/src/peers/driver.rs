@@ -602,6 +602,8 @@ async fn kafka(
         group: unique("bench-peers-group"),
         bootstrap: bootstrap.clone(),
     };
+    // Recorded first: deleted at the end, also when the run stops half-way.
+    created.kafka(&bootstrap, &lag.topic, &lag.group);
     create_topic(&bootstrap, &lag.topic, PARTITIONS).await?;
     let mut end = vec![0i64; PARTITIONS as usize];
     let commit_at = |end: &[i64]| {
