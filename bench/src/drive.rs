@@ -50,6 +50,18 @@ pub enum Ended {
     Interrupted(&'static str),
 }
 
+/// SIGTERM or SIGINT, as an error: the run stops, cleans up and exits with 130.
+#[derive(Debug)]
+pub struct Interrupted(pub &'static str);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted by {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// The first line of an error, at most 300 characters: what a section says of a run that
 /// stopped early (the whole error goes to stderr).
 pub fn reason(e: &anyhow::Error) -> String {

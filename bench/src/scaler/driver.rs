@@ -62,7 +62,7 @@ use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl, token_kubeconfig};
 use tidal_e2e::{ChildGuard, Stack, free_port, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
-use crate::drive::{Ended, Sink, bounded, note};
+use crate::drive::{Ended, Interrupted, Sink, bounded, note};
 
 type R<T> = anyhow::Result<T>;
 
@@ -1290,10 +1290,10 @@ pub async fn drive(work: &Path, part: &Part, sink: &Sink, limit: Duration) -> En
 
 /// Waits (at most [`NAMESPACES_WAIT`]) until every benchmark namespace is gone: each part
 /// deletes its own in the background. `Err` when SIGTERM or SIGINT came first.
-pub async fn wait_namespaces() -> R<()> {
+pub async fn wait_namespaces() -> Result<(), Interrupted> {
     tokio::select! {
         () = namespaces_gone() => Ok(()),
-        s = tidal_e2e::bench::interrupted() => anyhow::bail!("interrupted by {s}"),
+        s = tidal_e2e::bench::interrupted() => Err(Interrupted(s)),
     }
 }
 
