@@ -17,26 +17,39 @@
 # Environment (read by tidal-bench; `target/release/tidal-bench kafka --help`):
 #   TIDAL_BENCH_KAFKA_ROUNDS         measured rounds for Tidal and the peer (default 30)
 #   TIDAL_BENCH_KAFKA_AGENT_SECONDS  how long the agent samples before its RSS is read (default 30)
+#   TIDAL_BENCH_KAFKA_LIMIT_SECONDS  the whole run's time limit (default 600 + the agent's
+#                                    seconds + 2 per round, 60..7200); at the limit, or on
+#                                    Ctrl-C, the agent and the Java peer are stopped and
+#                                    bench/RESULTS.md is left as it was
 #   TIDAL_BENCH_WRITE                0 prints the results without touching bench/RESULTS.md
+#   TIDAL_STACK_DIR                  the stack's directory (default .stack), as scripts/stack.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 ensure_toolchain
 
+STACK_DIR=${TIDAL_STACK_DIR:-$REPO/.stack}
 started=0
+driver_pid='' driver_pgid=''
+# Stops the driver (on SIGTERM it stops the agent and the Java peer) and kills what is left of
+# its process group; then stops the stack if this script started it.
+cleanup() {
+  set +e
+  bench_stop
+  if ((started)); then "$REPO/scripts/stack.sh" down; fi
+  return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 if ! stack_running; then
   step "bringing the stack up"
   "$REPO/scripts/stack.sh" up
   started=1
 fi
-cleanup() {
-  if ((started)); then "$REPO/scripts/stack.sh" down; fi
-  return 0
-}
-trap cleanup EXIT
+[[ -f $STACK_DIR/env ]] || fail "the stack runs but $STACK_DIR/env is missing (TIDAL_STACK_DIR?)"
 # shellcheck disable=SC1091
-source "$REPO/.stack/env"
+source "$STACK_DIR/env"
 
 step "building the driver (tidal-bench) and the agent (release)"
 cargo build --release --locked -p tidal-bench --bin tidal-bench -p tidal-agent --bin tidal-agent
@@ -44,8 +57,10 @@ cargo build --release --locked -p tidal-bench --bin tidal-bench -p tidal-agent -
 step "compiling the Java Admin peer"
 peer_dir=$TIDAL_CACHE/bench-peers
 mkdir -p "$peer_dir"
-javac -nowarn -cp "$TIDAL_KAFKA_HOME/lib/*" -d "$peer_dir" "$REPO/bench/peers/KafkaAdminLag.java" 2>/dev/null
+javac -nowarn -cp "$TIDAL_KAFKA_HOME/lib/*" -d "$peer_dir" "$REPO/bench/peers/KafkaAdminLag.java" ||
+  fail "javac could not compile bench/peers/KafkaAdminLag.java (see above)"
 
+# Bounded by its own time limit (and, should it get stuck, by timeout: lib.sh's bench_drive).
 # TIDAL_KAFKA_BOOTSTRAP comes from the stack's env file.
-TIDAL_BENCH_AGENT_BIN=$REPO/target/release/tidal-agent TIDAL_KAFKA_BOOTSTRAP=$TIDAL_KAFKA_BOOTSTRAP \
-  "$REPO/target/release/tidal-bench" kafka --peer-classpath "$peer_dir:$TIDAL_KAFKA_HOME/lib/*"
+TIDAL_BENCH_AGENT_BIN=$REPO/target/release/tidal-agent \
+  bench_drive "$REPO/target/release/tidal-bench" kafka --peer-classpath "$peer_dir:$TIDAL_KAFKA_HOME/lib/*"

@@ -48,15 +48,17 @@ ready=$(kc get node "$TIDAL_NODE_NAME" -o jsonpath='{.status.conditions[?(@.type
 ensure_toolchain
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidal-bench-node.XXXXXX")
-driver_pid=''
-# Stops the driver (it deletes its namespace on SIGTERM), then deletes anything listed in
-# $WORK/created that is left (the driver was killed), and waits for it to go (bounded).
-cleanup() { bench_cleanup "$WORK" "$driver_pid" tidal.dev/bench=node; }
+driver_pid='' driver_pgid=''
+# Stops the driver (it deletes its namespace on SIGTERM) and kills what is left of its process
+# group, then deletes anything listed in $WORK/created that is left (the driver was killed),
+# and waits for it to go (bounded).
+cleanup() { bench_cleanup "$WORK" tidal.dev/bench=node; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step "building (release): the driver (tidal-bench)"
 cargo build --release --locked -p tidal-bench --bin tidal-bench
 
-# Bounded by its own time limit; the section names this script as the command.
+# Bounded by its own time limit (and, should it get stuck, by timeout: lib.sh's bench_drive);
+# the section names this script as the command.
 TIDAL_BENCH_INVOKED_AS=scripts/bench-node.sh bench_drive "$REPO/target/release/tidal-bench" node --work "$WORK"

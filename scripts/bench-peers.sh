@@ -48,13 +48,14 @@ source "$STACK_DIR/env"
 ensure_toolchain
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidal-bench-peers.XXXXXX")
-driver_pid=''
-cleanup() { bench_cleanup "$WORK" "$driver_pid" tidal.dev/bench=peers; }
+driver_pid='' driver_pgid=''
+cleanup() { bench_cleanup "$WORK" tidal.dev/bench=peers; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step "building (release): the driver (tidal-bench)"
 cargo build --release --locked -p tidal-bench --bin tidal-bench
 
-# Bounded by its own time limit; the section names this script as the command.
+# Bounded by its own time limit (and, should it get stuck, by timeout: lib.sh's bench_drive);
+# the section names this script as the command.
 TIDAL_BENCH_INVOKED_AS=scripts/bench-peers.sh bench_drive "$REPO/target/release/tidal-bench" peers --work "$WORK"

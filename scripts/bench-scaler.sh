@@ -50,42 +50,11 @@ source "$STACK_DIR/env"
 ensure_toolchain
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidal-bench-scaler.XXXXXX")
-driver_pid=''
-# Stops the driver (it removes what it made on SIGTERM), then removes anything it listed in
+driver_pid='' driver_pgid=''
+# Stops the driver (it removes what it made on SIGTERM) and kills what is left of its process
+# group (the scaler, agent and busy loop it started), then removes anything it listed in
 # $WORK/created and could not remove (it was killed): namespaces, cluster RBAC, cgroups.
-cleanup() {
-  set +e
-  if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
-    note "stopping the driver (pid $driver_pid)"
-    kill -TERM "$driver_pid" 2>/dev/null
-    for _ in $(seq 1 600); do
-      kill -0 "$driver_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    # Its own process group (setsid): the scaler, agent and busy loop it started.
-    kill -KILL -- "-$driver_pid" 2>/dev/null
-    wait "$driver_pid" 2>/dev/null
-  fi
-  if [[ -f $WORK/created ]]; then
-    local kind name
-    local -a dirs=()
-    while read -r kind name; do
-      case $kind in
-        namespace) "$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" delete namespace "$name" \
-          --ignore-not-found --wait=false >/dev/null 2>&1 ;;
-        clusterrole | clusterrolebinding) "$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG" \
-          delete "$kind" "$name" --ignore-not-found >/dev/null 2>&1 ;;
-        cgroup) dirs+=("$name") ;;
-      esac
-    done <"$WORK/created"
-    local i
-    for ((i = ${#dirs[@]} - 1; i >= 0; i--)); do
-      [[ -d ${dirs[i]} ]] && rmdir "${dirs[i]}" 2>/dev/null
-    done
-  fi
-  rm -rf "$WORK"
-  return 0
-}
+cleanup() { bench_cleanup "$WORK" tidal.dev/bench=scaler; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -93,8 +62,9 @@ step "building (release): tidal-scaler, tidal-agent and the driver (tidal-bench)
 cargo build --release --locked -p tidal-scaler --bin tidal-scaler -p tidal-agent --bin tidal-agent \
   -p tidal-bench --bin tidal-bench
 
-# Each part is bounded by its own time limit. The binaries go through the environment, so no
-# command line here names tidal-scaler.
+# Each part is bounded by its own time limit (and the whole run, should it get stuck, by
+# timeout: lib.sh's bench_drive). The binaries go through the environment, so no command line
+# here names tidal-scaler.
 export TIDAL_BENCH_SCALER_BIN=$REPO/target/release/tidal-scaler
 export TIDAL_BENCH_AGENT_BIN=$REPO/target/release/tidal-agent
 bench_drive "$REPO/target/release/tidal-bench" scaler --work "$WORK"

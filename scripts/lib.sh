@@ -35,32 +35,60 @@ ensure_toolchain() {
 # True when every stack component is running.
 stack_running() { "$REPO/scripts/stack.sh" status >/dev/null 2>&1; }
 
-# bench_cleanup WORK PID LABEL: the end of a benchmark driver run with setsid. Stops the driver
-# (PID, or "" when it has exited; it deletes its namespaces itself on SIGTERM), then deletes
-# every namespace listed in WORK/created that is left (the driver was killed), waits for them
-# to go (bounded), and removes WORK. Needs $TIDAL_KUBECTL and $TIDAL_KUBECONFIG (the stack's env).
-bench_cleanup() {
-  local work=$1 pid=$2 label=$3 kind name
-  set +e
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    note "stopping the driver (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 300); do
-      kill -0 "$pid" 2>/dev/null || break
+# bench_stop: stops the driver bench_drive started. If it still runs, SIGTERM (it removes what
+# it made; at most 60 s). Then, always, SIGKILL to what is left of its process group: what it
+# started (the scaler, agents, the busy loop, kubectl execs) outlives it when it died without
+# its own cleanup (killed, out of memory, or its watchdog's exit 124).
+bench_stop() {
+  if [[ -n ${driver_pid:-} ]] && kill -0 "$driver_pid" 2>/dev/null; then
+    note "stopping the driver (pid $driver_pid)"
+    kill -TERM "$driver_pid" 2>/dev/null || true
+    for _ in $(seq 1 600); do
+      kill -0 "$driver_pid" 2>/dev/null || break
       sleep 0.1
     done
-    # Its own process group (setsid): kubectl execs it may have left.
-    kill -KILL -- "-$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
   fi
-  local -a namespaces=()
+  if [[ -n ${driver_pgid:-} ]]; then kill -KILL -- "-$driver_pgid" 2>/dev/null || true; fi
+  if [[ -n ${driver_pid:-} ]]; then wait "$driver_pid" 2>/dev/null || true; fi
+  driver_pid=''
+  return 0
+}
+
+# bench_cleanup WORK LABEL: the end of a benchmark run with bench_drive. Stops the driver
+# (bench_stop), then removes what WORK/created lists and is left (the driver was killed): it
+# deletes the namespaces and waits for them to go (bounded; LABEL names them for the user),
+# deletes the cluster RBAC, and removes the cgroups the benchmark made, deepest first, each
+# retried for up to 5 s (a cgroup whose last process was just killed is busy for a moment);
+# no other cgroup is touched. Then removes WORK. Needs $TIDAL_KUBECTL and $TIDAL_KUBECONFIG
+# (the stack's env).
+bench_cleanup() {
+  local work=$1 label=$2 kind name i
+  set +e
+  bench_stop
+  local -a namespaces=() cluster=() dirs=()
   if [[ -f $work/created ]]; then
     while read -r kind name; do
-      [[ $kind == namespace && -n $name ]] && namespaces+=("namespace/$name")
+      [[ -n $name ]] || continue
+      case $kind in
+        namespace) namespaces+=("namespace/$name") ;;
+        clusterrole | clusterrolebinding) cluster+=("$kind/$name") ;;
+        cgroup) dirs+=("$name") ;;
+      esac
     done <"$work/created"
   fi
+  local kc=("${TIDAL_KUBECTL:-kubectl}" --kubeconfig "${TIDAL_KUBECONFIG:-}")
+  if ((${#cluster[@]})); then
+    "${kc[@]}" delete "${cluster[@]}" --ignore-not-found --wait=false >/dev/null 2>&1
+  fi
+  for ((i = ${#dirs[@]} - 1; i >= 0; i--)); do
+    for _ in $(seq 1 50); do
+      [[ -d ${dirs[i]} ]] || break
+      rmdir "${dirs[i]}" 2>/dev/null && break
+      sleep 0.1
+    done
+    [[ -d ${dirs[i]} ]] && note "could not remove the cgroup ${dirs[i]}"
+  done
   if ((${#namespaces[@]})); then
-    local kc=("$TIDAL_KUBECTL" --kubeconfig "$TIDAL_KUBECONFIG")
     "${kc[@]}" delete "${namespaces[@]}" --ignore-not-found --wait=false >/dev/null 2>&1
     note "waiting (at most 120 s) for ${namespaces[*]} to be deleted"
     "${kc[@]}" wait --for=delete "${namespaces[@]}" --timeout=120s >/dev/null 2>&1 ||
@@ -70,14 +98,24 @@ bench_cleanup() {
   return 0
 }
 
-# bench_drive DRIVER ARGS...: runs a benchmark driver (tidal-bench) in its own process group
-# (setsid: the cleanup stops it and what it started there), with its pid in $driver_pid while
-# it runs; fails if it did. The driver bounds itself, writes its section and prints it.
+# bench_drive DRIVER ARGS...: runs a benchmark driver (tidal-bench) in its own session and
+# process group (setsid), under `timeout -k 30`: its own time limit (DRIVER ARGS
+# --print-limit) plus a margin of BENCH_MARGIN seconds (300: its watchdog's 120 s, its
+# setup and cleanup), in case it gets stuck where its own limit cannot reach it. Its pid is in
+# $driver_pid while it runs, its process group in $driver_pgid (kept: bench_stop kills what is
+# left of the group). Fails if the driver did. It writes its section and prints it.
+BENCH_MARGIN=300
 bench_drive() {
-  setsid "$@" &
+  local limit rc=0
+  limit=$("$@" --print-limit) || fail "$(basename "$1") ${2:-}: could not read its time limit (see above)"
+  limit=$((limit + BENCH_MARGIN))
+  # setsid runs in this background child (not a group leader, so it does not fork): the
+  # driver's pid is its process group's id.
+  setsid timeout -k 30 "$limit" "$@" &
   driver_pid=$!
-  local rc=0
+  driver_pgid=$driver_pid
   wait "$driver_pid" || rc=$?
   driver_pid=''
+  ((rc != 124)) || fail "$(basename "$1") ${2:-} ran past its time limit (status 124: its own watchdog, or timeout after ${limit} s)"
   ((rc == 0)) || fail "$(basename "$1") ${2:-} stopped with status $rc (see above)"
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tidal_e2e::ChildGuard;
 
-use crate::drive::{note, step};
+use crate::drive::{Ended, bounded, note, step};
 use crate::parts::{AgentBin, Io};
 use crate::process::{clock_ticks_per_second, status_bytes, thread_stat, ticks};
 use crate::py::{self, fixed};
@@ -620,6 +620,12 @@ async fn measure(args: &Args, agent: &Path, tree: &Path, work: &Path) -> anyhow:
     })
 }
 
+/// The side-by-side run's time limit, seconds: its length and two minutes to start, settle
+/// and read the three processes.
+pub fn limit(args: &Args) -> u64 {
+    args.seconds + 120
+}
+
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut target = args.io.results.open()?;
     let measured = match &args.io.from_json {
@@ -634,12 +640,31 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--tree is needed to measure");
             };
             let (work, temporary) = crate::drive::work_dir(args.io.work.clone(), "agent")?;
-            let limit = Duration::from_secs(args.seconds + 120);
-            let m = tokio::time::timeout(limit, measure(&args, agent, tree, &work)).await;
+            let mut measured = None;
+            // Bounded; on SIGTERM or SIGINT the run is dropped, and the three processes with it.
+            let ended = bounded(Duration::from_secs(limit(&args)), async {
+                measured = Some(measure(&args, agent, tree, &work).await?);
+                Ok(())
+            })
+            .await;
             if temporary {
                 let _ = std::fs::remove_dir_all(&work);
             }
-            m.map_err(|_| anyhow::anyhow!("the side-by-side run took more than {limit:?}"))??
+            match (ended, measured) {
+                (Ended::Done, Some(m)) => m,
+                (Ended::Interrupted(s), _) => {
+                    eprintln!(
+                        "tidal-bench agent: interrupted by {s}; the agents and prometheus-node-exporter are stopped; {} is unchanged",
+                        target.path().display()
+                    );
+                    return Ok(ExitCode::from(130));
+                }
+                (Ended::Failed(reason), _) => anyhow::bail!(
+                    "the side-by-side run stopped early ({reason}); {} is unchanged",
+                    target.path().display()
+                ),
+                (Ended::Done, None) => anyhow::bail!("nothing measured"),
+            }
         }
     };
     target.update(record(target.doc(), &measured))?;

@@ -6,7 +6,8 @@
 //! them through a root of symlinks to those parents (so it sees only what this made), samples
 //! every second, and the driver measures the CPU of the agent's `sampler` thread and of the
 //! whole process per round, from `/proc/<pid>/task/<tid>/stat`. It then stops the agent and
-//! removes only the cgroups it made (deepest first, also on failure).
+//! removes only the cgroups it made (deepest first, also on failure, and on SIGTERM or SIGINT,
+//! which it handles: it then exits with 130).
 //!
 //! ```text
 //! cargo build --release -p tidal-agent --bin tidal-agent -p tidal-bench --bin tidal-bench
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::drive::Signals;
 use crate::parts::Results;
 use crate::process::{clock_ticks_per_second, thread_stat, ticks};
 use crate::results::Section;
@@ -132,7 +134,31 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// How long a run may take, seconds: the measured window, and two minutes to make the
+/// cgroups, start the agent (15 s at most), settle and remove them.
+pub fn limit(a: &Args) -> u64 {
+    a.seconds + 120
+}
+
+/// Runs the benchmark; on SIGTERM or SIGINT it stops the agent, removes the cgroups it made
+/// (and nothing else) and exits with 130.
 pub fn main(a: Args) -> anyhow::Result<ExitCode> {
+    let signals = Signals::install()?;
+    let id = format!("tidal-bench-{}", std::process::id());
+    let work = std::env::temp_dir().join(&id);
+    match run(a, &signals, &id, &work) {
+        Err(_) if let Some(s) = signals.received() => {
+            let _ = fs::remove_dir_all(&work);
+            eprintln!(
+                "tidal-bench cgroups: interrupted by {s}; the agent is stopped and the cgroups it made are removed"
+            );
+            Ok(ExitCode::from(130))
+        }
+        result => result,
+    }
+}
+
+fn run(a: Args, signals: &Signals, id: &str, work: &Path) -> anyhow::Result<ExitCode> {
     let mut target = a.results.open()?;
     if !is_root() {
         bail!("needs root, to make cgroups under /sys/fs/cgroup");
@@ -145,13 +171,11 @@ pub fn main(a: Args) -> anyhow::Result<ExitCode> {
     }
     let sys = Path::new("/sys/fs/cgroup");
     let v2 = sys.join("cgroup.controllers").is_file();
-    let id = format!("tidal-bench-{}", std::process::id());
-    let work = std::env::temp_dir().join(&id);
-    fs::create_dir_all(&work)?;
+    fs::create_dir_all(work)?;
     let mut made = Made(Vec::new());
     // The parents, one per hierarchy, and the root the agent reads (symlinks to them on v1).
     let (parents, root): (Vec<PathBuf>, PathBuf) = if v2 {
-        let parent = sys.join(&id);
+        let parent = sys.join(id);
         made.mkdir(&parent)?;
         // Only the private parent's own subtree gets controllers: nothing else changes.
         fs::write(parent.join("cgroup.subtree_control"), "+cpu +memory +pids")
@@ -162,7 +186,7 @@ pub fn main(a: Args) -> anyhow::Result<ExitCode> {
         fs::create_dir_all(&root)?;
         let mut parents = Vec::new();
         for c in V1_CONTROLLERS {
-            let parent = sys.join(c).join(&id);
+            let parent = sys.join(c).join(id);
             made.mkdir(&parent)?;
             std::os::unix::fs::symlink(&parent, root.join(c))?;
             parents.push(parent);
@@ -190,6 +214,7 @@ pub fn main(a: Args) -> anyhow::Result<ExitCode> {
             }
         }
         for p in 0..a.pods {
+            signals.check()?;
             let pod = qos.join(format!("pod{:08x}-0000-4000-8000-{:012x}", p, p));
             made.mkdir(&pod)?;
             if v2 {
@@ -224,16 +249,17 @@ pub fn main(a: Args) -> anyhow::Result<ExitCode> {
     let pid = agent.0.id();
     let deadline = Instant::now() + Duration::from_secs(15);
     while get(port, "/readyz").is_err() {
+        signals.check()?;
         if Instant::now() > deadline {
             bail!(
                 "the agent was not ready within 15 s; its log: {}",
                 work.join("agent.log").display()
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        signals.sleep(Duration::from_millis(100))?;
     }
     // Settle: the first rounds open and cache the files.
-    std::thread::sleep(Duration::from_secs(3));
+    signals.sleep(Duration::from_secs(3))?;
     let body = get(port, "/metrics")?;
     let seen = body
         .lines()
@@ -253,7 +279,7 @@ pub fn main(a: Args) -> anyhow::Result<ExitCode> {
         a.seconds
     );
     while t0.elapsed() < Duration::from_secs(a.seconds) {
-        std::thread::sleep(Duration::from_secs(1));
+        signals.sleep(Duration::from_secs(1))?;
         if let Some(v) = get(port, "/metrics")?
             .lines()
             .find(|l| l.starts_with("tidal_agent_sampler_duration_seconds{sampler=\"cgroup\"}"))
@@ -266,7 +292,7 @@ pub fn main(a: Args) -> anyhow::Result<ExitCode> {
     let load_after = load1().unwrap_or_default();
     drop(agent);
     drop(made);
-    let _ = fs::remove_dir_all(&work);
+    let _ = fs::remove_dir_all(work);
 
     let hz = clock_ticks_per_second() as f64;
     let rounds = elapsed.as_secs_f64(); // one round per second

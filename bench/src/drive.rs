@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -50,6 +50,18 @@ pub enum Ended {
     Interrupted(&'static str),
 }
 
+/// SIGTERM or SIGINT, as an error: the run stops, cleans up and exits with 130.
+#[derive(Debug)]
+pub struct Interrupted(pub &'static str);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted by {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// The first line of an error, at most 300 characters: what a section says of a run that
 /// stopped early (the whole error goes to stderr).
 pub fn reason(e: &anyhow::Error) -> String {
@@ -94,6 +106,71 @@ where
     };
     drop(done);
     ended
+}
+
+/// SIGTERM and SIGINT for a run with no async runtime (`tidal-bench cgroups`): from
+/// [`Signals::install`] on they no longer end the process at once; its loops ask
+/// [`Signals::check`] (or sleep with [`Signals::sleep`]) and return `Err` once one came, so
+/// that what they made is removed on the way out (by `Drop`).
+#[derive(Clone)]
+pub struct Signals(Arc<OnceLock<&'static str>>);
+
+impl Signals {
+    /// Handles SIGTERM and SIGINT from now on (a thread of its own waits for them).
+    pub fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // Registered here, before this returns: no signal is missed in between.
+        let (mut term, mut int) = {
+            let _in = runtime.enter();
+            (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            )
+        };
+        let received = Arc::new(OnceLock::new());
+        let set = received.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let name = runtime.block_on(async {
+                    tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    }
+                });
+                let _ = set.set(name);
+            })?;
+        Ok(Self(received))
+    }
+
+    /// The signal that came, if one did.
+    pub fn received(&self) -> Option<&'static str> {
+        self.0.get().copied()
+    }
+
+    /// `Err` once SIGTERM or SIGINT came.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self.received() {
+            Some(s) => anyhow::bail!("interrupted by {s}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Sleeps for `d`, waking every 50 ms: `Err` as soon as SIGTERM or SIGINT came.
+    pub fn sleep(&self, d: Duration) -> anyhow::Result<()> {
+        let until = std::time::Instant::now() + d;
+        loop {
+            self.check()?;
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
 }
 
 /// A fresh temporary directory for the driver's files.

@@ -2,6 +2,7 @@
 //! crate's documentation and `scripts/bench*.sh`, which build it and call it).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +14,11 @@ use clap::{Parser, Subcommand};
     version
 )]
 struct Cli {
+    /// Print the longest time the run may take, in seconds (its own time limit: the parts'
+    /// limits, the waits and the cleanup), and exit without running. `scripts/lib.sh`'s
+    /// `bench_drive` runs the driver under `timeout` with this plus a margin.
+    #[arg(long, global = true)]
+    print_limit: bool,
     #[command(subcommand)]
     part: Part,
 }
@@ -40,8 +46,25 @@ enum Part {
     Cgroups(tidal_bench::cgroups::Args),
 }
 
+/// How long the runtime waits, when the run is over, for blocking work still running (a
+/// synchronous call stuck on the network): then the process ends anyway.
+const SHUTDOWN: Duration = Duration::from_secs(5);
+
 fn main() -> ExitCode {
-    let result = match Cli::parse().part {
+    let cli = Cli::parse();
+    if cli.print_limit {
+        let seconds = match &cli.part {
+            Part::Scaler(args) => tidal_bench::scaler::limit(args),
+            Part::Node(args) => tidal_bench::node::limit(args),
+            Part::Peers(args) => tidal_bench::peers::limit(args),
+            Part::Kafka(args) => tidal_bench::kafka::limit(args),
+            Part::Agent(args) => tidal_bench::agent::limit(args),
+            Part::Cgroups(args) => tidal_bench::cgroups::limit(args),
+        };
+        println!("{seconds}");
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.part {
         Part::Cgroups(args) => tidal_bench::cgroups::main(args),
         part => match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -49,16 +72,21 @@ fn main() -> ExitCode {
             .build()
         {
             Err(e) => Err(e.into()),
-            Ok(runtime) => runtime.block_on(async {
-                match part {
-                    Part::Scaler(args) => tidal_bench::scaler::main(args).await,
-                    Part::Node(args) => tidal_bench::node::main(args).await,
-                    Part::Peers(args) => tidal_bench::peers::main(args).await,
-                    Part::Kafka(args) => tidal_bench::kafka::main(args).await,
-                    Part::Agent(args) => tidal_bench::agent::main(args).await,
-                    Part::Cgroups(args) => tidal_bench::cgroups::main(args),
-                }
-            }),
+            Ok(runtime) => {
+                let result = runtime.block_on(async {
+                    match part {
+                        Part::Scaler(args) => tidal_bench::scaler::main(args).await,
+                        Part::Node(args) => tidal_bench::node::main(args).await,
+                        Part::Peers(args) => tidal_bench::peers::main(args).await,
+                        Part::Kafka(args) => tidal_bench::kafka::main(args).await,
+                        Part::Agent(args) => tidal_bench::agent::main(args).await,
+                        Part::Cgroups(args) => tidal_bench::cgroups::main(args),
+                    }
+                });
+                // Dropping the runtime would wait for every blocking task without end.
+                runtime.shutdown_timeout(SHUTDOWN);
+                result
+            }
         },
     };
     match result {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tidal_e2e::Stack;
 use tidal_e2e::bench::Created;
+use tidal_e2e::realnode::NodeLock;
 
 use crate::drive::{Ended, Sink, note, step};
 use crate::results::{Section, Target, fold_parts};
@@ -262,5 +263,93 @@ impl OnStack {
             eprintln!("tidal-bench {}: interrupted by {s}; cleaned up", self.name);
         }
         ended
+    }
+}
+
+/// The real node held exclusively (`NodeLock`), waiting at most `within` for the node tests to
+/// release it; `None` when they did not.
+pub async fn hold_node(stack: &Stack, within: Duration) -> anyhow::Result<Option<NodeLock>> {
+    poll_lock(within, || NodeLock::try_exclusive(stack)).await
+}
+
+/// Tries `take` (a lock that never blocks: `Some` when taken) every 200 ms for at most
+/// `within`. A run that gives up meanwhile (its time limit, SIGTERM) drops this future and
+/// leaves nothing behind: a lock taken in `spawn_blocking` would leave a thread waiting for
+/// the lock, and the runtime waits for that thread when the process ends.
+pub async fn poll_lock<T>(
+    within: Duration,
+    mut take: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<Option<T>> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(lock) = take()? {
+            return Ok(Some(lock));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn try_lock(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+
+    #[test]
+    fn a_held_lock_is_given_up_in_time_and_leaves_nothing_to_wait_for() {
+        let path = std::env::temp_dir().join(format!("tidal-bench-lock-{}", std::process::id()));
+        let held = try_lock(&path)
+            .expect("a lock file")
+            .expect("free at first");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let started = std::time::Instant::now();
+        let got = runtime
+            .block_on(poll_lock(Duration::from_millis(500), || try_lock(&path)))
+            .expect("no error");
+        assert!(got.is_none(), "held by another open file description");
+        // Cancelled in the middle of a long wait (as a time limit or SIGTERM does)...
+        let cancelled = runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_millis(300),
+                poll_lock(Duration::from_secs(3600), || try_lock(&path)),
+            )
+            .await
+        });
+        assert!(cancelled.is_err());
+        // ... nothing is left for the runtime to wait for when it is dropped.
+        drop(runtime);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let got = runtime
+            .block_on(poll_lock(Duration::from_secs(5), || try_lock(&path)))
+            .expect("no error");
+        assert!(got.is_some(), "free once released");
+        let _ = std::fs::remove_file(&path);
     }
 }

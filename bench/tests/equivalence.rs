@@ -3,7 +3,8 @@
 //! printed. The cases are under tests/fixtures/<part>/<case>/ (`case.json`: the file before,
 //! the driver's output, the reason a run stopped, the run's conditions); `after.md`,
 //! `stdout.txt` and `exit.txt` next to each are the Python's output, made by
-//! tests/oracle/oracle.py (see tests/fixtures/README.md).
+//! tests/oracle/oracle.py (see tests/fixtures/README.md), but where a case says it `differs`
+//! by design (they are then tidal-bench's).
 
 use std::path::{Path, PathBuf};
 

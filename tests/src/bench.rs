@@ -30,11 +30,14 @@ pub fn progress(msg: impl AsRef<str>) {
     eprintln!("    {}", msg.as_ref());
 }
 
-/// Namespaces made, for the cleanup (here, or by the script from `DIR/created`).
+/// Namespaces and Kafka topics made, for the cleanup (here, or, for the namespaces, by the
+/// script from `DIR/created`).
 #[derive(Clone)]
 pub struct Created {
     file: PathBuf,
     namespaces: Arc<Mutex<Vec<String>>>,
+    /// `(bootstrap, topic, group)`.
+    kafka: Arc<Mutex<Vec<(String, String, String)>>>,
 }
 
 impl Created {
@@ -42,19 +45,34 @@ impl Created {
         Self {
             file,
             namespaces: Arc::new(Mutex::new(Vec::new())),
+            kafka: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
-    fn add(&self, ns: &str) {
+    fn line(&self, line: &str) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.file)
         {
-            let _ = writeln!(f, "namespace {ns}");
+            let _ = writeln!(f, "{line}");
         }
+    }
+
+    fn add(&self, ns: &str) {
+        self.line(&format!("namespace {ns}"));
         if let Ok(mut n) = self.namespaces.lock() {
             n.push(ns.to_string());
+        }
+    }
+
+    /// Records a Kafka topic and consumer group about to be made, deleted by
+    /// [`clean_up`](Self::clean_up).
+    pub fn kafka(&self, bootstrap: &str, topic: &str, group: &str) {
+        self.line(&format!("kafka-topic {topic}"));
+        self.line(&format!("kafka-group {group}"));
+        if let Ok(mut k) = self.kafka.lock() {
+            k.push((bootstrap.into(), topic.into(), group.into()));
         }
     }
 
@@ -83,8 +101,20 @@ impl Created {
         Ok(name)
     }
 
-    /// Starts deleting every namespace made (in the background: the script waits).
+    /// Deletes the Kafka topics and groups made (best effort, at most 30 s each) and starts
+    /// deleting every namespace made (in the background: the script waits).
     pub async fn clean_up(&self, admin: &kube::Client) {
+        let kafka = self
+            .kafka
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default();
+        for (bootstrap, topic, group) in kafka {
+            crate::kafka::delete_topic_and_group(&bootstrap, &topic, &group).await;
+            progress(format!(
+                "Kafka topic {topic} and group {group}: deleted (best effort)"
+            ));
+        }
         let names = self
             .namespaces
             .lock()

@@ -25,6 +25,25 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> anyho
     Ok(())
 }
 
+/// Deletes `topic` and the consumer group `group` (best effort: errors are ignored; at most
+/// 30 s).
+pub async fn delete_topic_and_group(bootstrap: &str, topic: &str, group: &str) {
+    let Ok(admin) = RdConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create::<AdminClient<DefaultClientContext>>()
+    else {
+        return;
+    };
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(std::time::Duration::from_secs(10)))
+        .request_timeout(Some(std::time::Duration::from_secs(10)));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let _ = admin.delete_groups(&[group], &opts).await;
+        let _ = admin.delete_topics(&[topic], &opts).await;
+    })
+    .await;
+}
+
 /// Produces `counts[p]` messages to partition `p` of `topic`, acknowledged by the broker.
 pub async fn produce(bootstrap: &str, topic: &str, counts: &[i64]) -> anyhow::Result<()> {
     let producer: FutureProducer = RdConfig::new()

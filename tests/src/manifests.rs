@@ -298,7 +298,19 @@ impl ScalerRbac {
     /// Renders the base, applies its scaler RBAC moved to `ns`, and returns once the
     /// authorizer applies it (RBAC reaches its cache within moments).
     pub async fn install(stack: &Stack, admin: &kube::Client, ns: &str) -> anyhow::Result<Self> {
-        Self::install_rendered(stack, admin, ns, &render_base(stack)?).await
+        Self::install_named(stack, admin, ns, &unique("tidal-scaler-e2e")).await
+    }
+
+    /// Like [`install`](Self::install), the ClusterRole and ClusterRoleBinding named
+    /// `cluster_name`: a caller that must remove them even when the install is cancelled
+    /// half-way records the name before calling this.
+    pub async fn install_named(
+        stack: &Stack,
+        admin: &kube::Client,
+        ns: &str,
+        cluster_name: &str,
+    ) -> anyhow::Result<Self> {
+        Self::install_rendered(stack, admin, ns, &render_base(stack)?, cluster_name).await
     }
 
     /// Like [`install`](Self::install), with the scaler RBAC of the overlay
@@ -309,7 +321,8 @@ impl ScalerRbac {
         ns: &str,
         overlay: &str,
     ) -> anyhow::Result<Self> {
-        Self::install_rendered(stack, admin, ns, &render_overlay(stack, overlay)?).await
+        let name = unique("tidal-scaler-e2e");
+        Self::install_rendered(stack, admin, ns, &render_overlay(stack, overlay)?, &name).await
     }
 
     async fn install_rendered(
@@ -317,9 +330,10 @@ impl ScalerRbac {
         admin: &kube::Client,
         ns: &str,
         yaml: &str,
+        cluster_name: &str,
     ) -> anyhow::Result<Self> {
         let objects = rendered_objects(stack, yaml)?;
-        let cluster_name = unique("tidal-scaler-e2e");
+        let cluster_name = cluster_name.to_string();
         let objects = scaler_rbac_in(&objects, ns, &cluster_name)?;
         let dir = std::env::temp_dir().join(unique("tidal-scaler-sa"));
         let rbac = Self {

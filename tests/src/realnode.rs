@@ -243,17 +243,33 @@ impl NodeLock {
         Self::take(stack, true).await
     }
 
-    async fn take(stack: &Stack, exclusive: bool) -> anyhow::Result<Self> {
+    /// The node exclusively if nobody holds it now, else `None`; never blocks (a caller that
+    /// must be able to give up polls it: a blocked `flock` in `spawn_blocking` cannot be
+    /// cancelled, and the runtime waits for it when it shuts down).
+    pub fn try_exclusive(stack: &Stack) -> anyhow::Result<Option<Self>> {
+        let file = Self::open(stack)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+
+    fn open(stack: &Stack) -> anyhow::Result<std::fs::File> {
         let path = stack
             .env_file
             .parent()
             .map(|d| d.join("realnode.lock"))
             .ok_or_else(|| anyhow::anyhow!("no stack directory"))?;
-        let file = std::fs::OpenOptions::new()
+        Ok(std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)?;
+            .open(&path)?)
+    }
+
+    async fn take(stack: &Stack, exclusive: bool) -> anyhow::Result<Self> {
+        let file = Self::open(stack)?;
         let file = tokio::task::spawn_blocking(move || {
             if exclusive {
                 file.lock()

@@ -11,6 +11,8 @@
 //! round, CPU seconds the process used over the measured rounds, and the total lag it saw (to
 //! check both peers see the same data).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig as RdConfig;
@@ -39,7 +41,11 @@ pub async fn setup(bootstrap: &str) -> anyhow::Result<()> {
         .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
         .collect();
     let mut created = 0;
-    for r in admin.create_topics(&specs, &AdminOptions::new()).await? {
+    // The broker answers within a minute or the setup fails (the default waits without end).
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(60)))
+        .request_timeout(Some(Duration::from_secs(90)));
+    for r in admin.create_topics(&specs, &opts).await? {
         match r {
             Ok(_) => created += 1,
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -86,7 +92,28 @@ pub async fn setup(bootstrap: &str) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    // The commits are synchronous: on a blocking thread, so they hold no runtime worker, and
+    // stopped between two commits when the run gives up (this future dropped).
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    let bootstrap = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || commit_groups(&bootstrap, &stop)).await?
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Group j commits offset 0 on every partition of topic j % 200; returns early (`Err`) once
+/// `stop` is set.
+fn commit_groups(bootstrap: &str, stop: &AtomicBool) -> anyhow::Result<()> {
     for j in 0..GROUPS {
+        anyhow::ensure!(!stop.load(Ordering::Relaxed), "stopped after {j} commits");
         let group = format!("bench-g-{j:03}");
         let c: BaseConsumer = RdConfig::new()
             .set("bootstrap.servers", bootstrap)

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::drive::{note, step};
+use crate::drive::{Ended, bounded, note, step};
 use crate::parts::{AgentBin, Io};
 use crate::py::{self, fixed, fixed_of, str as pstr, thousands};
 use crate::results::Section;
@@ -52,6 +52,11 @@ pub struct Args {
     /// The `java` to run the peer with.
     #[arg(long, default_value = "java")]
     java: PathBuf,
+    /// The whole run's time limit, seconds (default: 600 + the agent's seconds + 2 per
+    /// round): the scenario's setup, both peers' rounds and the agent's window.
+    #[arg(long, env = "TIDAL_BENCH_KAFKA_LIMIT_SECONDS",
+          value_parser = clap::value_parser!(u64).range(60..=7200))]
+    limit_seconds: Option<u64>,
     /// --from-json takes one object with `tidal`, `peer` and `agent` (each as measured) and
     /// `agent_seconds`.
     #[command(flatten)]
@@ -222,28 +227,70 @@ async fn measure_agent(
     Ok(agent_figures(&metrics, &status))
 }
 
-/// The Java peer's last line of output: `java -Xmx512m -cp CP KafkaAdminLag BOOTSTRAP ROUNDS`.
-fn measure_peer(
+/// The Java peer's last line of output: `java -Xmx512m -cp CP KafkaAdminLag BOOTSTRAP ROUNDS`
+/// (killed if the run gives up; its stderr goes into the error when it fails).
+async fn measure_peer(
     java: &Path,
     classpath: &str,
     bootstrap: &str,
     rounds: u64,
 ) -> anyhow::Result<Value> {
-    let out = Command::new(java)
+    let out = tokio::process::Command::new(java)
         .args(["-Xmx512m", "-cp", classpath, "KafkaAdminLag", bootstrap])
         .arg(rounds.to_string())
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
+        .kill_on_drop(true)
         .output()
+        .await
         .map_err(|e| anyhow::anyhow!("running {}: {e}", java.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "the Java peer failed ({})",
-        out.status
-    );
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        anyhow::bail!(
+            "the Java peer failed ({}); its stderr:\n{}",
+            out.status,
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        );
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap_or_default();
     py::loads(last).map_err(|e| anyhow::anyhow!("the Java peer's output {last:?}: {e}"))
+}
+
+/// The run's time limit, seconds.
+pub fn limit(args: &Args) -> u64 {
+    args.limit_seconds
+        .unwrap_or(600 + args.agent_seconds + 2 * args.rounds)
+}
+
+/// The scenario, then Tidal's rounds, the Java peer's and the agent's window.
+async fn measure(args: &Args, agent: &Path, work: &Path) -> anyhow::Result<Figures> {
+    let (Some(bootstrap), Some(classpath)) = (&args.bootstrap, &args.peer_classpath) else {
+        anyhow::bail!("--bootstrap and --peer-classpath are needed to measure");
+    };
+    step("creating the scenario (idempotent): 200 topics x 10 partitions, 500 groups");
+    driver::setup(bootstrap).await?;
+    step(format!("measuring Tidal: {} rounds", args.rounds));
+    let t = driver::measure(bootstrap, args.rounds as usize).await?;
+    note(t.to_string());
+    step(format!(
+        "measuring the Java Admin peer: {} rounds",
+        args.rounds
+    ));
+    let p = measure_peer(&args.java, classpath, bootstrap, args.rounds).await?;
+    note(p.to_string());
+    step(format!(
+        "measuring the agent's RSS with the kafka_lag sampler on this scenario: {}s",
+        args.agent_seconds
+    ));
+    let a = measure_agent(agent, bootstrap, args.agent_seconds, work).await?;
+    note(a.to_string());
+    Ok(Figures {
+        tidal: t,
+        peer: p,
+        agent: a,
+        agent_seconds: args.agent_seconds.to_string(),
+    })
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
@@ -265,36 +312,34 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             let agent = args.agent.get()?;
-            let (Some(bootstrap), Some(classpath)) = (&args.bootstrap, &args.peer_classpath) else {
-                anyhow::bail!("--bootstrap and --peer-classpath are needed to measure");
-            };
-            step("creating the scenario (idempotent): 200 topics x 10 partitions, 500 groups");
-            driver::setup(bootstrap).await?;
-            step(format!("measuring Tidal: {} rounds", args.rounds));
-            let t = driver::measure(bootstrap, args.rounds as usize).await?;
-            note(t.to_string());
-            step(format!(
-                "measuring the Java Admin peer: {} rounds",
-                args.rounds
-            ));
-            let p = measure_peer(&args.java, classpath, bootstrap, args.rounds)?;
-            note(p.to_string());
-            step(format!(
-                "measuring the agent's RSS with the kafka_lag sampler on this scenario: {}s",
-                args.agent_seconds
-            ));
             let (work, temporary) = crate::drive::work_dir(args.io.work.clone(), "kafka")?;
-            let a = measure_agent(agent, bootstrap, args.agent_seconds, &work).await;
+            let limit = limit(&args);
+            step(format!("the Kafka lag benchmark (at most {limit}s)"));
+            let mut measured = None;
+            // Bounded; on SIGTERM or SIGINT the run is dropped: the agent and the Java peer
+            // are killed, the commits stop.
+            let ended = bounded(Duration::from_secs(limit), async {
+                measured = Some(measure(&args, agent, &work).await?);
+                Ok(())
+            })
+            .await;
             if temporary {
                 let _ = std::fs::remove_dir_all(&work);
             }
-            let a = a?;
-            note(a.to_string());
-            Figures {
-                tidal: t,
-                peer: p,
-                agent: a,
-                agent_seconds: args.agent_seconds.to_string(),
+            match (ended, measured) {
+                (Ended::Done, Some(figures)) => figures,
+                (Ended::Interrupted(s), _) => {
+                    eprintln!(
+                        "tidal-bench kafka: interrupted by {s}; stopped; {} is unchanged",
+                        target.path().display()
+                    );
+                    return Ok(ExitCode::from(130));
+                }
+                (Ended::Failed(reason), _) => anyhow::bail!(
+                    "the Kafka benchmark stopped early ({reason}); {} is unchanged",
+                    target.path().display()
+                ),
+                (Ended::Done, None) => anyhow::bail!("nothing measured"),
             }
         }
     };

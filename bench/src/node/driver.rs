@@ -49,15 +49,14 @@ use tidal_e2e::bench::{
 };
 use tidal_e2e::builders::policy;
 use tidal_e2e::realnode::{
-    BURNER_SCRIPT, NodeLock, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready, read_stat,
-    read_u64,
+    BURNER_SCRIPT, RealNode, TIDAL_NAMESPACE, get_text, pod_ip, pod_ready, read_stat, read_u64,
 };
 use tidal_e2e::scaler::{ReplicaHistory, samples};
 use tidal_e2e::{Stack, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
 use crate::drive::{Ended, Sink, bounded};
-use crate::parts::OnStack;
+use crate::parts::{OnStack, hold_node};
 
 type R<T> = anyhow::Result<T>;
 
@@ -593,16 +592,13 @@ async fn run(
         "taking the real node exclusively (NodeLock; at most {lock_seconds} s)"
     ));
     let waited = Instant::now();
-    let _lock = tokio::time::timeout(
-        Duration::from_secs(lock_seconds),
-        NodeLock::exclusive(stack),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "the real node stayed held by tests for {lock_seconds} s (NodeLock); try again later"
-        )
-    })??;
+    let _lock = hold_node(stack, Duration::from_secs(lock_seconds))
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the real node stayed held by tests for {lock_seconds} s (NodeLock); try again later"
+            )
+        })?;
     let lock_wait = waited.elapsed().as_secs_f64();
     let mut conds = conditions(admin, &node).await?;
     conds["lock_wait_seconds"] = json!(lock_wait);

@@ -405,11 +405,15 @@ fn render_cost(cost: &Value, w: &mut impl FnMut(String)) {
     w(String::new());
 }
 
+/// The run's time limit, seconds: install and lock wait, the cost window, and a generous
+/// minute per step.
+pub fn limit(args: &Args) -> u64 {
+    240 + args.lock_seconds + args.cost_seconds + args.steps * (u64::from(args.window) + 55)
+}
+
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let parts = crate::parts::chosen(&args.parts);
-    // Bounded: install and lock wait, the cost window, and a generous minute per step.
-    let limit =
-        240 + args.lock_seconds + args.cost_seconds + args.steps * (u64::from(args.window) + 55);
+    let limit = limit(&args);
     let what = format!(
         "the real node: {} (steps {}, scale-down window {}s, agent window {}s)",
         parts.join(","),

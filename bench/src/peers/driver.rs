@@ -67,14 +67,14 @@ use tidal_e2e::bench::{
 use tidal_e2e::builders::policy;
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::peers::{pod_metrics, scaled_objects, vertical_pod_autoscalers};
-use tidal_e2e::realnode::{BURNER_SCRIPT, NodeLock, RealNode, cadvisor, read_stat, read_u64};
+use tidal_e2e::realnode::{BURNER_SCRIPT, RealNode, cadvisor, read_stat, read_u64};
 use tidal_e2e::scaler::{ReplicaHistory, samples};
 use tidal_e2e::{Stack, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 use tidal_scaler::api::convert::parse_quantity;
 
 use crate::drive::{Ended, Sink, bounded};
-use crate::parts::OnStack;
+use crate::parts::{OnStack, hold_node};
 
 type R<T> = anyhow::Result<T>;
 
@@ -602,6 +602,8 @@ async fn kafka(
         group: unique("bench-peers-group"),
         bootstrap: bootstrap.clone(),
     };
+    // Recorded first: deleted at the end, also when the run stops half-way.
+    created.kafka(&bootstrap, &lag.topic, &lag.group);
     create_topic(&bootstrap, &lag.topic, PARTITIONS).await?;
     let mut end = vec![0i64; PARTITIONS as usize];
     let commit_at = |end: &[i64]| {
@@ -1146,12 +1148,11 @@ async fn run(
     progress(format!(
         "taking the real node exclusively (NodeLock; at most {lock_seconds} s)"
     ));
-    let _lock = tokio::time::timeout(
-        Duration::from_secs(lock_seconds),
-        NodeLock::exclusive(stack),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("the real node stayed held by tests for {lock_seconds} s"))??;
+    let _lock = hold_node(stack, Duration::from_secs(lock_seconds))
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!("the real node stayed held by tests for {lock_seconds} s")
+        })?;
     let conds = conditions(stack, admin, &node).await?;
     let mut errors = Vec::new();
     for part in &settings.parts {

@@ -621,15 +621,20 @@ fn detail_agreement(agree: &Value, w: &mut impl FnMut(String)) {
     w(String::new());
 }
 
-pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let parts = crate::parts::chosen(&args.parts);
-    let limit = 240
-        + args.lock_seconds
+/// The run's time limit, seconds: install and lock wait, two autoscalers' 180 s per step, the
+/// vertical minutes and 15 s per agreement reading, with room for each part's setup.
+pub fn limit(args: &Args) -> u64 {
+    240 + args.lock_seconds
         + 2 * args.steps * 180
         + args.minutes * 60
         + 300
         + args.readings * 15
-        + 120;
+        + 120
+}
+
+pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let parts = crate::parts::chosen(&args.parts);
+    let limit = limit(&args);
     let what = format!(
         "the peers: {} ({} steps, scale-down window {}s, {} min vertical, {} readings)",
         parts.join(","),

@@ -30,9 +30,11 @@
 //! Both run the scaler with exactly the manifests' RBAC (a ServiceAccount token bound to the
 //! rendered ClusterRole and Role) and leader election on. Each measurement goes to the
 //! [`Sink`] as one JSON object; progress goes to stderr. Everything created is listed in
-//! `WORK/created` (namespaces, the cluster-wide RBAC objects, cgroup directories) so that the
-//! script can remove it even if this process is killed; at the end of each part, and on
-//! SIGTERM or SIGINT, [`drive`] removes it itself. Namespaces are deleted in the background:
+//! `WORK/created` before it is made (namespaces, the cluster-wide RBAC objects, cgroup
+//! directories, the scale run's Kafka topic and group) so that the script can remove it even
+//! if this process is killed (all but the Kafka topic and group); at the end of each part, and
+//! on SIGTERM or SIGINT, [`drive`] removes it itself (the Kafka topic and group best effort,
+//! within 30 s). Namespaces are deleted in the background:
 //! [`wait_namespaces`] waits for them.
 
 use std::collections::BTreeMap;
@@ -55,12 +57,12 @@ use tidal_e2e::cgroups::{
     CgroupGuard, container_id, hierarchies, mkdirs, proc_cpu_seconds, set_container_id,
     spawn_burner,
 };
-use tidal_e2e::kafka::{commit, create_topic, produce};
-use tidal_e2e::manifests::{ScalerRbac, ensure_crd, token_kubeconfig};
+use tidal_e2e::kafka::{commit, create_topic, delete_topic_and_group, produce};
+use tidal_e2e::manifests::{ScalerRbac, ensure_crd, kubectl, token_kubeconfig};
 use tidal_e2e::{ChildGuard, Stack, free_port, unique, wait_for};
 use tidal_scaler::api::ScalingPolicy;
 
-use crate::drive::{Ended, Sink, bounded, note};
+use crate::drive::{Ended, Interrupted, Sink, bounded, note};
 
 type R<T> = anyhow::Result<T>;
 
@@ -68,6 +70,9 @@ type R<T> = anyhow::Result<T>;
 const MIN_CYCLES: f64 = 5.0;
 /// ... but not past this.
 const MAX_WINDOW: Duration = Duration::from_secs(600);
+
+/// The longest wait for the benchmark namespaces to be deleted ([`wait_namespaces`]).
+pub const NAMESPACES_WAIT: Duration = Duration::from_secs(600);
 
 /// The label every benchmark namespace carries (the script waits for them to be gone).
 const BENCH_LABEL: (&str, &str) = ("tidal.dev/bench", "scaler");
@@ -95,7 +100,12 @@ pub enum Part {
 struct Created {
     file: PathBuf,
     namespaces: Vec<String>,
+    /// The cluster RBAC's names, recorded before it is applied ...
+    cluster_rbac: Vec<String>,
+    /// ... and each install that completed.
     rbac: Vec<ScalerRbac>,
+    /// `(bootstrap, topic, group)`.
+    kafka: Vec<(String, String, String)>,
 }
 
 type Shared = Arc<Mutex<Created>>;
@@ -111,19 +121,48 @@ fn record(created: &Shared, line: &str) {
     }
 }
 
-/// Deletes the namespaces (in the background: the script waits for them) and the RBAC.
+/// Deletes the namespaces (in the background: the script waits for them), the RBAC and the
+/// Kafka topic and group (best effort, bounded).
 async fn clean_up(stack: &Stack, admin: &kube::Client, created: &Shared) {
-    let (namespaces, rbac) = match created.lock() {
+    let (namespaces, cluster_rbac, rbac, kafka) = match created.lock() {
         Ok(mut c) => (
             std::mem::take(&mut c.namespaces),
+            std::mem::take(&mut c.cluster_rbac),
             std::mem::take(&mut c.rbac),
+            std::mem::take(&mut c.kafka),
         ),
         Err(_) => return,
     };
-    for r in rbac {
+    for r in &rbac {
         if let Err(e) = r.remove(stack) {
             progress(format!("cleanup: removing {}: {e}", r.cluster_name));
         }
+    }
+    // An install cancelled half-way may have applied its cluster RBAC: deleted by name.
+    for name in cluster_rbac
+        .iter()
+        .filter(|n| !rbac.iter().any(|r| &r.cluster_name == *n))
+    {
+        let (role, binding) = (
+            format!("clusterrole/{name}"),
+            format!("clusterrolebinding/{name}"),
+        );
+        let args = [
+            "delete",
+            &binding,
+            &role,
+            "--ignore-not-found",
+            "--wait=false",
+        ];
+        if let Err(e) = kubectl(stack, &args, None) {
+            progress(format!("cleanup: removing {name}: {e}"));
+        }
+    }
+    for (bootstrap, topic, group) in kafka {
+        delete_topic_and_group(&bootstrap, &topic, &group).await;
+        progress(format!(
+            "Kafka topic {topic} and group {group}: deleted (best effort)"
+        ));
     }
     let api: Api<Namespace> = Api::all(admin.clone());
     for ns in namespaces {
@@ -156,11 +195,16 @@ async fn namespace(admin: &kube::Client, created: &Shared, prefix: &str) -> R<St
     Ok(name)
 }
 
-/// The manifests' scaler RBAC in `ns`, recorded for the cleanup.
+/// The manifests' scaler RBAC in `ns`, recorded for the cleanup before it is applied (a run
+/// stopped in the middle of the install still removes it).
 async fn rbac(stack: &Stack, admin: &kube::Client, created: &Shared, ns: &str) -> R<()> {
-    let r = ScalerRbac::install(stack, admin, ns).await?;
-    record(created, &format!("clusterrole {}", r.cluster_name));
-    record(created, &format!("clusterrolebinding {}", r.cluster_name));
+    let name = unique("tidal-scaler-e2e");
+    record(created, &format!("clusterrole {name}"));
+    record(created, &format!("clusterrolebinding {name}"));
+    if let Ok(mut c) = created.lock() {
+        c.cluster_rbac.push(name.clone());
+    }
+    let r = ScalerRbac::install_named(stack, admin, ns, &name).await?;
     if let Ok(mut c) = created.lock() {
         c.rbac.push(r);
     }
@@ -926,7 +970,13 @@ async fn scale(
     // policy wants 1 replica, which every Deployment has (no scale writes in the steady state).
     let topic = unique("bench-scaler-t");
     let group = unique("bench-scaler-g");
+    // Recorded first: deleted by the cleanup, also when the run stops half-way.
     record(&ctx.created, &format!("kafka-topic {topic}"));
+    record(&ctx.created, &format!("kafka-group {group}"));
+    if let Ok(mut c) = ctx.created.lock() {
+        c.kafka
+            .push((bootstrap.clone(), topic.clone(), group.clone()));
+    }
     create_topic(&bootstrap, &topic, 3).await?;
     commit(
         &bootstrap,
@@ -1151,7 +1201,6 @@ async fn scale(
             hwm / 1048576.0
         ));
     }
-    delete_topic(&bootstrap, &topic, &group).await;
     Ok(())
 }
 
@@ -1179,21 +1228,6 @@ async fn status_apply_seconds(policies: &Api<ScalingPolicy>, name: &str, n: usiz
     Ok(out)
 }
 
-/// Removes the benchmark's topic and consumer group (best effort).
-async fn delete_topic(bootstrap: &str, topic: &str, group: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let Ok(admin) = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create::<AdminClient<DefaultClientContext>>()
-    else {
-        return;
-    };
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let _ = admin.delete_groups(&[group], &opts).await;
-    let _ = admin.delete_topics(&[topic], &opts).await;
-}
-
 // ------------------------------------------------------------------------------------------
 
 struct Ctx {
@@ -1217,7 +1251,9 @@ pub async fn drive(work: &Path, part: &Part, sink: &Sink, limit: Duration) -> En
             created: Arc::new(Mutex::new(Created {
                 file: work.join("created"),
                 namespaces: Vec::new(),
+                cluster_rbac: Vec::new(),
                 rbac: Vec::new(),
+                kafka: Vec::new(),
             })),
             work: work.to_path_buf(),
         })
@@ -1252,12 +1288,12 @@ pub async fn drive(work: &Path, part: &Part, sink: &Sink, limit: Duration) -> En
     ended
 }
 
-/// Waits (at most 10 minutes) until every benchmark namespace is gone: each part deletes
-/// its own in the background. `Err` when SIGTERM or SIGINT came first.
-pub async fn wait_namespaces() -> R<()> {
+/// Waits (at most [`NAMESPACES_WAIT`]) until every benchmark namespace is gone: each part
+/// deletes its own in the background. `Err` when SIGTERM or SIGINT came first.
+pub async fn wait_namespaces() -> Result<(), Interrupted> {
     tokio::select! {
         () = namespaces_gone() => Ok(()),
-        s = tidal_e2e::bench::interrupted() => anyhow::bail!("interrupted by {s}"),
+        s = tidal_e2e::bench::interrupted() => Err(Interrupted(s)),
     }
 }
 
@@ -1281,9 +1317,11 @@ async fn namespaces_gone() {
         return;
     }
     note(format!("waiting for {} to be deleted", first.join(" ")));
-    let gone = wait_for("the benchmark namespaces deleted", MAX_WINDOW, || async {
-        api.list(&lp).await.ok().filter(|l| l.items.is_empty())
-    })
+    let gone = wait_for(
+        "the benchmark namespaces deleted",
+        NAMESPACES_WAIT,
+        || async { api.list(&lp).await.ok().filter(|l| l.items.is_empty()) },
+    )
     .await;
     if gone.is_err() {
         note(format!(

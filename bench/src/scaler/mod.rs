@@ -4,8 +4,8 @@
 //! After each part (the reaction, each size of the scale run) its figures are folded into
 //! the section at once, so a run stopped later keeps what it measured; a part not run keeps
 //! its earlier figures (one JSON per `<!-- scaler:data ... -->` line). A part that stopped
-//! early with nothing measured is recorded as such, with the reason, and its rows read "not
-//! measured".
+//! early with nothing measured writes nothing (its earlier figures stay; the run says so on
+//! stderr and exits non-zero), and a results file that cannot be written ends the run.
 
 pub mod driver;
 
@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::cells::{float as f, runs, secs as s, spread};
-use crate::drive::{Ended, Sink, json_lines, note, step, work_dir};
+use crate::drive::{Ended, Interrupted, Sink, json_lines, note, step, work_dir};
 use crate::parts::{AgentBin, Io};
 use crate::py::{self, fixed_of, str as pstr, thousands, truthy};
 use crate::results::{Section, Target};
@@ -105,8 +106,9 @@ pub struct Args {
 }
 
 /// The section after one part: its fresh figures (each with `run`) replace the same part's
-/// earlier ones (a scale run: the same size's); a part that stopped early (`reason`) with
-/// nothing measured is recorded as failed. `doc` is the whole results file.
+/// earlier ones (a scale run: the same size's). `Err` when nothing was measured (a part that
+/// stopped early, `reason`, before its first figure): the part's earlier figures are kept, and
+/// the file is left as it was. `doc` is the whole results file.
 pub fn record(
     doc: &str,
     kind: Kind,
@@ -115,8 +117,17 @@ pub fn record(
     size: Option<u64>,
     run: &Run,
 ) -> anyhow::Result<String> {
+    if fresh.is_empty() {
+        anyhow::bail!(
+            "nothing measured{}",
+            reason
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+    }
     let run_json = run.short_json();
-    let mut fresh: Vec<Value> = fresh
+    let fresh: Vec<Value> = fresh
         .into_iter()
         .map(|mut r| {
             r["run"] = run_json.clone();
@@ -127,14 +138,6 @@ pub fn record(
         Kind::Scale => json!(size),
         Kind::Reaction => Value::Null,
     };
-    if let Some(reason) = reason.filter(|r| !r.is_empty())
-        && fresh.is_empty()
-    {
-        fresh = vec![json!({
-            "kind": kind.name(), "policies": size_json, "failed": true,
-            "reason": reason, "run": run_json,
-        })];
-    }
     let same = |r: &Value| {
         r["kind"] == kind.name()
             && (kind == Kind::Reaction || r.get("policies") == Some(&size_json))
@@ -547,6 +550,10 @@ fn render_scale(scales: &[&Value], w: &mut impl FnMut(String)) {
     }
 }
 
+/// Folds one part's figures into the section and writes the file. A part that measured
+/// nothing leaves the section as it was (the part's earlier figures stay) and is counted in
+/// `failed` (the run fails); a write that fails ends the run (`Err`).
+#[allow(clippy::too_many_arguments)]
 fn record_into(
     target: &mut Target,
     kind: Kind,
@@ -554,21 +561,75 @@ fn record_into(
     reason: Option<&str>,
     size: Option<u64>,
     run: &Run,
-) {
+    failed: &mut Vec<String>,
+    label: &str,
+) -> anyhow::Result<()> {
     let what = match size {
         Some(n) => format!("the {} part ({n} policies)", kind.name()),
         None => format!("the {} part", kind.name()),
     };
-    match record(target.doc(), kind, fresh, reason, size, run).and_then(|doc| target.update(doc)) {
-        Ok(()) if target.writes() => note(format!(
+    if fresh.is_empty() {
+        eprintln!(
+            "ERROR: nothing measured in {what}{}: nothing written for it ({} keeps its earlier figures)",
+            reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+            target.path().display()
+        );
+        if !failed.iter().any(|f| f == label) {
+            failed.push(label.to_string());
+        }
+        return Ok(());
+    }
+    let doc = record(target.doc(), kind, fresh, reason, size, run)
+        .with_context(|| format!("recording the results of {what}"))?;
+    target.update(doc).with_context(|| {
+        format!(
+            "writing the results of {what} to {}",
+            target.path().display()
+        )
+    })?;
+    if target.writes() {
+        note(format!(
             "results of {what} written to {}",
             target.path().display()
-        )),
-        Ok(()) => note(format!(
+        ));
+    } else {
+        note(format!(
             "results of {what} recorded (TIDAL_BENCH_WRITE=0: printed only)"
-        )),
-        Err(e) => note(format!("could not write the results of {what}: {e:#}")),
+        ));
     }
+    Ok(())
+}
+
+/// The reaction part's time limit, seconds.
+fn reaction_limit(args: &Args) -> u64 {
+    300 + args.steps * (u64::from(args.window) + 90)
+}
+
+/// A scale size's time limit, seconds: the controller-manager's setup, the scaler's first
+/// cycles and the measured window.
+fn scale_limit(n: u64) -> u64 {
+    (n / 2).max(600) + 900 + 600
+}
+
+/// What a part's cleanup may take, seconds (cluster RBAC, namespaces, the Kafka topic).
+const CLEANUP: u64 = 60;
+
+/// The whole run's time limit, seconds: each part's limit and cleanup, and the waits for the
+/// benchmark namespaces to go (before each size and at the end).
+pub fn limit(args: &Args) -> u64 {
+    let wait = driver::NAMESPACES_WAIT.as_secs();
+    let mut total = wait;
+    if args.parts.contains(&Kind::Reaction) {
+        total += reaction_limit(args) + CLEANUP;
+    }
+    if args.parts.contains(&Kind::Scale) {
+        total += args
+            .sizes
+            .iter()
+            .map(|&n| scale_limit(n) + CLEANUP + wait)
+            .sum::<u64>();
+    }
+    total
 }
 
 pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
@@ -607,7 +668,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
                 "reaction time: {} load steps (agent every {}s, scaler every 1s, window {}s)",
                 args.steps, args.agent_interval, args.window
             ));
-            let limit = 300 + args.steps * (u64::from(args.window) + 90);
+            let limit = reaction_limit(&args);
             let part = driver::Part::Reaction {
                 steps: args.steps as usize,
                 agent_interval: args.agent_interval,
@@ -623,11 +684,13 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
                 reason.as_deref(),
                 None,
                 &started.finish(None),
-            );
+                &mut failed,
+                "reaction",
+            )?;
         }
         if args.parts.contains(&Kind::Scale) {
             for &n in &args.sizes {
-                let limit = (n / 2).max(600) + 900 + 600;
+                let limit = scale_limit(n);
                 step(format!(
                     "scale: {n} ScalingPolicies on Deployments ({} pods), {}s measured (at most {limit}s)",
                     args.pods.name(),
@@ -653,7 +716,9 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
                     reason.as_deref(),
                     Some(n),
                     &started.finish(None),
-                );
+                    &mut failed,
+                    &what,
+                )?;
             }
         }
         Ok::<_, anyhow::Error>(())
@@ -662,16 +727,20 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     if temporary {
         let _ = std::fs::remove_dir_all(&work);
     }
-    if let Err(e) = result {
+    match result {
+        Ok(()) => {}
         // Interrupted: what was measured is written; the script exits with 130.
-        eprintln!("tidal-bench scaler: {e:#}");
-        return Ok(ExitCode::from(130));
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("tidal-bench scaler: {e:#}");
+            return Ok(ExitCode::from(130));
+        }
+        Err(e) => return Err(e),
     }
     step("results");
     target.print(&SECTION);
     step("waiting for the benchmark namespaces to be deleted");
     if let Err(e) = driver::wait_namespaces().await {
-        eprintln!("tidal-bench scaler: {e:#}");
+        eprintln!("tidal-bench scaler: {e}");
         return Ok(ExitCode::from(130));
     }
     if !failed.is_empty() {
@@ -702,6 +771,6 @@ async fn run_part(
             failed.push(what.to_string());
             Ok(Some(reason))
         }
-        Ended::Interrupted(s) => anyhow::bail!("interrupted by {s}"),
+        Ended::Interrupted(s) => Err(Interrupted(s).into()),
     }
 }
