@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use tidal_engine::{self as engine, Formula, types::MetricSource};
+use tidal_engine::{self as engine, types::MetricSource};
 use tidal_scaler::api::{self, ScalingPolicy, ScalingPolicySpec, SpecError};
 use tidal_scaler::controller::offline::{OfflineError, OfflinePolicy};
 
@@ -67,8 +67,6 @@ pub struct Policy {
     pub crd: ScalingPolicySpec,
     /// The engine spec (controller defaults).
     pub spec: engine::Spec,
-    /// `spec.formula`, compiled.
-    pub formula: Option<Formula>,
     /// The object as read, compiled and gated by the controller's own code: Tidal's replay
     /// runs a clone of it ([`OfflinePolicy`]), annotations (dry run, pauses) included.
     pub rounds: OfflinePolicy,
@@ -149,7 +147,6 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         name: policy.metadata.name.clone().unwrap_or_default(),
         crd: policy.spec.clone(),
         spec: rounds.spec().clone(),
-        formula: rounds.formula().cloned(),
         rounds,
     })
 }
@@ -208,7 +205,7 @@ spec:
         let (i, lag) = p.kafka_lag().expect("a lag metric");
         assert_eq!((i, lag.lag_per_replica), (1, 250.0));
         assert_eq!(p.cpu().and_then(|m| m.target.average_utilization), Some(70));
-        assert!(p.formula.is_none());
+        assert!(p.rounds.formula().is_none());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tidal_scaler::sources::prometheus::PromSample;
 use tidal_scaler::sources::{ContainerUsage, PodUsage};
 
 use tidal_engine::{
-    self as engine, Formula, Observation, State,
+    self as engine, Observation, State,
     types::{
         ControllerSettings, KafkaDetail, MetricSource, MetricSpec, MetricTarget, NextState, Pod,
         TargetType,
@@ -132,7 +132,6 @@ struct KedaOperator {
 pub struct Scaler {
     algorithm: Algorithm,
     spec: engine::Spec,
-    formula: Option<Formula>,
     feeds: Vec<Feed>,
     interval_seconds: u64,
     cpu_window_seconds: u64,
@@ -183,7 +182,6 @@ impl Scaler {
         let mut s = Self::new(
             Algorithm::Tidal,
             policy.spec.clone(),
-            policy.formula.clone(),
             feeds,
             if prometheus {
                 TIDAL_PROMETHEUS_SECONDS
@@ -211,7 +209,6 @@ impl Scaler {
         Self::new(
             Algorithm::Hpa,
             spec,
-            None,
             vec![Feed::Cpu],
             HPA_SYNC_SECONDS,
             METRICS_SERVER_WINDOW_SECONDS,
@@ -246,7 +243,6 @@ impl Scaler {
         let mut s = Self::new(
             Algorithm::Keda,
             spec,
-            None,
             vec![Feed::KedaLag { lag_per_replica }],
             HPA_SYNC_SECONDS,
             METRICS_SERVER_WINDOW_SECONDS,
@@ -264,7 +260,6 @@ impl Scaler {
     fn new(
         algorithm: Algorithm,
         spec: engine::Spec,
-        formula: Option<Formula>,
         feeds: Vec<Feed>,
         interval_seconds: u64,
         cpu_window_seconds: u64,
@@ -278,7 +273,6 @@ impl Scaler {
         Self {
             algorithm,
             spec,
-            formula,
             feeds,
             interval_seconds,
             cpu_window_seconds,
@@ -569,13 +563,8 @@ impl Scaler {
         now: f64,
         current: usize,
     ) -> Option<usize> {
-        let d = engine::desired_with_formula(
-            &self.spec,
-            self.formula.as_ref(),
-            state,
-            observations,
-            now,
-        );
+        // The peers' models have no formula; Tidal's rounds hold the policy's own.
+        let d = engine::desired_with_formula(&self.spec, None, state, observations, now);
         self.history = Some(d.next);
         let desired = usize::try_from(d.desired_replicas).unwrap_or(0);
         (desired != current).then_some(desired)
