@@ -15,13 +15,18 @@
 #   vertical   TIDAL_BENCH_PEERS_MINUTES of one busy pod under Tidal's Off mode (recommend) and the
 #              VPA recommender, created at the same moment, with a real OOM kill half-way:
 #              time to each one's first recommendation, and both every minute;
+#   replay     traces/step.csv and traces/flash-sale.csv, each compressed to
+#              TIDAL_BENCH_PEERS_REPLAY_SECONDS, driving real Kafka consumers
+#              (tidal-bench-consumer, image from scripts/image.sh --consumer) under Tidal, the HPA
+#              and KEDA at once: SLO-violation seconds and replica-seconds, beside what
+#              tidal-sim simulate predicts for the same compressed trace;
 #   agreement  TIDAL_BENCH_PEERS_READINGS readings, 15 s apart, of the same containers by their
 #              cgroup, Tidal's agent, the kubelet's cAdvisor and metrics-server, and each
 #              source's sample age.
 # The driver writes (or replaces) the section "Peers side by side (issue #15)" of
 # bench/RESULTS.md, keeping every other section (and the figures of a part not run), and
 # prints it. Bounded: at most about 240 s + lock wait + 2 × 180 s per step + the vertical
-# minutes + 15 s per reading; the defaults take about 40 minutes. Its namespaces are deleted
+# minutes + 2 × (replay seconds + 900) + 15 s per reading; the defaults take about 65 minutes. Its namespaces are deleted
 # at the end, also on Ctrl-C. Not part of scripts/test.sh (tests/tests/peers.rs is).
 #
 # Environment (read by tidal-bench; `target/release/tidal-bench peers --help`):
@@ -29,7 +34,8 @@
 #   TIDAL_BENCH_PEERS_WINDOW        scale-down stabilization for both, seconds (default 0, 0..300)
 #   TIDAL_BENCH_PEERS_READINGS      agreement readings (default 6, 2..40)
 #   TIDAL_BENCH_PEERS_MINUTES       the vertical part's length, minutes (default 6, 2..60)
-#   TIDAL_BENCH_PEERS_PARTS         a comma list of cpu, kafka, vertical, agreement (default: all)
+#   TIDAL_BENCH_PEERS_PARTS         a comma list of cpu, kafka, replay, vertical, agreement (default: all)
+#   TIDAL_BENCH_PEERS_REPLAY_SECONDS  each replayed trace compressed to this (default 600, 60..600)
 #   TIDAL_BENCH_PEERS_LOCK_SECONDS  longest wait for the node tests to release the node (300)
 #   TIDAL_BENCH_WRITE               0 prints the results without touching bench/RESULTS.md
 set -euo pipefail
@@ -52,6 +58,12 @@ driver_pid='' driver_pgid=''
 cleanup() { bench_cleanup "$WORK" tidal.dev/bench=peers; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [[ ${TIDAL_BENCH_PEERS_PARTS:-replay} == *replay* ]]; then
+  # The replay part's real consumers run from their own image on the node.
+  step "the consumer image of the replay part (scripts/image.sh --consumer)"
+  scripts/image.sh --consumer
+fi
 
 step "building (release): the driver (tidal-bench)"
 cargo build --release --locked -p tidal-bench --bin tidal-bench

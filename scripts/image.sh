@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/image.sh — the Tidal image, built here without a registry or a container daemon.
 #
-#   scripts/image.sh [--profile release|dev] [--no-import]
+#   scripts/image.sh [--profile release|dev] [--no-import] [--consumer]
 #
 # Builds both binaries with Cargo, then an OCI image equivalent to the Dockerfile's: the two
 # binaries in /usr/local/bin, the C runtime they link (the part of distroless/cc-debian12 they
@@ -9,27 +9,43 @@
 # 65534:65534, entrypoint tidal-agent, and no shell. Written to ~/.cache/tidal/images/ and, when
 # the stack's real node runs, imported into its containerd as tidal.local/tidal:dev
 # (the name manifests/overlays/local uses). The Dockerfile stays for real registries.
+#
+# --consumer builds, the same way, the benchmark's own image instead:
+# tidal.local/tidal-bench-consumer:dev with tidal-bench-consumer (bench/src/consumer.rs), the
+# real Kafka consumer of the peers' trace replay (scripts/bench-peers.sh). It is never part of
+# Tidal's image.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROFILE=release
 IMPORT=1
+CONSUMER=0
 while (($#)); do
   case $1 in
   --profile) PROFILE=${2:?}; shift 2 ;;
   --no-import) IMPORT=0; shift ;;
+  --consumer) CONSUMER=1; shift ;;
   *) fail "unknown argument $1 (see the top of $0)" ;;
   esac
 done
-NAME=${TIDAL_IMAGE_NAME:-tidal.local/tidal:dev}
-OUT=$TIDAL_CACHE/images/tidal-dev.tar
 cd "$REPO"
-
-step "building tidal-agent and tidal-scaler ($PROFILE)"
 ensure_toolchain
-cargo build --locked --profile "$PROFILE" -p tidal-agent -p tidal-scaler
 dir=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
-bins=("$dir/tidal-agent" "$dir/tidal-scaler")
+if ((CONSUMER)); then
+  NAME=${TIDAL_CONSUMER_IMAGE_NAME:-tidal.local/tidal-bench-consumer:dev}
+  OUT=$TIDAL_CACHE/images/tidal-bench-consumer-dev.tar
+  ENTRYPOINT=/usr/local/bin/tidal-bench-consumer
+  step "building tidal-bench-consumer ($PROFILE)"
+  cargo build --locked --profile "$PROFILE" -p tidal-bench --bin tidal-bench-consumer
+  bins=("$dir/tidal-bench-consumer")
+else
+  NAME=${TIDAL_IMAGE_NAME:-tidal.local/tidal:dev}
+  OUT=$TIDAL_CACHE/images/tidal-dev.tar
+  ENTRYPOINT=/usr/local/bin/tidal-agent
+  step "building tidal-agent and tidal-scaler ($PROFILE)"
+  cargo build --locked --profile "$PROFILE" -p tidal-agent -p tidal-scaler
+  bins=("$dir/tidal-agent" "$dir/tidal-scaler")
+fi
 
 step "assembling the image $NAME"
 args=()
@@ -46,7 +62,7 @@ mkdir -p "$(dirname "$OUT")"
 nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
 " --text "/etc/group=root:x:0:
 nogroup:x:65534:
-" --dir /tmp:1777 --user 65534:65534 --entrypoint '["/usr/local/bin/tidal-agent"]' \
+" --dir /tmp:1777 --user 65534:65534 --entrypoint "[\"$ENTRYPOINT\"]" \
   --label "org.opencontainers.image.source=https://github.com/tidal-autoscaler/tidal" \
   --label "org.opencontainers.image.revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 note "$(du -h "$OUT" | cut -f1) at $OUT"

@@ -234,11 +234,12 @@ pub async fn wait_exported(
 }
 
 /// Waits until policy `name`'s status says the in-cluster scaler (acting on policies labelled
-/// `scaler_label`) acts on it at 1 replica.
+/// `scaler_label`) acts on it at `replicas` replicas.
 pub async fn wait_policy_active(
     policies: &Api<ScalingPolicy>,
     name: &str,
     scaler_label: (&str, &str),
+    replicas: i32,
     timeout: Duration,
 ) -> R<()> {
     let deadline = Instant::now() + timeout;
@@ -253,12 +254,12 @@ pub async fn wait_policy_active(
             cs.iter()
                 .any(|c| c["type"] == "ScalingActive" && c["status"] == "True")
         });
-        if active && s["currentReplicas"] == 1 {
+        if active && s["currentReplicas"] == replicas {
             return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "policy {name}: no ScalingActive=True at 1 replica in {timeout:?} (is the in-cluster \
+            "policy {name}: no ScalingActive=True at {replicas} replica(s) in {timeout:?} (is the in-cluster \
              scaler acting on policies labelled {}={}?); last status: {s}",
             scaler_label.0,
             scaler_label.1

@@ -630,7 +630,7 @@ async fn run(
     policies
         .create(&PostParams::default(), &labelled_policy(window)?)
         .await?;
-    wait_policy_active(&policies, APP, SCALER_LABEL, Duration::from_secs(60)).await?;
+    wait_policy_active(&policies, APP, SCALER_LABEL, 1, Duration::from_secs(60)).await?;
     progress(format!(
         "{ns}/{APP}: 1 Ready pod on {}, the in-cluster scaler acts on its policy",
         node.name

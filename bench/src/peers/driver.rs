@@ -78,10 +78,10 @@ use crate::parts::{OnStack, hold_node};
 
 type R<T> = anyhow::Result<T>;
 
-const BENCH_LABEL: (&str, &str) = ("tidal.dev/bench", "peers");
+pub(super) const BENCH_LABEL: (&str, &str) = ("tidal.dev/bench", "peers");
 /// What the in-cluster scaler is labelled to act on (manifests/overlays/local/scaler.yaml).
 const SCALER_LABEL: (&str, &str) = ("tidal.dev/scaler", "in-cluster");
-const APP: &str = "web";
+pub(super) const APP: &str = "web";
 const BURN: &str = "burn";
 const REQUEST: (&str, &str) = ("100m", "16Mi");
 /// Three copies loaded at once on 2 cores: 200m each (200 % of the request, far above the
@@ -115,7 +115,7 @@ fn workload(node: &RealNode, replicas: i32) -> Deployment {
 // the autoscalers
 
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(super) enum Kind {
     Tidal,
     Hpa,
     /// KEDA's `cpu` trigger: the operator makes an HPA (`keda-hpa-<name>`) with the same
@@ -143,7 +143,7 @@ const LAG_PER_REPLICA: i64 = 10;
 const PARTITIONS: i32 = 4;
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Tidal => "tidal",
             Kind::Hpa => "hpa",
@@ -228,31 +228,31 @@ impl Kind {
 }
 
 /// One autoscaler with its own copy of the workload.
-struct Peer {
-    kind: Kind,
+pub(super) struct Peer {
+    pub(super) kind: Kind,
     spec: Value,
-    ns: String,
+    pub(super) ns: String,
     pods: Api<Pod>,
-    history: ReplicaHistory,
+    pub(super) history: ReplicaHistory,
     /// The pod the source was last seen measuring.
     measured: Option<String>,
 }
 
 impl Peer {
-    async fn create(
+    /// A namespace of its own with `workload` (named [`APP`]) in it, and a watch on its
+    /// replicas; the autoscaler is attached later ([`Peer::attach`]).
+    pub(super) async fn create(
         admin: &kube::Client,
-        node: &RealNode,
         created: &Created,
         kind: Kind,
         spec: Value,
+        workload: &Deployment,
     ) -> R<Self> {
         let ns = created
             .namespace(admin, &format!("bench-peers-{}", kind.name()), BENCH_LABEL)
             .await?;
         let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
-        deploys
-            .create(&PostParams::default(), &workload(node, 1))
-            .await?;
+        deploys.create(&PostParams::default(), workload).await?;
         let history = ReplicaHistory::watch(deploys, APP);
         let pods = Api::namespaced(admin.clone(), &ns);
         Ok(Self {
@@ -265,8 +265,8 @@ impl Peer {
         })
     }
 
-    /// Creates the autoscaler's object and waits until it acts on the workload at 1 replica.
-    async fn attach(&self, admin: &kube::Client) -> R<()> {
+    /// Creates the autoscaler's object and waits until it acts on the workload at `replicas`.
+    pub(super) async fn attach(&self, admin: &kube::Client, replicas: i32) -> R<()> {
         let spec = self.spec.clone();
         match self.kind {
             Kind::Tidal | Kind::TidalLag => {
@@ -277,7 +277,7 @@ impl Peer {
                     SCALER_LABEL.1.to_string(),
                 )]));
                 api.create(&PostParams::default(), &p).await?;
-                wait_policy_active(&api, APP, SCALER_LABEL, Duration::from_secs(60)).await
+                wait_policy_active(&api, APP, SCALER_LABEL, replicas, Duration::from_secs(60)).await
             }
             _ => {
                 let api: Api<HorizontalPodAutoscaler> = Api::namespaced(admin.clone(), &self.ns);
@@ -351,7 +351,7 @@ impl Peer {
     }
 
     /// What the autoscaler's object says at the end.
-    async fn status(&self, admin: &kube::Client) -> Value {
+    pub(super) async fn status(&self, admin: &kube::Client) -> Value {
         match self.kind {
             Kind::Tidal | Kind::TidalLag => {
                 let api: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &self.ns);
@@ -445,13 +445,14 @@ async fn cpu(
         kinds.push(Kind::Keda);
     }
     for kind in kinds {
-        peers.push(Peer::create(admin, node, created, kind, kind.spec(window)).await?);
+        peers
+            .push(Peer::create(admin, created, kind, kind.spec(window), &workload(node, 1)).await?);
     }
     for p in &mut peers {
         p.idle_pod(admin, node).await?;
     }
     for p in &peers {
-        p.attach(admin).await?;
+        p.attach(admin, 1).await?;
         progress(format!(
             "{}: {} acts on {APP} at 1 replica",
             p.ns,
@@ -618,13 +619,13 @@ async fn kafka(
     let mut peers = Vec::new();
     for kind in [Kind::TidalLag, Kind::KedaLag, Kind::KedaLagFast] {
         let spec = kind.lag_spec(window, &lag);
-        peers.push(Peer::create(admin, node, created, kind, spec).await?);
+        peers.push(Peer::create(admin, created, kind, spec, &workload(node, 1)).await?);
     }
     for p in &mut peers {
         p.idle_pod(admin, node).await?;
     }
     for p in &peers {
-        p.attach(admin).await?;
+        p.attach(admin, 1).await?;
         progress(format!(
             "{}: {} acts on {APP} at 1 replica",
             p.ns,
@@ -1117,6 +1118,8 @@ async fn conditions(stack: &Stack, admin: &kube::Client, node: &RealNode) -> R<V
 /// What one run measures.
 pub struct Settings {
     pub steps: usize,
+    /// The replay part: each trace compressed to about this many seconds.
+    pub replay_seconds: u64,
     pub window: u32,
     pub readings: usize,
     pub minutes: u64,
@@ -1169,6 +1172,13 @@ async fn run(
                     "vertical: {minutes} min of Tidal's Off mode (recommendations only) and the VPA recommender on one pod, a real OOM kill half-way"
                 ));
                 vertical(stack, admin, &node, created, minutes).await
+            }
+            "replay" => {
+                let secs = settings.replay_seconds;
+                progress(format!(
+                    "replay: traces/step.csv and traces/flash-sale.csv compressed to about {secs} s each, real consumers, Tidal, the HPA and KEDA side by side"
+                ));
+                super::replay::replay(stack, admin, &node, created, secs).await
             }
             "kafka" => {
                 progress(format!(

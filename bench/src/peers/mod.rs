@@ -3,6 +3,8 @@
 //! not run this time keeps its earlier figures (one JSON per `<!-- peers:data ... -->` line).
 
 pub mod driver;
+pub mod replay;
+mod replay_table;
 
 use std::process::ExitCode;
 
@@ -21,8 +23,9 @@ pub const SECTION: Section = Section {
 const NOT: &str = "not measured";
 
 /// The knobs the command line of a run states, when set.
-const VARS: [&str; 6] = [
+const VARS: [&str; 7] = [
     "TIDAL_BENCH_PEERS_STEPS",
+    "TIDAL_BENCH_PEERS_REPLAY_SECONDS",
     "TIDAL_BENCH_PEERS_WINDOW",
     "TIDAL_BENCH_PEERS_READINGS",
     "TIDAL_BENCH_PEERS_MINUTES",
@@ -31,12 +34,14 @@ const VARS: [&str; 6] = [
 ];
 
 /// The parts, in the section's order.
-const KINDS: [&str; 4] = ["cpu", "kafka", "vertical", "agreement"];
+const KINDS: [&str; 5] = ["cpu", "kafka", "replay", "vertical", "agreement"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
     Cpu,
     Kafka,
+    /// The trace replay with real load (traces/step.csv and traces/flash-sale.csv, compressed).
+    Replay,
     Vertical,
     Agreement,
 }
@@ -48,9 +53,13 @@ pub struct Args {
         long,
         env = "TIDAL_BENCH_PEERS_PARTS",
         value_delimiter = ',',
-        default_value = "cpu,kafka,vertical,agreement"
+        default_value = "cpu,kafka,replay,vertical,agreement"
     )]
     parts: Vec<Part>,
+    /// The replay part: each trace compressed to about this many seconds.
+    #[arg(long, env = "TIDAL_BENCH_PEERS_REPLAY_SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(60..=600))]
+    replay_seconds: u64,
     /// CPU steps, and as many Kafka backlog steps.
     #[arg(long, env = "TIDAL_BENCH_PEERS_STEPS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=100))]
@@ -120,18 +129,19 @@ fn opt<'a>(v: &'a Value, key: &str) -> &'a Value {
     v.get(key).unwrap_or(&Value::Null)
 }
 
-/// The section, from every entry (in the order cpu, kafka, vertical, agreement).
+/// The section, from every entry (in the order cpu, kafka, replay, vertical, agreement).
 pub fn render(entries: &[Value]) -> String {
     let find = |kind: &str| {
         entries
             .iter()
             .find(|r| r["kind"] == kind && !truthy(&r["failed"]))
     };
-    let (cpu, agree, kafka, vert) = (
+    let (cpu, agree, kafka, vert, replay) = (
         find("cpu"),
         find("agreement"),
         find("kafka"),
         find("vertical"),
+        find("replay"),
     );
     let empty = json!({});
     let unknown = json!("?");
@@ -161,13 +171,13 @@ pub fn render(entries: &[Value]) -> String {
         or_q(opt(c, "metrics_server"))
     ));
     w(format!(
-        "- **KEDA** {} (operator and metrics API server, built from the Go module proxy; its manifests' settings but one instance without leader election, and certificates from the stack's CA instead of its rotation): a ScaledObject with the `cpu` trigger (`metricType: Utilization`), from which the operator makes an HPA that the same controller-manager runs; its defaults (`pollingInterval` 30 s, which the `cpu` trigger does not use);",
+        "- **KEDA** {} (operator and metrics API server, built from the Go module proxy; its manifests' settings but one instance without leader election, and certificates from the stack's CA instead of its rotation): in the CPU step a ScaledObject with the `cpu` trigger (`metricType: Utilization`), from which the operator makes an HPA that the same controller-manager runs; in the Kafka step and the trace replay the `kafka` trigger; its defaults (`pollingInterval` 30 s, which the `cpu` trigger does not use);",
         or_q(opt(c, "keda"))
     ));
     w("- **the VPA** recommender v1.8.1 (built from the Go module proxy), its defaults; the updater and admission controller are not run (the comparison is of recommendations).".into());
     w(String::new());
     w(format!(
-        "Changed from the defaults, for every autoscaler alike: the scale-down stabilization window ({} s instead of the HPA's 300 s), so that a step takes a minute instead of six; the figure measured is the scale-up, which the window does not touch.",
+        "Changed from the defaults in the CPU and Kafka steps, for every autoscaler alike: the scale-down stabilization window ({} s instead of the HPA's 300 s), so that a step takes a minute instead of six; the figure measured is the scale-up, which the window does not touch. The trace replay changes nothing: each autoscaler runs with the behavior its paragraph below gives.",
         cpu.map_or("?".into(), |c| pstr(&c["scale_down_window_seconds"]))
     ));
     for r in entries.iter().filter(|r| truthy(&r["failed"])) {
@@ -192,9 +202,13 @@ pub fn render(entries: &[Value]) -> String {
             "| Kafka backlog step → scale write | {NOT} | (no lag metric) | {NOT} | | | ≤ 0.2× KEDA's default | {NOT} |"
         ));
     }
-    w(format!(
-        "| Trace replay (step, flash-sale): SLO-violation seconds, replica-seconds | {NOT} | {NOT} | {NOT} | | | ≤ 0.5× the best peer's | {NOT} |"
-    ));
+    if let Some(replay) = replay {
+        replay_table::comparison(replay, &mut w);
+    } else {
+        w(format!(
+            "| Trace replay (step, flash-sale): SLO-violation seconds, replica-seconds | {NOT} | {NOT} | {NOT} | | | ≤ 0.5× the best peer's | {NOT} |"
+        ));
+    }
     if let Some(vert) = vert {
         let d = &vert["target_relative_difference"];
         let fr = &vert["first_recommendation_seconds"];
@@ -238,6 +252,9 @@ pub fn render(entries: &[Value]) -> String {
     }
     if let Some(kafka) = kafka {
         detail_kafka(kafka, &mut w);
+    }
+    if let Some(replay) = replay {
+        replay_table::detail(replay, &mut w);
     }
     if let Some(vert) = vert {
         detail_vertical(vert, &mut w);
@@ -621,11 +638,14 @@ fn detail_agreement(agree: &Value, w: &mut impl FnMut(String)) {
     w(String::new());
 }
 
-/// The run's time limit, seconds: install and lock wait, two autoscalers' 180 s per step, the
-/// vertical minutes and 15 s per agreement reading, with room for each part's setup.
+/// The run's time limit, seconds: install and lock wait, two autoscalers' 180 s per step, each
+/// replayed trace and its waits (up to 900 s: three workloads' pods, the autoscalers' first
+/// metrics, the warm-up, the namespaces' deletion), the vertical minutes and 15 s per agreement
+/// reading, with room for each part's setup.
 pub fn limit(args: &Args) -> u64 {
     240 + args.lock_seconds
         + 2 * args.steps * 180
+        + replay::TRACES.len() as u64 * (args.replay_seconds + 900)
         + args.minutes * 60
         + 300
         + args.readings * 15
@@ -644,6 +664,7 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         args.readings
     );
     let settings = driver::Settings {
+        replay_seconds: args.replay_seconds,
         steps: args.steps as usize,
         window: args.window,
         readings: args.readings as usize,
