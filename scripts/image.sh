@@ -11,9 +11,9 @@
 # (the name manifests/overlays/local uses). The Dockerfile stays for real registries.
 #
 # --consumer builds, the same way, the benchmark's own image instead:
-# tidal.local/tidal-bench-consumer:dev with tidal-bench-consumer (bench/src/consumer.rs), the
-# real Kafka consumer of the peers' trace replay (scripts/bench-peers.sh). It is never part of
-# Tidal's image.
+# tidal.local/tidal-bench-consumer:dev with tidal-bench-consumer
+# (bench/src/bin/tidal-bench-consumer.rs), the real Kafka consumer of the peers' trace replay
+# (scripts/bench-peers.sh). It is never part of Tidal's image.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -76,6 +76,8 @@ use tidal_scaler::api::convert::parse_quantity;
 use crate::drive::{Ended, Sink, bounded};
 use crate::parts::{OnStack, hold_node};
 
+pub mod replay;
+
 type R<T> = anyhow::Result<T>;
 
 pub(super) const BENCH_LABEL: (&str, &str) = ("tidal.dev/bench", "peers");
@@ -1178,7 +1180,7 @@ async fn run(
                 progress(format!(
                     "replay: traces/step.csv and traces/flash-sale.csv compressed to about {secs} s each, real consumers, Tidal, the HPA and KEDA side by side"
                 ));
-                super::replay::replay(stack, admin, &node, created, secs).await
+                replay::replay(stack, admin, &node, created, secs).await
             }
             "kafka" => {
                 progress(format!(

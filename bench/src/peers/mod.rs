@@ -3,7 +3,6 @@
 //! not run this time keeps its earlier figures (one JSON per `<!-- peers:data ... -->` line).
 
 pub mod driver;
-pub mod replay;
 mod replay_table;
 
 use std::process::ExitCode;
@@ -645,7 +644,7 @@ fn detail_agreement(agree: &Value, w: &mut impl FnMut(String)) {
 pub fn limit(args: &Args) -> u64 {
     240 + args.lock_seconds
         + 2 * args.steps * 180
-        + replay::TRACES.len() as u64 * (args.replay_seconds + 900)
+        + driver::replay::TRACES.len() as u64 * (args.replay_seconds + 900)
         + args.minutes * 60
         + 300
         + args.readings * 15

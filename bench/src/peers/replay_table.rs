@@ -1,5 +1,5 @@
 //! The replay part's rows and paragraph in the section "Peers side by side (issue #15)"
-//! (the figures of [`super::replay`]).
+//! (the figures of [`super::driver::replay`]).
 
 use serde_json::Value;
 
@@ -267,7 +267,7 @@ mod tests {
     }
     #[test]
     fn the_detail_states_each_autoscalers_behavior_and_the_prediction_beside_the_figure() {
-        use crate::peers::replay::tidal_spec;
+        use crate::peers::driver::replay::tidal_spec;
         let peer = |v: u64, rs: u64| {
             json!({"slo_violation_seconds": v, "replica_seconds": rs, "max_replicas": 12,
                    "max_backlog": 250.0, "max_lag": 400.0, "mean_utilization": 0.5,

@@ -7,7 +7,7 @@
 //! 2.5 s on average, as `tidal-sim simulate --commit-lag-seconds` models). It spends `--cpu-ms`
 //! of its own thread's CPU time on every message. Its pod's CPU limit then caps its rate: with
 //! a limit of 20m, 1.3 ms of work per message and the client's own CPU, about 10 messages a
-//! second, which is `--capacity-per-replica` in the model (bench/src/peers/replay.rs). It stops on SIGTERM and SIGINT, leaving the group
+//! second, which is `--capacity-per-replica` in the model (bench/src/peers/driver/replay.rs). It stops on SIGTERM and SIGINT, leaving the group
 //! (its stored offsets are committed on the way out).
 //!
 //! The autoscalers see the group's committed offsets, which trail consumption. So that the

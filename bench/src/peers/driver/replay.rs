@@ -5,8 +5,8 @@
 //! - the load: the trace's load × [`LOAD_SCALE`] messages a second, its time compressed to
 //!   `--replay-seconds`, produced by this driver round-robin over the topic's [`PARTITIONS`]
 //!   partitions (100 ms ticks);
-//! - the workload: a Deployment of `tidal-bench-consumer` pods (bench/src/consumer.rs), each
-//!   in the same consumer group of its namespace, spending [`CPU_MS`] of CPU on each message
+//! - the workload: a Deployment of `tidal-bench-consumer` pods
+//!   (bench/src/bin/tidal-bench-consumer.rs), each in the same consumer group of its namespace, spending [`CPU_MS`] of CPU on each message
 //!   with a CPU request and limit of [`CPU_MILLI`], calibrated with the client's own CPU to
 //!   [`CAPACITY`] messages a second per pod at 100 % of its request (the model's
 //!   `--capacity-per-replica`);
@@ -45,7 +45,7 @@ use tidal_e2e::realnode::{RealNode, pod_ready, read_u64};
 use tidal_e2e::{Stack, unique, wait_for};
 use tidal_sim::simulate::{self, Interpolation, Options, Peer as SimPeer, Trace};
 
-use super::driver::{APP, Kind, Peer};
+use super::{APP, Kind, Peer};
 
 type R<T> = anyhow::Result<T>;
 
