@@ -189,6 +189,9 @@ pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long [`ReplicaHistory::watch`] waits for its watch to list the Deployment.
+const LISTED_WITHIN: Duration = Duration::from_secs(30);
+
 /// One observed value of `spec.replicas`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Change {
@@ -206,8 +209,23 @@ pub struct ReplicaHistory {
 }
 
 impl ReplicaHistory {
-    /// Starts watching `name` (its current value is the first entry once the watch lists it).
-    pub fn watch(deploys: Api<Deployment>, name: &str) -> Self {
+    /// Starts watching `name` and returns once the watch has listed it, so its value at
+    /// this moment is the first entry. (Returning before the list raced a quick writer: a
+    /// scaler that wrote within 0.1 s of its policy's creation left the starting value out.)
+    pub async fn watch(deploys: Api<Deployment>, name: &str) -> anyhow::Result<Self> {
+        let history = Self::start(deploys, name);
+        let deadline = Instant::now() + LISTED_WITHIN;
+        while history.current().is_none() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the watch of Deployment {name} did not list it in {LISTED_WITHIN:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(history)
+    }
+
+    fn start(deploys: Api<Deployment>, name: &str) -> Self {
         let started = Instant::now();
         let changes = Arc::new(Mutex::new(Vec::<Change>::new()));
         let sink = changes.clone();

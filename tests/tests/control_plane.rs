@@ -303,7 +303,7 @@ async fn hold(
             &deployment("consumer", node, 3, "10m")?,
         )
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "consumer");
+    let history = ReplicaHistory::watch(deploys.clone(), "consumer").await?;
     let cluster = format!("stack={bootstrap}");
     // Where the lag itself goes unknown, zero is allowed: it must still not happen.
     let min_replicas = if matches!(fault, Fault::Kill("kafka")) {

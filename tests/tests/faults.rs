@@ -105,7 +105,7 @@ async fn frozen_leader(
             &deployment("consumer", node, 1, "10m")?,
         )
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "consumer");
+    let history = ReplicaHistory::watch(deploys.clone(), "consumer").await?;
     let (a, b) = leader_and_follower(kubeconfig, ns, &bootstrap).await?;
     policies
         .create(
@@ -251,7 +251,7 @@ async fn killed_leader(
             &deployment("consumer", node, 4, "10m")?,
         )
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "consumer");
+    let history = ReplicaHistory::watch(deploys.clone(), "consumer").await?;
     let (a, b) = leader_and_follower(kubeconfig, ns, &bootstrap).await?;
     policies
         .create(
@@ -362,7 +362,7 @@ async fn agent_down(
     deploys
         .create(&PostParams::default(), &deployment("web", node, 3, "100m")?)
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
     let bases = hierarchies(Path::new("/sys/fs/cgroup"));
     anyhow::ensure!(
         !bases.is_empty(),
@@ -507,7 +507,7 @@ async fn dead_cluster(
             &deployment("consumer", node, 2, "10m")?,
         )
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "consumer");
+    let history = ReplicaHistory::watch(deploys.clone(), "consumer").await?;
     let dead = format!("dead=127.0.0.1:{}", free_port()?);
     let scaler = Scaler::start(
         kubeconfig,
@@ -622,7 +622,7 @@ async fn slow_prometheus(
     deploys
         .create(&PostParams::default(), &deployment("web", node, 3, "10m")?)
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
     let upstream = stack
         .prometheus_url()?
         .trim_start_matches("http://")

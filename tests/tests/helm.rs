@@ -626,7 +626,7 @@ async fn helm_install_upgrade_and_uninstall_on_the_real_node() -> R {
         deploys
             .create(&PostParams::default(), &deployment("web", &kwok, 1, "100m")?)
             .await?;
-        let history = ReplicaHistory::watch(deploys.clone(), "web");
+        let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
         let policies: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &ns);
         let p = labelled_policy(
             "web",

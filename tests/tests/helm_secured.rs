@@ -129,10 +129,10 @@ async fn a_helm_installed_scaler_reaches_scram_kafka_and_an_authenticated_promet
                 .create(&PostParams::default(), &deployment(name, &kwok, 1, "10m")?)
                 .await?;
         }
-        let histories: Vec<ReplicaHistory> = names
-            .iter()
-            .map(|n| ReplicaHistory::watch(deploys.clone(), n))
-            .collect();
+        let mut histories = Vec::new();
+        for n in &names {
+            histories.push(ReplicaHistory::watch(deploys.clone(), n).await?);
+        }
         for (name, metric) in [
             // 6 / 2: 3.
             ("prom", json!({"name": "backlog", "prometheus": {"query": "vector(6)", "targetPerReplica": "2"}})),

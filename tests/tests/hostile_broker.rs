@@ -272,7 +272,7 @@ async fn hostile(
             &deployment("consumer", node, 2, "10m")?,
         )
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "consumer");
+    let history = ReplicaHistory::watch(deploys.clone(), "consumer").await?;
     // Cluster `hostile` (then `hostile1`, ...) and metric `lag` (`lag1`, ...) per fake.
     let suffix = |i: usize| if i == 0 { String::new() } else { i.to_string() };
     let clusters: Vec<String> = fakes

@@ -114,7 +114,7 @@ async fn keda(env: ScalerEnv) -> R {
             &deployment("consumer", &node, 1, "10m")?,
         )
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "consumer");
+    let history = ReplicaHistory::watch(deploys.clone(), "consumer").await?;
     let scaled: Api<DynamicObject> = Api::namespaced_with(
         admin.clone(),
         &ns,

@@ -95,7 +95,7 @@ async fn walk(stack: &Stack, client: &kube::Client, ns: &str, node: &str, kubeco
     deploys
         .create(&PostParams::default(), &deployment("web", node, 2, "100m")?)
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
     history.wait_for(2, STEP).await?;
     // An HPA that never writes: its pods are KWOK pods, which metrics-server has no usage
     // for, and both of its directions are disabled besides. What it would do is not the
@@ -327,7 +327,7 @@ async fn beside_keda(
     deploys
         .create(&PostParams::default(), &deployment("web", node, 2, "100m")?)
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
     history.wait_for(2, STEP).await?;
     // A CPU trigger: KEDA hands it to the HPA it makes, which has no usage for KWOK pods, so
     // neither KEDA nor its HPA writes here.

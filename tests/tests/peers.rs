@@ -92,7 +92,7 @@ async fn the_hpa_scales_a_real_deployment_on_metrics_server() -> R {
     with_peers("peers-hpa", &[], |_, node, c, ns| async move {
         let container = node.busy("burn", ("100m", "16Mi"), ("400m", "64Mi"));
         let deploys = node.create_deployment(&c, &ns, "web", container).await?;
-        let history = ReplicaHistory::watch(deploys.clone(), "web");
+        let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(c.clone(), &ns);
         let hpa = json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
@@ -143,7 +143,7 @@ async fn keda_scales_a_real_deployment_on_kafka_lag() -> R {
             create_topic(&bootstrap, &topic, 2).await?;
             commit(&bootstrap, &group, &[(&topic, 0, 0), (&topic, 1, 0)])?;
             produce(&bootstrap, &topic, &[50, 50]).await?;
-            let history = ReplicaHistory::watch(idle_web(&node, &c, &ns).await?, "web");
+            let history = ReplicaHistory::watch(idle_web(&node, &c, &ns).await?, "web").await?;
             let scaled = scaled_objects(&c, &ns);
             let so: DynamicObject = serde_json::from_value(json!({
                 "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",

@@ -299,7 +299,7 @@ async fn closed_loop(stack: &Stack, node: &RealNode, client: &kube::Client, ns: 
     deploys
         .create(&PostParams::default(), &burner(node, "web", 1))
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
     let first = wait_ready_pods(&pods, "web", 1, Duration::from_secs(90), &history).await?;
     wait_exported(client, node, ns, &first, Duration::from_secs(30)).await?;
     policies
@@ -415,7 +415,7 @@ async fn agent_deleted(stack: &Stack, node: &RealNode, client: &kube::Client, ns
     deploys
         .create(&PostParams::default(), &burner(node, "web", 1))
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
     let first = wait_ready_pods(&pods, "web", 1, Duration::from_secs(90), &history).await?;
     set_load(stack, ns, &first[0], true).await?;
     policies
@@ -620,7 +620,7 @@ async fn leader_deleted(stack: &Stack, node: &RealNode, client: &kube::Client, n
     deploys
         .create(&PostParams::default(), &burner(node, "web", 3))
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), "web");
+    let history = ReplicaHistory::watch(deploys.clone(), "web").await?;
     let all = wait_ready_pods(&pods, "web", 3, Duration::from_secs(90), &history).await?;
     // Every pod measured first: a pod without data would hold the scale-down.
     wait_exported(client, node, ns, &all, Duration::from_secs(30)).await?;

@@ -89,10 +89,10 @@ async fn run(env: ScalerEnv) -> R {
             .create(&PostParams::default(), &deployment(name, &node, 1, "10m")?)
             .await?;
     }
-    let histories: Vec<ReplicaHistory> = ["scram", "mtls", "prom"]
-        .into_iter()
-        .map(|n| ReplicaHistory::watch(deploys.clone(), n))
-        .collect();
+    let mut histories = Vec::new();
+    for n in ["scram", "mtls", "prom"] {
+        histories.push(ReplicaHistory::watch(deploys.clone(), n).await?);
+    }
 
     let good_password = dir.join("prom-password");
     std::fs::write(&good_password, format!("{PASSWORD}\n"))?;
