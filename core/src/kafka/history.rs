@@ -27,6 +27,9 @@ use std::collections::VecDeque;
 
 /// Commits kept per partition for the status (Burrow's default window).
 pub const STATUS_WINDOW: usize = 10;
+/// Mean commit intervals without a commit after which [`PartitionHistory::consume_rate`]
+/// counts the quiet time (a commit due, or a rebalance, fits inside).
+pub const QUIET_INTERVALS: f64 = 2.0;
 /// Points kept per partition for time lag (kafka-lag-exporter's default).
 pub const TIME_TABLE_POINTS: usize = 60;
 
@@ -171,21 +174,53 @@ impl PartitionHistory {
         Some((now - t).max(0.0))
     }
 
-    /// Messages per second the group consumed over the window (None: fewer than 2 commits).
+    /// Messages per second the group consumed, measured between whole commits (None: fewer
+    /// than 2 commits).
+    ///
+    /// A consumer commits every `auto.commit.interval.ms` (librdkafka and the Java client: 5 s),
+    /// so the committed offset moves in steps. A rate from the window's first round to its
+    /// last counts the steps inside the window over the window's length, and reads up to one
+    /// interval's consumption short (about half the real rate for a 10-round window and a
+    /// 5 s interval) whenever the window starts or ends between two steps. The predictive lag
+    /// took that for a group falling behind and sized to the cap (the replay benchmark,
+    /// `docs/peers.md`). So the rate runs from commit to commit:
+    ///
+    /// ```text
+    /// last  = the last commit
+    /// first = the first commit at or after the window's first round,
+    ///         or the one before `last` when the window holds no other
+    /// rate  = (last.offset - first.offset) / (last.at - first.at)
+    /// ```
+    ///
+    /// A quiet spell (no commit since `last`) of up to [`QUIET_INTERVALS`] mean commit
+    /// intervals is a commit still to come or a rebalance, and does not lower the rate.
+    /// Past that the consumer has slowed, stopped or run out of messages, and the quiet time
+    /// counts: `rate = (last.offset - first.offset) / (now - first.at)`, falling towards 0.
     pub fn consume_rate(&self) -> Option<f64> {
-        // Over the lag window: committed offset now vs at the window's first round.
         let (t0, _) = *self.lags.front()?;
-        let (t1, _) = *self.lags.back()?;
-        let at = |t: f64| {
-            self.commits
-                .iter()
-                .rev()
-                .find(|c| c.at <= t)
-                .map(|c| c.offset)
+        let (now, _) = *self.lags.back()?;
+        let n = self.commits.len();
+        let last = *self.commits.back()?;
+        // No commit in the window at all: the last interval, and all the quiet time after it.
+        let i = self
+            .commits
+            .iter()
+            .position(|c| c.at >= t0)
+            .unwrap_or(n - 1)
+            .min(n.checked_sub(2)?);
+        let first = self.commits[i];
+        let span = last.at - first.at;
+        if span <= 0.0 {
+            return None;
+        }
+        let mean_interval = span / (n - 1 - i) as f64;
+        let quiet = now - last.at;
+        let over = if quiet > QUIET_INTERVALS * mean_interval {
+            now - first.at
+        } else {
+            span
         };
-        let (o0, o1) = (at(t0)?, at(t1)?);
-        let dt = t1 - t0;
-        (dt > 0.0).then(|| (o1 - o0).max(0) as f64 / dt)
+        Some((last.offset - first.offset).max(0) as f64 / over)
     }
 
     /// Messages per second produced over the last rounds (None: fewer than 2 rounds).
@@ -354,6 +389,85 @@ mod tests {
             "falling behind never drains"
         );
         assert_eq!(time_to_drain(0, 0.0, 0.0), Some(0.0));
+    }
+
+    /// Rounds every second of a consumer at `rate` msg/s that commits every `interval` s
+    /// (its first commit at `phase`), from `from` to `to` seconds; the producer is 100 ahead.
+    fn committing(
+        rate: i64,
+        interval: i64,
+        phase: i64,
+        from: i64,
+        to: i64,
+    ) -> Vec<(f64, i64, Option<i64>)> {
+        (from..=to)
+            .map(|t| {
+                let committed_at = phase + (t - phase).div_euclid(interval) * interval;
+                let c = (t >= phase).then_some(rate * committed_at);
+                (t as f64, rate * t + 100, c)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consume_rate_runs_from_commit_to_commit() {
+        // 40 msg/s committed every 5 s, at each phase of the 5 s cycle against the rounds: the
+        // rate is 40 at every round once two commits are seen. (The rate from the window's
+        // first round to its last read 22.2 or 44.4 here: 1 or 2 steps of 200 over 9 s.)
+        for phase in 0..5 {
+            let rounds = committing(40, 5, phase, 0, 60);
+            let mut h = PartitionHistory::default();
+            for (i, (t, end, c)) in rounds.iter().enumerate() {
+                h.observe(*t, *end, *c);
+                let commits = h.commits.len();
+                let got = h.consume_rate();
+                if commits < 2 {
+                    assert_eq!(got, None, "phase {phase}, round {i}: one commit, no rate");
+                } else {
+                    assert_eq!(got, Some(40.0), "phase {phase}, round {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn consume_rate_holds_through_a_short_quiet_spell_and_then_falls() {
+        // Commits every 5 s at 40 msg/s up to t=30 (offset 1200), then none: a rebalance, or a
+        // consumer that stopped. Up to 2 intervals (10 s) of quiet the rate holds at 40; past
+        // that the quiet time counts, and the rate falls towards 0.
+        let mut rounds = committing(40, 5, 0, 0, 30);
+        rounds.extend((31..=80).map(|t| (t as f64, 40 * t + 100, Some(1200))));
+        let mut h = PartitionHistory::default();
+        let mut seen = Vec::new();
+        for (t, end, c) in &rounds {
+            h.observe(*t, *end, *c);
+            seen.push((*t, h.consume_rate()));
+        }
+        let at = |t: f64| seen.iter().find(|(s, _)| *s == t).and_then(|(_, r)| *r);
+        for t in 31..=40 {
+            assert_eq!(at(t as f64), Some(40.0), "quiet {}s: held", t - 30);
+        }
+        // At t=41 the window (rounds 32..41) holds no commit: the last interval (25..30) and
+        // the quiet time after it, 200 over 16 s.
+        assert_eq!(at(41.0), Some(200.0 / 16.0));
+        assert_eq!(at(80.0), Some(200.0 / 55.0));
+        let falling: Vec<f64> = (41..=80).filter_map(|t| at(t as f64)).collect();
+        assert!(falling.windows(2).all(|w| w[1] < w[0]), "{falling:?}");
+    }
+
+    #[test]
+    fn consume_rate_needs_two_commits() {
+        assert_eq!(history(&[(0.0, 100, Some(50))]).consume_rate(), None);
+        let still = history(&[
+            (0.0, 100, Some(50)),
+            (1.0, 120, Some(50)),
+            (2.0, 140, Some(50)),
+        ]);
+        assert_eq!(still.consume_rate(), None, "one offset, never moved");
+        assert_eq!(
+            history(&[(0.0, 100, None), (1.0, 120, None)]).consume_rate(),
+            None
+        );
     }
 
     #[test]
