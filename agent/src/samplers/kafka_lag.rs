@@ -352,7 +352,7 @@ impl History {
                 };
                 if committed.is_some() {
                     group_status = group_status.max(h.status(now));
-                    agg.consume_rate += h.consume_rate().unwrap_or(0.0);
+                    agg.consume_rate += h.consume_rate(now).unwrap_or(0.0);
                 }
                 if let Some(tl) = time_lag {
                     agg.max_time_lag = Some(agg.max_time_lag.map_or(tl, |m: f64| m.max(tl)));
@@ -696,17 +696,21 @@ mod tests {
     fn rates_and_drain_across_rounds() {
         let mut h = History::default();
         let c = cfg("topic");
-        h.series(
-            &c,
-            &round(&[(("t", 0), 0)], &[(("t", 0), Some(1000))]),
-            0.0,
-            0.01,
-            None,
-        );
+        // The first committed offset seen (0) has no known commit time: the rate runs from
+        // the commit seen at 10 s (400) to the one at 20 s (1200).
+        for (at, committed, end) in [(0.0, 0, 500), (10.0, 400, 1000)] {
+            h.series(
+                &c,
+                &round(&[(("t", 0), committed)], &[(("t", 0), Some(end))]),
+                at,
+                0.01,
+                None,
+            );
+        }
         let (s, _) = h.series(
             &c,
-            &round(&[(("t", 0), 800)], &[(("t", 0), Some(1500))]),
-            10.0,
+            &round(&[(("t", 0), 1200)], &[(("t", 0), Some(1500))]),
+            20.0,
             0.01,
             None,
         );
@@ -720,6 +724,7 @@ mod tests {
         );
         let drain =
             value(&s, schema::AGENT_KAFKA_TIME_TO_DRAIN, &[("topic", "t")]).expect("drains");
-        assert!((drain - 700.0 / 30.0).abs() < 1e-9, "{drain}");
+        // Lag 300 at a net 30 msg/s.
+        assert!((drain - 300.0 / 30.0).abs() < 1e-9, "{drain}");
     }
 }

@@ -69,7 +69,8 @@ pub struct LagReading {
     pub partitions_with_lag: i64,
     /// Lag on partitions whose committed offset has not moved for the query's window.
     pub persistent_lag: f64,
-    /// Messages per second the group consumes (None until two rounds saw commits).
+    /// Messages per second the group consumes (None until known on every partition with lag:
+    /// `PartitionHistory::consume_rate`).
     pub consume_rate_per_second: Option<f64>,
     /// Messages per second produced to the partitions (None until two rounds).
     pub produce_rate_per_second: Option<f64>,
@@ -387,6 +388,7 @@ fn reading(
         complete: true,
         timestamp_unix_seconds: now,
     };
+    let mut consumed = Consumed::default();
     for topic in &topics {
         let parts: Vec<(&(String, i32), _)> = round
             .partitions
@@ -424,11 +426,19 @@ fn reading(
             if let Some(o) = info.offsets {
                 let h = state.history.entry(key.clone()).or_default();
                 h.observe(now, o.log_end, committed);
-                if let Some(r) = h.consume_rate() {
-                    *out.consume_rate_per_second.get_or_insert(0.0) += r;
-                }
-                if let Some(r) = h.produce_rate() {
+                let produce = h.produce_rate();
+                if let Some(r) = produce {
                     *out.produce_rate_per_second.get_or_insert(0.0) += r;
+                }
+                // A partition with commits and no rate yet (fewer than two commits seen, or
+                // one since an idle spell) leaves the group's rate unknown while it has lag;
+                // without lag it consumes what is produced. No commit: no consumption.
+                if committed.is_some() {
+                    match (h.consume_rate(now), lag) {
+                        (Some(r), _) => consumed.add(r),
+                        (None, 0) => consumed.add(produce.unwrap_or(0.0)),
+                        (None, _) => consumed.unknown = true,
+                    }
                 }
             }
             match committed {
@@ -444,7 +454,26 @@ fn reading(
             }
         }
     }
+    out.consume_rate_per_second = consumed.rate();
     Ok(out)
+}
+
+/// The group's consume rate, summed over its partitions: None if none had one, or if one with
+/// lag had none.
+#[derive(Default)]
+struct Consumed {
+    sum: Option<f64>,
+    unknown: bool,
+}
+
+impl Consumed {
+    fn add(&mut self, rate: f64) {
+        *self.sum.get_or_insert(0.0) += rate;
+    }
+
+    fn rate(&self) -> Option<f64> {
+        self.sum.filter(|_| !self.unknown)
+    }
 }
 
 #[cfg(test)]
@@ -534,6 +563,38 @@ mod tests {
         assert_eq!(early.persistent_lag, 0.0, "29 s after the last commit");
         let late = reading(&mut s, &r, &q(&["orders"]), 145.0).expect("reading");
         assert_eq!(late.persistent_lag, 100.0, "30 s after the last commit");
+    }
+
+    /// Two partitions at 40 msg/s each, committed every 5 s, read every second. The group's
+    /// consume rate is the partitions' sum once both have two commits seen to happen; while
+    /// partition 1 with lag has no rate yet (it started committing later), the group's is
+    /// unknown, not partition 0's alone (which would read as a group falling behind).
+    #[test]
+    fn the_group_consume_rate_sums_whole_commit_intervals_and_is_unknown_while_a_lagging_partition_has_none()
+     {
+        let mut s = state();
+        let mut got = Vec::new();
+        for second in 0..40i64 {
+            let at = |start: i64| {
+                let since = (second - start).max(0);
+                40 * (start + since - since % 5)
+            };
+            let r = round(
+                &[(0, Some(40 * second + 100)), (1, Some(40 * second + 100))],
+                &[(0, at(0)), (1, at(12))],
+            );
+            let reading = reading(&mut s, &r, &q(&["orders"]), second as f64).expect("reading");
+            got.push(reading.consume_rate_per_second);
+        }
+        assert_eq!(got[4], None, "no commit seen to happen yet");
+        // Partition 0 has its rate from 10 s (commits seen at 5 and 10); partition 1, with
+        // lag, first moves at 17 s and has its rate from 22 s.
+        for (second, rate) in got.iter().enumerate().take(22).skip(10) {
+            assert_eq!(*rate, None, "at {second} s");
+        }
+        for (second, rate) in got.iter().enumerate().skip(22) {
+            assert_eq!(*rate, Some(80.0), "at {second} s");
+        }
     }
 
     #[test]
