@@ -16,8 +16,9 @@ type R = anyhow::Result<()>;
 const LEASE: &str = "tidal-e2e-election";
 const DURATION: Duration = Duration::from_secs(3);
 const RENEW: Duration = Duration::from_secs(1); // DURATION / 3, the renew (and retry) period
-/// Room for the API round trips of the follower's attempt (get + replace) on a busy machine.
-const SLACK: Duration = Duration::from_millis(1_000);
+/// Room for the API round trips of the follower's attempt (get + replace) on a busy machine,
+/// and for its view of the last renewal, which it counts from when it saw it.
+const SLACK: Duration = Duration::from_millis(2_000);
 
 /// Samples both leaderships every 100 ms until `stop` fires; returns (time, a, b) samples.
 async fn sample(
