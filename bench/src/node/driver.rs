@@ -619,7 +619,7 @@ async fn run(
     deploys
         .create(&PostParams::default(), &workload(&node))
         .await?;
-    let history = ReplicaHistory::watch(deploys.clone(), APP);
+    let history = ReplicaHistory::watch(deploys.clone(), APP).await?;
     let first = wait_for(
         "the workload's pod Ready",
         Duration::from_secs(120),

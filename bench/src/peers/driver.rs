@@ -255,7 +255,7 @@ impl Peer {
             .await?;
         let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
         deploys.create(&PostParams::default(), workload).await?;
-        let history = ReplicaHistory::watch(deploys, APP);
+        let history = ReplicaHistory::watch(deploys, APP).await?;
         let pods = Api::namespaced(admin.clone(), &ns);
         Ok(Self {
             kind,
