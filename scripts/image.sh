@@ -32,7 +32,8 @@ cd "$REPO"
 ensure_toolchain
 dir=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 if ((CONSUMER)); then
-  NAME=${TIDAL_CONSUMER_IMAGE_NAME:-tidal.local/tidal-bench-consumer:dev}
+  # Fixed: the replay's driver runs this name (bench/src/peers/driver/replay.rs, CONSUMER_IMAGE).
+  NAME=tidal.local/tidal-bench-consumer:dev
   OUT=$TIDAL_CACHE/images/tidal-bench-consumer-dev.tar
   ENTRYPOINT=/usr/local/bin/tidal-bench-consumer
   step "building tidal-bench-consumer ($PROFILE)"

@@ -181,6 +181,52 @@ async fn agent_exports_exact_lag_from_the_real_broker() -> R {
         Some(1.0),
         "{body}"
     );
+
+    // The consume rate, from commit to commit: 30 more messages committed on partition 0
+    // every 3 s is 10 msg/s (rounds every second stamp each commit up to a second late; the
+    // span holds at least two intervals, so within 1/6 of it). Then no commit: 0 once the
+    // quiet spell passes two intervals.
+    for i in 0..180 {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .payload(&format!("{i}"))
+                    .partition(0),
+                Duration::from_secs(20),
+            )
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
+    }
+    let rate_labels = [("group", group.as_str()), ("topic", topic.as_str())];
+    let mut rates = Vec::new();
+    for k in 1..=6i64 {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(committed[0] + 30 * k))?;
+        c.commit(&tpl, CommitMode::Sync)?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let body = scrape(&url).await.unwrap_or_default();
+        rates.push(find(&body, schema::AGENT_KAFKA_CONSUME_RATE, &rate_labels));
+    }
+    // The first offset the agent saw (25) has no known commit time, so two commits seen to
+    // happen are there from the second scrape on; the rate is checked from the third.
+    for (k, r) in rates.iter().enumerate().skip(2) {
+        let r =
+            r.ok_or_else(|| anyhow::anyhow!("no consume rate after commit {}: {rates:?}", k + 1))?;
+        anyhow::ensure!(
+            (r - 10.0).abs() <= 10.0 / 6.0 + 1e-9,
+            "consume rate after commit {}: {r}, not 10 msg/s within 1/6; all: {rates:?}",
+            k + 1
+        );
+    }
+    wait_for(
+        "the consume rate to read 0 after the commits stop",
+        Duration::from_secs(20),
+        || async {
+            let body = scrape(&url).await?;
+            (find(&body, schema::AGENT_KAFKA_CONSUME_RATE, &rate_labels)? == 0.0).then_some(())
+        },
+    )
+    .await?;
     let _ = std::fs::remove_file(cfg_path);
     Ok(())
 }
