@@ -183,9 +183,10 @@ async fn agent_exports_exact_lag_from_the_real_broker() -> R {
     );
 
     // The consume rate, from commit to commit: 30 more messages committed on partition 0
-    // every 3 s is 10 msg/s (rounds every second stamp each commit up to a second late; the
-    // span holds at least two intervals, so within 1/6 of it). Then no commit: 0 once the
-    // quiet spell passes two intervals.
+    // every 3 s is 10 msg/s. Each interval is 3 s plus the commit and the scrape, and the
+    // agent stamps each commit with the round that saw it (up to a second late, over a span
+    // of 2 or more intervals), so within 30 %. Then no commit while 5 messages wait: the
+    // rate is unknown once the quiet spell passes two intervals, which the agent exports as 0.
     for i in 0..180 {
         producer
             .send(
@@ -204,8 +205,18 @@ async fn agent_exports_exact_lag_from_the_real_broker() -> R {
         tpl.add_partition_offset(&topic, 0, Offset::Offset(committed[0] + 30 * k))?;
         c.commit(&tpl, CommitMode::Sync)?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let body = scrape(&url).await.unwrap_or_default();
-        rates.push(find(&body, schema::AGENT_KAFKA_CONSUME_RATE, &rate_labels));
+        // A scrape can miss (or a round omit the topic's series): a few tries.
+        let mut rate = None;
+        for _ in 0..5 {
+            rate = scrape(&url)
+                .await
+                .and_then(|b| find(&b, schema::AGENT_KAFKA_CONSUME_RATE, &rate_labels));
+            if rate.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        rates.push(rate);
     }
     // The first offset the agent saw (25) has no known commit time, so two commits seen to
     // happen are there from the second scrape on; the rate is checked from the third.
@@ -213,8 +224,8 @@ async fn agent_exports_exact_lag_from_the_real_broker() -> R {
         let r =
             r.ok_or_else(|| anyhow::anyhow!("no consume rate after commit {}: {rates:?}", k + 1))?;
         anyhow::ensure!(
-            (r - 10.0).abs() <= 10.0 / 6.0 + 1e-9,
-            "consume rate after commit {}: {r}, not 10 msg/s within 1/6; all: {rates:?}",
+            (7.0..=13.0).contains(&r),
+            "consume rate after commit {}: {r}, not 10 msg/s within 30 %; all: {rates:?}",
             k + 1
         );
     }

@@ -27,8 +27,8 @@ use std::collections::VecDeque;
 
 /// Commits kept per partition for the status (Burrow's default window).
 pub const STATUS_WINDOW: usize = 10;
-/// Mean commit intervals without a commit after which [`PartitionHistory::consume_rate`]
-/// counts the quiet time (a commit due, or a rebalance, fits inside).
+/// Commit intervals (the cadence) past which [`PartitionHistory::consume_rate`] no longer holds
+/// its rate through a quiet spell, and a gap between commits is a spell with nothing consumed.
 pub const QUIET_INTERVALS: f64 = 2.0;
 /// Points kept per partition for time lag (kafka-lag-exporter's default).
 pub const TIME_TABLE_POINTS: usize = 60;
@@ -89,7 +89,9 @@ impl PartitionHistory {
     /// Records one round at time `at` (seconds): the log end offset and the committed offset
     /// (None when the group has not committed on this partition).
     pub fn observe(&mut self, at: f64, log_end: i64, committed: Option<i64>) {
-        if !at.is_finite() {
+        // A round at or before the last one adds nothing: two queries of one group in one
+        // round (or a clock stepping back) would otherwise halve the windows.
+        if !at.is_finite() || self.ends.back().is_some_and(|(t, _)| at <= *t) {
             return;
         }
         // A log end that went backwards means the topic was recreated: start over.
@@ -187,35 +189,34 @@ impl PartitionHistory {
     /// Messages per second the group consumed at time `now`, measured between whole commits;
     /// None while that is unknown.
     ///
-    /// A consumer commits every `auto.commit.interval.ms` (librdkafka and the Java client: 5 s),
-    /// so the committed offset moves in steps. A rate from the window's first round to its
-    /// last counts the steps inside the window over the window's length, and reads up to one
-    /// interval's consumption short (about half the real rate for a 10-round window and a
-    /// 5 s interval) whenever the window starts or ends between two steps. The predictive lag
-    /// took that for a group falling behind and sized to the cap (the replay benchmark,
-    /// `docs/peers.md`). So the rate runs from commit to commit, over commits seen to change
-    /// (the first offset seen was committed at a time OffsetFetch does not give):
+    /// A consumer commits every `auto.commit.interval.ms` (librdkafka and the Java client: 5 s;
+    /// Kafka Streams: 30 s), so the committed offset moves in steps. A rate from the window's
+    /// first round to its last counts the steps inside the window over the window's length,
+    /// and reads up to one interval's consumption short (about half the real rate for a
+    /// 10-round window and a 5 s interval) whenever the window starts or ends between two
+    /// steps. The predictive lag took that for a group falling behind and sized to the cap
+    /// (the replay benchmark, `docs/peers.md`). So the rate runs from commit to commit, over
+    /// commits seen to happen (the first offset seen was committed at a time OffsetFetch does
+    /// not give):
     ///
     /// ```text
-    /// window = the time from the window's first round to its last
-    /// last   = the last commit
-    /// first  = the last commit at or before the window's first round (the one before `last`
-    ///          at the latest), or after the last gap between commits longer than `window`
-    ///          (an idle spell, not a commit interval)
-    /// rate   = (last.offset - first.offset) / (last.at - first.at)
+    /// cadence = the median gap between the commits kept (the lower one of an even count)
+    /// last    = the last commit
+    /// first   = the last commit at or before the window's first round (the one before
+    ///           `last` at the latest), or the first after the last gap longer than
+    ///           QUIET_INTERVALS x cadence (a spell with nothing consumed, not an interval)
+    /// rate    = (last.offset - first.offset) / (last.at - first.at)
     /// ```
     ///
     /// None with fewer than two commits from `first` on: no rate is known, and the predictive
     /// lag leaves the sizing to the lag path. A quiet spell (no commit since `last`) of up to
-    /// [`QUIET_INTERVALS`] mean commit intervals is a commit still to come or a rebalance, and
-    /// holds the rate; past that the consumer has stopped, or has nothing to read: 0.
+    /// [`QUIET_INTERVALS`] x the cadence is a commit still to come or a rebalance, and holds
+    /// the rate. Past that: 0 if the partition has no lag (nothing to read), else None (a
+    /// stopped consumer, or a long rebalance: what the consumers can do is not measured, and
+    /// a partial sum of the partitions that still hold would read low).
     pub fn consume_rate(&self, now: f64) -> Option<f64> {
         let (t0, _) = *self.lags.front()?;
-        let (t1, _) = *self.lags.back()?;
-        let window = t1 - t0;
-        if window.is_nan() || window <= 0.0 {
-            return None;
-        }
+        let (_, lag) = *self.lags.back()?;
         let seen: Vec<Commit> = self
             .commits
             .iter()
@@ -223,15 +224,18 @@ impl PartitionHistory {
             .copied()
             .collect();
         let last = *seen.last()?;
+        let mut gaps: Vec<f64> = seen.windows(2).map(|w| w[1].at - w[0].at).collect();
+        gaps.sort_by(f64::total_cmp);
+        let cadence = *gaps.get(gaps.len().checked_sub(1)? / 2)?;
         let from = seen
             .iter()
             .rposition(|c| c.at <= t0)
             .unwrap_or(0)
-            .min(seen.len().checked_sub(2)?);
-        // Past the last idle spell, if any.
+            .min(seen.len() - 2);
+        // Past the last spell with nothing consumed, if any.
         let i = (from..seen.len() - 1)
             .rev()
-            .find(|&k| seen[k + 1].at - seen[k].at > window)
+            .find(|&k| seen[k + 1].at - seen[k].at > QUIET_INTERVALS * cadence)
             .map_or(from, |k| k + 1);
         let intervals = seen.len() - 1 - i;
         let first = seen[i];
@@ -239,8 +243,8 @@ impl PartitionHistory {
         if intervals == 0 || span.is_nan() || span <= 0.0 {
             return None;
         }
-        if now - last.at > QUIET_INTERVALS * span / intervals as f64 {
-            return Some(0.0);
+        if now - last.at > QUIET_INTERVALS * cadence.max(span / intervals as f64) {
+            return (lag == 0).then_some(0.0);
         }
         Some((last.offset - first.offset).max(0) as f64 / span)
     }
@@ -489,10 +493,10 @@ mod tests {
     }
 
     #[test]
-    fn consume_rate_holds_through_a_short_quiet_spell_then_reads_zero() {
-        // Commits every 5 s at 40 msg/s up to t=30 (offset 1200), then none: a rebalance, or a
-        // consumer that stopped. Up to 2 intervals (10 s) of quiet the rate holds at 40; past
-        // that it is 0.
+    fn consume_rate_holds_through_a_short_quiet_spell_then_is_unknown_with_lag() {
+        // Commits every 5 s at 40 msg/s up to t=30 (offset 1200), then none while the log
+        // grows: a rebalance, or a consumer that stopped. Up to 2 intervals (10 s) of quiet the
+        // rate holds at 40; past that it is unknown (what the consumers can do is not measured).
         let mut rounds = committing(40.0, 5.0, 0.0, &seconds(0, 30));
         rounds.extend((31..=80).map(|t| (t as f64, 40 * t + 100, Some(1200))));
         let got = rates(&rounds);
@@ -500,30 +504,61 @@ mod tests {
             assert_eq!(*r, Some(40.0), "quiet {}s: held", t - 30.0);
         }
         for (t, r) in &got[41..] {
-            assert_eq!(*r, Some(0.0), "quiet {}s: stopped", t - 30.0);
+            assert_eq!(*r, None, "quiet {}s with lag: stopped", t - 30.0);
+        }
+    }
+
+    #[test]
+    fn consume_rate_follows_a_slow_commit_cadence() {
+        // Kafka Streams commits every 30 s: read every second, 20 msg/s is 20 at every round
+        // once two commits are seen, and held between commits (a window of 10 rounds never
+        // holds two of them).
+        let got = rates(&committing(20.0, 30.0, 7.0, &seconds(0, 200)));
+        let first = got.iter().position(|(_, r)| r.is_some()).expect("a rate");
+        assert_eq!(
+            first, 37,
+            "commits seen at 7 and 37 (the offset at 0 was the first seen)"
+        );
+        for (t, r) in &got[first..] {
+            assert_eq!(*r, Some(20.0), "t={t}");
         }
     }
 
     #[test]
     fn consume_rate_is_unknown_across_an_idle_spell_until_two_commits_follow_it() {
-        // 40 msg/s, commits every 5 s, until t=30; nothing produced or consumed until t=100;
-        // then 40 msg/s again, commits at 105, 110, ... The 75 s gap between the commits at 30
-        // and 105 is an idle spell, not an interval: a rate across it (200 / 75 s) would read
-        // the resumed load as a group far behind. So: 0 while idle, unknown at 105, 40 at 110.
+        // 40 msg/s, commits every 5 s, until t=30; the producers stop, and at 31 the consumer
+        // has read everything (offset 1300); nothing produced until t=100; then 40 msg/s
+        // again, commits at 105, 110, ... The 74 s gap between the commits at 31 and 105 is a
+        // spell with nothing consumed, not an interval: a rate across it (200 / 74 s) would
+        // read the resumed load as a group far behind. So: 0 while idle, unknown at 105, 40
+        // from 110.
         let mut rounds = committing(40.0, 5.0, 0.0, &seconds(0, 30));
-        rounds.extend((31..=100).map(|t| (t as f64, 1300, Some(1200))));
+        rounds.extend((31..=100).map(|t| (t as f64, 1300, Some(1300))));
         rounds.extend(
             committing(40.0, 5.0, 0.0, &seconds(101, 120))
                 .into_iter()
-                .map(|(t, end, c)| (t, end - 2800, c.map(|c| c - 2800))),
+                .map(|(t, end, c)| (t, end - 2700, c.map(|c| c - 2700))),
         );
         let got = rates(&rounds);
-        assert_eq!(got[100].1, Some(0.0), "idle");
-        assert_eq!(got[104].1, Some(0.0), "resumed, no commit yet");
+        assert_eq!(got[100].1, Some(0.0), "idle, nothing to read");
         assert_eq!(got[105].1, None, "one commit after the idle spell");
         for (t, r) in &got[110..] {
             assert_eq!(*r, Some(40.0), "t={t}");
         }
+    }
+
+    #[test]
+    fn a_second_observation_in_the_same_round_adds_nothing() {
+        // Two queries of one group in one round: the windows must not halve.
+        let rounds = committing(40.0, 5.0, 0.0, &seconds(0, 30));
+        let once = history(&rounds);
+        let mut twice = PartitionHistory::default();
+        for (t, end, c) in &rounds {
+            twice.observe(*t, *end, *c);
+            twice.observe(*t, *end, *c);
+        }
+        assert_eq!(twice.lags, once.lags);
+        assert_eq!(twice.consume_rate(30.0), Some(40.0));
     }
 
     #[test]
