@@ -93,6 +93,8 @@ where
             std::process::exit(124);
         }
     });
+    // Before the body starts anything: a signal from then on is the run's to handle.
+    let interrupted = tidal_e2e::bench::interrupted();
     let ended = tokio::select! {
         r = tokio::time::timeout(limit, body) => match r {
             Ok(Ok(())) => Ended::Done,
@@ -102,7 +104,7 @@ where
             }
             Err(_) => Ended::Failed(format!("the {} s time limit", limit.as_secs())),
         },
-        s = tidal_e2e::bench::interrupted() => Ended::Interrupted(s),
+        s = interrupted => Ended::Interrupted(s),
     };
     drop(done);
     ended

@@ -22,7 +22,7 @@
 //! Pure: no I/O, no clock reads; `now` and the last active time are inputs.
 
 use super::replica_calc::{self, to_milli};
-use super::types::{KafkaLag, LagOutcome, Predictive, Tolerances};
+use super::types::{KafkaLag, LagOutcome, LagSampling, Predictive, Tolerances};
 
 /// The lag of one consumer group at one time, aggregated over its observations.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -42,6 +42,9 @@ pub struct LagInput {
     /// Replicas consuming now (Running and Ready), for the predictive option's per-consumer
     /// rate; `None` (no pods known) uses the status replicas.
     pub consumers: Option<i32>,
+    /// `total_lag` with each partition's lag averaged over its last commit interval, for
+    /// `LagSampling::CommitInterval`; `None`: `total_lag`.
+    pub commit_interval_lag: Option<f64>,
 }
 
 impl LagInput {
@@ -181,6 +184,17 @@ pub fn predictive_replicas(
     }
 }
 
+/// The lag that sizes: the latest total, or with [`LagSampling::CommitInterval`] the total
+/// averaged over each partition's commit interval (the latest where it is unknown).
+/// Activation ([`is_active`]) always reads the latest: an average that trails a burst must
+/// not scale to zero.
+pub fn sized_lag(cfg: &KafkaLag, input: &LagInput) -> f64 {
+    match cfg.lag_sampling {
+        LagSampling::Latest => input.total_lag,
+        LagSampling::CommitInterval => input.commit_interval_lag.unwrap_or(input.total_lag),
+    }
+}
+
 /// One `kafka_lag` proposal.
 ///
 /// - Inactive (lag at or below the activation threshold) and the cooldown has passed since
@@ -189,7 +203,8 @@ pub fn predictive_replicas(
 /// - Active, predictive configured, rates known and the group falling behind: the
 ///   predictive count ([`predictive_need`]) within the tolerance ([`predictive_replicas`]),
 ///   capped.
-/// - Otherwise the HPA External AverageValue path on the (possibly persistent-excluded) lag,
+/// - Otherwise the HPA External AverageValue path on the (possibly persistent-excluded)
+///   [`sized_lag`],
 ///   then `min(hpa, cap)`, and the cap itself when `ceil(lag / lag_per_replica) >= cap`.
 /// - Active never proposes less than 1.
 pub fn lag_replicas(
@@ -201,10 +216,11 @@ pub fn lag_replicas(
     now: f64,
 ) -> LagOutcome {
     let active = is_active(cfg, input);
+    let sampled = sized_lag(cfg, input);
     let lag = if cfg.exclude_persistent_lag {
-        (input.total_lag - input.persistent_lag).max(0.0)
+        (sampled - input.persistent_lag).max(0.0)
     } else {
-        input.total_lag.max(0.0)
+        sampled.max(0.0)
     };
     let cap = cap(cfg, input);
     let per_replica = to_milli(cfg.lag_per_replica).max(1);

@@ -828,3 +828,60 @@ fn end_to_end_scale_from_zero_and_legacy_path() {
         "{d:#?}"
     );
 }
+
+#[test]
+fn commit_interval_sampling_sizes_on_the_average_and_activates_on_the_latest() {
+    // A sawtooth's peak of 150 against its mean of 75, lagPerReplica 18, 60 partitions, 4
+    // replicas: the latest sizes ceil(150/18) = 9 (KEDA's path: 150/72 = 2.08 -> 9); the
+    // average ceil(75/18) = 5 (75/72 = 1.04 is within the 0.1 tolerance of 4: stays 4).
+    let peak = LagInput {
+        commit_interval_lag: Some(75.0),
+        ..input(150.0, 60, 60)
+    };
+    let latest = cfg(18.0);
+    let averaged = KafkaLag {
+        lag_sampling: LagSampling::CommitInterval,
+        ..cfg(18.0)
+    };
+    assert_eq!(sized_lag(&latest, &peak), 150.0);
+    assert_eq!(sized_lag(&averaged, &peak), 75.0);
+    assert_eq!(
+        lag_replicas(&latest, &peak, 4, tol(), None, NOW).replicas,
+        9
+    );
+    let out = lag_replicas(&averaged, &peak, 4, tol(), None, NOW);
+    assert_eq!((out.replicas, out.lag), (4, 75.0));
+    // No average from the source: the latest.
+    let no_average = input(150.0, 60, 60);
+    assert_eq!(sized_lag(&averaged, &no_average), 150.0);
+    // A burst whose average is still 0 (the rounds before it were idle): active on the latest,
+    // so not scaled to zero at 0 replicas' cooldown, and at least one replica.
+    let burst = LagInput {
+        commit_interval_lag: Some(0.0),
+        ..input(40.0, 60, 1)
+    };
+    let out = lag_replicas(&averaged, &burst, 0, tol(), None, NOW);
+    assert!(out.active && !out.scale_to_zero, "{out:?}");
+    assert_eq!(out.replicas, 1);
+}
+
+#[test]
+fn commit_interval_sampling_reaches_the_engine_from_the_observations() {
+    // Two observations (two topics' readings): one with an average, one without, which counts
+    // its latest. 300 + 40 = 340 averaged against 500 + 40 = 540 latest, lagPerReplica 100,
+    // 10 partitions, 2 replicas: ceil(340/100) = 4 against ceil(540/100) = 6.
+    let obs = serde_json::json!([
+        { "metric": "lag", "value": 500, "kafka": { "partitions": 10, "commit_interval_lag": 300 } },
+        { "metric": "lag", "value": 40, "kafka": { "partitions": 10 } }
+    ]);
+    for (sampling, want) in [("latest", 6), ("commit_interval", 4)] {
+        let i = lag_input_json(
+            2,
+            obs.clone(),
+            serde_json::json!({ "lag_per_replica": 100, "lag_sampling": sampling }),
+            serde_json::json!({}),
+        );
+        let d = run(&i);
+        assert_eq!(d.metric_replicas, Some(want), "{sampling}: {d:#?}");
+    }
+}

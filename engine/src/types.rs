@@ -126,6 +126,30 @@ pub struct KafkaLag {
     /// Size replicas from rates to drain the backlog in a target time (one step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predictive: Option<Predictive>,
+    /// Which lag sizes: the latest reading (KEDA's), or each partition's lag averaged over its
+    /// last commit interval (`observations[].kafka.commit_interval_lag`). Activation and scale
+    /// to zero always use the latest.
+    #[serde(skip_serializing_if = "LagSampling::is_latest")]
+    pub lag_sampling: LagSampling,
+}
+
+/// The lag a `kafka_lag` metric sizes on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LagSampling {
+    /// The lag read this round, as KEDA reads it at each poll.
+    #[default]
+    Latest,
+    /// Each partition's committed lag averaged over its last commit interval: the mean of the
+    /// sawtooth that periodic commits draw (`tidal_core::kafka::PartitionHistory::
+    /// commit_interval_lag`), the latest where the source has no average.
+    CommitInterval,
+}
+
+impl LagSampling {
+    fn is_latest(&self) -> bool {
+        *self == LagSampling::Latest
+    }
 }
 
 impl Default for KafkaLag {
@@ -138,6 +162,7 @@ impl Default for KafkaLag {
             exclude_persistent_lag: false,
             cooldown_seconds: 300.0,
             predictive: None,
+            lag_sampling: LagSampling::Latest,
         }
     }
 }
@@ -450,6 +475,10 @@ pub struct KafkaDetail {
     /// Messages per second produced to the partitions (summed), for the predictive option.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub produce_rate_per_second: Option<f64>,
+    /// `value` with each partition's lag averaged over its last commit interval (summed), for
+    /// `lag_sampling: commit_interval`; `value` where unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_interval_lag: Option<f64>,
 }
 
 /// An unstabilized recommendation, as HPA keeps in `recommendations[key]`.

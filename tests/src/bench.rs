@@ -329,18 +329,24 @@ pub fn delta(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> BTreeMap<S
         .collect()
 }
 
-/// Resolves on SIGTERM or SIGINT, with the signal's name.
-pub async fn interrupted() -> &'static str {
+/// Resolves on SIGTERM or SIGINT, with the signal's name. The handlers are registered by
+/// this call, not at the future's first poll: a `select!` may poll its other branch first,
+/// and a signal that came in between (a process it started, seen running, and the caller
+/// told to stop) ended the process with the default action. Call it inside a runtime.
+pub fn interrupted() -> impl Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => std::future::pending().await,
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => std::future::pending().await,
+        }
     }
 }
 

@@ -527,6 +527,104 @@ async fn lag_loop(
     Ok(())
 }
 
+/// `lagSampling` against the real broker: a group whose committed lag saws (100 messages
+/// produced, committed about 1.3 s later, every 5 s), two Deployments, one policy each with
+/// `lagPerReplica` 10 and a scale-down window that holds the highest count. `latest` sizes on
+/// the tooth's peak (100 → 10 replicas; a round a second sees every tooth). `commitInterval`
+/// sizes on the mean over the 5 s cadence, whose 5 rounds hold at most 3 on a tooth (≤ 60 →
+/// ≤ 6 replicas; 26 → 3 on average).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_interval_sampling_sizes_a_real_sawtooth_on_its_mean() -> R {
+    let stack = Stack::load()?;
+    let admin = stack.admin_client().await?;
+    ensure_crd(&stack)?;
+    let node = stack
+        .kwok_nodes()?
+        .into_iter()
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let client = admin.clone();
+    in_namespace(&admin, "loop-saw", |ns| async move {
+        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
+        let result = sawtooth_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+        rbac.remove(&stack)?;
+        result
+    })
+    .await
+}
+
+async fn sawtooth_loop(
+    stack: &Stack,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    kubeconfig: &Path,
+) -> R {
+    const TEETH: usize = 8;
+    let bootstrap = stack.kafka_bootstrap()?.to_string();
+    let topic = unique("saw-t");
+    let group = unique("saw-g");
+    create_topic(&bootstrap, &topic, 1).await?;
+    commit(&bootstrap, &group, &[(&topic, 0, 0)])?;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let policies: Api<ScalingPolicy> = Api::namespaced(client.clone(), ns);
+    let scaler = Scaler::start(
+        kubeconfig,
+        ns,
+        "scaler-saw",
+        &[
+            "--leader-elect=false",
+            "--kafka-cluster",
+            &format!("stack={bootstrap}"),
+        ],
+    )?;
+    for (name, sampling) in [("latest", "latest"), ("mean", "commitInterval")] {
+        deploys
+            .create(&PostParams::default(), &deployment(name, node, 1, "50m")?)
+            .await?;
+        let spec = json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": 1, "maxReplicas": 20,
+            "metrics": [{"name": "lag", "kafkaLag": {"cluster": "stack", "group": group,
+                "topics": [topic], "lagPerReplica": 10, "allowIdleConsumers": true,
+                "lagSampling": sampling}}],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0,
+                            "policies": [{"type": "Pods", "value": 20, "periodSeconds": 1}]},
+                "scaleDown": {"stabilizationWindowSeconds": 600}
+            }
+        });
+        policies
+            .create(&PostParams::default(), &policy(name, spec)?)
+            .await?;
+    }
+    let mut end = 0i64;
+    for _ in 0..TEETH {
+        let tooth = Instant::now();
+        produce(&bootstrap, &topic, &[100]).await?;
+        end += 100;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        commit(&bootstrap, &group, &[(&topic, 0, end)])?;
+        tokio::time::sleep(Duration::from_secs(5).saturating_sub(tooth.elapsed())).await;
+    }
+    let (latest, mean) = (
+        replicas(&deploys, "latest").await,
+        replicas(&deploys, "mean").await,
+    );
+    eprintln!("a sawtooth of 100 messages: latest sized {latest:?}, commitInterval {mean:?}");
+    anyhow::ensure!(
+        latest == Some(10),
+        "latest: {latest:?} replicas, want 10 (the peak); scaler log:\n{}",
+        scaler.tail()
+    );
+    anyhow::ensure!(
+        mean.is_some_and(|m| (1..=6).contains(&m)),
+        "commitInterval: {mean:?} replicas, want at most 6 (the mean); scaler log:\n{}",
+        scaler.tail()
+    );
+    Ok(())
+}
+
 /// The conditional PUT of the scale subresource meets a real 409 on the real API server
 /// (someone changed the Deployment after the decision was based on it, but not its
 /// replicas) and retries on a fresh read; the scaler's ClusterRole allows exactly these calls.

@@ -30,6 +30,10 @@ pub const STATUS_WINDOW: usize = 10;
 /// Commit intervals (the cadence) past which [`PartitionHistory::consume_rate`] no longer holds
 /// its rate through a quiet spell, and a gap between commits is a spell with nothing consumed.
 pub const QUIET_INTERVALS: f64 = 2.0;
+/// The averaging window of [`PartitionHistory::commit_interval_lag`] while a partition's
+/// commit cadence is unknown: `auto.commit.interval.ms`'s default in the Java client and
+/// librdkafka.
+pub const DEFAULT_COMMIT_INTERVAL_SECONDS: f64 = 5.0;
 /// Points kept per partition for time lag (kafka-lag-exporter's default).
 pub const TIME_TABLE_POINTS: usize = 60;
 
@@ -217,16 +221,9 @@ impl PartitionHistory {
     pub fn consume_rate(&self, now: f64) -> Option<f64> {
         let (t0, _) = *self.lags.front()?;
         let (_, lag) = *self.lags.back()?;
-        let seen: Vec<Commit> = self
-            .commits
-            .iter()
-            .filter(|c| c.seen_to_change)
-            .copied()
-            .collect();
+        let seen = self.seen_commits();
         let last = *seen.last()?;
-        let mut gaps: Vec<f64> = seen.windows(2).map(|w| w[1].at - w[0].at).collect();
-        gaps.sort_by(f64::total_cmp);
-        let cadence = *gaps.get(gaps.len().checked_sub(1)? / 2)?;
+        let cadence = cadence(&seen)?;
         let from = seen
             .iter()
             .rposition(|c| c.at <= t0)
@@ -249,12 +246,57 @@ impl PartitionHistory {
         Some((last.offset - first.offset).max(0) as f64 / span)
     }
 
+    /// The lag of the round at `now`, averaged over the partition's last commit interval:
+    /// the mean of the rounds within one cadence of `now` (the median gap between commits
+    /// seen to happen, [`DEFAULT_COMMIT_INTERVAL_SECONDS`] while fewer than two are known, and
+    /// at most the [`STATUS_WINDOW`] rounds kept). None when the round at `now` saw no
+    /// committed offset (its lag comes from the reset policy, and has no trail to average).
+    ///
+    /// A consumer commits its position every interval, so the committed lag saws: it grows by
+    /// the interval's consumption between commits and drops back at each. A reading at one
+    /// instant lands anywhere on that tooth, and a scaler that reads every second sees every
+    /// peak, which the scale-down window then holds. The mean over one whole interval is the
+    /// tooth's mean (the backlog plus half an interval's consumption) at any phase, which is
+    /// what a reading at a random moment (KEDA's, every 15 or 30 s) gives on average. A
+    /// backlog that really grows shows in it too, half an interval later; a stopped consumer's
+    /// lag grows without teeth, and the mean follows it at the same delay.
+    pub fn commit_interval_lag(&self, now: f64) -> Option<f64> {
+        let &(last, _) = self.lags.back()?;
+        if last != now {
+            return None;
+        }
+        let window = cadence(&self.seen_commits()).unwrap_or(DEFAULT_COMMIT_INTERVAL_SECONDS);
+        let (sum, n) = self
+            .lags
+            .iter()
+            .filter(|(t, _)| *t > now - window)
+            .fold((0.0, 0u32), |(sum, n), (_, l)| (sum + *l as f64, n + 1));
+        (n > 0).then(|| sum / f64::from(n))
+    }
+
+    /// The commits seen to happen, oldest first.
+    fn seen_commits(&self) -> Vec<Commit> {
+        self.commits
+            .iter()
+            .filter(|c| c.seen_to_change)
+            .copied()
+            .collect()
+    }
+
     /// Messages per second produced over the last rounds (None: fewer than 2 rounds).
     pub fn produce_rate(&self) -> Option<f64> {
         let (a, b) = (self.ends.front()?, self.ends.back()?);
         let dt = b.0 - a.0;
         (dt > 0.0).then(|| (b.1 - a.1).max(0) as f64 / dt)
     }
+}
+
+/// The commit cadence: the median gap between commits seen to happen (the lower one of an
+/// even count); None with fewer than two.
+fn cadence(seen: &[Commit]) -> Option<f64> {
+    let mut gaps: Vec<f64> = seen.windows(2).map(|w| w[1].at - w[0].at).collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps.get(gaps.len().checked_sub(1)? / 2).copied()
 }
 
 /// The time at which the log end was `offset`, from a table of `(log_end, time)` points.
@@ -641,5 +683,75 @@ mod tests {
         assert_eq!(h.table.len(), TIME_TABLE_POINTS);
         assert_eq!(h.commits.len(), STATUS_WINDOW);
         assert_eq!(h.lags.len(), STATUS_WINDOW);
+    }
+
+    /// Each round's [`PartitionHistory::commit_interval_lag`] and its latest lag, after
+    /// feeding it.
+    fn interval_lags(rounds: &[(f64, i64, Option<i64>)]) -> Vec<(f64, Option<f64>, i64)> {
+        let mut h = PartitionHistory::default();
+        rounds
+            .iter()
+            .map(|(t, end, c)| {
+                h.observe(*t, *end, *c);
+                let latest = h.lags.back().map_or(-1, |(_, l)| *l);
+                (*t, h.commit_interval_lag(*t), latest)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn commit_interval_lag_is_the_tooth_mean_at_every_phase() {
+        // A backlog of 100 and 40 msg/s committed every 5 s, between the rounds: the committed
+        // lag saws 120, 160, 200, 240, 280 at every phase, and its mean over one cadence is 200
+        // (the backlog plus half an interval's consumption) at every round once the 5 rounds
+        // of a cadence are kept; the latest reading reaches 280.
+        for phase in 0..5 {
+            let got = interval_lags(&committing(40.0, 5.0, phase as f64 - 4.5, &seconds(0, 60)));
+            for (t, mean, _) in &got[5..] {
+                assert_eq!(*mean, Some(200.0), "phase {phase}, t={t}");
+            }
+            let latest: Vec<i64> = got[5..].iter().map(|(_, _, l)| *l).collect();
+            assert_eq!(latest.iter().min(), Some(&120), "phase {phase}");
+            assert_eq!(latest.iter().max(), Some(&280), "phase {phase}");
+        }
+    }
+
+    #[test]
+    fn commit_interval_lag_follows_a_stopped_consumer_half_a_window_late() {
+        // The committed offset never moves and the lag grows 10 a second: no cadence is known,
+        // so the window is the 5 s default, and the mean is the lag 2 s earlier (never a hole
+        // that hides the growth).
+        let rounds: Vec<_> = (0..=30).map(|t| (t as f64, 10 * t, Some(0))).collect();
+        for (t, mean, latest) in interval_lags(&rounds).into_iter().skip(4) {
+            assert_eq!(mean, Some(latest as f64 - 20.0), "t={t}");
+        }
+    }
+
+    #[test]
+    fn commit_interval_lag_averages_a_slow_cadence_over_the_rounds_kept() {
+        // Commits every 30 s (Kafka Streams): the window holds the 10 rounds kept, so the mean
+        // is theirs; a cadence of one round is the latest reading.
+        let slow = interval_lags(&committing(20.0, 30.0, 0.5, &seconds(0, 200)));
+        for w in slow.windows(10).skip(100) {
+            let mean = w.iter().map(|(_, _, l)| *l as f64).sum::<f64>() / 10.0;
+            let (t, got, _) = w[9];
+            assert!(
+                (got.expect("a mean") - mean).abs() < 1e-9,
+                "t={t}: {got:?} {mean}"
+            );
+        }
+        let every_round = interval_lags(&committing(20.0, 1.0, 0.5, &seconds(0, 30)));
+        for (t, mean, latest) in &every_round[3..] {
+            assert_eq!(*mean, Some(*latest as f64), "t={t}");
+        }
+    }
+
+    #[test]
+    fn commit_interval_lag_is_unknown_without_a_committed_offset_this_round() {
+        let mut h = history(&[(0.0, 100, Some(50)), (1.0, 110, Some(60))]);
+        assert_eq!(h.commit_interval_lag(1.0), Some(50.0));
+        h.observe(2.0, 120, None);
+        assert_eq!(h.commit_interval_lag(2.0), None);
+        assert_eq!(PartitionHistory::default().commit_interval_lag(0.0), None);
     }
 }

@@ -65,9 +65,15 @@ fn lag_input(obs: &[&Observation]) -> LagInput {
     let mut with_lag: Option<i64> = None;
     let mut consume: Option<f64> = None;
     let mut produce: Option<f64> = None;
+    // The averaged total: an observation without an average counts its latest lag.
+    let mut interval = 0.0;
+    let mut averaged_any = false;
     let mut positive = 0i64;
     for o in obs {
         input.total_lag += o.value;
+        let averaged = o.kafka.as_ref().and_then(|k| k.commit_interval_lag);
+        averaged_any |= averaged.is_some();
+        interval += averaged.unwrap_or(o.value);
         if o.value > 0.0 {
             positive += 1;
         }
@@ -91,6 +97,7 @@ fn lag_input(obs: &[&Observation]) -> LagInput {
     input.partitions_with_lag = with_lag.unwrap_or(positive);
     input.consume_rate_per_second = consume;
     input.produce_rate_per_second = produce;
+    input.commit_interval_lag = averaged_any.then_some(interval);
     input
 }
 

@@ -31,8 +31,8 @@ use crate::engine::limits::{
 use crate::engine::types as engine;
 
 use super::policy::{
-    Behavior, ContainerPolicy, KafkaLagMetric, MetricSpec, ResourceBounds, ScalingPolicySpec,
-    ScalingRules,
+    Behavior, ContainerPolicy, KafkaLagMetric, LagSampling, MetricSpec, ResourceBounds,
+    ScalingPolicySpec, ScalingRules,
 };
 
 /// Why a ScalingPolicy spec cannot be handed to the engine. The message starts with the field.
@@ -489,6 +489,10 @@ fn kafka_lag_to_engine(k: &KafkaLagMetric) -> engine::KafkaLag {
             bypass_rate_limits: p.bypass_rate_limits,
             lookahead_seconds: f64::from(p.lookahead_seconds),
         }),
+        lag_sampling: match k.lag_sampling {
+            LagSampling::Latest => engine::LagSampling::Latest,
+            LagSampling::CommitInterval => engine::LagSampling::CommitInterval,
+        },
     }
 }
 

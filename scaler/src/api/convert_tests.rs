@@ -149,6 +149,25 @@ fn kafka_lag_defaults() {
     assert_eq!(ek.cooldown_seconds, 300.0);
     assert_eq!(ek.activation_lag_threshold, 0.0);
     assert!(ek.predictive.is_none());
+    assert_eq!(k.lag_sampling, crate::api::LagSampling::Latest);
+    assert_eq!(ek.lag_sampling, engine::LagSampling::Latest);
+}
+
+#[test]
+fn lag_sampling_reaches_the_engine_and_an_unknown_value_is_refused() {
+    let mut v = full();
+    v["metrics"][2]["kafkaLag"]["lagSampling"] = json!("commitInterval");
+    let e = engine::Spec::try_from(&spec(v.clone())).expect("valid");
+    let ek = e.metrics[2].kafka_lag.as_ref().expect("engine kafka_lag");
+    assert_eq!(ek.lag_sampling, engine::LagSampling::CommitInterval);
+    v["metrics"][2]["kafkaLag"]["lagSampling"] = json!("peak");
+    let e = serde_json::from_value::<ScalingPolicySpec>(v)
+        .expect_err("not a sampling")
+        .to_string();
+    assert!(
+        e.contains("unknown variant `peak`") && e.contains("commitInterval"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -32,8 +32,8 @@ use kube::CustomResourceExt;
 pub use checkpoint::{ScalingPolicyCheckpoint, ScalingPolicyCheckpointSpec};
 pub use convert::{SpecError, parse_quantity};
 pub use policy::{
-    Behavior, ContainerPolicy, Estimator, HpaScalingPolicy, KafkaLagMetric, MetricSpec,
-    OffsetResetPolicy, PredictiveLag, PrometheusMetric, ResourceBounds, ResourceMetric,
+    Behavior, ContainerPolicy, Estimator, HpaScalingPolicy, KafkaLagMetric, LagSampling,
+    MetricSpec, OffsetResetPolicy, PredictiveLag, PrometheusMetric, ResourceBounds, ResourceMetric,
     ResourceName, ScalingPolicy, ScalingPolicySpec, ScalingRules, TargetRef, VerticalMode,
     VerticalSpec,
 };

@@ -295,6 +295,27 @@ pub struct KafkaLagMetric {
     /// step, instead of `lag / lagPerReplica`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictive: Option<PredictiveLag>,
+    /// Which lag sizes: `latest` (the default, KEDA's: the lag read this round) or
+    /// `commitInterval` (each partition's lag averaged over its consumers' last commit
+    /// interval, so the sawtooth that periodic commits draw is sized on its mean, not on
+    /// whichever point of it a round lands). Activation and scale to zero read the latest.
+    #[serde(default, skip_serializing_if = "LagSampling::is_latest")]
+    pub lag_sampling: LagSampling,
+}
+
+/// `kafkaLag.lagSampling`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LagSampling {
+    #[default]
+    Latest,
+    CommitInterval,
+}
+
+impl LagSampling {
+    fn is_latest(&self) -> bool {
+        *self == LagSampling::Latest
+    }
 }
 
 fn default_persistent_lag_window_seconds() -> i32 {

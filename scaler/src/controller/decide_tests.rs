@@ -278,6 +278,7 @@ fn random_case(rng: &mut Rng) -> Case {
                         0
                     },
                     persistent_lag: 0.0,
+                    commit_interval_total: total,
                     consume_rate_per_second: None,
                     produce_rate_per_second: None,
                     complete,

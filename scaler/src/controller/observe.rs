@@ -235,6 +235,7 @@ pub fn observations(
                         persistent_lag: r.persistent_lag,
                         consume_rate_per_second: r.consume_rate_per_second,
                         produce_rate_per_second: r.produce_rate_per_second,
+                        commit_interval_lag: Some(r.commit_interval_total),
                     }),
                     invalid: false,
                 }),

@@ -25,7 +25,7 @@ use super::hpa::resource;
 use super::source::{Field, Refusal};
 use super::{ImportOptions, Imported, Note, NoteKind, behavior, metric_name, note, policy_like};
 use crate::api::{
-    KafkaLagMetric, MetricSpec, OffsetResetPolicy, PrometheusMetric, ResourceName,
+    KafkaLagMetric, LagSampling, MetricSpec, OffsetResetPolicy, PrometheusMetric, ResourceName,
     ScalingPolicySpec, TargetRef,
 };
 use crate::engine::limits::PERSISTENT_LAG_WINDOW_SECONDS;
@@ -390,6 +390,8 @@ fn trigger(
                     ),
                     cooldown_seconds: cooldown,
                     predictive: None,
+                    // KEDA sizes on the lag of each poll.
+                    lag_sampling: LagSampling::Latest,
                 }),
                 prometheus: None,
             }))

@@ -69,6 +69,10 @@ pub struct LagReading {
     pub partitions_with_lag: i64,
     /// Lag on partitions whose committed offset has not moved for the query's window.
     pub persistent_lag: f64,
+    /// `total`, each partition's lag averaged over its last commit interval
+    /// (`PartitionHistory::commit_interval_lag`; the latest where that is unknown), for
+    /// `kafkaLag.lagSampling: commitInterval`.
+    pub commit_interval_total: f64,
     /// Messages per second the group consumes (None until known on every partition with lag:
     /// `PartitionHistory::consume_rate`).
     pub consume_rate_per_second: Option<f64>,
@@ -383,6 +387,7 @@ fn reading(
         partitions: 0,
         partitions_with_lag: 0,
         persistent_lag: 0.0,
+        commit_interval_total: 0.0,
         consume_rate_per_second: None,
         produce_rate_per_second: None,
         complete: true,
@@ -411,6 +416,7 @@ fn reading(
             };
             let lag_f = lag as f64;
             out.total += lag_f;
+            let mut interval_lag = lag_f;
             if lag > 0 {
                 out.partitions_with_lag += 1;
                 // Persistent only if the commit has stood still for the whole window: a group
@@ -426,6 +432,10 @@ fn reading(
             if let Some(o) = info.offsets {
                 let h = state.history.entry(key.clone()).or_default();
                 h.observe(now, o.log_end, committed);
+                // A negative committed offset is "none": its lag is the reset policy's.
+                if committed.is_some_and(|c| c >= 0) {
+                    interval_lag = h.commit_interval_lag(now).unwrap_or(lag_f);
+                }
                 let produce = h.produce_rate();
                 if let Some(r) = produce {
                     *out.produce_rate_per_second.get_or_insert(0.0) += r;
@@ -441,6 +451,7 @@ fn reading(
                     }
                 }
             }
+            out.commit_interval_total += interval_lag;
             match committed {
                 Some(c) => {
                     let entry = state.committed.entry(key).or_insert((c, now));
@@ -595,6 +606,34 @@ mod tests {
         for (second, rate) in got.iter().enumerate().skip(22) {
             assert_eq!(*rate, Some(80.0), "at {second} s");
         }
+    }
+
+    /// The same two partitions, committed every 5 s at different phases: the latest total
+    /// saws, the commit-interval total is each partition's tooth mean (the backlog of 100
+    /// plus 2 s of 40 msg/s on the integer rounds) once a cadence is kept; a partition
+    /// without a committed offset counts its latest lag in both.
+    #[test]
+    fn the_commit_interval_total_is_each_partitions_tooth_mean() {
+        let mut s = state();
+        let mut latest = Vec::new();
+        for second in 0..30i64 {
+            let at = |phase: i64| 40 * (second - (second - phase).rem_euclid(5));
+            let end = 40 * second + 100;
+            let r = round(
+                &[(0, Some(end)), (1, Some(end)), (2, Some(3))],
+                &[(0, at(0)), (1, at(2))],
+            );
+            let got = reading(&mut s, &r, &q(&["orders"]), second as f64).expect("reading");
+            latest.push(got.total);
+            if second >= 4 {
+                // p0 and p1: 180 each; p2: 1 under `latest` (KEDA).
+                assert_eq!(got.commit_interval_total, 361.0, "at {second} s");
+            }
+        }
+        let (lo, hi) = latest[4..]
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+        assert!(lo < 361.0 && hi > 361.0, "the latest saws: {lo}..{hi}");
     }
 
     #[test]

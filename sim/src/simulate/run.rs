@@ -352,6 +352,7 @@ impl Scaler {
                         persistent_lag: r.persistent_lag,
                         consume_rate_per_second: r.consume_rate_per_second,
                         produce_rate_per_second: r.produce_rate_per_second,
+                        commit_interval_lag: Some(r.commit_interval_total),
                     });
                     out.push(o);
                 }
@@ -400,6 +401,9 @@ impl Scaler {
                 0
             },
             persistent_lag: 0.0,
+            // The model's committed lag keeps a steady trail of half a commit interval: it is
+            // already the sawtooth's mean.
+            commit_interval_total: sec.lag,
             consume_rate_per_second: Some(sec.served),
             produce_rate_per_second: Some(sec.load),
             complete: true,

@@ -12,7 +12,8 @@
 //!   `--capacity-per-replica`);
 //! - the autoscalers, each as `traces/policy.yaml` describes the consumer (2..12 replicas, CPU
 //!   at 70 %, [`LAG_PER_REPLICA`] messages of lag per replica, the policy's lag scaled like the
-//!   load): Tidal with that policy; the HPA on CPU at 70 % (it has no lag metric), its
+//!   load): Tidal with that policy (it sizes on the lag averaged over each commit interval,
+//!   `lagSampling: commitInterval`); the HPA on CPU at 70 % (it has no lag metric), its
 //!   defaults; KEDA's `kafka` trigger with `lagThreshold` [`LAG_PER_REPLICA`], its defaults.
 //!
 //! Every second: each Deployment's `spec.replicas` (replica-seconds, as the model counts
@@ -121,7 +122,7 @@ pub fn tidal_spec(group: &str, topic: &str) -> Value {
         "metrics": [
             {"name": "cpu", "resource": {"name": "cpu", "targetUtilization": 70}},
             {"name": "lag", "kafkaLag": {"cluster": "local", "group": group, "topics": [topic],
-             "lagPerReplica": LAG_PER_REPLICA,
+             "lagPerReplica": LAG_PER_REPLICA, "lagSampling": "commitInterval",
              "predictive": {"targetDrainSeconds": 30, "lookaheadSeconds": 30}}}
         ],
         "behavior": {
@@ -780,6 +781,7 @@ mod tests {
             &s["metrics"][1]["kafkaLag"],
         );
         assert_eq!(a["predictive"], b["predictive"]);
+        assert_eq!(a["lagSampling"], b["lagSampling"]);
         let scaled = b["lagPerReplica"].as_f64().expect("lag") * LOAD_SCALE;
         assert_eq!(a["lagPerReplica"].as_f64(), Some(scaled.ceil()));
     }
