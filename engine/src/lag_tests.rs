@@ -712,6 +712,18 @@ fn validation_names_the_kafka_lag_fields() {
     );
     // `desired` without validation still never panics on the same input.
     let _ = desired(&i.spec, &i.state, &i.observations, NOW);
+    let i = lag_input_json(
+        3,
+        serde_json::json!([{ "metric": "lag", "value": 1, "kafka": { "commit_interval_lag": -1e9 } }]),
+        serde_json::json!({ "lag_sampling": "commit_interval" }),
+        serde_json::json!({}),
+    );
+    let e = decide(&i).expect_err("invalid").to_string();
+    assert!(
+        e.contains("observations[0].kafka.commit_interval_lag")
+            && e.contains("must not be negative"),
+        "{e}"
+    );
     for (lookahead, why) in [
         (-1.0, "must be between 0 and 3600"),
         (3601.0, "must be between 0 and 3600"),

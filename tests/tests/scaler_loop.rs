@@ -531,8 +531,9 @@ async fn lag_loop(
 /// produced, committed about 1.3 s later, every 5 s), two Deployments, one policy each with
 /// `lagPerReplica` 10 and a scale-down window that holds the highest count. `latest` sizes on
 /// the tooth's peak (100 → 10 replicas; a round a second sees every tooth). `commitInterval`
-/// sizes on the mean over the 5 s cadence, whose 5 rounds hold at most 3 on a tooth (≤ 60 →
-/// ≤ 6 replicas; 26 → 3 on average).
+/// sizes on the mean over the 5 s cadence, whose 5 rounds hold at most 3 on a tooth of under
+/// 2 s (≤ 60 → ≤ 6 replicas; about 30 → 3 on average), once the scaler has read the idle group
+/// for 5 s (a mean starts from the rounds it has).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_interval_sampling_sizes_a_real_sawtooth_on_its_mean() -> R {
     let stack = Stack::load()?;
@@ -598,28 +599,68 @@ async fn sawtooth_loop(
             .create(&PostParams::default(), &policy(name, spec)?)
             .await?;
     }
+    // The scaler reads the idle group for a cadence's worth of rounds first: a mean starts
+    // from the rounds it has (at its first round, the latest alone).
+    for name in ["latest", "mean"] {
+        wait_for(
+            &format!("policy {name}'s first decision"),
+            Duration::from_secs(30),
+            || async {
+                status(&policies, name).await["lastDecision"]
+                    .is_object()
+                    .then_some(())
+            },
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let mut end = 0i64;
+    // How long a tooth stood: from the produce to the commit's answer.
+    let mut longest = Duration::ZERO;
     for _ in 0..TEETH {
         let tooth = Instant::now();
         produce(&bootstrap, &topic, &[100]).await?;
         end += 100;
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        commit(&bootstrap, &group, &[(&topic, 0, end)])?;
+        let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+        tokio::task::spawn_blocking(move || commit(&b, &g, &[(&t, 0, end)])).await??;
+        longest = longest.max(tooth.elapsed());
         tokio::time::sleep(Duration::from_secs(5).saturating_sub(tooth.elapsed())).await;
     }
-    let (latest, mean) = (
-        replicas(&deploys, "latest").await,
-        replicas(&deploys, "mean").await,
-    );
-    eprintln!("a sawtooth of 100 messages: latest sized {latest:?}, commitInterval {mean:?}");
+    // A tooth of s seconds holds at most floor(s) + 1 of the cadence's 5 rounds, one more
+    // when a round is late: 1.3 s plus a commit under 0.7 s is at most 3 (60 -> 6).
+    let on_tooth = longest.as_secs() + 2;
     anyhow::ensure!(
-        latest == Some(10),
-        "latest: {latest:?} replicas, want 10 (the peak); scaler log:\n{}",
+        on_tooth < 5,
+        "a tooth stood {:.1} s of its 5: the machine is too slow for this test to tell a mean \
+         from a peak",
+        longest.as_secs_f64()
+    );
+    let most = i32::try_from(on_tooth * 100 / 5 / 10)?;
+    let read = || async {
+        wait_for("both replica counts", Duration::from_secs(15), || async {
+            Some((
+                replicas(&deploys, "latest").await?,
+                replicas(&deploys, "mean").await?,
+            ))
+        })
+        .await
+    };
+    let (latest, mean) = read().await?;
+    eprintln!(
+        "a sawtooth of 100 messages (teeth up to {:.1} s): latest sized {latest}, \
+         commitInterval {mean} (at most {most})",
+        longest.as_secs_f64()
+    );
+    anyhow::ensure!(
+        latest == 10,
+        "latest: {latest} replicas, want 10 (the peak); scaler log:\n{}",
         scaler.tail()
     );
+    // At least 2: the round that saw the peak saw it in the mean too (>= 100 / 6).
     anyhow::ensure!(
-        mean.is_some_and(|m| (1..=6).contains(&m)),
-        "commitInterval: {mean:?} replicas, want at most 6 (the mean); scaler log:\n{}",
+        (2..=most).contains(&mean),
+        "commitInterval: {mean} replicas, want 2..={most} (the mean); scaler log:\n{}",
         scaler.tail()
     );
     Ok(())

@@ -378,6 +378,7 @@ pub fn validate(input: &Input) -> Result<(), InputError> {
                 ("persistent_lag", Some(k.persistent_lag)),
                 ("consume_rate_per_second", k.consume_rate_per_second),
                 ("produce_rate_per_second", k.produce_rate_per_second),
+                ("commit_interval_lag", k.commit_interval_lag),
             ] {
                 let Some(v) = v else { continue };
                 finite(|| format!("observations[{i}].kafka.{name}"), v, "value")?;

@@ -417,6 +417,7 @@ fn reading(
             let lag_f = lag as f64;
             out.total += lag_f;
             let mut interval_lag = lag_f;
+            let mut persistent = false;
             if lag > 0 {
                 out.partitions_with_lag += 1;
                 // Persistent only if the commit has stood still for the whole window: a group
@@ -427,13 +428,16 @@ fn reading(
                     && now - since >= f64::from(q.persistent_window_seconds)
                 {
                     out.persistent_lag += lag_f;
+                    persistent = true;
                 }
             }
             if let Some(o) = info.offsets {
                 let h = state.history.entry(key.clone()).or_default();
                 h.observe(now, o.log_end, committed);
-                // A negative committed offset is "none": its lag is the reset policy's.
-                if committed.is_some_and(|c| c >= 0) {
+                // A stuck partition has no sawtooth to average, and its latest lag is what
+                // `persistent_lag` takes off the total: its average (lower while it grows)
+                // would take the difference off the other partitions' backlog.
+                if committed.is_some() && !persistent {
                     interval_lag = h.commit_interval_lag(now).unwrap_or(lag_f);
                 }
                 let produce = h.produce_rate();
@@ -634,6 +638,30 @@ mod tests {
             .iter()
             .fold((f64::MAX, 0.0f64), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
         assert!(lo < 361.0 && hi > 361.0, "the latest saws: {lo}..{hi}");
+    }
+
+    /// With `excludePersistentLag`, the engine takes `persistent_lag` (latest lags) off the
+    /// averaged total: a stuck partition whose lag grows 50 a second must count its latest
+    /// lag there too, or the difference (its average trails by 2 s, 100 messages) would come
+    /// off the healthy partition's mean.
+    #[test]
+    fn a_persistent_partition_counts_its_latest_lag_in_the_commit_interval_total() {
+        let mut s = state();
+        let mut query = q(&["orders"]);
+        query.persistent_window_seconds = 5;
+        let mut last = None;
+        for second in 0..20i64 {
+            let healthy = 40 * (second - second.rem_euclid(5));
+            let r = round(
+                &[(0, Some(40 * second + 100)), (1, Some(1000 + 50 * second))],
+                &[(0, healthy), (1, 1000)],
+            );
+            last = Some(reading(&mut s, &r, &query, second as f64).expect("reading"));
+        }
+        let last = last.expect("a reading");
+        // p1: 1950 - 1000 = 950, persistent since 5 s; p0: 180 on average.
+        assert_eq!(last.persistent_lag, 950.0);
+        assert_eq!(last.commit_interval_total - last.persistent_lag, 180.0);
     }
 
     #[test]
