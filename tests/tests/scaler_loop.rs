@@ -166,24 +166,47 @@ fn condition<'a>(status: &'a serde_json::Value, kind: &str) -> Option<&'a serde_
         .find(|c| c["type"] == kind)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cpu_load_scales_up_within_seconds_and_back_down_after_the_window() -> R {
+/// A KWOK node of the stack, the first or the last.
+#[derive(Clone, Copy)]
+enum Node {
+    First,
+    Last,
+}
+
+/// Runs `body(stack, client, namespace, node, kubeconfig)` in a new namespace, with the CRD
+/// installed and the scaler's RBAC (plus the `overlay`'s rules) bound to a ServiceAccount
+/// whose kubeconfig the scaler runs with; the RBAC is removed after.
+async fn with_scaler_rbac(
+    prefix: &str,
+    which: Node,
+    overlay: Option<&str>,
+    body: impl AsyncFnOnce(&Stack, &kube::Client, &str, &str, &Path) -> R,
+) -> R {
     let stack = Stack::load()?;
     let admin = stack.admin_client().await?;
     ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
+    let mut nodes = stack.kwok_nodes()?.into_iter();
+    let node = match which {
+        Node::First => nodes.next(),
+        Node::Last => nodes.last(),
+    }
+    .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
     let client = admin.clone();
-    in_namespace(&admin, "loop-cpu", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = cpu_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
+    in_namespace(&admin, prefix, |ns| async move {
+        let rbac = match overlay {
+            Some(o) => ScalerRbac::install_with(&stack, &client, &ns, o).await?,
+            None => ScalerRbac::install(&stack, &client, &ns).await?,
+        };
+        let result = body(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
         rbac.remove(&stack)?;
         result
     })
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_load_scales_up_within_seconds_and_back_down_after_the_window() -> R {
+    with_scaler_rbac("loop-cpu", Node::First, None, cpu_loop).await
 }
 
 async fn cpu_loop(
@@ -322,22 +345,7 @@ async fn cpu_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_dry_run_and_every_uncertain_input_hold_safely() -> R {
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .into_iter()
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
-    let client = admin.clone();
-    in_namespace(&admin, "loop-lag", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = lag_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
-        rbac.remove(&stack)?;
-        result
-    })
-    .await
+    with_scaler_rbac("loop-lag", Node::Last, None, lag_loop).await
 }
 
 async fn lag_loop(
@@ -536,22 +544,7 @@ async fn lag_loop(
 /// for 5 s (a mean starts from the rounds it has).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_interval_sampling_sizes_a_real_sawtooth_on_its_mean() -> R {
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .into_iter()
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
-    let client = admin.clone();
-    in_namespace(&admin, "loop-saw", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = sawtooth_loop(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
-        rbac.remove(&stack)?;
-        result
-    })
-    .await
+    with_scaler_rbac("loop-saw", Node::Last, None, sawtooth_loop).await
 }
 
 async fn sawtooth_loop(
@@ -849,22 +842,7 @@ fn scale_api(client: &kube::Client, ns: &str) -> (Api<DynamicObject>, ScaleTarge
 /// hands over within 15s, and the new leader carries on from the checkpoint in the status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_failover_takes_under_15s_with_no_double_action() -> R {
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
-    let client = admin.clone();
-    in_namespace(&admin, "loop-ha", |ns| async move {
-        let rbac = ScalerRbac::install(&stack, &client, &ns).await?;
-        let result = failover(&stack, &client, &ns, &node, &rbac.kubeconfig).await;
-        rbac.remove(&stack)?;
-        result
-    })
-    .await
+    with_scaler_rbac("loop-ha", Node::First, None, failover).await
 }
 
 async fn failover(
@@ -981,22 +959,15 @@ async fn failover(
 /// and its histograms to the status, and patches the Deployment's template.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vertical_template_mode_sizes_the_request_from_real_usage() -> R {
-    let stack = Stack::load()?;
-    let admin = stack.admin_client().await?;
-    ensure_crd(&stack)?;
-    let node = stack
-        .kwok_nodes()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no KWOK node"))?;
-    let client = admin.clone();
-    in_namespace(&admin, "loop-vpa", |ns| async move {
-        // Template mode patches the workload: the opt-in overlay's right.
-        let rbac = ScalerRbac::install_with(&stack, &client, &ns, "vertical-template").await?;
-        let result = vertical_loop(&stack, &client, &ns, &node, &rbac.kubeconfig, true).await;
-        rbac.remove(&stack)?;
-        result
-    })
+    // Template mode patches the workload: the opt-in overlay's right.
+    with_scaler_rbac(
+        "loop-vpa",
+        Node::First,
+        Some("vertical-template"),
+        async |stack, client, ns, node, kubeconfig| {
+            vertical_loop(stack, client, ns, node, kubeconfig, true).await
+        },
+    )
     .await
 }
 
