@@ -15,6 +15,10 @@
 #   vertical   TIDAL_BENCH_PEERS_MINUTES of one busy pod under Tidal's Off mode (recommend) and the
 #              VPA recommender, created at the same moment, with a real OOM kill half-way:
 #              time to each one's first recommendation, and both every minute;
+#   inplace    Tidal's InPlace and the VPA's InPlaceOrRecreate (recommender, updater, admission
+#              controller), each on its own copy of 2 pods requesting 10m/16Mi, created at the
+#              same moment: when each copy's pods ran with new requests, in place or by new
+#              pods, and what each reached (at most TIDAL_BENCH_PEERS_MINUTES);
 #   replay     traces/step.csv and traces/flash-sale.csv, each compressed to
 #              TIDAL_BENCH_PEERS_REPLAY_SECONDS, driving real Kafka consumers
 #              (tidal-bench-consumer, image from scripts/image.sh --consumer) under Tidal, the HPA
@@ -26,15 +30,18 @@
 # The driver writes (or replaces) the section "Peers side by side (issue #15)" of
 # bench/RESULTS.md, keeping every other section (and the figures of a part not run), and
 # prints it. Bounded: at most about 240 s + lock wait + 2 × 180 s per step + the vertical
-# minutes + 2 × (replay seconds + 900) + 15 s per reading; the defaults take about 65 minutes. Its namespaces are deleted
+# minutes + 2 × (replay seconds + 900) + the inplace minutes + 15 s per reading; the defaults take
+# about 70 minutes. Its namespaces are deleted
 # at the end, also on Ctrl-C. Not part of scripts/test.sh (tests/tests/peers.rs is).
 #
 # Environment (read by tidal-bench; `target/release/tidal-bench peers --help`):
 #   TIDAL_BENCH_PEERS_STEPS         CPU steps (default 10, 1..100)
 #   TIDAL_BENCH_PEERS_WINDOW        scale-down stabilization for both, seconds (default 0, 0..300)
 #   TIDAL_BENCH_PEERS_READINGS      agreement readings (default 6, 2..40)
-#   TIDAL_BENCH_PEERS_MINUTES       the vertical part's length, minutes (default 6, 2..60)
-#   TIDAL_BENCH_PEERS_PARTS         a comma list of cpu, kafka, replay, vertical, agreement (default: all)
+#   TIDAL_BENCH_PEERS_MINUTES       the vertical part's length, and the inplace part's longest
+#                                   wait, minutes (default 6, 2..60)
+#   TIDAL_BENCH_PEERS_PARTS         a comma list of cpu, kafka, replay, vertical, inplace, agreement
+#                                   (default: all)
 #   TIDAL_BENCH_PEERS_REPLAY_SECONDS  each replayed trace compressed to this (default 600, 60..600)
 #   TIDAL_BENCH_PEERS_LOCK_SECONDS  longest wait for the node tests to release the node (300)
 #   TIDAL_BENCH_WRITE               0 prints the results without touching bench/RESULTS.md

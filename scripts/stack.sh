@@ -17,7 +17,8 @@
 #   Prometheus (built from the Go module proxy),
 #   a real node: kubelet + containerd + runc (scripts/stack/node.sh; TIDAL_REAL_NODE=0: none),
 #   the peers: metrics-server, for the controller-manager's HPA, KEDA's operator and adapter,
-#   and the VPA's recommender (scripts/stack/peers.sh; TIDAL_PEERS=0: none).
+#   and the VPA's recommender, updater and admission controller (a pod on the real node)
+#   (scripts/stack/peers.sh; TIDAL_PEERS=0: none).
 #   Helm (built only, for the chart's tests: charts/tidal, tests/tests/helm.rs), and
 #   tools/dashcheck (the dashboards against the Grafana Foundation SDK's types).
 #
@@ -57,7 +58,8 @@ PROM_PORT=$((PORT_BASE + 90))
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${TIDAL_CACHE:-$HOME/.cache/tidal}
-STATE=${TIDAL_STACK_DIR:-$REPO/.stack}
+# Absolute and normal (no trailing slash): it is compared and used as a path prefix.
+STATE=$(realpath -m "${TIDAL_STACK_DIR:-$REPO/.stack}")
 K8S_DIR=$CACHE/k8s-$K8S_VERSION
 ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
@@ -154,6 +156,7 @@ cmd_up() {
   gen_node_pki
   gen_front_proxy_pki
   gen_keda_pki
+  gen_vpa_pki
   up_bridge
   say "ports: etcd=$ETCD_PORT apiserver=$APISERVER_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT kwok=$KWOK_PORT kafka=$KAFKA_PORT kafka-sasl=$KAFKA_SASL_PORT kafka-ssl=$KAFKA_SSL_PORT kafka-mtls=$KAFKA_MTLS_PORT kafka-controller=$KAFKA_CONTROLLER_PORT prometheus=$PROM_PORT"
   up_etcd

@@ -40,13 +40,11 @@ gen_kafka_cert() {
   [[ -f $pki/kafka-keystore.pem ]] && return 0
   (
     cd "$pki"
-    openssl req -newkey rsa:2048 -nodes -keyout kafka.key.rsa -out kafka.csr -subj "/CN=kafka" 2>/dev/null
-    openssl pkcs8 -topk8 -nocrypt -in kafka.key.rsa -out kafka.key
     # The node IP too: a server of the tests that pods reach (a secured Prometheus) uses it.
     local san=IP:127.0.0.1,DNS:localhost
     node_enabled && san+=",IP:$NODE_IP"
-    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$san" >kafka.ext
-    openssl x509 -req -in kafka.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile kafka.ext -out kafka.crt 2>/dev/null
+    sign_cert ca kafka.key.rsa kafka.crt /CN=kafka serverAuth "$san"
+    openssl pkcs8 -topk8 -nocrypt -in kafka.key.rsa -out kafka.key
     cat kafka.key kafka.crt ca.crt >kafka-keystore.pem
   )
 }

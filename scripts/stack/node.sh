@@ -90,18 +90,10 @@ gen_node_pki() {
   [[ -f $pki/node.complete ]] && return 0
   (
     cd "$pki"
-    sign() { # sign NAME SUBJECT EXT
-      openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
-      printf '%s\n' "$3" >"$1.ext"
-      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-        -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-    }
-    sign kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" \
-      $'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth'
-    sign kubelet-serving "/CN=$NODE_NAME" \
-      "$(printf 'subjectAltName=IP:%s,DNS:%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth' "$NODE_IP" "$NODE_NAME")"
-    sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" \
-      $'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth'
+    sign_cert ca kubelet-client.key kubelet-client.crt "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
+    sign_cert ca kubelet-serving.key kubelet-serving.crt "/CN=$NODE_NAME" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
+    sign_cert ca apiserver-kubelet-client.key apiserver-kubelet-client.crt \
+      /O=system:masters/CN=kube-apiserver-kubelet-client clientAuth
     touch node.complete
   )
 }
@@ -115,17 +107,60 @@ apiserver_node_flags() {
     --kubelet-preferred-address-types InternalIP
 }
 
-# ---------------------------------------------------------------- the bridge
-# Created before anything binds to the node IP (Kafka's pod listener, the forwarder).
+# ---------------------------------------------------------------- the host's share
+# The bridge, the kubelet's cgroup root and the kernel settings the kubelet changes are the
+# host's, not a stack directory's: one stack holds them at a time. The holder's directory and
+# the kernel settings from before its kubelet are kept in /run/tidal (a tmpfs: gone at reboot,
+# as the bridge and the cgroups are). A stack that finds them held by a stack that still runs
+# stops. Held by one that does not (killed with its session and never brought down, or an
+# earlier checkout at this same path), it takes down what that one left, then makes its own.
+HOST_DIR=${TIDAL_NODE_HOST_DIR:-/run/tidal}
+NODE_HOLDER_FILE=$HOST_DIR/node.holder
+NODE_SYSCTL_FILE=$HOST_DIR/node.sysctl
+
+node_holder() { [[ -f $NODE_HOLDER_FILE ]] && cat "$NODE_HOLDER_FILE"; true; }
+
+# live_components DIR: the components of the stack at DIR whose process still runs.
+live_components() {
+  local f pid
+  for f in "$1"/pids/*.pid; do
+    pid=$(live_pid "$f") && printf '%s (pid %s) ' "$(basename "$f" .pid)" "$pid"
+  done
+  true
+}
+
+# The host's share is taken and given back under a lock, so that two stacks' `up` and `down`
+# never interleave; the lock goes with the shell that holds it.
+lock_node_host() {
+  mkdir -p "$HOST_DIR"
+  exec {NODE_LOCK_FD}>"$HOST_DIR/node.lock"
+  flock -w 60 "$NODE_LOCK_FD" || die "another stack has been taking or giving back the real node's bridge and cgroups for 60 s ($HOST_DIR/node.lock)"
+}
+unlock_node_host() { exec {NODE_LOCK_FD}>&-; }
+
+# Created before anything binds to the node IP (Kafka's pod listener, the forwarder). The
+# record is written once the bridge is this stack's.
 up_bridge() {
   node_enabled || return 0
   mkdir -p "$NODE_STATE"
+  local holder live
+  lock_node_host
+  holder=$(node_holder)
+  # Held, and not by this stack as it is set up now (a second `up` takes nothing).
+  if [[ -n $holder && ! ($holder == "$STATE" && -f $NODE_STATE/bridge.owned) ]]; then
+    live=$(live_components "$holder")
+    [[ -z $live ]] || die "the real node's bridge $NODE_BRIDGE and cgroups are held by the stack at $holder, which still runs: ${live% }; stop it first (TIDAL_STACK_DIR=$holder scripts/stack.sh down), or run this one without a real node and on other ports (TIDAL_REAL_NODE=0 TIDAL_PORT_BASE=...)"
+    say "the stack at $holder stopped without taking its real node down; removing what it left (containers, mounts, cgroups, pod network namespaces, the bridge, the kernel settings)"
+    release_node_host "$holder"
+  fi
   if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     ip link add "$NODE_BRIDGE" type bridge || die "cannot create bridge $NODE_BRIDGE (needs root)"
     touch "$NODE_STATE/bridge.owned"
   elif [[ ! -f $NODE_STATE/bridge.owned ]]; then
-    die "a bridge named $NODE_BRIDGE exists and this stack did not create it; remove it or set TIDAL_NODE_BRIDGE"
+    die "a bridge named $NODE_BRIDGE exists and no Tidal stack holds it ($NODE_HOLDER_FILE names none); remove it or set TIDAL_NODE_BRIDGE"
   fi
+  echo "$STATE" >"$NODE_HOLDER_FILE"
+  unlock_node_host
   grep -q "inet $NODE_IP/" <<<"$(ip addr show dev "$NODE_BRIDGE")" || ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
 }
@@ -144,15 +179,15 @@ up_node() {
 # (protectKernelDefaults: false). Saved once here and put back by `down`.
 KERNEL_TUNABLES=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 save_kernel_tunables() {
-  [[ -f $NODE_STATE/sysctl.saved ]] && return 0
+  [[ -f $NODE_SYSCTL_FILE ]] && return 0
   local k
-  for k in "${KERNEL_TUNABLES[@]}"; do echo "$k=$(sysctl -n "$k")"; done >"$NODE_STATE/sysctl.saved"
+  for k in "${KERNEL_TUNABLES[@]}"; do echo "$k=$(sysctl -n "$k")"; done >"$NODE_SYSCTL_FILE"
 }
 restore_kernel_tunables() {
-  [[ -f $NODE_STATE/sysctl.saved ]] || return 0
+  [[ -f $NODE_SYSCTL_FILE ]] || return 0
   local kv
-  while read -r kv; do sysctl -q -w "$kv" >/dev/null 2>&1 || say "could not restore $kv"; done <"$NODE_STATE/sysctl.saved"
-  rm -f "$NODE_STATE/sysctl.saved"
+  while read -r kv; do sysctl -q -w "$kv" >/dev/null 2>&1 || say "could not restore $kv"; done <"$NODE_SYSCTL_FILE"
+  rm -f "$NODE_SYSCTL_FILE"
 }
 
 # Pods reach the API server and Prometheus (both on 127.0.0.1) through the node IP.
@@ -371,7 +406,7 @@ prepare_cgroup_root() {
 # Pods first (the kubelet stops their containers and the CNI plugin frees their addresses),
 # then the kubelet and the runtime, then what they leave: cgroups, mounts, the bridge.
 down_node() {
-  [[ -d $NODE_STATE ]] || return 0
+  [[ -d $NODE_STATE || $(node_holder) == "$STATE" ]] || return 0
   if running kubelet && running kube-apiserver; then
     stop kube-controller-manager
     stop kube-scheduler
@@ -385,22 +420,41 @@ down_node() {
   fi
   stop kubelet
   stop node-forward
-  # Containers whose pods were not deleted: kill what runs in the kubelet's cgroups.
-  local h pid
-  for h in $(cgroup_hierarchies) /sys/fs/cgroup/unified; do
-    [[ -d $h/$NODE_CGROUP_ROOT ]] || continue
-    for pid in $(find "$h/$NODE_CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null); do
-      kill -KILL "$pid" 2>/dev/null || true
-    done
-  done
   stop containerd
-  pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+  lock_node_host
+  release_node_host "$STATE"
+  unlock_node_host
+}
+
+# release_node_host DIR: what the stack at DIR leaves once its kubelet and containerd are
+# gone. Its own mounts and log links (under DIR) always go. The host's share goes only when
+# DIR holds it (the record names it, or there is no record and DIR made it: its .owned files,
+# from before the record): the processes still in
+# the kubelet's cgroups (containers whose pods were not deleted) and the shims, the cgroups,
+# the CNI cache, the pods' network namespaces, the bridge, the kernel settings and the record.
+# A stack whose share another stack has since taken leaves that stack's containers alone.
+release_node_host() {
+  local dir=$1 node=$1/node held=0 h pid m ns record
+  record=$(node_holder)
+  if [[ $record == "$dir" ]] || [[ -z $record && (-f $node/cgroups.owned || -f $node/bridge.owned) ]]; then
+    held=1
+  fi
+  if ((held)); then
+    for h in $(cgroup_hierarchies) /sys/fs/cgroup/unified; do
+      [[ -d $h/$NODE_CGROUP_ROOT ]] || continue
+      for pid in $(find "$h/$NODE_CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+        kill -KILL "$pid" 2>/dev/null || true
+      done
+    done
+  fi
+  pkill -KILL -f "containerd-shim-runc-v2 .*-address $node/containerd.sock" 2>/dev/null || true
   # Mounts under the node's state (rootfs overlays, sandbox shm, pod volumes), deepest first.
-  local m
-  for m in $(awk -v p="$NODE_STATE/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r); do
+  for m in $(awk -v p="$node/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || say "could not unmount $m"
   done
-  if [[ -f $NODE_STATE/cgroups.owned ]]; then
+  # The kubelet links container logs from the fixed /var/log/containers: remove our links.
+  find /var/log/containers -maxdepth 1 -lname "$node/*" -delete 2>/dev/null || true
+  if ((held)); then
     # Every hierarchy, the controller-less unified mount included: the kubelet makes its tree
     # there too.
     for h in $(cgroup_hierarchies) /sys/fs/cgroup/unified; do
@@ -408,16 +462,18 @@ down_node() {
       find "$h/$NODE_CGROUP_ROOT" -depth -type d -exec rmdir {} \; 2>/dev/null ||
         say "cgroups left under $h/$NODE_CGROUP_ROOT (still in use?)"
     done
-    rm -f "$NODE_STATE/cgroups.owned"
-  fi
-  # The kubelet links container logs from the fixed /var/log/containers: remove our links.
-  find /var/log/containers -maxdepth 1 -lname "$NODE_STATE/*" -delete 2>/dev/null || true
-  rm -f /var/lib/cni/results/tidal-* 2>/dev/null || true
-  if [[ -f $NODE_STATE/bridge.owned ]]; then
+    rm -f /var/lib/cni/results/tidal-* 2>/dev/null || true
+    # The pods' network namespaces: containerd removes them when the kubelet stops a pod, and
+    # nothing does when both were killed. Each is found by its end of a veth on the bridge.
+    for ns in $(ip -o link show master "$NODE_BRIDGE" 2>/dev/null | sed -n 's/.* link-netns \([^ ]*\).*/\1/p'); do
+      ip netns del "$ns" 2>/dev/null || say "could not remove network namespace $ns"
+    done
     ip link del "$NODE_BRIDGE" 2>/dev/null || true
-    rm -f "$NODE_STATE/bridge.owned"
+    restore_kernel_tunables
+    [[ $(node_holder) == "$dir" ]] && rm -f "$NODE_HOLDER_FILE"
   fi
-  restore_kernel_tunables
+  rm -f "$node/cgroups.owned" "$node/bridge.owned"
+  true
 }
 
 node_status() {

@@ -2,7 +2,7 @@
 # The peers Tidal is compared with, run beside it on the real node (issue #15):
 # metrics-server, read by the kube-controller-manager's own HPA controller (already in the
 # stack, default 15 s sync period), KEDA (its operator and its external metrics API server) and
-# the VPA's recommender.
+# the VPA: its recommender, its updater and its admission controller.
 # Built from the Go module proxy at pinned versions and cached.
 # Sourced by scripts/stack.sh after scripts/stack/node.sh (needs the real node: metrics-server
 # reads the kubelet). What each peer runs with, and what differs from its docs: docs/peers.md.
@@ -24,6 +24,12 @@ KEDA_ADAPTER_PORT=$((PORT_BASE + 255))
 VPA_VERSION=v1.8.1
 VPA_DIR=$CACHE/vpa-$VPA_VERSION
 VPA_RECOMMENDER_PORT=$((PORT_BASE + 256))
+# The updater's metrics and health check, on 127.0.0.1. The admission controller runs as a pod
+# on the real node (its webhook server listens on every address it has, which a pod's are
+# only its own), behind the Service vpa-webhook, as deploy/ runs it.
+VPA_UPDATER_PORT=$((PORT_BASE + 258))
+VPA_NAMESPACE=kube-system
+VPA_ADMISSION_IMAGE=tidal.local/vpa-admission-controller:$VPA_VERSION
 # 0 leaves the peers out (they need the real node anyway).
 PEERS=${TIDAL_PEERS:-1}
 
@@ -36,7 +42,8 @@ build_peers() {
     run_logged "metrics-server-$METRICS_SERVER_VERSION" _build_metrics_server
   [[ -x $KEDA_DIR/keda-operator && -x $KEDA_DIR/keda-adapter && -d $KEDA_DIR/crd ]] ||
     run_logged "keda-$KEDA_VERSION" _build_keda
-  [[ -x $VPA_DIR/vpa-recommender && -f $VPA_DIR/vpa-v1-crd-gen.yaml ]] ||
+  [[ -x $VPA_DIR/vpa-recommender && -x $VPA_DIR/vpa-updater && -f $VPA_DIR/admission-controller.tar &&
+    -f $VPA_DIR/vpa-v1-crd-gen.yaml && -f $VPA_DIR/vpa-rbac.yaml ]] ||
     run_logged "vpa-$VPA_VERSION" _build_vpa
 }
 # A program module with its own go.mod, so `go get -tool` pins what metrics-server's go.mod asks.
@@ -74,15 +81,26 @@ _build_keda() {
   mv "$KEDA_DIR/keda-adapter.tmp" "$KEDA_DIR/keda-adapter"
 }
 
-# The VPA's recommender, and its CRDs from the same module (deploy/vpa-v1-crd-gen.yaml).
+# The VPA's three components, its CRDs and its RBAC (deploy/vpa-v1-crd-gen.yaml,
+# deploy/vpa-rbac.yaml) from the same module. The admission controller is built static
+# (CGO_ENABLED=0, as upstream's image is) into an image of its own: the binary alone, user
+# 65534 as deploy/admission-controller-deployment.yaml runs it.
 _build_vpa() {
   set -euo pipefail
   local work=$CACHE/src/vpa-$VPA_VERSION
   module_copy "k8s.io/autoscaler/vertical-pod-autoscaler@$VPA_VERSION" "$work"
   mkdir -p "$VPA_DIR" && cd "$work"
-  go build -trimpath -ldflags "-s -w" -o "$VPA_DIR/vpa-recommender.tmp" ./pkg/recommender
-  cp deploy/vpa-v1-crd-gen.yaml "$VPA_DIR/vpa-v1-crd-gen.yaml"
-  mv "$VPA_DIR/vpa-recommender.tmp" "$VPA_DIR/vpa-recommender"
+  local c
+  for c in recommender updater admission-controller; do
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$VPA_DIR/vpa-$c.tmp" "./pkg/$c"
+    mv "$VPA_DIR/vpa-$c.tmp" "$VPA_DIR/vpa-$c"
+  done
+  /usr/bin/python3 "$REPO/scripts/oci-image.py" --name "$VPA_ADMISSION_IMAGE" \
+    --out "$VPA_DIR/admission-controller.tar.tmp" \
+    --file "$VPA_DIR/vpa-admission-controller:/admission-controller:755" --user 65534:65534 \
+    --entrypoint '["/admission-controller"]'
+  mv "$VPA_DIR/admission-controller.tar.tmp" "$VPA_DIR/admission-controller.tar"
+  cp deploy/vpa-v1-crd-gen.yaml deploy/vpa-rbac.yaml "$VPA_DIR/"
 }
 
 # ---------------------------------------------------------------- the aggregation layer
@@ -96,12 +114,7 @@ gen_front_proxy_pki() {
     cd "$pki"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout front-proxy-ca.key -out front-proxy-ca.crt \
       -subj "/CN=tidal-front-proxy-ca" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout front-proxy-client.key -out front-proxy-client.csr \
-      -subj "/CN=front-proxy-client" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
-      >front-proxy-client.ext
-    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key \
-      -CAcreateserial -days 3650 -extfile front-proxy-client.ext -out front-proxy-client.crt 2>/dev/null
+    sign_cert front-proxy-ca front-proxy-client.key front-proxy-client.crt /CN=front-proxy-client clientAuth
     touch front-proxy.complete
   )
 }
@@ -116,18 +129,33 @@ gen_keda_pki() {
   (
     cd "$dir"
     cp "$STATE/pki/ca.crt" ca.crt
-    openssl req -newkey rsa:2048 -nodes -keyout tls.key -out tls.csr -subj "/CN=keda-operator" 2>/dev/null
-    printf '%s\n' \
-      "subjectAltName=DNS:keda-operator.$KEDA_NAMESPACE.svc.cluster.local,DNS:keda-operator.$KEDA_NAMESPACE.svc,DNS:keda-metrics-apiserver.$KEDA_NAMESPACE.svc,IP:127.0.0.1,IP:$NODE_IP" \
-      'basicConstraints=CA:FALSE' 'keyUsage=digitalSignature,keyEncipherment' \
-      'extendedKeyUsage=serverAuth,clientAuth' >tls.ext
-    openssl x509 -req -in tls.csr -CA "$STATE/pki/ca.crt" -CAkey "$STATE/pki/ca.key" -CAcreateserial \
-      -days 3650 -extfile tls.ext -out tls.crt 2>/dev/null
+    sign_cert "$STATE/pki/ca" tls.key tls.crt /CN=keda-operator serverAuth,clientAuth \
+      "DNS:keda-operator.$KEDA_NAMESPACE.svc.cluster.local,DNS:keda-operator.$KEDA_NAMESPACE.svc,DNS:keda-metrics-apiserver.$KEDA_NAMESPACE.svc,IP:127.0.0.1,IP:$NODE_IP"
+    touch .complete
+  )
+}
+
+# The VPA admission controller's serving certificate, for the name the API server calls it by
+# (the Service vpa-webhook), signed by the stack's CA, which it registers as the webhook's
+# caBundle. deploy/'s gencerts.sh makes a CA of its own instead; the stack's CA key never
+# leaves $STATE/pki.
+gen_vpa_pki() {
+  peers_enabled || return 0
+  local dir=$STATE/vpa/certs
+  [[ -f $dir/.complete ]] && return 0
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    cp "$STATE/pki/ca.crt" caCert.pem
+    sign_cert "$STATE/pki/ca" serverKey.pem serverCert.pem "/CN=vpa-webhook.$VPA_NAMESPACE.svc" serverAuth \
+      "DNS:vpa-webhook.$VPA_NAMESPACE.svc"
     touch .complete
   )
 }
 
 # No kube-proxy here: the aggregator routes to the endpoint addresses, not the Service IP.
+# The same flag makes the API server call admission webhooks (the VPA's) at their Service's
+# endpoints.
 apiserver_aggregation_flags() {
   peers_enabled || return 0
   echo --requestheader-client-ca-file "$STATE/pki/front-proxy-ca.crt" \
@@ -250,15 +278,119 @@ EOF
   wait_for keda-adapter 60 kubectl_ get --raw /apis/external.metrics.k8s.io/v1beta1
 }
 
-# The VPA recommender as deploy/recommender-deployment.yaml runs it: its defaults (a 1 min
-# loop, checkpoints in VerticalPodAutoscalerCheckpoint objects, usage from metrics.k8s.io),
-# no leader election; a process on this host; its metrics and health check on 127.0.0.1.
+# The VPA as deploy/ runs it, with its defaults:
+# - the recommender (deploy/recommender-deployment.yaml): a 1 min loop, checkpoints in
+#   VerticalPodAutoscalerCheckpoint objects, usage from metrics.k8s.io, no leader election;
+# - the admission controller (deploy/admission-controller-deployment.yaml and -service.yaml): a
+#   pod on the real node in kube-system, its ServiceAccount and RBAC (deploy/vpa-rbac.yaml), its
+#   certificates in the Secret vpa-tls-certs (gen_vpa_pki); it registers its own
+#   MutatingWebhookConfiguration (vpa-webhook-config, failurePolicy Ignore) and renews the
+#   status Lease the updater reads;
+# - the updater (deploy/updater-deployment.yaml): a 1 min loop, --min-replicas 2, in-place
+#   resizes through pods/resize for InPlaceOrRecreate; it skips its whole loop (resizes and
+#   evictions) while the admission controller's status Lease is older than 1 min.
+# The recommender and the updater run as processes on this host with the stack's admin
+# kubeconfig instead of ServiceAccounts, their metrics and health checks on 127.0.0.1.
 up_vpa() {
   kubectl_ apply --server-side --force-conflicts -f "$VPA_DIR/vpa-v1-crd-gen.yaml" >/dev/null
   ports_free vpa-recommender "$VPA_RECOMMENDER_PORT"
   start vpa-recommender "$VPA_DIR/vpa-recommender" --kubeconfig "$STATE/kubeconfig" \
     --address "127.0.0.1:$VPA_RECOMMENDER_PORT" --v=1
   wait_for vpa-recommender 60 curl -fsS "http://127.0.0.1:$VPA_RECOMMENDER_PORT/metrics"
+  up_vpa_admission_controller
+  ports_free vpa-updater "$VPA_UPDATER_PORT"
+  NAMESPACE=$VPA_NAMESPACE start vpa-updater "$VPA_DIR/vpa-updater" --kubeconfig "$STATE/kubeconfig" \
+    --address "127.0.0.1:$VPA_UPDATER_PORT" --v=2
+  wait_for vpa-updater 60 curl -fsS "http://127.0.0.1:$VPA_UPDATER_PORT/health-check"
+}
+
+# What differs from deploy/: the image (built here, imagePullPolicy Never), the real node's
+# selector and taint toleration, the API server's address (no kube-proxy: in-cluster config
+# reads KUBERNETES_SERVICE_HOST/PORT, as manifests/overlays/local does for Tidal) and the
+# stack's label. Arguments, resources and probes are upstream's.
+up_vpa_admission_controller() {
+  import_image "$VPA_DIR/admission-controller.tar" "$VPA_ADMISSION_IMAGE"
+  local certs=$STATE/vpa/certs
+  kubectl_ apply --server-side --force-conflicts -f "$VPA_DIR/vpa-rbac.yaml" >/dev/null
+  kubectl_ -n "$VPA_NAMESPACE" create secret generic vpa-tls-certs --from-file="$certs/caCert.pem" \
+    --from-file="$certs/serverCert.pem" --from-file="$certs/serverKey.pem" --dry-run=client -o yaml |
+    kubectl_ apply -f - >/dev/null
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: vpa-webhook, namespace: $VPA_NAMESPACE, labels: {app.kubernetes.io/part-of: tidal-stack}}
+spec:
+  ports: [{port: 443, targetPort: 8000}]
+  selector: {app: vpa-admission-controller}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: vpa-admission-controller, namespace: $VPA_NAMESPACE, labels: {app.kubernetes.io/part-of: tidal-stack}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: vpa-admission-controller}}
+  template:
+    metadata: {labels: {app: vpa-admission-controller}}
+    spec:
+      serviceAccountName: vpa-admission-controller
+      securityContext: {runAsNonRoot: true, runAsUser: 65534}
+      nodeSelector: {${NODE_LABEL%%=*}: "${NODE_LABEL#*=}"}
+      tolerations: [{key: tidal.dev/real-node, operator: Exists, effect: NoSchedule}]
+      containers:
+        - name: admission-controller
+          image: $VPA_ADMISSION_IMAGE
+          imagePullPolicy: Never
+          env:
+            - {name: NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+            - {name: KUBERNETES_SERVICE_HOST, value: "$NODE_IP"}
+            - {name: KUBERNETES_SERVICE_PORT, value: "$APISERVER_PORT"}
+          args: ["--v=4", "--stderrthreshold=info", "--reload-cert"]
+          volumeMounts: [{name: tls-certs, mountPath: /etc/tls-certs, readOnly: true}]
+          resources:
+            limits: {cpu: 200m, memory: 500Mi}
+            requests: {cpu: 50m, memory: 200Mi}
+          ports: [{containerPort: 8000}, {name: prometheus, containerPort: 8944}]
+          livenessProbe:
+            httpGet: {path: /health-check, port: prometheus, scheme: HTTP}
+            initialDelaySeconds: 5
+            periodSeconds: 10
+            failureThreshold: 3
+          readinessProbe:
+            httpGet: {path: /health-check, port: prometheus, scheme: HTTP}
+            periodSeconds: 10
+            failureThreshold: 3
+      volumes: [{name: tls-certs, secret: {secretName: vpa-tls-certs}}]
+EOF
+  wait_vpa_admission 120 kubectl_ -n "$VPA_NAMESPACE" rollout status deployment/vpa-admission-controller \
+    --timeout=5s
+  # It registers the webhook once its informers sync, then renews the status Lease that the
+  # updater reads before it evicts.
+  wait_vpa_admission 60 kubectl_ get mutatingwebhookconfiguration vpa-webhook-config
+  wait_vpa_admission 60 vpa_lease_fresh
+}
+
+# The admission controller's status Lease renewed in the last 30 s (after a `down` without
+# --purge, the previous one is still there).
+vpa_lease_fresh() {
+  local renewed
+  renewed=$(kubectl_ -n "$VPA_NAMESPACE" get lease vpa-admission-controller -o 'jsonpath={.spec.renewTime}') &&
+    [[ -n $renewed ]] && (($(date +%s) - $(date -d "$renewed" +%s) < 30))
+}
+
+# wait_vpa_admission TIMEOUT CMD...: poll CMD until it succeeds, or fail with the admission
+# controller's pod and log (a pod, not one of the stack's processes: wait_for cannot watch it).
+wait_vpa_admission() {
+  local deadline=$(($(date +%s) + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    if (($(date +%s) >= deadline)); then
+      say "ERROR: the VPA admission controller is not ready ($*); its pod and last log lines:"
+      kubectl_ -n "$VPA_NAMESPACE" get pods -l app=vpa-admission-controller -o wide >&2 || true
+      kubectl_ -n "$VPA_NAMESPACE" logs -l app=vpa-admission-controller --tail 40 >&2 || true
+      exit 1
+    fi
+    sleep 0.5
+  done
 }
 
 # ---------------------------------------------------------------- down
@@ -268,7 +400,10 @@ down_peers() {
   if running kube-apiserver; then
     kubectl_ delete apiservice v1beta1.metrics.k8s.io v1beta1.external.metrics.k8s.io \
       --ignore-not-found >/dev/null 2>&1 || true
+    # Likewise the VPA's webhook: every pod creation would call it.
+    kubectl_ delete mutatingwebhookconfiguration vpa-webhook-config --ignore-not-found >/dev/null 2>&1 || true
   fi
+  stop vpa-updater
   stop vpa-recommender
   stop keda-adapter
   stop keda-operator
@@ -277,7 +412,16 @@ down_peers() {
 
 peers_status() {
   peers_enabled || return 0
-  components_status metrics-server keda-operator keda-adapter vpa-recommender
+  local rc=0
+  components_status metrics-server keda-operator keda-adapter vpa-recommender vpa-updater || rc=1
+  if [[ $(kubectl_ -n "$VPA_NAMESPACE" get deployment vpa-admission-controller \
+    -o 'jsonpath={.status.readyReplicas}' 2>/dev/null) == 1 ]]; then
+    printf '%-24s ready    pod on %s\n' vpa-admission-controller "$NODE_NAME"
+  else
+    printf '%-24s not ready\n' vpa-admission-controller
+    rc=1
+  fi
+  return $rc
 }
 
 peers_env() {
@@ -290,5 +434,6 @@ export TIDAL_KEDA_VERSION=$KEDA_VERSION
 export TIDAL_KEDA_NAMESPACE=$KEDA_NAMESPACE
 export TIDAL_KEDA_OPERATOR_METRICS_URL=http://127.0.0.1:$KEDA_OPERATOR_METRICS_PORT/metrics
 export TIDAL_VPA_VERSION=$VPA_VERSION
+export TIDAL_VPA_UPDATER_METRICS_URL=http://127.0.0.1:$VPA_UPDATER_PORT/metrics
 EOF
 }

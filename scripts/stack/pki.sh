@@ -2,6 +2,23 @@
 # scripts/stack/pki.sh — the stack's PKI, tokens, kubeconfigs and env file.
 # Sourced by scripts/stack.sh, which defines the versions, ports, paths and say/die/run_logged.
 
+# sign_cert CA KEY CRT SUBJECT EKU [SAN]: a new 2048-bit RSA key KEY and a certificate CRT for
+# SUBJECT, signed for 10 years by CA (the files CA.crt and CA.key): not a CA, for
+# digitalSignature and keyEncipherment, extended key usage EKU (serverAuth, clientAuth or
+# both), with the subjectAltName SAN when given. Its request and extension file stay beside
+# CRT (CRT without its extension, .csr and .ext).
+sign_cert() {
+  local ca=$1 key=$2 crt=$3 subject=$4 eku=$5 san=${6:-}
+  local base=${crt%.*}
+  openssl req -newkey rsa:2048 -nodes -keyout "$key" -out "$base.csr" -subj "$subject" 2>/dev/null
+  {
+    [[ -z $san ]] || echo "subjectAltName=$san"
+    printf '%s\n' 'basicConstraints=CA:FALSE' 'keyUsage=digitalSignature,keyEncipherment' "extendedKeyUsage=$eku"
+  } >"$base.ext"
+  openssl x509 -req -in "$base.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 3650 \
+    -extfile "$base.ext" -out "$crt" 2>/dev/null || die "openssl could not sign $crt ($subject) with $ca.crt"
+}
+
 gen_pki() {
   local pki=$STATE/pki
   [[ -f $pki/.complete ]] && return 0
@@ -12,11 +29,9 @@ gen_pki() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
       -subj "/CN=tidal-local-ca" -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
     # The node IP: pods on the real node reach the API server there.
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.0.0.1,IP:%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$NODE_IP" >apiserver.ext
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    sign_cert ca apiserver.key apiserver.crt /CN=kube-apiserver serverAuth \
+      "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.0.0.1,IP:$NODE_IP"
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >admin.token
@@ -37,10 +52,8 @@ gen_client_cert() {
   [[ -f $pki/client.crt ]] && return 0
   (
     cd "$pki"
-    openssl req -newkey rsa:2048 -nodes -keyout client.key.rsa -out client.csr -subj "/CN=tidal" 2>/dev/null
+    sign_cert ca client.key.rsa client.crt /CN=tidal clientAuth
     openssl pkcs8 -topk8 -nocrypt -in client.key.rsa -out client.key
-    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
-    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile client.ext -out client.crt 2>/dev/null
   )
 }
 

@@ -6,11 +6,34 @@ pidfile() { echo "$STATE/pids/$1.pid"; }
 
 logfile() { echo "$STATE/logs/$1.log"; }
 
-running() {
-  local f
-  f=$(pidfile "$1")
-  [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
+# proc_start PID: when process PID started, in clock ticks since boot (the 22nd field of
+# /proc/PID/stat, after the command name in parentheses). A pid the kernel gives to another
+# process later comes with another start; the wall clock plays no part.
+proc_start() {
+  local stat
+  local -a f
+  [[ -r /proc/$1/stat ]] || return 1
+  stat=$(<"/proc/$1/stat") || return 1
+  read -ra f <<<"${stat##*) }"
+  [[ -n ${f[19]:-} ]] || return 1
+  echo "${f[19]}"
 }
+
+# live_pid FILE: the pid in pid file FILE while its process runs. `start` keeps the process's
+# start beside it (NAME.start), and only that process counts: a stack killed without `down`
+# leaves its pid files, and the kernel may since have given a pid to another program.
+live_pid() {
+  local f=$1 pid start
+  [[ -f $f ]] || return 1
+  pid=$(<"$f")
+  start=$(proc_start "$pid") || return 1
+  if [[ -f ${f%.pid}.start ]]; then
+    [[ $start == "$(<"${f%.pid}.start")" ]] || return 1
+  fi
+  echo "$pid"
+}
+
+running() { live_pid "$(pidfile "$1")" >/dev/null; }
 
 # ports_free NAME PORT...: fail clearly when a port that NAME needs is taken by a process
 # this stack did not start (a stale stack from another checkout, another service).
@@ -37,7 +60,10 @@ start() {
   fi
   mkdir -p "$STATE/pids" "$STATE/logs"
   setsid "$@" >>"$(logfile "$name")" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$name")"
+  local f
+  f=$(pidfile "$name")
+  echo $! >"$f"
+  proc_start $! >"${f%.pid}.start" || rm -f "${f%.pid}.start"
   say "started $name (pid $!)"
 }
 
@@ -63,8 +89,7 @@ stop() {
   local name=$1 f pid
   f=$(pidfile "$name")
   [[ -f $f ]] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid=$(live_pid "$f"); then
     # Each component runs in its own session (setsid), so its pid is its process group:
     # signal the group to take any children down with it.
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -73,5 +98,5 @@ stop() {
     kill -KILL -- "-$pid" 2>/dev/null || true
     say "stopped $name (pid $pid)"
   fi
-  rm -f "$f"
+  rm -f "$f" "${f%.pid}.start"
 }

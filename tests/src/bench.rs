@@ -176,15 +176,24 @@ pub fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('"')?])
 }
 
-/// The Ready, not deleting, pods labelled `app=<app>`, by name.
-pub async fn ready_pods(pods: &Api<Pod>, app: &str) -> R<Vec<String>> {
+/// The pods labelled `app=<app>` that are not being deleted.
+pub async fn app_pods(pods: &Api<Pod>, app: &str) -> R<Vec<Pod>> {
     let list = pods
         .list(&ListParams::default().labels(&format!("app={app}")))
         .await?;
-    let mut names: Vec<String> = list
+    Ok(list
         .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+/// The Ready, not deleting, pods labelled `app=<app>`, by name.
+pub async fn ready_pods(pods: &Api<Pod>, app: &str) -> R<Vec<String>> {
+    let mut names: Vec<String> = app_pods(pods, app)
+        .await?
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .filter(|p| pod_ready(p))
         .filter_map(|p| p.metadata.name.clone())
         .collect();
     names.sort();

@@ -1,15 +1,17 @@
 //! The peers come up and answer (issue #15): metrics-server, registered through the API
 //! server's aggregation layer, serves the real node's and its pods' usage read from the
 //! kubelet, and the kube-controller-manager's own HPA controller scales a real Deployment on
-//! it; KEDA's operator and metrics API server scale one on a consumer group's lag. The
-//! side-by-side figures are `scripts/bench-peers.sh`'s, not a test's.
+//! it; KEDA's operator and metrics API server scale one on a consumer group's lag; the VPA's
+//! recommender recommends for one, its updater resizes one in place and its admission
+//! controller's webhook sets a new pod's requests. The side-by-side figures are
+//! `scripts/bench-peers.sh`'s, not a test's.
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::peers::{
@@ -18,6 +20,7 @@ use tidal_e2e::peers::{
 use tidal_e2e::realnode::{RealNode, wait_ready};
 use tidal_e2e::scaler::ReplicaHistory;
 use tidal_e2e::{unique, wait_for};
+use tidal_scaler::api::convert::parse_quantity;
 
 type R = anyhow::Result<()>;
 
@@ -225,6 +228,173 @@ async fn the_vpa_recommender_recommends_for_a_real_deployment() -> R {
                 "the VPA's {bound}: {rec}"
             );
         }
+        Ok(())
+    })
+    .await
+}
+
+/// Each container's `(cpu, memory)` requests of `pod`, in its spec and (when the kubelet has
+/// reported them) as applied, with the pod's UID and restart count.
+fn requests(pod: &Pod) -> Value {
+    json!({
+        "uid": pod.metadata.uid,
+        "spec": pod.spec.as_ref().map(|s| s.containers.iter().map(|c| {
+            c.resources.as_ref().and_then(|r| r.requests.clone())
+        }).collect::<Vec<_>>()),
+        "applied": pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).map(|cs| {
+            cs.iter().map(|c| json!({
+                "requests": c.resources.as_ref().and_then(|r| r.requests.clone()),
+                "restarts": c.restart_count,
+            })).collect::<Vec<_>>()
+        }),
+        "annotations": pod.metadata.annotations,
+    })
+}
+
+/// The requests `(cpu cores, memory bytes)` of container `idle` in `pod`'s spec (`applied`:
+/// as the kubelet reports them in its status).
+fn idle_requests(pod: &Pod, applied: bool) -> Option<(f64, f64)> {
+    let r = if applied {
+        let s = pod.status.as_ref()?.container_statuses.as_ref()?;
+        s.iter()
+            .find(|c| c.name == "idle")?
+            .resources
+            .clone()?
+            .requests?
+    } else {
+        let c = pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == "idle")?;
+        c.resources.clone()?.requests?
+    };
+    let q = |k: &str| parse_quantity(&r.get(k)?.0).ok();
+    Some((q("cpu")?, q("memory")?))
+}
+
+/// The VPA's updater and admission controller (`updateMode: InPlaceOrRecreate`, as Tidal's
+/// `InPlace`) on a real Deployment of 2 pods (the updater's `--min-replicas`) whose requests,
+/// 10m and 8Mi, are below the recommender's floors (25m and 250Mi for a one-container pod),
+/// so outside any recommendation's range: the updater resizes a running pod in place through
+/// the kubelet (same UID, no restart, the kubelet's reported requests equal the spec's), and a
+/// pod created afterwards gets the recommendation from the admission controller's webhook,
+/// which the API server calls through its Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vpa_updater_resizes_in_place_and_its_webhook_sets_new_pods() -> R {
+    let needs = [
+        ("TIDAL_VPA_VERSION", "the VPA"),
+        ("TIDAL_VPA_UPDATER_METRICS_URL", "the VPA updater"),
+    ];
+    with_peers("peers-vpa-up", &needs, |_, node, c, ns| async move {
+        let container = node.busybox("idle", "sleep 3600", Some(("10m", "8Mi")), None);
+        let deploys: Api<Deployment> = Api::namespaced(c.clone(), &ns);
+        deploys
+            .create(
+                &PostParams::default(),
+                &node.deployment("web", 2, container),
+            )
+            .await?;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+        let by_app = ListParams::default().labels("app=web");
+        let first = wait_for("2 running pods of web", Duration::from_secs(90), || async {
+            let l = pods.list(&by_app).await.ok()?;
+            let running = l
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+            let uids: Vec<String> = running.filter_map(|p| p.metadata.uid.clone()).collect();
+            (uids.len() == 2).then_some(uids)
+        })
+        .await?;
+        let vpas = vertical_pod_autoscalers(&c, &ns);
+        let vpa: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "updatePolicy": {"updateMode": "InPlaceOrRecreate"}}
+        }))?;
+        vpas.create(&PostParams::default(), &vpa).await?;
+        let created = std::time::Instant::now();
+        // The recommender's first loop with usage (up to 200 s here), then the updater's next
+        // loop (1 min), which resizes one of the 2 pods (its eviction tolerance, 0.5 of 2).
+        let resized = wait_for(
+            "a pod of web resized in place by the VPA updater",
+            Duration::from_secs(420),
+            || async {
+                let l = pods.list(&by_app).await.ok()?;
+                l.items.into_iter().find(|p| {
+                    let same = p.metadata.uid.as_ref().is_some_and(|u| first.contains(u));
+                    let applied = idle_requests(p, true);
+                    same && idle_requests(p, false).is_some_and(|(cpu, mem)| {
+                        cpu >= 0.025
+                            && mem >= 250.0 * 1024.0 * 1024.0
+                            && applied == Some((cpu, mem))
+                    })
+                })
+            },
+        )
+        .await?;
+        let restarts: i32 = resized
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+            .unwrap_or(-1);
+        anyhow::ensure!(
+            restarts == 0,
+            "resized with a restart: {}",
+            requests(&resized)
+        );
+        eprintln!(
+            "resized in place {:.0} s after the VPA was created: {}",
+            created.elapsed().as_secs_f64(),
+            requests(&resized)
+        );
+        let l = pods.list(&by_app).await?;
+        let uids: Vec<_> = l
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        anyhow::ensure!(
+            first.iter().all(|u| uids.contains(u)),
+            "a pod of web was replaced, not resized in place: {first:?} then {uids:?}"
+        );
+        // A third pod: the webhook sets the recommendation at its creation.
+        deploys
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 3}})),
+            )
+            .await?;
+        let third = wait_for(
+            "the third pod of web, created",
+            Duration::from_secs(60),
+            || async {
+                let l = pods.list(&by_app).await.ok()?;
+                l.items
+                    .into_iter()
+                    .find(|p| p.metadata.uid.as_ref().is_some_and(|u| !first.contains(u)))
+            },
+        )
+        .await?;
+        let annotated = third
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("vpaUpdates"))
+            .is_some_and(|v| v.starts_with("Pod resources updated by web:"));
+        anyhow::ensure!(
+            annotated
+                && idle_requests(&third, false)
+                    .is_some_and(|(cpu, mem)| cpu >= 0.025 && mem >= 250.0 * 1024.0 * 1024.0),
+            "the admission controller did not set the third pod's requests: {}",
+            requests(&third)
+        );
+        eprintln!("the third pod, as created: {}", requests(&third));
         Ok(())
     })
     .await

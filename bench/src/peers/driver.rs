@@ -76,6 +76,7 @@ use tidal_scaler::api::convert::parse_quantity;
 use crate::drive::{Ended, Sink, bounded};
 use crate::parts::{OnStack, hold_node};
 
+pub mod in_place;
 pub mod replay;
 
 type R<T> = anyhow::Result<T>;
@@ -721,14 +722,15 @@ async fn kafka(
 // ------------------------------------------------------------------------------------------
 // vertical: Tidal's `Off` mode and the VPA recommender on the same pod
 
-/// `target`, `lowerBound` and `upperBound` of container `app` in a list of container
-/// recommendations (Tidal's `status.recommendations` and the VPA's
-/// `status.recommendation.containerRecommendations` share the shape), in base units.
-fn bounds(list: &Value) -> Option<Value> {
+/// Container `container`'s recommendation (target, lower and upper bound, each CPU and memory
+/// as numbers) in a list of container recommendations: the ScalingPolicy's
+/// `status.recommendations` or the VPA's `status.recommendation.containerRecommendations`.
+/// None until it has a CPU target.
+fn bounds(list: &Value, container: &str) -> Option<Value> {
     let r = list
         .as_array()?
         .iter()
-        .find(|r| r["containerName"] == VERTICAL_CONTAINER)?;
+        .find(|r| r["containerName"] == container)?;
     let q = |v: &Value| v.as_str().and_then(|s| parse_quantity(s).ok());
     let mut out = json!({});
     for b in ["target", "lowerBound", "upperBound"] {
@@ -737,7 +739,58 @@ fn bounds(list: &Value) -> Option<Value> {
     out["target"]["cpu"].is_number().then_some(out)
 }
 
+/// Tidal's and the VPA's recommendation for `container` of [`APP`] now ([`bounds`]); None for
+/// a side that has none yet or could not be read.
+pub(super) async fn recommendations(
+    policies: &Api<ScalingPolicy>,
+    vpas: &Api<DynamicObject>,
+    container: &str,
+) -> (Option<Value>, Option<Value>) {
+    let tidal = policies
+        .get(APP)
+        .await
+        .ok()
+        .and_then(|p| serde_json::to_value(p.status).ok())
+        .and_then(|s| bounds(&s["recommendations"], container));
+    let vpa = vpas.get(APP).await.ok().and_then(|v| {
+        bounds(
+            &v.data["status"]["recommendation"]["containerRecommendations"],
+            container,
+        )
+    });
+    (tidal, vpa)
+}
+
 const VERTICAL_CONTAINER: &str = "app";
+
+/// The two vertical autoscalers of Deployment [`APP`] with `replicas` pods, container
+/// `container`: a ScalingPolicy in `tidal_mode` (labelled for the in-cluster scaler) and a
+/// VerticalPodAutoscaler in `vpa_mode`, to be created at the same moment.
+pub(super) fn vertical_pair(
+    container: &str,
+    replicas: i32,
+    tidal_mode: &str,
+    vpa_mode: &str,
+) -> R<(ScalingPolicy, DynamicObject)> {
+    let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": APP});
+    let mut p = policy(
+        APP,
+        json!({
+            "targetRef": target, "minReplicas": replicas, "maxReplicas": replicas, "metrics": [],
+            "vertical": {"mode": tidal_mode, "containerPolicies": [{"containerName": container}]}
+        }),
+    )?;
+    p.metadata.labels = Some(BTreeMap::from([(
+        SCALER_LABEL.0.to_string(),
+        SCALER_LABEL.1.to_string(),
+    )]));
+    let vpa = serde_json::from_value(json!({
+        "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
+        "metadata": {"name": APP},
+        "spec": {"targetRef": target, "updatePolicy": {"updateMode": vpa_mode}}
+    }))?;
+    Ok((p, vpa))
+}
 
 async fn vertical(
     stack: &Stack,
@@ -774,25 +827,8 @@ async fn vertical(
     .await?
     .remove(0);
     let policies: Api<ScalingPolicy> = Api::namespaced(admin.clone(), &ns);
-    let mut p = policy(
-        APP,
-        json!({
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-            "minReplicas": 1, "maxReplicas": 1, "metrics": [],
-            "vertical": {"mode": "Off", "containerPolicies": [{"containerName": VERTICAL_CONTAINER}]}
-        }),
-    )?;
-    p.metadata.labels = Some(BTreeMap::from([(
-        SCALER_LABEL.0.to_string(),
-        SCALER_LABEL.1.to_string(),
-    )]));
     let vpas = vertical_pod_autoscalers(admin, &ns);
-    let vpa: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler",
-        "metadata": {"name": APP},
-        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                 "updatePolicy": {"updateMode": "Off"}}
-    }))?;
+    let (p, vpa) = vertical_pair(VERTICAL_CONTAINER, 1, "Off", "Off")?;
     // Both at the same moment, on the same history from here on.
     let start = Instant::now();
     policies.create(&PostParams::default(), &p).await?;
@@ -803,16 +839,7 @@ async fn vertical(
     let mut snapshots = Vec::new();
     let mut next_snapshot = Duration::from_secs(60);
     while start.elapsed() < total {
-        let tidal = policies
-            .get(APP)
-            .await
-            .ok()
-            .and_then(|p| serde_json::to_value(p.status).ok())
-            .and_then(|s| bounds(&s["recommendations"]));
-        let vpa =
-            vpas.get(APP).await.ok().and_then(|v| {
-                bounds(&v.data["status"]["recommendation"]["containerRecommendations"])
-            });
+        let (tidal, vpa) = recommendations(&policies, &vpas, VERTICAL_CONTAINER).await;
         let at = start.elapsed().as_secs_f64();
         if first_tidal.is_none() && tidal.is_some() {
             first_tidal = Some(at);
@@ -1126,7 +1153,7 @@ pub struct Settings {
     pub readings: usize,
     pub minutes: u64,
     pub lock_seconds: u64,
-    /// In order, some of `cpu`, `kafka`, `vertical`, `agreement`.
+    /// In order, some of `cpu`, `kafka`, `replay`, `vertical`, `inplace`, `agreement`.
     pub parts: Vec<String>,
 }
 
@@ -1174,6 +1201,15 @@ async fn run(
                     "vertical: {minutes} min of Tidal's Off mode (recommendations only) and the VPA recommender on one pod, a real OOM kill half-way"
                 ));
                 vertical(stack, admin, &node, created, minutes).await
+            }
+            "inplace" => {
+                progress(format!(
+                    "inplace: Tidal's InPlace and the VPA's InPlaceOrRecreate, {} pods each requesting {}/{} (at most {minutes} min)",
+                    in_place::REPLICAS,
+                    in_place::REQUEST.0,
+                    in_place::REQUEST.1
+                ));
+                in_place::in_place(stack, admin, &node, created, minutes).await
             }
             "replay" => {
                 let secs = settings.replay_seconds;

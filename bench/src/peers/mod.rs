@@ -3,6 +3,7 @@
 //! not run this time keeps its earlier figures (one JSON per `<!-- peers:data ... -->` line).
 
 pub mod driver;
+mod in_place_table;
 mod replay_table;
 
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ const VARS: [&str; 7] = [
 ];
 
 /// The parts, in the section's order.
-const KINDS: [&str; 5] = ["cpu", "kafka", "replay", "vertical", "agreement"];
+const KINDS: [&str; 6] = ["cpu", "kafka", "replay", "vertical", "inplace", "agreement"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
@@ -42,6 +43,9 @@ pub enum Part {
     /// The trace replay with real load (traces/step.csv and traces/flash-sale.csv, compressed).
     Replay,
     Vertical,
+    /// Tidal's `InPlace` and the VPA's `InPlaceOrRecreate` resizing the same workload's copies.
+    #[value(name = "inplace")]
+    InPlace,
     Agreement,
 }
 
@@ -52,7 +56,7 @@ pub struct Args {
         long,
         env = "TIDAL_BENCH_PEERS_PARTS",
         value_delimiter = ',',
-        default_value = "cpu,kafka,replay,vertical,agreement"
+        default_value = "cpu,kafka,replay,vertical,inplace,agreement"
     )]
     parts: Vec<Part>,
     /// The replay part: each trace compressed to about this many seconds.
@@ -71,7 +75,7 @@ pub struct Args {
     #[arg(long, env = "TIDAL_BENCH_PEERS_READINGS", default_value_t = 6,
           value_parser = clap::value_parser!(u64).range(2..=40))]
     readings: u64,
-    /// The vertical part's length, minutes.
+    /// The vertical part's length, and the longest the inplace part waits, minutes.
     #[arg(long, env = "TIDAL_BENCH_PEERS_MINUTES", default_value_t = 6,
           value_parser = clap::value_parser!(u64).range(2..=60))]
     minutes: u64,
@@ -83,7 +87,7 @@ pub struct Args {
     common: Common,
 }
 
-/// The section's parts, in the order cpu, kafka, vertical, agreement.
+/// The section's parts, in the order cpu, kafka, replay, vertical, inplace, agreement.
 pub const PART: Parts = Parts {
     name: "peers",
     section: SECTION,
@@ -135,12 +139,13 @@ pub fn render(entries: &[Value]) -> String {
             .iter()
             .find(|r| r["kind"] == kind && !truthy(&r["failed"]))
     };
-    let (cpu, agree, kafka, vert, replay) = (
+    let (cpu, agree, kafka, vert, replay, in_place) = (
         find("cpu"),
         find("agreement"),
         find("kafka"),
         find("vertical"),
         find("replay"),
+        find("inplace"),
     );
     let empty = json!({});
     let unknown = json!("?");
@@ -173,7 +178,7 @@ pub fn render(entries: &[Value]) -> String {
         "- **KEDA** {} (operator and metrics API server, built from the Go module proxy; its manifests' settings but one instance without leader election, and certificates from the stack's CA instead of its rotation): in the CPU step a ScaledObject with the `cpu` trigger (`metricType: Utilization`), from which the operator makes an HPA that the same controller-manager runs; in the Kafka step and the trace replay the `kafka` trigger; its defaults (`pollingInterval` 30 s, which the `cpu` trigger does not use);",
         or_q(opt(c, "keda"))
     ));
-    w("- **the VPA** recommender v1.8.1 (built from the Go module proxy), its defaults; the updater and admission controller are not run (the comparison is of recommendations).".into());
+    w("- **the VPA** v1.8.1 (built from the Go module proxy), its defaults: the recommender; for the inplace part also the updater and the admission controller (a pod on the real node behind its Service `vpa-webhook`, its certificate signed by the stack's CA).".into());
     w(String::new());
     w(format!(
         "Changed from the defaults in the CPU and Kafka steps, for every autoscaler alike: the scale-down stabilization window ({} s instead of the HPA's 300 s), so that a step takes a minute instead of six; the figure measured is the scale-up, which the window does not touch. The trace replay changes nothing: each autoscaler runs with the behavior its paragraph below gives.",
@@ -242,6 +247,13 @@ pub fn render(entries: &[Value]) -> String {
             "| Vertical: target vs the VPA recommender's | | | | | | within 10 % | {NOT} (VPA) |"
         ));
     }
+    if let Some(v) = in_place {
+        in_place_table::comparison(v, &mut w);
+    } else {
+        w(format!(
+            "| Vertical in place: Tidal `InPlace` and the VPA `InPlaceOrRecreate` | {NOT} | {NOT} (VPA) | | | | (none set) | |"
+        ));
+    }
     if let Some(agree) = agree {
         comparison_agreement(agree, &mut w);
     }
@@ -257,6 +269,9 @@ pub fn render(entries: &[Value]) -> String {
     }
     if let Some(vert) = vert {
         detail_vertical(vert, &mut w);
+    }
+    if let Some(v) = in_place {
+        in_place_table::detail(v, &mut w);
     }
     if let Some(agree) = agree {
         detail_agreement(agree, &mut w);
@@ -639,14 +654,13 @@ fn detail_agreement(agree: &Value, w: &mut impl FnMut(String)) {
 
 /// The run's time limit, seconds: install and lock wait, two autoscalers' 180 s per step, each
 /// replayed trace and its waits (up to 900 s: three workloads' pods, the autoscalers' first
-/// metrics, the warm-up, the namespaces' deletion), the vertical minutes and 15 s per agreement
-/// reading, with room for each part's setup.
+/// metrics, the warm-up, the namespaces' deletion), the vertical and the inplace minutes and 15 s
+/// per agreement reading, with room for each part's setup.
 pub fn limit(args: &Args) -> u64 {
     240 + args.lock_seconds
         + 2 * args.steps * 180
         + driver::replay::TRACES.len() as u64 * (args.replay_seconds + 900)
-        + args.minutes * 60
-        + 300
+        + 2 * (args.minutes * 60 + 300)
         + args.readings * 15
         + 120
 }

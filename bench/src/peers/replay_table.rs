@@ -298,7 +298,7 @@ mod tests {
             "compressed to 600 s",
             "the 60 partitions of one topic",
             "- **Tidal**: that policy (CPU at 70 %, `lagPerReplica` 18",
-            "scale-up: a 0 s window, 100 % per 15 s or 12 pods per 15 s; scale-down: a 120 s window, 20 % per 30 s",
+            "scale-up: a 0 s window, 100 % per 15 s or 12 pods per 15 s; scale-down: a 60 s window, 20 % per 30 s",
             "- **the HPA**: CPU at 70 % (it has no lag metric), the HPA's default behavior",
             "| `step` | Tidal | 5 | 7 | 4000 | 3900 | 12 (9) | 250 | 400 | 50 % | 102 % | 1.5m | 430 |",
             "| `step` | KEDA `kafka` trigger | 30 | 20 | 3500 | 3600 | 12 (9) |",

@@ -34,13 +34,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Namespace, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use tidal_e2e::bench::{Created, progress, ready_pods};
+use tidal_e2e::bench::{Created, app_pods, progress, ready_pods};
 use tidal_e2e::kafka::{commit, create_topic};
 use tidal_e2e::realnode::{RealNode, pod_ready, read_u64};
 use tidal_e2e::{Stack, unique, wait_for};
@@ -129,7 +129,7 @@ pub fn tidal_spec(group: &str, topic: &str) -> Value {
             "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
                 {"type": "Percent", "value": 100, "periodSeconds": 15},
                 {"type": "Pods", "value": 12, "periodSeconds": 15}]},
-            "scaleDown": {"stabilizationWindowSeconds": 120, "selectPolicy": "Max", "policies": [
+            "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max", "policies": [
                 {"type": "Percent", "value": 20, "periodSeconds": 30}]}
         }
     })
@@ -318,15 +318,12 @@ async fn cpu_reading(
     last: &mut BTreeMap<String, (u64, Instant)>,
 ) -> CpuReading {
     let mut out = CpuReading::default();
-    let Ok(list) = pods
-        .list(&ListParams::default().labels(&format!("app={APP}")))
-        .await
-    else {
+    let Ok(live) = app_pods(pods, APP).await else {
         return out;
     };
     let mut next = BTreeMap::new();
-    for p in &list.items {
-        if p.metadata.deletion_timestamp.is_some() || !pod_ready(p) {
+    for p in &live {
+        if !pod_ready(p) {
             continue;
         }
         let (Some(uid), Some(dir)) = (p.metadata.uid.clone(), node.pod_cgroup("cpuacct", p)) else {
