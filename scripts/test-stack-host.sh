@@ -9,7 +9,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ ! -s /run/tidal/node.holder ]] ||
   { echo "a stack holds the real node ($(cat /run/tidal/node.holder)): bring it down first" >&2; exit 2; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/tidal-host.XXXXXX")
+# Resolved, as stack.sh resolves TIDAL_STACK_DIR: the holder record names the real path.
+work=$(realpath "$(mktemp -d "${TMPDIR:-/tmp}/tidal-host.XXXXXX")")
 a=$work/a b=$work/b c=$work/c fails=0
 kubectl_b() { "${TIDAL_CACHE:-$HOME/.cache/tidal}/k8s-v1.35.4/kubectl" --kubeconfig "$b/kubeconfig" "$@"; }
 up() { TIDAL_STACK_DIR=$1 scripts/stack.sh up >"$work/${1##*/}-up.log" 2>&1; }
@@ -35,13 +36,14 @@ echo "== a stack up, then killed"
 up "$a"
 check "up A" '[[ $(holder) == "$a" ]] && ip link show tidal-br0 >/dev/null'
 kill_stack "$a"
-a_netns=$(ip netns list | awk '{print $1}')
+# The pods' network namespaces (containerd names them cni-*), not the host's others.
+a_netns=$(ip netns list | awk '$1 ~ /^cni-/ {print $1}')
 [[ -n $a_netns ]] || { echo "FAIL A left no pod network namespace to clean up (its admission-controller pod?)"; exit 1; }
 echo "== another stack up beside what A left"
 up "$b"
 check "B took A's share" 'grep -q "the stack at $a stopped without" "$work/b-up.log" && [[ $(holder) == "$b" ]]'
-ip netns list >"$work/netns-after-b"
-check "A's pod network namespaces are gone" '! grep -qF "$a_netns" "$work/netns-after-b"'
+ip netns list | awk '{print $1}' >"$work/netns-after-b"
+check "A's pod network namespaces are gone" '! grep -qxF -f <(printf "%s\n" "$a_netns") "$work/netns-after-b"'
 check "B's kubelet changed the kernel settings" '[[ $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops | tr "\n" " ") != "$saved" ]]'
 echo "== a third beside the running B"
 up "$c"

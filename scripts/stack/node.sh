@@ -143,7 +143,7 @@ unlock_node_host() { exec {NODE_LOCK_FD}>&-; }
 up_bridge() {
   node_enabled || return 0
   mkdir -p "$NODE_STATE"
-  local holder live
+  local holder live d
   lock_node_host
   holder=$(node_holder)
   # Held, and not by this stack as it is set up now (a second `up` takes nothing).
@@ -152,6 +152,8 @@ up_bridge() {
     [[ -z $live ]] || die "the real node's bridge $NODE_BRIDGE and cgroups are held by the stack at $holder, which still runs: ${live% }; stop it first (TIDAL_STACK_DIR=$holder scripts/stack.sh down), or run this one without a real node and on other ports (TIDAL_REAL_NODE=0 TIDAL_PORT_BASE=...)"
     say "the stack at $holder stopped without taking its real node down; removing what it left (containers, mounts, cgroups, pod network namespaces, the bridge, the kernel settings)"
     release_node_host "$holder"
+    d=$(node_cgroup_dirs)
+    [[ -z $d ]] || die "the cgroups the stack at $holder left could not all be removed (${d//$'\n'/, }); a process still in them? (ps -e -o pid,cgroup,cmd | grep $NODE_CGROUP_ROOT)"
   fi
   if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     ip link add "$NODE_BRIDGE" type bridge || die "cannot create bridge $NODE_BRIDGE (needs root)"
@@ -381,15 +383,34 @@ cgroup_hierarchies() {
   done
 }
 
+# The kubelet's cgroup root in every hierarchy where it exists, the controller-less unified
+# mount included (the kubelet makes its tree there too).
+node_cgroup_dirs() {
+  local h
+  for h in $(cgroup_hierarchies) /sys/fs/cgroup/unified; do
+    [[ -d $h/$NODE_CGROUP_ROOT ]] && echo "$h/$NODE_CGROUP_ROOT"
+  done
+  true
+}
+
+# The processes in those cgroups (containers whose pods were not deleted, when the kubelet
+# and containerd were killed).
+node_cgroup_pids() {
+  local d
+  for d in $(node_cgroup_dirs); do
+    find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done
+  true
+}
+
 # The kubelet requires its cgroup root to exist in every hierarchy. The stack creates it, and
 # refuses to adopt one that another program made.
 prepare_cgroup_root() {
-  local h
+  local h found
   if [[ ! -f $NODE_STATE/cgroups.owned ]]; then
-    for h in $(cgroup_hierarchies); do
-      [[ -d $h/$NODE_CGROUP_ROOT ]] &&
-        die "cgroup $h/$NODE_CGROUP_ROOT exists and this stack did not create it; another kubelet? (remove it or run with TIDAL_REAL_NODE=0)"
-    done
+    found=$(node_cgroup_dirs)
+    [[ -z $found ]] ||
+      die "cgroup ${found%%$'\n'*} exists and this stack did not create it; another kubelet? (remove it or run with TIDAL_REAL_NODE=0)"
     touch "$NODE_STATE/cgroups.owned"
   fi
   for h in $(cgroup_hierarchies); do
@@ -429,22 +450,27 @@ down_node() {
 # release_node_host DIR: what the stack at DIR leaves once its kubelet and containerd are
 # gone. Its own mounts and log links (under DIR) always go. The host's share goes only when
 # DIR holds it (the record names it, or there is no record and DIR made it: its .owned files,
-# from before the record): the processes still in
-# the kubelet's cgroups (containers whose pods were not deleted) and the shims, the cgroups,
-# the CNI cache, the pods' network namespaces, the bridge, the kernel settings and the record.
+# from before the record): the processes still in the kubelet's cgroups (containers whose
+# pods were not deleted) and the shims, the cgroups, the CNI cache, the pods' network
+# namespaces, the bridge, the kernel settings and the record.
 # A stack whose share another stack has since taken leaves that stack's containers alone.
 release_node_host() {
-  local dir=$1 node=$1/node held=0 h pid m ns record
+  local dir=$1 node=$1/node held=0 d pid pids deadline m ns record
   record=$(node_holder)
   if [[ $record == "$dir" ]] || [[ -z $record && (-f $node/cgroups.owned || -f $node/bridge.owned) ]]; then
     held=1
   fi
   if ((held)); then
-    for h in $(cgroup_hierarchies) /sys/fs/cgroup/unified; do
-      [[ -d $h/$NODE_CGROUP_ROOT ]] || continue
-      for pid in $(find "$h/$NODE_CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null); do
-        kill -KILL "$pid" 2>/dev/null || true
-      done
+    # A killed process leaves its cgroup once it has exited, and a cgroup with a process in it
+    # cannot be removed: kill and wait, 10 s at most.
+    deadline=$((SECONDS + 10))
+    while pids=$(node_cgroup_pids) && [[ -n $pids ]]; do
+      if ((SECONDS >= deadline)); then
+        say "processes still in the kubelet's cgroups after 10 s: ${pids//$'\n'/ }"
+        break
+      fi
+      for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+      sleep 0.2
     done
   fi
   pkill -KILL -f "containerd-shim-runc-v2 .*-address $node/containerd.sock" 2>/dev/null || true
@@ -455,12 +481,8 @@ release_node_host() {
   # The kubelet links container logs from the fixed /var/log/containers: remove our links.
   find /var/log/containers -maxdepth 1 -lname "$node/*" -delete 2>/dev/null || true
   if ((held)); then
-    # Every hierarchy, the controller-less unified mount included: the kubelet makes its tree
-    # there too.
-    for h in $(cgroup_hierarchies) /sys/fs/cgroup/unified; do
-      [[ -d $h/$NODE_CGROUP_ROOT ]] || continue
-      find "$h/$NODE_CGROUP_ROOT" -depth -type d -exec rmdir {} \; 2>/dev/null ||
-        say "cgroups left under $h/$NODE_CGROUP_ROOT (still in use?)"
+    for d in $(node_cgroup_dirs); do
+      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || say "cgroups left under $d (still in use?)"
     done
     rm -f /var/lib/cni/results/tidal-* 2>/dev/null || true
     # The pods' network namespaces: containerd removes them when the kubelet stops a pod, and

@@ -63,7 +63,9 @@ start() {
   local f
   f=$(pidfile "$name")
   echo $! >"$f"
-  proc_start $! >"${f%.pid}.start" || rm -f "${f%.pid}.start"
+  # A process gone before its start is read gets a start no process has: its pid, which the
+  # kernel may give to another program, never counts as it.
+  proc_start $! >"${f%.pid}.start" || echo exited >"${f%.pid}.start"
   say "started $name (pid $!)"
 }
 

@@ -11,8 +11,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use tidal_e2e::bench::app_pods;
 use tidal_e2e::kafka::{commit, create_topic, produce};
 use tidal_e2e::peers::{
     node_metrics, pod_metrics, quantity, scaled_objects, vertical_pod_autoscalers, with_peers,
@@ -297,11 +298,9 @@ async fn the_vpa_updater_resizes_in_place_and_its_webhook_sets_new_pods() -> R {
             )
             .await?;
         let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
-        let by_app = ListParams::default().labels("app=web");
         let first = wait_for("2 running pods of web", Duration::from_secs(90), || async {
-            let l = pods.list(&by_app).await.ok()?;
+            let l = app_pods(&pods, "web").await.ok()?;
             let running = l
-                .items
                 .iter()
                 .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
             let uids: Vec<String> = running.filter_map(|p| p.metadata.uid.clone()).collect();
@@ -323,8 +322,8 @@ async fn the_vpa_updater_resizes_in_place_and_its_webhook_sets_new_pods() -> R {
             "a pod of web resized in place by the VPA updater",
             Duration::from_secs(420),
             || async {
-                let l = pods.list(&by_app).await.ok()?;
-                l.items.into_iter().find(|p| {
+                let l = app_pods(&pods, "web").await.ok()?;
+                l.into_iter().find(|p| {
                     let same = p.metadata.uid.as_ref().is_some_and(|u| first.contains(u));
                     let applied = idle_requests(p, true);
                     same && idle_requests(p, false).is_some_and(|(cpu, mem)| {
@@ -352,12 +351,8 @@ async fn the_vpa_updater_resizes_in_place_and_its_webhook_sets_new_pods() -> R {
             created.elapsed().as_secs_f64(),
             requests(&resized)
         );
-        let l = pods.list(&by_app).await?;
-        let uids: Vec<_> = l
-            .items
-            .iter()
-            .filter_map(|p| p.metadata.uid.clone())
-            .collect();
+        let l = app_pods(&pods, "web").await?;
+        let uids: Vec<_> = l.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         anyhow::ensure!(
             first.iter().all(|u| uids.contains(u)),
             "a pod of web was replaced, not resized in place: {first:?} then {uids:?}"
@@ -374,9 +369,8 @@ async fn the_vpa_updater_resizes_in_place_and_its_webhook_sets_new_pods() -> R {
             "the third pod of web, created",
             Duration::from_secs(60),
             || async {
-                let l = pods.list(&by_app).await.ok()?;
-                l.items
-                    .into_iter()
+                let l = app_pods(&pods, "web").await.ok()?;
+                l.into_iter()
                     .find(|p| p.metadata.uid.as_ref().is_some_and(|u| !first.contains(u)))
             },
         )

@@ -137,7 +137,7 @@ impl Side {
     }
 }
 
-/// `target` of container [`CONTAINER`] in a list of container recommendations, in base units.
+/// One side's copy of the Deployment, in its own namespace, once its [`REPLICAS`] pods run.
 async fn copy(
     admin: &kube::Client,
     node: &RealNode,
