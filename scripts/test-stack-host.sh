@@ -30,7 +30,7 @@ kill_stack() {
   sleep 2
 }
 holder() { cat /run/tidal/node.holder 2>/dev/null; }
-saved=$(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops | tr '\n' ' ')
+saved=$(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward | tr '\n' ' ')
 
 echo "== a stack up, then killed"
 up "$a"
@@ -44,7 +44,7 @@ up "$b"
 check "B took A's share" 'grep -q "the stack at $a stopped without" "$work/b-up.log" && [[ $(holder) == "$b" ]]'
 ip netns list | awk '{print $1}' >"$work/netns-after-b"
 check "A's pod network namespaces are gone" '! grep -qxF -f <(printf "%s\n" "$a_netns") "$work/netns-after-b"'
-check "B's kubelet changed the kernel settings" '[[ $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops | tr "\n" " ") != "$saved" ]]'
+check "B's kubelet changed the kernel settings" '[[ $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward | tr "\n" " ") != "$saved" ]]'
 echo "== a third beside the running B"
 up "$c"
 c_rc=$?
@@ -69,6 +69,6 @@ echo "== down --purge"
 down "$b"
 down "$c"
 check "nothing left" '[[ -z $(holder) ]] && ! ip link show tidal-br0 >/dev/null 2>&1 && [[ ! -d /sys/fs/cgroup/cpu/kubelet ]]'
-check "kernel settings back" '[[ $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops | tr "\n" " ") == "$saved" ]]'
+check "kernel settings back" '[[ $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward | tr "\n" " ") == "$saved" ]]'
 echo "logs: $work"
 ((fails == 0)) && echo "all passed" || { echo "$fails failed"; exit 1; }

@@ -178,8 +178,9 @@ up_node() {
 }
 
 # The kubelet sets vm.overcommit_memory, kernel.panic and kernel.panic_on_oops at start
-# (protectKernelDefaults: false). Saved once here and put back by `down`.
-KERNEL_TUNABLES=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
+# (protectKernelDefaults: false), and the bridge plugin turns on net.ipv4.ip_forward at the
+# first pod (isGateway: true). Saved once here and put back by `down`.
+KERNEL_TUNABLES=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward)
 save_kernel_tunables() {
   [[ -f $NODE_SYSCTL_FILE ]] && return 0
   local k
