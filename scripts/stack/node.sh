@@ -399,7 +399,8 @@ node_cgroup_dirs() {
 node_cgroup_pids() {
   local d
   for d in $(node_cgroup_dirs); do
-    find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+    # 0 is a process of another pid namespace (cgroup v2); `kill 0` would be our own group.
+    find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | awk '$1 != 0'
   done
   true
 }
@@ -483,8 +484,12 @@ release_node_host() {
   find /var/log/containers -maxdepth 1 -lname "$node/*" -delete 2>/dev/null || true
   if ((held)); then
     for d in $(node_cgroup_dirs); do
-      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || say "cgroups left under $d (still in use?)"
+      # A hierarchy may be listed twice (cpu and cpu,cpuacct); its tree goes at the first.
+      [[ -d $d ]] || continue
+      find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     done
+    d=$(node_cgroup_dirs)
+    [[ -z $d ]] || say "cgroups left (still in use?): ${d//$'\n'/, }"
     rm -f /var/lib/cni/results/tidal-* 2>/dev/null || true
     # The pods' network namespaces: containerd removes them when the kubelet stops a pod, and
     # nothing does when both were killed. Each is found by its end of a veth on the bridge.
@@ -493,7 +498,8 @@ release_node_host() {
     done
     ip link del "$NODE_BRIDGE" 2>/dev/null || true
     restore_kernel_tunables
-    [[ $(node_holder) == "$dir" ]] && rm -f "$NODE_HOLDER_FILE"
+    # Kept while cgroups are left, so that the next `up` finds a holder and tries again.
+    [[ $(node_holder) == "$dir" && -z $d ]] && rm -f "$NODE_HOLDER_FILE"
   fi
   rm -f "$node/cgroups.owned" "$node/bridge.owned"
   true
