@@ -11,7 +11,9 @@
 #              (kubectl exec) → scale write seen by a watch, p50/p95 and the ratios;
 #   kafka      as many consumer-group backlog steps, Tidal and KEDA's Kafka scaler (at its
 #              default pollingInterval and at 1 s) on the same group: backlog → scale write,
-#              the replicas each reaches, and the KEDA operator's CPU;
+#              the replicas each reaches, and the KEDA operator's CPU; then what each
+#              pollingInterval costs KEDA (one ScaledObject at a time, 2 min each: its Kafka
+#              requests, counted in the broker's request log, and its CPU);
 #   vertical   TIDAL_BENCH_PEERS_MINUTES of one busy pod under Tidal's Off mode (recommend) and the
 #              VPA recommender, created at the same moment, with a real OOM kill half-way:
 #              time to each one's first recommendation, and both every minute;
@@ -29,9 +31,9 @@
 #              source's sample age.
 # The driver writes (or replaces) the section "Peers side by side (issue #15)" of
 # bench/RESULTS.md, keeping every other section (and the figures of a part not run), and
-# prints it. Bounded: at most about 240 s + lock wait + 2 × 180 s per step + the vertical
-# minutes + 2 × (replay seconds + 900) + the inplace minutes + 15 s per reading; the defaults take
-# about 70 minutes. Its namespaces are deleted
+# prints it. Bounded: at most about 240 s + lock wait + 2 × 180 s per step + 26 min (the
+# polling cost) + the vertical minutes + 2 × (replay seconds + 900) + the inplace minutes + 15 s
+# per reading; the defaults take about 80 minutes. Its namespaces are deleted
 # at the end, also on Ctrl-C. Not part of scripts/test.sh (tests/tests/peers.rs is).
 #
 # Environment (read by tidal-bench; `target/release/tidal-bench peers --help`):

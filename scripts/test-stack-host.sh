@@ -30,6 +30,14 @@ kill_stack() {
   sleep 2
 }
 holder() { cat /run/tidal/node.holder 2>/dev/null; }
+# The shim sockets a stack's tasks named (containerd 1.6 keeps them in /run/containerd/s/).
+shim_sockets() {
+  local f m
+  for f in "$1"/node/containerd/state/io.containerd.runtime.v2.task/*/*/address; do
+    [[ -f $f ]] && m=$(<"$f") && echo "${m#unix://}"
+  done | sort -u
+}
+none_exist() { local s; for s in "$@"; do [[ ! -e $s ]] || return 1; done; }
 saved=$(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward | tr '\n' ' ')
 
 echo "== a stack up, then killed"
@@ -39,10 +47,13 @@ kill_stack "$a"
 # The pods' network namespaces (containerd names them cni-*), not the host's others.
 a_netns=$(ip netns list | awk '$1 ~ /^cni-/ {print $1}')
 [[ -n $a_netns ]] || { echo "FAIL A left no pod network namespace to clean up (its admission-controller pod?)"; exit 1; }
+mapfile -t a_socks < <(shim_sockets "$a")
+check "A's killed shims left their sockets" '((${#a_socks[@]} > 0)) && ! none_exist "${a_socks[@]}"'
 echo "== another stack up beside what A left"
 up "$b"
 check "B took A's share" 'grep -q "the stack at $a stopped without" "$work/b-up.log" && [[ $(holder) == "$b" ]]'
 ip netns list | awk '{print $1}' >"$work/netns-after-b"
+check "A's shim sockets are gone" '((${#a_socks[@]} > 0)) && none_exist "${a_socks[@]}"'
 check "A's pod network namespaces are gone" '! grep -qxF -f <(printf "%s\n" "$a_netns") "$work/netns-after-b"'
 check "B's kubelet changed the kernel settings" '[[ $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward | tr "\n" " ") != "$saved" ]]'
 echo "== a third beside the running B"
@@ -66,9 +77,13 @@ up "$b"
 b_rc=$?
 check "a second up starts nothing" '((b_rc == 0)) && grep -q "already running" "$work/b-up.log" && ! grep -q " started " "$work/b-up.log"'
 echo "== down --purge"
+# A graceful down deletes the pods first, and their shims remove their own sockets: this
+# checks the end state; "A's shim sockets are gone" checks the cleanup of killed shims.
+mapfile -t b_socks < <(shim_sockets "$b")
 down "$b"
 down "$c"
 check "nothing left" '[[ -z $(holder) ]] && ! ip link show tidal-br0 >/dev/null 2>&1 && [[ ! -d /sys/fs/cgroup/cpu/kubelet ]]'
+check "no shim socket of B's left" '((${#b_socks[@]} > 0)) && none_exist "${b_socks[@]}"'
 check "kernel settings back" '[[ $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward | tr "\n" " ") == "$saved" ]]'
 echo "logs: $work"
 ((fails == 0)) && echo "all passed" || { echo "$fails failed"; exit 1; }

@@ -150,12 +150,12 @@ fn every_part_prints_its_time_limit() {
     // 240 + lock 300 + cost 60 + 20 steps × (window 5 + 55).
     assert_eq!(limit(&["node"], &[]), 1800);
     assert_eq!(limit(&["node", "--steps", "5"], &[]), 900);
-    // 240 + 300 + 2 × 10 × 180 + 2 traces × (600 + 900) + 2 × (6 × 60 + 300) (vertical,
-    // inplace) + 6 × 15 + 120.
-    assert_eq!(limit(&["peers"], &[]), 8670);
+    // 240 + 300 + 2 × 10 × 180 + 1560 (the kafka part's polling cost) + 2 traces × (600 +
+    // 900) + 2 × (6 × 60 + 300) (vertical, inplace) + 6 × 15 + 120.
+    assert_eq!(limit(&["peers"], &[]), 10230);
     assert_eq!(
         limit(&["peers"], &[("TIDAL_BENCH_PEERS_REPLAY_SECONDS", "60")]),
-        7590
+        9150
     );
     // The namespaces' wait (600) + reaction (300 + 20 × 95, cleanup 60) + 1,000 policies
     // (2,100, cleanup 60, the namespaces' wait 600).

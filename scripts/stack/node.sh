@@ -457,7 +457,7 @@ down_node() {
 # namespaces, the bridge, the kernel settings and the record.
 # A stack whose share another stack has since taken leaves that stack's containers alone.
 release_node_host() {
-  local dir=$1 node=$1/node held=0 d pid pids deadline m ns record
+  local dir=$1 node=$1/node held=0 a d pid pids deadline m ns record
   record=$(node_holder)
   if [[ $record == "$dir" ]] || [[ -z $record && (-f $node/cgroups.owned || -f $node/bridge.owned) ]]; then
     held=1
@@ -476,6 +476,17 @@ release_node_host() {
     done
   fi
   pkill -KILL -f "containerd-shim-runc-v2 .*-address $node/containerd.sock" 2>/dev/null || true
+  # Their sockets: containerd 1.6 puts them in the fixed /run/containerd/s/, each named by a
+  # hash of this stack's containerd address, the namespace and the task, and a shim killed
+  # leaves its own. Each task's bundle names its shim's socket in its `address` file.
+  for a in "$node"/containerd/state/io.containerd.runtime.v2.task/*/*/address; do
+    [[ -f $a ]] || continue
+    m=$(<"$a") || continue
+    m=${m#unix://}
+    if [[ $m =~ ^/run/containerd/s/[0-9a-f]{64}$ && -S $m ]]; then
+      rm -f -- "$m" || say "could not remove the shim socket $m"
+    fi
+  done
   # Mounts under the node's state (rootfs overlays, sandbox shm, pod volumes), deepest first.
   for m in $(awk -v p="$node/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || say "could not unmount $m"

@@ -118,39 +118,38 @@ gen_front_proxy_pki() {
     touch front-proxy.complete
   )
 }
+# gen_peer_cert DIR CA_COPY KEY CRT SUBJECT EKU SAN: a peer's certificate in DIR (under
+# $STATE), signed by the stack's CA, with that CA's certificate copied beside it as CA_COPY
+# (what the peer trusts, or registers as a caBundle); done once (DIR/.complete). The CA's key
+# never leaves $STATE/pki.
+gen_peer_cert() {
+  local dir=$1 ca_copy=$2 key=$3 crt=$4 subject=$5 eku=$6 san=$7
+  [[ -f $dir/.complete ]] && return 0
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    cp "$STATE/pki/ca.crt" "$ca_copy"
+    sign_cert "$STATE/pki/ca" "$key" "$crt" "$subject" "$eku" "$san"
+    touch .complete
+  )
+}
+
 # KEDA's operator serves its gRPC metrics service with mutual TLS, and the adapter is its
 # client: one certificate for both, as KEDA's own certificate manager makes it, signed here by
 # the stack's CA (ca.crt in the directory is what each side trusts).
 gen_keda_pki() {
   peers_enabled || return 0
-  local dir=$STATE/keda/certs
-  [[ -f $dir/.complete ]] && return 0
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    cp "$STATE/pki/ca.crt" ca.crt
-    sign_cert "$STATE/pki/ca" tls.key tls.crt /CN=keda-operator serverAuth,clientAuth \
-      "DNS:keda-operator.$KEDA_NAMESPACE.svc.cluster.local,DNS:keda-operator.$KEDA_NAMESPACE.svc,DNS:keda-metrics-apiserver.$KEDA_NAMESPACE.svc,IP:127.0.0.1,IP:$NODE_IP"
-    touch .complete
-  )
+  gen_peer_cert "$STATE/keda/certs" ca.crt tls.key tls.crt /CN=keda-operator serverAuth,clientAuth \
+    "DNS:keda-operator.$KEDA_NAMESPACE.svc.cluster.local,DNS:keda-operator.$KEDA_NAMESPACE.svc,DNS:keda-metrics-apiserver.$KEDA_NAMESPACE.svc,IP:127.0.0.1,IP:$NODE_IP"
 }
 
 # The VPA admission controller's serving certificate, for the name the API server calls it by
 # (the Service vpa-webhook), signed by the stack's CA, which it registers as the webhook's
-# caBundle. deploy/'s gencerts.sh makes a CA of its own instead; the stack's CA key never
-# leaves $STATE/pki.
+# caBundle. deploy/'s gencerts.sh makes a CA of its own instead.
 gen_vpa_pki() {
   peers_enabled || return 0
-  local dir=$STATE/vpa/certs
-  [[ -f $dir/.complete ]] && return 0
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    cp "$STATE/pki/ca.crt" caCert.pem
-    sign_cert "$STATE/pki/ca" serverKey.pem serverCert.pem "/CN=vpa-webhook.$VPA_NAMESPACE.svc" serverAuth \
-      "DNS:vpa-webhook.$VPA_NAMESPACE.svc"
-    touch .complete
-  )
+  gen_peer_cert "$STATE/vpa/certs" caCert.pem serverKey.pem serverCert.pem \
+    "/CN=vpa-webhook.$VPA_NAMESPACE.svc" serverAuth "DNS:vpa-webhook.$VPA_NAMESPACE.svc"
 }
 
 # No kube-proxy here: the aggregator routes to the endpoint addresses, not the Service IP.

@@ -30,8 +30,8 @@ pub fn progress(msg: impl AsRef<str>) {
     eprintln!("    {}", msg.as_ref());
 }
 
-/// Namespaces and Kafka topics made, for the cleanup (here, or, for the namespaces, by the
-/// script from `DIR/created`).
+/// Namespaces and Kafka topics made, for the cleanup (here, or, for the namespaces and a
+/// broker's request log turned up, by the script from `DIR/created`).
 #[derive(Clone)]
 pub struct Created {
     file: PathBuf,
@@ -74,6 +74,13 @@ impl Created {
         if let Ok(mut k) = self.kafka.lock() {
             k.push((bootstrap.into(), topic.into(), group.into()));
         }
+    }
+
+    /// Records that the broker `node_id`'s `kafka.request.logger` is about to be turned up:
+    /// the script's cleanup (`bench_cleanup` in scripts/lib.sh) puts it back to WARN, should
+    /// the driver die before it does.
+    pub fn kafka_request_logger(&self, node_id: &str) {
+        self.line(&format!("kafka-request-logger {node_id}"));
     }
 
     /// A namespace named `prefix-<unique>`, labelled `label`, whose `default` ServiceAccount

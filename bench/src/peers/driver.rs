@@ -30,8 +30,9 @@
 //!    produced to every partition (lag 0 → 120) at t0, and t1 when each Deployment's
 //!    `spec.replicas` first rises; 20 s later, the count each reached; then the driver commits
 //!    the end offsets (lag 0) and all come back to 1. Also the KEDA operator's CPU over the
-//!    part (both of its ScaledObjects).
-//! 3. `vertical`: one pod (100m/96Mi requested, 200m/96Mi limit) busy up to its CPU limit,
+//!    part (both of its ScaledObjects), and what each `pollingInterval` costs it: its Kafka
+//!    requests and CPU with one ScaledObject at a time ([`polling_cost`]).
+//! 3. `vertical`: one pod (100m/300Mi requested, 200m/300Mi limit) busy up to its CPU limit,
 //!    under Tidal's `Off` mode and a VerticalPodAutoscaler (`updateMode: "Off"`, the VPA
 //!    recommender's defaults) created at the same moment; `--minutes` of observation, with a
 //!    real OOM kill half-way (the container reads 400 MiB into a pipe). The time to each one's
@@ -77,6 +78,7 @@ use crate::drive::{Ended, Sink, bounded};
 use crate::parts::{OnStack, hold_node};
 
 pub mod in_place;
+pub mod polling_cost;
 pub mod replay;
 
 type R<T> = anyhow::Result<T>;
@@ -709,6 +711,7 @@ async fn kafka(
         "run_seconds": run_seconds, "rows": rows,
         "keda_operator_cpu_cores": keda_cpu,
     });
+    // The statuses are the steps' (the phase below pauses and changes KEDA's objects).
     summarize(
         &mut out,
         &peers,
@@ -716,6 +719,18 @@ async fn kafka(
         &["up_seconds", "down_seconds", "reached_replicas"],
     )
     .await;
+    // After the figures, and never at their cost: a phase that fails is reported as such.
+    let ns_of = |k: Kind| peers.iter().find(|p| p.kind == k).map(|p| p.ns.as_str());
+    if let (Some(default), Some(fast)) = (ns_of(Kind::KedaLag), ns_of(Kind::KedaLagFast)) {
+        out["polling_cost"] =
+            match polling_cost::measure(stack, admin, created, default, fast).await {
+                Ok(v) => v,
+                Err(e) => {
+                    progress(format!("polling cost: not measured: {e:#}"));
+                    json!({"error": format!("{e:#}")})
+                }
+            };
+    }
     Ok(out)
 }
 
@@ -792,6 +807,10 @@ pub(super) fn vertical_pair(
     Ok((p, vpa))
 }
 
+/// The vertical part's memory request and limit: above the 250Mi floor, below the 400 MiB the
+/// container reads at the OOM.
+const VERTICAL_MEMORY: &str = "300Mi";
+
 async fn vertical(
     stack: &Stack,
     admin: &kube::Client,
@@ -806,15 +825,17 @@ async fn vertical(
         .namespace(admin, "bench-peers-vertical", BENCH_LABEL)
         .await?;
     // Busy up to its CPU limit until /tmp/go exists; then it reads 400 MiB into a pipe and
-    // the kernel kills it at its 96Mi limit (a real OOM kill); the restarted container
-    // starts busy again (its /tmp is new).
+    // the kernel kills it at its memory limit (a real OOM kill); the restarted container
+    // starts busy again (its /tmp is new). The memory request and limit are above the
+    // recommenders' 250Mi floor, so that the OOM bump (max(request + 100Mi, 1.2 x request)
+    // for both) shows in the memory targets.
     let script = "while [ ! -e /tmp/go ]; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done; \
                   head -c 400m /dev/zero | tail";
     let container = node.busybox(
         VERTICAL_CONTAINER,
         script,
-        Some(("100m", "96Mi")),
-        Some(("200m", "96Mi")),
+        Some(("100m", VERTICAL_MEMORY)),
+        Some(("200m", VERTICAL_MEMORY)),
     );
     let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
     deploys
@@ -892,7 +913,8 @@ async fn vertical(
         "first_recommendation_seconds": {"tidal": first_tidal, "vpa": first_vpa},
         "snapshots": snapshots,
         "target_relative_difference": {"cpu": rel("cpu"), "memory": rel("memory")},
-        "request": {"cpu": "100m", "memory": "96Mi"}, "limit": {"cpu": "200m", "memory": "96Mi"},
+        "request": {"cpu": "100m", "memory": VERTICAL_MEMORY},
+        "limit": {"cpu": "200m", "memory": VERTICAL_MEMORY},
     }))
 }
 

@@ -375,6 +375,17 @@ fn comparison_kafka(kafka: &Value, w: &mut impl FnMut(String)) {
         span("keda-lag-1s"),
         if same { "met" } else { "differs" }
     ));
+    let cost = &kafka["polling_cost"];
+    if truthy(cost) && !truthy(&cost["error"]) {
+        let keda = |k: &str| fixed(per_minute(&cost[k], "keda_requests"), 0);
+        w(format!(
+            "| Kafka requests a minute at lag 0, each alone (the broker's request log) | {} | | {} (1 s polling: {}; 1 s polling at `minReplicaCount: 0`: {}) | | | report | reported |",
+            fixed(per_minute(&cost["keda-lag"], "tidal_requests"), 0),
+            keda("keda-lag"),
+            keda("keda-lag-1s"),
+            keda("keda-lag-1s-min0")
+        ));
+    }
 }
 
 const SOURCES: [&str; 3] = ["agent", "cadvisor", "metrics_server"];
@@ -527,12 +538,103 @@ fn detail_kafka(kafka: &Value, w: &mut impl FnMut(String)) {
     let cpu_k = opt(kafka, "keda_operator_cpu_cores");
     w(String::new());
     w(format!(
-        "With `minReplicaCount` 1, KEDA's `pollingInterval` only decides activation (0 ↔ 1): from 1 up, the HPA that KEDA made asks KEDA's metrics API server for the lag at each of its 15 s syncs, so both KEDA variants wait for the HPA's sync. The KEDA operator used {} over the part (both ScaledObjects together); the broker requests it made were not counted (not measured).",
+        "With `minReplicaCount` 1, KEDA's `pollingInterval` has no effect (there is no 0 ↔ 1 activation to decide): the HPA that KEDA made asks KEDA's metrics API server for the lag at each of its 15 s syncs, so both KEDA variants wait for the HPA's sync. The KEDA operator used {} over the steps (both ScaledObjects together).",
         if cpu_k.is_null() {
             "–".to_string()
         } else {
             format!("{} millicores on average", fixed(1000.0 * f(cpu_k), 1))
         }
+    ));
+    w(String::new());
+    detail_polling_cost(&kafka["polling_cost"], w);
+}
+
+/// Requests a minute in one polling-cost window.
+fn per_minute(window: &Value, key: &str) -> f64 {
+    f(&window[key]) * 60.0 / f(&window["seconds"]).max(1e-9)
+}
+
+/// `OFFSET_FETCH 60, METADATA 60`: a window's requests by kind, a minute each.
+fn by_request(window: &Value, key: &str) -> String {
+    let seconds = f(&window["seconds"]).max(1e-9);
+    let mut kinds: Vec<(String, f64)> = window[key]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| (k.clone(), f(n) * 60.0 / seconds))
+                .collect()
+        })
+        .unwrap_or_default();
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {}", fixed(*n, 0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The polling-cost windows, in the order measured: key, label.
+const POLLING_WINDOWS: [(&str, &str); 3] = [
+    (
+        "keda-lag",
+        "KEDA, `pollingInterval` 30 s (default), `minReplicaCount` 1",
+    ),
+    (
+        "keda-lag-1s",
+        "KEDA, `pollingInterval: 1`, `minReplicaCount` 1",
+    ),
+    (
+        "keda-lag-1s-min0",
+        "KEDA, `pollingInterval: 1`, `minReplicaCount: 0` (at 0 replicas)",
+    ),
+];
+
+fn detail_polling_cost(cost: &Value, w: &mut impl FnMut(String)) {
+    if !truthy(cost) || truthy(&cost["error"]) {
+        let why = if truthy(&cost["error"]) {
+            format!(" ({})", pstr(&cost["error"]))
+        } else {
+            String::new()
+        };
+        w(format!(
+            "What `pollingInterval` costs KEDA in requests to the broker: not measured in this run{why}."
+        ));
+        w(String::new());
+        return;
+    }
+    let none = &cost["both_paused"];
+    w(format!(
+        "**What `pollingInterval` costs KEDA.** After the steps (lag 0), one of KEDA's two ScaledObjects at a time for {} s each, the other paused (`autoscaling.keda.sh/paused`: its scale loop stopped, its scalers closed, its HPA deleted). The Kafka requests are counted in the broker's own request log (`kafka.request.logger` at DEBUG for this phase only) by client id: `sarama` (KEDA's Kafka scaler) and `tidal-scaler`; the KEDA operator's CPU over each window. With both paused, `sarama` made {} requests in {} s. At `minReplicaCount` 1 (with no `idleReplicaCount`, `useCachedMetrics` or `scalingModifiers`), while its HPA's `ScalingActive` condition is True, KEDA 2.21's scale loop does not query the scaler (`IsPollingIntervalRelevant`, `UsesHPAObservations`): it reuses the HPA's reads, one per 15 s sync, whatever the interval; each window starts once the HPA reads the lag. At `minReplicaCount: 0` the interval decides activation from zero and each poll queries Kafka; at lag 0 KEDA had scaled that copy to 0, so its HPA made no reads.",
+        fixed_of(&cost["window_seconds"], 0),
+        pstr(&none["keda_requests"]),
+        fixed_of(&none["seconds"], 0)
+    ));
+    w(String::new());
+    w(
+        "| Alone in its window | Kafka requests a minute | by kind, a minute | KEDA operator CPU |"
+            .into(),
+    );
+    w("| --- | ---: | --- | ---: |".into());
+    for (key, label) in POLLING_WINDOWS {
+        let win = &cost[key];
+        if !truthy(win) {
+            continue;
+        }
+        w(format!(
+            "| {label} | {} | {} | {} |",
+            fixed(per_minute(win, "keda_requests"), 0),
+            by_request(win, "keda_by_request"),
+            or_dash(&win["keda_operator_cpu_cores"], |c| format!(
+                "{}m",
+                fixed(1000.0 * c, 1)
+            ))
+        ));
+    }
+    let t = &cost["keda-lag"];
+    w(format!(
+        "| Tidal (its 1 s rounds), during the `pollingInterval` 30 s window | {} | {} | |",
+        fixed(per_minute(t, "tidal_requests"), 0),
+        by_request(t, "tidal_by_request")
     ));
     w(String::new());
 }
@@ -566,9 +668,10 @@ fn detail_vertical(vert: &Value, w: &mut impl FnMut(String)) {
     };
     w(String::new());
     w(format!(
-        "A first recommendation can be the floor alone (25m CPU, 250Mi memory) before any usage was seen: the first snapshot (one a minute) with a CPU target above the floor was Tidal's at {} and the VPA's at {}. Memory stays at the 250Mi floor on both sides here: the pod's working set and its OOM bump (the request + 100Mi = 196Mi, above 1.2 × the request) are both below it.",
+        "A first recommendation can be the floor alone (25m CPU, 250Mi memory) before any usage was seen: the first snapshot (one a minute) with a CPU target above the floor was Tidal's at {} and the VPA's at {}.{}",
         s0(&first_above("tidal")),
-        s0(&first_above("vpa"))
+        s0(&first_above("vpa")),
+        oom_bump_sentence(vert)
     ));
     w(String::new());
     w("| t | Tidal target (lower – upper) CPU | VPA target (lower – upper) CPU | Tidal target (lower – upper) memory | VPA target (lower – upper) memory |".into());
@@ -595,6 +698,50 @@ fn detail_vertical(vert: &Value, w: &mut impl FnMut(String)) {
         ));
     }
     w(String::new());
+}
+
+/// What the OOM did to the memory targets (with a leading space; empty when the request is
+/// not in Mi). Both sides record an OOM kill as a memory peak of `max(request + 100Mi, 1.2 ×
+/// request)` (the VPA's `OOMMinBumpUp` and `OOMBumpUpRatio`, docs/vertical.md), which shows
+/// only above the 250Mi pod minimum; the targets are read from the snapshots: the last one
+/// before the kill and the last one.
+fn oom_bump_sentence(vert: &Value) -> String {
+    let Some(mib_requested) = vert["request"]["memory"]
+        .as_str()
+        .and_then(|r| r.strip_suffix("Mi"))
+        .and_then(|n| n.parse::<f64>().ok())
+    else {
+        return String::new();
+    };
+    let bump = (mib_requested + 100.0).max(1.2 * mib_requested);
+    if bump < 250.0 {
+        return format!(
+            " Memory stays at the 250Mi floor on both sides here: the pod's working set and its OOM bump (max(request + 100Mi, 1.2 × request) = {}Mi) are both below it.",
+            fixed(bump, 0)
+        );
+    }
+    let snapshots = vert["snapshots"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let oom = vert["oom_at_seconds"].as_f64();
+    let before = oom.and_then(|t| {
+        snapshots
+            .iter()
+            .rev()
+            .find(|x| x["at_seconds"].as_f64().is_some_and(|a| a < t))
+    });
+    let target = |snap: Option<&Value>, side: &str| {
+        snap.map_or("–".to_string(), |x| mib(&x[side]["target"]["memory"]))
+    };
+    format!(
+        " Each side records an OOM kill as a memory peak of max(request + 100Mi, 1.2 × request) = {}Mi (the VPA's rule, which Tidal ports) and sizes memory from its peaks (the target at their 90th percentile, plus the 15 % margin): the memory targets were {} (Tidal) and {} (the VPA) at the last snapshot before the kill, {} and {} at the last one.",
+        fixed(bump, 0),
+        target(before, "tidal"),
+        target(before, "vpa"),
+        target(snapshots.last(), "tidal"),
+        target(snapshots.last(), "vpa")
+    )
 }
 
 fn detail_agreement(agree: &Value, w: &mut impl FnMut(String)) {
@@ -652,13 +799,15 @@ fn detail_agreement(agree: &Value, w: &mut impl FnMut(String)) {
     w(String::new());
 }
 
-/// The run's time limit, seconds: install and lock wait, two autoscalers' 180 s per step, each
-/// replayed trace and its waits (up to 900 s: three workloads' pods, the autoscalers' first
-/// metrics, the warm-up, the namespaces' deletion), the vertical and the inplace minutes and 15 s
-/// per agreement reading, with room for each part's setup.
+/// The run's time limit, seconds: install and lock wait, two autoscalers' 180 s per step and
+/// the kafka part's polling-cost phase, each replayed trace and its waits (up to 900 s: three
+/// workloads' pods, the autoscalers' first metrics, the warm-up, the namespaces' deletion), the
+/// vertical and the inplace minutes and 15 s per agreement reading, with room for each part's
+/// setup.
 pub fn limit(args: &Args) -> u64 {
     240 + args.lock_seconds
         + 2 * args.steps * 180
+        + driver::polling_cost::LIMIT.as_secs()
         + driver::replay::TRACES.len() as u64 * (args.replay_seconds + 900)
         + 2 * (args.minutes * 60 + 300)
         + args.readings * 15
@@ -693,4 +842,88 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
         |work, sink, limit| async move { driver::drive(&work, &settings, &sink, limit).await },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Value, detail_polling_cost, oom_bump_sentence};
+
+    #[test]
+    fn the_oom_sentence_gives_the_bump_and_the_targets_before_and_after_the_kill() {
+        let vert = |memory: &str| {
+            let snap = |at: f64, t: f64, v: f64| {
+                json!({"at_seconds": at, "tidal": {"target": {"memory": t}},
+                       "vpa": {"target": {"memory": v}}})
+            };
+            json!({"request": {"memory": memory}, "oom_at_seconds": 190.0,
+                   "snapshots": [snap(60.0, 262_144_000.0, 262_144_000.0),
+                                 snap(180.0, 262_144_000.0, 262_144_000.0),
+                                 snap(240.0, 503_316_480.0, 498_073_600.0)]})
+        };
+        // 96Mi: 96 + 100 = 196 > 115.2, under the 250Mi floor.
+        let small = oom_bump_sentence(&vert("96Mi"));
+        assert!(small.contains("= 196Mi) are both below it"), "{small}");
+        // 300Mi: 400 > 360, above it; the targets from the snapshot at 180 s and the last.
+        let large = oom_bump_sentence(&vert("300Mi"));
+        assert!(large.starts_with(" Each side records"), "{large}");
+        assert!(large.contains("= 400Mi (the VPA's rule"), "{large}");
+        assert!(
+            large.contains("250.00 MiB (Tidal) and 250.00 MiB (the VPA) at the last snapshot before the kill, 480.00 MiB and 475.00 MiB at the last one."),
+            "{large}"
+        );
+        // 1000Mi: 1.2 x 1000 = 1200 > 1100.
+        assert!(oom_bump_sentence(&vert("1000Mi")).contains("= 1200Mi"));
+        // No OOM seen: no snapshot before it.
+        let mut none = vert("300Mi");
+        none["oom_at_seconds"] = Value::Null;
+        assert!(oom_bump_sentence(&none).contains("were – (Tidal) and – (the VPA)"));
+        // Not in Mi: nothing said rather than a wrong figure.
+        assert_eq!(oom_bump_sentence(&vert("1Gi")), "");
+    }
+
+    fn lines(f: impl Fn(&mut dyn FnMut(String))) -> Vec<String> {
+        let mut out = Vec::new();
+        f(&mut |l| out.push(l));
+        out
+    }
+
+    #[test]
+    fn the_polling_cost_is_a_minute_of_each_window_by_kind_or_not_measured() {
+        let win = |keda: u64, tidal: u64| {
+            json!({"seconds": 120.0, "keda_requests": keda,
+                   "keda_by_request": {"METADATA": keda / 2, "OFFSET_FETCH": keda - keda / 2},
+                   "tidal_requests": tidal, "tidal_by_request": {"OFFSET_FETCH": tidal},
+                   "keda_operator_cpu_cores": 0.0021})
+        };
+        let cost = json!({"window_seconds": 120, "both_paused": win(0, 240),
+                          "keda-lag": win(24, 240), "keda-lag-1s": win(26, 240),
+                          "keda-lag-1s-min0": win(480, 240)});
+        let out = lines(|w| detail_polling_cost(&cost, &mut |l| w(l)));
+        assert!(
+            out[0].contains("`sarama` made 0 requests in 120 s"),
+            "{}",
+            out[0]
+        );
+        assert_eq!(
+            out[4],
+            "| KEDA, `pollingInterval` 30 s (default), `minReplicaCount` 1 | 12 | METADATA 6, OFFSET_FETCH 6 | 2.1m |"
+        );
+        assert_eq!(
+            out[6],
+            "| KEDA, `pollingInterval: 1`, `minReplicaCount: 0` (at 0 replicas) | 240 | METADATA 120, OFFSET_FETCH 120 | 2.1m |"
+        );
+        assert_eq!(
+            out[7],
+            "| Tidal (its 1 s rounds), during the `pollingInterval` 30 s window | 120 | OFFSET_FETCH 120 | |"
+        );
+        let failed = lines(|w| detail_polling_cost(&json!({"error": "boom"}), &mut |l| w(l)));
+        assert_eq!(
+            failed[0],
+            "What `pollingInterval` costs KEDA in requests to the broker: not measured in this run (boom)."
+        );
+        let missing = lines(|w| detail_polling_cost(&Value::Null, &mut |l| w(l)));
+        assert!(missing[0].ends_with("not measured in this run."));
+    }
 }

@@ -308,6 +308,9 @@ struct CpuReading {
     pods: usize,
     /// The busiest of them, as a share of its request.
     hottest: f64,
+    /// CPU seconds those pods used since their last reading (a reading may come late: this
+    /// is not `cores` x 1 s).
+    used: f64,
 }
 
 /// Reads the cgroups of the Ready, not deleting pods of `pods` (`last`: pod → (cpuacct ns,
@@ -336,7 +339,9 @@ async fn cpu_reading(
         if let Some((before, at)) = last.get(&uid) {
             let dt = now.duration_since(*at).as_secs_f64();
             if dt > 0.0 {
-                let c = ns.saturating_sub(*before) as f64 / 1e9 / dt;
+                let used = ns.saturating_sub(*before) as f64 / 1e9;
+                let c = used / dt;
+                out.used += used;
                 out.cores += c;
                 out.pods += 1;
                 out.hottest = out.hottest.max(c * 1000.0 / f64::from(CPU_MILLI));
@@ -521,7 +526,7 @@ async fn measure(
         for (i, p) in w.peers.iter().enumerate() {
             let cpu = cpu_reading(&pods[i], node, &mut last[i]).await;
             if first_positions[i].is_some() {
-                cpu_seconds[i] += cpu.cores;
+                cpu_seconds[i] += cpu.used;
             }
             let utilization = (cpu.pods > 0)
                 .then(|| cpu.cores * 1000.0 / (cpu.pods as f64 * f64::from(CPU_MILLI)));
