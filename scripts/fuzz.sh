@@ -75,8 +75,10 @@ for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   log="$logs/$t.log"
   # -timeout: one input running 30 s is a hang. The outer timeout is a backstop only.
+  # TMPDIR: the targets that need files (proc, cgroup) make a directory per process there,
+  # which libFuzzer's exit never removes; the logs directory goes at the end.
   # shellcheck disable=SC2046
-  if ! timeout -k 10 $((seconds + 120)) \
+  if ! TMPDIR=$logs timeout -k 10 $((seconds + 120)) \
     cargo fuzz run -O -a "$t" "fuzz/corpus/$t" -- \
     -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 $(options_for "$t") \
     -print_final_stats=1 >"$log" 2>&1; then

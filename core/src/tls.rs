@@ -160,12 +160,27 @@ fn load_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 mod tests {
     use super::*;
 
-    fn tmp(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tidal-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        let p = dir.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
+    /// A test's own directory under the temporary directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("tidal-tls-{}-{test}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("tmp dir");
+            Self(dir)
+        }
+
+        fn file(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     fn err(files: &TlsFiles) -> String {
@@ -185,7 +200,8 @@ mod tests {
             err(&missing),
             "tls.ca_file: /nonexistent/ca.pem is not a readable file"
         );
-        let junk = tmp("junk.pem", "not a certificate\n");
+        let dir = Scratch::new("every_error");
+        let junk = dir.file("junk.pem", "not a certificate\n");
         let empty = TlsFiles {
             ca_file: Some(junk.clone()),
             ..TlsFiles::default()

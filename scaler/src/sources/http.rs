@@ -131,17 +131,34 @@ async fn read_secret(flag: &str, file: &std::path::Path) -> Result<String, Strin
 mod tests {
     use super::*;
 
-    fn tmp(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tidal-http-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        let p = dir.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
+    /// A test's own directory under the temporary directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("tidal-http-{}-{test}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("tmp dir");
+            Self(dir)
+        }
+
+        fn file(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn bad_combinations_name_the_flags() {
-        let token = tmp("token", "t0k3n\n");
+        let dir = Scratch::new("bad_combinations");
+        let token = dir.file("token", "t0k3n\n");
         let both = PrometheusAuth {
             bearer_token_file: Some(token.clone()),
             basic: Some(BasicAuth {
@@ -174,7 +191,8 @@ mod tests {
 
     #[tokio::test]
     async fn credentials_are_read_per_request_and_never_echoed() {
-        let token = tmp("bearer", "first\n");
+        let dir = Scratch::new("credentials");
+        let token = dir.file("bearer", "first\n");
         let auth = PrometheusAuth {
             bearer_token_file: Some(token.clone()),
             ..PrometheusAuth::default()
@@ -205,7 +223,7 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.ends_with("the file is empty"), "{e}");
-        let pw = tmp("password", "s3cret\n");
+        let pw = dir.file("password", "s3cret\n");
         let basic = PrometheusAuth {
             basic: Some(BasicAuth {
                 username: "tidal".into(),
