@@ -59,14 +59,15 @@ bench_stop() {
 # deletes the namespaces and waits for them to go (bounded; LABEL names them for the user),
 # deletes the cluster RBAC, and removes the cgroups the benchmark made, deepest first, each
 # retried for up to 5 s (a cgroup whose last process was just killed is busy for a moment);
-# no other cgroup is touched; a broker's request log it turned up goes back to WARN. Then
-# removes WORK. Needs $TIDAL_KUBECTL and $TIDAL_KUBECONFIG (the stack's env), and for the
-# broker $TIDAL_KAFKA_HOME, $TIDAL_KAFKA_BOOTSTRAP and $TIDAL_STACK_DIR.
+# no other cgroup is touched; a broker's request log it turned up and did not put back goes
+# back to WARN. Then removes WORK. Needs $TIDAL_KUBECTL and $TIDAL_KUBECONFIG (the stack's
+# env), and for the broker $TIDAL_KAFKA_HOME, $TIDAL_KAFKA_BOOTSTRAP and $TIDAL_STACK_DIR.
 bench_cleanup() {
   local work=$1 label=$2 kind name i
   set +e
   bench_stop
-  local -a namespaces=() cluster=() dirs=() loggers=()
+  local -a namespaces=() cluster=() dirs=()
+  local -A loggers=()
   if [[ -f $work/created ]]; then
     while read -r kind name; do
       [[ -n $name ]] || continue
@@ -74,14 +75,15 @@ bench_cleanup() {
         namespace) namespaces+=("namespace/$name") ;;
         clusterrole | clusterrolebinding) cluster+=("$kind/$name") ;;
         cgroup) dirs+=("$name") ;;
-        kafka-request-logger) loggers+=("$name") ;;
+        kafka-request-logger) loggers[$name]=1 ;;
+        kafka-request-logger-restored) unset 'loggers[$name]' ;;
       esac
     done <"$work/created"
   fi
   # A broker's request log turned up by the peers' kafka part (polling_cost.rs): back to WARN,
   # the level of the stack's `kafka` loggers (scripts/stack/kafka.sh), in case the driver died
-  # before it did.
-  for name in "${loggers[@]}"; do
+  # before it did (it records `kafka-request-logger-restored` once it has).
+  for name in "${!loggers[@]}"; do
     if [[ -z ${TIDAL_KAFKA_HOME:-} || -z ${TIDAL_KAFKA_BOOTSTRAP:-} || -z ${TIDAL_STACK_DIR:-} ]]; then
       note "kafka.request.logger on broker $name may still be at DEBUG (no stack env to reset it)"
       continue

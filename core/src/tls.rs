@@ -160,29 +160,6 @@ fn load_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 mod tests {
     use super::*;
 
-    /// A test's own directory under the temporary directory, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(test: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("tidal-tls-{}-{test}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("tmp dir");
-            Self(dir)
-        }
-
-        fn file(&self, name: &str, text: &str) -> PathBuf {
-            let p = self.0.join(name);
-            std::fs::write(&p, text).expect("write");
-            p
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn err(files: &TlsFiles) -> String {
         files
             .client_config(TlsFieldNames::FILE)
@@ -200,8 +177,9 @@ mod tests {
             err(&missing),
             "tls.ca_file: /nonexistent/ca.pem is not a readable file"
         );
-        let dir = Scratch::new("every_error");
-        let junk = dir.file("junk.pem", "not a certificate\n");
+        let dir = tempfile::tempdir().expect("tmp dir");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").expect("write");
         let empty = TlsFiles {
             ca_file: Some(junk.clone()),
             ..TlsFiles::default()

@@ -83,6 +83,12 @@ impl Created {
         self.line(&format!("kafka-request-logger {node_id}"));
     }
 
+    /// Records that the broker `node_id`'s `kafka.request.logger` is back at WARN: the
+    /// script's cleanup has nothing left to put back.
+    pub fn kafka_request_logger_restored(&self, node_id: &str) {
+        self.line(&format!("kafka-request-logger-restored {node_id}"));
+    }
+
     /// A namespace named `prefix-<unique>`, labelled `label`, whose `default` ServiceAccount
     /// exists.
     pub async fn namespace(

@@ -102,12 +102,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn lines(f: impl Fn(&mut dyn FnMut(String))) -> Vec<String> {
-        let mut out = Vec::new();
-        f(&mut |l| out.push(l));
-        out
-    }
+    use crate::peers::lines;
 
     #[test]
     fn the_row_and_the_table_give_each_copys_figures() {

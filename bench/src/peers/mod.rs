@@ -844,11 +844,19 @@ pub async fn main(args: Args) -> anyhow::Result<ExitCode> {
     .await
 }
 
+/// The lines a renderer writes (for the tests of this module and its tables).
+#[cfg(test)]
+fn lines(f: impl Fn(&mut dyn FnMut(String))) -> Vec<String> {
+    let mut out = Vec::new();
+    f(&mut |l| out.push(l));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::{Value, detail_polling_cost, oom_bump_sentence};
+    use super::{Value, detail_polling_cost, lines, oom_bump_sentence};
 
     #[test]
     fn the_oom_sentence_gives_the_bump_and_the_targets_before_and_after_the_kill() {
@@ -881,12 +889,6 @@ mod tests {
         assert!(oom_bump_sentence(&none).contains("were – (Tidal) and – (the VPA)"));
         // Not in Mi: nothing said rather than a wrong figure.
         assert_eq!(oom_bump_sentence(&vert("1Gi")), "");
-    }
-
-    fn lines(f: impl Fn(&mut dyn FnMut(String))) -> Vec<String> {
-        let mut out = Vec::new();
-        f(&mut |l| out.push(l));
-        out
     }
 
     #[test]

@@ -136,6 +136,57 @@ fn behavior(spec: &Value) -> String {
     )
 }
 
+/// Where each trace's load rose most, and what each copy held and did there (the figures of
+/// [`super::driver::replay::rise`]); nothing for a run recorded without them.
+fn rises(replay: &Value, w: &mut impl FnMut(String)) {
+    let traces: Vec<&Value> = replay["traces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["rise"].is_object())
+        .collect();
+    let Some(first) = traces.first() else {
+        return;
+    };
+    w(format!(
+        "**Where the load rose most.** Where the load rises, how many seconds are violated depends first on the replicas a copy holds when it begins: the pods an autoscaler adds must start, then join the group in a rebalance that stops every member (the model allows {} s for both), and the backlog built meanwhile drains only at the capacity above the load. For each trace, the run of rising seconds around its largest one-second rise; the replicas when it began; the first reading (one a second) that saw more; the violated seconds in the window (the {} s from its start, or to the trace's end) and in the rest of the trace.",
+        pstr(&first["simulate"]["pod_start_seconds"]),
+        super::driver::replay::RISE_WINDOW,
+    ));
+    w(String::new());
+    w("| Trace | the rise | window | Autoscaler | replicas when it began | more replicas seen within | violated s in the window | violated s elsewhere |".into());
+    w("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |".into());
+    for t in traces {
+        let r = &t["rise"];
+        let when = format!(
+            "second {} over {} s, {} → {} messages/s",
+            pstr(&r["second"]),
+            pstr(&r["seconds"]),
+            fixed_of(&r["from"], 0),
+            fixed_of(&r["to"], 0)
+        );
+        for (n, label) in PEERS {
+            let p = &r["peers"][n];
+            let (before, within) = match (
+                p["replicas_before"].as_f64(),
+                p["first_more_within_seconds"].as_u64(),
+            ) {
+                (None, _) => ("?".into(), "?".into()),
+                (Some(b), Some(s)) => (fixed(b, 0), format!("{s} s")),
+                (Some(b), None) => (fixed(b, 0), "never".into()),
+            };
+            w(format!(
+                "| `{}` | {when} | {} s | {label} | {before} | {within} | {} | {} |",
+                pstr(&t["trace"]),
+                pstr(&r["window_seconds"]),
+                pstr(&p["violation_seconds"]),
+                pstr(&p["violation_seconds_elsewhere"]),
+            ));
+        }
+    }
+    w(String::new());
+}
+
 /// The paragraph and the table of measured and predicted figures.
 pub fn detail(replay: &Value, w: &mut impl FnMut(String)) {
     let specs = &replay["specs"];
@@ -200,6 +251,7 @@ pub fn detail(replay: &Value, w: &mut impl FnMut(String)) {
         }
     }
     w(String::new());
+    rises(replay, w);
     w("What the model leaves out, and the real run has: the consumers' own CPU (librdkafka's threads, fetches, heartbeats and the position commits: the idle column), which the work per message is calibrated against but which varies with the partitions a pod holds and its fetches; the 5 s auto-commit, whose committed lag saws between 0 and 5 s of consumption where the model keeps a steady 2.5 s (the lag-based autoscalers size on its peaks); a rebalance of the whole group at each change of the replica count, during which no member consumes (and re-processes what it had not committed); the pods' real start, and metrics-server's and the HPA's real timings instead of the model's fixed 15 s loops.".into());
     w(String::new());
 }
@@ -209,6 +261,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::peers::lines;
 
     fn trace(t: (u64, u64), hpa: (u64, u64), keda: (u64, u64)) -> Value {
         let p = |(v, rs): (u64, u64)| json!({"slo_violation_seconds": v, "replica_seconds": rs});
@@ -291,9 +344,7 @@ mod tests {
                              "keda-lag": sim(20, 3600)},
             }],
         });
-        let mut lines = Vec::new();
-        detail(&replay, &mut |l| lines.push(l));
-        let text = lines.join("\n");
+        let text = lines(|w| detail(&replay, &mut |l| w(l))).join("\n");
         for want in [
             "compressed to 600 s",
             "the 60 partitions of one topic",
@@ -303,6 +354,32 @@ mod tests {
             "| `step` | Tidal | 5 | 7 | 4000 | 3900 | 12 (9) | 250 | 400 | 50 % | 102 % | 1.5m | 430 |",
             "| `step` | KEDA `kafka` trigger | 30 | 20 | 3500 | 3600 | 12 (9) |",
             "What the model leaves out",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("Where the load rose most"), "{text}");
+    }
+
+    #[test]
+    fn the_rise_shows_each_copys_replicas_reaction_and_violations_there() {
+        let peer = |before: u64, within: Value, v: u64, e: u64| {
+            json!({"replicas_before": before as f64, "first_more_within_seconds": within,
+                   "violation_seconds": v, "violation_seconds_elsewhere": e})
+        };
+        let replay = json!({"traces": [{
+            "trace": "step", "simulate": {"pod_start_seconds": 5.0},
+            "rise": {"second": 100, "seconds": 1, "from": 30.0, "to": 80.0, "window_seconds": 60,
+                     "peers": {"tidal": peer(6, json!(1), 13, 1),
+                               "hpa": peer(4, json!(31), 60, 70),
+                               "keda-lag": peer(6, Value::Null, 12, 0)}},
+        }]});
+        let text = lines(|w| rises(&replay, &mut |l| w(l))).join("\n");
+        for want in [
+            "(the model allows 5.0 s for both)",
+            "(the 60 s from its start, or to the trace's end)",
+            "| `step` | second 100 over 1 s, 30 → 80 messages/s | 60 s | Tidal | 6 | 1 s | 13 | 1 |",
+            "| `step` | second 100 over 1 s, 30 → 80 messages/s | 60 s | HPA + metrics-server | 4 | 31 s | 60 | 70 |",
+            "| KEDA `kafka` trigger | 6 | never | 12 | 0 |",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

@@ -131,34 +131,11 @@ async fn read_secret(flag: &str, file: &std::path::Path) -> Result<String, Strin
 mod tests {
     use super::*;
 
-    /// A test's own directory under the temporary directory, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(test: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("tidal-http-{}-{test}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("tmp dir");
-            Self(dir)
-        }
-
-        fn file(&self, name: &str, text: &str) -> PathBuf {
-            let p = self.0.join(name);
-            std::fs::write(&p, text).expect("write");
-            p
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn bad_combinations_name_the_flags() {
-        let dir = Scratch::new("bad_combinations");
-        let token = dir.file("token", "t0k3n\n");
+        let dir = tempfile::tempdir().expect("tmp dir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0k3n\n").expect("write");
         let both = PrometheusAuth {
             bearer_token_file: Some(token.clone()),
             basic: Some(BasicAuth {
@@ -191,8 +168,9 @@ mod tests {
 
     #[tokio::test]
     async fn credentials_are_read_per_request_and_never_echoed() {
-        let dir = Scratch::new("credentials");
-        let token = dir.file("bearer", "first\n");
+        let dir = tempfile::tempdir().expect("tmp dir");
+        let token = dir.path().join("bearer");
+        std::fs::write(&token, "first\n").expect("write");
         let auth = PrometheusAuth {
             bearer_token_file: Some(token.clone()),
             ..PrometheusAuth::default()
@@ -223,7 +201,8 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.ends_with("the file is empty"), "{e}");
-        let pw = dir.file("password", "s3cret\n");
+        let pw = dir.path().join("password");
+        std::fs::write(&pw, "s3cret\n").expect("write");
         let basic = PrometheusAuth {
             basic: Some(BasicAuth {
                 username: "tidal".into(),

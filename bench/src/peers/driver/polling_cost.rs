@@ -260,6 +260,9 @@ pub(super) async fn measure(
         Err(e) => Err(e),
     };
     let restored = request_logging(stack, &id, "WARN").await;
+    if restored.is_ok() {
+        created.kafka_request_logger_restored(&id);
+    }
     let out = measured?;
     restored?;
     Ok(out)

@@ -622,9 +622,58 @@ async fn measure(
             "status": p.status(admin).await,
         });
     }
+    let names: Vec<&str> = w.peers.iter().map(|p| p.kind.name()).collect();
+    if let Some(r) = rise(&trace.load, &rows, &names) {
+        out["rise"] = r;
+    }
     // A compact series: every 10th second.
     out["series"] = Value::Array(rows.iter().step_by(10).cloned().collect());
     Ok(out)
+}
+
+/// Seconds after the load's rise whose violations [`rise`] counts apart from the rest.
+pub const RISE_WINDOW: usize = 60;
+
+/// Where the load rose most: the run of rising seconds around the largest one-second rise of
+/// `load` (the first, if two are as large; `load[i]` is produced from `i` s to `i + 1` s after
+/// the trace's start, and `rows[i]` is read at `i + 1` s), its `second` the time it began, and
+/// for each of `names`, the replicas when it began, how soon after a reading first saw more,
+/// and the violated seconds in the [`RISE_WINDOW`] seconds from it (fewer at the trace's end:
+/// `window_seconds`) and elsewhere. `None` when the load never rises.
+pub fn rise(load: &[f64], rows: &[Value], names: &[&str]) -> Option<Value> {
+    let n = load.len().min(rows.len());
+    let d = |k: usize| load[k] - load[k - 1];
+    let top = (1..n).max_by(|&a, &b| d(a).total_cmp(&d(b)).then(b.cmp(&a)))?;
+    if d(top) <= 0.0 {
+        return None;
+    }
+    let (mut start, mut end) = (top, top);
+    while start > 1 && d(start - 1) > 0.0 {
+        start -= 1;
+    }
+    while end + 1 < n && d(end + 1) > 0.0 {
+        end += 1;
+    }
+    let window = start..(start + RISE_WINDOW).min(n);
+    let mut out = json!({"second": start, "seconds": end + 1 - start, "from": load[start - 1],
+                         "to": load[end], "window_seconds": window.len(), "peers": {}});
+    for &name in names {
+        let replicas = |i: usize| rows[i][name]["replicas"].as_f64();
+        let violated = |i: &usize| rows[*i][name]["violated"].as_bool() == Some(true);
+        let before = replicas(start - 1);
+        let first_more = (start..n)
+            .find(|&i| matches!((replicas(i), before), (Some(r), Some(b)) if r > b))
+            .map(|i| i + 1 - start);
+        let inside = window.clone().filter(violated).count();
+        let all = (0..n).filter(violated).count();
+        out["peers"][name] = json!({
+            "replicas_before": before,
+            "first_more_within_seconds": first_more,
+            "violation_seconds": inside,
+            "violation_seconds_elsewhere": all - inside,
+        });
+    }
+    Some(out)
 }
 
 /// What `tidal-sim simulate --compare hpa,keda` says for the same compressed trace, policy and
@@ -742,6 +791,86 @@ mod tests {
         assert_eq!(t.load[225], 100.0);
         assert_eq!(t.load[255], 10.0);
         assert_eq!(t.peak(), 100.0);
+    }
+
+    fn row(replicas: u64, violated: bool) -> Value {
+        json!({"a": {"replicas": replicas, "violated": violated}})
+    }
+
+    #[test]
+    fn the_rise_is_the_run_of_rising_seconds_around_the_largest_one() {
+        // 10/s, a small bump at second 2, then 12 → 40 over seconds 5..=7; rows[i] is the
+        // reading after second i + 1.
+        let load = [10.0, 10.0, 12.0, 12.0, 12.0, 20.0, 35.0, 40.0, 40.0, 40.0];
+        let rows: Vec<Value> = [
+            (3, false),
+            (3, false),
+            (3, true),
+            (3, false),
+            (3, false),
+            (3, true),
+            (3, true),
+            (5, true),
+            (6, true),
+            (6, false),
+        ]
+        .into_iter()
+        .map(|(r, v)| row(r, v))
+        .collect();
+        let r = rise(&load, &rows, &["a"]).expect("a rise");
+        assert_eq!(r["second"], 5);
+        assert_eq!(r["seconds"], 3);
+        assert_eq!(r["from"], 12.0);
+        assert_eq!(r["to"], 40.0);
+        assert_eq!(r["window_seconds"], 5);
+        let a = &r["peers"]["a"];
+        assert_eq!(a["replicas_before"], 3.0);
+        // rows[7], read 3 s after the rise began at second 5, saw 5 replicas.
+        assert_eq!(a["first_more_within_seconds"], 3);
+        assert_eq!(a["violation_seconds"], 4);
+        assert_eq!(a["violation_seconds_elsewhere"], 1);
+    }
+
+    #[test]
+    fn a_load_that_never_rises_has_no_rise_and_a_copy_that_never_grew_has_no_first_change() {
+        let rows: Vec<Value> = (0..4).map(|_| row(2, false)).collect();
+        assert_eq!(rise(&[5.0, 5.0, 4.0, 4.0], &rows, &["a"]), None);
+        let r = rise(&[5.0, 9.0, 9.0, 9.0], &rows, &["a"]).expect("a rise");
+        assert_eq!(r["second"], 1);
+        assert_eq!(r["peers"]["a"]["first_more_within_seconds"], Value::Null);
+        assert_eq!(r["peers"]["a"]["violation_seconds"], 0);
+    }
+
+    #[test]
+    fn of_two_rises_as_large_the_first_counts_and_short_rows_cut_the_window() {
+        let load = [1.0, 5.0, 5.0, 1.0, 5.0, 5.0];
+        let mut rows: Vec<Value> = (0..5).map(|_| row(2, true)).collect();
+        rows[2] = json!({"a": {"violated": true}});
+        let r = rise(&load, &rows, &["a"]).expect("a rise");
+        assert_eq!(
+            (r["second"].as_u64(), r["window_seconds"].as_u64()),
+            (Some(1), Some(4))
+        );
+        // No replicas read at second 2: the first reading that saw more never came.
+        assert_eq!(r["peers"]["a"]["first_more_within_seconds"], Value::Null);
+        assert_eq!(r["peers"]["a"]["violation_seconds"], 4);
+        assert_eq!(r["peers"]["a"]["violation_seconds_elsewhere"], 1);
+    }
+
+    #[test]
+    fn the_step_trace_rises_once_at_second_100() {
+        let (t, _) = compressed(&repo(), "step", 600).expect("trace");
+        let rows: Vec<Value> = (0..t.load.len()).map(|_| row(6, false)).collect();
+        let r = rise(&t.load, &rows, &["a"]).expect("a rise");
+        assert_eq!(
+            (r["second"].as_u64(), r["seconds"].as_u64()),
+            (Some(100), Some(1))
+        );
+        assert_eq!(
+            (r["from"].as_f64(), r["to"].as_f64()),
+            (Some(30.0), Some(80.0))
+        );
+        assert_eq!(r["window_seconds"], RISE_WINDOW);
     }
 
     #[test]
